@@ -1,0 +1,281 @@
+#!/usr/bin/env python3
+"""Benchmark our tapdisk chains against qemu-nbd, in the same run.
+
+fio's nbd engine drives every server over a Unix socket, with the same
+image size and the same workloads; the report gives figures and
+ours/peer ratios, as a table, as JSON and (with --png) as a bar chart.
+
+    bench/run.sh [--pairs aio,crypt-aio,...] [--runtime 10] [--json out.json] [--png out.png]
+
+Pairs (ours vs peer):
+  aio        aio:RAW              vs qemu-nbd -f raw
+  qcow       qcow2:IMG            vs qemu-nbd -f qcow2
+  crypt-aio  crypt:aio:RAW        vs qemu-nbd LUKS qcow2
+  crypt-qcow crypt:qcow2:IMG      vs qemu-nbd LUKS qcow2 (and plain qcow2)
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.environ.get("BUILD", "build")
+BIN = os.path.join(ROOT, BUILD, "bin")
+PASS = "bench-passphrase-not-secret"
+
+WORKLOADS = [
+    # name, rw, bs, iodepth, extra
+    ("seq-write-1M-qd16", "write", "1M", 16, []),
+    ("seq-read-1M-qd16", "read", "1M", 16, []),
+    ("rand-write-4k-qd32", "randwrite", "4k", 32, []),
+    ("rand-read-4k-qd32", "randread", "4k", 32, []),
+    ("rand-read-4k-qd1", "randread", "4k", 1, []),
+    ("rand-rw70-4k-qd32", "randrw", "4k", 32, ["--rwmixread=70"]),
+]
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def wait_socket(path, proc, timeout=30):
+    end = time.time() + timeout
+    while time.time() < end:
+        if os.path.exists(path):
+            return
+        if proc.poll() is not None:
+            raise RuntimeError("server exited early: %s" % proc.args)
+        time.sleep(0.05)
+    raise RuntimeError("socket %s did not appear" % path)
+
+
+class Server:
+    def __init__(self, name, argv, sock, env=None):
+        self.name, self.argv, self.sock, self.env = name, argv, sock, env
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL,
+                                     stderr=open(self.sock + ".log", "a"), env=self.env)
+        wait_socket(self.sock, self.proc)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        if os.path.exists(self.sock):
+            os.unlink(self.sock)
+
+    def rss_kib(self):
+        try:
+            with open("/proc/%d/status" % self.proc.pid) as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1])
+        except OSError:
+            return None
+
+
+def fio(sock, wl, size, runtime):
+    name, rw, bs, qd, extra = wl
+    uri = "nbd+unix:///?socket=" + sock
+    cmd = ["fio", "--name=" + name, "--ioengine=nbd", "--uri=" + uri, "--rw=" + rw,
+           "--bs=" + bs, "--iodepth=%d" % qd, "--size=" + size, "--output-format=json",
+           "--time_based", "--runtime=%d" % runtime, "--ramp_time=1",
+           "--randrepeat=0", "--norandommap"] + extra
+    if rw in ("write", "read"):
+        cmd.remove("--time_based")
+        cmd.remove("--runtime=%d" % runtime)
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    j = json.loads(out[out.index("{"):])
+    job = j["jobs"][0]
+    res = {}
+    for d in ("read", "write"):
+        io = job[d]
+        if io["io_bytes"] == 0:
+            continue
+        res[d + "_mibs"] = io["bw_bytes"] / 1048576.0
+        res[d + "_iops"] = io["iops"]
+        lat = io.get("clat_ns", {}).get("percentile", {})
+        if lat:
+            res[d + "_p50_us"] = lat.get("50.000000", 0) / 1000.0
+            res[d + "_p99_us"] = lat.get("99.000000", 0) / 1000.0
+    return res
+
+
+def headline(name, r):
+    """The one figure a workload is judged by."""
+    if name.startswith("seq-write"):
+        return r.get("write_mibs", 0), "MiB/s"
+    if name.startswith("seq-read"):
+        return r.get("read_mibs", 0), "MiB/s"
+    if name.endswith("qd1"):
+        return r.get("read_p99_us", 0), "p99 us"
+    if "rw70" in name:
+        return r.get("read_iops", 0) + r.get("write_iops", 0), "IOPS"
+    if "write" in name:
+        return r.get("write_iops", 0), "IOPS"
+    return r.get("read_iops", 0), "IOPS"
+
+
+def make_servers(kind, d, size_bytes):
+    """Returns a Server for one configuration name, preparing its image."""
+    env = dict(os.environ)
+    env["TAPDISK_RUNDIR"] = os.path.join(d, "run")
+    os.makedirs(env["TAPDISK_RUNDIR"], exist_ok=True)
+    sock = os.path.join(d, kind + ".sock")
+    raw = os.path.join(d, kind + ".raw")
+    q = os.path.join(d, kind + ".qcow2")
+    qn = ["qemu-nbd", "-t", "-k", sock, "--cache=none", "--aio=native", "--discard=unmap"]
+    if kind == "qemu-raw":
+        run(["truncate", "-s", str(size_bytes), raw])
+        return Server(kind, qn + ["-f", "raw", raw], sock)
+    if kind == "qemu-qcow2":
+        run(["qemu-img", "create", "-q", "-f", "qcow2", q, str(size_bytes)])
+        return Server(kind, qn + ["-f", "qcow2", q], sock)
+    if kind == "qemu-luks":
+        run(["qemu-img", "create", "-q", "-f", "qcow2", "--object",
+             "secret,id=s0,data=" + PASS, "-o",
+             "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10", q,
+             str(size_bytes)])
+        return Server(kind, qn + ["--object", "secret,id=s0,data=" + PASS, "--image-opts",
+                                  "driver=qcow2,file.filename=%s,encrypt.key-secret=s0" % q],
+                      sock)
+    tapdisk = os.path.join(BIN, "tapdisk")
+    if kind == "aio":
+        run(["truncate", "-s", str(size_bytes), raw])
+        spec = "aio:" + raw
+    elif kind == "qcow":
+        run(["qemu-img", "create", "-q", "-f", "qcow2", q, str(size_bytes)])
+        spec = "qcow2:" + q
+    elif kind in ("crypt-aio", "crypt-qcow"):
+        vdkey = os.path.join(BIN, "vdkey")
+        keyfile = os.path.join(d, "key")
+        with open(keyfile, "w") as f:
+            f.write(PASS)
+        if kind == "crypt-aio":
+            # room for the crypt header and the integrity metadata
+            run(["truncate", "-s", str(size_bytes + size_bytes // 32 + (8 << 20)), raw])
+            lower = "aio:" + raw
+        else:
+            run(["qemu-img", "create", "-q", "-f", "qcow2", q,
+                 str(size_bytes + size_bytes // 32 + (8 << 20))])
+            lower = "qcow2:" + q
+        run([vdkey, "format", lower, "--key-file", keyfile, "--pbkdf", "pbkdf2",
+             "--pbkdf-iterations", "1000"], env=env, stdout=subprocess.DEVNULL)
+        run([vdkey, "load", lower, "--key-file", keyfile], env=env, stdout=subprocess.DEVNULL)
+        spec = "crypt:" + lower
+    else:
+        raise ValueError(kind)
+    return Server(kind, [tapdisk, "serve", spec, "--socket", sock], sock, env)
+
+
+PAIRS = {
+    "aio": ("aio", ["qemu-raw"]),
+    "qcow": ("qcow", ["qemu-qcow2"]),
+    "crypt-aio": ("crypt-aio", ["qemu-luks"]),
+    "crypt-qcow": ("crypt-qcow", ["qemu-luks", "qemu-qcow2"]),
+}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pairs", default="aio", help="comma list of: " + ", ".join(PAIRS))
+    ap.add_argument("--size", default="1G", help="image size (default 1G)")
+    ap.add_argument("--io-size", default="768M", help="bytes each sequential job moves")
+    ap.add_argument("--runtime", type=int, default=10, help="seconds per random job")
+    ap.add_argument("--workloads", default="", help="comma list (default all)")
+    ap.add_argument("--json", help="write results here")
+    ap.add_argument("--png", help="draw a bar chart of the ratios here (gnuplot)")
+    ap.add_argument("--dir", help="where images go (default a temp dir under /var/tmp)")
+    a = ap.parse_args()
+
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    size_bytes = int(a.size[:-1]) * mult[a.size[-1]] if a.size[-1] in mult else int(a.size)
+    wls = [w for w in WORKLOADS if not a.workloads or w[0] in a.workloads.split(",")]
+    d = a.dir or tempfile.mkdtemp(prefix="tdbench.", dir="/var/tmp")
+    results = {"machine": os.uname().nodename, "cpus": os.cpu_count(), "size": a.size,
+               "runtime": a.runtime, "command": " ".join(sys.argv), "configs": {},
+               "ratios": []}
+    kinds = []
+    for p in a.pairs.split(","):
+        ours, peers = PAIRS[p]
+        for k in [ours] + peers:
+            if k not in kinds:
+                kinds.append(k)
+    try:
+        servers = {k: make_servers(k, d, size_bytes) for k in kinds}
+        for k in kinds:
+            results["configs"][k] = {}
+        # per workload, every config back to back, so drift hits all alike
+        for wl in wls:
+            for k in kinds:
+                s = servers[k]
+                s.start()
+                try:
+                    if wl[1] in ("read", "randread", "randrw") and not getattr(s, "filled", 0):
+                        fio(s.sock, WORKLOADS[0], a.io_size, a.runtime)  # fill first
+                    s.filled = 1
+                    r = fio(s.sock, wl, a.io_size, a.runtime)
+                    r["peak_rss_kib"] = s.rss_kib()
+                finally:
+                    s.stop()
+                results["configs"][k][wl[0]] = r
+                v, unit = headline(wl[0], r)
+                print("  %-12s %-20s %10.1f %s" % (k, wl[0], v, unit), flush=True)
+        for p in a.pairs.split(","):
+            ours, peers = PAIRS[p]
+            for peer in peers:
+                for wl in wls:
+                    vo, unit = headline(wl[0], results["configs"][ours][wl[0]])
+                    vp, _ = headline(wl[0], results["configs"][peer][wl[0]])
+                    if unit == "p99 us":
+                        ratio = vp / vo if vo else 0  # lower is better: peer/ours
+                    else:
+                        ratio = vo / vp if vp else 0
+                    results["ratios"].append({"ours": ours, "peer": peer, "workload": wl[0],
+                                              "ours_value": vo, "peer_value": vp,
+                                              "unit": unit, "ratio": ratio})
+    finally:
+        for s in locals().get("servers", {}).values():
+            s.stop()
+        if not a.dir:
+            shutil.rmtree(d, ignore_errors=True)
+
+    print()
+    print("| ours | peer | workload | ours | peer | unit | ratio |")
+    print("| --- | --- | --- | ---: | ---: | --- | ---: |")
+    for r in results["ratios"]:
+        print("| %s | %s | %s | %.1f | %.1f | %s | %.2f |" % (
+            r["ours"], r["peer"], r["workload"], r["ours_value"], r["peer_value"], r["unit"],
+            r["ratio"]))
+    print("\n(ratio = ours/peer; for p99 latency, peer/ours: above 1 means we are faster)")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(results, f, indent=2)
+    if a.png and shutil.which("gnuplot"):
+        dat = a.png + ".dat"
+        with open(dat, "w") as f:
+            for r in results["ratios"]:
+                f.write('"%s vs %s\\n%s" %.3f\n' % (r["ours"], r["peer"], r["workload"],
+                                                    r["ratio"]))
+        script = ("set terminal png size 1400,600; set output '%s'; set style fill solid;"
+                  "set boxwidth 0.6; set yrange [0:*]; set ylabel 'ours / peer';"
+                  "set xtics rotate by -45 font ',8'; set grid ytics;"
+                  "plot '%s' using 0:2:xtic(1) with boxes notitle, 1 with lines lw 2 "
+                  "title 'parity'" % (a.png, dat))
+        run(["gnuplot", "-e", script])
+        os.unlink(dat)
+
+
+if __name__ == "__main__":
+    main()

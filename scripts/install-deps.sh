@@ -1,0 +1,20 @@
+#!/bin/sh
+# Installs the Debian packages the build and the tests need, when missing.
+# Runs as root (CI, a fresh machine); as another user it only reports.
+set -e
+PKGS="build-essential pkg-config libaio-dev libssl-dev libcmocka-dev libkeyutils-dev
+keyutils libxen-dev libargon2-dev liburing-dev libseccomp-dev libnbd-dev libnbd-bin
+qemu-utils fio e2fsprogs util-linux python3 gnuplot-nox clang"
+missing=""
+for p in $PKGS; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+	echo "install-deps: missing packages:$missing (run as root or apt-get install them)" >&2
+	exit 1
+fi
+echo "install-deps: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -1,0 +1,118 @@
+/* The stackable driver interface.
+ *
+ * A VBD is a chain of layers, top to bottom, e.g. crypt -> integrity ->
+ * qcow2. Each layer exports a range of 4 KiB blocks numbered from 0 and
+ * holds the layer below it. A driver that leaves a callback NULL passes
+ * that request straight to the layer below, so a driver holds only what
+ * it changes.
+ *
+ * Requests are validated once, at the top of the chain (tapdisk/vbd.c):
+ * offsets and lengths are multiples of TD_BLOCK_SIZE and inside the
+ * layer's size, buffers are 4096-aligned. Drivers trust that. Requests a
+ * layer sends down are its own responsibility to keep valid.
+ *
+ * Every request ends through exactly one path: td_req_complete() (or
+ * td_req_complete_later() when the driver has no I/O to wait for), which
+ * calls req->done on the loop thread. Drivers never block and never start
+ * threads: CPU work goes to ctx->workers. */
+#ifndef TD_DRIVER_H
+#define TD_DRIVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "tapdisk/io.h"
+#include "tapdisk/loop.h"
+#include "tapdisk/workers.h"
+
+#define TD_BLOCK_SIZE 4096u
+#define TD_BLOCK_SHIFT 12
+
+enum td_op {
+	TD_OP_READ,
+	TD_OP_WRITE,
+	TD_OP_FLUSH,
+	TD_OP_DISCARD,
+	TD_OP_WRITE_ZEROES,
+};
+
+/* request flags */
+#define TD_REQ_FUA 0x1u	    /* write: durable before completion */
+#define TD_REQ_NO_UNMAP 0x2u /* write-zeroes: keep the space allocated */
+
+struct td_req {
+	enum td_op op;
+	unsigned flags;
+	uint64_t off; /* bytes, block aligned */
+	uint64_t len; /* bytes, block aligned; 0 for flush */
+	struct iovec *iov;
+	int iovcnt;
+	void (*done)(struct td_req *req, int err);
+	void *opaque; /* the submitter's */
+	/* private to the completion path */
+	int err;
+	struct td_defer defer;
+};
+
+struct td_layer;
+struct td_ctx;
+
+struct td_driver {
+	const char *name;
+	const char *alias; /* may be NULL */
+	const char *summary;
+	bool is_image; /* terminal driver: consumes the PATH of the spec */
+	size_t priv_size;
+
+	/* Image drivers get the path; stacking drivers get NULL and find
+	 * l->below already open. Must set l->size. Negative errno with a
+	 * one-line message in err. May do synchronous I/O through
+	 * td_layer_sync_io(). */
+	int (*open)(struct td_layer *l, const char *path, const char *opts, char *err,
+		    size_t errlen);
+	/* Must not have requests in flight. */
+	void (*close)(struct td_layer *l);
+
+	void (*read)(struct td_layer *l, struct td_req *req);
+	void (*write)(struct td_layer *l, struct td_req *req);
+	void (*flush)(struct td_layer *l, struct td_req *req);
+	void (*discard)(struct td_layer *l, struct td_req *req);
+	void (*write_zeroes)(struct td_layer *l, struct td_req *req);
+};
+
+struct td_stats_shared; /* tapdisk/stats.h */
+
+/* What every layer of one process shares. */
+struct td_ctx {
+	struct td_loop *loop;
+	struct td_workers *workers;
+	struct td_io *io;
+	struct td_stats_shared *stats;
+	bool readonly;
+};
+
+struct td_layer {
+	const struct td_driver *drv;
+	struct td_layer *below;
+	struct td_ctx *ctx;
+	void *priv;
+	uint64_t size; /* exported bytes, multiple of TD_BLOCK_SIZE */
+	char *opts;    /* driver options from the spec, or NULL */
+};
+
+void td_layer_submit(struct td_layer *l, struct td_req *req);
+void td_req_complete(struct td_req *req, int err);
+/* Completes from the loop, for drivers that finish without I/O. */
+void td_req_complete_later(struct td_ctx *ctx, struct td_req *req, int err);
+
+/* Synchronous I/O for open/close paths (runs the loop until done). */
+int td_layer_sync_io(struct td_layer *l, enum td_op op, uint64_t off, void *buf, uint64_t len,
+		     unsigned flags);
+
+/* Driver registry. */
+const struct td_driver *td_driver_find(const char *name);
+const struct td_driver *const *td_driver_list(void);
+
+#endif

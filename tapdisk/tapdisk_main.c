@@ -1,0 +1,119 @@
+/* tapdisk: serves one VBD over NBD. Normally started by tap-ctl create;
+ * "tapdisk serve" runs it in the foreground for systemd and tests. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tapdisk/driver.h"
+#include "tapdisk/log.h"
+#include "tapdisk/server.h"
+
+#define TD_VERSION "0.1"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: tapdisk serve SPEC --socket PATH [OPTIONS]\n"
+		"       tapdisk drivers\n"
+		"\n"
+		"Serves one virtual disk (VBD) over NBD on a Unix socket, in the foreground.\n"
+		"SPEC is [tap:]DRIVER[:DRIVER...]:PATH, e.g. aio:/srv/vm1.img or\n"
+		"crypt:qcow2:/srv/vm1.qcow2. SIGTERM or SIGINT drains in-flight requests,\n"
+		"flushes, releases the image and exits 0.\n"
+		"\n"
+		"Options:\n"
+		"  -s, --socket PATH     NBD socket to listen on ('auto': $TAPDISK_RUNDIR/nbd.<minor>.sock)\n"
+		"  -r, --readonly        open the image read-only and refuse writes\n"
+		"  -m, --minor N         claim this minor number (default: the first free one)\n"
+		"  -e, --export-name N   NBD export name accepted besides \"\"\n"
+		"      --ready-fd FD     write \"ok minor=N socket=PATH pid=P\" or \"error: MSG\" to FD\n"
+		"                        once serving or failed (used by tap-ctl)\n"
+		"  -h, --help            this text\n"
+		"      --version         print the version\n"
+		"\n"
+		"Environment: TAPDISK_RUNDIR (default /run/tapdisk) holds the control socket\n"
+		"tapdisk.<minor>.ctl; TD_WORKERS sets the crypto worker thread count;\n"
+		"TD_DEBUG=1 enables debug logging.\n");
+}
+
+static int list_drivers(void)
+{
+	const struct td_driver *const *d;
+
+	for (d = td_driver_list(); *d; d++)
+		printf("%-10s %-6s %s%s%s\n", (*d)->name, (*d)->is_image ? "image" : "layer",
+		       (*d)->summary, (*d)->alias ? " (alias: " : "", (*d)->alias ? (*d)->alias : "");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"socket", required_argument, NULL, 's'},
+		{"readonly", no_argument, NULL, 'r'},
+		{"minor", required_argument, NULL, 'm'},
+		{"export-name", required_argument, NULL, 'e'},
+		{"ready-fd", required_argument, NULL, 'R'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	struct td_server_opts o = {.minor = -1, .ready_fd = -1};
+	int c;
+
+	td_log_init("tapdisk");
+	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		usage(stdout);
+		return 0;
+	}
+	if (argc >= 2 && !strcmp(argv[1], "--version")) {
+		printf("tapdisk %s\n", TD_VERSION);
+		return 0;
+	}
+	if (argc >= 2 && !strcmp(argv[1], "drivers"))
+		return list_drivers();
+	if (argc < 2 || strcmp(argv[1], "serve") != 0) {
+		fprintf(stderr, "tapdisk: expected a command: serve or drivers (see tapdisk --help)\n");
+		return 2;
+	}
+	optind = 2;
+	while ((c = getopt_long(argc, argv, "s:rm:e:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			o.socket = optarg;
+			break;
+		case 'r':
+			o.readonly = true;
+			break;
+		case 'm':
+			o.minor = atoi(optarg);
+			break;
+		case 'e':
+			o.export_name = optarg;
+			break;
+		case 'R':
+			o.ready_fd = atoi(optarg);
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("tapdisk %s\n", TD_VERSION);
+			return 0;
+		default:
+			fprintf(stderr, "tapdisk: see tapdisk --help\n");
+			return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		fprintf(stderr, "tapdisk serve: expected exactly one SPEC (see tapdisk --help)\n");
+		return 2;
+	}
+	o.spec = argv[optind];
+	if (!o.socket) {
+		fprintf(stderr, "tapdisk serve: --socket PATH is required (or --socket auto)\n");
+		return 2;
+	}
+	return td_server_main(&o);
+}

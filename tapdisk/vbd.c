@@ -1,0 +1,686 @@
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tapdisk/bufpool.h"
+#include "tapdisk/chain.h"
+#include "tapdisk/log.h"
+#include "tapdisk/stats.h"
+#include "tapdisk/vbd.h"
+
+#define BS ((uint64_t)TD_BLOCK_SIZE)
+#define LAT_BUCKETS 512 /* 8 per power of two of nanoseconds */
+
+struct vbd {
+	struct td_ctx *ctx;
+	struct td_chain *chain;
+	char *spec;
+	uint64_t size;
+	bool readonly;
+
+	struct vbd_io *held;			 /* lock holders */
+	struct vbd_io *wait_head, *wait_tail;	 /* waiting for a lock */
+	struct vbd_io *pause_head, *pause_tail; /* arrived while paused */
+	unsigned in_flight;
+
+	bool paused, pausing;
+	void (*pause_cb)(void *opaque, int err);
+	void *pause_opaque;
+	struct td_req pause_req;
+
+	uint64_t reads, writes, flushes, discards, wzeroes;
+	uint64_t bytes_read, bytes_written, errors, completed;
+	double lat_sum_ns;
+	uint64_t lat_hist[LAT_BUCKETS];
+};
+
+static void dispatch(struct vbd *v, struct vbd_io *io);
+static void start_locked(struct vbd_io *io);
+
+static void list_push(struct vbd_io **h, struct vbd_io **t, struct vbd_io *io)
+{
+	io->next = NULL;
+	if (*t)
+		(*t)->next = io;
+	else
+		*h = io;
+	*t = io;
+}
+
+static unsigned lat_bucket(uint64_t ns)
+{
+	unsigned msb, frac;
+
+	if (ns < 8)
+		return (unsigned)ns;
+	msb = 63u - (unsigned)__builtin_clzll(ns);
+	frac = (unsigned)(ns >> (msb - 3)) & 7u;
+	return msb * 8 + frac < LAT_BUCKETS ? msb * 8 + frac : LAT_BUCKETS - 1;
+}
+
+/* The lower edge of a bucket, in ns (inverse of lat_bucket). */
+static double bucket_value(unsigned b)
+{
+	unsigned msb = b / 8, frac = b % 8;
+
+	if (b < 8)
+		return b;
+	return ldexp(1.0 + frac / 8.0, (int)msb);
+}
+
+static double lat_percentile(const struct vbd *v, double pct)
+{
+	uint64_t want, acc = 0;
+	unsigned b;
+
+	if (!v->completed)
+		return 0;
+	want = (uint64_t)ceil(pct / 100.0 * (double)v->completed);
+	for (b = 0; b < LAT_BUCKETS; b++) {
+		acc += v->lat_hist[b];
+		if (acc >= want)
+			return bucket_value(b);
+	}
+	return bucket_value(LAT_BUCKETS - 1);
+}
+
+/* ---- block range lock ---------------------------------------------------
+ * Writes hold their block range shared; a read-modify-write holds it
+ * exclusive. Conflicting requests start in arrival order. */
+
+static bool conflicts(const struct vbd_io *a, const struct vbd_io *b)
+{
+	return (a->exclusive || b->exclusive) && a->lk_first <= b->lk_last &&
+	       b->lk_first <= a->lk_last;
+}
+
+static bool conflicts_held(const struct vbd *v, const struct vbd_io *io)
+{
+	const struct vbd_io *h;
+
+	for (h = v->held; h; h = h->lk_next)
+		if (conflicts(h, io))
+			return true;
+	return false;
+}
+
+static void grant(struct vbd *v, struct vbd_io *io)
+{
+	io->locked = true;
+	io->lk_next = v->held;
+	v->held = io;
+}
+
+static void lock_acquire(struct vbd *v, struct vbd_io *io)
+{
+	const struct vbd_io *w;
+
+	for (w = v->wait_head; w; w = w->next) {
+		if (conflicts(w, io)) {
+			list_push(&v->wait_head, &v->wait_tail, io);
+			return;
+		}
+	}
+	if (conflicts_held(v, io)) {
+		list_push(&v->wait_head, &v->wait_tail, io);
+		return;
+	}
+	grant(v, io);
+	start_locked(io);
+}
+
+static void lock_release(struct vbd *v, struct vbd_io *io)
+{
+	struct vbd_io **pp, *w, *prev = NULL, *ready = NULL, **rtail = &ready;
+
+	for (pp = &v->held; *pp; pp = &(*pp)->lk_next) {
+		if (*pp == io) {
+			*pp = io->lk_next;
+			break;
+		}
+	}
+	io->locked = false;
+	/* Grant every waiter that conflicts with neither a holder nor an
+	 * earlier waiter; start them after the scan. */
+	w = v->wait_head;
+	while (w) {
+		struct vbd_io *next = w->next, *e;
+		bool blocked = conflicts_held(v, w);
+
+		for (e = v->wait_head; !blocked && e != w; e = e->next)
+			if (conflicts(e, w))
+				blocked = true;
+		if (!blocked) {
+			if (prev)
+				prev->next = next;
+			else
+				v->wait_head = next;
+			if (v->wait_tail == w)
+				v->wait_tail = prev;
+			grant(v, w);
+			w->next = NULL;
+			*rtail = w;
+			rtail = &w->next;
+		} else {
+			prev = w;
+		}
+		w = next;
+	}
+	while (ready) {
+		w = ready;
+		ready = w->next;
+		w->next = NULL;
+		start_locked(w);
+	}
+}
+
+/* ---- completion ---------------------------------------------------------- */
+
+static void pause_continue(struct vbd *v);
+
+static void finish(struct vbd_io *io, int err)
+{
+	struct vbd *v = io->vbd;
+	uint64_t lat;
+
+	if (io->locked)
+		lock_release(v, io);
+	if (io->bounce) {
+		td_buf_put(io->bounce, io->bounce_len);
+		io->bounce = NULL;
+	}
+	lat = td_now_ns() - io->t_start;
+	v->completed++;
+	v->lat_sum_ns += (double)lat;
+	v->lat_hist[lat_bucket(lat)]++;
+	if (err) {
+		v->errors++;
+	} else if (io->op == TD_OP_READ) {
+		v->bytes_read += io->len;
+	} else if (io->op == TD_OP_WRITE) {
+		v->bytes_written += io->len;
+	}
+	v->in_flight--;
+	io->done(io, err);
+	if (v->pausing && v->in_flight == 0)
+		pause_continue(v);
+}
+
+static void fail_deferred(void *opaque)
+{
+	struct vbd_io *io = opaque;
+
+	io->vbd->errors++;
+	io->done(io, io->err);
+}
+
+/* Rejects a request that never entered the chain (not counted in flight). */
+static void reject(struct vbd *v, struct vbd_io *io, int err)
+{
+	io->vbd = v;
+	io->err = err;
+	td_defer_init(&io->defer, fail_deferred, io);
+	td_loop_defer(v->ctx->loop, &io->defer);
+}
+
+static void part_done(struct td_req *req, int err);
+
+static void part_init(struct vbd_io *io, int i, enum td_op op, uint64_t off, uint64_t len,
+		      void *buf, unsigned flags)
+{
+	struct td_req *r = &io->req[i];
+
+	memset(r, 0, sizeof(*r));
+	r->op = op;
+	r->flags = flags;
+	r->off = off;
+	r->len = len;
+	if (buf) {
+		io->iov[i].iov_base = buf;
+		io->iov[i].iov_len = (size_t)len;
+		r->iov = &io->iov[i];
+		r->iovcnt = 1;
+	}
+	r->done = part_done;
+	r->opaque = io;
+	io->parts++;
+}
+
+static void submit_parts(struct vbd_io *io, int n)
+{
+	struct td_layer *top = io->vbd->chain->top;
+	int i;
+
+	for (i = 0; i < n; i++)
+		td_layer_submit(top, &io->req[i]);
+}
+
+/* ---- the request state machines ------------------------------------------
+ * stage 0: a single direct request (aligned), or the pre-reads of an RMW;
+ * stage 1: the writes of an RMW. */
+
+static void rmw_write(struct vbd_io *io)
+{
+	uint64_t end = io->off + io->len;
+	uint8_t *b = io->bounce;
+	int n = 0;
+
+	io->stage = 1;
+	if (io->op == TD_OP_WRITE) {
+		memcpy(b + (io->off - io->b_off), io->buf, (size_t)io->len);
+		part_init(io, n++, TD_OP_WRITE, io->b_off, io->b_len, b, io->flags & TD_REQ_FUA);
+	} else {
+		/* write-zeroes: patch the partial head and tail blocks, zero the
+		 * aligned middle in place */
+		uint64_t head = io->off & ~(BS - 1), tail = (end - 1) & ~(BS - 1);
+		uint64_t mid_s = (io->off + BS - 1) & ~(BS - 1), mid_e = end & ~(BS - 1);
+		bool head_part = io->off % BS != 0 || end < head + BS;
+		bool tail_part = end % BS != 0 && tail != head;
+
+		if (head_part) {
+			uint64_t s = io->off - head, e = end < head + BS ? end - head : BS;
+
+			memset(b + s, 0, (size_t)(e - s));
+			part_init(io, n++, TD_OP_WRITE, head, BS, b, io->flags & TD_REQ_FUA);
+		}
+		if (tail_part) {
+			memset(b + BS, 0, (size_t)(end - tail));
+			part_init(io, n++, TD_OP_WRITE, tail, BS, b + BS, io->flags & TD_REQ_FUA);
+		}
+		if (mid_e > mid_s)
+			part_init(io, n++, TD_OP_WRITE_ZEROES, mid_s, mid_e - mid_s, NULL,
+				  io->flags);
+	}
+	submit_parts(io, n);
+}
+
+static void part_done(struct td_req *req, int err)
+{
+	struct vbd_io *io = req->opaque;
+
+	if (err && !io->err)
+		io->err = err;
+	if (--io->parts > 0)
+		return;
+	if (io->err) {
+		finish(io, io->err);
+		return;
+	}
+	if (io->bounce && io->op == TD_OP_READ) {
+		memcpy(io->buf, (uint8_t *)io->bounce + (io->off - io->b_off), (size_t)io->len);
+	} else if (io->bounce && io->stage == 0) {
+		rmw_write(io);
+		return;
+	}
+	finish(io, 0);
+}
+
+static bool aligned(const struct vbd_io *io)
+{
+	return io->off % BS == 0 && io->len % BS == 0;
+}
+
+static int bounce_alloc(struct vbd_io *io, uint64_t len)
+{
+	io->bounce = td_buf_get((size_t)len);
+	if (!io->bounce)
+		return -ENOMEM;
+	io->bounce_len = (size_t)len;
+	return 0;
+}
+
+/* Runs once the block range lock is held (writes, write-zeroes, discards). */
+static void start_locked(struct vbd_io *io)
+{
+	uint64_t end = io->off + io->len, head, tail;
+	int n = 0;
+
+	if (io->op == TD_OP_DISCARD || aligned(io)) {
+		/* discard is advisory: only the aligned interior is passed down */
+		uint64_t s = (io->off + BS - 1) & ~(BS - 1), e = end & ~(BS - 1);
+
+		if (e <= s) {
+			part_init(io, 0, TD_OP_DISCARD, 0, 0, NULL, 0);
+			td_req_complete_later(io->vbd->ctx, &io->req[0], 0);
+			return;
+		}
+		part_init(io, 0, io->op, s, e - s, io->op == TD_OP_WRITE ? io->buf : NULL,
+			  io->flags);
+		submit_parts(io, 1);
+		return;
+	}
+	head = io->off & ~(BS - 1);
+	tail = (end - 1) & ~(BS - 1);
+	if (io->op == TD_OP_WRITE) {
+		io->b_off = head;
+		io->b_len = tail + BS - head;
+		if (bounce_alloc(io, io->b_len) < 0) {
+			finish(io, -ENOMEM);
+			return;
+		}
+		if (io->off % BS)
+			part_init(io, n++, TD_OP_READ, head, BS, io->bounce, 0);
+		if (end % BS && (tail != head || io->off % BS == 0))
+			part_init(io, n++, TD_OP_READ, tail, BS,
+				  (uint8_t *)io->bounce + (tail - head), 0);
+	} else {
+		/* write-zeroes: bounce holds just the head block and the tail block */
+		bool head_part = io->off % BS != 0 || end < head + BS;
+		bool tail_part = end % BS != 0 && tail != head;
+
+		io->b_off = head;
+		if (bounce_alloc(io, 2 * BS) < 0) {
+			finish(io, -ENOMEM);
+			return;
+		}
+		if (head_part)
+			part_init(io, n++, TD_OP_READ, head, BS, io->bounce, 0);
+		if (tail_part)
+			part_init(io, n++, TD_OP_READ, tail, BS, (uint8_t *)io->bounce + BS, 0);
+	}
+	io->stage = 0;
+	submit_parts(io, n);
+}
+
+static void dispatch(struct vbd *v, struct vbd_io *io)
+{
+	v->in_flight++;
+	switch (io->op) {
+	case TD_OP_READ:
+		v->reads++;
+		if (aligned(io)) {
+			part_init(io, 0, TD_OP_READ, io->off, io->len, io->buf, 0);
+		} else {
+			io->b_off = io->off & ~(BS - 1);
+			io->b_len = ((io->off + io->len + BS - 1) & ~(BS - 1)) - io->b_off;
+			if (bounce_alloc(io, io->b_len) < 0) {
+				finish(io, -ENOMEM);
+				return;
+			}
+			part_init(io, 0, TD_OP_READ, io->b_off, io->b_len, io->bounce, 0);
+		}
+		submit_parts(io, 1);
+		return;
+	case TD_OP_FLUSH:
+		v->flushes++;
+		part_init(io, 0, TD_OP_FLUSH, 0, 0, NULL, 0);
+		submit_parts(io, 1);
+		return;
+	case TD_OP_WRITE:
+		v->writes++;
+		break;
+	case TD_OP_DISCARD:
+		v->discards++;
+		break;
+	case TD_OP_WRITE_ZEROES:
+		v->wzeroes++;
+		break;
+	}
+	io->lk_first = io->off / BS;
+	io->lk_last = (io->off + io->len - 1) / BS;
+	io->exclusive = io->op != TD_OP_DISCARD && !aligned(io);
+	lock_acquire(v, io);
+}
+
+void vbd_submit(struct vbd *v, struct vbd_io *io)
+{
+	io->vbd = v;
+	io->t_start = td_now_ns();
+	io->err = 0;
+	io->parts = 0;
+	io->stage = 0;
+	io->bounce = NULL;
+	io->locked = false;
+	io->next = io->lk_next = NULL;
+	switch (io->op) {
+	case TD_OP_FLUSH:
+		break;
+	case TD_OP_READ:
+	case TD_OP_WRITE:
+		if (!io->buf || io->len > VBD_MAX_IO) {
+			reject(v, io, -EINVAL);
+			return;
+		}
+		/* fallthrough */
+	case TD_OP_DISCARD:
+	case TD_OP_WRITE_ZEROES:
+		if (io->len == 0 || io->off % VBD_SECTOR || io->len % VBD_SECTOR ||
+		    io->off + io->len < io->off || io->off + io->len > v->size) {
+			reject(v, io, -EINVAL);
+			return;
+		}
+		if (io->op != TD_OP_READ && v->readonly) {
+			reject(v, io, -EPERM);
+			return;
+		}
+		break;
+	default:
+		reject(v, io, -EINVAL);
+		return;
+	}
+	if (v->paused || v->pausing) {
+		list_push(&v->pause_head, &v->pause_tail, io);
+		return;
+	}
+	dispatch(v, io);
+}
+
+/* ---- pause / unpause ------------------------------------------------------- */
+
+static void pause_flushed(struct td_req *req, int err)
+{
+	struct vbd *v = req->opaque;
+	void (*cb)(void *, int) = v->pause_cb;
+	void *opaque = v->pause_opaque;
+
+	v->pause_cb = NULL;
+	v->pausing = false;
+	if (err) {
+		/* stay open and keep serving; the caller learns why */
+		td_err("pause: flush failed: %s; resuming", strerror(-err));
+		while (v->pause_head) {
+			struct vbd_io *io = v->pause_head;
+
+			v->pause_head = io->next;
+			dispatch(v, io);
+		}
+		v->pause_tail = NULL;
+	} else {
+		td_chain_close(v->chain);
+		v->chain = NULL;
+		v->paused = true;
+		td_info("paused: image released, %s", v->spec);
+	}
+	if (cb)
+		cb(opaque, err);
+}
+
+static void pause_continue(struct vbd *v)
+{
+	struct td_req *r = &v->pause_req;
+
+	if (v->pause_req.opaque == v && v->pause_req.done == pause_flushed && v->pause_req.err == 1)
+		return; /* flush already under way */
+	memset(r, 0, sizeof(*r));
+	r->op = TD_OP_FLUSH;
+	r->done = pause_flushed;
+	r->opaque = v;
+	r->err = 1;
+	td_layer_submit(v->chain->top, r);
+}
+
+static void pause_already(void *opaque)
+{
+	struct vbd *v = opaque;
+	void (*cb)(void *, int) = v->pause_cb;
+
+	v->pause_cb = NULL;
+	if (cb)
+		cb(v->pause_opaque, 0);
+}
+
+void vbd_pause(struct vbd *v, void (*cb)(void *opaque, int err), void *opaque)
+{
+	v->pause_cb = cb;
+	v->pause_opaque = opaque;
+	if (v->paused) {
+		td_defer_init(&v->pause_req.defer, pause_already, v);
+		td_loop_defer(v->ctx->loop, &v->pause_req.defer);
+		return;
+	}
+	if (v->pausing)
+		return;
+	v->pausing = true;
+	v->pause_req.err = 0;
+	if (v->in_flight == 0)
+		pause_continue(v);
+}
+
+int vbd_unpause(struct vbd *v, const char *newspec, char *err, size_t errlen)
+{
+	struct td_chain *c;
+	char *spec;
+	int rc;
+
+	if (!v->paused) {
+		snprintf(err, errlen, "not paused");
+		return -EINVAL;
+	}
+	rc = td_chain_open(v->ctx, newspec ? newspec : v->spec, &c, err, errlen);
+	if (rc < 0)
+		return rc;
+	if (c->top->size != v->size) {
+		snprintf(err, errlen, "new spec exports %llu bytes, the VBD has %llu: refusing",
+			 (unsigned long long)c->top->size, (unsigned long long)v->size);
+		td_chain_close(c);
+		return -EINVAL;
+	}
+	spec = strdup(c->spec);
+	if (!spec) {
+		td_chain_close(c);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	free(v->spec);
+	v->spec = spec;
+	v->chain = c;
+	v->paused = false;
+	td_info("unpaused: %s", v->spec);
+	while (v->pause_head) {
+		struct vbd_io *io = v->pause_head;
+
+		v->pause_head = io->next;
+		if (!v->pause_head)
+			v->pause_tail = NULL;
+		dispatch(v, io);
+	}
+	return 0;
+}
+
+void vbd_fail_waiting(struct vbd *v, int err)
+{
+	while (v->pause_head) {
+		struct vbd_io *io = v->pause_head;
+
+		v->pause_head = io->next;
+		if (!v->pause_head)
+			v->pause_tail = NULL;
+		reject(v, io, err);
+	}
+}
+
+/* ---- open / close / queries ------------------------------------------------- */
+
+int vbd_open(struct td_ctx *ctx, const char *spec, struct vbd **out, char *err, size_t errlen)
+{
+	struct vbd *v = calloc(1, sizeof(*v));
+	int rc;
+
+	if (!v) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	v->ctx = ctx;
+	v->readonly = ctx->readonly;
+	rc = td_chain_open(ctx, spec, &v->chain, err, errlen);
+	if (rc < 0) {
+		free(v);
+		return rc;
+	}
+	v->spec = strdup(v->chain->spec);
+	if (!v->spec) {
+		td_chain_close(v->chain);
+		free(v);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	v->size = v->chain->top->size;
+	*out = v;
+	return 0;
+}
+
+void vbd_close(struct vbd *v)
+{
+	if (!v)
+		return;
+	td_chain_close(v->chain);
+	free(v->spec);
+	free(v);
+}
+
+uint64_t vbd_size(const struct vbd *v)
+{
+	return v->size;
+}
+
+bool vbd_readonly(const struct vbd *v)
+{
+	return v->readonly;
+}
+
+const char *vbd_spec(const struct vbd *v)
+{
+	return v->spec;
+}
+
+const char *vbd_path(const struct vbd *v)
+{
+	return v->chain ? v->chain->path : NULL;
+}
+
+bool vbd_paused(const struct vbd *v)
+{
+	return v->paused;
+}
+
+unsigned vbd_in_flight(const struct vbd *v)
+{
+	return v->in_flight;
+}
+
+void vbd_get_stats(const struct vbd *v, struct vbd_stats *o)
+{
+	const struct td_stats_shared *s = v->ctx->stats;
+
+	memset(o, 0, sizeof(*o));
+	o->reads = v->reads;
+	o->writes = v->writes;
+	o->flushes = v->flushes;
+	o->discards = v->discards;
+	o->write_zeroes = v->wzeroes;
+	o->bytes_read = v->bytes_read;
+	o->bytes_written = v->bytes_written;
+	o->errors = v->errors;
+	o->in_flight = v->in_flight;
+	if (s) {
+		o->integrity_failures = s->integrity_failures;
+		o->lower_bytes_written = s->lower_bytes_written;
+		o->lower_bytes_read = s->lower_bytes_read;
+		o->lower_flushes = s->lower_flushes;
+	}
+	o->lat_mean_us = v->completed ? v->lat_sum_ns / (double)v->completed / 1000.0 : 0;
+	o->lat_p50_us = lat_percentile(v, 50) / 1000.0;
+	o->lat_p99_us = lat_percentile(v, 99) / 1000.0;
+}

@@ -1,0 +1,82 @@
+# Shared helpers for integration tests (bash). Source it first:
+#   . "$TD_SRC/tests/lib/common.sh"
+# Each test gets its own temp dir and run dir, removed on exit along with
+# every process it started through td_bg.
+set -u
+TD_SRC=${TD_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+BUILD=${BUILD:-build}
+TD_BIN=${TD_BIN:-$TD_SRC/$BUILD/bin}
+TD_TOOLS=${TD_TOOLS:-$TD_SRC/$BUILD/tests/tools}
+export PATH="$TD_BIN:$PATH"
+
+T=$(mktemp -d /var/tmp/tdtest.XXXXXX)
+export TAPDISK_RUNDIR="$T/run"
+mkdir -p "$TAPDISK_RUNDIR"
+_td_pids=""
+_td_cleanups=()
+
+td_cleanup() {
+	local rc=$?
+	for c in "${_td_cleanups[@]+"${_td_cleanups[@]}"}"; do eval "$c" || true; done
+	for p in $_td_pids; do kill "$p" 2>/dev/null; done
+	# tapdisks started by tap-ctl in our run dir
+	for s in "$TAPDISK_RUNDIR"/tapdisk.*.ctl; do
+		[ -S "$s" ] || continue
+		pid=$(tap-ctl list --json 2>/dev/null | python3 -c 'import json,sys
+for e in json.load(sys.stdin): print(e["pid"])' 2>/dev/null)
+		for p in $pid; do kill "$p" 2>/dev/null; done
+		break
+	done
+	sleep 0.2
+	for p in $_td_pids; do kill -9 "$p" 2>/dev/null; done
+	if [ $rc -ne 0 ] && [ -f "$TAPDISK_RUNDIR/tapdisk.log" ]; then
+		echo "--- tapdisk.log (last 30 lines)"; tail -n 30 "$TAPDISK_RUNDIR/tapdisk.log"
+	fi
+	rm -rf "$T"
+	exit $rc
+}
+trap td_cleanup EXIT
+
+td_on_exit() { _td_cleanups+=("$1"); }
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+skip() { echo "SKIP: $*"; exit 77; }
+info() { echo "== $*"; }
+
+need() {
+	for t in "$@"; do command -v "$t" >/dev/null 2>&1 || skip "$t is not installed"; done
+}
+
+# wait_for_socket PATH [SECONDS]
+wait_for_socket() {
+	local i
+	for i in $(seq 1 $((${2:-10} * 20))); do
+		[ -S "$1" ] && return 0
+		sleep 0.05
+	done
+	fail "socket $1 did not appear"
+}
+
+# td_serve SPEC SOCKET [extra args] -- starts tapdisk serve in the background;
+# sets TD_PID.
+td_serve() {
+	local spec=$1 sock=$2; shift 2
+	tapdisk serve "$spec" --socket "$sock" "$@" 2>>"$TAPDISK_RUNDIR/tapdisk.log" &
+	TD_PID=$!
+	_td_pids="$_td_pids $TD_PID"
+	wait_for_socket "$sock" 10
+}
+
+# td_stop PID -- SIGTERM and wait; returns its exit status
+td_stop() {
+	kill -TERM "$1"
+	wait "$1"
+}
+
+uri_of() { echo "nbd+unix:///?socket=$1"; }
+
+# stat_of SELECTOR_ARGS KEY
+stat_of() {
+	local key=${!#}
+	tap-ctl stats "${@:1:$#-1}" | awk -v k="$key" '$1==k {print $2}'
+}
