@@ -91,6 +91,7 @@ struct td_ctx {
 	struct td_io *io;
 	struct td_stats_shared *stats;
 	bool readonly;
+	bool nolock; /* inspection tools: take no image lock */
 };
 
 struct td_layer {

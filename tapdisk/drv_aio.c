@@ -117,9 +117,11 @@ static int aio_open(struct td_layer *l, const char *path, const char *opts, char
 			 (unsigned long long)((size + 4095) / 4096 * 4), path);
 		goto fail;
 	}
-	rc = lock_image(p->fd, ro, path, err, errlen);
-	if (rc < 0)
-		goto fail;
+	if (!l->ctx->nolock) {
+		rc = lock_image(p->fd, ro, path, err, errlen);
+		if (rc < 0)
+			goto fail;
+	}
 	l->size = size;
 	return 0;
 fail:

@@ -5,10 +5,12 @@
 
 extern const struct td_driver td_drv_aio;
 extern const struct td_driver td_drv_fault;
+extern const struct td_driver td_drv_crypt;
 
 static const struct td_driver *const drivers[] = {
 	&td_drv_aio,
 	&td_drv_fault,
+	&td_drv_crypt,
 	NULL,
 };
 

@@ -1,0 +1,443 @@
+/* crypt: AES-256-XTS of every 4 KiB block, tweak = the block's number in
+ * this layer's exported range.
+ *
+ * The crypt header (crypt/header.h) sits at the start of the lower
+ * range; the layer exports [data_offset, data_offset + data_size) of the
+ * layer below as blocks 0.. . The volume key comes from the kernel
+ * keyring (keymgr/keyring.h), is checked against the header's digest and
+ * authenticates the header before anything is served.
+ *
+ * Writes are encrypted into a bounce buffer (never in the caller's
+ * buffer); reads are decrypted in place. The cipher work runs on the
+ * core's worker threads, split into chunks so one large request keeps
+ * every core busy, with one XTS context per worker (no per-block setup).
+ *
+ * An all-zero ciphertext block reads as plaintext zeros: that is what an
+ * unwritten, discarded or zeroed block of the lower image holds, so
+ * WRITE_ZEROES and DISCARD can pass straight down. (Real ciphertext is
+ * all zeros with probability 2^-32768.) */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypt/cipher.h"
+#include "crypt/hdrio.h"
+#include "keymgr/keyring.h"
+#include "keymgr/secmem.h"
+#include "keymgr/volkey.h"
+#include "tapdisk/bufpool.h"
+#include "tapdisk/chain.h"
+#include "tapdisk/log.h"
+
+#define MAX_CHUNKS 8
+#define MIN_CHUNK_BLOCKS 16
+
+struct crypt_priv;
+
+struct crypt_req;
+
+struct crypt_work {
+	struct td_work w;
+	struct crypt_req *cr;
+	uint64_t first; /* first block, relative to the request */
+	uint64_t n;
+	int err;
+};
+
+struct crypt_req {
+	struct td_req child;
+	struct iovec iov;
+	struct td_req *parent;
+	struct td_layer *l;
+	void *bounce;
+	size_t bounce_len;
+	int pending, err;
+	struct crypt_work works[MAX_CHUNKS];
+	struct crypt_req *next_free;
+};
+
+struct crypt_priv {
+	uint64_t data_offset;
+	int nctx;
+	struct td_xts **xts; /* one per worker thread */
+	struct crypt_req *free_reqs;
+	char uuid[TD_HDR_UUID_STR_LEN];
+};
+
+extern const struct td_driver td_drv_integrity __attribute__((weak));
+
+static int crypt_open(struct td_layer *l, const char *path, const char *opts, char *err,
+		      size_t errlen)
+{
+	struct crypt_priv *p = l->priv;
+	struct td_crypt_hdr *h = NULL;
+	struct td_volkey *vk = NULL;
+	uint8_t *xkey = NULL;
+	char note[512];
+	int rc, which, other_bad, i;
+
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	rc = td_hdr_load(l->below, h, &which, &other_bad, note, sizeof(note), err, errlen);
+	if (rc < 0)
+		goto out;
+	td_hdr_uuid_str(h->uuid, p->uuid);
+	if (other_bad != TD_HDR_OTHER_OK)
+		td_warn("crypt: image %s: the %s header copy %s (%s); opened from the %s copy. "
+			"'vdkey repair SPEC' rewrites it",
+			p->uuid, which ? "primary" : "secondary",
+			other_bad == TD_HDR_OTHER_CORRUPT ? "is corrupt" : "is stale", note,
+			which ? "secondary" : "primary");
+	rc = td_keyring_fetch(h->uuid, &vk, err, errlen);
+	if (rc < 0)
+		goto out;
+	/* from here on this process holds key material */
+	td_secure_harden_process();
+	rc = -EPERM;
+	if (td_hdr_check_volkey(h, vk) != 0) {
+		snprintf(err, errlen,
+			 "the key loaded for image %s does not match its header (was the image "
+			 "re-formatted? run 'vdkey unload' and 'vdkey load' again)",
+			 p->uuid);
+		goto out;
+	}
+	rc = -EBADMSG;
+	if (td_hdr_verify_mac(h, vk) != 0) {
+		snprintf(err, errlen,
+			 "header authentication failed for image %s: its settings were changed "
+			 "without the volume key; refusing to open",
+			 p->uuid);
+		goto out;
+	}
+	rc = -EINVAL;
+	if (h->data_offset % TD_BLOCK_SIZE || h->data_size % TD_BLOCK_SIZE ||
+	    h->sector_size != TD_BLOCK_SIZE || strcmp(h->cipher, TD_HDR_CIPHER_XTS) != 0) {
+		snprintf(err, errlen, "image %s: unsupported cipher layout (%s, sector %u)",
+			 p->uuid, h->cipher, h->sector_size);
+		goto out;
+	}
+	if (strcmp(h->integrity, TD_HDR_INTEGRITY_NONE) != 0) {
+		if (!&td_drv_integrity) {
+			rc = -EOPNOTSUPP;
+			snprintf(err, errlen,
+				 "image %s was formatted with integrity '%s', which this build "
+				 "cannot check; refusing to open it without",
+				 p->uuid, h->integrity);
+			goto out;
+		}
+		/* the integrity layer reads its geometry from the header area */
+		rc = td_chain_insert_below(l, &td_drv_integrity, NULL, err, errlen);
+		if (rc < 0)
+			goto out;
+	}
+	rc = -EIO;
+	if (h->data_offset > l->below->size || h->data_size > l->below->size - h->data_offset) {
+		snprintf(err, errlen,
+			 "image %s is truncated: the header says %llu data bytes at offset %llu, "
+			 "the image has %llu",
+			 p->uuid, (unsigned long long)h->data_size,
+			 (unsigned long long)h->data_offset, (unsigned long long)l->below->size);
+		goto out;
+	}
+	p->data_offset = h->data_offset;
+	l->size = h->data_size;
+
+	rc = -ENOMEM;
+	xkey = td_secure_alloc(TD_XTS_KEY_LEN);
+	if (!xkey || td_volkey_derive(vk, TD_SUBKEY_XTS, xkey, TD_XTS_KEY_LEN) < 0)
+		goto out;
+	p->nctx = td_workers_count(l->ctx->workers);
+	if (p->nctx < 1)
+		p->nctx = 1;
+	p->xts = calloc((size_t)p->nctx, sizeof(*p->xts));
+	if (!p->xts)
+		goto out;
+	for (i = 0; i < p->nctx; i++) {
+		p->xts[i] = td_xts_new(xkey);
+		if (!p->xts[i])
+			goto out;
+	}
+	td_info("crypt: image %s unlocked (aes-xts-plain64, integrity %s)", p->uuid,
+		h->integrity);
+	rc = 0;
+out:
+	if (rc < 0 && p->xts) {
+		for (i = 0; i < p->nctx; i++)
+			td_xts_free(p->xts[i]);
+		free(p->xts);
+		p->xts = NULL;
+	}
+	if (xkey)
+		td_secure_free(xkey);
+	td_volkey_free(&vk);
+	if (h) {
+		td_wipe(h, sizeof(*h));
+		free(h);
+	}
+	return rc;
+}
+
+static void crypt_close(struct td_layer *l)
+{
+	struct crypt_priv *p = l->priv;
+	int i;
+
+	for (i = 0; p->xts && i < p->nctx; i++)
+		td_xts_free(p->xts[i]);
+	free(p->xts);
+	p->xts = NULL;
+	while (p->free_reqs) {
+		struct crypt_req *cr = p->free_reqs;
+
+		p->free_reqs = cr->next_free;
+		free(cr);
+	}
+}
+
+static struct crypt_req *cr_get(struct td_layer *l, struct td_req *parent)
+{
+	struct crypt_priv *p = l->priv;
+	struct crypt_req *cr = p->free_reqs;
+
+	if (cr)
+		p->free_reqs = cr->next_free;
+	else if (!(cr = malloc(sizeof(*cr))))
+		return NULL;
+	cr->parent = parent;
+	cr->l = l;
+	cr->bounce = NULL;
+	cr->bounce_len = 0;
+	cr->pending = 0;
+	cr->err = 0;
+	return cr;
+}
+
+static void cr_put(struct crypt_req *cr)
+{
+	struct crypt_priv *p = cr->l->priv;
+
+	if (cr->bounce)
+		td_buf_put(cr->bounce, cr->bounce_len);
+	cr->next_free = p->free_reqs;
+	p->free_reqs = cr;
+}
+
+/* Address of byte `off` of a request's scatter-gather list; segments are
+ * multiples of the block size, so a block never straddles two. */
+static uint8_t *iov_at(const struct td_req *r, uint64_t off)
+{
+	int i;
+
+	for (i = 0; i < r->iovcnt; i++) {
+		if (off < r->iov[i].iov_len)
+			return (uint8_t *)r->iov[i].iov_base + off;
+		off -= r->iov[i].iov_len;
+	}
+	return NULL;
+}
+
+static bool all_zero(const uint8_t *b)
+{
+	const uint64_t *w = (const uint64_t *)b;
+	size_t i;
+
+	for (i = 0; i < TD_BLOCK_SIZE / 8; i++)
+		if (w[i])
+			return false;
+	return true;
+}
+
+static void encrypt_fn(struct td_work *w, int worker)
+{
+	struct crypt_work *cw = (struct crypt_work *)w;
+	struct crypt_req *cr = cw->cr;
+	struct crypt_priv *p = cr->l->priv;
+	struct td_xts *x = p->xts[worker % p->nctx];
+	uint64_t first = cr->parent->off / TD_BLOCK_SIZE + cw->first, k;
+
+	for (k = 0; k < cw->n; k++) {
+		uint64_t off = (cw->first + k) * TD_BLOCK_SIZE;
+
+		if (td_xts_encrypt(x, first + k, iov_at(cr->parent, off), (uint8_t *)cr->bounce + off,
+				   TD_BLOCK_SIZE) < 0)
+			cw->err = -EIO;
+	}
+}
+
+static void decrypt_fn(struct td_work *w, int worker)
+{
+	struct crypt_work *cw = (struct crypt_work *)w;
+	struct crypt_req *cr = cw->cr;
+	struct crypt_priv *p = cr->l->priv;
+	struct td_xts *x = p->xts[worker % p->nctx];
+	uint64_t first = cr->parent->off / TD_BLOCK_SIZE + cw->first, k;
+
+	for (k = 0; k < cw->n; k++) {
+		uint8_t *b = iov_at(cr->parent, (cw->first + k) * TD_BLOCK_SIZE);
+
+		if (all_zero(b))
+			continue; /* never written: reads as zeros */
+		if (td_xts_decrypt(x, first + k, b, b, TD_BLOCK_SIZE) < 0)
+			cw->err = -EIO;
+	}
+}
+
+static void work_done(struct td_work *w);
+
+/* Splits the request's blocks over the workers and submits them. */
+static void run_cipher(struct crypt_req *cr, void (*fn)(struct td_work *, int))
+{
+	uint64_t nblocks = cr->parent->len / TD_BLOCK_SIZE, per, at = 0;
+	int nw = td_workers_count(cr->l->ctx->workers), chunks, i;
+
+	chunks = nw < 1 ? 1 : nw;
+	if (chunks > MAX_CHUNKS)
+		chunks = MAX_CHUNKS;
+	if ((uint64_t)chunks > nblocks / MIN_CHUNK_BLOCKS)
+		chunks = (int)(nblocks / MIN_CHUNK_BLOCKS);
+	if (chunks < 1)
+		chunks = 1;
+	per = (nblocks + (uint64_t)chunks - 1) / (uint64_t)chunks;
+	cr->pending = chunks;
+	for (i = 0; i < chunks; i++) {
+		struct crypt_work *cw = &cr->works[i];
+
+		cw->cr = cr;
+		cw->first = at;
+		cw->n = nblocks - at < per ? nblocks - at : per;
+		at += cw->n;
+		cw->err = 0;
+		cw->w.fn = fn;
+		cw->w.done = work_done;
+	}
+	for (i = 0; i < chunks; i++)
+		td_workers_submit(cr->l->ctx->workers, &cr->works[i].w);
+}
+
+static void write_done(struct td_req *child, int err)
+{
+	struct crypt_req *cr = child->opaque;
+	struct td_req *parent = cr->parent;
+
+	cr_put(cr);
+	td_req_complete(parent, err);
+}
+
+static void work_done(struct td_work *w)
+{
+	struct crypt_work *cw = (struct crypt_work *)w;
+	struct crypt_req *cr = cw->cr;
+	struct td_req *parent = cr->parent;
+	struct crypt_priv *p = cr->l->priv;
+
+	if (cw->err && !cr->err)
+		cr->err = cw->err;
+	if (--cr->pending > 0)
+		return;
+	if (parent->op == TD_OP_READ || cr->err) {
+		int err = cr->err;
+
+		if (err)
+			td_err("crypt: cipher failure on image %s", p->uuid);
+		cr_put(cr);
+		td_req_complete(parent, err);
+		return;
+	}
+	/* encrypted: write the bounce buffer below */
+	memset(&cr->child, 0, sizeof(cr->child));
+	cr->child.op = TD_OP_WRITE;
+	cr->child.flags = parent->flags;
+	cr->child.off = parent->off + p->data_offset;
+	cr->child.len = parent->len;
+	cr->iov.iov_base = cr->bounce;
+	cr->iov.iov_len = (size_t)parent->len;
+	cr->child.iov = &cr->iov;
+	cr->child.iovcnt = 1;
+	cr->child.done = write_done;
+	cr->child.opaque = cr;
+	td_layer_submit(cr->l->below, &cr->child);
+}
+
+static void read_done(struct td_req *child, int err)
+{
+	struct crypt_req *cr = child->opaque;
+
+	if (err) {
+		struct td_req *parent = cr->parent;
+
+		cr_put(cr);
+		td_req_complete(parent, err);
+		return;
+	}
+	run_cipher(cr, decrypt_fn);
+}
+
+static void crypt_read(struct td_layer *l, struct td_req *req)
+{
+	struct crypt_priv *p = l->priv;
+	struct crypt_req *cr = cr_get(l, req);
+
+	if (!cr) {
+		td_req_complete_later(l->ctx, req, -ENOMEM);
+		return;
+	}
+	cr->child = *req;
+	cr->child.off = req->off + p->data_offset;
+	cr->child.done = read_done;
+	cr->child.opaque = cr;
+	td_layer_submit(l->below, &cr->child);
+}
+
+static void crypt_write(struct td_layer *l, struct td_req *req)
+{
+	struct crypt_req *cr = cr_get(l, req);
+
+	if (!cr || !(cr->bounce = td_buf_get((size_t)req->len))) {
+		if (cr)
+			cr_put(cr);
+		td_req_complete_later(l->ctx, req, -ENOMEM);
+		return;
+	}
+	cr->bounce_len = (size_t)req->len;
+	run_cipher(cr, encrypt_fn);
+}
+
+static void passthru_done(struct td_req *child, int err)
+{
+	struct crypt_req *cr = child->opaque;
+	struct td_req *parent = cr->parent;
+
+	cr_put(cr);
+	td_req_complete(parent, err);
+}
+
+/* discard and write-zeroes: shift into the data area and pass down */
+static void crypt_shift(struct td_layer *l, struct td_req *req)
+{
+	struct crypt_priv *p = l->priv;
+	struct crypt_req *cr = cr_get(l, req);
+
+	if (!cr) {
+		td_req_complete_later(l->ctx, req, -ENOMEM);
+		return;
+	}
+	cr->child = *req;
+	cr->child.off = req->off + p->data_offset;
+	cr->child.done = passthru_done;
+	cr->child.opaque = cr;
+	td_layer_submit(l->below, &cr->child);
+}
+
+const struct td_driver td_drv_crypt = {
+	.name = "crypt",
+	.summary = "AES-256-XTS encryption of each 4 KiB block (+ the integrity layer its header records)",
+	.priv_size = sizeof(struct crypt_priv),
+	.open = crypt_open,
+	.close = crypt_close,
+	.read = crypt_read,
+	.write = crypt_write,
+	.discard = crypt_shift,
+	.write_zeroes = crypt_shift,
+};

@@ -1,0 +1,851 @@
+/* vdkey: key management for encrypted VBDs (format, keyslots, keyring
+ * handoff, header backup, audit). See 'vdkey --help'. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "crypt/hdrio.h"
+#include "keymgr/keyring.h"
+#include "keymgr/keyslot.h"
+#include "keymgr/secmem.h"
+#include "keymgr/secret_input.h"
+#include "keymgr/volkey.h"
+#include "tapdisk/bufpool.h"
+#include "tapdisk/chain.h"
+#include "tapdisk/ctl.h"
+#include "tapdisk/log.h"
+
+static const char *prog = "vdkey";
+
+struct opts {
+	const char *key_file, *new_key_file, *integrity, *pbkdf;
+	long slot;
+	long iterations, memory_kib, time_cost, parallel;
+	bool json, scrub, once, user_readable, force;
+	unsigned timeout_s;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: vdkey COMMAND SPEC [OPTIONS]\n"
+		"\n"
+		"Key management for encrypted virtual disks. SPEC names the image with or\n"
+		"without the crypt: prefix, e.g. qcow2:/srv/vm1.qcow2 or crypt:aio:/dev/vg/vm2.\n"
+		"\n"
+		"Commands:\n"
+		"  format SPEC --key-file F [--integrity none|hmac-sha256] [KDF options] [--force]\n"
+		"                       write a new crypt header: fresh random volume key, keyslot 0\n"
+		"  enroll SPEC --key-file F --new-key-file G [--slot N] [KDF options]\n"
+		"                       add a keyslot for another passphrase\n"
+		"  remove SPEC --key-file F --slot N\n"
+		"                       remove a keyslot (never the last one)\n"
+		"  list SPEC [--json]   keyslots and header parameters (no secret needed)\n"
+		"  load SPEC --key-file F [--once] [--user-readable] [--timeout S]\n"
+		"                       unlock the volume key into the kernel keyring for tapdisk\n"
+		"  unload SPEC          remove it from the keyring\n"
+		"  audit SPEC [--json]  compliance report on the header and keyslots\n"
+		"  header-backup SPEC FILE    save both header copies to FILE\n"
+		"  header-restore SPEC FILE   write them back (after checking FILE)\n"
+		"  repair SPEC --key-file F   rewrite both header copies from the valid one\n"
+		"\n"
+		"Secrets come from --key-file FILE ('-' = standard input, bytes used exactly as\n"
+		"they are) or, on a terminal, a no-echo prompt; never from arguments or the\n"
+		"environment.\n"
+		"\n"
+		"KDF options (format, enroll):\n"
+		"  --pbkdf argon2id|pbkdf2|scrypt   default argon2id (t=3, 256 MiB, 4 lanes)\n"
+		"  --pbkdf-iterations N             pbkdf2 iterations / argon2id passes\n"
+		"  --pbkdf-memory KiB               argon2id memory\n"
+		"  --pbkdf-parallel N               argon2id lanes\n"
+		"\n"
+		"Exit status: 0 success, 1 failure (one line on stderr says why), 2 usage.\n");
+}
+
+/* ---- opening the lower image ---------------------------------------------- */
+
+struct lower {
+	struct td_ctx ctx;
+	struct td_chain *chain;
+	char spec[TD_SPEC_MAX_LEN];
+};
+
+static const char *strip_crypt(const char *spec)
+{
+	if (!strncmp(spec, "tap:", 4))
+		spec += 4;
+	if (!strncmp(spec, "crypt:", 6))
+		spec += 6;
+	return spec;
+}
+
+static int lower_open(struct lower *lo, const char *spec, bool write)
+{
+	char err[1024];
+	int rc;
+
+	memset(lo, 0, sizeof(*lo));
+	snprintf(lo->spec, sizeof(lo->spec), "%s", strip_crypt(spec));
+	lo->ctx.loop = td_loop_new();
+	lo->ctx.io = lo->ctx.loop ? td_io_new(lo->ctx.loop, 64) : NULL;
+	lo->ctx.workers = lo->ctx.loop ? td_workers_new(lo->ctx.loop, 0) : NULL;
+	lo->ctx.readonly = !write;
+	lo->ctx.nolock = !write;
+	if (!lo->ctx.io || !lo->ctx.workers) {
+		fprintf(stderr, "%s: cannot set up asynchronous I/O\n", prog);
+		return -ENOMEM;
+	}
+	rc = td_chain_open(&lo->ctx, lo->spec, &lo->chain, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		return rc;
+	}
+	return 0;
+}
+
+static void lower_close(struct lower *lo)
+{
+	td_chain_close(lo->chain);
+	td_workers_free(lo->ctx.workers);
+	td_io_free(lo->ctx.io);
+	td_loop_free(lo->ctx.loop);
+	lo->chain = NULL;
+}
+
+static int load_hdr(struct lower *lo, struct td_crypt_hdr *h, int *which, int *other)
+{
+	char err[1024], note[512];
+	int rc;
+
+	rc = td_hdr_load(lo->chain->top, h, which, other, note, sizeof(note), err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "%s: %s: %s\n", prog, lo->spec, err);
+		return rc;
+	}
+	if (*other != TD_HDR_OTHER_OK)
+		fprintf(stderr,
+			"%s: warning: the %s header copy %s (%s); using the %s copy. Run 'vdkey "
+			"repair %s' to rewrite it.\n",
+			prog, *which ? "primary" : "secondary",
+			*other == TD_HDR_OTHER_CORRUPT ? "is corrupt" : "is stale", note,
+			*which ? "secondary" : "primary", lo->spec);
+	return 0;
+}
+
+static int store_hdr(struct lower *lo, struct td_crypt_hdr *h, const struct td_volkey *vk)
+{
+	char err[512];
+	int rc;
+
+	h->seqno++;
+	rc = td_hdr_seal(h, vk);
+	if (rc == 0)
+		rc = td_hdr_store(lo->chain->top, h, err, sizeof(err));
+	else
+		snprintf(err, sizeof(err), "cannot seal the header");
+	if (rc < 0)
+		fprintf(stderr, "%s: %s\n", prog, err);
+	return rc;
+}
+
+static int kdf_from_opts(const struct opts *o, struct td_kdf_params *kp)
+{
+	enum td_kdf_id id = o->pbkdf ? td_kdf_from_name(o->pbkdf) : TD_KDF_ARGON2ID;
+	char err[256];
+
+	if (id == TD_KDF_NONE) {
+		fprintf(stderr, "%s: unknown --pbkdf '%s' (argon2id, pbkdf2 or scrypt)\n", prog,
+			o->pbkdf);
+		return -EINVAL;
+	}
+	*kp = td_kdf_params_default(id);
+	if (id == TD_KDF_ARGON2ID) {
+		if (o->iterations > 0)
+			kp->t_cost = (uint32_t)o->iterations;
+		if (o->memory_kib > 0)
+			kp->m_cost_kib = (uint32_t)o->memory_kib;
+		if (o->parallel > 0)
+			kp->parallelism = (uint32_t)o->parallel;
+	} else if (id == TD_KDF_PBKDF2_SHA256) {
+		if (o->iterations > 0)
+			kp->iterations = (uint32_t)o->iterations;
+	} else if (o->iterations > 0) {
+		kp->n = (uint64_t)o->iterations;
+	}
+	if (td_kdf_params_check(kp, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int unlock(const struct td_crypt_hdr *h, const char *key_file, struct td_volkey **vk,
+		  int *slot)
+{
+	struct td_secret s = {0};
+	char err[512];
+	int rc;
+
+	rc = td_secret_read(key_file, "Passphrase: ", false, &s, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		return rc;
+	}
+	rc = td_keyslot_unlock(h, -1, s.buf, s.len, vk, slot);
+	td_secret_free(&s);
+	if (rc == -EPERM)
+		fprintf(stderr, "%s: wrong passphrase: no keyslot opens with it\n", prog);
+	else if (rc == -EBADMSG)
+		fprintf(stderr,
+			"%s: header authentication failed: the passphrase is right but the header "
+			"was changed without the volume key; refusing it\n",
+			prog);
+	else if (rc < 0)
+		fprintf(stderr, "%s: cannot unlock: %s\n", prog, strerror(-rc));
+	return rc;
+}
+
+/* ---- commands --------------------------------------------------------------- */
+
+static int cmd_format(const char *spec, const struct opts *o)
+{
+	struct td_crypt_hdr *h = calloc(1, sizeof(*h));
+	struct td_volkey *vk = NULL;
+	struct td_secret s = {0};
+	struct td_kdf_params kp;
+	struct lower lo;
+	int rc, which, other, slot;
+	char err[512], uuid[TD_HDR_UUID_STR_LEN];
+	const char *integ = o->integrity ? o->integrity : TD_HDR_INTEGRITY_NONE;
+
+	if (!h)
+		return 1;
+	if (strcmp(integ, TD_HDR_INTEGRITY_NONE) && strcmp(integ, TD_HDR_INTEGRITY_HMAC_SHA256)) {
+		fprintf(stderr, "%s: unknown --integrity '%s' (none or hmac-sha256)\n", prog, integ);
+		free(h);
+		return 2;
+	}
+	if (kdf_from_opts(o, &kp) < 0) {
+		free(h);
+		return 2;
+	}
+	rc = lower_open(&lo, spec, true);
+	if (rc < 0)
+		goto out;
+	rc = td_hdr_load(lo.chain->top, h, &which, &other, err, sizeof(err), err, sizeof(err));
+	if (rc == 0 && !o->force) {
+		td_hdr_uuid_str(h->uuid, uuid);
+		fprintf(stderr,
+			"%s: %s already has a crypt header (image %s); formatting again destroys "
+			"access to its data. Add --force to do it anyway.\n",
+			prog, lo.spec, uuid);
+		rc = -EEXIST;
+		goto out;
+	}
+	rc = td_hdr_init_new(h, lo.chain->top->size, integ);
+	if (rc < 0) {
+		fprintf(stderr, "%s: %s is too small (%llu bytes) for a crypt header and data\n",
+			prog, lo.spec, (unsigned long long)lo.chain->top->size);
+		goto out;
+	}
+	if (strcmp(integ, TD_HDR_INTEGRITY_NONE) != 0 && !td_driver_find("integrity")) {
+		fprintf(stderr, "%s: --integrity %s is not supported by this build yet\n", prog,
+			integ);
+		rc = -EOPNOTSUPP;
+		goto out;
+	}
+	rc = td_secret_read(o->key_file, "Enter passphrase for the new image: ", true, &s, err,
+			    sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		goto out;
+	}
+	vk = td_volkey_new_random();
+	if (!vk) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	slot = td_keyslot_add(h, 0, vk, s.buf, s.len, &kp);
+	if (slot < 0) {
+		rc = slot;
+		fprintf(stderr, "%s: cannot create keyslot 0: %s\n", prog, strerror(-rc));
+		goto out;
+	}
+	h->seqno = 0; /* store_hdr makes it 1 */
+	rc = store_hdr(&lo, h, vk);
+	if (rc < 0)
+		goto out;
+	td_hdr_uuid_str(h->uuid, uuid);
+	printf("formatted %s: image %s, aes-xts-plain64, integrity %s, %llu data bytes, "
+	       "keyslot 0 (%s)\n",
+	       lo.spec, uuid, h->integrity, (unsigned long long)h->data_size, td_kdf_name(kp.id));
+out:
+	td_secret_free(&s);
+	td_volkey_free(&vk);
+	if (lo.chain)
+		lower_close(&lo);
+	td_wipe(h, sizeof(*h));
+	free(h);
+	return rc < 0 ? 1 : 0;
+}
+
+static int cmd_enroll(const char *spec, const struct opts *o)
+{
+	struct td_crypt_hdr *h = calloc(1, sizeof(*h));
+	struct td_volkey *vk = NULL;
+	struct td_secret s = {0};
+	struct td_kdf_params kp;
+	struct lower lo;
+	int rc, which, other, slot;
+	char err[512];
+
+	if (!h)
+		return 1;
+	if (!o->new_key_file && !isatty(STDIN_FILENO) && o->key_file && !strcmp(o->key_file, "-")) {
+		fprintf(stderr, "%s enroll: --new-key-file G is required\n", prog);
+		free(h);
+		return 2;
+	}
+	if (kdf_from_opts(o, &kp) < 0) {
+		free(h);
+		return 2;
+	}
+	rc = lower_open(&lo, spec, true);
+	if (rc < 0)
+		goto out;
+	rc = load_hdr(&lo, h, &which, &other);
+	if (rc < 0)
+		goto out;
+	rc = unlock(h, o->key_file, &vk, NULL);
+	if (rc < 0)
+		goto out;
+	rc = td_secret_read(o->new_key_file, "Enter the new passphrase: ", true, &s, err,
+			    sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		goto out;
+	}
+	slot = td_keyslot_add(h, o->slot >= 0 ? (int)o->slot : -1, vk, s.buf, s.len, &kp);
+	if (slot < 0) {
+		rc = slot;
+		if (rc == -ENOSPC)
+			fprintf(stderr, "%s: all %d keyslots are in use: remove one first (vdkey "
+					"remove)\n",
+				prog, TD_HDR_KEYSLOTS);
+		else if (rc == -EEXIST)
+			fprintf(stderr, "%s: keyslot %ld is already in use\n", prog, o->slot);
+		else
+			fprintf(stderr, "%s: cannot add the keyslot: %s\n", prog, strerror(-rc));
+		goto out;
+	}
+	rc = store_hdr(&lo, h, vk);
+	if (rc == 0)
+		printf("added keyslot %d (%s)\n", slot, td_kdf_name(kp.id));
+out:
+	td_secret_free(&s);
+	td_volkey_free(&vk);
+	if (lo.chain)
+		lower_close(&lo);
+	td_wipe(h, sizeof(*h));
+	free(h);
+	return rc < 0 ? 1 : 0;
+}
+
+static int cmd_remove(const char *spec, const struct opts *o)
+{
+	struct td_crypt_hdr *h = calloc(1, sizeof(*h));
+	struct td_volkey *vk = NULL;
+	struct lower lo = {0};
+	int rc, which, other;
+
+	if (!h)
+		return 1;
+	if (o->slot < 0) {
+		fprintf(stderr, "%s remove: --slot N is required\n", prog);
+		free(h);
+		return 2;
+	}
+	rc = lower_open(&lo, spec, true);
+	if (rc < 0)
+		goto out;
+	rc = load_hdr(&lo, h, &which, &other);
+	if (rc < 0)
+		goto out;
+	rc = unlock(h, o->key_file, &vk, NULL);
+	if (rc < 0)
+		goto out;
+	rc = td_keyslot_remove(h, (int)o->slot);
+	if (rc == -EBUSY) {
+		fprintf(stderr, "%s: keyslot %ld is the last active one; removing it would lose "
+				"the data for good (enroll another first)\n",
+			prog, o->slot);
+		goto out;
+	} else if (rc == -ENOENT) {
+		fprintf(stderr, "%s: keyslot %ld is not active\n", prog, o->slot);
+		goto out;
+	} else if (rc < 0) {
+		fprintf(stderr, "%s: invalid keyslot %ld (0..%d)\n", prog, o->slot,
+			TD_HDR_KEYSLOTS - 1);
+		goto out;
+	}
+	rc = store_hdr(&lo, h, vk);
+	if (rc == 0)
+		printf("removed keyslot %ld\n", o->slot);
+out:
+	td_volkey_free(&vk);
+	if (lo.chain)
+		lower_close(&lo);
+	td_wipe(h, sizeof(*h));
+	free(h);
+	return rc < 0 ? 1 : 0;
+}
+
+static void kdf_desc(const struct td_kdf_params *k, char *buf, size_t len)
+{
+	switch (k->id) {
+	case TD_KDF_ARGON2ID:
+		snprintf(buf, len, "argon2id t=%u m=%u KiB p=%u", k->t_cost, k->m_cost_kib,
+			 k->parallelism);
+		break;
+	case TD_KDF_PBKDF2_SHA256:
+		snprintf(buf, len, "pbkdf2-sha256 iterations=%u", k->iterations);
+		break;
+	case TD_KDF_SCRYPT:
+		snprintf(buf, len, "scrypt N=%llu r=%u p=%u", (unsigned long long)k->n, k->r, k->p);
+		break;
+	default:
+		snprintf(buf, len, "unknown");
+	}
+}
+
+static void kdf_json(const struct td_kdf_params *k, char *buf, size_t len)
+{
+	switch (k->id) {
+	case TD_KDF_ARGON2ID:
+		snprintf(buf, len, "{\"type\": \"argon2id\", \"time\": %u, \"memory_kib\": %u, "
+				   "\"parallelism\": %u}",
+			 k->t_cost, k->m_cost_kib, k->parallelism);
+		break;
+	case TD_KDF_PBKDF2_SHA256:
+		snprintf(buf, len, "{\"type\": \"pbkdf2-sha256\", \"iterations\": %u}", k->iterations);
+		break;
+	case TD_KDF_SCRYPT:
+		snprintf(buf, len, "{\"type\": \"scrypt\", \"n\": %llu, \"r\": %u, \"p\": %u}",
+			 (unsigned long long)k->n, k->r, k->p);
+		break;
+	default:
+		snprintf(buf, len, "{\"type\": \"unknown\"}");
+	}
+}
+
+/* list and audit: the header, both copies' state, every keyslot. */
+static int cmd_list(const char *spec, const struct opts *o, bool audit)
+{
+	struct td_crypt_hdr *h = calloc(1, sizeof(*h));
+	struct lower lo = {0};
+	char uuid[TD_HDR_UUID_STR_LEN], kd[160], js[8192];
+	const char *copy_state[2];
+	int rc, which, other, i, active;
+	bool key_loaded;
+
+	if (!h)
+		return 1;
+	rc = lower_open(&lo, spec, false);
+	if (rc < 0)
+		goto out;
+	rc = load_hdr(&lo, h, &which, &other);
+	if (rc < 0)
+		goto out;
+	td_hdr_uuid_str(h->uuid, uuid);
+	copy_state[which] = "ok";
+	copy_state[!which] = other == TD_HDR_OTHER_OK ? "ok"
+			     : other == TD_HDR_OTHER_CORRUPT ? "corrupt"
+							     : "stale";
+	active = td_keyslot_count_active(h);
+	key_loaded = td_keyring_present(h->uuid) > 0;
+	if (o->json) {
+		td_json_str(js, sizeof(js), lo.spec);
+		printf("{\n  \"spec\": %s,\n  \"uuid\": \"%s\",\n  \"format_version\": %d,\n"
+		       "  \"sequence\": %llu,\n  \"header_copies\": {\"primary\": \"%s\", "
+		       "\"secondary\": \"%s\"},\n"
+		       "  \"cipher\": \"%s\",\n  \"key_bits\": %u,\n  \"sector_size\": %u,\n"
+		       "  \"tweak\": \"plain64\",\n  \"integrity\": \"%s\",\n  \"tag_size\": %u,\n"
+		       "  \"data_offset\": %llu,\n  \"data_size\": %llu,\n  \"key_loaded\": %s,\n"
+		       "  \"keyslots_total\": %d,\n  \"keyslots_active\": %d,\n  \"keyslots\": [",
+		       js, uuid, TD_HDR_VERSION, (unsigned long long)h->seqno, copy_state[0],
+		       copy_state[1], h->cipher, h->key_bits, h->sector_size, h->integrity,
+		       h->tag_size, (unsigned long long)h->data_offset,
+		       (unsigned long long)h->data_size, key_loaded ? "true" : "false",
+		       TD_HDR_KEYSLOTS, active);
+		for (i = 0, rc = 0; i < TD_HDR_KEYSLOTS; i++) {
+			if (h->slots[i].state != TD_KEYSLOT_ACTIVE)
+				continue;
+			kdf_json(&h->slots[i].kdf, kd, sizeof(kd));
+			printf("%s\n    {\"slot\": %d, \"kdf\": %s}", rc++ ? "," : "", i, kd);
+		}
+		printf("\n  ]");
+		if (audit)
+			printf(",\n  \"at_rest_encryption\": true,\n  \"header_authenticated\": "
+			       "\"verified when a tapdisk or vdkey opens it with the key\"");
+		printf("\n}\n");
+		rc = 0;
+	} else {
+		printf("Image:        %s\n", lo.spec);
+		printf("UUID:         %s\n", uuid);
+		printf("Header:       version %d, sequence %llu, primary %s, secondary %s\n",
+		       TD_HDR_VERSION, (unsigned long long)h->seqno, copy_state[0], copy_state[1]);
+		printf("Cipher:       %s, %u-bit key, %u-byte sectors, 64-bit block-number tweak\n",
+		       h->cipher, h->key_bits, h->sector_size);
+		printf("Integrity:    %s", h->integrity);
+		if (h->tag_size)
+			printf(" (%u-byte tags)", h->tag_size);
+		printf("\nData:         %llu bytes at offset %llu\n", (unsigned long long)h->data_size,
+		       (unsigned long long)h->data_offset);
+		printf("Key loaded:   %s\n", key_loaded ? "yes (kernel keyring)" : "no");
+		printf("Keyslots:     %d of %d active\n", active, TD_HDR_KEYSLOTS);
+		for (i = 0; i < TD_HDR_KEYSLOTS; i++) {
+			if (h->slots[i].state != TD_KEYSLOT_ACTIVE)
+				continue;
+			kdf_desc(&h->slots[i].kdf, kd, sizeof(kd));
+			printf("  %2d: %s\n", i, kd);
+		}
+	}
+out:
+	if (lo.chain)
+		lower_close(&lo);
+	free(h);
+	return rc < 0 ? 1 : 0;
+}
+
+static int cmd_load(const char *spec, const struct opts *o)
+{
+	struct td_crypt_hdr *h = calloc(1, sizeof(*h));
+	struct td_volkey *vk = NULL;
+	struct lower lo = {0};
+	char err[512], uuid[TD_HDR_UUID_STR_LEN];
+	int rc, which, other, slot = -1;
+	unsigned flags = 0;
+
+	if (!h)
+		return 1;
+	rc = lower_open(&lo, spec, false);
+	if (rc < 0)
+		goto out;
+	rc = load_hdr(&lo, h, &which, &other);
+	if (rc < 0)
+		goto out;
+	rc = unlock(h, o->key_file, &vk, &slot);
+	if (rc < 0)
+		goto out;
+	if (o->once)
+		flags |= TD_KEYRING_ONCE;
+	if (o->user_readable)
+		flags |= TD_KEYRING_USER_READABLE;
+	rc = td_keyring_store(h->uuid, vk, flags, o->timeout_s, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		goto out;
+	}
+	td_hdr_uuid_str(h->uuid, uuid);
+	printf("loaded the key of image %s (keyslot %d) into the user keyring%s\n", uuid, slot,
+	       o->once ? "; the first tapdisk to open it removes it" : "");
+	rc = 0;
+out:
+	td_volkey_free(&vk);
+	if (lo.chain)
+		lower_close(&lo);
+	td_wipe(h, sizeof(*h));
+	free(h);
+	return rc < 0 ? 1 : 0;
+}
+
+static int cmd_unload(const char *spec)
+{
+	struct td_crypt_hdr *h = calloc(1, sizeof(*h));
+	struct lower lo = {0};
+	char err[512];
+	int rc, which, other;
+
+	if (!h)
+		return 1;
+	rc = lower_open(&lo, spec, false);
+	if (rc < 0)
+		goto out;
+	rc = load_hdr(&lo, h, &which, &other);
+	if (rc < 0)
+		goto out;
+	rc = td_keyring_remove(h->uuid, err, sizeof(err));
+	if (rc < 0)
+		fprintf(stderr, "%s: %s\n", prog, err);
+	else
+		printf("removed the key from the keyring\n");
+out:
+	if (lo.chain)
+		lower_close(&lo);
+	free(h);
+	return rc < 0 ? 1 : 0;
+}
+
+static int cmd_backup(const char *spec, const char *file)
+{
+	struct td_crypt_hdr *h = calloc(1, sizeof(*h));
+	struct lower lo = {0};
+	uint8_t *buf = td_buf_get(TD_HDR_BACKUP_SIZE);
+	int rc, which, other, fd = -1;
+
+	if (!h || !buf) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = lower_open(&lo, spec, false);
+	if (rc < 0)
+		goto out;
+	rc = load_hdr(&lo, h, &which, &other);
+	if (rc < 0)
+		goto out;
+	rc = td_hdr_read_area(lo.chain->top, buf);
+	if (rc < 0) {
+		fprintf(stderr, "%s: cannot read the header area: %s\n", prog, strerror(-rc));
+		goto out;
+	}
+	fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, buf, TD_HDR_BACKUP_SIZE) != TD_HDR_BACKUP_SIZE || fsync(fd) < 0) {
+		rc = -errno;
+		fprintf(stderr, "%s: cannot write '%s': %s%s\n", prog, file, strerror(errno),
+			errno == EEXIST ? " (will not overwrite an existing file)" : "");
+		goto out;
+	}
+	printf("saved both header copies (%d bytes) to %s\n", TD_HDR_BACKUP_SIZE, file);
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (lo.chain)
+		lower_close(&lo);
+	td_buf_put(buf, TD_HDR_BACKUP_SIZE);
+	free(h);
+	return rc < 0 ? 1 : 0;
+}
+
+static int cmd_restore(const char *spec, const char *file)
+{
+	struct td_crypt_hdr *h = calloc(1, sizeof(*h));
+	struct lower lo = {0};
+	uint8_t *buf = td_buf_get(TD_HDR_BACKUP_SIZE);
+	char note[512];
+	int rc, which, other, fd = -1;
+	struct stat st;
+
+	if (!h || !buf) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	fd = open(file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		rc = -errno;
+		fprintf(stderr, "%s: cannot open '%s': %s\n", prog, file, strerror(errno));
+		goto out;
+	}
+	if (st.st_size != TD_HDR_BACKUP_SIZE ||
+	    read(fd, buf, TD_HDR_BACKUP_SIZE) != TD_HDR_BACKUP_SIZE) {
+		rc = -EINVAL;
+		fprintf(stderr, "%s: '%s' is not a header backup (%d bytes expected)\n", prog, file,
+			TD_HDR_BACKUP_SIZE);
+		goto out;
+	}
+	rc = td_hdr_pick(buf + TD_HDR_OFFSET_A, buf + TD_HDR_OFFSET_B, TD_HDR_COPY_SIZE, h, &which,
+			 &other, note, sizeof(note));
+	if (rc < 0) {
+		fprintf(stderr, "%s: '%s' holds no valid crypt header: %s\n", prog, file, note);
+		goto out;
+	}
+	rc = lower_open(&lo, spec, true);
+	if (rc < 0)
+		goto out;
+	rc = td_hdr_write_area(lo.chain->top, buf);
+	if (rc < 0) {
+		fprintf(stderr, "%s: cannot write the header area: %s\n", prog, strerror(-rc));
+		goto out;
+	}
+	printf("restored the header from %s\n", file);
+out:
+	if (fd >= 0)
+		close(fd);
+	if (lo.chain)
+		lower_close(&lo);
+	td_buf_put(buf, TD_HDR_BACKUP_SIZE);
+	free(h);
+	return rc < 0 ? 1 : 0;
+}
+
+static int cmd_repair(const char *spec, const struct opts *o)
+{
+	struct td_crypt_hdr *h = calloc(1, sizeof(*h));
+	struct td_volkey *vk = NULL;
+	struct lower lo = {0};
+	int rc, which, other;
+
+	if (!h)
+		return 1;
+	rc = lower_open(&lo, spec, true);
+	if (rc < 0)
+		goto out;
+	rc = load_hdr(&lo, h, &which, &other);
+	if (rc < 0)
+		goto out;
+	rc = unlock(h, o->key_file, &vk, NULL);
+	if (rc < 0)
+		goto out;
+	rc = store_hdr(&lo, h, vk);
+	if (rc == 0)
+		printf("rewrote both header copies (sequence %llu)\n", (unsigned long long)h->seqno);
+out:
+	td_volkey_free(&vk);
+	if (lo.chain)
+		lower_close(&lo);
+	td_wipe(h, sizeof(*h));
+	free(h);
+	return rc < 0 ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	enum {
+		O_KEYFILE = 256, O_NEWKEY, O_INTEG, O_PBKDF, O_ITER, O_MEM, O_PAR, O_SLOT, O_JSON,
+		O_SCRUB, O_ONCE, O_UREAD, O_TIMEOUT, O_FORCE
+	};
+	static const struct option longopts[] = {
+		{"key-file", required_argument, NULL, O_KEYFILE},
+		{"new-key-file", required_argument, NULL, O_NEWKEY},
+		{"integrity", required_argument, NULL, O_INTEG},
+		{"pbkdf", required_argument, NULL, O_PBKDF},
+		{"pbkdf-iterations", required_argument, NULL, O_ITER},
+		{"pbkdf-memory", required_argument, NULL, O_MEM},
+		{"pbkdf-parallel", required_argument, NULL, O_PAR},
+		{"slot", required_argument, NULL, O_SLOT},
+		{"json", no_argument, NULL, O_JSON},
+		{"scrub", no_argument, NULL, O_SCRUB},
+		{"once", no_argument, NULL, O_ONCE},
+		{"user-readable", no_argument, NULL, O_UREAD},
+		{"timeout", required_argument, NULL, O_TIMEOUT},
+		{"force", no_argument, NULL, O_FORCE},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct opts o = {.slot = -1};
+	const char *cmd, *spec, *file = NULL;
+	int c;
+
+	td_log_init("vdkey");
+	td_secure_harden_process();
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+	    !strcmp(argv[1], "help")) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	cmd = argv[1];
+	optind = 2;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case O_KEYFILE:
+			o.key_file = optarg;
+			break;
+		case O_NEWKEY:
+			o.new_key_file = optarg;
+			break;
+		case O_INTEG:
+			o.integrity = optarg;
+			break;
+		case O_PBKDF:
+			o.pbkdf = optarg;
+			break;
+		case O_ITER:
+			o.iterations = strtol(optarg, NULL, 0);
+			break;
+		case O_MEM:
+			o.memory_kib = strtol(optarg, NULL, 0);
+			break;
+		case O_PAR:
+			o.parallel = strtol(optarg, NULL, 0);
+			break;
+		case O_SLOT:
+			o.slot = strtol(optarg, NULL, 0);
+			break;
+		case O_JSON:
+			o.json = true;
+			break;
+		case O_SCRUB:
+			o.scrub = true;
+			break;
+		case O_ONCE:
+			o.once = true;
+			break;
+		case O_UREAD:
+			o.user_readable = true;
+			break;
+		case O_TIMEOUT:
+			o.timeout_s = (unsigned)strtoul(optarg, NULL, 0);
+			break;
+		case O_FORCE:
+			o.force = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			fprintf(stderr, "%s: see vdkey --help\n", prog);
+			return 2;
+		}
+	}
+	if (optind >= argc) {
+		fprintf(stderr, "%s %s: expected SPEC (see vdkey --help)\n", prog, cmd);
+		return 2;
+	}
+	spec = argv[optind++];
+	if (!strcmp(cmd, "header-backup") || !strcmp(cmd, "header-restore")) {
+		if (optind >= argc) {
+			fprintf(stderr, "%s %s: expected SPEC FILE\n", prog, cmd);
+			return 2;
+		}
+		file = argv[optind++];
+	}
+	if (optind != argc) {
+		fprintf(stderr, "%s %s: unexpected argument '%s'\n", prog, cmd, argv[optind]);
+		return 2;
+	}
+	if (!strcmp(cmd, "format"))
+		return cmd_format(spec, &o);
+	if (!strcmp(cmd, "enroll"))
+		return cmd_enroll(spec, &o);
+	if (!strcmp(cmd, "remove"))
+		return cmd_remove(spec, &o);
+	if (!strcmp(cmd, "list"))
+		return cmd_list(spec, &o, false);
+	if (!strcmp(cmd, "audit")) {
+		if (o.scrub) {
+			fprintf(stderr, "%s audit --scrub: this image has no integrity metadata to "
+					"verify (integrity support is not in this build yet)\n",
+				prog);
+			return 1;
+		}
+		return cmd_list(spec, &o, true);
+	}
+	if (!strcmp(cmd, "load"))
+		return cmd_load(spec, &o);
+	if (!strcmp(cmd, "unload"))
+		return cmd_unload(spec);
+	if (!strcmp(cmd, "header-backup"))
+		return cmd_backup(spec, file);
+	if (!strcmp(cmd, "header-restore"))
+		return cmd_restore(spec, file);
+	if (!strcmp(cmd, "repair"))
+		return cmd_repair(spec, &o);
+	fprintf(stderr, "%s: unknown command '%s' (see vdkey --help)\n", prog, cmd);
+	return 2;
+}
