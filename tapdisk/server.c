@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -104,11 +105,11 @@ static void do_info(struct ctl_conn *c)
 
 	snprintf(out, sizeof(out),
 		 "ok\npid=%d\nminor=%d\nstate=%s\nspec=%s\nsocket=%s\nuri=nbd+unix:///?socket=%s\n"
-		 "path=%s\nsize=%llu\nuid=%u\nreadonly=%d\nconnections=%u\n",
+		 "path=%s\nsize=%llu\nuid=%u\nreadonly=%d\nconnections=%u\ndumpable=%d\n",
 		 (int)getpid(), s->minor, state_name(s), vbd_spec(s->vbd), s->nbd_path,
 		 s->nbd_path, vbd_path(s->vbd) ? vbd_path(s->vbd) : "", (unsigned long long)vbd_size(s->vbd),
 		 (unsigned)getuid(), vbd_readonly(s->vbd) ? 1 : 0,
-		 s->nbd ? nbd_server_connections(s->nbd) : 0);
+		 s->nbd ? nbd_server_connections(s->nbd) : 0, prctl(PR_GET_DUMPABLE));
 	ctl_reply(c, out);
 }
 

@@ -1,0 +1,98 @@
+#!/bin/bash
+# vdkey: wrong passphrase, keyslots (enroll, remove, last-slot refusal,
+# full table), header copies (corrupt primary, both, forged fields with a
+# valid checksum), header backup/restore.
+. "$TD_SRC/tests/lib/common.sh"
+need python3 keyctl
+IMG=$T/disk.img
+K1=$T/k1; K2=$T/k2; BAD=$T/bad
+printf 'first passphrase' >"$K1"; printf 'second passphrase' >"$K2"; printf 'wrong' >"$BAD"
+FAST="--pbkdf pbkdf2 --pbkdf-iterations 1000"
+FORGE="python3 $TD_SRC/tests/lib/hdrforge.py"
+truncate -s 16M "$IMG"
+td_on_exit "vdkey unload aio:$IMG >/dev/null 2>&1"
+
+vdkey --help | grep -q "header-backup" || fail "help"
+vdkey format "aio:$IMG" --key-file "$K1" $FAST | grep -q "formatted" || fail "format"
+out=$(vdkey format "aio:$IMG" --key-file "$K1" $FAST 2>&1) && fail "re-format without --force"
+echo "$out" | grep -q "already has a crypt header" || fail "message: $out"
+
+info "wrong passphrase: refused, exit non-zero, nothing written"
+sum=$(sha256sum <"$IMG")
+out=$(vdkey load "aio:$IMG" --key-file "$BAD" 2>&1) && fail "wrong passphrase accepted"
+echo "$out" | grep -q "wrong passphrase" || fail "message: $out"
+out=$(vdkey enroll "aio:$IMG" --key-file "$BAD" --new-key-file "$K2" $FAST 2>&1) && fail "enroll with wrong"
+[ "$(sha256sum <"$IMG")" = "$sum" ] || fail "image changed"
+
+info "argon2id (small costs) works too"
+truncate -s 16M "$T/argon.img"
+vdkey format "aio:$T/argon.img" --key-file "$K1" --pbkdf argon2id --pbkdf-iterations 1 \
+	--pbkdf-memory 1024 --pbkdf-parallel 1 >/dev/null || fail "argon2 format"
+vdkey list "aio:$T/argon.img" | grep -q "argon2id t=1 m=1024 KiB p=1" || fail "argon2 list"
+vdkey load "aio:$T/argon.img" --key-file "$K1" >/dev/null || fail "argon2 unlock"
+vdkey unload "aio:$T/argon.img" >/dev/null
+
+info "enroll a second slot, unlock with either, remove one"
+vdkey enroll "aio:$IMG" --key-file "$K1" --new-key-file "$K2" $FAST | grep -q "added keyslot 1" ||
+	fail "enroll"
+vdkey load "aio:$IMG" --key-file "$K1" >/dev/null || fail "unlock with slot 0"
+vdkey load "aio:$IMG" --key-file "$K2" | grep -q "keyslot 1" || fail "unlock with slot 1"
+vdkey remove "aio:$IMG" --key-file "$K2" --slot 0 | grep -q "removed keyslot 0" || fail "remove"
+vdkey load "aio:$IMG" --key-file "$K1" >/dev/null 2>&1 && fail "removed passphrase still works"
+out=$(vdkey remove "aio:$IMG" --key-file "$K2" --slot 1 2>&1) && fail "removed the last slot"
+echo "$out" | grep -q "last active" || fail "message: $out"
+vdkey list "aio:$IMG" --json | python3 -c '
+import json,sys; j=json.load(sys.stdin); assert j["keyslots_active"]==1 and j["keyslots"][0]["slot"]==1, j' ||
+	fail "list json"
+
+info "filling every slot gives a clear error"
+for i in $(seq 2 16); do
+	vdkey enroll "aio:$IMG" --key-file "$K2" --new-key-file "$K1" $FAST >/dev/null || fail "enroll $i"
+done
+out=$(vdkey enroll "aio:$IMG" --key-file "$K2" --new-key-file "$K1" $FAST 2>&1) && fail "17th slot"
+echo "$out" | grep -q "all 16 keyslots are in use" || fail "message: $out"
+
+info "header backup"
+vdkey header-backup "aio:$IMG" "$T/hdr.bak" | grep -q saved || fail "backup"
+vdkey header-backup "aio:$IMG" "$T/hdr.bak" 2>/dev/null && fail "backup overwrote a file"
+
+info "corrupt primary: opens from the secondary and says so"
+printf 'garbage!' | dd of="$IMG" bs=1 seek=200 conv=notrunc 2>/dev/null
+out=$(vdkey load "aio:$IMG" --key-file "$K2" 2>&1) || fail "load with corrupt primary: $out"
+echo "$out" | grep -q "primary header copy is corrupt" || fail "no warning: $out"
+vdkey unload "aio:$IMG" >/dev/null
+vdkey repair "aio:$IMG" --key-file "$K2" | grep -q rewrote || fail "repair"
+out=$(vdkey list "aio:$IMG" 2>&1)
+echo "$out" | grep -q "primary ok, secondary ok" || fail "after repair: $out"
+
+info "corrupt both: clear error, nothing written"
+printf 'garbage!' | dd of="$IMG" bs=1 seek=200 conv=notrunc 2>/dev/null
+printf 'garbage!' | dd of="$IMG" bs=1 seek=$((65536 + 200)) conv=notrunc 2>/dev/null
+sum=$(sha256sum <"$IMG")
+out=$(vdkey load "aio:$IMG" --key-file "$K2" 2>&1) && fail "opened with both copies corrupt"
+echo "$out" | grep -q "corrupt in both copies" || fail "message: $out"
+vdkey enroll "aio:$IMG" --key-file "$K2" --new-key-file "$K1" $FAST 2>/dev/null && fail "enroll"
+[ "$(sha256sum <"$IMG")" = "$sum" ] || fail "image changed"
+
+info "header-restore brings it back"
+vdkey header-restore "aio:$IMG" "$T/hdr.bak" | grep -q restored || fail "restore"
+vdkey load "aio:$IMG" --key-file "$K2" >/dev/null || fail "load after restore"
+vdkey unload "aio:$IMG" >/dev/null
+
+info "forged settings with a valid checksum are refused after unlock"
+for edit in "integrity hmac-sha256" "cipher aes-xts-plain64x" "data_offset 262144" "data_size 4096"; do
+	vdkey header-restore "aio:$IMG" "$T/hdr.bak" >/dev/null || fail "restore"
+	set -- $edit
+	[ "$1" = integrity ] && $FORGE "$IMG" tag_size 32
+	$FORGE "$IMG" "$1" "$2"
+	out=$(vdkey load "aio:$IMG" --key-file "$K2" 2>&1) && fail "forged $edit accepted"
+	echo "$out" | grep -qE "header authentication failed|corrupt|unsupported" ||
+		fail "forged $edit: $out"
+done
+# the forged header (authentic key loaded from the good header) must not open in tapdisk either
+vdkey header-restore "aio:$IMG" "$T/hdr.bak" >/dev/null
+vdkey load "aio:$IMG" --key-file "$K2" >/dev/null || fail "load"
+$FORGE "$IMG" data_offset 262144
+out=$(tapdisk serve "crypt:aio:$IMG" --socket "$T/s" 2>&1) && fail "tapdisk opened a forged header"
+echo "$out" | grep -q "header authentication failed" || fail "tapdisk message: $out"
+echo ok

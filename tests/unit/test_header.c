@@ -1,0 +1,799 @@
+/* The crypt header and keyslots: encoding pinned to the documented byte
+ * offsets, every corruption refused with a clear reason, copy selection,
+ * the header MAC, and keyslot add / unlock / remove. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "crypt/cipher.h"
+#include "crypt/header.h"
+#include "keymgr/keyslot.h"
+#include "keymgr/secmem.h"
+#include "keymgr/volkey.h"
+
+/* The offsets of docs/FORMAT.md, written out again on purpose: if the
+ * code drifts from the document, these tests fail. */
+#define SLOT(i) (1024u + 256u * (i))
+#define CHECKSUM_OFF 16352u
+#define MAC_OFF 16320u
+
+static const char PASS1[] = "correct horse battery staple";
+static const char PASS2[] = "another passphrase, for slot two";
+
+static uint8_t buf[TD_HDR_COPY_SIZE];
+static uint8_t buf2[TD_HDR_COPY_SIZE];
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+/* What an attacker without the key can do: recompute the checksum. */
+static void forge_checksum(uint8_t *b)
+{
+	assert_int_equal(td_sha256(b, CHECKSUM_OFF, b + CHECKSUM_OFF), 0);
+}
+
+/* A sealed header with one argon2id slot (cheap parameters) for PASS1. */
+static void make_header(struct td_crypt_hdr *h, struct td_volkey **vk, const char *integrity)
+{
+	struct td_kdf_params kp = td_kdf_params_minimal(TD_KDF_ARGON2ID);
+
+	assert_int_equal(td_hdr_init_new(h, 1ULL << 30, integrity), 0);
+	*vk = td_volkey_new_random();
+	assert_non_null(*vk);
+	assert_int_equal(td_keyslot_add(h, -1, *vk, PASS1, strlen(PASS1), &kp), 0);
+	assert_int_equal(td_hdr_seal(h, *vk), 0);
+}
+
+static void test_init_new(void **state)
+{
+	struct td_crypt_hdr a, b;
+	char s[TD_HDR_UUID_STR_LEN];
+
+	assert_int_equal(td_hdr_init_new(&a, (1ULL << 30) + 5000, "none"), 0);
+	assert_int_equal(td_hdr_init_new(&b, 1ULL << 30, "hmac-sha256"), 0);
+	assert_memory_not_equal(a.uuid, b.uuid, 16);
+	assert_int_equal(a.uuid[6] >> 4, 4);
+	assert_int_equal(a.uuid[8] >> 6, 2);
+	assert_int_equal(a.seqno, 1);
+	assert_string_equal(a.cipher, "aes-xts-plain64");
+	assert_int_equal(a.key_bits, 512);
+	assert_int_equal(a.sector_size, 4096);
+	assert_int_equal(a.tweak_mode, 1);
+	assert_int_equal(a.data_offset, 1048576);
+	assert_int_equal(a.data_size, (1ULL << 30) + 4096 - 1048576);
+	assert_string_equal(a.integrity, "none");
+	assert_int_equal(a.tag_size, 0);
+	assert_string_equal(b.integrity, "hmac-sha256");
+	assert_int_equal(b.tag_size, 32);
+	assert_int_equal(td_keyslot_count_active(&a), 0);
+
+	assert_int_equal(td_hdr_init_new(&a, 1ULL << 30, "sha1"), -EINVAL);
+	assert_int_equal(td_hdr_init_new(&a, 1ULL << 30, NULL), -EINVAL);
+	assert_int_equal(td_hdr_init_new(&a, 1048576 + 4095, "none"), -ENOSPC);
+	assert_int_equal(td_hdr_init_new(&a, 1048576 + 4096, "none"), 0);
+
+	td_hdr_uuid_str((const uint8_t *)"\x00\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\xcc\xdd"
+					 "\xee\xff",
+			s);
+	assert_string_equal(s, "00112233-4455-6677-8899-aabbccddeeff");
+}
+
+/* The bytes land where docs/FORMAT.md says. */
+static void test_encode_layout(void **state)
+{
+	struct td_crypt_hdr h;
+	struct td_volkey *vk = NULL;
+	uint8_t sum[32];
+
+	make_header(&h, &vk, "hmac-sha256");
+	h.seqno = 0x0102030405060708ULL;
+	h.integrity_params[0] = 0xab;
+	assert_int_equal(td_hdr_seal(&h, vk), 0);
+	assert_int_equal(td_hdr_encode(&h, buf), 0);
+
+	assert_memory_equal(buf, "TDCRYPT\0", 8);
+	assert_int_equal(get32(buf + 8), 1);
+	assert_int_equal(get32(buf + 12), 16384);
+	assert_memory_equal(buf + 16, "\x08\x07\x06\x05\x04\x03\x02\x01", 8);
+	assert_memory_equal(buf + 24, h.uuid, 16);
+	assert_int_equal(get64(buf + 40), 0);
+	assert_string_equal((const char *)buf + 48, "aes-xts-plain64");
+	assert_int_equal(get32(buf + 80), 512);
+	assert_int_equal(get32(buf + 84), 4096);
+	assert_int_equal(get32(buf + 88), 1);
+	assert_int_equal(get64(buf + 96), 1048576);
+	assert_int_equal(get64(buf + 104), h.data_size);
+	assert_string_equal((const char *)buf + 112, "hmac-sha256");
+	assert_int_equal(get32(buf + 144), 32);
+	assert_int_equal(get32(buf + 148), 16);
+	assert_int_equal(get32(buf + 152), 256);
+	assert_int_equal(get32(buf + 156), 1024);
+	assert_memory_equal(buf + 160, h.vk_digest, 32);
+	assert_int_equal(buf[256], 0xab);
+	/* keyslot 0: active argon2id t=1, m=8 KiB, p=1, 64-byte key */
+	assert_int_equal(get32(buf + SLOT(0) + 0), 1);
+	assert_int_equal(get32(buf + SLOT(0) + 4), 1);
+	assert_int_equal(get64(buf + SLOT(0) + 8), 1);
+	assert_int_equal(get32(buf + SLOT(0) + 16), 8);
+	assert_int_equal(get32(buf + SLOT(0) + 20), 1);
+	assert_int_equal(get32(buf + SLOT(0) + 24), 64);
+	assert_memory_equal(buf + SLOT(0) + 32, h.slots[0].salt, 32);
+	assert_memory_equal(buf + SLOT(0) + 64, h.slots[0].nonce, 12);
+	assert_memory_equal(buf + SLOT(0) + 80, h.slots[0].wrapped, 64);
+	assert_memory_equal(buf + SLOT(0) + 144, h.slots[0].tag, 16);
+	assert_int_equal(get32(buf + SLOT(1)), 0);
+	assert_memory_equal(buf + MAC_OFF, h.mac, 32);
+	assert_int_equal(td_sha256(buf, CHECKSUM_OFF, sum), 0);
+	assert_memory_equal(buf + CHECKSUM_OFF, sum, 32);
+	td_volkey_free(&vk);
+}
+
+static void test_roundtrip(void **state)
+{
+	struct td_crypt_hdr h, d;
+	struct td_volkey *vk = NULL;
+	struct td_kdf_params kp2 = td_kdf_params_minimal(TD_KDF_PBKDF2_SHA256);
+	struct td_kdf_params kp3 = td_kdf_params_minimal(TD_KDF_SCRYPT);
+	char err[160];
+
+	make_header(&h, &vk, "none");
+	assert_int_equal(td_keyslot_add(&h, 7, vk, PASS2, strlen(PASS2), &kp2), 7);
+	assert_int_equal(td_keyslot_add(&h, -1, vk, PASS2, strlen(PASS2), &kp3), 1);
+	h.flags = 1ULL << 40; /* a compatible feature bit: kept */
+	h.freshness[5] = 9;
+	assert_int_equal(td_hdr_seal(&h, vk), 0);
+	assert_int_equal(td_hdr_encode(&h, buf), 0);
+	memset(&d, 0xab, sizeof(d));
+	assert_int_equal(td_hdr_decode(buf, sizeof(buf), &d, err, sizeof(err)), 0);
+
+	assert_int_equal(d.seqno, h.seqno);
+	assert_memory_equal(d.uuid, h.uuid, 16);
+	assert_int_equal(d.flags, h.flags);
+	assert_string_equal(d.cipher, h.cipher);
+	assert_int_equal(d.data_offset, h.data_offset);
+	assert_int_equal(d.data_size, h.data_size);
+	assert_string_equal(d.integrity, h.integrity);
+	assert_memory_equal(d.vk_digest, h.vk_digest, 32);
+	assert_memory_equal(d.freshness, h.freshness, sizeof(h.freshness));
+	assert_memory_equal(d.mac, h.mac, 32);
+	assert_int_equal(td_keyslot_count_active(&d), 3);
+	assert_int_equal(d.slots[0].kdf.id, TD_KDF_ARGON2ID);
+	assert_int_equal(d.slots[0].kdf.m_cost_kib, 8);
+	assert_int_equal(d.slots[7].kdf.id, TD_KDF_PBKDF2_SHA256);
+	assert_int_equal(d.slots[7].kdf.iterations, 1000);
+	assert_int_equal(d.slots[1].kdf.id, TD_KDF_SCRYPT);
+	assert_int_equal(d.slots[1].kdf.n, 16);
+	assert_memory_equal(d.slots[7].wrapped, h.slots[7].wrapped, 64);
+
+	/* Decode then encode gives the same bytes; the MAC still verifies. */
+	assert_int_equal(td_hdr_encode(&d, buf2), 0);
+	assert_memory_equal(buf, buf2, sizeof(buf));
+	assert_int_equal(td_hdr_verify_mac(&d, vk), 0);
+
+	/* A longer buffer (a whole 64 KiB slot) is fine; a shorter one is not. */
+	assert_int_equal(td_hdr_decode(buf, sizeof(buf) - 1, &d, err, sizeof(err)), -EBADMSG);
+	assert_non_null(strstr(err, "truncated"));
+	td_volkey_free(&vk);
+}
+
+/* ---- corruption ---- */
+
+struct mut {
+	unsigned off;
+	char kind; /* 'x' xor a byte, '4' / '8' set a LE integer, 's' set a string field */
+	uint64_t val;
+	const char *str;
+};
+
+struct corruption {
+	const char *what;
+	struct mut m[3];
+	int keep_checksum; /* 1: leave the (now wrong) checksum alone */
+	int want;
+	const char *msg;
+};
+
+static const struct corruption corruptions[] = {
+    {"magic", {{0, 'x', 0x20, NULL}}, 0, -ENOMSG, "magic"},
+    {"version", {{8, '4', 2, NULL}}, 0, -EPROTONOSUPPORT, "version 2"},
+    {"header size", {{12, '4', 8192, NULL}}, 0, -EBADMSG, "header size"},
+    {"body bit flip, checksum not fixed", {{200, 'x', 1, NULL}}, 1, -EBADMSG, "checksum"},
+    {"checksum field", {{CHECKSUM_OFF + 3, 'x', 1, NULL}}, 1, -EBADMSG, "checksum"},
+    {"MAC bit flip, checksum not fixed", {{MAC_OFF, 'x', 1, NULL}}, 1, -EBADMSG, "checksum"},
+    {"unknown incompatible flag", {{40, '8', 1, NULL}}, 0, -EBADMSG, "incompatible"},
+    {"cipher", {{48, 's', 0, "aes-cbc-essiv:sha256"}}, 0, -EBADMSG, "unsupported cipher"},
+    {"cipher empty", {{48, 's', 0, ""}}, 0, -EBADMSG, "unsupported cipher"},
+    {"cipher unprintable", {{48, 's', 0, "aes\x01xts"}}, 0, -EBADMSG, "printable"},
+    {"cipher without NUL",
+     {{48, 's', 0, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}},
+     0,
+     -EBADMSG,
+     "printable"},
+    {"cipher junk after NUL", {{48 + 20, 'x', 'x', NULL}}, 0, -EBADMSG, "printable"},
+    {"key bits", {{80, '4', 256, NULL}}, 0, -EBADMSG, "key size"},
+    {"sector size", {{84, '4', 512, NULL}}, 0, -EBADMSG, "sector size"},
+    {"tweak mode", {{88, '4', 2, NULL}}, 0, -EBADMSG, "tweak mode"},
+    {"reserved after tweak mode", {{92, 'x', 1, NULL}}, 0, -EBADMSG, "offset 92"},
+    {"data offset inside header area", {{96, '8', 65536, NULL}}, 0, -EBADMSG, "data offset"},
+    {"data offset zero", {{96, '8', 0, NULL}}, 0, -EBADMSG, "data offset"},
+    {"data offset unaligned", {{96, '8', 1048576 + 512, NULL}}, 0, -EBADMSG, "data offset"},
+    {"data offset huge", {{96, '8', 1ULL << 40, NULL}}, 0, -EBADMSG, "data offset"},
+    {"data size zero", {{104, '8', 0, NULL}}, 0, -EBADMSG, "data size"},
+    {"data size unaligned", {{104, '8', 4097, NULL}}, 0, -EBADMSG, "data size"},
+    {"data size overflows", {{104, '8', (1ULL << 63) - 4096, NULL}}, 0, -EBADMSG, "data size"},
+    {"integrity unknown", {{112, 's', 0, "sha1"}}, 0, -EBADMSG, "unsupported integrity"},
+    {"integrity none with tags", {{144, '4', 32, NULL}}, 0, -EBADMSG, "tag size"},
+    {"integrity hmac without tags", {{112, 's', 0, "hmac-sha256"}}, 0, -EBADMSG, "tag size"},
+    {"integrity params with none", {{300, 'x', 1, NULL}}, 0, -EBADMSG, "integrity parameters"},
+    {"keyslot count", {{148, '4', 8, NULL}}, 0, -EBADMSG, "geometry"},
+    {"keyslot size", {{152, '4', 128, NULL}}, 0, -EBADMSG, "geometry"},
+    {"keyslot offset", {{156, '4', 2048, NULL}}, 0, -EBADMSG, "geometry"},
+    {"reserved after digest", {{192, 'x', 1, NULL}}, 0, -EBADMSG, "offset 192"},
+    {"reserved before keyslots", {{1000, 'x', 1, NULL}}, 0, -EBADMSG, "offset 768"},
+    {"reserved after keyslots", {{6000, 'x', 1, NULL}}, 0, -EBADMSG, "offset 5120"},
+    {"reserved before MAC", {{MAC_OFF - 1, 'x', 1, NULL}}, 0, -EBADMSG, "offset 5120"},
+    {"inactive slot not zeroed",
+     {{SLOT(1) + 40, 'x', 1, NULL}},
+     0,
+     -EBADMSG,
+     "keyslot 1: inactive but not zeroed"},
+    {"last slot not zeroed", {{SLOT(15) + 255, 'x', 1, NULL}}, 0, -EBADMSG, "keyslot 15: inactive"},
+    {"slot state", {{SLOT(0), '4', 2, NULL}}, 0, -EBADMSG, "keyslot 0: unknown state 2"},
+    {"slot KDF id", {{SLOT(0) + 4, '4', 9, NULL}}, 0, -EBADMSG, "unknown KDF id 9"},
+    {"slot KDF id none", {{SLOT(0) + 4, '4', 0, NULL}}, 0, -EBADMSG, "unknown KDF id 0"},
+    {"slot key length", {{SLOT(0) + 24, '4', 32, NULL}}, 0, -EBADMSG, "key length 32"},
+    {"slot reserved 28", {{SLOT(0) + 28, 'x', 1, NULL}}, 0, -EBADMSG, "reserved bytes at 28"},
+    {"slot reserved 76", {{SLOT(0) + 76, 'x', 1, NULL}}, 0, -EBADMSG, "reserved bytes at 76"},
+    {"slot reserved tail", {{SLOT(0) + 200, 'x', 1, NULL}}, 0, -EBADMSG, "reserved bytes at 160"},
+    {"argon2id t=0", {{SLOT(0) + 8, '8', 0, NULL}}, 0, -EBADMSG, "passes 0"},
+    {"argon2id t=65", {{SLOT(0) + 8, '8', 65, NULL}}, 0, -EBADMSG, "passes 65"},
+    {"argon2id t=2^40", {{SLOT(0) + 8, '8', 1ULL << 40, NULL}}, 0, -EBADMSG, "passes"},
+    {"argon2id m too small", {{SLOT(0) + 16, '4', 7, NULL}}, 0, -EBADMSG, "memory 7 KiB"},
+    {"argon2id m huge", {{SLOT(0) + 16, '4', 0xffffffff, NULL}}, 0, -EBADMSG, "memory"},
+    {"argon2id m below 8 per lane",
+     {{SLOT(0) + 20, '4', 2, NULL}},
+     0,
+     -EBADMSG,
+     "memory 8 KiB out of range 16"},
+    {"argon2id p=0", {{SLOT(0) + 20, '4', 0, NULL}}, 0, -EBADMSG, "parallelism 0"},
+    {"argon2id p=17", {{SLOT(0) + 20, '4', 17, NULL}}, 0, -EBADMSG, "parallelism 17"},
+    {"pbkdf2 with leftover params",
+     {{SLOT(0) + 4, '4', 2, NULL}, {SLOT(0) + 8, '8', 1000, NULL}},
+     0,
+     -EBADMSG,
+     "malformed pbkdf2"},
+    {"pbkdf2 zero iterations",
+     {{SLOT(0) + 4, '4', 2, NULL}, {SLOT(0) + 8, '8', 0, NULL}, {SLOT(0) + 16, '8', 0, NULL}},
+     0,
+     -EBADMSG,
+     "pbkdf2 iterations 0"},
+    {"pbkdf2 iterations above 2^32",
+     {{SLOT(0) + 4, '4', 2, NULL},
+      {SLOT(0) + 8, '8', 1ULL << 32, NULL},
+      {SLOT(0) + 16, '8', 0, NULL}},
+     0,
+     -EBADMSG,
+     "malformed pbkdf2"},
+    {"scrypt N not a power of two",
+     {{SLOT(0) + 4, '4', 3, NULL}, {SLOT(0) + 8, '8', 1000, NULL}},
+     0,
+     -EBADMSG,
+     "scrypt N 1000"},
+    {"scrypt N=1",
+     {{SLOT(0) + 4, '4', 3, NULL}, {SLOT(0) + 8, '8', 1, NULL}},
+     0,
+     -EBADMSG,
+     "scrypt N 1"},
+    {"scrypt r=0",
+     {{SLOT(0) + 4, '4', 3, NULL}, {SLOT(0) + 8, '8', 16, NULL}, {SLOT(0) + 16, '4', 0, NULL}},
+     0,
+     -EBADMSG,
+     "scrypt r 0"},
+    {"scrypt over 4 GiB",
+     {{SLOT(0) + 4, '4', 3, NULL}, {SLOT(0) + 8, '8', 1ULL << 30, NULL}},
+     0,
+     -EBADMSG,
+     "4 GiB"},
+};
+
+static void apply(uint8_t *b, const struct mut *m)
+{
+	switch (m->kind) {
+	case 'x':
+		b[m->off] ^= (uint8_t)m->val;
+		break;
+	case '4':
+		put32(b + m->off, (uint32_t)m->val);
+		break;
+	case '8':
+		put64(b + m->off, m->val);
+		break;
+	case 's':
+		memset(b + m->off, 0, 32);
+		memcpy(b + m->off, m->str, strlen(m->str));
+		break;
+	default:
+		break;
+	}
+}
+
+static void test_corruptions_refused(void **state)
+{
+	struct td_crypt_hdr h, d, sentinel;
+	struct td_volkey *vk = NULL;
+	char err[200];
+
+	make_header(&h, &vk, "none");
+	assert_int_equal(td_hdr_encode(&h, buf), 0);
+	memset(&sentinel, 0x5a, sizeof(sentinel));
+	for (size_t c = 0; c < sizeof(corruptions) / sizeof(corruptions[0]); c++) {
+		const struct corruption *tc = &corruptions[c];
+		int rc;
+
+		memcpy(buf2, buf, sizeof(buf));
+		for (int i = 0; i < 3 && tc->m[i].kind; i++)
+			apply(buf2, &tc->m[i]);
+		if (!tc->keep_checksum)
+			forge_checksum(buf2);
+		memcpy(&d, &sentinel, sizeof(d));
+		err[0] = '\0';
+		rc = td_hdr_decode(buf2, sizeof(buf2), &d, err, sizeof(err));
+		print_message("%-36s -> %d %s\n", tc->what, rc, err);
+		if (rc != tc->want || !strstr(err, tc->msg))
+			fail_msg("%s: got %d '%s', want %d '...%s...'", tc->what, rc, err, tc->want,
+				 tc->msg);
+		assert_memory_equal(&d, &sentinel, sizeof(d)); /* out untouched */
+	}
+	td_volkey_free(&vk);
+}
+
+/* Any single-byte change without a forged checksum is caught; random
+ * changes with a forged checksum are either refused or decode to
+ * something that re-encodes to exactly the same bytes.  Never a crash
+ * (run this under ASan). */
+static void test_fuzz_decode(void **state)
+{
+	struct td_crypt_hdr h, d;
+	struct td_volkey *vk = NULL;
+	char err[200];
+	unsigned accepted = 0;
+
+	make_header(&h, &vk, "hmac-sha256");
+	assert_int_equal(td_hdr_encode(&h, buf), 0);
+	for (unsigned off = 0; off < TD_HDR_COPY_SIZE; off++) {
+		memcpy(buf2, buf, sizeof(buf));
+		buf2[off] ^= 0x01;
+		assert_true(td_hdr_decode(buf2, sizeof(buf2), &d, err, sizeof(err)) < 0);
+	}
+	srand(12345);
+	for (int iter = 0; iter < 20000; iter++) {
+		int nmut = 1 + rand() % 4;
+
+		memcpy(buf2, buf, sizeof(buf));
+		for (int i = 0; i < nmut; i++) {
+			/* Mostly the interesting first 5 KiB. */
+			unsigned off = (unsigned)rand() % (rand() % 8 ? 5120 : TD_HDR_COPY_SIZE);
+
+			buf2[off] = (uint8_t)(rand() % 3 ? rand() : 0);
+		}
+		forge_checksum(buf2);
+		if (td_hdr_decode(buf2, sizeof(buf2), &d, err, sizeof(err)) == 0) {
+			uint8_t re[TD_HDR_COPY_SIZE];
+
+			accepted++;
+			assert_int_equal(td_hdr_encode(&d, re), 0);
+			assert_memory_equal(re, buf2, sizeof(re));
+		} else {
+			assert_true(strlen(err) > 0);
+		}
+	}
+	print_message("%u of 20000 random mutations decoded (and re-encoded identically)\n",
+		      accepted);
+	td_volkey_free(&vk);
+}
+
+/* ---- choosing a copy ---- */
+
+static void test_pick(void **state)
+{
+	struct td_crypt_hdr h, p;
+	struct td_volkey *vk = NULL;
+	uint8_t zero[TD_HDR_COPY_SIZE] = {0};
+	char err[400];
+	int which = -1, other = -1;
+
+	make_header(&h, &vk, "none");
+	assert_int_equal(td_hdr_encode(&h, buf), 0);
+	memcpy(buf2, buf, sizeof(buf));
+
+	/* Both good and identical: A. */
+	assert_int_equal(td_hdr_pick(buf, buf2, sizeof(buf), &p, &which, &other, err, sizeof(err)),
+			 0);
+	assert_int_equal(which, 0);
+	assert_int_equal(other, TD_HDR_OTHER_OK);
+	assert_memory_equal(p.uuid, h.uuid, 16);
+
+	/* A corrupt: B, and the reason for A is reported. */
+	buf[100] ^= 0xff;
+	assert_int_equal(td_hdr_pick(buf, buf2, sizeof(buf), &p, &which, &other, err, sizeof(err)),
+			 0);
+	assert_int_equal(which, 1);
+	assert_int_equal(other, TD_HDR_OTHER_CORRUPT);
+	assert_non_null(strstr(err, "primary header copy unusable"));
+	assert_non_null(strstr(err, "checksum"));
+	assert_int_equal(p.seqno, h.seqno);
+
+	/* A unreadable (NULL): B. */
+	assert_int_equal(td_hdr_pick(NULL, buf2, sizeof(buf), &p, &which, &other, err, sizeof(err)),
+			 0);
+	assert_int_equal(which, 1);
+	assert_int_equal(other, TD_HDR_OTHER_CORRUPT);
+
+	/* B corrupt too: refused, both reasons given. */
+	buf2[SLOT(0) + 100] ^= 0x01;
+	assert_int_equal(td_hdr_pick(buf, buf2, sizeof(buf), &p, &which, &other, err, sizeof(err)),
+			 -EBADMSG);
+	assert_non_null(strstr(err, "both header copies are unusable"));
+	assert_non_null(strstr(err, "primary: checksum mismatch"));
+	assert_non_null(strstr(err, "secondary: checksum mismatch"));
+
+	/* No header at all. */
+	assert_int_equal(
+	    td_hdr_pick(zero, zero, sizeof(zero), &p, &which, &other, err, sizeof(err)), -ENOMSG);
+	assert_non_null(strstr(err, "no tdcrypt header"));
+
+	/* B corrupt only: A. */
+	assert_int_equal(td_hdr_encode(&h, buf), 0);
+	assert_int_equal(td_hdr_pick(buf, buf2, sizeof(buf), &p, &which, &other, err, sizeof(err)),
+			 0);
+	assert_int_equal(which, 0);
+	assert_int_equal(other, TD_HDR_OTHER_CORRUPT);
+	assert_non_null(strstr(err, "secondary header copy unusable"));
+
+	/* The higher sequence number wins, either way round. */
+	h.seqno = 7;
+	assert_int_equal(td_hdr_seal(&h, vk), 0);
+	assert_int_equal(td_hdr_encode(&h, buf2), 0);
+	assert_int_equal(td_hdr_pick(buf, buf2, sizeof(buf), &p, &which, &other, err, sizeof(err)),
+			 0);
+	assert_int_equal(which, 1);
+	assert_int_equal(p.seqno, 7);
+	assert_int_equal(other, TD_HDR_OTHER_STALE);
+	assert_non_null(strstr(err, "primary header copy is stale"));
+	assert_int_equal(td_hdr_pick(buf2, buf, sizeof(buf), &p, &which, &other, err, sizeof(err)),
+			 0);
+	assert_int_equal(which, 0);
+	assert_int_equal(p.seqno, 7);
+
+	/* Same sequence, different contents: A, and B flagged for rewrite. */
+	h.seqno = 1;
+	h.slots[0].tag[0] ^= 1;
+	assert_int_equal(td_hdr_encode(&h, buf2), 0);
+	assert_int_equal(td_hdr_pick(buf, buf2, sizeof(buf), &p, &which, &other, err, sizeof(err)),
+			 0);
+	assert_int_equal(which, 0);
+	assert_int_equal(other, TD_HDR_OTHER_STALE);
+	td_volkey_free(&vk);
+}
+
+/* ---- the header MAC ---- */
+
+static void test_mac_detects_forgery(void **state)
+{
+	struct td_crypt_hdr h, d;
+	struct td_volkey *vk = NULL, *other = NULL, *got = NULL;
+	char err[200];
+
+	make_header(&h, &vk, "none");
+	assert_int_equal(td_hdr_encode(&h, buf), 0);
+	assert_int_equal(td_hdr_decode(buf, sizeof(buf), &d, err, sizeof(err)), 0);
+	assert_int_equal(td_hdr_verify_mac(&d, vk), 0);
+	other = td_volkey_new_random();
+	assert_int_equal(td_hdr_verify_mac(&d, other), -EBADMSG);
+
+	/* Turn integrity on... */
+	memcpy(buf2, buf, sizeof(buf));
+	memset(buf2 + 112, 0, 32);
+	memcpy(buf2 + 112, "hmac-sha256", 11);
+	put32(buf2 + 144, 32);
+	forge_checksum(buf2);
+	assert_int_equal(td_hdr_decode(buf2, sizeof(buf2), &d, err, sizeof(err)), 0);
+	assert_int_equal(td_hdr_verify_mac(&d, vk), -EBADMSG);
+	assert_int_equal(td_keyslot_unlock(&d, -1, PASS1, strlen(PASS1), &got, NULL), -EBADMSG);
+	assert_null(got);
+
+	/* ... or off (on a header that had it), move the data, bump the
+	 * sequence number, or change the compatible flags: each one is
+	 * caught once the key is known. */
+	{
+		struct td_crypt_hdr hi;
+		struct td_volkey *vki = NULL;
+
+		make_header(&hi, &vki, "hmac-sha256");
+		assert_int_equal(td_hdr_encode(&hi, buf2), 0);
+		memset(buf2 + 112, 0, 32);
+		memcpy(buf2 + 112, "none", 4);
+		put32(buf2 + 144, 0);
+		forge_checksum(buf2);
+		assert_int_equal(td_hdr_decode(buf2, sizeof(buf2), &d, err, sizeof(err)), 0);
+		assert_int_equal(td_keyslot_unlock(&d, -1, PASS1, strlen(PASS1), &got, NULL),
+				 -EBADMSG);
+		td_volkey_free(&vki);
+	}
+	memcpy(buf2, buf, sizeof(buf));
+	put64(buf2 + 96, 2 * 1048576);
+	forge_checksum(buf2);
+	assert_int_equal(td_hdr_decode(buf2, sizeof(buf2), &d, err, sizeof(err)), 0);
+	assert_int_equal(td_keyslot_unlock(&d, -1, PASS1, strlen(PASS1), &got, NULL), -EBADMSG);
+
+	memcpy(buf2, buf, sizeof(buf));
+	put64(buf2 + 16, 1000);
+	forge_checksum(buf2);
+	assert_int_equal(td_hdr_decode(buf2, sizeof(buf2), &d, err, sizeof(err)), 0);
+	assert_int_equal(td_hdr_verify_mac(&d, vk), -EBADMSG);
+
+	memcpy(buf2, buf, sizeof(buf));
+	put64(buf2 + 40, 1ULL << 33);
+	forge_checksum(buf2);
+	assert_int_equal(td_hdr_decode(buf2, sizeof(buf2), &d, err, sizeof(err)), 0);
+	assert_int_equal(td_hdr_verify_mac(&d, vk), -EBADMSG);
+
+	/* The untouched header still unlocks. */
+	assert_int_equal(td_hdr_decode(buf, sizeof(buf), &d, err, sizeof(err)), 0);
+	assert_int_equal(td_keyslot_unlock(&d, -1, PASS1, strlen(PASS1), &got, NULL), 0);
+	assert_int_equal(td_volkey_equal(got, vk), 1);
+	td_volkey_free(&got);
+	td_volkey_free(&other);
+	td_volkey_free(&vk);
+}
+
+/* ---- keyslots ---- */
+
+static void test_keyslot_unlock(void **state)
+{
+	struct td_crypt_hdr h;
+	struct td_volkey *vk = NULL, *got = NULL;
+	struct td_kdf_params kp2 = td_kdf_params_minimal(TD_KDF_PBKDF2_SHA256);
+	int used = -1;
+
+	make_header(&h, &vk, "none");
+	assert_int_equal(td_keyslot_unlock(&h, -1, PASS1, strlen(PASS1), &got, &used), 0);
+	assert_non_null(got);
+	assert_int_equal(used, 0);
+	assert_int_equal(td_volkey_equal(got, vk), 1);
+	td_volkey_free(&got);
+
+	/* Wrong passphrase (also: a prefix, and empty). */
+	got = (struct td_volkey *)&h; /* must be reset to NULL */
+	assert_int_equal(td_keyslot_unlock(&h, -1, "wrong", 5, &got, &used), -EPERM);
+	assert_null(got);
+	assert_int_equal(td_keyslot_unlock(&h, -1, PASS1, strlen(PASS1) - 1, &got, &used), -EPERM);
+	assert_int_equal(td_keyslot_unlock(&h, -1, "", 0, &got, &used), -EPERM);
+
+	/* A second slot with another KDF and passphrase; either opens. */
+	assert_int_equal(td_keyslot_add(&h, -1, vk, PASS2, strlen(PASS2), &kp2), 1);
+	assert_int_equal(td_hdr_seal(&h, vk), 0);
+	assert_int_equal(td_keyslot_unlock(&h, -1, PASS2, strlen(PASS2), &got, &used), 0);
+	assert_int_equal(used, 1);
+	assert_int_equal(td_volkey_equal(got, vk), 1);
+	td_volkey_free(&got);
+	assert_int_equal(td_keyslot_unlock(&h, 0, PASS1, strlen(PASS1), &got, &used), 0);
+	assert_int_equal(used, 0);
+	td_volkey_free(&got);
+	assert_int_equal(td_keyslot_unlock(&h, 1, PASS1, strlen(PASS1), &got, &used), -EPERM);
+	assert_int_equal(td_keyslot_unlock(&h, 5, PASS1, strlen(PASS1), &got, &used), -ENOENT);
+	assert_int_equal(td_keyslot_unlock(&h, 16, PASS1, strlen(PASS1), &got, &used), -EINVAL);
+
+	/* Changing the slots without re-sealing: the MAC says so. */
+	assert_int_equal(td_keyslot_remove(&h, 1), 0);
+	assert_int_equal(td_keyslot_unlock(&h, -1, PASS1, strlen(PASS1), &got, &used), -EBADMSG);
+	assert_null(got);
+	td_volkey_free(&vk);
+}
+
+static void test_keyslot_add_remove(void **state)
+{
+	struct td_crypt_hdr h, before;
+	struct td_volkey *vk = NULL, *stranger = NULL, *got = NULL;
+	struct td_kdf_params kp = td_kdf_params_minimal(TD_KDF_ARGON2ID);
+	struct td_kdf_params kp3 = td_kdf_params_minimal(TD_KDF_SCRYPT);
+	struct td_kdf_params bad = kp;
+	int used = -1;
+
+	make_header(&h, &vk, "none");
+	assert_int_equal(td_keyslot_add(&h, 3, vk, PASS2, strlen(PASS2), &kp3), 3);
+	assert_int_equal(td_keyslot_count_active(&h), 2);
+
+	/* Refusals leave the header as it was. */
+	memcpy(&before, &h, sizeof(h));
+	assert_int_equal(td_keyslot_add(&h, 3, vk, PASS2, strlen(PASS2), &kp), -EEXIST);
+	assert_int_equal(td_keyslot_add(&h, 16, vk, PASS2, strlen(PASS2), &kp), -EINVAL);
+	assert_int_equal(td_keyslot_add(&h, -2, vk, PASS2, strlen(PASS2), &kp), -EINVAL);
+	assert_int_equal(td_keyslot_add(&h, -1, vk, PASS2, 0, &kp), -EINVAL);
+	bad.m_cost_kib = 4;
+	assert_int_equal(td_keyslot_add(&h, -1, vk, PASS2, strlen(PASS2), &bad), -EINVAL);
+	stranger = td_volkey_new_random();
+	assert_int_equal(td_keyslot_add(&h, -1, stranger, PASS2, strlen(PASS2), &kp), -EINVAL);
+	assert_memory_equal(&before, &h, sizeof(h));
+
+	/* Remove the first; its passphrase stops working, the other does not. */
+	assert_int_equal(td_keyslot_remove(&h, 0), 0);
+	assert_int_equal(td_hdr_seal(&h, vk), 0);
+	assert_int_equal(td_keyslot_unlock(&h, -1, PASS1, strlen(PASS1), &got, &used), -EPERM);
+	assert_int_equal(td_keyslot_unlock(&h, -1, PASS2, strlen(PASS2), &got, &used), 0);
+	assert_int_equal(used, 3);
+	td_volkey_free(&got);
+
+	/* The last slot cannot go; bad indices are refused. */
+	assert_int_equal(td_keyslot_remove(&h, 3), -EBUSY);
+	assert_int_equal(td_keyslot_remove(&h, 0), -ENOENT);
+	assert_int_equal(td_keyslot_remove(&h, -1), -EINVAL);
+	assert_int_equal(td_keyslot_remove(&h, 16), -EINVAL);
+	assert_int_equal(td_keyslot_count_active(&h), 1);
+
+	/* The freed slot is reused first. */
+	assert_int_equal(td_keyslot_add(&h, -1, vk, PASS1, strlen(PASS1), &kp), 0);
+	td_volkey_free(&stranger);
+	td_volkey_free(&vk);
+}
+
+static void test_keyslots_full(void **state)
+{
+	struct td_crypt_hdr h, d;
+	struct td_volkey *vk = NULL, *got = NULL;
+	struct td_kdf_params kp = td_kdf_params_minimal(TD_KDF_ARGON2ID);
+	char pass[32], err[200];
+	int used = -1;
+
+	make_header(&h, &vk, "none");
+	for (int i = 1; i < TD_HDR_KEYSLOTS; i++) {
+		snprintf(pass, sizeof(pass), "passphrase number %d", i);
+		assert_int_equal(td_keyslot_add(&h, -1, vk, pass, strlen(pass), &kp), i);
+	}
+	assert_int_equal(td_keyslot_count_active(&h), 16);
+	assert_int_equal(td_keyslot_add(&h, -1, vk, "one more", 8, &kp), -ENOSPC);
+
+	/* A full header encodes, decodes and opens with its last slot. */
+	assert_int_equal(td_hdr_seal(&h, vk), 0);
+	assert_int_equal(td_hdr_encode(&h, buf), 0);
+	assert_int_equal(td_hdr_decode(buf, sizeof(buf), &d, err, sizeof(err)), 0);
+	snprintf(pass, sizeof(pass), "passphrase number %d", 15);
+	assert_int_equal(td_keyslot_unlock(&d, -1, pass, strlen(pass), &got, &used), 0);
+	assert_int_equal(used, 15);
+	assert_int_equal(td_volkey_equal(got, vk), 1);
+	td_volkey_free(&got);
+	td_volkey_free(&vk);
+}
+
+/* What the AAD binds: a slot's KDF parameters, its index, the image. */
+static void test_keyslot_binding(void **state)
+{
+	struct td_crypt_hdr h, d;
+	struct td_volkey *vk = NULL, *got = NULL;
+	char err[200];
+
+	make_header(&h, &vk, "none");
+	assert_int_equal(td_hdr_encode(&h, buf), 0);
+
+	/* Different (still valid) KDF parameters: the slot no longer opens,
+	 * so nobody can weaken a slot's KDF behind the owner's back. */
+	memcpy(buf2, buf, sizeof(buf));
+	put64(buf2 + SLOT(0) + 8, 2);
+	forge_checksum(buf2);
+	assert_int_equal(td_hdr_decode(buf2, sizeof(buf2), &d, err, sizeof(err)), 0);
+	assert_int_equal(td_keyslot_unlock(&d, -1, PASS1, strlen(PASS1), &got, NULL), -EPERM);
+
+	/* Same slot moved to another index. */
+	memcpy(buf2, buf, sizeof(buf));
+	memcpy(buf2 + SLOT(4), buf2 + SLOT(0), 256);
+	memset(buf2 + SLOT(0), 0, 256);
+	forge_checksum(buf2);
+	assert_int_equal(td_hdr_decode(buf2, sizeof(buf2), &d, err, sizeof(err)), 0);
+	assert_int_equal(td_keyslot_unlock(&d, -1, PASS1, strlen(PASS1), &got, NULL), -EPERM);
+
+	/* Same slot under another image UUID. */
+	memcpy(buf2, buf, sizeof(buf));
+	buf2[24] ^= 1;
+	forge_checksum(buf2);
+	assert_int_equal(td_hdr_decode(buf2, sizeof(buf2), &d, err, sizeof(err)), 0);
+	assert_int_equal(td_keyslot_unlock(&d, -1, PASS1, strlen(PASS1), &got, NULL), -EPERM);
+
+	/* A wrong volume key digest: the slot opens but the key is refused. */
+	memcpy(buf2, buf, sizeof(buf));
+	buf2[160] ^= 1;
+	forge_checksum(buf2);
+	assert_int_equal(td_hdr_decode(buf2, sizeof(buf2), &d, err, sizeof(err)), 0);
+	assert_int_equal(td_keyslot_unlock(&d, -1, PASS1, strlen(PASS1), &got, NULL), -EPERM);
+	assert_int_equal(td_hdr_check_volkey(&d, vk), -EPERM);
+	assert_null(got);
+	td_volkey_free(&vk);
+}
+
+static void test_kdf_params(void **state)
+{
+	static const enum td_kdf_id ids[] = {TD_KDF_ARGON2ID, TD_KDF_PBKDF2_SHA256, TD_KDF_SCRYPT};
+	static const char *const names[] = {"argon2id", "pbkdf2-sha256", "scrypt"};
+	struct td_kdf_params p;
+	uint8_t salt[32] = {1}, a[32], b[32];
+	char err[160];
+
+	for (size_t i = 0; i < 3; i++) {
+		p = td_kdf_params_default(ids[i]);
+		assert_int_equal(p.id, ids[i]);
+		assert_int_equal(td_kdf_params_check(&p, err, sizeof(err)), 0);
+		p = td_kdf_params_minimal(ids[i]);
+		assert_int_equal(td_kdf_params_check(&p, err, sizeof(err)), 0);
+		/* Deterministic, passphrase-dependent. */
+		assert_int_equal(td_kdf_derive(&p, "pw", 2, salt, a, sizeof(a)), 0);
+		assert_int_equal(td_kdf_derive(&p, "pw", 2, salt, b, sizeof(b)), 0);
+		assert_memory_equal(a, b, sizeof(a));
+		assert_int_equal(td_kdf_derive(&p, "pW", 2, salt, b, sizeof(b)), 0);
+		assert_memory_not_equal(a, b, sizeof(a));
+		assert_string_equal(td_kdf_name(ids[i]), names[i]);
+		assert_int_equal(td_kdf_from_name(td_kdf_name(ids[i])), ids[i]);
+	}
+	p = td_kdf_params_default(TD_KDF_ARGON2ID);
+	assert_int_equal(p.t_cost, 3);
+	assert_int_equal(p.m_cost_kib, 262144);
+	assert_int_equal(td_kdf_params_default(TD_KDF_PBKDF2_SHA256).iterations, 600000);
+	assert_int_equal(td_kdf_params_default(TD_KDF_SCRYPT).n, 1u << 17);
+	assert_int_equal(td_kdf_params_default(TD_KDF_NONE).id, TD_KDF_NONE);
+	assert_int_equal(td_kdf_from_name("pbkdf2"), TD_KDF_PBKDF2_SHA256);
+	assert_int_equal(td_kdf_from_name("bcrypt"), TD_KDF_NONE);
+	assert_string_equal(td_kdf_name(TD_KDF_NONE), "unknown");
+
+	/* Hostile parameters never reach a KDF. */
+	p = td_kdf_params_minimal(TD_KDF_SCRYPT);
+	p.n = 1ULL << 30;
+	p.r = 8;
+	assert_int_equal(td_kdf_derive(&p, "pw", 2, salt, a, sizeof(a)), -EINVAL);
+	p.id = 42;
+	assert_int_equal(td_kdf_params_check(&p, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "unknown KDF id 42"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_init_new),
+	    cmocka_unit_test(test_encode_layout),
+	    cmocka_unit_test(test_roundtrip),
+	    cmocka_unit_test(test_corruptions_refused),
+	    cmocka_unit_test(test_fuzz_decode),
+	    cmocka_unit_test(test_pick),
+	    cmocka_unit_test(test_mac_detects_forgery),
+	    cmocka_unit_test(test_keyslot_unlock),
+	    cmocka_unit_test(test_keyslot_add_remove),
+	    cmocka_unit_test(test_keyslots_full),
+	    cmocka_unit_test(test_keyslot_binding),
+	    cmocka_unit_test(test_kdf_params),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
