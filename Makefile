@@ -52,24 +52,29 @@ $(BUILD)/obj/%.o: %.c
 
 $(BUILD)/libtd.a: $(LIB_OBJS)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	@rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/bin/tapdisk: $(BUILD)/obj/tapdisk/tapdisk_main.o $(BUILD)/libtd.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 $(BUILD)/bin/tap-ctl: $(BUILD)/obj/tapdisk/tapctl_main.o $(BUILD)/libtd.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 $(BUILD)/bin/vdkey: $(BUILD)/obj/keymgr/vdkey_main.o $(BUILD)/libtd.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TESTLIB_OBJS) $(BUILD)/libtd.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(TESTLIBS)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(TESTLIBS)
 $(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(TESTLIB_OBJS) $(BUILD)/libtd.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lnbd
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lnbd
 
 unit: $(UNIT_BINS)
 

@@ -48,9 +48,12 @@ out:
 	return rc;
 }
 
-int td_hdr_store(struct td_layer *lower, const struct td_crypt_hdr *h, char *err, size_t errlen)
+int td_hdr_store(struct td_layer *lower, const struct td_crypt_hdr *h, int valid, char *err,
+		 size_t errlen)
 {
 	uint8_t *buf = td_buf_get(TD_HDR_COPY_SIZE);
+	uint64_t first = valid == 1 ? TD_HDR_OFFSET_A : TD_HDR_OFFSET_B;
+	uint64_t second = valid == 1 ? TD_HDR_OFFSET_B : TD_HDR_OFFSET_A;
 	int rc;
 
 	if (!buf) {
@@ -62,11 +65,11 @@ int td_hdr_store(struct td_layer *lower, const struct td_crypt_hdr *h, char *err
 		snprintf(err, errlen, "internal error: header does not encode");
 		goto out;
 	}
-	rc = td_layer_sync_io(lower, TD_OP_WRITE, TD_HDR_OFFSET_B, buf, TD_HDR_COPY_SIZE, 0);
+	rc = td_layer_sync_io(lower, TD_OP_WRITE, first, buf, TD_HDR_COPY_SIZE, 0);
 	if (!rc)
 		rc = td_layer_sync_io(lower, TD_OP_FLUSH, 0, NULL, 0, 0);
 	if (!rc)
-		rc = td_layer_sync_io(lower, TD_OP_WRITE, TD_HDR_OFFSET_A, buf, TD_HDR_COPY_SIZE, 0);
+		rc = td_layer_sync_io(lower, TD_OP_WRITE, second, buf, TD_HDR_COPY_SIZE, 0);
 	if (!rc)
 		rc = td_layer_sync_io(lower, TD_OP_FLUSH, 0, NULL, 0, 0);
 	if (rc < 0)

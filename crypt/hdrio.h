@@ -12,9 +12,11 @@
 int td_hdr_load(struct td_layer *lower, struct td_crypt_hdr *h, int *which, int *other_bad,
 		char *note, size_t notelen, char *err, size_t errlen);
 
-/* Writes h (already sealed) to both copies: secondary, flush, primary,
- * flush — so a crash leaves at least one valid copy. */
-int td_hdr_store(struct td_layer *lower, const struct td_crypt_hdr *h, char *err, size_t errlen);
+/* Writes h (already sealed) to both copies: first the copy that is not
+ * the current valid one (`valid`: 0 = A, 1 = B, -1 = none), flush, then
+ * the other, flush — so a crash at any point leaves a valid copy. */
+int td_hdr_store(struct td_layer *lower, const struct td_crypt_hdr *h, int valid, char *err,
+		 size_t errlen);
 
 /* Reads the raw header area (both copies, TD_HDR_OFFSET_B + slot size
  * bytes) for header-backup, and writes it back for header-restore. */

@@ -138,7 +138,9 @@ static int load_hdr(struct lower *lo, struct td_crypt_hdr *h, int *which, int *o
 	return 0;
 }
 
-static int store_hdr(struct lower *lo, struct td_crypt_hdr *h, const struct td_volkey *vk)
+/* which: the copy currently valid (0 = A, 1 = B), -1 when there is none */
+static int store_hdr(struct lower *lo, struct td_crypt_hdr *h, const struct td_volkey *vk,
+		     int which)
 {
 	char err[512];
 	int rc;
@@ -146,7 +148,7 @@ static int store_hdr(struct lower *lo, struct td_crypt_hdr *h, const struct td_v
 	h->seqno++;
 	rc = td_hdr_seal(h, vk);
 	if (rc == 0)
-		rc = td_hdr_store(lo->chain->top, h, err, sizeof(err));
+		rc = td_hdr_store(lo->chain->top, h, which, err, sizeof(err));
 	else
 		snprintf(err, sizeof(err), "cannot seal the header");
 	if (rc < 0)
@@ -278,7 +280,7 @@ static int cmd_format(const char *spec, const struct opts *o)
 		goto out;
 	}
 	h->seqno = 0; /* store_hdr makes it 1 */
-	rc = store_hdr(&lo, h, vk);
+	rc = store_hdr(&lo, h, vk, -1);
 	if (rc < 0)
 		goto out;
 	td_hdr_uuid_str(h->uuid, uuid);
@@ -344,7 +346,7 @@ static int cmd_enroll(const char *spec, const struct opts *o)
 			fprintf(stderr, "%s: cannot add the keyslot: %s\n", prog, strerror(-rc));
 		goto out;
 	}
-	rc = store_hdr(&lo, h, vk);
+	rc = store_hdr(&lo, h, vk, which);
 	if (rc == 0)
 		printf("added keyslot %d (%s)\n", slot, td_kdf_name(kp.id));
 out:
@@ -394,7 +396,7 @@ static int cmd_remove(const char *spec, const struct opts *o)
 			TD_HDR_KEYSLOTS - 1);
 		goto out;
 	}
-	rc = store_hdr(&lo, h, vk);
+	rc = store_hdr(&lo, h, vk, which);
 	if (rc == 0)
 		printf("removed keyslot %ld\n", o->slot);
 out:
@@ -702,7 +704,7 @@ static int cmd_repair(const char *spec, const struct opts *o)
 	rc = unlock(h, o->key_file, &vk, NULL);
 	if (rc < 0)
 		goto out;
-	rc = store_hdr(&lo, h, vk);
+	rc = store_hdr(&lo, h, vk, which);
 	if (rc == 0)
 		printf("rewrote both header copies (sequence %llu)\n", (unsigned long long)h->seqno);
 out:

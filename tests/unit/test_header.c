@@ -767,6 +767,10 @@ static void test_kdf_params(void **state)
 	assert_int_equal(td_kdf_from_name("pbkdf2"), TD_KDF_PBKDF2_SHA256);
 	assert_int_equal(td_kdf_from_name("bcrypt"), TD_KDF_NONE);
 	assert_string_equal(td_kdf_name(TD_KDF_NONE), "unknown");
+	assert_string_equal(td_keyslot_strerror(-ENOSPC), "all 16 keyslots are in use");
+	assert_non_null(strstr(td_keyslot_strerror(-EPERM), "wrong passphrase"));
+	assert_non_null(strstr(td_keyslot_strerror(-EBUSY), "last keyslot"));
+	assert_string_equal(td_keyslot_strerror(-EIO), strerror(EIO));
 
 	/* Hostile parameters never reach a KDF. */
 	p = td_kdf_params_minimal(TD_KDF_SCRYPT);

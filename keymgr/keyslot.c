@@ -1,0 +1,385 @@
+/* Keyslot wrapping and unwrapping: see keymgr/keyslot.h. */
+#include <errno.h>
+#include <string.h>
+
+#include "crypt/cipher.h"
+#include "crypt/header.h"
+#include "keymgr/keyslot.h"
+#include "keymgr/secmem.h"
+#include "keymgr/volkey.h"
+
+#define KEK_LEN TD_AEAD_KEY_LEN
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+_Static_assert(TD_HDR_WRAPPED_LEN == TD_VOLKEY_LEN, "a slot wraps exactly the volume key");
+_Static_assert(TD_HDR_NONCE_LEN == TD_AEAD_NONCE_LEN, "GCM nonce");
+_Static_assert(TD_HDR_TAG_LEN == TD_AEAD_TAG_LEN, "GCM tag");
+
+struct td_kdf_params td_kdf_params_default(enum td_kdf_id kind)
+{
+	struct td_kdf_params p;
+
+	memset(&p, 0, sizeof(p));
+	switch (kind) {
+	case TD_KDF_ARGON2ID:
+		p.id = kind;
+		p.t_cost = 3;
+		p.m_cost_kib = 262144;
+		p.parallelism = 4;
+		break;
+	case TD_KDF_PBKDF2_SHA256:
+		p.id = kind;
+		p.iterations = 600000;
+		break;
+	case TD_KDF_SCRYPT:
+		p.id = kind;
+		p.n = 1u << 17;
+		p.r = 8;
+		p.p = 1;
+		break;
+	default:
+		break;
+	}
+	return p;
+}
+
+struct td_kdf_params td_kdf_params_minimal(enum td_kdf_id kind)
+{
+	struct td_kdf_params p;
+
+	memset(&p, 0, sizeof(p));
+	switch (kind) {
+	case TD_KDF_ARGON2ID:
+		p.id = kind;
+		p.t_cost = 1;
+		p.m_cost_kib = 8;
+		p.parallelism = 1;
+		break;
+	case TD_KDF_PBKDF2_SHA256:
+		p.id = kind;
+		p.iterations = 1000;
+		break;
+	case TD_KDF_SCRYPT:
+		p.id = kind;
+		p.n = 16;
+		p.r = 1;
+		p.p = 1;
+		break;
+	default:
+		break;
+	}
+	return p;
+}
+
+const char *td_kdf_name(enum td_kdf_id id)
+{
+	switch (id) {
+	case TD_KDF_ARGON2ID:
+		return "argon2id";
+	case TD_KDF_PBKDF2_SHA256:
+		return "pbkdf2-sha256";
+	case TD_KDF_SCRYPT:
+		return "scrypt";
+	default:
+		return "unknown";
+	}
+}
+
+enum td_kdf_id td_kdf_from_name(const char *name)
+{
+	if (!name)
+		return TD_KDF_NONE;
+	if (strcmp(name, "argon2id") == 0)
+		return TD_KDF_ARGON2ID;
+	if (strcmp(name, "pbkdf2-sha256") == 0 || strcmp(name, "pbkdf2") == 0)
+		return TD_KDF_PBKDF2_SHA256;
+	if (strcmp(name, "scrypt") == 0)
+		return TD_KDF_SCRYPT;
+	return TD_KDF_NONE;
+}
+
+int td_kdf_derive(const struct td_kdf_params *kp, const void *pass, size_t passlen,
+		  const uint8_t salt[TD_HDR_SALT_LEN], void *out, size_t outlen)
+{
+	int ret = -EINVAL;
+
+	if (!kp || !salt || !out || (!pass && passlen))
+		goto out;
+	/* Never run a KDF with parameters a header could not carry: they
+	 * bound the memory and time a hostile header can make us spend. */
+	ret = td_kdf_params_check(kp, NULL, 0);
+	if (ret < 0)
+		goto out;
+	switch (kp->id) {
+	case TD_KDF_ARGON2ID:
+		ret = td_kdf_argon2id(pass, passlen, salt, TD_HDR_SALT_LEN, kp->t_cost,
+				      kp->m_cost_kib, kp->parallelism, out, outlen);
+		break;
+	case TD_KDF_PBKDF2_SHA256:
+		ret = td_kdf_pbkdf2_sha256(pass, passlen, salt, TD_HDR_SALT_LEN, kp->iterations,
+					   out, outlen);
+		break;
+	case TD_KDF_SCRYPT:
+		ret = td_kdf_scrypt(pass, passlen, salt, TD_HDR_SALT_LEN, kp->n, kp->r, kp->p, out,
+				    outlen);
+		break;
+	default:
+		ret = -EINVAL;
+		break;
+	}
+out:
+	return ret;
+}
+
+int td_keyslot_count_active(const struct td_crypt_hdr *h)
+{
+	int n = 0;
+
+	if (!h)
+		return 0;
+	for (int i = 0; i < TD_HDR_KEYSLOTS; i++)
+		n += h->slots[i].state == TD_KEYSLOT_ACTIVE;
+	return n;
+}
+
+/* Only the chosen KDF's fields, so what is wrapped (and bound into the
+ * AAD) is exactly what decode will read back. */
+static struct td_kdf_params normalized(const struct td_kdf_params *kp)
+{
+	struct td_kdf_params p;
+
+	memset(&p, 0, sizeof(p));
+	p.id = kp->id;
+	switch (kp->id) {
+	case TD_KDF_ARGON2ID:
+		p.t_cost = kp->t_cost;
+		p.m_cost_kib = kp->m_cost_kib;
+		p.parallelism = kp->parallelism;
+		break;
+	case TD_KDF_PBKDF2_SHA256:
+		p.iterations = kp->iterations;
+		break;
+	case TD_KDF_SCRYPT:
+		p.n = kp->n;
+		p.r = kp->r;
+		p.p = kp->p;
+		break;
+	default:
+		break;
+	}
+	return p;
+}
+
+int td_keyslot_add(struct td_crypt_hdr *h, int slot, const struct td_volkey *vk, const void *pass,
+		   size_t passlen, const struct td_kdf_params *kp)
+{
+	struct td_keyslot ks;
+	uint8_t aad[TD_HDR_AAD_LEN];
+	uint8_t digest[TD_HDR_DIGEST_LEN];
+	uint8_t *kek = NULL;
+	int first = 0;
+	int ret = -EINVAL;
+
+	if (!h || !vk || !pass || passlen == 0 || !kp)
+		goto out;
+	if (slot < -1 || slot >= TD_HDR_KEYSLOTS)
+		goto out;
+	ret = td_kdf_params_check(kp, NULL, 0);
+	if (ret < 0)
+		goto out;
+	first = td_keyslot_count_active(h) == 0;
+	if (first) {
+		ret = td_hdr_vk_digest(vk, digest);
+		if (ret < 0)
+			goto out;
+	} else {
+		/* Wrapping a different key would make a slot that "opens" to a
+		 * key this image was never encrypted with. */
+		ret = td_hdr_check_volkey(h, vk);
+		if (ret < 0) {
+			ret = -EINVAL;
+			goto out;
+		}
+	}
+	if (slot == -1) {
+		ret = -ENOSPC;
+		for (int i = 0; i < TD_HDR_KEYSLOTS && slot == -1; i++)
+			if (h->slots[i].state != TD_KEYSLOT_ACTIVE)
+				slot = i;
+		if (slot == -1)
+			goto out;
+	} else if (h->slots[slot].state == TD_KEYSLOT_ACTIVE) {
+		ret = -EEXIST;
+		goto out;
+	}
+
+	memset(&ks, 0, sizeof(ks));
+	ks.state = TD_KEYSLOT_ACTIVE;
+	ks.kdf = normalized(kp);
+	ret = td_random_bytes(ks.salt, sizeof(ks.salt));
+	if (ret < 0)
+		goto out;
+	ret = td_random_bytes(ks.nonce, sizeof(ks.nonce));
+	if (ret < 0)
+		goto out;
+	ret = td_hdr_keyslot_aad(h->uuid, slot, &ks, aad);
+	if (ret < 0)
+		goto out;
+	ret = -ENOMEM;
+	kek = td_secure_alloc(KEK_LEN);
+	if (!kek)
+		goto out;
+	ret = td_kdf_derive(&ks.kdf, pass, passlen, ks.salt, kek, KEK_LEN);
+	if (ret < 0)
+		goto out;
+	ret = td_aead_seal(kek, ks.nonce, aad, sizeof(aad), td_volkey_bytes(vk), TD_VOLKEY_LEN,
+			   ks.wrapped, ks.tag);
+	if (ret < 0)
+		goto out;
+	if (first)
+		memcpy(h->vk_digest, digest, sizeof(digest));
+	h->slots[slot] = ks;
+	ret = slot;
+out:
+	td_secure_free(kek);
+	return ret;
+}
+
+/* One slot: 0 and *out set when pass opens it and the key matches the
+ * digest; -EPERM when it does not; another error when it could not be
+ * tried. */
+static int try_slot(const struct td_crypt_hdr *h, int i, const void *pass, size_t passlen,
+		    struct td_volkey **out)
+{
+	const struct td_keyslot *ks = &h->slots[i];
+	uint8_t aad[TD_HDR_AAD_LEN];
+	uint8_t *kek = NULL;
+	uint8_t *key = NULL;
+	struct td_volkey *vk = NULL;
+	int ret = -EINVAL;
+
+	ret = td_hdr_keyslot_aad(h->uuid, i, ks, aad);
+	if (ret < 0)
+		goto out;
+	ret = -ENOMEM;
+	kek = td_secure_alloc(KEK_LEN);
+	key = td_secure_alloc(TD_VOLKEY_LEN);
+	if (!kek || !key)
+		goto out;
+	ret = td_kdf_derive(&ks->kdf, pass, passlen, ks->salt, kek, KEK_LEN);
+	if (ret < 0)
+		goto out;
+	ret = td_aead_open(kek, ks->nonce, aad, sizeof(aad), ks->wrapped, TD_HDR_WRAPPED_LEN,
+			   ks->tag, key);
+	if (ret == -EBADMSG)
+		ret = -EPERM;
+	if (ret < 0)
+		goto out;
+	vk = td_volkey_from_bytes(key, TD_VOLKEY_LEN);
+	if (!vk) {
+		ret = -errno;
+		goto out;
+	}
+	ret = td_hdr_check_volkey(h, vk);
+	if (ret < 0)
+		goto out;
+	*out = vk;
+	vk = NULL;
+	ret = 0;
+out:
+	td_volkey_free(&vk);
+	td_secure_free(key);
+	td_secure_free(kek);
+	return ret;
+}
+
+int td_keyslot_unlock(const struct td_crypt_hdr *h, int slot, const void *pass, size_t passlen,
+		      struct td_volkey **out, int *slot_used)
+{
+	struct td_volkey *vk = NULL;
+	int hard_err = 0;
+	int opened = -1;
+	int ret = -EINVAL;
+
+	if (out)
+		*out = NULL;
+	if (!h || !out || (!pass && passlen) || slot < -1 || slot >= TD_HDR_KEYSLOTS)
+		goto out;
+	ret = -ENOENT;
+	if (slot >= 0 && h->slots[slot].state != TD_KEYSLOT_ACTIVE)
+		goto out;
+	for (int i = 0; i < TD_HDR_KEYSLOTS && opened < 0; i++) {
+		int rc;
+
+		if ((slot >= 0 && i != slot) || h->slots[i].state != TD_KEYSLOT_ACTIVE)
+			continue;
+		rc = try_slot(h, i, pass, passlen, &vk);
+		if (rc == 0)
+			opened = i;
+		else if (rc != -EPERM && hard_err == 0)
+			hard_err = rc;
+	}
+	ret = hard_err ? hard_err : -EPERM;
+	if (opened < 0)
+		goto out;
+	/* The passphrase was right; now the key can tell whether anyone
+	 * changed the header (cipher, integrity, offsets, slots). */
+	ret = td_hdr_verify_mac(h, vk);
+	if (ret < 0)
+		goto out;
+	*out = vk;
+	vk = NULL;
+	if (slot_used)
+		*slot_used = opened;
+	ret = 0;
+out:
+	td_volkey_free(&vk);
+	return ret;
+}
+
+int td_keyslot_remove(struct td_crypt_hdr *h, int slot)
+{
+	int ret = -EINVAL;
+
+	if (!h || slot < 0 || slot >= TD_HDR_KEYSLOTS)
+		goto out;
+	ret = -ENOENT;
+	if (h->slots[slot].state != TD_KEYSLOT_ACTIVE)
+		goto out;
+	ret = -EBUSY;
+	if (td_keyslot_count_active(h) <= 1)
+		goto out;
+	memset(&h->slots[slot], 0, sizeof(h->slots[slot]));
+	ret = 0;
+out:
+	return ret;
+}
+
+const char *td_keyslot_strerror(int err)
+{
+	switch (err) {
+	case 0:
+		return "success";
+	case -EPERM:
+		return "wrong passphrase (no keyslot opened)";
+	case -EBADMSG:
+		return "header authentication failed: the header was changed without the volume "
+		       "key";
+	case -ENOSPC:
+		return "all " STR(TD_HDR_KEYSLOTS) " keyslots are in use";
+	case -EBUSY:
+		return "refusing to remove the last keyslot (the volume key would be lost)";
+	case -ENOENT:
+		return "no such active keyslot";
+	case -EEXIST:
+		return "keyslot already in use";
+	case -EINVAL:
+		return "invalid keyslot request (slot number, KDF parameters, empty passphrase, "
+		       "or a key that does not belong to this image)";
+	case -ENOMEM:
+		return "out of memory (is the KDF memory cost too high for this machine?)";
+	default:
+		return strerror(err < 0 ? -err : err);
+	}
+}
