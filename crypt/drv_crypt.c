@@ -23,6 +23,7 @@
 
 #include "crypt/cipher.h"
 #include "crypt/hdrio.h"
+#include "integrity/integrity.h"
 #include "keymgr/keyring.h"
 #include "keymgr/secmem.h"
 #include "keymgr/volkey.h"
@@ -65,7 +66,6 @@ struct crypt_priv {
 	char uuid[TD_HDR_UUID_STR_LEN];
 };
 
-extern const struct td_driver td_drv_integrity __attribute__((weak));
 
 static int crypt_open(struct td_layer *l, const char *path, const char *opts, char *err,
 		      size_t errlen)
@@ -118,22 +118,41 @@ static int crypt_open(struct td_layer *l, const char *path, const char *opts, ch
 			 p->uuid, h->cipher, h->sector_size);
 		goto out;
 	}
-	if (strcmp(h->integrity, TD_HDR_INTEGRITY_NONE) != 0) {
-		if (!&td_drv_integrity) {
-			rc = -EOPNOTSUPP;
-			snprintf(err, errlen,
-				 "image %s was formatted with integrity '%s', which this build "
-				 "cannot check; refusing to open it without",
-				 p->uuid, h->integrity);
+	p->data_offset = h->data_offset;
+	if (strcmp(h->integrity, TD_HDR_INTEGRITY_HMAC_SHA256) == 0) {
+		/* the MAC layer the header records goes in below us; nobody can
+		 * switch it off: the header is authenticated */
+		struct ti_open_arg a;
+		uint8_t *mk = td_secure_alloc(32);
+
+		rc = -ENOMEM;
+		if (!mk || td_volkey_derive(vk, TD_SUBKEY_MAC, mk, 32) < 0) {
+			if (mk)
+				td_secure_free(mk);
 			goto out;
 		}
-		/* the integrity layer reads its geometry from the header area */
-		rc = td_chain_insert_below(l, &td_drv_integrity, NULL, err, errlen);
+		rc = ti_params_decode(h->integrity_params, l->below->size, &a.params, err, errlen);
+		if (rc == 0 && (a.params.data_start != h->data_offset ||
+				a.params.data_blocks * TD_BLOCK_SIZE != h->data_size)) {
+			rc = -EBADMSG;
+			snprintf(err, errlen, "image %s: integrity layout disagrees with the header",
+				 p->uuid);
+		}
+		memcpy(a.uuid, h->uuid, 16);
+		a.mac_key = mk;
+		if (rc == 0)
+			rc = td_chain_insert_below(l, &td_drv_integrity, NULL, &a, err, errlen);
+		td_secure_free(mk);
 		if (rc < 0)
 			goto out;
+		p->data_offset = 0; /* the integrity layer exports the data area from 0 */
+	} else if (strcmp(h->integrity, TD_HDR_INTEGRITY_NONE) != 0) {
+		rc = -EOPNOTSUPP;
+		snprintf(err, errlen, "image %s: unknown integrity mode '%s'", p->uuid, h->integrity);
+		goto out;
 	}
 	rc = -EIO;
-	if (h->data_offset > l->below->size || h->data_size > l->below->size - h->data_offset) {
+	if (p->data_offset > l->below->size || h->data_size > l->below->size - p->data_offset) {
 		snprintf(err, errlen,
 			 "image %s is truncated: the header says %llu data bytes at offset %llu, "
 			 "the image has %llu",
@@ -141,7 +160,6 @@ static int crypt_open(struct td_layer *l, const char *path, const char *opts, ch
 			 (unsigned long long)h->data_offset, (unsigned long long)l->below->size);
 		goto out;
 	}
-	p->data_offset = h->data_offset;
 	l->size = h->data_size;
 
 	rc = -ENOMEM;

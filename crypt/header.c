@@ -282,8 +282,8 @@ static int hdr_validate(const struct td_crypt_hdr *h, char *err, size_t errlen)
 			goto out;
 		}
 	} else if (strcmp(h->integrity, TD_HDR_INTEGRITY_HMAC_SHA256) == 0) {
-		if (h->tag_size != 32) {
-			seterr(err, errlen, "tag size %u, hmac-sha256 needs 32", h->tag_size);
+		if (h->tag_size != 24) {
+			seterr(err, errlen, "tag size %u, hmac-sha256 needs 24", h->tag_size);
 			goto out;
 		}
 	} else {
@@ -776,7 +776,7 @@ int td_hdr_init_new(struct td_crypt_hdr *h, uint64_t lower_size, const char *int
 	if (strcmp(integrity, TD_HDR_INTEGRITY_NONE) == 0) {
 		n.tag_size = 0;
 	} else if (strcmp(integrity, TD_HDR_INTEGRITY_HMAC_SHA256) == 0) {
-		n.tag_size = 32;
+		n.tag_size = 24;
 	} else {
 		goto out;
 	}

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "crypt/hdrio.h"
+#include "integrity/integrity.h"
 #include "keymgr/keyring.h"
 #include "keymgr/keyslot.h"
 #include "keymgr/secmem.h"
@@ -40,7 +41,7 @@ static void usage(FILE *f)
 		"without the crypt: prefix, e.g. qcow2:/srv/vm1.qcow2 or crypt:aio:/dev/vg/vm2.\n"
 		"\n"
 		"Commands:\n"
-		"  format SPEC --key-file F [--integrity none|hmac-sha256] [KDF options] [--force]\n"
+		"  format SPEC --key-file F [--integrity hmac-sha256|none] [KDF options] [--force]\n"
 		"                       write a new crypt header: fresh random volume key, keyslot 0\n"
 		"  enroll SPEC --key-file F --new-key-file G [--slot N] [KDF options]\n"
 		"                       add a keyslot for another passphrase\n"
@@ -129,12 +130,10 @@ static int load_hdr(struct lower *lo, struct td_crypt_hdr *h, int *which, int *o
 		return rc;
 	}
 	if (*other != TD_HDR_OTHER_OK)
-		fprintf(stderr,
-			"%s: warning: the %s header copy %s (%s); using the %s copy. Run 'vdkey "
-			"repair %s' to rewrite it.\n",
+		fprintf(stderr, "%s: warning: the %s header copy is %s (%s). Run 'vdkey repair %s' "
+				"to rewrite it.\n",
 			prog, *which ? "primary" : "secondary",
-			*other == TD_HDR_OTHER_CORRUPT ? "is corrupt" : "is stale", note,
-			*which ? "secondary" : "primary", lo->spec);
+			*other == TD_HDR_OTHER_CORRUPT ? "corrupt" : "stale", note, lo->spec);
 	return 0;
 }
 
@@ -224,7 +223,8 @@ static int cmd_format(const char *spec, const struct opts *o)
 	struct lower lo;
 	int rc, which, other, slot;
 	char err[512], uuid[TD_HDR_UUID_STR_LEN];
-	const char *integ = o->integrity ? o->integrity : TD_HDR_INTEGRITY_NONE;
+	const char *integ = o->integrity ? o->integrity : TD_HDR_INTEGRITY_HMAC_SHA256;
+	struct ti_params prm;
 
 	if (!h)
 		return 1;
@@ -256,11 +256,16 @@ static int cmd_format(const char *spec, const struct opts *o)
 			prog, lo.spec, (unsigned long long)lo.chain->top->size);
 		goto out;
 	}
-	if (strcmp(integ, TD_HDR_INTEGRITY_NONE) != 0 && !td_driver_find("integrity")) {
-		fprintf(stderr, "%s: --integrity %s is not supported by this build yet\n", prog,
-			integ);
-		rc = -EOPNOTSUPP;
-		goto out;
+	if (strcmp(integ, TD_HDR_INTEGRITY_HMAC_SHA256) == 0) {
+		/* data first, then its metadata, all inside the lower image */
+		rc = ti_layout(lo.chain->top->size, h->data_offset, 0, &prm);
+		if (rc < 0) {
+			fprintf(stderr, "%s: %s is too small for data and integrity metadata\n",
+				prog, lo.spec);
+			goto out;
+		}
+		h->data_size = prm.data_blocks * TD_BLOCK_SIZE;
+		ti_params_encode(&prm, h->integrity_params);
 	}
 	rc = td_secret_read(o->key_file, "Enter passphrase for the new image: ", true, &s, err,
 			    sizeof(err));
@@ -278,6 +283,21 @@ static int cmd_format(const char *spec, const struct opts *o)
 		rc = slot;
 		fprintf(stderr, "%s: cannot create keyslot 0: %s\n", prog, strerror(-rc));
 		goto out;
+	}
+	if (strcmp(integ, TD_HDR_INTEGRITY_HMAC_SHA256) == 0) {
+		uint8_t *mk = td_secure_alloc(32);
+
+		rc = mk ? td_volkey_derive(vk, TD_SUBKEY_MAC, mk, 32) : -ENOMEM;
+		if (rc == 0)
+			rc = ti_format(lo.chain->top, &prm, h->uuid, mk, err, sizeof(err));
+		else
+			snprintf(err, sizeof(err), "out of secure memory");
+		if (mk)
+			td_secure_free(mk);
+		if (rc < 0) {
+			fprintf(stderr, "%s: %s\n", prog, err);
+			goto out;
+		}
 	}
 	h->seqno = 0; /* store_hdr makes it 1 */
 	rc = store_hdr(&lo, h, vk, -1);

@@ -70,7 +70,7 @@ static int open_layer(struct td_layer *l, const char *path, char *err, size_t er
 }
 
 int td_chain_insert_below(struct td_layer *l, const struct td_driver *drv, const char *opts,
-			  char *err, size_t errlen)
+			  const void *arg, char *err, size_t errlen)
 {
 	struct td_layer *n = layer_new(l->ctx, drv, opts);
 	int rc;
@@ -80,7 +80,9 @@ int td_chain_insert_below(struct td_layer *l, const struct td_driver *drv, const
 		return -ENOMEM;
 	}
 	n->below = l->below;
+	n->arg = arg;
 	rc = open_layer(n, NULL, err, errlen);
+	n->arg = NULL;
 	if (rc < 0) {
 		n->below = NULL;
 		layer_free(n);

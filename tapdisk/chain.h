@@ -19,9 +19,10 @@ void td_chain_close(struct td_chain *c);
 
 /* For a stacking driver's open(): put a new layer of drv between l and
  * l->below and open it (e.g. crypt inserting the integrity layer its
- * header records). */
+ * header records). arg is handed to the new layer's open() as l->arg
+ * (only during open). */
 int td_chain_insert_below(struct td_layer *l, const struct td_driver *drv, const char *opts,
-			  char *err, size_t errlen);
+			  const void *arg, char *err, size_t errlen);
 
 /* Names of the drivers from top to bottom, e.g. "crypt>integrity>aio". */
 void td_chain_describe(const struct td_chain *c, char *buf, size_t len);

@@ -101,6 +101,7 @@ struct td_layer {
 	void *priv;
 	uint64_t size; /* exported bytes, multiple of TD_BLOCK_SIZE */
 	char *opts;    /* driver options from the spec, or NULL */
+	const void *arg; /* set by the layer that inserted this one, for open() */
 };
 
 void td_layer_submit(struct td_layer *l, struct td_req *req);

@@ -6,11 +6,13 @@
 extern const struct td_driver td_drv_aio;
 extern const struct td_driver td_drv_fault;
 extern const struct td_driver td_drv_crypt;
+extern const struct td_driver td_drv_integrity;
 
 static const struct td_driver *const drivers[] = {
 	&td_drv_aio,
 	&td_drv_fault,
 	&td_drv_crypt,
+	&td_drv_integrity,
 	NULL,
 };
 

@@ -80,10 +80,16 @@ vdkey load "aio:$IMG" --key-file "$K2" >/dev/null || fail "load after restore"
 vdkey unload "aio:$IMG" >/dev/null
 
 info "forged settings with a valid checksum are refused after unlock"
-for edit in "integrity hmac-sha256" "cipher aes-xts-plain64x" "data_offset 262144" "data_size 4096"; do
+ZERO256=$(printf '0%.0s' $(seq 512))
+for edit in "integrity none" "cipher aes-xts-plain64x" "data_offset 262144" "data_size 4096"; do
 	vdkey header-restore "aio:$IMG" "$T/hdr.bak" >/dev/null || fail "restore"
 	set -- $edit
-	[ "$1" = integrity ] && $FORGE "$IMG" tag_size 32
+	if [ "$1" = integrity ]; then
+		# a header claiming "integrity none": tags and parameters cleared too,
+		# checksum recomputed, so only the MAC can tell
+		$FORGE "$IMG" tag_size 0
+		$FORGE "$IMG" raw:256 "$ZERO256"
+	fi
 	$FORGE "$IMG" "$1" "$2"
 	out=$(vdkey load "aio:$IMG" --key-file "$K2" 2>&1) && fail "forged $edit accepted"
 	echo "$out" | grep -qE "header authentication failed|corrupt|unsupported" ||

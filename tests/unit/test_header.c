@@ -90,7 +90,7 @@ static void test_init_new(void **state)
 	assert_string_equal(a.integrity, "none");
 	assert_int_equal(a.tag_size, 0);
 	assert_string_equal(b.integrity, "hmac-sha256");
-	assert_int_equal(b.tag_size, 32);
+	assert_int_equal(b.tag_size, 24);
 	assert_int_equal(td_keyslot_count_active(&a), 0);
 
 	assert_int_equal(td_hdr_init_new(&a, 1ULL << 30, "sha1"), -EINVAL);
@@ -130,7 +130,7 @@ static void test_encode_layout(void **state)
 	assert_int_equal(get64(buf + 96), 1048576);
 	assert_int_equal(get64(buf + 104), h.data_size);
 	assert_string_equal((const char *)buf + 112, "hmac-sha256");
-	assert_int_equal(get32(buf + 144), 32);
+	assert_int_equal(get32(buf + 144), 24);
 	assert_int_equal(get32(buf + 148), 16);
 	assert_int_equal(get32(buf + 152), 256);
 	assert_int_equal(get32(buf + 156), 1024);
@@ -521,7 +521,7 @@ static void test_mac_detects_forgery(void **state)
 	memcpy(buf2, buf, sizeof(buf));
 	memset(buf2 + 112, 0, 32);
 	memcpy(buf2 + 112, "hmac-sha256", 11);
-	put32(buf2 + 144, 32);
+	put32(buf2 + 144, 24);
 	forge_checksum(buf2);
 	assert_int_equal(td_hdr_decode(buf2, sizeof(buf2), &d, err, sizeof(err)), 0);
 	assert_int_equal(td_hdr_verify_mac(&d, vk), -EBADMSG);

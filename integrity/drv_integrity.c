@@ -1,0 +1,768 @@
+/* integrity: a MAC per 4 KiB block, checked on every read, with
+ * data-before-ack ordering and crash consistency without writing data
+ * twice. The ordering and the recovery argument are in integ.h and
+ * docs/FORMAT.md; this file holds the request flows:
+ *
+ *   read:  lock (shared) -> tag pages -> data -> verify on workers
+ *   write: lock (exclusive) -> tag pages -> MACs on workers -> journal
+ *          records durable -> data write -> tags into the cache -> ack
+ *   zero:  lock (exclusive) -> tag pages -> one zero-range record ->
+ *          write-zeroes/discard below (+ zero whole tag pages) -> ack
+ *
+ * The block range lock keeps a block's table entry stable while a read
+ * verifies it and makes writes to one block strictly one after another,
+ * so a block has exactly one valid tag at any time. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypt/cipher.h"
+#include "integrity/integ.h"
+#include "keymgr/secmem.h"
+#include "tapdisk/bufpool.h"
+#include "tapdisk/log.h"
+#include "tapdisk/stats.h"
+
+enum {
+	ST_LOCK,
+	ST_PAGES,
+	ST_MAC,
+	ST_JOURNAL,
+	ST_DATA,
+	ST_VERIFY,
+	ST_RESOLVE,
+};
+
+#define MIN_CHUNK_BLOCKS 16
+
+static void finish(struct ti_req *r, int err);
+static void start_locked(struct ti_req *r);
+
+/* ---- range lock ------------------------------------------------------------ */
+
+static bool conflicts(const struct ti_req *a, const struct ti_req *b)
+{
+	return (a->exclusive || b->exclusive) && a->b0 < b->b0 + b->n && b->b0 < a->b0 + a->n;
+}
+
+static bool blocked(struct ti_priv *p, struct ti_req *r, struct ti_req *stop)
+{
+	struct ti_req *h;
+
+	for (h = p->held; h; h = h->lk_next)
+		if (conflicts(h, r))
+			return true;
+	for (h = p->lk_wait_head; h && h != stop; h = h->next)
+		if (conflicts(h, r))
+			return true;
+	return false;
+}
+
+static void lock_grant(struct ti_priv *p, struct ti_req *r)
+{
+	r->locked = true;
+	r->lk_next = p->held;
+	p->held = r;
+}
+
+static void lock_acquire(struct td_layer *l, struct ti_req *r)
+{
+	struct ti_priv *p = l->priv;
+
+	if (blocked(p, r, NULL)) {
+		r->next = NULL;
+		if (p->lk_wait_tail)
+			p->lk_wait_tail->next = r;
+		else
+			p->lk_wait_head = r;
+		p->lk_wait_tail = r;
+		return;
+	}
+	lock_grant(p, r);
+	start_locked(r);
+}
+
+static void lock_release(struct td_layer *l, struct ti_req *r)
+{
+	struct ti_priv *p = l->priv;
+	struct ti_req **pp, *w, *prev = NULL, *ready = NULL, **rt = &ready;
+
+	for (pp = &p->held; *pp; pp = &(*pp)->lk_next) {
+		if (*pp == r) {
+			*pp = r->lk_next;
+			break;
+		}
+	}
+	r->locked = false;
+	w = p->lk_wait_head;
+	while (w) {
+		struct ti_req *next = w->next;
+
+		if (!blocked(p, w, w)) {
+			if (prev)
+				prev->next = next;
+			else
+				p->lk_wait_head = next;
+			if (p->lk_wait_tail == w)
+				p->lk_wait_tail = prev;
+			lock_grant(p, w);
+			w->next = NULL;
+			*rt = w;
+			rt = &w->next;
+		} else {
+			prev = w;
+		}
+		w = next;
+	}
+	while (ready) {
+		w = ready;
+		ready = w->next;
+		w->next = NULL;
+		start_locked(w);
+	}
+}
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static uint8_t *iov_at(const struct td_req *req, uint64_t off)
+{
+	int i;
+
+	for (i = 0; i < req->iovcnt; i++) {
+		if (off < req->iov[i].iov_len)
+			return (uint8_t *)req->iov[i].iov_base + off;
+		off -= req->iov[i].iov_len;
+	}
+	return NULL;
+}
+
+static void log_failure(struct td_layer *l, uint64_t block)
+{
+	struct ti_priv *p = l->priv;
+	unsigned i;
+
+	for (i = 0; i < p->nlogged && i < 64; i++)
+		if (p->logged[i] == block)
+			return;
+	p->logged[p->nlogged++ % 64] = block;
+	td_err("integrity: block %llu (byte offset %llu) failed verification: refusing to "
+	       "return it (EIO)",
+	       (unsigned long long)block, (unsigned long long)block * TI_BLOCK);
+}
+
+static void child_io(struct ti_req *r, enum td_op op, uint64_t off, uint64_t len,
+		     void (*done)(struct td_req *, int), unsigned flags, bool with_iov)
+{
+	struct ti_priv *p = r->l->priv;
+
+	memset(&r->child, 0, sizeof(r->child));
+	r->child.op = op;
+	r->child.flags = flags;
+	r->child.off = p->p.data_start + off;
+	r->child.len = len;
+	if (with_iov) {
+		r->child.iov = r->parent->iov;
+		r->child.iovcnt = r->parent->iovcnt;
+	}
+	r->child.done = done;
+	r->child.opaque = r;
+	td_layer_submit(r->l->below, &r->child);
+}
+
+/* ---- worker jobs ------------------------------------------------------------- */
+
+static void mac_fn(struct td_work *w, int worker)
+{
+	struct ti_work *tw = (struct ti_work *)w;
+	struct ti_req *r = tw->r;
+	struct ti_priv *p = r->l->priv;
+	struct td_hmac *mac = p->macs[worker % p->nmacs];
+	uint64_t k;
+
+	for (k = tw->first; k < tw->first + tw->n; k++)
+		if (ti_block_tag(mac, p->uuid, r->b0 + k, r->seq0 + k,
+				 iov_at(r->parent, k * TI_BLOCK), r->tags + k * TI_TAG_LEN) < 0)
+			tw->bad++;
+}
+
+static void verify_fn(struct td_work *w, int worker)
+{
+	struct ti_work *tw = (struct ti_work *)w;
+	struct ti_req *r = tw->r;
+	struct ti_priv *p = r->l->priv;
+	struct td_hmac *mac = p->macs[worker % p->nmacs];
+	uint8_t tag[TI_TAG_LEN];
+	static const uint8_t zero[TI_ENTRY_LEN];
+	uint64_t k;
+
+	for (k = tw->first; k < tw->first + tw->n; k++) {
+		uint64_t b = r->b0 + k;
+		const uint8_t *e = ti_entry(p, b);
+		uint8_t *data = iov_at(r->parent, k * TI_BLOCK);
+		int ok = 0;
+
+		if (!e) {
+			ok = 0;
+		} else if (memcmp(e, zero, TI_ENTRY_LEN) == 0) {
+			/* never written, or zeroed: reads as zeros */
+			memset(data, 0, TI_BLOCK);
+			ok = 1;
+		} else if (ti_block_tag(mac, p->uuid, b, ti_le64(e), data, tag) == 0) {
+			ok = td_ct_memeq(tag, e + 8, TI_TAG_LEN);
+		}
+		if (!ok) {
+			if (!tw->bad)
+				tw->first_bad = b;
+			tw->bad++;
+		}
+	}
+}
+
+static void work_done(struct td_work *w);
+
+static void run_workers(struct ti_req *r, void (*fn)(struct td_work *, int))
+{
+	int nw = td_workers_count(r->l->ctx->workers), chunks, i;
+	uint64_t per, at = 0;
+
+	chunks = nw < 1 ? 1 : (nw > TI_MAX_CHUNKS ? TI_MAX_CHUNKS : nw);
+	if ((uint64_t)chunks > r->n / MIN_CHUNK_BLOCKS)
+		chunks = (int)(r->n / MIN_CHUNK_BLOCKS);
+	if (chunks < 1)
+		chunks = 1;
+	per = (r->n + (uint64_t)chunks - 1) / (uint64_t)chunks;
+	r->nworks = chunks;
+	r->pending = chunks;
+	for (i = 0; i < chunks; i++) {
+		struct ti_work *tw = &r->works[i];
+
+		tw->r = r;
+		tw->first = at;
+		tw->n = r->n - at < per ? r->n - at : per;
+		tw->bad = 0;
+		tw->first_bad = 0;
+		at += tw->n;
+		tw->w.fn = fn;
+		tw->w.done = work_done;
+	}
+	for (i = 0; i < chunks; i++)
+		td_workers_submit(r->l->ctx->workers, &r->works[i].w);
+}
+
+/* ---- the state machine -------------------------------------------------------- */
+
+static void data_done(struct td_req *child, int err)
+{
+	struct ti_req *r = child->opaque;
+
+	if (err && !r->err)
+		r->err = err;
+	if (--r->pending > 0)
+		return;
+	ti_req_continue(r);
+}
+
+static void work_done(struct td_work *w)
+{
+	struct ti_work *tw = (struct ti_work *)w;
+	struct ti_req *r = tw->r;
+	int i;
+
+	if (--r->pending > 0)
+		return;
+	for (i = 0; i < r->nworks; i++) {
+		if (r->works[i].bad) {
+			if (!r->bad_blocks)
+				r->first_bad = r->works[i].first_bad;
+			r->bad_blocks += (uint64_t)r->works[i].bad;
+		}
+	}
+	ti_req_continue(r);
+}
+
+static void apply_write(struct ti_req *r)
+{
+	struct ti_priv *p = r->l->priv;
+	uint64_t k;
+
+	for (k = 0; k < r->n; k++) {
+		uint64_t b = r->b0 + k;
+		struct ti_page *pg = ti_page_find(p, b / TI_ENTRIES_PER_PAGE);
+		uint8_t *e = pg->data + (b % TI_ENTRIES_PER_PAGE) * TI_ENTRY_LEN;
+
+		ti_put64(e, r->seq0 + k);
+		memcpy(e + 8, r->tags + k * TI_TAG_LEN, TI_TAG_LEN);
+		ti_page_mark_dirty(p, pg);
+	}
+}
+
+static void apply_zero(struct ti_req *r)
+{
+	struct ti_priv *p = r->l->priv;
+	uint64_t i, first = r->b0 / TI_ENTRIES_PER_PAGE, last = (r->b0 + r->n - 1) / TI_ENTRIES_PER_PAGE;
+
+	for (i = first; i <= last; i++) {
+		struct ti_page *pg = ti_page_find(p, i);
+		uint64_t s = i * TI_ENTRIES_PER_PAGE, e = s + TI_ENTRIES_PER_PAGE;
+
+		if (!pg)
+			continue; /* zeroed on disk */
+		if (s < r->b0)
+			s = r->b0;
+		if (e > r->b0 + r->n)
+			e = r->b0 + r->n;
+		memset(pg->data + (s % TI_ENTRIES_PER_PAGE) * TI_ENTRY_LEN, 0,
+		       (e - s) * TI_ENTRY_LEN);
+		ti_page_mark_dirty(p, pg);
+	}
+}
+
+/* After a failed data write the block holds the old data, the new data
+ * or a mix: read it back and keep, per block, the tag that verifies. */
+static void resolve_done(struct td_req *child, int err)
+{
+	struct ti_req *r = child->opaque;
+	struct ti_priv *p = r->l->priv;
+	uint8_t tag[TI_TAG_LEN];
+	uint64_t k, kept_new = 0;
+
+	if (!err) {
+		for (k = 0; k < r->n; k++) {
+			uint64_t b = r->b0 + k;
+			struct ti_page *pg = ti_page_find(p, b / TI_ENTRIES_PER_PAGE);
+			uint8_t *e = pg->data + (b % TI_ENTRIES_PER_PAGE) * TI_ENTRY_LEN;
+
+			if (ti_block_tag(p->mac_loop, p->uuid, b, r->seq0 + k,
+					 (uint8_t *)r->bounce + k * TI_BLOCK, tag) == 0 &&
+			    td_ct_memeq(tag, r->tags + k * TI_TAG_LEN, TI_TAG_LEN)) {
+				ti_put64(e, r->seq0 + k);
+				memcpy(e + 8, tag, TI_TAG_LEN);
+				ti_page_mark_dirty(p, pg);
+				kept_new++;
+			}
+		}
+	}
+	td_warn("integrity: a write of blocks %llu+%llu failed below (%s); %llu block(s) hold the "
+		"new data",
+		(unsigned long long)r->b0, (unsigned long long)r->n, strerror(-r->err),
+		(unsigned long long)kept_new);
+	finish(r, r->err);
+}
+
+static void start_resolve(struct ti_req *r)
+{
+	struct ti_priv *p = r->l->priv;
+
+	r->stage = ST_RESOLVE;
+	r->bounce_len = (size_t)(r->n * TI_BLOCK);
+	r->bounce = td_buf_get(r->bounce_len);
+	if (!r->bounce) {
+		finish(r, r->err);
+		return;
+	}
+	memset(&r->child, 0, sizeof(r->child));
+	r->iov.iov_base = r->bounce;
+	r->iov.iov_len = r->bounce_len;
+	r->child.op = TD_OP_READ;
+	r->child.off = p->p.data_start + r->b0 * TI_BLOCK;
+	r->child.len = r->bounce_len;
+	r->child.iov = &r->iov;
+	r->child.iovcnt = 1;
+	r->child.done = resolve_done;
+	r->child.opaque = r;
+	td_layer_submit(r->l->below, &r->child);
+}
+
+static void start_zero_io(struct ti_req *r)
+{
+	struct ti_priv *p = r->l->priv;
+	uint64_t pf = (r->b0 + TI_ENTRIES_PER_PAGE - 1) / TI_ENTRIES_PER_PAGE;
+	uint64_t pl = (r->b0 + r->n) / TI_ENTRIES_PER_PAGE;
+
+	r->pending = 1;
+	r->stage = ST_DATA;
+	if (pl > pf) {
+		/* the tag pages it covers wholly are zeroed on disk (cached ones
+		 * are zeroed in memory too, in apply_zero) */
+		memset(&r->tzero, 0, sizeof(r->tzero));
+		r->tzero.op = TD_OP_WRITE_ZEROES;
+		r->tzero.flags = TD_REQ_NO_UNMAP;
+		r->tzero.off = p->p.tags_off + pf * TI_BLOCK;
+		r->tzero.len = (pl - pf) * TI_BLOCK;
+		r->tzero.done = data_done;
+		r->tzero.opaque = r;
+		r->pending++;
+		td_layer_submit(r->l->below, &r->tzero);
+	}
+	memset(&r->child, 0, sizeof(r->child));
+	r->child.op = r->parent->op;
+	r->child.flags = r->parent->flags;
+	r->child.off = p->p.data_start + r->b0 * TI_BLOCK;
+	r->child.len = r->n * TI_BLOCK;
+	r->child.done = data_done;
+	r->child.opaque = r;
+	td_layer_submit(r->l->below, &r->child);
+}
+
+void ti_req_continue(struct ti_req *r)
+{
+	struct td_layer *l = r->l;
+	struct ti_priv *p = l->priv;
+
+	switch (r->stage) {
+	case ST_PAGES:
+		if (r->err) {
+			finish(r, r->err);
+			return;
+		}
+		if (r->kind == TI_READ) {
+			r->stage = ST_DATA;
+			r->pending = 1;
+			child_io(r, TD_OP_READ, r->b0 * TI_BLOCK, r->n * TI_BLOCK, data_done, 0, true);
+		} else if (r->kind == TI_WRITE) {
+			r->stage = ST_MAC;
+			r->seq0 = p->next_seq;
+			p->next_seq += r->n;
+			r->tags_len = (size_t)r->n * TI_TAG_LEN;
+			r->tags = malloc(r->tags_len);
+			if (!r->tags) {
+				finish(r, -ENOMEM);
+				return;
+			}
+			run_workers(r, mac_fn);
+		} else {
+			r->stage = ST_JOURNAL;
+			r->seq0 = p->next_seq++;
+			ti_journal_add(l, r);
+		}
+		return;
+	case ST_MAC:
+		if (r->bad_blocks) {
+			finish(r, -EIO);
+			return;
+		}
+		r->stage = ST_JOURNAL;
+		ti_journal_add(l, r);
+		return;
+	case ST_JOURNAL:
+		if (r->err) {
+			/* the records may or may not be durable; the data was never
+			 * written, so the old tags still describe the disk */
+			finish(r, r->err);
+			return;
+		}
+		if (r->kind == TI_ZERO) {
+			start_zero_io(r);
+			return;
+		}
+		r->stage = ST_DATA;
+		r->pending = 1;
+		child_io(r, TD_OP_WRITE, r->b0 * TI_BLOCK, r->n * TI_BLOCK, data_done,
+			 r->parent->flags & TD_REQ_FUA, true);
+		return;
+	case ST_DATA:
+		if (r->kind == TI_READ) {
+			if (r->err) {
+				finish(r, r->err);
+				return;
+			}
+			r->stage = ST_VERIFY;
+			run_workers(r, verify_fn);
+			return;
+		}
+		if (r->kind == TI_WRITE) {
+			if (r->err) {
+				start_resolve(r);
+				return;
+			}
+			apply_write(r);
+		} else {
+			if (!r->err)
+				apply_zero(r);
+		}
+		finish(r, r->err);
+		return;
+	case ST_VERIFY:
+		if (r->bad_blocks) {
+			struct td_stats_shared *st = l->ctx->stats;
+			int k;
+
+			if (st)
+				st->integrity_failures += r->bad_blocks;
+			/* name every failing block once in the log */
+			for (k = 0; k < r->nworks; k++)
+				if (r->works[k].bad)
+					log_failure(l, r->works[k].first_bad);
+			finish(r, -EIO);
+			return;
+		}
+		finish(r, 0);
+		return;
+	default:
+		finish(r, -EIO);
+	}
+}
+
+static void start_locked(struct ti_req *r)
+{
+	struct ti_priv *p = r->l->priv;
+	int missing;
+
+	r->stage = ST_PAGES;
+	missing = ti_pages_pin(r->l, r, r->kind == TI_ZERO);
+	if (missing > 0) {
+		r->next = p->page_wait;
+		p->page_wait = r;
+		return;
+	}
+	ti_req_continue(r);
+}
+
+static void finish(struct ti_req *r, int err)
+{
+	struct td_layer *l = r->l;
+	struct ti_priv *p = l->priv;
+	struct td_req *parent = r->parent;
+
+	ti_pages_unpin(l, r);
+	if (r->locked)
+		lock_release(l, r);
+	if (r->journaled)
+		p->journaled_inflight--;
+	free(r->tags);
+	if (r->bounce)
+		td_buf_put(r->bounce, r->bounce_len);
+	free(r);
+	td_req_complete(parent, err);
+	if (p->ck == CK_DRAIN || ti_ckpt_wanted(p))
+		ti_ckpt_maybe(l);
+}
+
+void ti_resume_parked(struct td_layer *l)
+{
+	struct ti_priv *p = l->priv;
+	struct ti_req *list = p->park_head;
+
+	p->park_head = p->park_tail = NULL;
+	while (list) {
+		struct ti_req *r = list;
+
+		list = r->next;
+		r->next = NULL;
+		if (p->broken)
+			finish(r, -EIO);
+		else
+			ti_journal_add(l, r);
+	}
+}
+
+static void submit(struct td_layer *l, struct td_req *req, enum ti_kind kind)
+{
+	struct ti_priv *p = l->priv;
+	struct ti_req *r;
+
+	if (kind != TI_READ && p->broken) {
+		td_req_complete_later(l->ctx, req, -EIO);
+		return;
+	}
+	r = calloc(1, sizeof(*r));
+	if (!r) {
+		td_req_complete_later(l->ctx, req, -ENOMEM);
+		return;
+	}
+	r->parent = req;
+	r->l = l;
+	r->kind = kind;
+	r->b0 = req->off / TI_BLOCK;
+	r->n = req->len / TI_BLOCK;
+	r->exclusive = kind != TI_READ;
+	r->stage = ST_LOCK;
+	lock_acquire(l, r);
+}
+
+static void integ_read(struct td_layer *l, struct td_req *req)
+{
+	submit(l, req, TI_READ);
+}
+
+static void integ_write(struct td_layer *l, struct td_req *req)
+{
+	submit(l, req, TI_WRITE);
+}
+
+static void integ_zero(struct td_layer *l, struct td_req *req)
+{
+	submit(l, req, TI_ZERO);
+}
+
+/* ---- open / close ------------------------------------------------------------- */
+
+static int load_super(struct td_layer *l, char *err, size_t errlen)
+{
+	struct ti_priv *p = l->priv;
+	struct ti_super s[2];
+	int ok[2], i, rc;
+
+	rc = td_layer_sync_io(l->below, TD_OP_READ, p->p.super_off, p->super_buf, TI_BLOCK, 0);
+	if (rc < 0)
+		goto io;
+	ok[0] = ti_super_decode(p->super_buf, p->uuid, p->mac_loop, &s[0]) == 0;
+	rc = td_layer_sync_io(l->below, TD_OP_READ, p->p.super_off + TI_BLOCK, p->super_buf,
+			      TI_BLOCK, 0);
+	if (rc < 0)
+		goto io;
+	ok[1] = ti_super_decode(p->super_buf, p->uuid, p->mac_loop, &s[1]) == 0;
+	if (!ok[0] && !ok[1]) {
+		snprintf(err, errlen,
+			 "integrity metadata is corrupt: neither journal superblock verifies");
+		return -EBADMSG;
+	}
+	i = ok[0] && ok[1] ? (s[1].epoch > s[0].epoch) : ok[1];
+	/* the superblock of epoch e lives in slot e % 2 */
+	if (s[i].epoch % 2 != (uint64_t)i) {
+		snprintf(err, errlen, "integrity metadata is corrupt: superblock in the wrong slot");
+		return -EBADMSG;
+	}
+	p->epoch = s[i].epoch;
+	p->next_seq = s[i].seq_base ? s[i].seq_base : 1;
+	return 0;
+io:
+	snprintf(err, errlen, "cannot read the integrity superblocks: %s", strerror(-rc));
+	return rc;
+}
+
+static void free_priv(struct ti_priv *p)
+{
+	int i;
+
+	for (i = 0; p->macs && i < p->nmacs; i++)
+		td_hmac_free(p->macs[i]);
+	free(p->macs);
+	p->macs = NULL;
+	td_hmac_free(p->mac_loop);
+	p->mac_loop = NULL;
+	if (p->mac_key)
+		td_secure_free(p->mac_key);
+	p->mac_key = NULL;
+	if (p->super_buf)
+		td_buf_put(p->super_buf, TI_BLOCK);
+	p->super_buf = NULL;
+}
+
+static int integ_open(struct td_layer *l, const char *path, const char *opts, char *err,
+		      size_t errlen)
+{
+	struct ti_priv *p = l->priv;
+	const struct ti_open_arg *a = l->arg;
+	int rc = -ENOMEM, i;
+
+	if (!a) {
+		snprintf(err, errlen,
+			 "integrity: this layer is set up by crypt from the image's header "
+			 "(format with 'vdkey format --integrity hmac-sha256' and open crypt:...); "
+			 "a standalone integrity: spec is not supported yet");
+		return -EINVAL;
+	}
+	p->p = a->params;
+	memcpy(p->uuid, a->uuid, 16);
+	if (ti_layout_end(&p->p) > l->below->size) {
+		snprintf(err, errlen,
+			 "the image is truncated: integrity metadata ends at %llu, the image has %llu "
+			 "bytes",
+			 (unsigned long long)ti_layout_end(&p->p), (unsigned long long)l->below->size);
+		return -EIO;
+	}
+	p->mac_key = td_secure_alloc(32);
+	p->super_buf = td_buf_get(TI_BLOCK);
+	if (!p->mac_key || !p->super_buf)
+		goto fail;
+	memcpy(p->mac_key, a->mac_key, 32);
+	p->nmacs = td_workers_count(l->ctx->workers);
+	if (p->nmacs < 1)
+		p->nmacs = 1;
+	p->macs = calloc((size_t)p->nmacs, sizeof(*p->macs));
+	if (!p->macs)
+		goto fail;
+	for (i = 0; i < p->nmacs; i++)
+		if (!(p->macs[i] = td_hmac_new(p->mac_key, 32)))
+			goto fail;
+	p->mac_loop = td_hmac_new(p->mac_key, 32);
+	if (!p->mac_loop || ti_cache_init(l, ti_cache_budget()) < 0)
+		goto fail;
+	rc = load_super(l, err, errlen);
+	if (rc < 0)
+		goto fail;
+	rc = ti_recover(l, err, errlen);
+	if (rc < 0)
+		goto fail;
+	l->size = p->p.data_blocks * TI_BLOCK;
+	return 0;
+fail:
+	if (rc == -ENOMEM && !err[0])
+		snprintf(err, errlen, "integrity: out of memory");
+	ti_cache_free(l);
+	free_priv(p);
+	return rc;
+}
+
+static void integ_close(struct td_layer *l)
+{
+	struct ti_priv *p = l->priv;
+	int rc = ti_ckpt_sync(l);
+
+	if (rc < 0)
+		td_err("integrity: final checkpoint failed: %s (the journal will be replayed at "
+		       "the next open)",
+		       strerror(-rc));
+	ti_cache_free(l);
+	free_priv(p);
+}
+
+int ti_format(struct td_layer *lower, const struct ti_params *prm, const uint8_t uuid[16],
+	      const uint8_t mac_key[32], char *err, size_t errlen)
+{
+	struct td_hmac *mac = td_hmac_new(mac_key, 32);
+	uint8_t *buf = td_buf_get(2 * TI_BLOCK);
+	struct ti_super s = {.epoch = 0, .seq_base = 1};
+	int rc = -ENOMEM;
+
+	if (!mac || !buf) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	/* no stale journal or tags may survive from an earlier format */
+	rc = td_layer_sync_io(lower, TD_OP_WRITE_ZEROES, prm->journal_off, NULL,
+			      (uint64_t)prm->journal_blocks * TI_BLOCK +
+				      prm->tags_pages * TI_BLOCK + prm->tree_pages * TI_BLOCK,
+			      TD_REQ_NO_UNMAP);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot clear the integrity metadata area: %s",
+			 strerror(-rc));
+		goto out;
+	}
+	/* epoch 0 in slot 0; slot 1 holds an invalid (zero) block */
+	ti_super_encode(&s, uuid, mac, buf);
+	memset(buf + TI_BLOCK, 0, TI_BLOCK);
+	rc = td_layer_sync_io(lower, TD_OP_WRITE, prm->super_off, buf, 2 * TI_BLOCK, 0);
+	if (!rc)
+		rc = td_layer_sync_io(lower, TD_OP_FLUSH, 0, NULL, 0, 0);
+	if (rc < 0)
+		snprintf(err, errlen, "cannot write the integrity superblock: %s", strerror(-rc));
+out:
+	td_hmac_free(mac);
+	td_buf_put(buf, 2 * TI_BLOCK);
+	return rc;
+}
+
+const struct td_driver td_drv_integrity = {
+	.name = "integrity",
+	.summary = "per-block HMAC-SHA256 with a crash-consistent MAC journal (set up by crypt)",
+	.priv_size = sizeof(struct ti_priv),
+	.open = integ_open,
+	.close = integ_close,
+	.read = integ_read,
+	.write = integ_write,
+	.discard = integ_zero,
+	.write_zeroes = integ_zero,
+};

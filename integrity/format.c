@@ -1,0 +1,233 @@
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "crypt/cipher.h"
+#include "integrity/format.h"
+
+static const uint8_t SUPER_MAGIC[8] = {'T', 'D', 'J', 'S', 'U', 'P', 'E', 'R'};
+static const uint8_t JBLOCK_MAGIC[8] = {'T', 'D', 'J', 'R', 'N', 'L', '0', '1'};
+
+static uint64_t div_up(uint64_t a, uint64_t b)
+{
+	return (a + b - 1) / b;
+}
+
+static void fill_meta(struct ti_params *p)
+{
+	uint64_t meta = p->data_start + p->data_blocks * TI_BLOCK;
+
+	p->super_off = meta;
+	p->journal_off = meta + 2 * TI_BLOCK;
+	p->tags_off = p->journal_off + (uint64_t)p->journal_blocks * TI_BLOCK;
+	p->tags_pages = div_up(p->data_blocks, TI_ENTRIES_PER_PAGE);
+	p->tree_off = p->tags_off + p->tags_pages * TI_BLOCK;
+	/* room for a two-level tree of 32-byte hashes over the tag pages */
+	p->tree_pages = 2 * div_up(p->tags_pages, TI_BLOCK / 32) + 16;
+}
+
+uint64_t ti_layout_end(const struct ti_params *p)
+{
+	return p->tree_off + p->tree_pages * TI_BLOCK;
+}
+
+int ti_layout(uint64_t lower_size, uint64_t data_start, uint32_t journal_blocks,
+	      struct ti_params *p)
+{
+	uint64_t lo = 0, hi;
+
+	memset(p, 0, sizeof(*p));
+	p->version = TI_PARAMS_VERSION;
+	p->tag_len = TI_TAG_LEN;
+	p->data_start = data_start;
+	p->journal_blocks = journal_blocks ? journal_blocks : TI_JOURNAL_BLOCKS_DEFAULT;
+	if (lower_size <= data_start)
+		return -ENOSPC;
+	hi = (lower_size - data_start) / TI_BLOCK;
+	/* the largest data size whose metadata still fits */
+	while (lo < hi) {
+		uint64_t mid = lo + (hi - lo + 1) / 2;
+
+		p->data_blocks = mid;
+		fill_meta(p);
+		if (ti_layout_end(p) <= lower_size)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	p->data_blocks = lo;
+	fill_meta(p);
+	return lo ? 0 : -ENOSPC;
+}
+
+void ti_params_encode(const struct ti_params *p, uint8_t out[TI_PARAMS_LEN])
+{
+	memset(out, 0, TI_PARAMS_LEN);
+	out[0] = (uint8_t)p->version;
+	out[4] = (uint8_t)p->tag_len;
+	ti_put64(out + 8, p->data_start);
+	ti_put64(out + 16, p->data_blocks);
+	ti_put64(out + 24, p->super_off);
+	ti_put64(out + 32, p->journal_off);
+	ti_put64(out + 40, p->journal_blocks);
+	ti_put64(out + 48, p->tags_off);
+	ti_put64(out + 56, p->tags_pages);
+	ti_put64(out + 64, p->tree_off);
+	ti_put64(out + 72, p->tree_pages);
+}
+
+int ti_params_decode(const uint8_t in[TI_PARAMS_LEN], uint64_t lower_size, struct ti_params *p,
+		     char *err, size_t errlen)
+{
+	struct ti_params want;
+	uint8_t re[TI_PARAMS_LEN];
+	uint64_t jb = ti_le64(in + 40);
+
+	memset(p, 0, sizeof(*p));
+	p->version = in[0];
+	p->tag_len = in[4];
+	p->data_start = ti_le64(in + 8);
+	p->data_blocks = ti_le64(in + 16);
+	if (p->version != TI_PARAMS_VERSION || p->tag_len != TI_TAG_LEN) {
+		snprintf(err, errlen, "unsupported integrity parameters (version %u, tag %u bytes)",
+			 p->version, p->tag_len);
+		return -EPROTONOSUPPORT;
+	}
+	if (jb < TI_JOURNAL_BLOCKS_MIN || jb > TI_JOURNAL_BLOCKS_MAX || p->data_blocks == 0 ||
+	    p->data_blocks > (1ull << 40) || p->data_start % TI_BLOCK ||
+	    p->data_start > (1ull << 40)) {
+		snprintf(err, errlen, "integrity parameters out of range");
+		return -EBADMSG;
+	}
+	p->journal_blocks = (uint32_t)jb;
+	/* everything else follows from these: recompute and require equality */
+	want = *p;
+	fill_meta(&want);
+	ti_params_encode(&want, re);
+	if (memcmp(re, in, TI_PARAMS_LEN) != 0) {
+		snprintf(err, errlen, "integrity parameters are inconsistent");
+		return -EBADMSG;
+	}
+	if (ti_layout_end(&want) > lower_size) {
+		snprintf(err, errlen,
+			 "the image is truncated: integrity metadata ends at %llu, the image has "
+			 "%llu bytes",
+			 (unsigned long long)ti_layout_end(&want), (unsigned long long)lower_size);
+		return -EIO;
+	}
+	*p = want;
+	return 0;
+}
+
+static void mac_region(struct td_hmac *mac, const uint8_t *buf, uint8_t out[32])
+{
+	td_hmac_begin(mac);
+	td_hmac_update(mac, buf, TI_MAC_OFF);
+	td_hmac_end(mac, out);
+}
+
+void ti_super_encode(const struct ti_super *s, const uint8_t uuid[16], struct td_hmac *mac,
+		     uint8_t out[TI_BLOCK])
+{
+	memset(out, 0, TI_BLOCK);
+	memcpy(out, SUPER_MAGIC, 8);
+	out[8] = 1; /* version */
+	ti_put64(out + 16, s->epoch);
+	ti_put64(out + 24, s->seq_base);
+	memcpy(out + 32, uuid, 16);
+	mac_region(mac, out, out + TI_MAC_OFF);
+}
+
+int ti_super_decode(const uint8_t in[TI_BLOCK], const uint8_t uuid[16], struct td_hmac *mac,
+		    struct ti_super *s)
+{
+	uint8_t m[32];
+	int rc = -EBADMSG;
+
+	if (memcmp(in, SUPER_MAGIC, 8) != 0 || in[8] != 1 || memcmp(in + 32, uuid, 16) != 0)
+		return rc;
+	mac_region(mac, in, m);
+	if (!td_ct_memeq(m, in + TI_MAC_OFF, 32))
+		return rc;
+	s->epoch = ti_le64(in + 16);
+	s->seq_base = ti_le64(in + 24);
+	rc = 0;
+	return rc;
+}
+
+void ti_jblock_encode(uint64_t epoch, uint32_t index, const struct ti_rec *recs, unsigned n,
+		      const uint8_t uuid[16], struct td_hmac *mac, uint8_t out[TI_BLOCK])
+{
+	unsigned i;
+
+	memset(out, 0, TI_BLOCK);
+	memcpy(out, JBLOCK_MAGIC, 8);
+	ti_put64(out + 8, epoch);
+	ti_put64(out + 16, index);
+	ti_put64(out + 24, n);
+	memcpy(out + 32, uuid, 16);
+	for (i = 0; i < n; i++) {
+		uint8_t *r = out + TI_REC_OFF + i * TI_REC_LEN;
+
+		ti_put64(r, recs[i].block);
+		ti_put64(r + 8, recs[i].seq);
+		if (recs[i].seq & TI_SEQ_ZERO_RANGE)
+			ti_put64(r + 16, recs[i].count);
+		else
+			memcpy(r + 16, recs[i].tag, TI_TAG_LEN);
+	}
+	mac_region(mac, out, out + TI_MAC_OFF);
+}
+
+int ti_jblock_decode(const uint8_t in[TI_BLOCK], uint64_t epoch, const uint8_t uuid[16],
+		     struct td_hmac *mac, struct ti_rec *recs)
+{
+	uint8_t m[32];
+	uint64_t n;
+	unsigned i;
+
+	if (memcmp(in, JBLOCK_MAGIC, 8) != 0 || ti_le64(in + 8) != epoch ||
+	    memcmp(in + 32, uuid, 16) != 0)
+		return -EBADMSG;
+	n = ti_le64(in + 24);
+	if (n > TI_RECS_PER_BLOCK)
+		return -EBADMSG;
+	mac_region(mac, in, m);
+	if (!td_ct_memeq(m, in + TI_MAC_OFF, 32))
+		return -EBADMSG;
+	for (i = 0; i < n; i++) {
+		const uint8_t *r = in + TI_REC_OFF + i * TI_REC_LEN;
+
+		recs[i].block = ti_le64(r);
+		recs[i].seq = ti_le64(r + 8);
+		recs[i].count = 0;
+		memset(recs[i].tag, 0, TI_TAG_LEN);
+		if (recs[i].seq & TI_SEQ_ZERO_RANGE)
+			recs[i].count = ti_le64(r + 16);
+		else
+			memcpy(recs[i].tag, r + 16, TI_TAG_LEN);
+	}
+	return (int)n;
+}
+
+int ti_block_tag(struct td_hmac *mac, const uint8_t uuid[16], uint64_t block, uint64_t seq,
+		 const void *data, uint8_t tag[TI_TAG_LEN])
+{
+	uint8_t hdr[36], full[32];
+	int rc;
+
+	memcpy(hdr, "TDI1", 4);
+	memcpy(hdr + 4, uuid, 16);
+	ti_put64(hdr + 20, block);
+	ti_put64(hdr + 28, seq);
+	rc = td_hmac_begin(mac);
+	if (!rc)
+		rc = td_hmac_update(mac, hdr, sizeof(hdr));
+	if (!rc)
+		rc = td_hmac_update(mac, data, TI_BLOCK);
+	if (!rc)
+		rc = td_hmac_end(mac, full);
+	if (!rc)
+		memcpy(tag, full, TI_TAG_LEN);
+	return rc;
+}

@@ -1,0 +1,29 @@
+/* The integrity layer's public face: what the crypt layer hands it when it
+ * inserts it below itself, and the format step vdkey runs. */
+#ifndef TD_INTEGRITY_INTEGRITY_H
+#define TD_INTEGRITY_INTEGRITY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "integrity/format.h"
+#include "tapdisk/driver.h"
+
+/* Passed through td_chain_insert_below(..., arg). The mac key is copied. */
+struct ti_open_arg {
+	struct ti_params params;
+	uint8_t uuid[16];
+	const uint8_t *mac_key; /* 32 bytes */
+};
+
+extern const struct td_driver td_drv_integrity;
+
+/* Writes fresh metadata (zeroed tag table and journal, epoch-1
+ * superblocks) for a newly formatted image. */
+int ti_format(struct td_layer *lower, const struct ti_params *p, const uint8_t uuid[16],
+	      const uint8_t mac_key[32], char *err, size_t errlen);
+
+/* Tag-cache budget per VBD: TD_INTEGRITY_CACHE_MB or 32 MiB. */
+size_t ti_cache_budget(void);
+
+#endif

@@ -1,0 +1,419 @@
+/* The MAC journal and checkpoints.
+ *
+ * Records of concurrent writes are packed into 4 KiB journal blocks and
+ * written with FUA (group commit): while one journal write is in flight
+ * the next block fills up. A request's data write is issued only when
+ * every journal block holding its records is durable.
+ *
+ * Journal blocks of one epoch are written at increasing indexes from 0;
+ * recovery reads the whole region and takes every valid block of the
+ * current epoch, so several journal writes may be in flight at once.
+ *
+ * A checkpoint (journal three-quarters full, many records, or many dirty
+ * tag pages) stops new writes from journaling, waits for the journaled
+ * ones to complete, writes the dirty tag pages, flushes, and writes the
+ * next epoch's superblock with FUA. Records of the old epoch are then
+ * dead: the tag table holds everything they said. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypt/cipher.h"
+#include "integrity/integ.h"
+#include "tapdisk/bufpool.h"
+#include "tapdisk/log.h"
+#include "tapdisk/stats.h"
+
+static void ckpt_step(struct td_layer *l);
+
+static struct ti_jblock *jblock_new(struct td_layer *l)
+{
+	struct ti_jblock *jb = calloc(1, sizeof(*jb));
+
+	if (!jb)
+		return NULL;
+	jb->l = l;
+	return jb;
+}
+
+static void jblock_free(struct ti_jblock *jb)
+{
+	if (jb->buf)
+		td_buf_put(jb->buf, TI_BLOCK);
+	free(jb->waiters);
+	free(jb);
+}
+
+static int jblock_wait(struct ti_jblock *jb, struct ti_req *r)
+{
+	if (jb->nwait && jb->waiters[jb->nwait - 1] == r)
+		return 0;
+	if (jb->nwait == jb->capwait) {
+		unsigned cap = jb->capwait ? 2 * jb->capwait : 8;
+		struct ti_req **n = realloc(jb->waiters, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		jb->waiters = n;
+		jb->capwait = cap;
+	}
+	jb->waiters[jb->nwait++] = r;
+	r->jpending++;
+	return 0;
+}
+
+static void jblock_done(struct td_req *req, int err)
+{
+	struct ti_jblock *jb = req->opaque;
+	struct td_layer *l = jb->l;
+	struct ti_priv *p = l->priv;
+	unsigned i;
+
+	p->j_inflight--;
+	if (err)
+		td_err("integrity: journal write failed: %s", strerror(-err));
+	for (i = 0; i < jb->nwait; i++) {
+		struct ti_req *r = jb->waiters[i];
+
+		if (err && !r->err)
+			r->err = err;
+		if (--r->jpending == 0)
+			ti_req_continue(r);
+	}
+	jblock_free(jb);
+	ti_journal_kick(l);
+	if (p->ck == CK_DRAIN)
+		ckpt_step(l);
+}
+
+static void jblock_submit(struct td_layer *l, struct ti_jblock *jb)
+{
+	struct ti_priv *p = l->priv;
+
+	jb->buf = td_buf_get(TI_BLOCK);
+	if (!jb->buf) {
+		p->j_inflight++;
+		jb->wreq.done = jblock_done;
+		jb->wreq.opaque = jb;
+		td_req_complete_later(l->ctx, &jb->wreq, -ENOMEM);
+		return;
+	}
+	ti_jblock_encode(p->epoch, jb->index, jb->recs, jb->nrec, p->uuid, p->mac_loop, jb->buf);
+	memset(&jb->wreq, 0, sizeof(jb->wreq));
+	jb->iov.iov_base = jb->buf;
+	jb->iov.iov_len = TI_BLOCK;
+	jb->wreq.op = TD_OP_WRITE;
+	jb->wreq.flags = TD_REQ_FUA;
+	jb->wreq.off = p->p.journal_off + (uint64_t)jb->index * TI_BLOCK;
+	jb->wreq.len = TI_BLOCK;
+	jb->wreq.iov = &jb->iov;
+	jb->wreq.iovcnt = 1;
+	jb->wreq.done = jblock_done;
+	jb->wreq.opaque = jb;
+	p->j_inflight++;
+	td_layer_submit(l->below, &jb->wreq);
+}
+
+/* Gives the open block its index and queues it for writing. */
+static void seal_open(struct td_layer *l)
+{
+	struct ti_priv *p = l->priv;
+	struct ti_jblock *jb = p->open;
+
+	if (!jb || !jb->nrec)
+		return;
+	p->open = NULL;
+	jb->index = p->jpos++;
+	jb->next = NULL;
+	if (p->jq_tail)
+		p->jq_tail->next = jb;
+	else
+		p->jq_head = jb;
+	p->jq_tail = jb;
+}
+
+void ti_journal_kick(struct td_layer *l)
+{
+	struct ti_priv *p = l->priv;
+
+	/* a partly filled block goes out only when the disk is idle: that is
+	 * the group commit */
+	if (p->open && p->open->nrec && p->j_inflight == 0 && !p->jq_head)
+		seal_open(l);
+	while (p->jq_head && p->j_inflight < TI_JOURNAL_INFLIGHT) {
+		struct ti_jblock *jb = p->jq_head;
+
+		p->jq_head = jb->next;
+		if (!p->jq_head)
+			p->jq_tail = NULL;
+		jblock_submit(l, jb);
+	}
+}
+
+static uint64_t recs_needed(const struct ti_req *r)
+{
+	return r->kind == TI_ZERO ? 1 : r->n;
+}
+
+static void park(struct ti_priv *p, struct ti_req *r)
+{
+	r->next = NULL;
+	if (p->park_tail)
+		p->park_tail->next = r;
+	else
+		p->park_head = r;
+	p->park_tail = r;
+}
+
+void ti_journal_add(struct td_layer *l, struct ti_req *r)
+{
+	struct ti_priv *p = l->priv;
+	uint64_t need = recs_needed(r), i;
+	uint64_t blocks = (need + TI_RECS_PER_BLOCK - 1) / TI_RECS_PER_BLOCK + 1;
+
+	/* no room in this epoch, or a checkpoint is draining: wait for the
+	 * next epoch (never deadlocks: the checkpoint waits only for
+	 * requests already journaled) */
+	if (p->ck != CK_IDLE || p->jpos + blocks + 1 >= p->p.journal_blocks) {
+		park(p, r);
+		ti_ckpt_maybe(l);
+		return;
+	}
+	r->journaled = true;
+	p->journaled_inflight++;
+	r->jpending = 1; /* held until every record is placed */
+	for (i = 0; i < need; i++) {
+		struct ti_rec *rec;
+
+		if (!p->open && !(p->open = jblock_new(l))) {
+			r->err = -ENOMEM;
+			break;
+		}
+		rec = &p->open->recs[p->open->nrec++];
+		rec->block = r->b0 + i;
+		if (r->kind == TI_ZERO) {
+			rec->block = r->b0;
+			rec->seq = r->seq0 | TI_SEQ_ZERO_RANGE;
+			rec->count = r->n;
+		} else {
+			rec->seq = r->seq0 + i;
+			rec->count = 0;
+			memcpy(rec->tag, r->tags + i * TI_TAG_LEN, TI_TAG_LEN);
+		}
+		if (jblock_wait(p->open, r) < 0)
+			r->err = -ENOMEM;
+		if (p->open->nrec == TI_RECS_PER_BLOCK)
+			seal_open(l);
+	}
+	p->records_since += need;
+	ti_journal_kick(l);
+	if (--r->jpending == 0)
+		ti_req_continue(r);
+}
+
+bool ti_ckpt_wanted(struct ti_priv *p)
+{
+	return p->jpos * 4 >= p->p.journal_blocks * 3 || p->records_since >= 65536 ||
+	       p->ndirty * 2 >= p->max_pages;
+}
+
+/* ---- checkpoints ---------------------------------------------------------- */
+
+static void ck_io_done(struct td_req *req, int err);
+
+struct ck_page_io {
+	struct td_req req;
+	struct iovec iov;
+	struct ti_page *pg;
+	struct td_layer *l;
+};
+
+static void page_written(struct td_req *req, int err)
+{
+	struct ck_page_io *io = req->opaque;
+	struct td_layer *l = io->l;
+	struct ti_priv *p = l->priv;
+
+	io->pg->writing = false;
+	if (err) {
+		ti_page_mark_dirty(p, io->pg);
+		if (!p->ck_err)
+			p->ck_err = err;
+	}
+	io->pg->pins--;
+	free(io);
+	if (--p->ck_pending_io == 0)
+		ckpt_step(l);
+}
+
+static void write_dirty_pages(struct td_layer *l)
+{
+	struct ti_priv *p = l->priv;
+	size_t i;
+
+	p->ck_pending_io = 1;
+	for (i = 0; i < p->hsize; i++) {
+		struct ti_page *pg;
+
+		for (pg = p->htab[i]; pg; pg = pg->hnext) {
+			struct ck_page_io *io;
+
+			if (!pg->dirty)
+				continue;
+			io = calloc(1, sizeof(*io));
+			if (!io) {
+				p->ck_err = -ENOMEM;
+				continue;
+			}
+			pg->dirty = false;
+			p->ndirty--;
+			pg->writing = true;
+			pg->pins++;
+			io->pg = pg;
+			io->l = l;
+			io->iov.iov_base = pg->data;
+			io->iov.iov_len = TI_BLOCK;
+			io->req.op = TD_OP_WRITE;
+			io->req.off = p->p.tags_off + pg->idx * TI_BLOCK;
+			io->req.len = TI_BLOCK;
+			io->req.iov = &io->iov;
+			io->req.iovcnt = 1;
+			io->req.done = page_written;
+			io->req.opaque = io;
+			p->ck_pending_io++;
+			td_layer_submit(l->below, &io->req);
+		}
+	}
+	if (--p->ck_pending_io == 0)
+		ckpt_step(l);
+}
+
+static void ck_io_done(struct td_req *req, int err)
+{
+	struct td_layer *l = req->opaque;
+	struct ti_priv *p = l->priv;
+
+	if (err && !p->ck_err)
+		p->ck_err = err;
+	ckpt_step(l);
+}
+
+static void ck_submit(struct td_layer *l, enum td_op op, uint64_t off, void *buf, unsigned flags)
+{
+	struct ti_priv *p = l->priv;
+
+	memset(&p->ck_req, 0, sizeof(p->ck_req));
+	p->ck_req.op = op;
+	p->ck_req.flags = flags;
+	p->ck_req.off = off;
+	if (buf) {
+		p->ck_iov.iov_base = buf;
+		p->ck_iov.iov_len = TI_BLOCK;
+		p->ck_req.len = TI_BLOCK;
+		p->ck_req.iov = &p->ck_iov;
+		p->ck_req.iovcnt = 1;
+	}
+	p->ck_req.done = ck_io_done;
+	p->ck_req.opaque = l;
+	td_layer_submit(l->below, &p->ck_req);
+}
+
+static void ckpt_finish(struct td_layer *l, int err)
+{
+	struct ti_priv *p = l->priv;
+
+	p->ck = CK_IDLE;
+	if (err) {
+		td_err("integrity: checkpoint failed: %s; refusing further writes", strerror(-err));
+		p->broken = err;
+	} else {
+		p->epoch++;
+		p->jpos = 0;
+		p->records_since = 0;
+	}
+	ti_resume_parked(l);
+}
+
+/* The checkpoint state machine; every step re-enters here. */
+static void ckpt_step(struct td_layer *l)
+{
+	struct ti_priv *p = l->priv;
+	struct ti_super s;
+
+	switch (p->ck) {
+	case CK_IDLE:
+		return;
+	case CK_DRAIN:
+		if (p->journaled_inflight || p->j_inflight || p->jq_head)
+			return;
+		p->ck = CK_PAGES;
+		p->ck_err = 0;
+		write_dirty_pages(l);
+		return;
+	case CK_PAGES:
+		if (p->ck_err) {
+			ckpt_finish(l, p->ck_err);
+			return;
+		}
+		p->ck = CK_FLUSH;
+		ck_submit(l, TD_OP_FLUSH, 0, NULL, 0);
+		return;
+	case CK_FLUSH:
+		if (p->ck_err) {
+			ckpt_finish(l, p->ck_err);
+			return;
+		}
+		p->ck = CK_SUPER;
+		s.epoch = p->epoch + 1;
+		s.seq_base = p->next_seq;
+		ti_super_encode(&s, p->uuid, p->mac_loop, p->super_buf);
+		ck_submit(l, TD_OP_WRITE, p->p.super_off + (s.epoch % 2) * TI_BLOCK, p->super_buf,
+			  TD_REQ_FUA);
+		return;
+	case CK_SUPER:
+		ckpt_finish(l, p->ck_err);
+		return;
+	}
+}
+
+void ti_ckpt_maybe(struct td_layer *l)
+{
+	struct ti_priv *p = l->priv;
+
+	if (p->ck == CK_DRAIN) {
+		ckpt_step(l); /* a request it waited for has completed */
+		return;
+	}
+	if (p->ck != CK_IDLE || p->broken)
+		return;
+	if (!ti_ckpt_wanted(p) && !p->park_head)
+		return;
+	p->ck = CK_DRAIN;
+	/* whatever is half-filled belongs to requests we wait for */
+	seal_open(l);
+	ti_journal_kick(l);
+	ckpt_step(l);
+}
+
+int ti_ckpt_sync(struct td_layer *l)
+{
+	struct ti_priv *p = l->priv;
+
+	if (p->broken)
+		return p->broken;
+	if (p->ck == CK_IDLE) {
+		if (!p->jpos && !p->ndirty)
+			return 0;
+		p->ck = CK_DRAIN;
+		seal_open(l);
+		ti_journal_kick(l);
+		ckpt_step(l);
+	}
+	while (p->ck != CK_IDLE) {
+		int rc = td_loop_run_once(l->ctx->loop, 1000);
+
+		if (rc < 0)
+			return rc;
+	}
+	return p->broken;
+}
