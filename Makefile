@@ -24,8 +24,7 @@ CFLAGS   += $(OPT) -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
             -Wmissing-prototypes -Wno-unused-parameter -D_GNU_SOURCE -pthread \
             -fstack-protector-strong -D_FORTIFY_SOURCE=2 -I. $(SANFLAGS)
 LDFLAGS  += -pthread $(SANFLAGS)
-LIBS     := -laio -lcrypto -lkeyutils -largon2 -luring \
-            $(shell pkg-config --libs xenstore 2>/dev/null || echo -lxenstore) -lm
+LIBS     := -laio -lcrypto -lkeyutils -largon2 -lm
 TESTLIBS := -lcmocka
 
 LIB_DIRS := tapdisk crypt integrity keymgr
@@ -45,7 +44,12 @@ TOOL_BINS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRCS))
 .PHONY: all check unit demo clean format deps bench
 all: $(PROGS)
 
-$(BUILD)/obj/%.o: %.c
+# Missing Debian packages are installed once, before the first compile.
+$(BUILD)/.deps-ok: scripts/install-deps.sh
+	@./scripts/install-deps.sh
+	@mkdir -p $(BUILD) && touch $@
+
+$(BUILD)/obj/%.o: %.c | $(BUILD)/.deps-ok
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	@$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
