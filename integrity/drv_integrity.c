@@ -731,11 +731,27 @@ int ti_format(struct td_layer *lower, const struct ti_params *prm, const uint8_t
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	/* no stale journal or tags may survive from an earlier format */
-	rc = td_layer_sync_io(lower, TD_OP_WRITE_ZEROES, prm->journal_off, NULL,
-			      (uint64_t)prm->journal_blocks * TI_BLOCK +
-				      prm->tags_pages * TI_BLOCK + prm->tree_pages * TI_BLOCK,
+	/* no stale journal or tags may survive from an earlier format. The
+	 * journal is written with real zeros so that its blocks are allocated
+	 * now: a FUA write into an unallocated range of a file costs a
+	 * filesystem journal commit every time. */
+	rc = td_layer_sync_io(lower, TD_OP_WRITE_ZEROES, prm->tags_off, NULL,
+			      prm->tags_pages * TI_BLOCK + prm->tree_pages * TI_BLOCK,
 			      TD_REQ_NO_UNMAP);
+	if (rc == 0) {
+		size_t chunk = 1u << 20;
+		uint8_t *z = td_buf_get(chunk);
+		uint64_t off, end = prm->journal_off + (uint64_t)prm->journal_blocks * TI_BLOCK;
+
+		if (!z)
+			rc = -ENOMEM;
+		else
+			memset(z, 0, chunk);
+		for (off = prm->journal_off; rc == 0 && off < end; off += chunk)
+			rc = td_layer_sync_io(lower, TD_OP_WRITE, off, z,
+					      end - off < chunk ? end - off : chunk, 0);
+		td_buf_put(z, chunk);
+	}
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot clear the integrity metadata area: %s",
 			 strerror(-rc));

@@ -80,9 +80,6 @@ struct ti_jblock {
 	struct ti_rec recs[TI_RECS_PER_BLOCK];
 	struct ti_req **waiters;
 	unsigned nwait, capwait;
-	uint8_t *buf;
-	struct td_req wreq;
-	struct iovec iov;
 	struct ti_jblock *next;
 	struct td_layer *l;
 };

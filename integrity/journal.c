@@ -38,8 +38,6 @@ static struct ti_jblock *jblock_new(struct td_layer *l)
 
 static void jblock_free(struct ti_jblock *jb)
 {
-	if (jb->buf)
-		td_buf_put(jb->buf, TI_BLOCK);
 	free(jb->waiters);
 	free(jb);
 }
@@ -62,56 +60,111 @@ static int jblock_wait(struct ti_jblock *jb, struct ti_req *r)
 	return 0;
 }
 
-static void jblock_done(struct td_req *req, int err)
+#define TI_BATCH_MAX 64 /* journal blocks per write */
+
+/* Consecutive sealed journal blocks written with one FUA write. */
+struct ti_jbatch {
+	struct td_layer *l;
+	struct ti_jblock *blocks; /* linked by next */
+	unsigned n;
+	uint8_t *buf;
+	struct td_req req;
+	struct iovec iov;
+};
+
+static void jbatch_done(struct td_req *req, int err)
 {
-	struct ti_jblock *jb = req->opaque;
-	struct td_layer *l = jb->l;
+	struct ti_jbatch *b = req->opaque;
+	struct td_layer *l = b->l;
 	struct ti_priv *p = l->priv;
-	unsigned i;
+	struct ti_jblock *jb = b->blocks;
 
 	p->j_inflight--;
 	if (err)
 		td_err("integrity: journal write failed: %s", strerror(-err));
-	for (i = 0; i < jb->nwait; i++) {
-		struct ti_req *r = jb->waiters[i];
+	while (jb) {
+		struct ti_jblock *next = jb->next;
+		unsigned i;
 
-		if (err && !r->err)
-			r->err = err;
-		if (--r->jpending == 0)
-			ti_req_continue(r);
+		for (i = 0; i < jb->nwait; i++) {
+			struct ti_req *r = jb->waiters[i];
+
+			if (err && !r->err)
+				r->err = err;
+			if (--r->jpending == 0)
+				ti_req_continue(r);
+		}
+		jblock_free(jb);
+		jb = next;
 	}
-	jblock_free(jb);
+	if (b->buf)
+		td_buf_put(b->buf, (size_t)b->n * TI_BLOCK);
+	free(b);
 	ti_journal_kick(l);
 	if (p->ck == CK_DRAIN)
 		ckpt_step(l);
 }
 
-static void jblock_submit(struct td_layer *l, struct ti_jblock *jb)
+/* Takes up to TI_BATCH_MAX consecutive blocks off the queue and writes
+ * them with one FUA write: one device flush for the whole group. */
+static void jbatch_submit(struct td_layer *l)
 {
 	struct ti_priv *p = l->priv;
+	struct ti_jbatch *b = calloc(1, sizeof(*b));
+	struct ti_jblock *jb, **tail;
+	unsigned i;
 
-	jb->buf = td_buf_get(TI_BLOCK);
-	if (!jb->buf) {
-		p->j_inflight++;
-		jb->wreq.done = jblock_done;
-		jb->wreq.opaque = jb;
-		td_req_complete_later(l->ctx, &jb->wreq, -ENOMEM);
+	if (!b)
+		return; /* retried at the next completion or request */
+	b->l = l;
+	tail = &b->blocks;
+	while (p->jq_head && b->n < TI_BATCH_MAX &&
+	       (!b->n || p->jq_head->index == b->blocks->index + b->n)) {
+		jb = p->jq_head;
+		p->jq_head = jb->next;
+		if (!p->jq_head)
+			p->jq_tail = NULL;
+		jb->next = NULL;
+		*tail = jb;
+		tail = &jb->next;
+		b->n++;
+	}
+	p->j_inflight++;
+	b->req.done = jbatch_done;
+	b->req.opaque = b;
+	b->buf = td_buf_get((size_t)b->n * TI_BLOCK);
+	if (!b->buf) {
+		td_req_complete_later(l->ctx, &b->req, -ENOMEM);
 		return;
 	}
-	ti_jblock_encode(p->epoch, jb->index, jb->recs, jb->nrec, p->uuid, p->mac_loop, jb->buf);
-	memset(&jb->wreq, 0, sizeof(jb->wreq));
-	jb->iov.iov_base = jb->buf;
-	jb->iov.iov_len = TI_BLOCK;
-	jb->wreq.op = TD_OP_WRITE;
-	jb->wreq.flags = TD_REQ_FUA;
-	jb->wreq.off = p->p.journal_off + (uint64_t)jb->index * TI_BLOCK;
-	jb->wreq.len = TI_BLOCK;
-	jb->wreq.iov = &jb->iov;
-	jb->wreq.iovcnt = 1;
-	jb->wreq.done = jblock_done;
-	jb->wreq.opaque = jb;
-	p->j_inflight++;
-	td_layer_submit(l->below, &jb->wreq);
+	for (i = 0, jb = b->blocks; jb; jb = jb->next, i++)
+		ti_jblock_encode(p->epoch, jb->index, jb->recs, jb->nrec, p->uuid, p->mac_loop,
+				 b->buf + (size_t)i * TI_BLOCK);
+	b->iov.iov_base = b->buf;
+	b->iov.iov_len = (size_t)b->n * TI_BLOCK;
+	b->req.op = TD_OP_WRITE;
+	b->req.flags = TD_REQ_FUA;
+	b->req.off = p->p.journal_off + (uint64_t)b->blocks->index * TI_BLOCK;
+	b->req.len = (uint64_t)b->n * TI_BLOCK;
+	b->req.iov = &b->iov;
+	b->req.iovcnt = 1;
+	td_layer_submit(l->below, &b->req);
+}
+
+/* How many journal writes may be in flight before a partly filled block
+ * waits for one of them (TD_JOURNAL_PARTIAL, default 2; 1 is pure group commit). */
+static unsigned ti_partial_limit(void)
+{
+	static int v = -1;
+
+	if (v < 0) {
+		const char *e = getenv("TD_JOURNAL_PARTIAL");
+
+		v = e ? atoi(e) : 2;
+		if (v < 1 || v > TI_JOURNAL_INFLIGHT)
+			v = 2;
+	}
+	return (unsigned)v;
 }
 
 /* Gives the open block its index and queues it for writing. */
@@ -138,16 +191,10 @@ void ti_journal_kick(struct td_layer *l)
 
 	/* a partly filled block goes out only when the disk is idle: that is
 	 * the group commit */
-	if (p->open && p->open->nrec && p->j_inflight == 0 && !p->jq_head)
+	if (p->open && p->open->nrec && p->j_inflight < ti_partial_limit() && !p->jq_head)
 		seal_open(l);
-	while (p->jq_head && p->j_inflight < TI_JOURNAL_INFLIGHT) {
-		struct ti_jblock *jb = p->jq_head;
-
-		p->jq_head = jb->next;
-		if (!p->jq_head)
-			p->jq_tail = NULL;
-		jblock_submit(l, jb);
-	}
+	while (p->jq_head && p->j_inflight < TI_JOURNAL_INFLIGHT)
+		jbatch_submit(l);
 }
 
 static uint64_t recs_needed(const struct ti_req *r)
