@@ -75,6 +75,13 @@ echo "$out" | grep -q "unknown driver 'bogus'" || fail "message: $out"
 truncate -s 1000 "$T/odd.img"
 out=$(tap-ctl create -a "aio:$T/odd.img" 2>&1) && fail "odd size accepted"
 echo "$out" | grep -q "not a multiple of 4096" || fail "message: $out"
+if command -v setpriv >/dev/null && [ "$(id -u)" = 0 ]; then
+	# a user who may not write the image gets a clear refusal
+	truncate -s 4M "$T/root-only.img"; chmod 0600 "$T/root-only.img"; chmod 0755 "$T"
+	out=$(setpriv --reuid=65534 --regid=65534 --clear-groups "$TD_BIN/tapdisk" serve \
+		"aio:$T/root-only.img" --socket "$T/nobody.sock" 2>&1) && fail "opened without permission"
+	echo "$out" | grep -q "permission denied opening image" || fail "message: $out"
+fi
 out=$(tap-ctl pause -m 999 2>&1) && fail "pause of nothing succeeded"
 echo "$out" | grep -q "no running tapdisk" || fail "message: $out"
 tap-ctl --help | grep -q create || fail "help"
