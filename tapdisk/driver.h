@@ -80,6 +80,10 @@ struct td_driver {
 	void (*flush)(struct td_layer *l, struct td_req *req);
 	void (*discard)(struct td_layer *l, struct td_req *req);
 	void (*write_zeroes)(struct td_layer *l, struct td_req *req);
+
+	/* Test-only (the deliberately broken pause of the migration hazard
+	 * test): drop the image lock while requests may still be in flight. */
+	void (*test_unlock)(struct td_layer *l);
 };
 
 struct td_stats_shared; /* tapdisk/stats.h */

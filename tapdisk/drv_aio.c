@@ -256,6 +256,15 @@ static void aio_write_zeroes(struct td_layer *l, struct td_req *req)
 	aio_zero_range(l, req, !(req->flags & TD_REQ_NO_UNMAP) && !p->blockdev);
 }
 
+static void aio_test_unlock(struct td_layer *l)
+{
+	struct aio_priv *p = l->priv;
+	struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET};
+
+	if (p->fd >= 0 && fcntl(p->fd, F_OFD_SETLK, &fl) < 0)
+		td_err("aio: test unlock: %m");
+}
+
 const struct td_driver td_drv_aio = {
 	.name = "aio",
 	.summary = "raw file or block device, O_DIRECT, asynchronous I/O",
@@ -268,4 +277,5 @@ const struct td_driver td_drv_aio = {
 	.flush = aio_rw,
 	.discard = aio_discard,
 	.write_zeroes = aio_write_zeroes,
+	.test_unlock = aio_test_unlock,
 };

@@ -9,6 +9,8 @@
  *   op=read|write|flush|any   which requests match (default any)
  *   err=eio|enospc|eperm      the error returned (default eio)
  *   delay_ms=D      delay the completion of matching requests by D ms
+ *   delay_submit_ms=D  hold matching requests D ms before passing them down
+ *                   (a write "in flight" that has not reached the image yet)
  */
 #include <errno.h>
 #include <stdio.h>
@@ -21,7 +23,7 @@
 enum fault_match { M_ANY, M_READ, M_WRITE, M_FLUSH };
 
 struct fault_priv {
-	uint64_t fail_nth, fail_every, fail_after, delay_ms;
+	uint64_t fail_nth, fail_every, fail_after, delay_ms, delay_submit_ms;
 	int64_t fail_block;
 	enum fault_match match;
 	int err;
@@ -101,6 +103,8 @@ static int fault_open(struct td_layer *l, const char *path, const char *opts, ch
 				p->fail_block = (int64_t)v;
 			else if (!strcmp(tok, "delay_ms"))
 				p->delay_ms = v;
+			else if (!strcmp(tok, "delay_submit_ms"))
+				p->delay_submit_ms = v;
 			else
 				break;
 		}
@@ -109,7 +113,8 @@ static int fault_open(struct td_layer *l, const char *path, const char *opts, ch
 	if (rc < 0)
 		snprintf(err, errlen,
 			 "fault: bad option near '%s' (known: fail_nth, fail_every, fail_after, "
-			 "fail_block, op=read|write|flush|any, err=eio|enospc|eperm, delay_ms)",
+			 "fail_block, op=read|write|flush|any, err=eio|enospc|eperm, delay_ms, "
+			 "delay_submit_ms)",
 			 tok ? tok : opts);
 	free(copy);
 	return rc;
@@ -172,6 +177,13 @@ static void child_done(struct td_req *child, int err)
 	td_loop_timer_arm(c->l->ctx->loop, &c->timer, p->delay_ms * 1000000ull);
 }
 
+static void submit_later(void *opaque)
+{
+	struct fault_child *c = opaque;
+
+	td_layer_submit(c->l->below, &c->child);
+}
+
 static void fault_submit(struct td_layer *l, struct td_req *req)
 {
 	struct fault_priv *p = l->priv;
@@ -183,7 +195,7 @@ static void fault_submit(struct td_layer *l, struct td_req *req)
 		td_req_complete_later(l->ctx, req, p->err);
 		return;
 	}
-	if (!p->delay_ms || !matches(p, req)) {
+	if ((!p->delay_ms && !p->delay_submit_ms) || !matches(p, req)) {
 		td_layer_submit(l->below, req);
 		return;
 	}
@@ -197,6 +209,11 @@ static void fault_submit(struct td_layer *l, struct td_req *req)
 	c->child.opaque = c;
 	c->parent = req;
 	c->l = l;
+	if (p->delay_submit_ms) {
+		td_timer_init(&c->timer, submit_later, c);
+		td_loop_timer_arm(l->ctx->loop, &c->timer, p->delay_submit_ms * 1000000ull);
+		return;
+	}
 	td_layer_submit(l->below, &c->child);
 }
 

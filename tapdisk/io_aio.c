@@ -25,7 +25,6 @@ struct td_io {
 	struct td_io_op *wait_head, *wait_tail;
 	struct td_defer fail_defer;
 	struct td_io_op *fail_head, *fail_tail;
-	struct io_event *events;
 };
 
 static void enqueue(struct td_io_op **h, struct td_io_op **t, struct td_io_op *op)
@@ -121,9 +120,13 @@ static void kick(struct td_io *io)
 	}
 }
 
+/* Completion callbacks may run the loop again (open/close paths use
+ * synchronous I/O), so this handler is re-entrant: each call reaps into its
+ * own stack buffer. */
 static void on_event(void *opaque, uint32_t events)
 {
 	struct td_io *io = opaque;
+	struct io_event evs[128];
 	uint64_t v;
 	int n, i;
 
@@ -132,20 +135,20 @@ static void on_event(void *opaque, uint32_t events)
 	for (;;) {
 		struct timespec zero = {0, 0};
 
-		n = io_getevents(io->ctx, 0, (long)io->depth, io->events, &zero);
+		n = io_getevents(io->ctx, 0, 128, evs, &zero);
 		if (n <= 0)
 			break;
 		io->in_flight -= (unsigned)n;
 		for (i = 0; i < n; i++) {
-			struct td_io_op *op = io->events[i].data;
-			long res = (long)io->events[i].res;
+			struct td_io_op *op = evs[i].data;
+			long res = (long)evs[i].res;
 
 			if (res >= 0 && op->cmd != TD_IO_FDSYNC && (size_t)res != op->expect)
 				res = -EIO; /* short transfer: the file shrank under us */
 			op->done(op, res);
 		}
 		kick(io);
-		if ((unsigned)n < io->depth)
+		if (n < 128)
 			break;
 	}
 	kick(io);
@@ -162,9 +165,6 @@ struct td_io *td_io_new(struct td_loop *loop, unsigned depth)
 	io->depth = depth ? depth : 256;
 	io->efd = -1;
 	td_defer_init(&io->fail_defer, run_failed, io);
-	io->events = calloc(io->depth, sizeof(*io->events));
-	if (!io->events)
-		goto fail;
 	rc = io_setup((int)io->depth, &io->ctx);
 	if (rc < 0) {
 		td_err("io_setup(%u): %s (check /proc/sys/fs/aio-max-nr)", io->depth,
@@ -193,7 +193,6 @@ void td_io_free(struct td_io *io)
 		io_destroy(io->ctx);
 	if (io->efd >= 0)
 		close(io->efd);
-	free(io->events);
 	free(io);
 }
 

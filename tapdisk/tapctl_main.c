@@ -403,16 +403,36 @@ static int cmd_create(const char *spec, const char *sock, bool ro, int timeout_s
 	return 1;
 }
 
+/* Has pid exited? A zombie (exited, not yet reaped by its parent, which
+ * for a daemonized tapdisk is init) counts as exited. */
+static bool exited(int pid)
+{
+	char path[64], buf[256], *p;
+	FILE *f;
+	bool z = false;
+
+	if (kill(pid, 0) < 0 && errno == ESRCH)
+		return true;
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return true;
+	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) && p[1] == ' ')
+		z = p[2] == 'Z' || p[2] == 'X';
+	fclose(f);
+	return z;
+}
+
 static int wait_exit(int pid, int timeout_s)
 {
 	time_t end = time(NULL) + timeout_s;
 
 	while (time(NULL) <= end) {
-		if (kill(pid, 0) < 0 && errno == ESRCH)
+		if (exited(pid))
 			return 0;
 		/* a child of ours (rare: created in this process) must be reaped */
 		waitpid(pid, NULL, WNOHANG);
-		usleep(20000);
+		usleep(5000);
 	}
 	return -ETIMEDOUT;
 }

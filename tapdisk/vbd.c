@@ -26,6 +26,10 @@ struct vbd {
 	unsigned in_flight;
 
 	bool paused, pausing;
+	bool broken_pause;	      /* TD_TEST_BROKEN_PAUSE=1: the hazard test's control */
+	struct td_chain *zombie;      /* broken pause: closed once its requests end */
+	unsigned zombie_in_flight;
+	uint32_t gen;
 	void (*pause_cb)(void *opaque, int err);
 	void *pause_opaque;
 	struct td_req pause_req;
@@ -185,6 +189,21 @@ static void finish(struct vbd_io *io, int err)
 	struct vbd *v = io->vbd;
 	uint64_t lat;
 
+	if (io->gen != v->gen) {
+		/* a request of a chain a broken pause abandoned */
+		if (io->locked)
+			lock_release(v, io);
+		if (io->bounce)
+			td_buf_put(io->bounce, io->bounce_len);
+		io->bounce = NULL;
+		if (--v->zombie_in_flight == 0) {
+			td_chain_close(v->zombie);
+			v->zombie = NULL;
+		}
+		io->done(io, err);
+		return;
+	}
+
 	if (io->locked)
 		lock_release(v, io);
 	if (io->bounce) {
@@ -250,7 +269,8 @@ static void part_init(struct vbd_io *io, int i, enum td_op op, uint64_t off, uin
 
 static void submit_parts(struct vbd_io *io, int n)
 {
-	struct td_layer *top = io->vbd->chain->top;
+	struct vbd *v = io->vbd;
+	struct td_layer *top = (io->gen == v->gen ? v->chain : v->zombie)->top;
 	int i;
 
 	for (i = 0; i < n; i++)
@@ -386,6 +406,7 @@ static void start_locked(struct vbd_io *io)
 
 static void dispatch(struct vbd *v, struct vbd_io *io)
 {
+	io->gen = v->gen;
 	v->in_flight++;
 	switch (io->op) {
 	case TD_OP_READ:
@@ -469,9 +490,24 @@ void vbd_submit(struct vbd *v, struct vbd_io *io)
 
 /* ---- pause / unpause ------------------------------------------------------- */
 
+static void pause_close(void *opaque);
+
+/* The flush completes inside an I/O completion handler; closing the chain
+ * (which may run the loop for a final checkpoint) waits for a fresh turn
+ * of the loop. */
 static void pause_flushed(struct td_req *req, int err)
 {
 	struct vbd *v = req->opaque;
+
+	v->pause_req.err = err;
+	td_defer_init(&v->pause_req.defer, pause_close, v);
+	td_loop_defer(v->ctx->loop, &v->pause_req.defer);
+}
+
+static void pause_close(void *opaque_v)
+{
+	struct vbd *v = opaque_v;
+	int err = v->pause_req.err;
 	void (*cb)(void *, int) = v->pause_cb;
 	void *opaque = v->pause_opaque;
 
@@ -488,9 +524,13 @@ static void pause_flushed(struct td_req *req, int err)
 		}
 		v->pause_tail = NULL;
 	} else {
-		td_chain_close(v->chain);
-		v->chain = NULL;
+		/* paused before closing: closing may run the loop (a final
+		 * checkpoint), and requests arriving meanwhile must wait */
+		struct td_chain *c = v->chain;
+
 		v->paused = true;
+		v->chain = NULL;
+		td_chain_close(c);
 		td_info("paused: image released, %s", v->spec);
 	}
 	if (cb)
@@ -511,7 +551,7 @@ static void pause_continue(struct vbd *v)
 	td_layer_submit(v->chain->top, r);
 }
 
-static void pause_already(void *opaque)
+static void pause_already_cb(void *opaque)
 {
 	struct vbd *v = opaque;
 	void (*cb)(void *, int) = v->pause_cb;
@@ -521,12 +561,39 @@ static void pause_already(void *opaque)
 		cb(v->pause_opaque, 0);
 }
 
+/* TD_TEST_BROKEN_PAUSE: release the image lock and report "paused" at
+ * once, leaving requests in flight to reach the image later — exactly the
+ * write-after-write hazard a correct pause prevents. Tests only. */
+static void broken_pause(struct vbd *v)
+{
+	struct td_layer *l;
+
+	td_warn("TEST MODE: broken pause with %u request(s) in flight", v->in_flight);
+	for (l = v->chain->top; l; l = l->below)
+		if (l->drv->test_unlock)
+			l->drv->test_unlock(l);
+	v->zombie = v->chain;
+	v->zombie_in_flight = v->in_flight;
+	/* their completions go to the zombie chain's bookkeeping */
+	v->gen++;
+	v->in_flight = 0;
+	v->chain = NULL;
+	v->paused = true;
+	v->pausing = false;
+	td_defer_init(&v->pause_req.defer, pause_already_cb, v);
+	td_loop_defer(v->ctx->loop, &v->pause_req.defer);
+}
+
 void vbd_pause(struct vbd *v, void (*cb)(void *opaque, int err), void *opaque)
 {
 	v->pause_cb = cb;
 	v->pause_opaque = opaque;
+	if (v->broken_pause && !v->paused && v->in_flight > 0 && !v->zombie) {
+		broken_pause(v);
+		return;
+	}
 	if (v->paused) {
-		td_defer_init(&v->pause_req.defer, pause_already, v);
+		td_defer_init(&v->pause_req.defer, pause_already_cb, v);
 		td_loop_defer(v->ctx->loop, &v->pause_req.defer);
 		return;
 	}
@@ -604,6 +671,7 @@ int vbd_open(struct td_ctx *ctx, const char *spec, struct vbd **out, char *err, 
 	}
 	v->ctx = ctx;
 	v->readonly = ctx->readonly;
+	v->broken_pause = getenv("TD_TEST_BROKEN_PAUSE") && !strcmp(getenv("TD_TEST_BROKEN_PAUSE"), "1");
 	rc = td_chain_open(ctx, spec, &v->chain, err, errlen);
 	if (rc < 0) {
 		free(v);

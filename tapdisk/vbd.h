@@ -42,6 +42,7 @@ struct vbd_io {
 	size_t bounce_len;
 	uint64_t b_off, b_len; /* bounce covers [b_off, b_off + b_len) */
 	int stage;
+	uint32_t gen; /* the chain generation it was dispatched to */
 	struct td_req req[3]; /* parts: head and tail pre-reads, then the write */
 	struct iovec iov[3];
 };

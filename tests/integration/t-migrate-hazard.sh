@@ -1,0 +1,17 @@
+#!/bin/bash
+# Migration handover without a write-after-write hazard (docs/MIGRATION.md):
+# a write W1 held in flight on the source, pause, the destination opens
+# the image, the frontend reissues W1 and writes W2: the block must hold
+# W2, in 100 random repetitions. The same with the deliberately broken
+# pause (TD_TEST_BROKEN_PAUSE=1) must show the hazard: the test can fail.
+. "$TD_SRC/tests/lib/common.sh"
+IMG=$T/disk.img
+truncate -s 8M "$IMG"
+out=$("$TD_TOOLS/migrate_hazard" "$IMG" 100) || fail "hazard with the correct pause: $out"
+echo "$out"
+echo "$out" | grep -q "100 repetitions, 0 hazards" || fail "unexpected: $out"
+out=$(TD_TEST_BROKEN_PAUSE=1 "$TD_TOOLS/migrate_hazard" "$IMG" 10 2>&1)
+rc=$?
+echo "broken pause: $(echo "$out" | tail -1)"
+[ $rc = 3 ] || fail "the broken pause did not show the hazard (rc=$rc): $out"
+echo ok
