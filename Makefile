@@ -34,6 +34,9 @@ LIB_SRCS := $(filter-out %_main.c,$(ALL_SRCS))
 LIB_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
 
 PROGS    := $(BUILD)/bin/tapdisk $(BUILD)/bin/tap-ctl $(if $(wildcard keymgr/vdkey_main.c),$(BUILD)/bin/vdkey)
+# The Xen backend daemon and its test stand-in xenstored (xen/).
+XEN_PROGS := $(BUILD)/xen/tapback $(BUILD)/xen/xsd_standin $(BUILD)/xen/xs_cli
+XS_LIBS   := $(shell pkg-config --libs xenstore 2>/dev/null || echo -lxenstore)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 TESTLIB_SRCS := $(wildcard tests/lib/*.c)
@@ -42,7 +45,7 @@ TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRCS))
 
 .PHONY: all check unit demo clean format deps bench
-all: $(PROGS)
+all: $(PROGS) $(XEN_PROGS)
 
 # Missing Debian packages are installed once, before the first compile.
 $(BUILD)/.deps-ok: scripts/install-deps.sh
@@ -70,6 +73,11 @@ $(BUILD)/bin/vdkey: $(BUILD)/obj/keymgr/vdkey_main.o $(BUILD)/libtd.a
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/xen/%: xen/%.c | $(BUILD)/.deps-ok
+	@mkdir -p $(@D)
+	@echo "  CC/LD   $@"
+	@$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(XS_LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TESTLIB_OBJS) $(BUILD)/libtd.a
 	@mkdir -p $(dir $@)
