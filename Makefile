@@ -44,7 +44,7 @@ TESTLIB_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(TESTLIB_SRCS))
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRCS))
 
-.PHONY: all check unit demo clean format deps bench
+.PHONY: all check unit demo clean format deps bench fuzz
 all: $(PROGS) $(XEN_PROGS)
 
 # Missing Debian packages are installed once, before the first compile.
@@ -103,10 +103,15 @@ demo: deps all
 bench: deps all
 	BUILD=$(BUILD) ./bench/run.sh
 
+# libFuzzer (clang) on every parser; FUZZ_TIME seconds per target.
+FUZZ_TIME ?= 600
+fuzz:
+	fuzz/run.sh --time $(FUZZ_TIME)
+
 format:
 	clang-format -i $(ALL_SRCS) $(wildcard tests/*/*.c tests/*/*.h */*.h)
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

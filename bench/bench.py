@@ -10,8 +10,9 @@ ours/peer ratios, as a table, as JSON and (with --png) as a bar chart.
 Pairs (ours vs peer):
   aio        aio:RAW              vs qemu-nbd -f raw
   qcow       qcow2:IMG            vs qemu-nbd -f qcow2
-  crypt-aio  crypt:aio:RAW        vs qemu-nbd LUKS qcow2
-  crypt-qcow crypt:qcow2:IMG      vs qemu-nbd LUKS qcow2 (and plain qcow2)
+  crypt-aio  crypt:aio:RAW (XTS + MACs)    vs qemu-nbd LUKS qcow2
+  crypt-aio-noint crypt:aio:RAW, --integrity none (XTS only) vs qemu-nbd LUKS qcow2
+  crypt-qcow crypt:qcow2:IMG (XTS + MACs) vs qemu-nbd LUKS qcow2 (and plain qcow2)
 """
 import argparse
 import json
@@ -156,12 +157,12 @@ def make_servers(kind, d, size_bytes):
     elif kind == "qcow":
         run(["qemu-img", "create", "-q", "-f", "qcow2", q, str(size_bytes)])
         spec = "qcow2:" + q
-    elif kind in ("crypt-aio", "crypt-qcow"):
+    elif kind in ("crypt-aio", "crypt-qcow", "crypt-aio-noint"):
         vdkey = os.path.join(BIN, "vdkey")
         keyfile = os.path.join(d, "key")
         with open(keyfile, "w") as f:
             f.write(PASS)
-        if kind == "crypt-aio":
+        if kind in ("crypt-aio", "crypt-aio-noint"):
             # room for the crypt header and the integrity metadata
             run(["truncate", "-s", str(size_bytes + size_bytes // 32 + (8 << 20)), raw])
             lower = "aio:" + raw
@@ -169,8 +170,10 @@ def make_servers(kind, d, size_bytes):
             run(["qemu-img", "create", "-q", "-f", "qcow2", q,
                  str(size_bytes + size_bytes // 32 + (8 << 20))])
             lower = "qcow2:" + q
+        integ = "none" if kind.endswith("noint") else "hmac-sha256"
         run([vdkey, "format", lower, "--key-file", keyfile, "--pbkdf", "pbkdf2",
-             "--pbkdf-iterations", "1000"], env=env, stdout=subprocess.DEVNULL)
+             "--pbkdf-iterations", "1000", "--integrity", integ], env=env,
+            stdout=subprocess.DEVNULL)
         run([vdkey, "load", lower, "--key-file", keyfile], env=env, stdout=subprocess.DEVNULL)
         spec = "crypt:" + lower
     else:
@@ -182,6 +185,7 @@ PAIRS = {
     "aio": ("aio", ["qemu-raw"]),
     "qcow": ("qcow", ["qemu-qcow2"]),
     "crypt-aio": ("crypt-aio", ["qemu-luks"]),
+    "crypt-aio-noint": ("crypt-aio-noint", ["qemu-luks"]),
     "crypt-qcow": ("crypt-qcow", ["qemu-luks", "qemu-qcow2"]),
 }
 

@@ -32,7 +32,13 @@ enum {
 	ST_DATA,
 	ST_VERIFY,
 	ST_RESOLVE,
+	ST_EARLY_DATA, /* test hook only, see no_journal_wait */
 };
+
+/* TD_TEST_INTEGRITY_NO_JOURNAL_WAIT=1 (read at open; tests only) breaks
+ * the ordering rule on purpose: the data write goes out before its journal
+ * records, so the crash simulator can show it notices. */
+static bool no_journal_wait;
 
 #define MIN_CHUNK_BLOCKS 16
 
@@ -442,6 +448,21 @@ void ti_req_continue(struct ti_req *r)
 			finish(r, -EIO);
 			return;
 		}
+		if (no_journal_wait) {
+			r->stage = ST_EARLY_DATA;
+			r->pending = 1;
+			child_io(r, TD_OP_WRITE, r->b0 * TI_BLOCK, r->n * TI_BLOCK, data_done,
+				 r->parent->flags & TD_REQ_FUA, true);
+			return;
+		}
+		r->stage = ST_JOURNAL;
+		ti_journal_add(l, r);
+		return;
+	case ST_EARLY_DATA:
+		if (r->err) {
+			finish(r, r->err);
+			return;
+		}
 		r->stage = ST_JOURNAL;
 		ti_journal_add(l, r);
 		return;
@@ -454,6 +475,11 @@ void ti_req_continue(struct ti_req *r)
 		}
 		if (r->kind == TI_ZERO) {
 			start_zero_io(r);
+			return;
+		}
+		if (no_journal_wait) {
+			apply_write(r); /* the data went out in ST_EARLY_DATA */
+			finish(r, 0);
 			return;
 		}
 		r->stage = ST_DATA;
@@ -666,6 +692,11 @@ static int integ_open(struct td_layer *l, const char *path, const char *opts, ch
 	}
 	p->p = a->params;
 	memcpy(p->uuid, a->uuid, 16);
+	no_journal_wait = getenv("TD_TEST_INTEGRITY_NO_JOURNAL_WAIT") &&
+			  !strcmp(getenv("TD_TEST_INTEGRITY_NO_JOURNAL_WAIT"), "1");
+	if (no_journal_wait)
+		td_warn("integrity: TD_TEST_INTEGRITY_NO_JOURNAL_WAIT=1: data is written before "
+			"its journal records (a test hook that breaks crash consistency)");
 	if (ti_layout_end(&p->p) > l->below->size) {
 		snprintf(err, errlen,
 			 "the image is truncated: integrity metadata ends at %llu, the image has %llu "

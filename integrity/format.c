@@ -41,9 +41,15 @@ int ti_layout(uint64_t lower_size, uint64_t data_start, uint32_t journal_blocks,
 	p->tag_len = TI_TAG_LEN;
 	p->data_start = data_start;
 	p->journal_blocks = journal_blocks ? journal_blocks : TI_JOURNAL_BLOCKS_DEFAULT;
-	if (lower_size <= data_start)
+	/* bounds every offset below 2^63 (no wrap-around) and matches what
+	 * ti_params_decode accepts */
+	if (lower_size > (1ull << 62))
+		lower_size = 1ull << 62;
+	if (lower_size <= data_start || data_start > (1ull << 40))
 		return -ENOSPC;
 	hi = (lower_size - data_start) / TI_BLOCK;
+	if (hi > (1ull << 40))
+		hi = 1ull << 40;
 	/* the largest data size whose metadata still fits */
 	while (lo < hi) {
 		uint64_t mid = lo + (hi - lo + 1) / 2;

@@ -84,7 +84,7 @@ struct ti_jblock {
 	struct td_layer *l;
 };
 
-enum ti_ckpt { CK_IDLE, CK_DRAIN, CK_PAGES, CK_FLUSH, CK_SUPER };
+enum ti_ckpt { CK_IDLE, CK_DRAIN, CK_PREFLUSH, CK_PAGES, CK_FLUSH, CK_SUPER };
 
 struct ti_priv {
 	struct ti_params p;

@@ -393,8 +393,21 @@ static void ckpt_step(struct td_layer *l)
 	case CK_DRAIN:
 		if (p->journaled_inflight || p->j_inflight || p->jq_head)
 			return;
-		p->ck = CK_PAGES;
+		/* The pages about to be written vouch for data written since the
+		 * last checkpoint, which may still sit in a volatile cache: a
+		 * page that reached the disk before its data would name a tag
+		 * the block does not have, and recovery keeps the table entry
+		 * when no record verifies (false alarm). Flush the data first. */
+		p->ck = CK_PREFLUSH;
 		p->ck_err = 0;
+		ck_submit(l, TD_OP_FLUSH, 0, NULL, 0);
+		return;
+	case CK_PREFLUSH:
+		if (p->ck_err) {
+			ckpt_finish(l, p->ck_err);
+			return;
+		}
+		p->ck = CK_PAGES;
 		write_dirty_pages(l);
 		return;
 	case CK_PAGES:

@@ -159,6 +159,10 @@ int ti_recover(struct td_layer *l, char *err, size_t errlen)
 					     p->mac_loop, blk);
 			if (n <= 0)
 				continue; /* another epoch, never written, or torn */
+			/* this epoch's journal is in use up to here: new records
+			 * must not overwrite it before a checkpoint closes it */
+			if (k + q + 1 > p->jpos)
+				p->jpos = k + q + 1;
 			for (j = 0; j < (size_t)n; j++) {
 				struct ti_rec **arr = (blk[j].seq & TI_SEQ_ZERO_RANGE) ? &zr : &recs;
 				size_t *cnt_p = (blk[j].seq & TI_SEQ_ZERO_RANGE) ? &nz : &nrec;

@@ -4,7 +4,7 @@
 set -e
 PKGS="build-essential pkg-config libaio-dev libssl-dev libcmocka-dev libkeyutils-dev
 keyutils libxen-dev libargon2-dev liburing-dev libseccomp-dev libnbd-dev libnbd-bin
-qemu-utils fio e2fsprogs util-linux python3 gnuplot-nox clang"
+qemu-utils fio e2fsprogs util-linux python3 gnuplot-nox clang valgrind"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -6,13 +6,17 @@
 extern const struct td_driver td_drv_aio;
 extern const struct td_driver td_drv_fault;
 extern const struct td_driver td_drv_crypt;
+extern const struct td_driver td_drv_qcow2;
 extern const struct td_driver td_drv_integrity;
+extern const struct td_driver td_drv_record;
 
 static const struct td_driver *const drivers[] = {
 	&td_drv_aio,
 	&td_drv_fault,
 	&td_drv_crypt,
+	&td_drv_qcow2,
 	&td_drv_integrity,
+	&td_drv_record,
 	NULL,
 };
 

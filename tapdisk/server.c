@@ -19,6 +19,8 @@
 #include "tapdisk/io.h"
 #include "tapdisk/log.h"
 #include "tapdisk/nbd.h"
+#include "tapdisk/qcow2.h"
+#include "tapdisk/spec.h"
 #include "tapdisk/server.h"
 #include "tapdisk/stats.h"
 #include "tapdisk/vbd.h"
@@ -39,6 +41,8 @@ struct td_server {
 	int exit_code;
 	struct ctl_conn *destroy_conn; /* answered once shut down */
 	struct ctl_conn *pause_conn;
+	char snap_path[4096]; /* the overlay a pending snapshot creates */
+	bool snap_was_paused;
 };
 
 struct ctl_conn {
@@ -151,6 +155,79 @@ static void paused_cb(void *opaque, int err)
 		ctl_reply(c, "ok\n");
 }
 
+/* The qcow2 virtual size of the image at path (big-endian u64 at 24). */
+static int qcow2_virtual_size(const char *path, uint64_t *size)
+{
+	uint8_t h[32];
+	int fd = open(path, O_RDONLY | O_CLOEXEC), i;
+
+	if (fd < 0)
+		return -errno;
+	if (pread(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h) || memcmp(h, "QFI\xfb", 4) != 0) {
+		close(fd);
+		return -EINVAL;
+	}
+	close(fd);
+	*size = 0;
+	for (i = 24; i < 32; i++)
+		*size = (*size << 8) | h[i];
+	return 0;
+}
+
+/* Live snapshot, after the pause: the current qcow2 image becomes the
+ * read-only backing file of a new overlay, and the chain reopens on the
+ * overlay. Crypt headers and integrity metadata live in the guest-visible
+ * address space, so the overlay inherits them through the backing file. */
+static void snapshot_paused(void *opaque, int err)
+{
+	struct td_server *s = opaque;
+	struct ctl_conn *c = s->pause_conn;
+	char e[1024], spec[TD_SPEC_MAX_LEN + 64], old[4096], *rp;
+	struct td_spec sp;
+	uint64_t vsize = 0;
+	int rc;
+
+	s->pause_conn = NULL;
+	if (err) {
+		ctl_errorf(c, "snapshot: pause failed (%s); nothing changed", strerror(-err));
+		return;
+	}
+	rc = td_spec_parse(vbd_spec(s->vbd), &sp, e, sizeof(e));
+	if (rc < 0)
+		goto undo;
+	rp = realpath(sp.path, NULL);
+	snprintf(old, sizeof(old), "%s", rp ? rp : sp.path);
+	free(rp);
+	rc = -EINVAL;
+	if (strcmp(sp.layers[sp.nlayers - 1].drv->name, "qcow2") != 0) {
+		snprintf(e, sizeof(e), "snapshot needs a qcow2 image (this VBD is %s)",
+			 sp.layers[sp.nlayers - 1].drv->name);
+	} else if ((rc = qcow2_virtual_size(old, &vsize)) < 0) {
+		snprintf(e, sizeof(e), "cannot read the qcow2 size of %.900s", old);
+	} else if ((rc = td_qcow2_create_overlay(s->snap_path, old, vsize, e, sizeof(e))) == 0) {
+		free(sp.path);
+		sp.path = strdup(s->snap_path);
+		rc = sp.path ? td_spec_format(&sp, spec, sizeof(spec)) : -ENOMEM;
+		if (rc == 0 && (rc = vbd_unpause(s->vbd, spec, e, sizeof(e))) < 0)
+			unlink(s->snap_path);
+	}
+	td_spec_free(&sp);
+	if (rc == 0) {
+		td_info("snapshot: %s is now the read-only backing file of %s", old, s->snap_path);
+		ctl_reply(c, "ok\n");
+		return;
+	}
+undo:
+	/* back to the image we had, so the guest keeps running */
+	if (!s->snap_was_paused) {
+		char e2[512];
+
+		if (vbd_unpause(s->vbd, NULL, e2, sizeof(e2)) < 0)
+			td_err("snapshot: cannot reopen the original image either: %s", e2);
+	}
+	ctl_errorf(c, "snapshot failed: %s", e);
+}
+
 static void shutdown_done(void *opaque, int err)
 {
 	struct td_server *s = opaque;
@@ -225,6 +302,25 @@ static void ctl_command(struct ctl_conn *c, char *line)
 		} else {
 			ctl_reply(c, "ok\n");
 		}
+	} else if (!strncmp(line, "snapshot ", 9)) {
+		if (s->shutting_down || s->pause_conn) {
+			ctl_errorf(c, "busy: a pause or snapshot is in progress");
+			return;
+		}
+		if (line[9] != '/') {
+			ctl_errorf(c, "snapshot: the new file must be an absolute path");
+			return;
+		}
+		if (access(line + 9, F_OK) == 0) {
+			ctl_errorf(c, "snapshot: %s already exists", line + 9);
+			return;
+		}
+		snprintf(s->snap_path, sizeof(s->snap_path), "%s", line + 9);
+		s->snap_was_paused = vbd_paused(s->vbd);
+		s->pause_conn = c;
+		td_loop_del_fd(s->loop, c->w);
+		c->w = NULL;
+		vbd_pause(s->vbd, snapshot_paused, s);
 	} else if (!strcmp(line, "destroy")) {
 		if (s->destroy_conn) {
 			ctl_errorf(c, "already shutting down");
@@ -236,7 +332,7 @@ static void ctl_command(struct ctl_conn *c, char *line)
 		server_shutdown(s);
 	} else {
 		ctl_errorf(c, "unknown command '%.64s' (known: info, stats, pause, unpause [SPEC], "
-			      "destroy)", line);
+			      "snapshot FILE, destroy)", line);
 	}
 }
 

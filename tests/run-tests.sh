@@ -12,7 +12,7 @@ export TD_TOOLS="$PWD/$BUILD/tests/tools"
 export TD_SRC="$PWD"
 pattern=${TESTS:-}
 logdir="$PWD/$BUILD/test-logs"
-rm -rf "$logdir"; mkdir -p "$logdir"
+mkdir -p "$logdir" # concurrent runs may share it: each test overwrites only its own log
 
 pass=0 fail=0 skip=0 failed_names=""
 run_one() {

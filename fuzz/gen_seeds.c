@@ -1,0 +1,422 @@
+/* Writes the seed corpora of the fuzz targets into DIR/<target>/:
+ *
+ *	fuzz/run.sh --seeds          (builds this and runs it on fuzz/corpus)
+ *
+ * Every seed is a small valid (or deliberately borderline) input in the
+ * framing its harness expects (see the comment at the top of each
+ * fuzz/fuzz_*.c). Keyslot salts and nonces are random, so the binary
+ * seeds differ from run to run; what they exercise does not. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "crypt/cipher.h"
+#include "crypt/header.h"
+#include "integrity/format.h"
+#include "keymgr/keyslot.h"
+#include "keymgr/volkey.h"
+#include "tapdisk/nbd_proto.h"
+#include "tapdisk/qcow2_format.h"
+
+#define FZ_PASSPHRASE "fuzz passphrase"			  /* fuzz_keyslot.c */
+#define FZ_KEY "fuzz integrity mac key 32 bytes!"	  /* fuzz_integrity.c */
+static const uint8_t fz_uuid[16] = {0xf0, 0x22, 0x1d, 0x3a, 0x55, 0x10, 0x4e, 0x7c,
+				    0x9b, 0x01, 0x2c, 0x3d, 0x4e, 0x5f, 0x60, 0x71};
+
+static const char *root;
+
+static void die(const char *what)
+{
+	fprintf(stderr, "gen_seeds: %s\n", what);
+	exit(1);
+}
+
+static void put(const char *target, const char *name, const void *a, size_t alen, const void *b,
+		size_t blen)
+{
+	char path[4096];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", root, target);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/%s/seed-%s", root, target, name);
+	f = fopen(path, "wb");
+	if (!f || fwrite(a, 1, alen, f) != alen || (blen && fwrite(b, 1, blen, f) != blen) ||
+	    fclose(f) != 0)
+		die(path);
+}
+
+static void put_str(const char *target, const char *name, const char *s)
+{
+	put(target, name, s, strlen(s), NULL, 0);
+}
+
+static void le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void be16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static void be32(uint8_t *p, uint32_t v)
+{
+	be16(p, (uint16_t)(v >> 16));
+	be16(p + 2, (uint16_t)v);
+}
+
+static void be64(uint8_t *p, uint64_t v)
+{
+	be32(p, (uint32_t)(v >> 32));
+	be32(p + 4, (uint32_t)v);
+}
+
+/* ---- spec ---- */
+
+static void gen_spec(void)
+{
+	static const char *s[] = {
+	    "aio:/tmp/disk.img",
+	    "tap:aio:/tmp/disk.img",
+	    "qcow2:/var/lib/x.qcow2",
+	    "qcow:/var/lib/x:with:colons.qcow2",
+	    "crypt:aio:/dev/sdb",
+	    "crypt:integrity:qcow2:/srv/img",
+	    "fault,fail_at=3:aio:/tmp/x.img",
+	    "fault,delay_ms=5,fail_at=2:crypt,key=foo:integrity:aio:/a b",
+	    "fault:fault:fault:fault:fault:fault:fault:aio:/x",
+	    "crypt,:aio:/x",
+	    "nosuch:aio:/x",
+	    "aio:",
+	};
+	char name[16];
+
+	for (size_t i = 0; i < sizeof(s) / sizeof(s[0]); i++) {
+		snprintf(name, sizeof(name), "%02zu", i);
+		put_str("spec", name, s[i]);
+	}
+}
+
+/* ---- crypt header / keyslot ---- */
+
+static struct td_volkey *fixed_vk(void)
+{
+	uint8_t k[TD_VOLKEY_LEN];
+	struct td_volkey *vk;
+
+	for (int i = 0; i < TD_VOLKEY_LEN; i++)
+		k[i] = (uint8_t)(0xa5 ^ i);
+	vk = td_volkey_from_bytes(k, sizeof(k));
+	if (!vk)
+		die("volkey");
+	return vk;
+}
+
+static void new_hdr(struct td_crypt_hdr *h, const char *integrity)
+{
+	if (td_hdr_init_new(h, 64ull << 20, integrity) < 0)
+		die("td_hdr_init_new");
+	memcpy(h->uuid, fz_uuid, sizeof(h->uuid));
+}
+
+static void add_slot(struct td_crypt_hdr *h, const struct td_volkey *vk, enum td_kdf_id kind)
+{
+	struct td_kdf_params kp = td_kdf_params_minimal(kind);
+
+	if (td_keyslot_add(h, -1, vk, FZ_PASSPHRASE, strlen(FZ_PASSPHRASE), &kp) < 0)
+		die("td_keyslot_add");
+}
+
+static void encode(struct td_crypt_hdr *h, const struct td_volkey *vk, uint8_t *buf)
+{
+	if (vk && td_hdr_seal(h, vk) < 0)
+		die("td_hdr_seal");
+	if (td_hdr_encode(h, buf) < 0)
+		die("td_hdr_encode");
+}
+
+/* fuzz_crypt_header framing: mode, LE16 length of A, A, B */
+static void put_pair(const char *name, int mode, const uint8_t *a, size_t alen, const uint8_t *b,
+		     size_t blen)
+{
+	uint8_t *buf = malloc(3 + alen + blen);
+
+	if (!buf)
+		die("oom");
+	buf[0] = (uint8_t)mode;
+	buf[1] = (uint8_t)alen;
+	buf[2] = (uint8_t)(alen >> 8);
+	memcpy(buf + 3, a, alen);
+	if (blen)
+		memcpy(buf + 3 + alen, b, blen);
+	put("crypt_header", name, buf, 3 + alen + blen, NULL, 0);
+	free(buf);
+}
+
+static void gen_crypt(void)
+{
+	static uint8_t a[TD_HDR_COPY_SIZE], b[TD_HDR_COPY_SIZE];
+	struct td_volkey *vk = fixed_vk();
+	struct td_crypt_hdr h;
+	uint8_t mode;
+	int used_end = TD_HDR_KEYSLOTS_OFFSET;
+
+	/* no keyslots, both copies identical */
+	new_hdr(&h, TD_HDR_INTEGRITY_NONE);
+	encode(&h, NULL, a);
+	put_pair("bare-same", 0x00, a, sizeof(a), a, sizeof(a));
+	/* the same, short: the harness pads with zeros and fixes the
+	 * checksum, so only the interesting first KiB is kept */
+	put_pair("bare-short-fixed", 0x05, a, used_end, NULL, 0);
+
+	/* three keyslots (one per KDF), sealed; B one sequence older */
+	new_hdr(&h, TD_HDR_INTEGRITY_HMAC_SHA256);
+	add_slot(&h, vk, TD_KDF_ARGON2ID);
+	add_slot(&h, vk, TD_KDF_PBKDF2_SHA256);
+	add_slot(&h, vk, TD_KDF_SCRYPT);
+	encode(&h, vk, b);
+	h.seqno++;
+	encode(&h, vk, a);
+	put_pair("slots-stale-b", 0x00, a, sizeof(a), b, sizeof(b));
+	used_end = TD_HDR_KEYSLOTS_OFFSET + 3 * TD_HDR_KEYSLOT_SIZE;
+	put_pair("slots-short-fixed", 0x03, a, used_end, b, used_end);
+	/* A corrupt (one bit), B good */
+	a[100] ^= 1;
+	put_pair("a-corrupt", 0x00, a, sizeof(a), b, sizeof(b));
+	/* truncated length handed to the decoder */
+	put_pair("truncated", 0x08, a, 4000, NULL, 0);
+	/* not a header at all */
+	mode = 0x03;
+	put_pair("zeros", mode, (const uint8_t *)"", 0, (const uint8_t *)"", 0);
+	td_volkey_free(&vk);
+}
+
+static void put_keyslot(const char *name, int mode, const uint8_t *hdr)
+{
+	uint8_t m = (uint8_t)mode;
+
+	put("keyslot", name, &m, 1, hdr, TD_HDR_COPY_SIZE);
+}
+
+static void gen_keyslot(void)
+{
+	static uint8_t buf[TD_HDR_COPY_SIZE];
+	struct td_volkey *vk = fixed_vk();
+	struct td_crypt_hdr h;
+	const enum td_kdf_id kinds[] = {TD_KDF_ARGON2ID, TD_KDF_PBKDF2_SHA256, TD_KDF_SCRYPT};
+	const char *names[] = {"argon2id", "pbkdf2", "scrypt"};
+
+	for (int i = 0; i < 3; i++) {
+		new_hdr(&h, TD_HDR_INTEGRITY_NONE);
+		add_slot(&h, vk, kinds[i]);
+		encode(&h, vk, buf);
+		put_keyslot(names[i], 0x01, buf);
+	}
+	/* all three plus one with production costs (skipped by the harness) */
+	new_hdr(&h, TD_HDR_INTEGRITY_HMAC_SHA256);
+	for (int i = 0; i < 3; i++)
+		add_slot(&h, vk, kinds[i]);
+	encode(&h, vk, buf);
+	put_keyslot("three", 0x07, buf);
+	add_slot(&h, vk, TD_KDF_PBKDF2_SHA256);
+	h.slots[3].kdf = td_kdf_params_default(TD_KDF_ARGON2ID);
+	encode(&h, vk, buf);
+	put_keyslot("expensive", 0x05, buf);
+	/* right passphrase, header changed after sealing: MAC must fail */
+	new_hdr(&h, TD_HDR_INTEGRITY_NONE);
+	add_slot(&h, vk, TD_KDF_SCRYPT);
+	encode(&h, vk, buf);
+	h.data_size -= TD_HDR_SECTOR_SIZE;
+	encode(&h, NULL, buf);
+	put_keyslot("mac-mismatch", 0x01, buf);
+	td_volkey_free(&vk);
+}
+
+/* ---- integrity ---- */
+
+static void gen_integrity(void)
+{
+	static uint8_t blk[1 + 8 + TI_BLOCK];
+	struct td_hmac *mac = td_hmac_new(FZ_KEY, 32);
+	struct ti_params p;
+	struct ti_super s = {.epoch = 3, .seq_base = 1000};
+	struct ti_rec recs[3];
+	const uint64_t sizes[] = {64ull << 20, 1ull << 30, 5ull << 40};
+
+	if (!mac)
+		die("td_hmac_new");
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		char name[32];
+
+		if (ti_layout(sizes[i], 1 << 20, i == 1 ? 16 : 0, &p) < 0)
+			die("ti_layout");
+		blk[0] = 0;
+		le64(blk + 1, sizes[i]);
+		ti_params_encode(&p, blk + 9);
+		snprintf(name, sizeof(name), "params-%zu", i);
+		put("integrity", name, blk, 9 + TI_PARAMS_LEN, NULL, 0);
+	}
+	blk[0] = 1;
+	ti_super_encode(&s, fz_uuid, mac, blk + 1);
+	put("integrity", "super", blk, 1 + TI_BLOCK, NULL, 0);
+	blk[0] = 1 | 4;
+	put("integrity", "super-fixmac", blk, 1 + 64, NULL, 0);
+
+	memset(recs, 0, sizeof(recs));
+	recs[0].block = 7;
+	recs[0].seq = 1001;
+	memset(recs[0].tag, 0x5a, TI_TAG_LEN);
+	recs[1].block = 100;
+	recs[1].seq = 1002 | TI_SEQ_ZERO_RANGE;
+	recs[1].count = 16;
+	recs[2].block = 8;
+	recs[2].seq = 1003;
+	blk[0] = 2;
+	le64(blk + 1, 3);
+	ti_jblock_encode(3, 0, recs, 3, fz_uuid, mac, blk + 9);
+	put("integrity", "jblock", blk, 9 + TI_BLOCK, NULL, 0);
+	blk[0] = 2 | 4;
+	put("integrity", "jblock-fixmac", blk, 9 + TI_REC_OFF + 3 * TI_REC_LEN, NULL, 0);
+	td_hmac_free(mac);
+}
+
+/* ---- nbd ---- */
+
+static void gen_nbd(void)
+{
+	uint8_t b[256];
+	size_t n;
+
+	/* 0: client flags */
+	b[0] = 0;
+	be32(b + 1, 3);
+	put("nbd_proto", "client-flags", b, 5, NULL, 0);
+	/* 1: option header, NBD_OPT_GO */
+	b[0] = 1;
+	be64(b + 1, NBD_IHAVEOPT);
+	be32(b + 9, 7);
+	be32(b + 13, 14);
+	put("nbd_proto", "opt-hdr", b, 17, NULL, 0);
+	/* 2: INFO/GO payload: name "export", 3 info requests */
+	b[0] = 2;
+	be32(b + 1, 6);
+	memcpy(b + 5, "export", 6);
+	be16(b + 11, 3);
+	be16(b + 13, 1);
+	be16(b + 15, 2);
+	be16(b + 17, 3);
+	put("nbd_proto", "info-go", b, 19, NULL, 0);
+	be32(b + 1, 0);
+	be16(b + 5, 0);
+	put("nbd_proto", "info-empty", b, 7, NULL, 0);
+	/* 3: requests: READ, WRITE FUA, WRITE_ZEROES NO_HOLE, past the end */
+	for (int i = 0; i < 4; i++) {
+		static const uint16_t type[] = {0, 1, 6, 4};
+		static const uint16_t flags[] = {0, 1, 3, 0};
+		char name[32];
+
+		n = 0;
+		b[n++] = 3;
+		be32(b + n, NBD_REQUEST_MAGIC);
+		be16(b + n + 4, flags[i]);
+		be16(b + n + 6, type[i]);
+		be64(b + n + 8, 0x1122334455667788ull);
+		be64(b + n + 16, i == 3 ? (64ull << 20) - 4096 : 8192);
+		be32(b + n + 24, i == 3 ? 8192 : 4096);
+		n += NBD_REQUEST_LEN;
+		be64(b + n, 64ull << 20);
+		be32(b + n + 8, 32u << 20);
+		b[n + 12] = 0;
+		b[n + 13] = 10; /* align 512 */
+		n += 17;
+		snprintf(name, sizeof(name), "request-%d", i);
+		put("nbd_proto", name, b, n, NULL, 0);
+	}
+	/* 4: names */
+	b[0] = 4;
+	memcpy(b + 1, "export", 6);
+	put("nbd_proto", "name", b, 7, NULL, 0);
+	/* 5: encoders */
+	b[0] = 5;
+	be16(b + 1, 200);
+	be32(b + 3, 7);
+	be16(b + 7, 0);
+	memcpy(b + 9, "a description", 13);
+	put("nbd_proto", "encoders", b, 22, NULL, 0);
+}
+
+/* ---- qcow2 ---- */
+
+static void put_qcow2(const char *name, int flags, uint64_t file_size, const uint8_t *img,
+		      size_t len)
+{
+	uint8_t pre[9];
+
+	pre[0] = (uint8_t)flags;
+	be64(pre + 1, file_size);
+	put("qcow2", name, pre, 9, img, len);
+}
+
+static void gen_qcow2(void)
+{
+	static uint8_t buf[1 << 16];
+	struct qcow2_hdr h;
+	size_t used;
+
+	memset(&h, 0, sizeof(h));
+	h.cluster_bits = 16;
+	h.size = 1ull << 30;
+	h.l1_size = 2;
+	h.l1_offset = 3 << 16;
+	h.rt_offset = 1 << 16;
+	h.rt_clusters = 1;
+	memset(buf, 0, sizeof(buf));
+	if (qcow2_hdr_encode(&h, buf, sizeof(buf)) < 0)
+		die("qcow2_hdr_encode");
+	/* a few L1 / L2 style entries after the header, for the decoders */
+	be64(buf + 512, (4ull << 16) | QCOW2_OFLAG_COPIED);
+	be64(buf + 520, (5ull << 16) | QCOW2_OFLAG_COPIED | QCOW2_OFLAG_ZERO);
+	be64(buf + 528, QCOW2_OFLAG_ZERO);
+	be64(buf + 536, 1ull << 16);
+	used = 544;
+	put_qcow2("plain-64k", 0, 6 << 16, buf, used);
+	put_qcow2("plain-64k-rw", 1, 6 << 16, buf, used);
+
+	memset(buf, 0, sizeof(buf));
+	snprintf(h.backing, sizeof(h.backing), "base.qcow2");
+	snprintf(h.backing_fmt, sizeof(h.backing_fmt), "qcow2");
+	h.cluster_bits = 12;
+	h.l1_size = 64;
+	h.l1_offset = 2 << 12;
+	h.rt_offset = 1 << 12;
+	if (qcow2_hdr_encode(&h, buf, sizeof(buf)) < 0)
+		die("qcow2_hdr_encode");
+	put_qcow2("backing-4k", 0, 16 << 12, buf, 200);
+
+	/* version 2 */
+	buf[7] = 2;
+	put_qcow2("v2-4k", 0, 16 << 12, buf, 200);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: gen_seeds DIR\n");
+		return 2;
+	}
+	root = argv[1];
+	mkdir(root, 0755);
+	gen_spec();
+	gen_crypt();
+	gen_keyslot();
+	gen_integrity();
+	gen_nbd();
+	gen_qcow2();
+	return 0;
+}

@@ -1,0 +1,26 @@
+/* Creating qcow2 images: fresh ones (tests, tools) and overlays for live
+ * snapshots (tap-ctl snapshot: pause, create an overlay whose backing
+ * file is the current image, reopen on the overlay, unpause). */
+#ifndef TD_QCOW2_H
+#define TD_QCOW2_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Writes a new, empty qcow2 v3 image at path (which must not exist):
+ * cluster_size a power of two from 4 KiB to 2 MiB (0 = 64 KiB), size in
+ * bytes (a multiple of 512). The refcount table is sized for the whole
+ * virtual disk, so the image never needs it grown. 0 or -errno with a
+ * one-line reason in err. */
+int td_qcow2_create(const char *path, uint64_t size, uint64_t cluster_size, char *err,
+		    size_t errlen);
+
+/* Writes a new, empty qcow2 v3 image (64 KiB clusters) at new_path whose
+ * backing file is backing_path (stored as given; a relative name is
+ * relative to new_path's directory, as QEMU resolves it), with the
+ * backing format (qcow2 or raw) detected and recorded. size 0 means the
+ * backing file's virtual size. */
+int td_qcow2_create_overlay(const char *new_path, const char *backing_path, uint64_t size,
+			    char *err, size_t errlen);
+
+#endif
