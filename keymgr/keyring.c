@@ -66,6 +66,27 @@ int td_keyring_present(const uint8_t uuid[16])
 	return id < 0 ? -errno : id;
 }
 
+/* The last key this process fetched, kept in locked memory: a tapdisk
+ * that pauses and reopens its image (migration, snapshots) after dropping
+ * its privileges, or after a --once key left the keyring, needs it again
+ * and can no longer read the keyring. */
+static struct {
+	uint8_t uuid[16];
+	struct td_volkey *vk;
+} cache;
+
+void td_keyring_forget(void)
+{
+	td_volkey_free(&cache.vk);
+}
+
+static struct td_volkey *cache_copy(const uint8_t uuid[16])
+{
+	if (!cache.vk || memcmp(cache.uuid, uuid, 16) != 0)
+		return NULL;
+	return td_volkey_from_bytes(td_volkey_bytes(cache.vk), TD_VOLKEY_LEN);
+}
+
 int td_keyring_fetch(const uint8_t uuid[16], struct td_volkey **out, char *err, size_t errlen)
 {
 	char desc[64], us[37];
@@ -74,7 +95,9 @@ int td_keyring_fetch(const uint8_t uuid[16], struct td_volkey **out, char *err, 
 	long n;
 	int rc;
 
-	*out = NULL;
+	*out = cache_copy(uuid);
+	if (*out)
+		return 0;
 	td_keyring_desc(uuid, desc, sizeof(desc));
 	td_uuid_str(uuid, us);
 	id = keyctl_search(KEY_SPEC_USER_KEYRING, "user", desc, 0);
@@ -120,6 +143,9 @@ int td_keyring_fetch(const uint8_t uuid[16], struct td_volkey **out, char *err, 
 	}
 	if (buf[TD_VOLKEY_LEN] & 1)
 		keyctl_invalidate(id); /* loaded with --once */
+	td_volkey_free(&cache.vk);
+	cache.vk = td_volkey_from_bytes(buf, TD_VOLKEY_LEN);
+	memcpy(cache.uuid, uuid, 16);
 	rc = 0;
 out:
 	if (buf)

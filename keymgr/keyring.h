@@ -25,12 +25,16 @@ void td_keyring_desc(const uint8_t uuid[16], char *out, size_t len);
 /* Adds (or replaces) the key for uuid. timeout_s 0 = no expiry. */
 int td_keyring_store(const uint8_t uuid[16], const struct td_volkey *vk, unsigned flags,
 		     unsigned timeout_s, char *err, size_t errlen);
-/* Reads the key for uuid into secure memory, and invalidates it when it
- * was stored with TD_KEYRING_ONCE. -ENOKEY with the "run vdkey load"
+/* Reads the key for uuid into secure memory (from the process's own copy
+ * when it fetched the same key before), and invalidates it when it was
+ * stored with TD_KEYRING_ONCE. -ENOKEY with the "run vdkey load"
  * message when there is none. */
 int td_keyring_fetch(const uint8_t uuid[16], struct td_volkey **out, char *err, size_t errlen);
 /* > 0 (the key id) when a key for uuid is loaded. */
 int td_keyring_present(const uint8_t uuid[16]);
 int td_keyring_remove(const uint8_t uuid[16], char *err, size_t errlen);
+/* Wipes the process's copy of the last fetched key (see td_keyring_fetch:
+ * a tapdisk keeps it so it can reopen its image after a pause). */
+void td_keyring_forget(void);
 
 #endif

@@ -20,6 +20,8 @@
 #include "tapdisk/log.h"
 #include "tapdisk/nbd.h"
 #include "tapdisk/qcow2.h"
+#include "tapdisk/sandbox.h"
+#include "keymgr/keyring.h"
 #include "tapdisk/spec.h"
 #include "tapdisk/server.h"
 #include "tapdisk/stats.h"
@@ -52,6 +54,7 @@ struct ctl_conn {
 	char buf[4096];
 	size_t len;
 	bool busy;
+	bool refused; /* not root, not our owner: answered with an error */
 };
 
 static void ctl_conn_close(struct ctl_conn *c)
@@ -321,6 +324,25 @@ static void ctl_command(struct ctl_conn *c, char *line)
 		td_loop_del_fd(s->loop, c->w);
 		c->w = NULL;
 		vbd_pause(s->vbd, snapshot_paused, s);
+	} else if (!strcmp(line, "selftest-syscalls") && getenv("TD_TEST_HOOKS") &&
+		   !strcmp(getenv("TD_TEST_HOOKS"), "1")) {
+		/* test hook: what does the sandbox let this process do? */
+		char out[512];
+		int fd = socket(AF_INET, SOCK_STREAM, 0), e1 = fd < 0 ? errno : 0;
+		int f2 = open("/etc/passwd", O_RDONLY), e2 = f2 < 0 ? errno : 0;
+		pid_t pid = fork();
+		int e3 = pid < 0 ? errno : 0;
+
+		if (fd >= 0)
+			close(fd);
+		if (f2 >= 0)
+			close(f2);
+		if (pid == 0)
+			_exit(0);
+		snprintf(out, sizeof(out), "ok\nsocket_inet=%s\nopen_etc_passwd=%s\nfork=%s\nuid=%u\n",
+			 e1 ? strerror(e1) : "allowed", e2 ? strerror(e2) : "allowed",
+			 e3 ? strerror(e3) : "allowed", (unsigned)getuid());
+		ctl_reply(c, out);
 	} else if (!strcmp(line, "destroy")) {
 		if (s->destroy_conn) {
 			ctl_errorf(c, "already shutting down");
@@ -358,6 +380,10 @@ static void on_ctl_data(void *opaque, uint32_t events)
 		return;
 	}
 	*nl = 0;
+	if (c->refused) {
+		ctl_errorf(c, "permission denied: only root or the tapdisk's owner may control it");
+		return;
+	}
 	ctl_command(c, c->buf);
 }
 
@@ -372,22 +398,15 @@ static void on_ctl_accept(void *opaque, uint32_t events)
 	fd = accept4(s->ctl_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	if (fd < 0)
 		return;
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 ||
-	    (cred.uid != 0 && cred.uid != getuid())) {
-		const char *msg = "error: permission denied: only root or the tapdisk's owner "
-				  "may control it\n";
-
-		if (send(fd, msg, strlen(msg), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
-			/* the peer went away; nothing to tell it */
-		}
-		close(fd);
-		return;
-	}
 	c = calloc(1, sizeof(*c));
 	if (!c) {
 		close(fd);
 		return;
 	}
+	/* the command is read before the refusal is sent, so the peer gets
+	 * the message rather than a reset */
+	c->refused = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 ||
+		     (cred.uid != 0 && cred.uid != getuid());
 	c->s = s;
 	c->fd = fd;
 	c->w = td_loop_add_fd(s->loop, fd, EPOLLIN, on_ctl_data, c);
@@ -547,6 +566,26 @@ int td_server_main(const struct td_server_opts *o)
 		snprintf(err, sizeof(err), "cannot start the NBD server");
 		goto fail;
 	}
+	if (o->user) {
+		/* the image stays open; its owner changes so that a reopen after
+		 * pause/unpause or snapshot works as the new user */
+		uid_t uid;
+		gid_t gid;
+
+		if (td_sandbox_lookup(o->user, &uid, &gid, err, sizeof(err)) < 0)
+			goto fail;
+		if ((vbd_path(s.vbd) && chown(vbd_path(s.vbd), uid, gid) < 0) ||
+		    chown(s.ctl_path, uid, gid) < 0 || chown(s.nbd_path, uid, gid) < 0) {
+			snprintf(err, sizeof(err), "cannot hand the image and sockets to %s: %s",
+				 o->user, strerror(errno));
+			goto fail;
+		}
+		if (td_sandbox_drop(uid, gid, err, sizeof(err)) < 0)
+			goto fail;
+		td_info("running as %s (uid %u)", o->user, (unsigned)uid);
+	}
+	if (!o->no_seccomp && td_sandbox_seccomp(err, sizeof(err)) < 0)
+		goto fail;
 	td_info("serving %s (%llu bytes) on %s, minor %d", vbd_spec(s.vbd),
 		(unsigned long long)vbd_size(s.vbd), s.nbd_path, s.minor);
 	ready(o->ready_fd, "ok minor=%d socket=%s pid=%d\n", s.minor, s.nbd_path, (int)getpid());
@@ -576,6 +615,7 @@ out:
 	if (s.sig_fd >= 0)
 		close(s.sig_fd);
 	vbd_close(s.vbd);
+	td_keyring_forget();
 	td_workers_free(s.ctx.workers);
 	td_io_free(s.ctx.io);
 	td_loop_free(s.loop);

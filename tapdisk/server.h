@@ -11,6 +11,8 @@ struct td_server_opts {
 	int ready_fd;	    /* -1 = none; gets "ok minor=N socket=P pid=P" or "error: ..." */
 	bool readonly;
 	const char *export_name;
+	const char *user; /* run as this user once the image is open (NULL: stay) */
+	bool no_seccomp;
 };
 
 /* Runs until SIGTERM/SIGINT or a destroy command; returns the exit code. */

@@ -6,6 +6,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -50,12 +51,15 @@ static void usage(FILE *f)
 static void cmd_usage(const char *cmd)
 {
 	if (!strcmp(cmd, "create"))
-		printf("Usage: tap-ctl create -a SPEC [-s SOCKET] [-r|--readonly] [-t SECONDS]\n\n"
+		printf("Usage: tap-ctl create -a SPEC [-s SOCKET] [-r|--readonly] [-t SECONDS] [-u USER]\n\n"
 		       "Starts one isolated tapdisk process serving SPEC and prints exactly one\n"
 		       "line, its NBD URI. -s sets the socket path (default\n"
 		       "$TAPDISK_RUNDIR/nbd.<minor>.sock); -t how long to wait for it (30 s).\n"
 		       "Fails with the tapdisk's reason (missing image, no key loaded, image\n"
-		       "locked by another tapdisk, ...).\n");
+		       "locked by another tapdisk, ...).\n"
+		       "-u/--user runs the tapdisk as USER once the image is open and the key\n"
+		       "read (it takes ownership of the image file); the default, as root, is\n"
+		       "the system user 'tapdisk' when it exists (scripts/setup-user.sh).\n");
 	else if (!strcmp(cmd, "list"))
 		printf("Usage: tap-ctl list [--json]\n\nLists running tapdisks. Stale control "
 		       "sockets left by killed tapdisks are removed.\n");
@@ -294,7 +298,7 @@ static void explain_lock(const char *spec)
 	scan_free(v, n);
 }
 
-static int cmd_create(const char *spec, const char *sock, bool ro, int timeout_s)
+static int cmd_create(const char *spec, const char *sock, bool ro, int timeout_s, const char *user)
 {
 	char bin[PATH_MAX], logpath[PATH_MAX], fdarg[16], err[512], msg[2048];
 	size_t mlen = 0;
@@ -325,7 +329,7 @@ static int cmd_create(const char *spec, const char *sock, bool ro, int timeout_s
 	if (pid == 0) {
 		/* the tapdisk: own session, no terminal, log to the run directory */
 		int nul = open("/dev/null", O_RDWR), log;
-		char *args[12];
+		char *args[16];
 		int a = 0;
 
 		setsid();
@@ -348,6 +352,10 @@ static int cmd_create(const char *spec, const char *sock, bool ro, int timeout_s
 		args[a++] = fdarg;
 		if (ro)
 			args[a++] = "--readonly";
+		if (user) {
+			args[a++] = "--user";
+			args[a++] = (char *)user;
+		}
 		args[a] = NULL;
 		execvp(bin, args);
 		dprintf(pfd[1], "error: cannot run %s: %s\n", bin, strerror(errno));
@@ -495,11 +503,12 @@ int main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{"json", no_argument, NULL, 'j'},
 		{"readonly", no_argument, NULL, 'r'},
+		{"user", required_argument, NULL, 'u'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct selector sel = {.pid = -1, .minor = -1};
-	const char *cmd, *spec = NULL;
+	const char *cmd, *spec = NULL, *user = NULL;
 	bool json = false, ro = false;
 	int c, timeout_s = 30;
 
@@ -511,7 +520,7 @@ int main(int argc, char **argv)
 	}
 	cmd = argv[1];
 	optind = 2;
-	while ((c = getopt_long(argc, argv, "a:s:p:m:t:rjh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "a:s:p:m:t:u:rjh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'a':
 			spec = optarg;
@@ -530,6 +539,9 @@ int main(int argc, char **argv)
 			break;
 		case 'r':
 			ro = true;
+			break;
+		case 'u':
+			user = optarg;
 			break;
 		case 'j':
 			json = true;
@@ -566,8 +578,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s %s: unexpected argument '%s'\n", prog, cmd, argv[optind]);
 		return 2;
 	}
-	if (!strcmp(cmd, "create"))
-		return cmd_create(spec, sel.socket, ro, timeout_s);
+	if (!strcmp(cmd, "create")) {
+		/* the dedicated system user, when the set-up created it */
+		if (!user && getuid() == 0 && getpwnam("tapdisk"))
+			user = "tapdisk";
+		return cmd_create(spec, sel.socket, ro, timeout_s, user);
+	}
 	if (!strcmp(cmd, "list"))
 		return cmd_list(json);
 	if (!strcmp(cmd, "destroy") || !strcmp(cmd, "pause") || !strcmp(cmd, "stats"))

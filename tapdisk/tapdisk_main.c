@@ -29,6 +29,10 @@ static void usage(FILE *f)
 		"  -e, --export-name N   NBD export name accepted besides \"\"\n"
 		"      --ready-fd FD     write \"ok minor=N socket=PATH pid=P\" or \"error: MSG\" to FD\n"
 		"                        once serving or failed (used by tap-ctl)\n"
+		"  -u, --user NAME       once the image is open and the key read: take ownership of\n"
+		"                        the image file and sockets for NAME, leave the session\n"
+		"                        keyring and run as NAME (needs root)\n"
+		"      --no-seccomp      do not install the system-call allow-list (debugging)\n"
 		"  -h, --help            this text\n"
 		"      --version         print the version\n"
 		"\n"
@@ -55,6 +59,8 @@ int main(int argc, char **argv)
 		{"minor", required_argument, NULL, 'm'},
 		{"export-name", required_argument, NULL, 'e'},
 		{"ready-fd", required_argument, NULL, 'R'},
+		{"user", required_argument, NULL, 'u'},
+		{"no-seccomp", no_argument, NULL, 'S'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -78,7 +84,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	optind = 2;
-	while ((c = getopt_long(argc, argv, "s:rm:e:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:rm:e:u:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			o.socket = optarg;
@@ -94,6 +100,12 @@ int main(int argc, char **argv)
 			break;
 		case 'R':
 			o.ready_fd = atoi(optarg);
+			break;
+		case 'u':
+			o.user = optarg;
+			break;
+		case 'S':
+			o.no_seccomp = true;
 			break;
 		case 'h':
 			usage(stdout);

@@ -1,0 +1,124 @@
+#include <errno.h>
+#include <grp.h>
+#include <keyutils.h>
+#include <pwd.h>
+#include <seccomp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "tapdisk/log.h"
+#include "tapdisk/sandbox.h"
+
+int td_sandbox_lookup(const char *user, uid_t *uid, gid_t *gid, char *err, size_t errlen)
+{
+	struct passwd *pw = getpwnam(user);
+	char *end;
+	long v;
+
+	if (pw) {
+		*uid = pw->pw_uid;
+		*gid = pw->pw_gid;
+		return 0;
+	}
+	v = strtol(user, &end, 10);
+	if (*user && !*end && v > 0 && v < 0x7fffffff) {
+		*uid = (uid_t)v;
+		*gid = (gid_t)v;
+		return 0;
+	}
+	snprintf(err, errlen, "no such user '%s' (create it, e.g. scripts/setup-user.sh)", user);
+	return -ENOENT;
+}
+
+int td_sandbox_drop(uid_t uid, gid_t gid, char *err, size_t errlen)
+{
+	/* an anonymous session keyring: the keys of the session that started
+	 * us (other VBDs' among them) are no longer possessed */
+	if (keyctl_join_session_keyring(NULL) < 0) {
+		snprintf(err, errlen, "cannot leave the session keyring: %s", strerror(errno));
+		return -errno;
+	}
+	if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0) {
+		snprintf(err, errlen, "cannot become uid %u: %s", (unsigned)uid, strerror(errno));
+		return -errno;
+	}
+	if (setuid(0) == 0) {
+		snprintf(err, errlen, "privileges could be regained after dropping them");
+		return -EPERM;
+	}
+	/* setuid clears the flag; the process holds key material */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	return 0;
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define TD_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TD_SANITIZED 1
+#endif
+#endif
+
+int td_sandbox_seccomp(char *err, size_t errlen)
+{
+	/* what the event loop, libaio, the NBD and control sockets, the worker
+	 * threads, the allocators, logging, pause/unpause (reopening the image)
+	 * and snapshots (creating an overlay) use; everything else fails with
+	 * EPERM */
+	static const char *const allow[] = {
+		"read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev",
+		"preadv2", "pwritev2", "close", "fstat", "newfstatat", "statx", "stat", "lstat",
+		"lseek", "readlink", "openat", "open", "ftruncate", "fallocate", "fdatasync",
+		"fsync", "fcntl", "ioctl", "unlink", "unlinkat", "getcwd",
+		"mmap", "munmap", "mprotect", "madvise", "brk", "mremap", "mlock", "munlock",
+		"futex", "set_robust_list", "sched_yield", "nanosleep", "clock_nanosleep",
+		"clock_gettime", "gettimeofday", "getrandom",
+		"epoll_wait", "epoll_pwait", "epoll_ctl", "eventfd2",
+		"accept4", "accept", "recvmsg", "sendmsg", "recvfrom", "sendto", "shutdown",
+		"getsockopt", "setsockopt", "getsockname",
+		"io_setup", "io_destroy", "io_submit", "io_getevents", "io_cancel",
+		"rt_sigprocmask", "rt_sigreturn", "rt_sigaction", "sigaltstack",
+		"getpid", "gettid", "getuid", "geteuid", "getgid", "getegid", "prctl", "tgkill",
+		"exit", "exit_group", "restart_syscall",
+	};
+	scmp_filter_ctx ctx;
+	size_t i;
+	int rc;
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+		snprintf(err, errlen, "PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+		return -errno;
+	}
+#ifdef TD_SANITIZED
+	td_warn("sanitizer build: the seccomp filter is not installed");
+	return 0;
+#endif
+	ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
+	if (!ctx) {
+		snprintf(err, errlen, "seccomp_init failed");
+		return -ENOMEM;
+	}
+	for (i = 0; i < sizeof(allow) / sizeof(allow[0]); i++) {
+		int nr = seccomp_syscall_resolve_name(allow[i]);
+
+		if (nr == __NR_SCMP_ERROR)
+			continue; /* not on this architecture */
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
+		if (rc < 0) {
+			snprintf(err, errlen, "seccomp rule for %s: %s", allow[i], strerror(-rc));
+			seccomp_release(ctx);
+			return rc;
+		}
+	}
+	rc = seccomp_load(ctx);
+	seccomp_release(ctx);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot load the seccomp filter: %s", strerror(-rc));
+		return rc;
+	}
+	return 0;
+}

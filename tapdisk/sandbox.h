@@ -1,0 +1,19 @@
+/* Confining a tapdisk once its image is open and its key read: a new
+ * session keyring (it no longer possesses the keys of the session that
+ * started it), an unprivileged user, no new privileges, and a seccomp
+ * allow-list of the system calls the I/O path needs. */
+#ifndef TD_SANDBOX_H
+#define TD_SANDBOX_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Looks up user NAME (or a numeric uid). */
+int td_sandbox_lookup(const char *user, uid_t *uid, gid_t *gid, char *err, size_t errlen);
+/* Leaves the current session keyring and becomes uid/gid for good. */
+int td_sandbox_drop(uid_t uid, gid_t gid, char *err, size_t errlen);
+/* PR_SET_NO_NEW_PRIVS and the seccomp filter (a no-op, logged, in
+ * sanitizer builds, whose runtimes need system calls we do not allow). */
+int td_sandbox_seccomp(char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,94 @@
+#!/bin/bash
+# Isolation of tapdisks: one runs as the user given to tap-ctl create
+# --user, inside a seccomp allow-list (no new sockets, no processes) and
+# without access to files its user may not open; a second VBD's tapdisk
+# user cannot read the first one's key; a non-owner cannot pause or
+# destroy another user's tapdisk over the control socket. Data stays intact.
+. "$TD_SRC/tests/lib/common.sh"
+need qemu-io keyctl setpriv python3 useradd
+[ "$(id -u)" = 0 ] || skip "needs root to create users and switch to them"
+case "$BUILD" in *san*) SAN=1 ;; *) SAN=0 ;; esac
+for u in tdtest1 tdtest2; do
+	getent passwd $u >/dev/null || useradd --system --no-create-home --shell /usr/sbin/nologin $u ||
+		fail "useradd $u"
+done
+chmod 0755 "$T" "$TAPDISK_RUNDIR"
+export TD_TEST_HOOKS=1
+KEY=$T/key
+printf 'isolation test' >"$KEY"
+for i in 1 2; do
+	truncate -s 64M "$T/img$i"
+	vdkey format "aio:$T/img$i" --key-file "$KEY" --pbkdf pbkdf2 --pbkdf-iterations 1000 >/dev/null ||
+		fail format
+	vdkey load "aio:$T/img$i" --key-file "$KEY" >/dev/null || fail load
+	td_on_exit "vdkey unload aio:$T/img$i >/dev/null 2>&1"
+done
+U1=$(tap-ctl create --user tdtest1 -a "crypt:aio:$T/img1") || fail "create as tdtest1"
+U2=$(tap-ctl create --user tdtest2 -a "crypt:aio:$T/img2") || fail "create as tdtest2"
+S1=${U1#nbd+unix:///?socket=}
+P1=$(tap-ctl list --json | python3 -c "import json,sys
+print([e['pid'] for e in json.load(sys.stdin) if e['socket']=='$S1'][0])")
+
+info "the tapdisk runs as tdtest1"
+uid1=$(id -u tdtest1)
+awk '/^Uid:/ {print $2, $3, $4, $5}' "/proc/$P1/status" | grep -qx "$uid1 $uid1 $uid1 $uid1" ||
+	fail "uids: $(grep ^Uid: /proc/$P1/status)"
+grep -q "^NoNewPrivs:.*1" "/proc/$P1/status" || fail "no_new_privs not set"
+if [ $SAN = 0 ]; then grep -q "^Seccomp:.*2" "/proc/$P1/status" || fail "no seccomp filter"; fi
+qemu-io -f raw -c "write -P 0x3c 0 1M" "$U1" >/dev/null || fail "write"
+
+ctl() { # ctl SOCKETFILE COMMAND [as-user]
+	local run=()
+	[ -n "${3:-}" ] && run=(setpriv --reuid="$3" --regid="$3" --clear-groups)
+	"${run[@]}" /usr/bin/python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect(sys.argv[1])
+except OSError as e:
+    print("connect:", e.strerror); sys.exit(0)
+s.sendall(sys.argv[2].encode() + b"\n")
+print(s.makefile().read())' "$1" "$2"
+}
+CTL1=$(ls "$TAPDISK_RUNDIR"/tapdisk.*.ctl | while read -r c; do
+	ctl "$c" info | grep -q "pid=$P1$" && echo "$c"; done)
+[ -n "$CTL1" ] || fail "no control socket for $P1"
+
+info "the sandbox: no network socket, no new process, no file its user may not read"
+if [ $SAN = 0 ]; then
+	out=$(ctl "$CTL1" selftest-syscalls)
+	echo "$out"
+	echo "$out" | grep -q "socket_inet=Operation not permitted" || fail "could open an inet socket"
+	echo "$out" | grep -q "fork=Operation not permitted" || fail "could fork"
+fi
+chmod 0600 "$T/img2"
+out=$(tap-ctl pause -p "$P1" && tap-ctl unpause -p "$P1" -a "crypt:aio:$T/img2" 2>&1) &&
+	fail "opened another VBD's image: $out"
+echo "$out" | grep -qi "permission denied" || fail "message: $out"
+out=$(tap-ctl unpause -p "$P1" -a "aio:/etc/shadow" 2>&1) && fail "opened /etc/shadow"
+tap-ctl unpause -p "$P1" || fail "reopen its own image after a pause"
+qemu-io -f raw -c "read -P 0x3c 0 1M" "$U1" | grep -q "read 1048576" || fail "data not intact"
+
+info "another VBD's tapdisk user cannot read this VBD's key"
+UUID1=$(vdkey list "aio:$T/img1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["uuid"])')
+KID=$(keyctl search @u user "tdcrypt:v1:$UUID1") || fail "key not in root's keyring"
+out=$(setpriv --reuid=tdtest2 --regid=tdtest2 --clear-groups keyctl session - keyctl pipe "$KID" 2>&1 |
+	od -An -tx1 | head -c 40)
+[ -z "$(setpriv --reuid=tdtest2 --regid=tdtest2 --clear-groups keyctl session - keyctl pipe "$KID" 2>/dev/null)" ] ||
+	fail "tdtest2 read the key"
+[ -z "$(setpriv --reuid=tdtest1 --regid=tdtest1 --clear-groups keyctl session - keyctl pipe "$KID" 2>/dev/null)" ] ||
+	fail "the key is readable outside the loading session"
+
+info "a non-owner cannot pause or destroy another user's tapdisk"
+out=$(ctl "$CTL1" pause tdtest2)
+echo "$out" | grep -qiE "permission denied" || fail "tdtest2 could talk to tdtest1's tapdisk: $out"
+chmod 0666 "$CTL1" # even when the socket file lets anyone in, SO_PEERCRED refuses
+out=$(ctl "$CTL1" destroy tdtest2)
+echo "$out" | grep -q "error: permission denied" || fail "SO_PEERCRED check: $out"
+kill -0 "$P1" || fail "tapdisk died"
+out=$(ctl "$CTL1" info tdtest1)
+echo "$out" | grep -q "^pid=$P1" || fail "the owner was refused: $out"
+qemu-io -f raw -c "read -P 0x3c 0 1M" "$U1" | grep -q "read 1048576" || fail "data not intact at the end"
+tap-ctl destroy -p "$P1" || fail destroy
+tap-ctl destroy -s "${U2#nbd+unix:///?socket=}" || fail destroy2
+echo ok
