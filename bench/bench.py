@@ -143,10 +143,17 @@ def make_servers(kind, d, size_bytes):
         run(["qemu-img", "create", "-q", "-f", "qcow2", q, str(size_bytes)])
         return Server(kind, qn + ["-f", "qcow2", q], sock)
     if kind == "qemu-luks":
-        run(["qemu-img", "create", "-q", "-f", "qcow2", "--object",
-             "secret,id=s0,data=" + PASS, "-o",
-             "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10", q,
-             str(size_bytes)])
+        # qemu-img times its PBKDF2; with a tiny iter-time it sometimes
+        # fails ("Unable to get accurate CPU usage"): retry with more
+        for it in (10, 50, 200, 1000):
+            r = subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "--object",
+                                "secret,id=s0,data=" + PASS, "-o",
+                                "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=%d" % it,
+                                q, str(size_bytes)], capture_output=True)
+            if r.returncode == 0:
+                break
+        else:
+            raise RuntimeError("qemu-img cannot create the LUKS image: %s" % r.stderr)
         return Server(kind, qn + ["--object", "secret,id=s0,data=" + PASS, "--image-opts",
                                   "driver=qcow2,file.filename=%s,encrypt.key-secret=s0" % q],
                       sock)
