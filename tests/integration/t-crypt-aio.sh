@@ -86,4 +86,23 @@ vdkey load "aio:$IMG" --key-file "$KEY" --once >/dev/null || fail "load --once"
 td_serve "crypt:aio:$IMG" "$SOCK"
 keyctl search @u user "tdcrypt:v1:$UUID" >/dev/null 2>&1 && fail "key still in the keyring"
 td_stop "$TD_PID" || fail "exit"
+info "crypt:qcow2: round trip through a fresh process, no plaintext at rest"
+if tapdisk drivers | grep -q '^qcow2'; then
+	Q=$T/disk.qcow2
+	qemu-img create -q -f qcow2 "$Q" 96M
+	vdkey format "qcow2:$Q" --key-file "$KEY" --pbkdf pbkdf2 --pbkdf-iterations 1000 >/dev/null ||
+		fail "format qcow2"
+	vdkey load "qcow2:$Q" --key-file "$KEY" >/dev/null || fail "load qcow2"
+	td_on_exit "vdkey unload qcow2:$Q >/dev/null 2>&1"
+	td_serve "crypt:qcow2:$Q" "$SOCK"
+	head -c 32M "$T/marked.raw" >"$T/m32.raw"
+	nbdcopy "$T/m32.raw" "$URI" || fail "nbdcopy to crypt:qcow2"
+	td_stop "$TD_PID" || fail "exit"
+	td_serve "crypt:qcow2:$Q" "$SOCK"
+	nbdcopy "$URI" "$T/q.raw" || fail "nbdcopy from crypt:qcow2"
+	cmp <(head -c 32M "$T/q.raw") "$T/m32.raw" || fail "crypt:qcow2 round trip differs"
+	td_stop "$TD_PID" || fail "exit"
+	grep -q "TOPSECRET" "$Q" && fail "marker found in the qcow2 file"
+	qemu-img check -q "$Q" || fail "qemu-img check"
+fi
 echo ok
