@@ -766,9 +766,10 @@ int ti_format(struct td_layer *lower, const struct ti_params *prm, const uint8_t
 	 * journal is written with real zeros so that its blocks are allocated
 	 * now: a FUA write into an unallocated range of a file costs a
 	 * filesystem journal commit every time. */
+	/* unmapping allowed: a sparse image stays sparse (8 GiB of tags for
+	 * 1 TiB of data are allocated only as they are written) */
 	rc = td_layer_sync_io(lower, TD_OP_WRITE_ZEROES, prm->tags_off, NULL,
-			      prm->tags_pages * TI_BLOCK + prm->tree_pages * TI_BLOCK,
-			      TD_REQ_NO_UNMAP);
+			      prm->tags_pages * TI_BLOCK + prm->tree_pages * TI_BLOCK, 0);
 	if (rc == 0) {
 		size_t chunk = 1u << 20;
 		uint8_t *z = td_buf_get(chunk);
