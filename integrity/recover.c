@@ -201,7 +201,8 @@ int ti_recover(struct td_layer *l, char *err, size_t errlen)
 	/* zero ranges first, then point records override where newer */
 	for (i = 0; i < nz && !rc; i++)
 		rc = apply_zero_range(l, zr[i].block, zr[i].count);
-	qsort(recs, nrec, sizeof(*recs), cmp_rec);
+	if (nrec) /* recs is NULL when the journal held only zero ranges */
+		qsort(recs, nrec, sizeof(*recs), cmp_rec);
 	for (i = 0; i < nrec && !rc; i = j) {
 		for (j = i + 1; j < nrec && recs[j].block == recs[i].block; j++)
 			;

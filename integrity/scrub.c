@@ -52,8 +52,8 @@ static int scrub_batch(struct td_layer *l, const uint8_t *tab, uint64_t b0, uint
 	}
 	if (first == n)
 		return 0;
-	rc = td_layer_sync_io(l->below, TD_OP_READ, p->p.data_start + (b0 + first) * TI_BLOCK,
-			      data, (last - first + 1) * TI_BLOCK, 0);
+	rc = td_layer_sync_io(l->below, TD_OP_READ, p->p.data_start + (b0 + first) * TI_BLOCK, data,
+			      (last - first + 1) * TI_BLOCK, 0);
 	if (rc < 0)
 		return rc;
 	for (k = first; k <= last; k++) {
@@ -95,8 +95,8 @@ int ti_scrub(struct td_layer *l, void (*progress)(uint64_t done, uint64_t total,
 		goto out;
 	rc = 0;
 	for (pg = 0; pg < p->p.tags_pages && rc == 0; pg += PAGES_PER_BATCH) {
-		uint64_t np = p->p.tags_pages - pg < PAGES_PER_BATCH ? p->p.tags_pages - pg
-								      : PAGES_PER_BATCH;
+		uint64_t np =
+		    p->p.tags_pages - pg < PAGES_PER_BATCH ? p->p.tags_pages - pg : PAGES_PER_BATCH;
 		uint64_t b0 = pg * TI_ENTRIES_PER_PAGE, n, i;
 
 		rc = td_layer_sync_io(l->below, TD_OP_READ, p->p.tags_off + pg * TI_BLOCK, tab,

@@ -14,10 +14,10 @@
 #define TI_SCRUB_MAX_LISTED 1000 /* failing block numbers kept in the result */
 
 struct ti_scrub_result {
-	uint64_t blocks_total; /* protected blocks: verified + unwritten + failed */
-	uint64_t verified;     /* written blocks whose MAC verifies */
-	uint64_t unwritten;    /* all-zero table entry: never written, trimmed or zeroed */
-	uint64_t failed;       /* written blocks whose MAC does not verify */
+	uint64_t blocks_total;	 /* protected blocks: verified + unwritten + failed */
+	uint64_t verified;	 /* written blocks whose MAC verifies */
+	uint64_t unwritten;	 /* all-zero table entry: never written, trimmed or zeroed */
+	uint64_t failed;	 /* written blocks whose MAC does not verify */
 	uint64_t *failed_blocks; /* the first TI_SCRUB_MAX_LISTED of them, ascending */
 	size_t nlisted;
 	bool truncated; /* failed > nlisted */

@@ -142,7 +142,8 @@ static void auto_release(void *opaque)
 	k = (unsigned)(rng_next(log) % log->nheld);
 	c = take_held(log, k);
 	deliver(c);
-	if (log->mode == TD_RECORD_HOLD_AUTO && !log->below && log->nheld && !log->auto_defer.queued)
+	if (log->mode == TD_RECORD_HOLD_AUTO && !log->below && log->nheld &&
+	    !log->auto_defer.queued)
 		td_loop_defer(log->loop, &log->auto_defer);
 }
 
@@ -304,14 +305,14 @@ static void record_close(struct td_layer *l)
 }
 
 const struct td_driver td_drv_record = {
-	.name = "record",
-	.summary = "logs writes and flushes passing through, for the crash simulator (tests)",
-	.priv_size = sizeof(struct record_priv),
-	.open = record_open,
-	.close = record_close,
-	.read = record_submit,
-	.write = record_submit,
-	.flush = record_submit,
-	.discard = record_submit,
-	.write_zeroes = record_submit,
+    .name = "record",
+    .summary = "logs writes and flushes passing through, for the crash simulator (tests)",
+    .priv_size = sizeof(struct record_priv),
+    .open = record_open,
+    .close = record_close,
+    .read = record_submit,
+    .write = record_submit,
+    .flush = record_submit,
+    .discard = record_submit,
+    .write_zeroes = record_submit,
 };

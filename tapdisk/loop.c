@@ -196,8 +196,9 @@ int td_loop_run_once(struct td_loop *loop, int timeout_ms)
 	struct epoll_event evs[64];
 	int n, i;
 
-	run_deferred(loop);
-	if (loop->defer_head)
+	/* a deferred call may have finished what the caller waits for: do not
+	 * sleep after running any */
+	if (run_deferred(loop) || loop->defer_head)
 		timeout_ms = 0;
 	if (loop->timers) {
 		uint64_t now = td_now_ns(), dl = loop->timers->deadline_ns;

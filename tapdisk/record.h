@@ -53,7 +53,7 @@ struct td_record_log {
 	enum td_record_mode mode;
 	uint64_t rng;
 	struct td_loop *loop;
-	unsigned below;		/* sent down, not back yet */
+	unsigned below; /* sent down, not back yet */
 	uint64_t submitted;
 	struct rec_child **held; /* back from below, not yet handed up */
 	unsigned nheld, capheld;

@@ -29,7 +29,7 @@ for round in 1 2 3; do
 	td_serve "crypt:aio:$IMG" "$SOCK"
 	"$STORM" storm "$URI" "$STATE" 60 >"$T/storm.$round.log" 2>&1 &
 	sp=$!
-	sleep "0.$((RANDOM % 9 + 6))" # 0.6 - 1.4 s into the storm
+	sleep "1.$((RANDOM % 9))" # 1.0 - 1.8 s into the storm
 	kill -9 "$TD_PID"
 	wait "$TD_PID" 2>/dev/null
 	wait "$sp" || fail "round $round: nbd_storm failed: $(cat "$T/storm.$round.log")"

@@ -86,6 +86,16 @@ read -r total verified unwritten failed list trunc _ _ < <(scrub_json)
 [ "$failed" = 0 ] && [ "$verified" = $((written + 256)) ] ||
 	fail "after kill -9: verified=$verified failed=$failed ($(cat "$T/scrub.err"))"
 
+info "after kill -9 with only a zeroing in the journal (no write records)"
+rm -f "$SOCK" # left behind by the killed tapdisk
+td_serve "crypt:aio:$IMG" "$SOCK"
+qemu-io -f raw -c "write -z 8M 64k" "$URI" >/dev/null || fail "write-zeroes"
+kill -9 "$TD_PID"
+wait "$TD_PID" 2>/dev/null
+read -r total verified unwritten failed list trunc _ _ < <(scrub_json)
+[ "$failed" = 0 ] && [ "$verified" = $((written + 256 - 16)) ] ||
+	fail "after a zeroing and kill -9: verified=$verified failed=$failed ($(cat "$T/scrub.err"))"
+
 info "refusals: no key; an image without integrity"
 vdkey unload "aio:$IMG" >/dev/null || fail "unload"
 out=$(vdkey audit "aio:$IMG" --scrub 2>&1) && fail "scrubbed without the key"

@@ -234,8 +234,8 @@ static int issue_flush(struct nbd_handle *h)
 	f->used = true;
 	f->covered = acked_list;
 	acked_list = NULL;
-	if (nbd_aio_flush(h, (nbd_completion_callback){.callback = flush_done, .user_data = f},
-			  0) < 0) {
+	if (nbd_aio_flush(h, (nbd_completion_callback){.callback = flush_done, .user_data = f}, 0) <
+	    0) {
 		acked_list = f->covered;
 		f->used = false;
 		return -1;
@@ -258,7 +258,8 @@ static int storm(struct nbd_handle *h, const char *state, double seconds)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		clock_gettime(CLOCK_MONOTONIC, &t);
-		if ((double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) / 1e9 > seconds)
+		if ((double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) / 1e9 >
+		    seconds)
 			break;
 		while (inflight < QD) {
 			int r = since_flush >= 16 ? issue_flush(h) : issue_write(h);
@@ -315,8 +316,8 @@ static int verify(struct nbd_handle *h, const char *state)
 
 			if (!memcmp(p, zero, BS)) {
 				if (S.lo[blk]) {
-					printf("FAIL: block %" PRIu64 " reads as zeros, version %" PRIu64
-					       " was flushed\n",
+					printf("FAIL: block %" PRIu64
+					       " reads as zeros, version %" PRIu64 " was flushed\n",
 					       blk, S.lo[blk]);
 					failures++;
 				}
@@ -327,7 +328,8 @@ static int verify(struct nbd_handle *h, const char *state)
 			memcpy(w, p, sizeof(w));
 			pattern(want, blk, w[2]);
 			if (w[0] != MAGIC || w[1] != blk || memcmp(want, p, BS)) {
-				printf("FAIL: block %" PRIu64 " holds data nobody wrote there\n", blk);
+				printf("FAIL: block %" PRIu64 " holds data nobody wrote there\n",
+				       blk);
 				failures++;
 				continue;
 			}
