@@ -3,8 +3,8 @@
 # Runs as root (CI, a fresh machine); as another user it only reports.
 set -e
 PKGS="build-essential pkg-config libaio-dev libssl-dev libcmocka-dev libkeyutils-dev
-keyutils libxen-dev libargon2-dev liburing-dev libseccomp-dev libnbd-dev libnbd-bin
-qemu-utils fio e2fsprogs util-linux python3 gnuplot-nox clang valgrind"
+keyutils libxen-dev libargon2-dev libseccomp-dev libnbd-dev libnbd-bin
+qemu-utils fio e2fsprogs util-linux passwd python3 clang valgrind"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
