@@ -130,6 +130,8 @@ bool q2io_full(const struct q2io *o);
 void q2io_read(struct q2io *o, uint32_t img, uint64_t host);
 /* Writes o->len bytes at host of the top image. */
 void q2io_write(struct q2io *o, uint64_t host);
+/* The same with RWF_DSYNC: durable when it completes. */
+void q2io_write_dsync(struct q2io *o, uint64_t host);
 void q2io_fsync(struct q2io *o);
 
 void q2_iov_zero(const struct iovec *iov, int iovcnt, uint64_t off, uint64_t len);

@@ -179,17 +179,27 @@ static void done_later(void *opaque)
 	o->cb(o, o->res);
 }
 
-static void submit(struct q2io *o, int fd, enum td_io_cmd cmd, uint64_t off)
+static void submit_flags(struct q2io *o, int fd, enum td_io_cmd cmd, uint64_t off, int rwflags)
 {
 	o->io.fd = fd;
 	o->io.cmd = cmd;
 	o->io.iov = o->iov;
 	o->io.iovcnt = cmd == TD_IO_FDSYNC ? 0 : o->iovcnt;
 	o->io.off = off;
-	o->io.rwflags = 0;
+	o->io.rwflags = rwflags;
 	o->io.done = io_done;
 	o->io.opaque = o;
 	td_io_submit(o->q->ctx->io, &o->io);
+}
+
+static void submit(struct q2io *o, int fd, enum td_io_cmd cmd, uint64_t off)
+{
+	submit_flags(o, fd, cmd, off, 0);
+}
+
+void q2io_write_dsync(struct q2io *o, uint64_t host)
+{
+	submit_flags(o, o->q->img[0]->fd, TD_IO_WRITE, host, RWF_DSYNC);
 }
 
 /* Drops the iovec bytes past keep (the caller zeroed them). */
