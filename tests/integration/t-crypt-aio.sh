@@ -75,8 +75,9 @@ td_serve "crypt:aio:$IMG" "$SOCK"
 nbdcopy "$URI" "$T/back2.raw" || fail "copy out 2"
 cmp "$T/back1.raw" "$T/back2.raw" || fail "data changed across restarts"
 cmp <(head -c 64M "$T/back2.raw") "$T/marked.raw" || fail "marker data did not round trip"
-qemu-io -f raw -c "read -P 0x41 100M 8k" -c "read -P 0 120M 64k" "$URI" | grep -qi fail &&
-	fail "pattern"
+out=$(qemu-io -f raw -c "read -P 0x41 100M 8k" -c "read -P 0 120M 64k" "$URI" 2>&1)
+echo "$out" | grep -q "read 65536/65536" || fail "read: $out"
+echo "$out" | grep -qi fail && fail "pattern: $out"
 td_stop "$TD_PID" || fail "exit"
 
 info "load --once: the first tapdisk takes the key out of the keyring"
