@@ -46,8 +46,9 @@ static int list_drivers(void)
 	const struct td_driver *const *d;
 
 	for (d = td_driver_list(); *d; d++)
-		printf("%-10s %-6s %s%s%s\n", (*d)->name, (*d)->is_image ? "image" : "layer",
-		       (*d)->summary, (*d)->alias ? " (alias: " : "", (*d)->alias ? (*d)->alias : "");
+		printf("%-10s %-6s %s%s%s%s\n", (*d)->name, (*d)->is_image ? "image" : "layer",
+		       (*d)->summary, (*d)->alias ? " (alias: " : "", (*d)->alias ? (*d)->alias : "",
+		       (*d)->alias ? ")" : "");
 	return 0;
 }
 
