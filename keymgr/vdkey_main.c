@@ -216,6 +216,46 @@ static int unlock(const struct td_crypt_hdr *h, const char *key_file, struct td_
 	return rc;
 }
 
+/* What most commands start with: the lower image open, its header
+ * loaded (the valid copy in `which`), and — when key_file is given — the
+ * volume key unlocked. vsess_close undoes all of it and wipes the header. */
+struct vsess {
+	struct lower lo;
+	struct td_crypt_hdr *h;
+	struct td_volkey *vk;
+	int which, other, slot;
+};
+
+static int vsess_open(struct vsess *v, const char *spec, bool write, bool need_key,
+		      const char *key_file)
+{
+	int rc;
+
+	memset(v, 0, sizeof(*v));
+	v->slot = -1;
+	v->h = calloc(1, sizeof(*v->h));
+	if (!v->h)
+		return -ENOMEM;
+	rc = lower_open(&v->lo, spec, write);
+	if (rc == 0)
+		rc = load_hdr(&v->lo, v->h, &v->which, &v->other);
+	if (rc == 0 && need_key)
+		rc = unlock(v->h, key_file, &v->vk, &v->slot);
+	return rc;
+}
+
+static void vsess_close(struct vsess *v)
+{
+	td_volkey_free(&v->vk);
+	if (v->lo.chain)
+		lower_close(&v->lo);
+	if (v->h) {
+		td_wipe(v->h, sizeof(*v->h));
+		free(v->h);
+	}
+	v->h = NULL;
+}
+
 /* ---- commands --------------------------------------------------------------- */
 
 static int cmd_format(const char *spec, const struct opts *o)
@@ -323,32 +363,19 @@ out:
 
 static int cmd_enroll(const char *spec, const struct opts *o)
 {
-	struct td_crypt_hdr *h = calloc(1, sizeof(*h));
-	struct td_volkey *vk = NULL;
 	struct td_secret s = {0};
 	struct td_kdf_params kp;
-	struct lower lo;
-	int rc, which, other, slot;
+	struct vsess v;
+	int rc, slot;
 	char err[512];
 
-	if (!h)
-		return 1;
 	if (!o->new_key_file && !isatty(STDIN_FILENO) && o->key_file && !strcmp(o->key_file, "-")) {
 		fprintf(stderr, "%s enroll: --new-key-file G is required\n", prog);
-		free(h);
 		return 2;
 	}
-	if (kdf_from_opts(o, &kp) < 0) {
-		free(h);
+	if (kdf_from_opts(o, &kp) < 0)
 		return 2;
-	}
-	rc = lower_open(&lo, spec, true);
-	if (rc < 0)
-		goto out;
-	rc = load_hdr(&lo, h, &which, &other);
-	if (rc < 0)
-		goto out;
-	rc = unlock(h, o->key_file, &vk, NULL);
+	rc = vsess_open(&v, spec, true, true, o->key_file);
 	if (rc < 0)
 		goto out;
 	rc = td_secret_read(o->new_key_file, "Enter the new passphrase: ", true, &s, err,
@@ -357,7 +384,7 @@ static int cmd_enroll(const char *spec, const struct opts *o)
 		fprintf(stderr, "%s: %s\n", prog, err);
 		goto out;
 	}
-	slot = td_keyslot_add(h, o->slot >= 0 ? (int)o->slot : -1, vk, s.buf, s.len, &kp);
+	slot = td_keyslot_add(v.h, o->slot >= 0 ? (int)o->slot : -1, v.vk, s.buf, s.len, &kp);
 	if (slot < 0) {
 		rc = slot;
 		if (rc == -ENOSPC)
@@ -370,43 +397,28 @@ static int cmd_enroll(const char *spec, const struct opts *o)
 			fprintf(stderr, "%s: cannot add the keyslot: %s\n", prog, strerror(-rc));
 		goto out;
 	}
-	rc = store_hdr(&lo, h, vk, which);
+	rc = store_hdr(&v.lo, v.h, v.vk, v.which);
 	if (rc == 0)
 		printf("added keyslot %d (%s)\n", slot, td_kdf_name(kp.id));
 out:
 	td_secret_free(&s);
-	td_volkey_free(&vk);
-	if (lo.chain)
-		lower_close(&lo);
-	td_wipe(h, sizeof(*h));
-	free(h);
+	vsess_close(&v);
 	return rc < 0 ? 1 : 0;
 }
 
 static int cmd_remove(const char *spec, const struct opts *o)
 {
-	struct td_crypt_hdr *h = calloc(1, sizeof(*h));
-	struct td_volkey *vk = NULL;
-	struct lower lo = {0};
-	int rc, which, other;
+	struct vsess v;
+	int rc;
 
-	if (!h)
-		return 1;
 	if (o->slot < 0) {
 		fprintf(stderr, "%s remove: --slot N is required\n", prog);
-		free(h);
 		return 2;
 	}
-	rc = lower_open(&lo, spec, true);
+	rc = vsess_open(&v, spec, true, true, o->key_file);
 	if (rc < 0)
 		goto out;
-	rc = load_hdr(&lo, h, &which, &other);
-	if (rc < 0)
-		goto out;
-	rc = unlock(h, o->key_file, &vk, NULL);
-	if (rc < 0)
-		goto out;
-	rc = td_keyslot_remove(h, (int)o->slot);
+	rc = td_keyslot_remove(v.h, (int)o->slot);
 	if (rc == -EBUSY) {
 		fprintf(stderr, "%s: keyslot %ld is the last active one; removing it would lose "
 				"the data for good (enroll another first)\n",
@@ -420,15 +432,11 @@ static int cmd_remove(const char *spec, const struct opts *o)
 			TD_HDR_KEYSLOTS - 1);
 		goto out;
 	}
-	rc = store_hdr(&lo, h, vk, which);
+	rc = store_hdr(&v.lo, v.h, v.vk, v.which);
 	if (rc == 0)
 		printf("removed keyslot %ld\n", o->slot);
 out:
-	td_volkey_free(&vk);
-	if (lo.chain)
-		lower_close(&lo);
-	td_wipe(h, sizeof(*h));
-	free(h);
+	vsess_close(&v);
 	return rc < 0 ? 1 : 0;
 }
 
@@ -679,70 +687,42 @@ out:
 
 static int cmd_load(const char *spec, const struct opts *o)
 {
-	struct td_crypt_hdr *h = calloc(1, sizeof(*h));
-	struct td_volkey *vk = NULL;
-	struct lower lo = {0};
+	struct vsess v;
 	char err[512], uuid[TD_HDR_UUID_STR_LEN];
-	int rc, which, other, slot = -1;
-	unsigned flags = 0;
+	unsigned flags = (o->once ? TD_KEYRING_ONCE : 0) |
+			 (o->user_readable ? TD_KEYRING_USER_READABLE : 0);
+	int rc = vsess_open(&v, spec, false, true, o->key_file);
 
-	if (!h)
-		return 1;
-	rc = lower_open(&lo, spec, false);
 	if (rc < 0)
 		goto out;
-	rc = load_hdr(&lo, h, &which, &other);
-	if (rc < 0)
-		goto out;
-	rc = unlock(h, o->key_file, &vk, &slot);
-	if (rc < 0)
-		goto out;
-	if (o->once)
-		flags |= TD_KEYRING_ONCE;
-	if (o->user_readable)
-		flags |= TD_KEYRING_USER_READABLE;
-	rc = td_keyring_store(h->uuid, vk, flags, o->timeout_s, err, sizeof(err));
+	rc = td_keyring_store(v.h->uuid, v.vk, flags, o->timeout_s, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "%s: %s\n", prog, err);
 		goto out;
 	}
-	td_hdr_uuid_str(h->uuid, uuid);
-	printf("loaded the key of image %s (keyslot %d) into the user keyring%s\n", uuid, slot,
+	td_hdr_uuid_str(v.h->uuid, uuid);
+	printf("loaded the key of image %s (keyslot %d) into the user keyring%s\n", uuid, v.slot,
 	       o->once ? "; the first tapdisk to open it removes it" : "");
 	rc = 0;
 out:
-	td_volkey_free(&vk);
-	if (lo.chain)
-		lower_close(&lo);
-	td_wipe(h, sizeof(*h));
-	free(h);
+	vsess_close(&v);
 	return rc < 0 ? 1 : 0;
 }
 
 static int cmd_unload(const char *spec)
 {
-	struct td_crypt_hdr *h = calloc(1, sizeof(*h));
-	struct lower lo = {0};
+	struct vsess v;
 	char err[512];
-	int rc, which, other;
+	int rc = vsess_open(&v, spec, false, false, NULL);
 
-	if (!h)
-		return 1;
-	rc = lower_open(&lo, spec, false);
-	if (rc < 0)
-		goto out;
-	rc = load_hdr(&lo, h, &which, &other);
-	if (rc < 0)
-		goto out;
-	rc = td_keyring_remove(h->uuid, err, sizeof(err));
-	if (rc < 0)
-		fprintf(stderr, "%s: %s\n", prog, err);
-	else
-		printf("removed the key from the keyring\n");
-out:
-	if (lo.chain)
-		lower_close(&lo);
-	free(h);
+	if (rc == 0) {
+		rc = td_keyring_remove(v.h->uuid, err, sizeof(err));
+		if (rc < 0)
+			fprintf(stderr, "%s: %s\n", prog, err);
+		else
+			printf("removed the key from the keyring\n");
+	}
+	vsess_close(&v);
 	return rc < 0 ? 1 : 0;
 }
 
@@ -840,31 +820,14 @@ out:
 
 static int cmd_repair(const char *spec, const struct opts *o)
 {
-	struct td_crypt_hdr *h = calloc(1, sizeof(*h));
-	struct td_volkey *vk = NULL;
-	struct lower lo = {0};
-	int rc, which, other;
+	struct vsess v;
+	int rc = vsess_open(&v, spec, true, true, o->key_file);
 
-	if (!h)
-		return 1;
-	rc = lower_open(&lo, spec, true);
-	if (rc < 0)
-		goto out;
-	rc = load_hdr(&lo, h, &which, &other);
-	if (rc < 0)
-		goto out;
-	rc = unlock(h, o->key_file, &vk, NULL);
-	if (rc < 0)
-		goto out;
-	rc = store_hdr(&lo, h, vk, which);
 	if (rc == 0)
-		printf("rewrote both header copies (sequence %llu)\n", (unsigned long long)h->seqno);
-out:
-	td_volkey_free(&vk);
-	if (lo.chain)
-		lower_close(&lo);
-	td_wipe(h, sizeof(*h));
-	free(h);
+		rc = store_hdr(&v.lo, v.h, v.vk, v.which);
+	if (rc == 0)
+		printf("rewrote both header copies (sequence %llu)\n", (unsigned long long)v.h->seqno);
+	vsess_close(&v);
 	return rc < 0 ? 1 : 0;
 }
 
