@@ -13,6 +13,7 @@
  * verifies it and makes writes to one block strictly one after another,
  * so a block has exactly one valid tag at any time. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,88 +46,11 @@ static bool no_journal_wait;
 static void finish(struct ti_req *r, int err);
 static void start_locked(struct ti_req *r);
 
-/* ---- range lock ------------------------------------------------------------ */
+/* ---- range lock (tapdisk/rangelock.c): reads shared, writes exclusive ---- */
 
-static bool conflicts(const struct ti_req *a, const struct ti_req *b)
+static void rl_granted(struct td_rl_item *it)
 {
-	return (a->exclusive || b->exclusive) && a->b0 < b->b0 + b->n && b->b0 < a->b0 + a->n;
-}
-
-static bool blocked(struct ti_priv *p, struct ti_req *r, struct ti_req *stop)
-{
-	struct ti_req *h;
-
-	for (h = p->held; h; h = h->lk_next)
-		if (conflicts(h, r))
-			return true;
-	for (h = p->lk_wait_head; h && h != stop; h = h->next)
-		if (conflicts(h, r))
-			return true;
-	return false;
-}
-
-static void lock_grant(struct ti_priv *p, struct ti_req *r)
-{
-	r->locked = true;
-	r->lk_next = p->held;
-	p->held = r;
-}
-
-static void lock_acquire(struct td_layer *l, struct ti_req *r)
-{
-	struct ti_priv *p = l->priv;
-
-	if (blocked(p, r, NULL)) {
-		r->next = NULL;
-		if (p->lk_wait_tail)
-			p->lk_wait_tail->next = r;
-		else
-			p->lk_wait_head = r;
-		p->lk_wait_tail = r;
-		return;
-	}
-	lock_grant(p, r);
-	start_locked(r);
-}
-
-static void lock_release(struct td_layer *l, struct ti_req *r)
-{
-	struct ti_priv *p = l->priv;
-	struct ti_req **pp, *w, *prev = NULL, *ready = NULL, **rt = &ready;
-
-	for (pp = &p->held; *pp; pp = &(*pp)->lk_next) {
-		if (*pp == r) {
-			*pp = r->lk_next;
-			break;
-		}
-	}
-	r->locked = false;
-	w = p->lk_wait_head;
-	while (w) {
-		struct ti_req *next = w->next;
-
-		if (!blocked(p, w, w)) {
-			if (prev)
-				prev->next = next;
-			else
-				p->lk_wait_head = next;
-			if (p->lk_wait_tail == w)
-				p->lk_wait_tail = prev;
-			lock_grant(p, w);
-			w->next = NULL;
-			*rt = w;
-			rt = &w->next;
-		} else {
-			prev = w;
-		}
-		w = next;
-	}
-	while (ready) {
-		w = ready;
-		ready = w->next;
-		w->next = NULL;
-		start_locked(w);
-	}
+	start_locked((struct ti_req *)((char *)it - offsetof(struct ti_req, rl)));
 }
 
 /* ---- helpers ---------------------------------------------------------------- */
@@ -552,8 +476,8 @@ static void finish(struct ti_req *r, int err)
 	struct td_req *parent = r->parent;
 
 	ti_pages_unpin(l, r);
-	if (r->locked)
-		lock_release(l, r);
+	if (r->rl.locked)
+		td_rl_release(&p->rl, &r->rl);
 	if (r->journaled)
 		p->journaled_inflight--;
 	free(r->tags);
@@ -602,9 +526,12 @@ static void submit(struct td_layer *l, struct td_req *req, enum ti_kind kind)
 	r->kind = kind;
 	r->b0 = req->off / TI_BLOCK;
 	r->n = req->len / TI_BLOCK;
-	r->exclusive = kind != TI_READ;
+	r->rl.first = r->b0;
+	r->rl.last = r->b0 + r->n - 1;
+	r->rl.exclusive = kind != TI_READ;
+	r->rl.granted = rl_granted;
 	r->stage = ST_LOCK;
-	lock_acquire(l, r);
+	td_rl_acquire(&p->rl, &r->rl);
 }
 
 static void integ_read(struct td_layer *l, struct td_req *req)

@@ -21,6 +21,7 @@
 #include "integrity/format.h"
 #include "integrity/integrity.h"
 #include "tapdisk/driver.h"
+#include "tapdisk/rangelock.h"
 
 #define TI_MAX_CHUNKS 8
 #define TI_JOURNAL_INFLIGHT 4
@@ -56,9 +57,9 @@ struct ti_req {
 	int stage;
 	int pending;
 	int err;
-	bool exclusive, locked, journaled;
-	struct ti_req *lk_next; /* holders of the range lock */
-	struct ti_req *next;	/* any wait list */
+	bool journaled;
+	struct td_rl_item rl;	/* block range lock */
+	struct ti_req *next;	/* page-wait or checkpoint-park list */
 	uint64_t seq0;
 	uint8_t *tags; /* writes: n * TI_TAG_LEN */
 	size_t tags_len;
@@ -101,9 +102,7 @@ struct ti_priv {
 	size_t npages, max_pages, ndirty;
 	struct ti_req *page_wait; /* requests waiting for page loads */
 
-	/* range lock */
-	struct ti_req *held;
-	struct ti_req *lk_wait_head, *lk_wait_tail;
+	struct td_rangelock rl;
 
 	/* journal */
 	uint64_t epoch, next_seq;

@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +21,7 @@ struct vbd {
 	uint64_t size;
 	bool readonly;
 
-	struct vbd_io *held;			 /* lock holders */
-	struct vbd_io *wait_head, *wait_tail;	 /* waiting for a lock */
+	struct td_rangelock rl;
 	struct vbd_io *pause_head, *pause_tail; /* arrived while paused */
 	unsigned in_flight;
 
@@ -92,92 +92,12 @@ static double lat_percentile(const struct vbd *v, double pct)
 
 /* ---- block range lock ---------------------------------------------------
  * Writes hold their block range shared; a read-modify-write holds it
- * exclusive. Conflicting requests start in arrival order. */
+ * exclusive (tapdisk/rangelock.c). Conflicting requests start in arrival
+ * order. */
 
-static bool conflicts(const struct vbd_io *a, const struct vbd_io *b)
+static void rl_granted(struct td_rl_item *it)
 {
-	return (a->exclusive || b->exclusive) && a->lk_first <= b->lk_last &&
-	       b->lk_first <= a->lk_last;
-}
-
-static bool conflicts_held(const struct vbd *v, const struct vbd_io *io)
-{
-	const struct vbd_io *h;
-
-	for (h = v->held; h; h = h->lk_next)
-		if (conflicts(h, io))
-			return true;
-	return false;
-}
-
-static void grant(struct vbd *v, struct vbd_io *io)
-{
-	io->locked = true;
-	io->lk_next = v->held;
-	v->held = io;
-}
-
-static void lock_acquire(struct vbd *v, struct vbd_io *io)
-{
-	const struct vbd_io *w;
-
-	for (w = v->wait_head; w; w = w->next) {
-		if (conflicts(w, io)) {
-			list_push(&v->wait_head, &v->wait_tail, io);
-			return;
-		}
-	}
-	if (conflicts_held(v, io)) {
-		list_push(&v->wait_head, &v->wait_tail, io);
-		return;
-	}
-	grant(v, io);
-	start_locked(io);
-}
-
-static void lock_release(struct vbd *v, struct vbd_io *io)
-{
-	struct vbd_io **pp, *w, *prev = NULL, *ready = NULL, **rtail = &ready;
-
-	for (pp = &v->held; *pp; pp = &(*pp)->lk_next) {
-		if (*pp == io) {
-			*pp = io->lk_next;
-			break;
-		}
-	}
-	io->locked = false;
-	/* Grant every waiter that conflicts with neither a holder nor an
-	 * earlier waiter; start them after the scan. */
-	w = v->wait_head;
-	while (w) {
-		struct vbd_io *next = w->next, *e;
-		bool blocked = conflicts_held(v, w);
-
-		for (e = v->wait_head; !blocked && e != w; e = e->next)
-			if (conflicts(e, w))
-				blocked = true;
-		if (!blocked) {
-			if (prev)
-				prev->next = next;
-			else
-				v->wait_head = next;
-			if (v->wait_tail == w)
-				v->wait_tail = prev;
-			grant(v, w);
-			w->next = NULL;
-			*rtail = w;
-			rtail = &w->next;
-		} else {
-			prev = w;
-		}
-		w = next;
-	}
-	while (ready) {
-		w = ready;
-		ready = w->next;
-		w->next = NULL;
-		start_locked(w);
-	}
+	start_locked((struct vbd_io *)((char *)it - offsetof(struct vbd_io, rl)));
 }
 
 /* ---- completion ---------------------------------------------------------- */
@@ -191,8 +111,8 @@ static void finish(struct vbd_io *io, int err)
 
 	if (io->gen != v->gen) {
 		/* a request of a chain a broken pause abandoned */
-		if (io->locked)
-			lock_release(v, io);
+		if (io->rl.locked)
+			td_rl_release(&v->rl, &io->rl);
 		if (io->bounce)
 			td_buf_put(io->bounce, io->bounce_len);
 		io->bounce = NULL;
@@ -204,8 +124,8 @@ static void finish(struct vbd_io *io, int err)
 		return;
 	}
 
-	if (io->locked)
-		lock_release(v, io);
+	if (io->rl.locked)
+		td_rl_release(&v->rl, &io->rl);
 	if (io->bounce) {
 		td_buf_put(io->bounce, io->bounce_len);
 		io->bounce = NULL;
@@ -439,10 +359,11 @@ static void dispatch(struct vbd *v, struct vbd_io *io)
 		v->wzeroes++;
 		break;
 	}
-	io->lk_first = io->off / BS;
-	io->lk_last = (io->off + io->len - 1) / BS;
-	io->exclusive = io->op != TD_OP_DISCARD && !aligned(io);
-	lock_acquire(v, io);
+	io->rl.first = io->off / BS;
+	io->rl.last = (io->off + io->len - 1) / BS;
+	io->rl.exclusive = io->op != TD_OP_DISCARD && !aligned(io);
+	io->rl.granted = rl_granted;
+	td_rl_acquire(&v->rl, &io->rl);
 }
 
 void vbd_submit(struct vbd *v, struct vbd_io *io)
@@ -453,8 +374,8 @@ void vbd_submit(struct vbd *v, struct vbd_io *io)
 	io->parts = 0;
 	io->stage = 0;
 	io->bounce = NULL;
-	io->locked = false;
-	io->next = io->lk_next = NULL;
+	io->rl.locked = false;
+	io->next = NULL;
 	switch (io->op) {
 	case TD_OP_FLUSH:
 		break;

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "tapdisk/driver.h"
+#include "tapdisk/rangelock.h"
 
 #define VBD_SECTOR 512u
 #define VBD_MAX_IO (32u << 20) /* largest READ/WRITE payload accepted */
@@ -31,13 +32,11 @@ struct vbd_io {
 	void *opaque;
 	/* private */
 	uint64_t t_start;
-	struct vbd_io *next;	 /* waiting or paused list */
-	struct vbd_io *lk_next; /* held-lock list */
+	struct vbd_io *next; /* paused list */
+	struct td_rl_item rl; /* block range lock */
 	struct td_defer defer;
 	struct vbd *vbd;
 	int parts, err;
-	bool exclusive, locked;
-	uint64_t lk_first, lk_last; /* locked block range */
 	void *bounce;
 	size_t bounce_len;
 	uint64_t b_off, b_len; /* bounce covers [b_off, b_off + b_len) */
