@@ -392,7 +392,10 @@ static void read_done(struct td_req *child, int err)
 	run_cipher(cr, decrypt_fn);
 }
 
-static void crypt_read(struct td_layer *l, struct td_req *req)
+/* Sends req below as a child shifted into the data area; done runs when
+ * the child completes. */
+static void submit_shifted(struct td_layer *l, struct td_req *req,
+			   void (*done)(struct td_req *child, int err))
 {
 	struct crypt_priv *p = l->priv;
 	struct crypt_req *cr = cr_get(l, req);
@@ -403,9 +406,15 @@ static void crypt_read(struct td_layer *l, struct td_req *req)
 	}
 	cr->child = *req;
 	cr->child.off = req->off + p->data_offset;
-	cr->child.done = read_done;
+	cr->child.done = done;
 	cr->child.opaque = cr;
 	td_layer_submit(l->below, &cr->child);
+}
+
+/* read below in place, then decrypt (read_done) */
+static void crypt_read(struct td_layer *l, struct td_req *req)
+{
+	submit_shifted(l, req, read_done);
 }
 
 static void crypt_write(struct td_layer *l, struct td_req *req)
@@ -434,18 +443,7 @@ static void passthru_done(struct td_req *child, int err)
 /* discard and write-zeroes: shift into the data area and pass down */
 static void crypt_shift(struct td_layer *l, struct td_req *req)
 {
-	struct crypt_priv *p = l->priv;
-	struct crypt_req *cr = cr_get(l, req);
-
-	if (!cr) {
-		td_req_complete_later(l->ctx, req, -ENOMEM);
-		return;
-	}
-	cr->child = *req;
-	cr->child.off = req->off + p->data_offset;
-	cr->child.done = passthru_done;
-	cr->child.opaque = cr;
-	td_layer_submit(l->below, &cr->child);
+	submit_shifted(l, req, passthru_done);
 }
 
 const struct td_driver td_drv_crypt = {
