@@ -44,6 +44,10 @@ TESTLIB_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(TESTLIB_SRCS))
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRCS))
 
+# Keep the object files of test binaries (make would delete them as
+# intermediates, and print that after the test summary).
+.SECONDARY:
+
 .PHONY: all check unit demo clean format deps bench fuzz
 all: $(PROGS) $(XEN_PROGS)
 
