@@ -728,22 +728,17 @@ static int cmd_unload(const char *spec)
 
 static int cmd_backup(const char *spec, const char *file)
 {
-	struct td_crypt_hdr *h = calloc(1, sizeof(*h));
-	struct lower lo = {0};
 	uint8_t *buf = td_buf_get(TD_HDR_BACKUP_SIZE);
-	int rc, which, other, fd = -1;
+	struct vsess v;
+	int rc, fd = -1;
 
-	if (!h || !buf) {
+	/* the header must be valid before anyone relies on this backup */
+	rc = vsess_open(&v, spec, false, false, NULL);
+	if (rc == 0 && !buf)
 		rc = -ENOMEM;
-		goto out;
-	}
-	rc = lower_open(&lo, spec, false);
 	if (rc < 0)
 		goto out;
-	rc = load_hdr(&lo, h, &which, &other);
-	if (rc < 0)
-		goto out;
-	rc = td_hdr_read_area(lo.chain->top, buf);
+	rc = td_hdr_read_area(v.lo.chain->top, buf);
 	if (rc < 0) {
 		fprintf(stderr, "%s: cannot read the header area: %s\n", prog, strerror(-rc));
 		goto out;
@@ -760,10 +755,8 @@ static int cmd_backup(const char *spec, const char *file)
 out:
 	if (fd >= 0)
 		close(fd);
-	if (lo.chain)
-		lower_close(&lo);
+	vsess_close(&v);
 	td_buf_put(buf, TD_HDR_BACKUP_SIZE);
-	free(h);
 	return rc < 0 ? 1 : 0;
 }
 
