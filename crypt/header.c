@@ -814,3 +814,66 @@ void td_hdr_uuid_str(const uint8_t uuid[TD_HDR_UUID_LEN], char out[TD_HDR_UUID_S
 	}
 	*p = '\0';
 }
+
+/* ---- key-event log anchor ------------------------------------------------ */
+
+enum {
+	KLA_MAGIC = 0,
+	KLA_VERSION = 8,
+	KLA_RSV0 = 12,
+	KLA_COUNT = 16,
+	KLA_HEAD = 24,
+	KLA_RSV1 = 56,
+};
+_Static_assert(KLA_HEAD + TD_HDR_KEYLOG_HEAD_LEN == KLA_RSV1, "anchor layout");
+_Static_assert(KLA_RSV1 + 8 == TD_HDR_KEYLOG_ANCHOR_LEN, "anchor layout");
+_Static_assert(TD_HDR_KEYLOG_ANCHOR_OFF + TD_HDR_KEYLOG_ANCHOR_LEN <= TD_HDR_FRESHNESS_LEN,
+	       "anchor layout");
+
+int td_hdr_keylog_anchor_get(const struct td_crypt_hdr *h, struct td_keylog_anchor *a, char *err,
+			     size_t errlen)
+{
+	const uint8_t *p = h->freshness + TD_HDR_KEYLOG_ANCHOR_OFF;
+	int ret = -EBADMSG;
+
+	memset(a, 0, sizeof(*a));
+	if (all_zero(p, TD_HDR_KEYLOG_ANCHOR_LEN)) {
+		ret = 0; /* no anchor yet */
+		goto out;
+	}
+	if (memcmp(p + KLA_MAGIC, TD_HDR_KEYLOG_MAGIC, TD_HDR_KEYLOG_MAGIC_LEN) != 0) {
+		seterr(err, errlen, "malformed key-event log anchor: bad magic");
+		goto out;
+	}
+	if (get_le32(p + KLA_VERSION) != TD_HDR_KEYLOG_VERSION) {
+		seterr(err, errlen, "malformed key-event log anchor: unknown version %u",
+		       get_le32(p + KLA_VERSION));
+		goto out;
+	}
+	if (!all_zero(p + KLA_RSV0, 4) || !all_zero(p + KLA_RSV1, 8)) {
+		seterr(err, errlen, "malformed key-event log anchor: reserved bytes not zero");
+		goto out;
+	}
+	if (get_le64(p + KLA_COUNT) == 0) {
+		seterr(err, errlen, "malformed key-event log anchor: count 0");
+		goto out;
+	}
+	a->count = get_le64(p + KLA_COUNT);
+	memcpy(a->head, p + KLA_HEAD, TD_HDR_KEYLOG_HEAD_LEN);
+	ret = 0;
+out:
+	return ret;
+}
+
+void td_hdr_keylog_anchor_set(struct td_crypt_hdr *h, const struct td_keylog_anchor *a)
+{
+	uint8_t *p = h->freshness + TD_HDR_KEYLOG_ANCHOR_OFF;
+
+	memset(p, 0, TD_HDR_KEYLOG_ANCHOR_LEN);
+	if (!a || a->count == 0)
+		return;
+	memcpy(p + KLA_MAGIC, TD_HDR_KEYLOG_MAGIC, TD_HDR_KEYLOG_MAGIC_LEN);
+	put_le32(p + KLA_VERSION, TD_HDR_KEYLOG_VERSION);
+	put_le64(p + KLA_COUNT, a->count);
+	memcpy(p + KLA_HEAD, a->head, TD_HDR_KEYLOG_HEAD_LEN);
+}

@@ -185,6 +185,31 @@ int td_hdr_keyslot_aad(const uint8_t uuid[TD_HDR_UUID_LEN], int index, const str
  * the reason in err. */
 int td_kdf_params_check(const struct td_kdf_params *p, char *err, size_t errlen);
 
+/* ---- key-event log anchor: bytes 0..63 of the freshness field ---------
+ * (docs/FORMAT.md, "Key-event log").  All 64 bytes zero = no anchor.
+ * Bytes 64..255 belong to the anti-rollback record and are left alone. */
+#define TD_HDR_KEYLOG_MAGIC "TDKEYLOG" /* 8 bytes, no NUL */
+#define TD_HDR_KEYLOG_MAGIC_LEN 8
+#define TD_HDR_KEYLOG_VERSION 1
+#define TD_HDR_KEYLOG_ANCHOR_OFF 0 /* in h->freshness */
+#define TD_HDR_KEYLOG_ANCHOR_LEN 64
+#define TD_HDR_KEYLOG_HEAD_LEN 32
+
+struct td_keylog_anchor {
+	uint64_t count;				/* entries covered; 0 = no anchor */
+	uint8_t head[TD_HDR_KEYLOG_HEAD_LEN];	/* hash of entry count-1 */
+};
+
+/* Reads the anchor out of h->freshness: 0 with a->count = 0 (head zero)
+ * when the 64 bytes are all zero, 0 with the anchor, or -EBADMSG (err
+ * says why) when they are neither.  Trust it only after the header MAC
+ * was verified with the volume key. */
+int td_hdr_keylog_anchor_get(const struct td_crypt_hdr *h, struct td_keylog_anchor *a, char *err,
+			     size_t errlen);
+/* Writes a into bytes 0..63 of h->freshness (a->count 0 clears them);
+ * bytes 64..255 are untouched.  The caller then seals and stores h. */
+void td_hdr_keylog_anchor_set(struct td_crypt_hdr *h, const struct td_keylog_anchor *a);
+
 /* "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" plus NUL. */
 #define TD_HDR_UUID_STR_LEN 37
 void td_hdr_uuid_str(const uint8_t uuid[TD_HDR_UUID_LEN], char out[TD_HDR_UUID_STR_LEN]);
