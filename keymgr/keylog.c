@@ -1,0 +1,185 @@
+/* The key-event log file: <statedir>/<uuid>/keylog (keymgr/keylog.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "keymgr/keylog.h"
+#include "keymgr/statedir.h"
+
+/* Reads all of fd (a regular file of at most TD_KEYLOG_FILE_MAX bytes). */
+static int read_all(int fd, const char *path, char **buf, size_t *len, char *err, size_t errlen)
+{
+	struct stat st;
+	size_t got = 0;
+	char *b;
+
+	*buf = NULL;
+	*len = 0;
+	if (fstat(fd, &st) < 0) {
+		int rc = -errno;
+
+		snprintf(err, errlen, "cannot stat %s: %s", path, strerror(-rc));
+		return rc;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s is not a regular file", path);
+		return -EINVAL;
+	}
+	if (st.st_size > (off_t)TD_KEYLOG_FILE_MAX) {
+		snprintf(err, errlen, "%s is %lld bytes, more than a key-event log may hold (%u)",
+			 path, (long long)st.st_size, TD_KEYLOG_FILE_MAX);
+		return -EFBIG;
+	}
+	if (st.st_size == 0)
+		return 0;
+	b = malloc((size_t)st.st_size);
+	if (!b) {
+		snprintf(err, errlen, "out of memory reading %s", path);
+		return -ENOMEM;
+	}
+	while (got < (size_t)st.st_size) {
+		ssize_t n = pread(fd, b + got, (size_t)st.st_size - got, (off_t)got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int rc = n < 0 ? -errno : -EIO;
+
+			snprintf(err, errlen, "cannot read %s: %s", path,
+				 n < 0 ? strerror(-rc) : "file shrank while reading");
+			free(b);
+			return rc;
+		}
+		got += (size_t)n;
+	}
+	*buf = b;
+	*len = got;
+	return 0;
+}
+
+int td_keylog_read(const uint8_t uuid[16], char **buf, size_t *len, char *err, size_t errlen)
+{
+	char path[4200];
+	int fd, rc;
+
+	*buf = NULL;
+	*len = 0;
+	rc = td_statedir_path(uuid, "keylog", 0, path, sizeof(path), err, errlen);
+	if (rc < 0)
+		return rc;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		rc = -errno;
+		snprintf(err, errlen, "cannot open the key-event log %s: %s", path, strerror(-rc));
+		return rc;
+	}
+	flock(fd, LOCK_SH); /* not in the middle of an append */
+	rc = read_all(fd, path, buf, len, err, errlen);
+	close(fd);
+	return rc;
+}
+
+int td_keylog_verify(const uint8_t uuid[16], const struct td_keylog_anchor *anchor,
+		     struct td_keylog_result *res, char *err, size_t errlen)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	int rc;
+
+	rc = td_keylog_read(uuid, &buf, &len, err, errlen);
+	if (rc == 0)
+		rc = td_keylog_verify_buf(buf, len, uuid, anchor, res, err, errlen);
+	else
+		memset(res, 0, sizeof(*res));
+	free(buf);
+	return rc;
+}
+
+int td_keylog_append(const uint8_t uuid[16], const char *op, int slot, const char *outcome,
+		     const struct td_keylog_anchor *cur, struct td_keylog_anchor *next, char *err,
+		     size_t errlen)
+{
+	struct td_keylog_result res;
+	struct td_keylog_entry e;
+	char path[4200], line[TD_KEYLOG_LINE_MAX + 1], verr[512];
+	char *buf = NULL;
+	size_t len = 0;
+	ssize_t w;
+	int fd = -1, rc, n;
+
+	memset(&e, 0, sizeof(e));
+	if (!op || !outcome || strlen(op) > TD_KEYLOG_OP_MAX ||
+	    strlen(outcome) >= sizeof(e.outcome)) {
+		snprintf(err, errlen, "invalid key-event log entry");
+		return -EINVAL;
+	}
+	rc = td_statedir_path(uuid, "keylog", 1, path, sizeof(path), err, errlen);
+	if (rc < 0)
+		return rc;
+	fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot open the key-event log %s: %s", path, strerror(-rc));
+		return rc;
+	}
+	if (flock(fd, LOCK_EX) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot lock %s: %s", path, strerror(-rc));
+		goto out;
+	}
+	rc = read_all(fd, path, &buf, &len, err, errlen);
+	if (rc < 0)
+		goto out;
+	rc = td_keylog_verify_buf(buf, len, uuid, cur, &res, verr, sizeof(verr));
+	if (rc < 0) {
+		snprintf(err, errlen,
+			 "the key-event log %s fails verification (%s); not extending it "
+			 "(see 'vdkey log SPEC --verify')",
+			 path, verr);
+		goto out;
+	}
+	e.seq = res.entries;
+	e.time = (uint64_t)time(NULL);
+	e.uid = (uint32_t)getuid();
+	memcpy(e.uuid, uuid, 16);
+	snprintf(e.op, sizeof(e.op), "%s", op);
+	e.slot = slot;
+	snprintf(e.outcome, sizeof(e.outcome), "%s", outcome);
+	memcpy(e.prev, res.head, TD_KEYLOG_HASH_LEN);
+	rc = td_keylog_entry_hash(&e, e.hash);
+	n = rc < 0 ? rc : td_keylog_format(&e, line, sizeof(line));
+	if (n < 0) {
+		rc = n;
+		snprintf(err, errlen, "invalid key-event log entry (op '%s', slot %d, outcome '%s')",
+			 op, slot, outcome);
+		goto out;
+	}
+	w = write(fd, line, (size_t)n);
+	if (w != n || fsync(fd) < 0) {
+		rc = w < 0 || w == n ? -errno : -EIO;
+		if (rc == 0)
+			rc = -EIO;
+		snprintf(err, errlen, "cannot append to the key-event log %s: %s", path,
+			 strerror(-rc));
+		if (w > 0 && w != n && ftruncate(fd, (off_t)len) == 0)
+			fsync(fd); /* no torn line left behind */
+		goto out;
+	}
+	if (next) {
+		next->count = e.seq + 1;
+		memcpy(next->head, e.hash, TD_KEYLOG_HASH_LEN);
+	}
+	rc = 0;
+out:
+	free(buf);
+	close(fd); /* releases the flock */
+	return rc;
+}
