@@ -3,16 +3,20 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
+#include <keyutils.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "crypt/hdrio.h"
 #include "integrity/integrity.h"
 #include "integrity/scrub.h"
+#include "keymgr/keylog.h"
 #include "keymgr/keyring.h"
 #include "keymgr/keyslot.h"
 #include "keymgr/secmem.h"
@@ -29,7 +33,7 @@ struct opts {
 	const char *key_file, *new_key_file, *integrity, *pbkdf;
 	long slot;
 	long iterations, memory_kib, time_cost, parallel;
-	bool json, scrub, once, user_readable, force;
+	bool json, scrub, once, user_readable, force, verify;
 	unsigned timeout_s;
 };
 
@@ -52,6 +56,8 @@ static void usage(FILE *f)
 		"  load SPEC --key-file F [--once] [--user-readable] [--timeout S]\n"
 		"                       unlock the volume key into the kernel keyring for tapdisk\n"
 		"  unload SPEC          remove it from the keyring\n"
+		"  log SPEC [--json] [--verify] [--key-file F]\n"
+		"                       the image's key-event log (see 'vdkey log --help')\n"
 		"  audit SPEC [--json] [--scrub]\n"
 		"                       compliance report on the header and keyslots; --scrub\n"
 		"                       also verifies every written block's MAC (key loaded;\n"
@@ -90,7 +96,9 @@ static const char *strip_crypt(const char *spec)
 	return spec;
 }
 
-static int lower_open(struct lower *lo, const char *spec, bool write)
+/* quiet: errors that a caller falls back from (image locked or not
+ * writable) are not printed. */
+static int lower_open_q(struct lower *lo, const char *spec, bool write, bool quiet)
 {
 	char err[1024];
 	int rc;
@@ -108,10 +116,16 @@ static int lower_open(struct lower *lo, const char *spec, bool write)
 	}
 	rc = td_chain_open(&lo->ctx, lo->spec, &lo->chain, err, sizeof(err));
 	if (rc < 0) {
-		fprintf(stderr, "%s: %s\n", prog, err);
+		if (!quiet || !(rc == -EBUSY || rc == -EROFS || rc == -EACCES || rc == -EPERM))
+			fprintf(stderr, "%s: %s\n", prog, err);
 		return rc;
 	}
 	return 0;
+}
+
+static int lower_open(struct lower *lo, const char *spec, bool write)
+{
+	return lower_open_q(lo, spec, write, false);
 }
 
 static void lower_close(struct lower *lo)
@@ -222,12 +236,21 @@ static int unlock(const struct td_crypt_hdr *h, const char *key_file, struct td_
 struct vsess {
 	struct lower lo;
 	struct td_crypt_hdr *h;
-	struct td_volkey *vk;
+	struct td_volkey *vk; /* set: v->h's MAC was verified with it */
 	int which, other, slot;
+	bool writable;	    /* the image is open for writing (and locked) */
+	bool anchor_moved;  /* v->h carries a new key-event log anchor: store it */
+	char ro_why[160];   /* why a "write if possible" open fell back to read-only */
 };
 
-static int vsess_open(struct vsess *v, const char *spec, bool write, bool need_key,
-		      const char *key_file)
+static void keylog_record(struct vsess *v, const char *op, int slot, bool ok, bool anchor);
+
+/* write: 0 read-only (no lock), 1 for writing, 2 for writing if the image
+ * can be (else read-only, with the reason in v->ro_why: a running tapdisk
+ * holds its lock, or it is read-only). op: the key event a failed unlock
+ * is recorded as (NULL: none). */
+static int vsess_open_op(struct vsess *v, const char *op, const char *spec, int write,
+			 bool need_key, const char *key_file)
 {
 	int rc;
 
@@ -236,12 +259,30 @@ static int vsess_open(struct vsess *v, const char *spec, bool write, bool need_k
 	v->h = calloc(1, sizeof(*v->h));
 	if (!v->h)
 		return -ENOMEM;
-	rc = lower_open(&v->lo, spec, write);
+	rc = lower_open_q(&v->lo, spec, write != 0, write == 2);
+	if (write == 2 && (rc == -EBUSY || rc == -EROFS || rc == -EACCES || rc == -EPERM)) {
+		snprintf(v->ro_why, sizeof(v->ro_why), "%s",
+			 rc == -EBUSY ? "the image is locked by a running tapdisk"
+				      : "the image is not writable");
+		lower_close(&v->lo);
+		rc = lower_open(&v->lo, spec, false);
+	} else if (rc == 0) {
+		v->writable = write != 0;
+	}
 	if (rc == 0)
 		rc = load_hdr(&v->lo, v->h, &v->which, &v->other);
-	if (rc == 0 && need_key)
+	if (rc == 0 && need_key) {
 		rc = unlock(v->h, key_file, &v->vk, &v->slot);
+		if (rc < 0 && op)
+			keylog_record(v, op, TD_KEYLOG_SLOT_NONE, false, false);
+	}
 	return rc;
+}
+
+static int vsess_open(struct vsess *v, const char *spec, bool write, bool need_key,
+		      const char *key_file)
+{
+	return vsess_open_op(v, NULL, spec, write ? 1 : 0, need_key, key_file);
 }
 
 static void vsess_close(struct vsess *v)
@@ -254,6 +295,101 @@ static void vsess_close(struct vsess *v)
 		free(v->h);
 	}
 	v->h = NULL;
+}
+
+/* ---- the key-event log (keymgr/keylog.h) ----------------------------------- */
+
+/* The volume key of uuid from the keyring without consuming it (a key
+ * loaded with --once stays for the tapdisk it is meant for): 0, or
+ * negative errno when there is none or it cannot be read. */
+static int keyring_peek(const uint8_t uuid[16], struct td_volkey **out)
+{
+	char desc[64];
+	uint8_t *buf;
+	key_serial_t id;
+	long n;
+	int rc = -ENOKEY;
+
+	*out = NULL;
+	td_keyring_desc(uuid, desc, sizeof(desc));
+	id = keyctl_search(KEY_SPEC_USER_KEYRING, "user", desc, 0);
+	if (id < 0)
+		return -ENOKEY;
+	buf = td_secure_alloc(TD_VOLKEY_LEN + 2);
+	if (!buf)
+		return -ENOMEM;
+	n = keyctl_read(id, (char *)buf, TD_VOLKEY_LEN + 2);
+	if (n == TD_VOLKEY_LEN + 1) {
+		*out = td_volkey_from_bytes(buf, TD_VOLKEY_LEN);
+		rc = *out ? 0 : -ENOMEM;
+	} else {
+		rc = n < 0 ? -errno : -EINVAL;
+	}
+	td_secure_free(buf);
+	return rc;
+}
+
+/* Adopts vk as the session's key when it opens h: the digest matches and
+ * the header MAC verifies (so the anchor in it can be trusted). */
+static int vsess_adopt_key(struct vsess *v, struct td_volkey **vk)
+{
+	int rc = -EBADMSG;
+
+	if (*vk && td_hdr_check_volkey(v->h, *vk) == 0 && td_hdr_verify_mac(v->h, *vk) == 0) {
+		td_volkey_free(&v->vk);
+		v->vk = *vk;
+		*vk = NULL;
+		rc = 0;
+	}
+	td_volkey_free(vk);
+	return rc;
+}
+
+/* Records a key event of v's image. With anchor set and the key in hand
+ * (v->vk: the header is authenticated) the log is first checked against
+ * the header's anchor and, once the entry is on disk, v->h's anchor moves
+ * to include it (v->anchor_moved): the next store_hdr writes it. Without,
+ * the entry is unanchored. A log that cannot be written is a warning on
+ * stderr, never a failure of the command. */
+static void keylog_record(struct vsess *v, const char *op, int slot, bool ok, bool anchor)
+{
+	struct td_keylog_anchor cur, next;
+	char err[1024];
+	int rc;
+
+	anchor = anchor && v->vk;
+	if (anchor && td_hdr_keylog_anchor_get(v->h, &cur, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s: warning: %s event not recorded: %s\n", prog, op, err);
+		return;
+	}
+	rc = td_keylog_append(v->h->uuid, op, slot, ok ? TD_KEYLOG_OK : TD_KEYLOG_FAIL,
+			      anchor ? &cur : NULL, &next, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "%s: warning: %s event not recorded in the key-event log: %s\n",
+			prog, op, err);
+		return;
+	}
+	if (anchor) {
+		td_hdr_keylog_anchor_set(v->h, &next);
+		v->anchor_moved = true;
+	}
+}
+
+/* For commands that do not rewrite the header themselves: writes the
+ * moved anchor when the image is writable, else says the entry stays
+ * unanchored. A failure is a warning (the event itself happened). */
+static void keylog_commit(struct vsess *v, const char *op)
+{
+	if (!v->anchor_moved)
+		return;
+	if (v->writable && store_hdr(&v->lo, v->h, v->vk, v->which) == 0) {
+		v->anchor_moved = false;
+		return;
+	}
+	fprintf(stderr,
+		"%s: note: the %s event is in the key-event log but not anchored in the "
+		"header (%s); the next event with the key anchors it\n",
+		prog, op, v->writable ? "cannot write the header" : v->ro_why);
 }
 
 /* ---- commands --------------------------------------------------------------- */
@@ -344,9 +480,23 @@ static int cmd_format(const char *spec, const struct opts *o)
 		}
 	}
 	h->seqno = 0; /* store_hdr makes it 1 */
+	{
+		/* the new image's log starts here; the header anchors entry 0 */
+		struct td_keylog_anchor none = {0}, next;
+
+		if (td_keylog_append(h->uuid, TD_KEYLOG_OP_FORMAT, 0, TD_KEYLOG_OK, &none, &next, err,
+				     sizeof(err)) == 0)
+			td_hdr_keylog_anchor_set(h, &next);
+		else
+			fprintf(stderr, "%s: warning: format event not recorded: %s\n", prog, err);
+	}
 	rc = store_hdr(&lo, h, vk, -1);
-	if (rc < 0)
+	if (rc < 0) {
+		if (td_keylog_append(h->uuid, TD_KEYLOG_OP_FORMAT, 0, TD_KEYLOG_FAIL, NULL, NULL, err,
+				     sizeof(err)) < 0)
+			fprintf(stderr, "%s: warning: %s\n", prog, err);
 		goto out;
+	}
 	td_hdr_uuid_str(h->uuid, uuid);
 	printf("formatted %s: image %s, aes-xts-plain64, integrity %s, %llu data bytes, "
 	       "keyslot 0 (%s)\n",
@@ -375,7 +525,7 @@ static int cmd_enroll(const char *spec, const struct opts *o)
 	}
 	if (kdf_from_opts(o, &kp) < 0)
 		return 2;
-	rc = vsess_open(&v, spec, true, true, o->key_file);
+	rc = vsess_open_op(&v, TD_KEYLOG_OP_ENROLL, spec, 1, true, o->key_file);
 	if (rc < 0)
 		goto out;
 	rc = td_secret_read(o->new_key_file, "Enter the new passphrase: ", true, &s, err,
@@ -387,6 +537,10 @@ static int cmd_enroll(const char *spec, const struct opts *o)
 	slot = td_keyslot_add(v.h, o->slot >= 0 ? (int)o->slot : -1, v.vk, s.buf, s.len, &kp);
 	if (slot < 0) {
 		rc = slot;
+		keylog_record(&v, TD_KEYLOG_OP_ENROLL,
+			      o->slot >= 0 && o->slot < TD_HDR_KEYSLOTS ? (int)o->slot
+									: TD_KEYLOG_SLOT_NONE,
+			      false, false);
 		if (rc == -ENOSPC)
 			fprintf(stderr, "%s: all %d keyslots are in use: remove one first (vdkey "
 					"remove)\n",
@@ -397,9 +551,12 @@ static int cmd_enroll(const char *spec, const struct opts *o)
 			fprintf(stderr, "%s: cannot add the keyslot: %s\n", prog, strerror(-rc));
 		goto out;
 	}
+	keylog_record(&v, TD_KEYLOG_OP_ENROLL, slot, true, true);
 	rc = store_hdr(&v.lo, v.h, v.vk, v.which);
 	if (rc == 0)
 		printf("added keyslot %d (%s)\n", slot, td_kdf_name(kp.id));
+	else
+		keylog_record(&v, TD_KEYLOG_OP_ENROLL, slot, false, false);
 out:
 	td_secret_free(&s);
 	vsess_close(&v);
@@ -415,10 +572,14 @@ static int cmd_remove(const char *spec, const struct opts *o)
 		fprintf(stderr, "%s remove: --slot N is required\n", prog);
 		return 2;
 	}
-	rc = vsess_open(&v, spec, true, true, o->key_file);
+	rc = vsess_open_op(&v, TD_KEYLOG_OP_REMOVE, spec, 1, true, o->key_file);
 	if (rc < 0)
 		goto out;
 	rc = td_keyslot_remove(v.h, (int)o->slot);
+	if (rc < 0)
+		keylog_record(&v, TD_KEYLOG_OP_REMOVE,
+			      o->slot < TD_HDR_KEYSLOTS ? (int)o->slot : TD_KEYLOG_SLOT_NONE, false,
+			      false);
 	if (rc == -EBUSY) {
 		fprintf(stderr, "%s: keyslot %ld is the last active one; removing it would lose "
 				"the data for good (enroll another first)\n",
@@ -432,9 +593,12 @@ static int cmd_remove(const char *spec, const struct opts *o)
 			TD_HDR_KEYSLOTS - 1);
 		goto out;
 	}
+	keylog_record(&v, TD_KEYLOG_OP_REMOVE, (int)o->slot, true, true);
 	rc = store_hdr(&v.lo, v.h, v.vk, v.which);
 	if (rc == 0)
 		printf("removed keyslot %ld\n", o->slot);
+	else
+		keylog_record(&v, TD_KEYLOG_OP_REMOVE, (int)o->slot, false, false);
 out:
 	vsess_close(&v);
 	return rc < 0 ? 1 : 0;
@@ -582,6 +746,83 @@ static void print_scrub_text(const struct ti_scrub_result *r)
 	printf("%s\n", r->truncated ? " ... (list truncated)" : "");
 }
 
+/* audit --scrub is a key event: recorded (and anchored with the key the
+ * scrub used, still in this process) after the scrub's chain is closed. */
+static void scrub_record(const char *spec, bool ok)
+{
+	struct td_volkey *vk = NULL;
+	struct vsess v;
+	char err[512];
+
+	if (vsess_open_op(&v, NULL, spec, 2, false, NULL) == 0) {
+		if (keyring_peek(v.h->uuid, &vk) == 0 ||
+		    td_keyring_fetch(v.h->uuid, &vk, err, sizeof(err)) == 0)
+			vsess_adopt_key(&v, &vk);
+		keylog_record(&v, TD_KEYLOG_OP_SCRUB, TD_KEYLOG_SLOT_NONE, ok, true);
+		keylog_commit(&v, TD_KEYLOG_OP_SCRUB);
+	}
+	vsess_close(&v);
+}
+
+/* The key-event log's state for audit: checked against the header's
+ * anchor, which counts only when the key (from the keyring, never
+ * consumed) authenticates the header. */
+struct keylog_status {
+	struct td_keylog_result r;
+	bool authenticated, verified;
+	char error[768];
+};
+
+static void keylog_status_get(const struct td_crypt_hdr *h, bool key_cached,
+			      struct keylog_status *ks)
+{
+	struct td_volkey *vk = NULL;
+	struct td_keylog_anchor a;
+	char err[640];
+	int rc;
+
+	memset(ks, 0, sizeof(*ks));
+	if (keyring_peek(h->uuid, &vk) == 0 ||
+	    (key_cached && td_keyring_fetch(h->uuid, &vk, err, sizeof(err)) == 0))
+		ks->authenticated =
+		    td_hdr_check_volkey(h, vk) == 0 && td_hdr_verify_mac(h, vk) == 0;
+	td_volkey_free(&vk);
+	rc = td_hdr_keylog_anchor_get(h, &a, err, sizeof(err));
+	if (rc == 0)
+		rc = td_keylog_verify(h->uuid, &a, &ks->r, err, sizeof(err));
+	if (rc < 0)
+		snprintf(ks->error, sizeof(ks->error), "%s", err);
+	else if (!ks->authenticated)
+		snprintf(ks->error, sizeof(ks->error),
+			 "the chain is intact but the header's anchor is not authenticated: no "
+			 "key loaded (run 'vdkey load SPEC', or 'vdkey log SPEC --verify')");
+	ks->verified = rc == 0 && ks->authenticated;
+}
+
+static void hexstr(char *out, const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		sprintf(out + 2 * i, "%02x", p[i]);
+}
+
+static void print_keylog_json(const struct keylog_status *ks)
+{
+	char head[2 * TD_KEYLOG_HASH_LEN + 1], js[1600];
+
+	hexstr(head, ks->r.head, TD_KEYLOG_HASH_LEN);
+	printf(",\n  \"keylog\": {\"entries\": %" PRIu64 ", \"anchored\": %" PRIu64
+	       ", \"unanchored\": %" PRIu64 ", \"head\": \"%s\", \"anchor_authenticated\": %s, "
+	       "\"verified\": %s, \"error\": ",
+	       ks->r.entries, ks->r.anchored, ks->r.unanchored, head,
+	       ks->authenticated ? "true" : "false", ks->verified ? "true" : "false");
+	if (ks->error[0]) {
+		td_json_str(js, sizeof(js), ks->error);
+		printf("%s}", js);
+	} else {
+		printf("null}");
+	}
+}
+
 /* list and audit: the header, both copies' state, every keyslot. */
 static int cmd_list(const char *spec, const struct opts *o, bool audit)
 {
@@ -593,6 +834,7 @@ static int cmd_list(const char *spec, const struct opts *o, bool audit)
 	bool key_loaded, have_layout = false, scrubbed = false;
 	struct ti_scrub_result sres = {0};
 	struct ti_params prm;
+	struct keylog_status kls;
 
 	if (!h)
 		return 1;
@@ -617,10 +859,17 @@ static int cmd_list(const char *spec, const struct opts *o, bool audit)
 	}
 	if (audit && o->scrub) {
 		rc = run_scrub(spec, &sres);
+		scrub_record(spec, rc == 0 && !sres.failed);
 		if (rc < 0)
 			goto out;
 		scrubbed = true;
+		/* the scrub event moved the log's anchor: report the header as it is now */
+		rc = load_hdr(&lo, h, &which, &other);
+		if (rc < 0)
+			goto out;
 	}
+	if (audit)
+		keylog_status_get(h, scrubbed, &kls);
 	if (o->json) {
 		td_json_str(js, sizeof(js), lo.spec);
 		printf("{\n  \"spec\": %s,\n  \"uuid\": \"%s\",\n  \"format_version\": %d,\n"
@@ -649,6 +898,8 @@ static int cmd_list(const char *spec, const struct opts *o, bool audit)
 			print_layout_json(&prm);
 		if (scrubbed)
 			print_scrub_json(&sres);
+		if (audit)
+			print_keylog_json(&kls);
 		printf("\n}\n");
 		rc = 0;
 	} else {
@@ -673,6 +924,13 @@ static int cmd_list(const char *spec, const struct opts *o, bool audit)
 		}
 		if (scrubbed)
 			print_scrub_text(&sres);
+		if (audit) {
+			printf("Key log:      %" PRIu64 " entries, %" PRIu64 " anchored: %s", kls.r.entries,
+			       kls.r.anchored, kls.verified ? "verified" : "NOT verified");
+			if (kls.error[0])
+				printf(" (%s)", kls.error);
+			printf("\n");
+		}
 	}
 	/* a block that fails verification fails the audit */
 	if (scrubbed && sres.failed)
@@ -691,15 +949,20 @@ static int cmd_load(const char *spec, const struct opts *o)
 	char err[512], uuid[TD_HDR_UUID_STR_LEN];
 	unsigned flags = (o->once ? TD_KEYRING_ONCE : 0) |
 			 (o->user_readable ? TD_KEYRING_USER_READABLE : 0);
-	int rc = vsess_open(&v, spec, false, true, o->key_file);
+	/* for writing when it can be, to move the key-event log's anchor */
+	int rc = vsess_open_op(&v, TD_KEYLOG_OP_LOAD, spec, 2, true, o->key_file);
 
 	if (rc < 0)
 		goto out;
 	rc = td_keyring_store(v.h->uuid, v.vk, flags, o->timeout_s, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "%s: %s\n", prog, err);
+		keylog_record(&v, TD_KEYLOG_OP_LOAD, v.slot, false, true);
+		keylog_commit(&v, TD_KEYLOG_OP_LOAD);
 		goto out;
 	}
+	keylog_record(&v, TD_KEYLOG_OP_LOAD, v.slot, true, true);
+	keylog_commit(&v, TD_KEYLOG_OP_LOAD);
 	td_hdr_uuid_str(v.h->uuid, uuid);
 	printf("loaded the key of image %s (keyslot %d) into the user keyring%s\n", uuid, v.slot,
 	       o->once ? "; the first tapdisk to open it removes it" : "");
@@ -712,18 +975,195 @@ out:
 static int cmd_unload(const char *spec)
 {
 	struct vsess v;
+	struct td_volkey *vk = NULL;
 	char err[512];
-	int rc = vsess_open(&v, spec, false, false, NULL);
+	int rc = vsess_open_op(&v, NULL, spec, 2, false, NULL);
 
 	if (rc == 0) {
+		/* the key, read before it goes, lets this event move the anchor */
+		if (keyring_peek(v.h->uuid, &vk) == 0)
+			vsess_adopt_key(&v, &vk);
 		rc = td_keyring_remove(v.h->uuid, err, sizeof(err));
 		if (rc < 0)
 			fprintf(stderr, "%s: %s\n", prog, err);
 		else
 			printf("removed the key from the keyring\n");
+		keylog_record(&v, TD_KEYLOG_OP_UNLOAD, TD_KEYLOG_SLOT_NONE, rc == 0, true);
+		keylog_commit(&v, TD_KEYLOG_OP_UNLOAD);
 	}
 	vsess_close(&v);
 	return rc < 0 ? 1 : 0;
+}
+
+static void usage_log(FILE *f)
+{
+	fprintf(f,
+		"Usage: vdkey log SPEC [--json]\n"
+		"       vdkey log SPEC --verify [--json] [--key-file F]\n"
+		"\n"
+		"The key-event log of the image: every format, enroll, remove, load, unload,\n"
+		"accept-rollback and audit --scrub, with its time, user id, keyslot and outcome\n"
+		"(ok or fail). It lives in the trusted state directory\n"
+		"($TDCRYPT_STATE_DIR, default /var/lib/tdcrypt), one line per event, each\n"
+		"hash-chained to the one before; the chain's head is anchored in the\n"
+		"authenticated crypt header by every event made with the volume key.\n"
+		"\n"
+		"Without --verify it prints the entries (no secret needed; --json: an array\n"
+		"of objects). The 'anchored' column is read from the header and is not\n"
+		"authenticated.\n"
+		"\n"
+		"--verify authenticates the header with the volume key (from the keyring when\n"
+		"it is loaded — a --once key is not consumed — else from --key-file F or a\n"
+		"prompt) and checks every entry, the chain and the anchor. It names the\n"
+		"first problem: a modified entry (hash mismatch at seq N), a removed or\n"
+		"reordered one (entry removed or reordered / prev-hash mismatch at seq N), a\n"
+		"cut tail or deleted log (the anchor points past the end of the log), or a\n"
+		"rewritten history (head hash mismatch at the anchored entry). Entries after\n"
+		"the anchor (failed attempts without the key, a load while a tapdisk holds\n"
+		"the image) are reported as unanchored: they are not protected until the\n"
+		"next event with the key anchors them. Format: docs/FORMAT.md.\n"
+		"\n"
+		"Exit status: 0 the log verifies (or was printed), 1 it does not (one line on\n"
+		"stderr says why) or it cannot be read, 2 usage.\n");
+}
+
+static void fmt_utc(uint64_t t, char *buf, size_t len)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (t > (uint64_t)INT64_MAX / 2 || !gmtime_r(&tt, &tm) ||
+	    !strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm))
+		snprintf(buf, len, "?");
+}
+
+static void print_log_entries(const char *buf, size_t len, uint64_t anchored, bool json)
+{
+	struct td_keylog_entry e;
+	const char *line;
+	char perr[256], js[600], t[40], u[TD_HDR_UUID_STR_LEN], prev[65], hash[65], slot[8];
+	size_t off = 0, ll;
+	uint64_t i = 0;
+	int r;
+
+	if (json)
+		printf("[");
+	else
+		printf("%-5s %-20s %-6s %-16s %-4s %-7s %s\n", "SEQ", "TIME (UTC)", "UID", "OP",
+		       "SLOT", "OUTCOME", "ANCHORED");
+	for (; (r = td_keylog_next_line(buf, len, &off, &line, &ll)) != 0; i++) {
+		if (r < 0)
+			snprintf(perr, sizeof(perr), "torn last line (no newline)");
+		if (r < 0 || td_keylog_parse_line(line, ll, &e, perr, sizeof(perr)) < 0) {
+			if (json) {
+				td_json_str(js, sizeof(js), perr);
+				printf("%s\n  {\"line\": %" PRIu64 ", \"malformed\": %s}", i ? "," : "",
+				       i + 1, js);
+			} else {
+				printf("line %" PRIu64 ": MALFORMED: %s\n", i + 1, perr);
+			}
+			continue;
+		}
+		fmt_utc(e.time, t, sizeof(t));
+		td_hdr_uuid_str(e.uuid, u);
+		hexstr(prev, e.prev, 32);
+		hexstr(hash, e.hash, 32);
+		if (e.slot == TD_KEYLOG_SLOT_NONE)
+			snprintf(slot, sizeof(slot), json ? "null" : "-");
+		else
+			snprintf(slot, sizeof(slot), "%d", e.slot);
+		if (json)
+			printf("%s\n  {\"seq\": %" PRIu64 ", \"time\": %" PRIu64
+			       ", \"time_utc\": \"%s\", \"uid\": %" PRIu32
+			       ", \"uuid\": \"%s\", \"op\": \"%s\", \"slot\": %s, \"outcome\": \"%s\", "
+			       "\"anchored\": %s, \"prev\": \"%s\", \"hash\": \"%s\"}",
+			       i ? "," : "", e.seq, e.time, t, e.uid, u, e.op, slot, e.outcome,
+			       i < anchored ? "true" : "false", prev, hash);
+		else
+			printf("%-5" PRIu64 " %-20s %-6" PRIu32 " %-16s %-4s %-7s %s\n", e.seq, t, e.uid,
+			       e.op, slot, e.outcome, i < anchored ? "yes" : "no");
+	}
+	printf(json ? "\n]\n" : "");
+}
+
+/* vdkey log SPEC [--json] [--verify] */
+static int cmd_log(const char *spec, const struct opts *o)
+{
+	struct td_keylog_anchor a;
+	struct td_keylog_result r;
+	struct td_volkey *vk = NULL;
+	struct vsess v;
+	char err[768], uuid[TD_HDR_UUID_STR_LEN], head[65], js[1600];
+	char *buf = NULL;
+	size_t len = 0;
+	int rc, ret = 1;
+
+	rc = vsess_open(&v, spec, false, false, NULL);
+	if (rc < 0)
+		goto out;
+	td_hdr_uuid_str(v.h->uuid, uuid);
+	if (o->verify) {
+		/* the anchor counts only in an authenticated header */
+		if (keyring_peek(v.h->uuid, &vk) == 0 && vsess_adopt_key(&v, &vk) == 0)
+			rc = 0;
+		else
+			rc = unlock(v.h, o->key_file, &v.vk, &v.slot);
+		if (rc < 0)
+			goto out;
+	}
+	rc = td_hdr_keylog_anchor_get(v.h, &a, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "%s: image %s: %s\n", prog, uuid, err);
+		goto out;
+	}
+	if (!o->verify) {
+		rc = td_keylog_read(v.h->uuid, &buf, &len, err, sizeof(err));
+		if (rc < 0) {
+			fprintf(stderr, "%s: %s\n", prog, err);
+			goto out;
+		}
+		print_log_entries(buf, len, a.count, o->json);
+		if (!o->json)
+			printf("image %s: the header anchors %" PRIu64 " entr%s (not authenticated: "
+			       "use --verify)\n",
+			       uuid, a.count, a.count == 1 ? "y" : "ies");
+		ret = 0;
+		goto out;
+	}
+	rc = td_keylog_verify(v.h->uuid, &a, &r, err, sizeof(err));
+	if (o->json) {
+		hexstr(head, r.head, 32);
+		printf("{\"uuid\": \"%s\", \"entries\": %" PRIu64 ", \"anchored\": %" PRIu64
+		       ", \"unanchored\": %" PRIu64 ", \"head\": \"%s\", \"verified\": %s, "
+		       "\"error\": ",
+		       uuid, r.entries, r.anchored, r.unanchored, head, rc == 0 ? "true" : "false");
+		if (rc < 0) {
+			td_json_str(js, sizeof(js), err);
+			printf("%s}\n", js);
+		} else {
+			printf("null}\n");
+		}
+	}
+	if (rc < 0) {
+		fprintf(stderr, "%s: key-event log of image %s FAILED verification: %s\n", prog, uuid,
+			err);
+		goto out;
+	}
+	if (!o->json) {
+		printf("key-event log of image %s verifies: %" PRIu64 " entries, %" PRIu64
+		       " anchored in the authenticated header",
+		       uuid, r.entries, r.anchored);
+		if (r.unanchored)
+			printf("; %" PRIu64 " unanchored entr%s after the anchor (not protected until "
+			       "the next event with the key)",
+			       r.unanchored, r.unanchored == 1 ? "y" : "ies");
+		printf("\n");
+	}
+	ret = 0;
+out:
+	free(buf);
+	vsess_close(&v);
+	return ret;
 }
 
 static int cmd_backup(const char *spec, const char *file)
@@ -828,7 +1268,7 @@ int main(int argc, char **argv)
 {
 	enum {
 		O_KEYFILE = 256, O_NEWKEY, O_INTEG, O_PBKDF, O_ITER, O_MEM, O_PAR, O_SLOT, O_JSON,
-		O_SCRUB, O_ONCE, O_UREAD, O_TIMEOUT, O_FORCE
+		O_SCRUB, O_ONCE, O_UREAD, O_TIMEOUT, O_FORCE, O_VERIFY
 	};
 	static const struct option longopts[] = {
 		{"key-file", required_argument, NULL, O_KEYFILE},
@@ -845,6 +1285,7 @@ int main(int argc, char **argv)
 		{"user-readable", no_argument, NULL, O_UREAD},
 		{"timeout", required_argument, NULL, O_TIMEOUT},
 		{"force", no_argument, NULL, O_FORCE},
+		{"verify", no_argument, NULL, O_VERIFY},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -905,8 +1346,14 @@ int main(int argc, char **argv)
 		case O_FORCE:
 			o.force = true;
 			break;
+		case O_VERIFY:
+			o.verify = true;
+			break;
 		case 'h':
-			usage(stdout);
+			if (!strcmp(cmd, "log"))
+				usage_log(stdout);
+			else
+				usage(stdout);
 			return 0;
 		default:
 			fprintf(stderr, "%s: see vdkey --help\n", prog);
@@ -943,6 +1390,8 @@ int main(int argc, char **argv)
 		return cmd_load(spec, &o);
 	if (!strcmp(cmd, "unload"))
 		return cmd_unload(spec);
+	if (!strcmp(cmd, "log"))
+		return cmd_log(spec, &o);
 	if (!strcmp(cmd, "header-backup"))
 		return cmd_backup(spec, file);
 	if (!strcmp(cmd, "header-restore"))
