@@ -123,10 +123,11 @@ static int crypt_open(struct td_layer *l, const char *path, const char *opts, ch
 		/* the MAC layer the header records goes in below us; nobody can
 		 * switch it off: the header is authenticated */
 		struct ti_open_arg a;
-		uint8_t *mk = td_secure_alloc(32);
+		uint8_t *mk = td_secure_alloc(64); /* mac key, then tree key */
 
 		rc = -ENOMEM;
-		if (!mk || td_volkey_derive(vk, TD_SUBKEY_MAC, mk, 32) < 0) {
+		if (!mk || td_volkey_derive(vk, TD_SUBKEY_MAC, mk, 32) < 0 ||
+		    td_volkey_derive(vk, TD_SUBKEY_TREE, mk + 32, 32) < 0) {
 			if (mk)
 				td_secure_free(mk);
 			goto out;
@@ -140,6 +141,7 @@ static int crypt_open(struct td_layer *l, const char *path, const char *opts, ch
 		}
 		memcpy(a.uuid, h->uuid, 16);
 		a.mac_key = mk;
+		a.tree_key = mk + 32;
 		if (rc == 0)
 			rc = td_chain_insert_below(l, &td_drv_integrity, NULL, &a, err, errlen);
 		td_secure_free(mk);

@@ -245,7 +245,7 @@ static void gen_integrity(void)
 	static uint8_t blk[1 + 8 + TI_BLOCK];
 	struct td_hmac *mac = td_hmac_new(FZ_KEY, 32);
 	struct ti_params p;
-	struct ti_super s = {.epoch = 3, .seq_base = 1000};
+	struct ti_super s = {.version = 2, .epoch = 3, .seq_base = 1000, .root = {1, 2, 3}};
 	struct ti_rec recs[3];
 	const uint64_t sizes[] = {64ull << 20, 1ull << 30, 5ull << 40};
 

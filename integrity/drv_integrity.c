@@ -21,6 +21,8 @@
 #include "crypt/cipher.h"
 #include "integrity/integ.h"
 #include "keymgr/secmem.h"
+#include "keymgr/keyring.h"
+#include "keymgr/statedir.h"
 #include "tapdisk/bufpool.h"
 #include "tapdisk/log.h"
 #include "tapdisk/stats.h"
@@ -232,6 +234,10 @@ static void apply_zero(struct ti_req *r)
 	struct ti_priv *p = r->l->priv;
 	uint64_t i, first = r->b0 / TI_ENTRIES_PER_PAGE, last = (r->b0 + r->n - 1) / TI_ENTRIES_PER_PAGE;
 
+	if (p->tree) {
+		ti_tree_zero(r->l, r->b0, r->n);
+		return;
+	}
 	for (i = first; i <= last; i++) {
 		struct ti_page *pg = ti_page_find(p, i);
 		uint64_t s = i * TI_ENTRIES_PER_PAGE, e = s + TI_ENTRIES_PER_PAGE;
@@ -312,7 +318,7 @@ static void start_zero_io(struct ti_req *r)
 
 	r->pending = 1;
 	r->stage = ST_DATA;
-	if (pl > pf) {
+	if (pl > pf && !p->tree) {
 		/* the tag pages it covers wholly are zeroed on disk (cached ones
 		 * are zeroed in memory too, in apply_zero) */
 		memset(&r->tzero, 0, sizeof(r->tzero));
@@ -557,6 +563,8 @@ static int load_super(struct td_layer *l, char *err, size_t errlen)
 	struct ti_super s[2];
 	int ok[2], i, rc;
 
+	memset(s, 0, sizeof(s));
+	s[0].version = s[1].version = p->p.version;
 	rc = td_layer_sync_io(l->below, TD_OP_READ, p->p.super_off, p->super_buf, TI_BLOCK, 0);
 	if (rc < 0)
 		goto io;
@@ -579,6 +587,7 @@ static int load_super(struct td_layer *l, char *err, size_t errlen)
 	}
 	p->epoch = s[i].epoch;
 	p->next_seq = s[i].seq_base ? s[i].seq_base : 1;
+	memcpy(p->sb_root, s[i].root, TI_HASH_LEN);
 	return 0;
 io:
 	snprintf(err, errlen, "cannot read the integrity superblocks: %s", strerror(-rc));
@@ -601,6 +610,145 @@ static void free_priv(struct ti_priv *p)
 	if (p->super_buf)
 		td_buf_put(p->super_buf, TI_BLOCK);
 	p->super_buf = NULL;
+	td_hmac_free(p->tree_mac);
+	p->tree_mac = NULL;
+	if (p->tree_key)
+		td_secure_free(p->tree_key);
+	p->tree_key = NULL;
+	free(p->l2);
+	p->l2 = NULL;
+}
+
+/* ---- v2: the freshness tree's top, and the trusted generation ------------------ */
+
+static int load_l2(struct td_layer *l, char *err, size_t errlen)
+{
+	struct ti_priv *p = l->priv;
+	size_t len = (size_t)p->p.l2_pages * TI_BLOCK;
+	uint8_t root[TI_HASH_LEN];
+	int rc;
+
+	if (posix_memalign((void **)&p->l2, TI_BLOCK, len)) {
+		p->l2 = NULL;
+		snprintf(err, errlen, "integrity: out of memory for the freshness tree");
+		return -ENOMEM;
+	}
+	rc = td_layer_sync_io(l->below, TD_OP_READ, ti_l2_off(&p->p, (unsigned)(p->epoch % 2)),
+			      p->l2, len, 0);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot read the freshness tree: %s", strerror(-rc));
+		return rc;
+	}
+	rc = ti_tree_root(p->tree_mac, p->uuid, p->p.l2_pages, p->l2, root);
+	if (rc < 0 || !td_ct_memeq(root, p->sb_root, TI_HASH_LEN)) {
+		snprintf(err, errlen,
+			 "integrity metadata is corrupt: the freshness tree of generation %llu does "
+			 "not match its superblock (replayed or damaged tree pages)",
+			 (unsigned long long)p->epoch);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+/* Before recovery: refuses a read-write open of an image older than the
+ * generation this host trusts (docs/FORMAT.md "Rollback"). */
+static int gen_check(struct td_layer *l, char *err, size_t errlen)
+{
+	struct ti_priv *p = l->priv;
+	char e[512], u[37];
+	uint64_t trusted = 0;
+	int rc;
+
+	td_uuid_str(p->uuid, u);
+	p->gen_track = !l->ctx->readonly && !l->ctx->nolock;
+	if (p->gen_track) {
+		rc = td_state_gen_prepare(p->uuid, e, sizeof(e));
+		if (rc < 0) {
+			snprintf(err, errlen,
+				 "%s (the trusted generation of image %s is kept there; run as root "
+				 "or point TDCRYPT_STATE_DIR at a directory only root can write)",
+				 e, u);
+			return rc;
+		}
+	}
+	rc = td_state_gen_read(p->uuid, &trusted, e, sizeof(e));
+	if (rc < 0) {
+		if (p->gen_track) {
+			snprintf(err, errlen, "%s", e);
+			return rc;
+		}
+		td_warn("integrity: %s", e);
+	}
+	if (p->epoch < trusted) {
+		if (p->gen_track) {
+			snprintf(err, errlen,
+				 "image %s was rolled back: its generation is %llu but this host has "
+				 "seen generation %llu. An older copy of the image was put back? If "
+				 "that is intended, run 'vdkey accept-rollback SPEC'",
+				 u, (unsigned long long)p->epoch, (unsigned long long)trusted);
+			return -ESTALE;
+		}
+		td_warn("integrity: image %s opened read-only at generation %llu, older than the "
+			"generation %llu this host has seen (a snapshot, or a rolled-back copy)",
+			u, (unsigned long long)p->epoch, (unsigned long long)trusted);
+	}
+	p->gen_written = trusted > p->epoch ? trusted : p->epoch;
+	if (p->gen_track && trusted < p->epoch) {
+		rc = td_state_gen_write(p->uuid, p->epoch, e, sizeof(e));
+		if (rc < 0) {
+			snprintf(err, errlen, "%s", e);
+			return rc;
+		}
+	}
+	return 0;
+}
+
+static void gen_work_fn(struct td_work *w, int worker)
+{
+	struct ti_priv *p = (struct ti_priv *)((char *)w - offsetof(struct ti_priv, gen_work));
+
+	(void)worker;
+	p->gen_work_rc = td_state_gen_write(p->uuid, p->gen_work_val, p->gen_err,
+					    sizeof(p->gen_err));
+}
+
+static void gen_submit(struct ti_priv *p, struct td_ctx *ctx);
+
+static void gen_work_done(struct td_work *w)
+{
+	struct ti_priv *p = (struct ti_priv *)((char *)w - offsetof(struct ti_priv, gen_work));
+
+	p->gen_busy = false;
+	if (p->gen_work_rc < 0)
+		td_err("integrity: cannot record the trusted generation: %s", p->gen_err);
+	else if (p->gen_work_val > p->gen_written)
+		p->gen_written = p->gen_work_val;
+	if (p->gen_work_rc == 0 && p->gen_want > p->gen_written)
+		gen_submit(p, p->gen_ctx);
+}
+
+static void gen_submit(struct ti_priv *p, struct td_ctx *ctx)
+{
+	p->gen_busy = true;
+	p->gen_ctx = ctx;
+	p->gen_work_val = p->gen_want;
+	memset(&p->gen_work, 0, sizeof(p->gen_work));
+	p->gen_work.fn = gen_work_fn;
+	p->gen_work.done = gen_work_done;
+	td_workers_submit(ctx->workers, &p->gen_work);
+}
+
+/* After a checkpoint: the superblock of the new epoch is durable; record
+ * the generation off the loop thread (an fdatasync). */
+void ti_gen_advance(struct td_layer *l)
+{
+	struct ti_priv *p = l->priv;
+
+	if (!p->gen_track || p->epoch <= p->gen_want)
+		return;
+	p->gen_want = p->epoch;
+	if (!p->gen_busy)
+		gen_submit(p, l->ctx);
 }
 
 static int integ_open(struct td_layer *l, const char *path, const char *opts, char *err,
@@ -651,6 +799,21 @@ static int integ_open(struct td_layer *l, const char *path, const char *opts, ch
 	rc = load_super(l, err, errlen);
 	if (rc < 0)
 		goto fail;
+	if (p->p.version >= 2) {
+		rc = -ENOMEM;
+		if (!a->tree_key || !(p->tree_key = td_secure_alloc(32)))
+			goto fail;
+		memcpy(p->tree_key, a->tree_key, 32);
+		if (!(p->tree_mac = td_hmac_new(p->tree_key, 32)))
+			goto fail;
+		p->tree = true;
+		rc = load_l2(l, err, errlen);
+		if (rc < 0)
+			goto fail;
+	}
+	rc = gen_check(l, err, errlen);
+	if (rc < 0)
+		goto fail;
 	rc = ti_recover(l, err, errlen);
 	if (rc < 0)
 		goto fail;
@@ -668,11 +831,17 @@ static void integ_close(struct td_layer *l)
 {
 	struct ti_priv *p = l->priv;
 	int rc = ti_ckpt_sync(l);
+	char e[512];
 
 	if (rc < 0)
 		td_err("integrity: final checkpoint failed: %s (the journal will be replayed at "
 		       "the next open)",
 		       strerror(-rc));
+	while (p->gen_busy && td_loop_run_once(l->ctx->loop, 1000) >= 0)
+		;
+	if (p->gen_track && p->gen_want > p->gen_written &&
+	    td_state_gen_write(p->uuid, p->gen_want, e, sizeof(e)) < 0)
+		td_err("integrity: cannot record the trusted generation: %s", e);
 	ti_cache_free(l);
 	free_priv(p);
 }
@@ -682,7 +851,7 @@ int ti_format(struct td_layer *lower, const struct ti_params *prm, const uint8_t
 {
 	struct td_hmac *mac = td_hmac_new(mac_key, 32);
 	uint8_t *buf = td_buf_get(2 * TI_BLOCK);
-	struct ti_super s = {.epoch = 0, .seq_base = 1};
+	struct ti_super s = {.version = prm->version, .epoch = 0, .seq_base = 1};
 	int rc = -ENOMEM;
 
 	if (!mac || !buf) {
@@ -695,8 +864,9 @@ int ti_format(struct td_layer *lower, const struct ti_params *prm, const uint8_t
 	 * filesystem journal commit every time. */
 	/* unmapping allowed: a sparse image stays sparse (8 GiB of tags for
 	 * 1 TiB of data are allocated only as they are written) */
+	/* v2: the root of an all-zero tree is zero (docs/FORMAT.md) */
 	rc = td_layer_sync_io(lower, TD_OP_WRITE_ZEROES, prm->tags_off, NULL,
-			      prm->tags_pages * TI_BLOCK + prm->tree_pages * TI_BLOCK, 0);
+			      ti_layout_end(prm) - prm->tags_off, 0);
 	if (rc == 0) {
 		size_t chunk = 1u << 20;
 		uint8_t *z = td_buf_get(chunk);
@@ -728,6 +898,67 @@ out:
 	td_hmac_free(mac);
 	td_buf_put(buf, 2 * TI_BLOCK);
 	return rc;
+}
+
+int ti_fresh_status(struct td_layer *lower, const struct ti_params *prm, const uint8_t uuid[16],
+		    const uint8_t mac_key[32], const uint8_t tree_key[32],
+		    struct ti_fresh_status *st, char *err, size_t errlen)
+{
+	struct td_hmac *mac = td_hmac_new(mac_key, 32);
+	struct td_hmac *tmac = tree_key ? td_hmac_new(tree_key, 32) : NULL;
+	uint8_t *buf = td_buf_get(TI_BLOCK), *l2 = NULL, root[TI_HASH_LEN];
+	struct ti_super s[2];
+	int ok[2], i, rc = -ENOMEM;
+	size_t len = (size_t)prm->l2_pages * TI_BLOCK;
+
+	memset(st, 0, sizeof(*st));
+	st->version = prm->version;
+	st->root_ok = -1;
+	if (!mac || !buf || (prm->version >= 2 && !tmac)) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	memset(s, 0, sizeof(s));
+	for (i = 0; i < 2; i++) {
+		s[i].version = prm->version;
+		rc = td_layer_sync_io(lower, TD_OP_READ, prm->super_off + (uint64_t)i * TI_BLOCK, buf,
+				      TI_BLOCK, 0);
+		ok[i] = rc == 0 && ti_super_decode(buf, uuid, mac, &s[i]) == 0;
+	}
+	if (!ok[0] && !ok[1]) {
+		rc = -EBADMSG;
+		snprintf(err, errlen, "neither integrity superblock verifies");
+		goto out;
+	}
+	i = ok[0] && ok[1] ? (s[1].epoch > s[0].epoch) : ok[1];
+	st->generation = s[i].epoch;
+	rc = td_state_gen_read(uuid, &st->trusted, err, errlen);
+	if (rc < 0)
+		goto out;
+	st->rollback = st->generation < st->trusted;
+	if (prm->version >= 2) {
+		if (posix_memalign((void **)&l2, TI_BLOCK, len)) {
+			l2 = NULL;
+			rc = -ENOMEM;
+			goto out;
+		}
+		rc = td_layer_sync_io(lower, TD_OP_READ, ti_l2_off(prm, (unsigned)(st->generation % 2)),
+				      l2, len, 0);
+		st->root_ok = rc == 0 && ti_tree_root(tmac, uuid, prm->l2_pages, l2, root) == 0 &&
+			      td_ct_memeq(root, s[i].root, TI_HASH_LEN);
+	}
+	rc = 0;
+out:
+	td_hmac_free(mac);
+	td_hmac_free(tmac);
+	td_buf_put(buf, TI_BLOCK);
+	free(l2);
+	return rc;
+}
+
+int ti_accept_generation(const uint8_t uuid[16], uint64_t generation, char *err, size_t errlen)
+{
+	return td_state_gen_write(uuid, generation, err, errlen);
 }
 
 const struct td_driver td_drv_integrity = {

@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "crypt/cipher.h"
@@ -21,9 +22,17 @@ static void fill_meta(struct ti_params *p)
 	p->journal_off = meta + 2 * TI_BLOCK;
 	p->tags_off = p->journal_off + (uint64_t)p->journal_blocks * TI_BLOCK;
 	p->tags_pages = div_up(p->data_blocks, TI_ENTRIES_PER_PAGE);
-	p->tree_off = p->tags_off + p->tags_pages * TI_BLOCK;
-	/* room for a two-level tree of 32-byte hashes over the tag pages */
-	p->tree_pages = 2 * div_up(p->tags_pages, TI_BLOCK / 32) + 16;
+	p->l1_pages = div_up(p->tags_pages, TI_HASHES_PER_PAGE);
+	p->l2_pages = div_up(p->l1_pages, TI_HASHES_PER_PAGE);
+	if (p->version >= 2) {
+		/* two slots per tag page and per L1 page, two L2 regions */
+		p->tree_off = p->tags_off + 2 * p->tags_pages * TI_BLOCK;
+		p->tree_pages = 2 * p->l1_pages + 2 * p->l2_pages;
+	} else {
+		p->tree_off = p->tags_off + p->tags_pages * TI_BLOCK;
+		/* v1: reserved room */
+		p->tree_pages = 2 * div_up(p->tags_pages, TI_BLOCK / 32) + 16;
+	}
 }
 
 uint64_t ti_layout_end(const struct ti_params *p)
@@ -34,10 +43,21 @@ uint64_t ti_layout_end(const struct ti_params *p)
 int ti_layout(uint64_t lower_size, uint64_t data_start, uint32_t journal_blocks,
 	      struct ti_params *p)
 {
+	const char *e = getenv("TD_INTEGRITY_LAYOUT_VERSION");
+	unsigned v = e && !strcmp(e, "1") ? 1 : TI_PARAMS_VERSION;
+
+	return ti_layout_version(lower_size, data_start, journal_blocks, v, p);
+}
+
+int ti_layout_version(uint64_t lower_size, uint64_t data_start, uint32_t journal_blocks,
+		      unsigned version, struct ti_params *p)
+{
 	uint64_t lo = 0, hi;
 
 	memset(p, 0, sizeof(*p));
-	p->version = TI_PARAMS_VERSION;
+	if (version < 1 || version > 2)
+		return -EINVAL;
+	p->version = version;
 	p->tag_len = TI_TAG_LEN;
 	p->data_start = data_start;
 	p->journal_blocks = journal_blocks ? journal_blocks : TI_JOURNAL_BLOCKS_DEFAULT;
@@ -94,7 +114,7 @@ int ti_params_decode(const uint8_t in[TI_PARAMS_LEN], uint64_t lower_size, struc
 	p->tag_len = in[4];
 	p->data_start = ti_le64(in + 8);
 	p->data_blocks = ti_le64(in + 16);
-	if (p->version != TI_PARAMS_VERSION || p->tag_len != TI_TAG_LEN) {
+	if ((p->version != 1 && p->version != 2) || p->tag_len != TI_TAG_LEN) {
 		snprintf(err, errlen, "unsupported integrity parameters (version %u, tag %u bytes)",
 			 p->version, p->tag_len);
 		return -EPROTONOSUPPORT;
@@ -137,10 +157,12 @@ void ti_super_encode(const struct ti_super *s, const uint8_t uuid[16], struct td
 {
 	memset(out, 0, TI_BLOCK);
 	memcpy(out, SUPER_MAGIC, 8);
-	out[8] = 1; /* version */
+	out[8] = (uint8_t)s->version;
 	ti_put64(out + 16, s->epoch);
 	ti_put64(out + 24, s->seq_base);
 	memcpy(out + 32, uuid, 16);
+	if (s->version >= 2)
+		memcpy(out + 48, s->root, TI_HASH_LEN);
 	mac_region(mac, out, out + TI_MAC_OFF);
 }
 
@@ -150,13 +172,18 @@ int ti_super_decode(const uint8_t in[TI_BLOCK], const uint8_t uuid[16], struct t
 	uint8_t m[32];
 	int rc = -EBADMSG;
 
-	if (memcmp(in, SUPER_MAGIC, 8) != 0 || in[8] != 1 || memcmp(in + 32, uuid, 16) != 0)
+	/* s->version is what the caller expects (the parameters' version) */
+	if (memcmp(in, SUPER_MAGIC, 8) != 0 || in[8] != s->version ||
+	    memcmp(in + 32, uuid, 16) != 0)
 		return rc;
 	mac_region(mac, in, m);
 	if (!td_ct_memeq(m, in + TI_MAC_OFF, 32))
 		return rc;
 	s->epoch = ti_le64(in + 16);
 	s->seq_base = ti_le64(in + 24);
+	memset(s->root, 0, TI_HASH_LEN);
+	if (s->version >= 2)
+		memcpy(s->root, in + 48, TI_HASH_LEN);
 	rc = 0;
 	return rc;
 }
@@ -235,5 +262,61 @@ int ti_block_tag(struct td_hmac *mac, const uint8_t uuid[16], uint64_t block, ui
 		rc = td_hmac_end(mac, full);
 	if (!rc)
 		memcpy(tag, full, TI_TAG_LEN);
+	return rc;
+}
+
+static int all_zero(const uint8_t *b, size_t n)
+{
+	uint8_t acc = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		acc |= b[i];
+	return acc == 0;
+}
+
+int ti_tree_hash(struct td_hmac *tmac, const uint8_t uuid[16], int level, uint64_t idx,
+		 const uint8_t page[TI_BLOCK], uint8_t out[TI_HASH_LEN])
+{
+	uint8_t hdr[28];
+	int rc;
+
+	if (all_zero(page, TI_BLOCK)) {
+		memset(out, 0, TI_HASH_LEN);
+		return 0;
+	}
+	memcpy(hdr, level ? "TDT1" : "TDT0", 4);
+	memcpy(hdr + 4, uuid, 16);
+	ti_put64(hdr + 20, idx);
+	rc = td_hmac_begin(tmac);
+	if (!rc)
+		rc = td_hmac_update(tmac, hdr, sizeof(hdr));
+	if (!rc)
+		rc = td_hmac_update(tmac, page, TI_BLOCK);
+	if (!rc)
+		rc = td_hmac_end(tmac, out);
+	return rc;
+}
+
+int ti_tree_root(struct td_hmac *tmac, const uint8_t uuid[16], uint64_t l2_pages,
+		 const uint8_t *l2, uint8_t out[TI_HASH_LEN])
+{
+	uint8_t hdr[28];
+	int rc;
+
+	if (all_zero(l2, (size_t)l2_pages * TI_BLOCK)) {
+		memset(out, 0, TI_HASH_LEN); /* nothing written (or all zeroed) */
+		return 0;
+	}
+	memcpy(hdr, "TDTR", 4);
+	memcpy(hdr + 4, uuid, 16);
+	ti_put64(hdr + 20, l2_pages);
+	rc = td_hmac_begin(tmac);
+	if (!rc)
+		rc = td_hmac_update(tmac, hdr, sizeof(hdr));
+	if (!rc)
+		rc = td_hmac_update(tmac, l2, (size_t)l2_pages * TI_BLOCK);
+	if (!rc)
+		rc = td_hmac_end(tmac, out);
 	return rc;
 }

@@ -10,7 +10,9 @@
 
 #define TI_BLOCK 4096u
 #define TI_PARAMS_LEN 256
-#define TI_PARAMS_VERSION 1
+#define TI_PARAMS_VERSION 2 /* what ti_layout writes by default */
+#define TI_HASH_LEN 32
+#define TI_HASHES_PER_PAGE (TI_BLOCK / TI_HASH_LEN) /* 128 */
 #define TI_TAG_LEN 24	    /* bytes of HMAC-SHA256 kept per block */
 #define TI_ENTRY_LEN 32	    /* seq (8) + tag (24) */
 #define TI_ENTRIES_PER_PAGE (TI_BLOCK / TI_ENTRY_LEN)
@@ -34,15 +36,37 @@ struct ti_params {
 	uint32_t journal_blocks;
 	uint64_t tags_off;
 	uint64_t tags_pages;
-	uint64_t tree_off; /* reserved for the freshness tree */
+	uint64_t tree_off; /* v2: the freshness tree (v1: reserved) */
 	uint64_t tree_pages;
+	/* derived, not stored: v2 tree geometry */
+	uint64_t l1_pages; /* L = ceil(tags_pages / 128) */
+	uint64_t l2_pages; /* M = ceil(L / 128) */
 };
+
+/* Byte offsets of the v2 structures (docs/FORMAT.md "Freshness tree"). */
+static inline uint64_t ti_tag_page_off(const struct ti_params *p, uint64_t page, unsigned slot)
+{
+	return p->version >= 2 ? p->tags_off + (2 * page + slot) * TI_BLOCK
+			       : p->tags_off + page * TI_BLOCK;
+}
+static inline uint64_t ti_l1_page_off(const struct ti_params *p, uint64_t q, unsigned slot)
+{
+	return p->tree_off + (2 * q + slot) * TI_BLOCK;
+}
+static inline uint64_t ti_l2_off(const struct ti_params *p, unsigned region)
+{
+	return p->tree_off + (2 * p->l1_pages + region * p->l2_pages) * TI_BLOCK;
+}
 
 /* Layout for a lower image of lower_size bytes whose data starts at
  * data_start: the most data blocks that fit with their metadata after
  * them. -ENOSPC if not even one block fits. */
 int ti_layout(uint64_t lower_size, uint64_t data_start, uint32_t journal_blocks,
 	      struct ti_params *p);
+/* The same for a given parameters version (1 or 2). ti_layout uses 2, or
+ * TD_INTEGRITY_LAYOUT_VERSION from the environment. */
+int ti_layout_version(uint64_t lower_size, uint64_t data_start, uint32_t journal_blocks,
+		      unsigned version, struct ti_params *p);
 /* Bytes the layout needs in the lower image (its end offset). */
 uint64_t ti_layout_end(const struct ti_params *p);
 
@@ -53,8 +77,10 @@ int ti_params_decode(const uint8_t in[TI_PARAMS_LEN], uint64_t lower_size, struc
 
 /* Superblock: magic, epoch, the next write sequence number, uuid, HMAC. */
 struct ti_super {
+	unsigned version; /* 1 or 2, must equal the parameters' */
 	uint64_t epoch;
 	uint64_t seq_base;
+	uint8_t root[TI_HASH_LEN]; /* v2 */
 };
 
 struct td_hmac;
@@ -64,11 +90,20 @@ void ti_super_encode(const struct ti_super *s, const uint8_t uuid[16], struct td
 int ti_super_decode(const uint8_t in[TI_BLOCK], const uint8_t uuid[16], struct td_hmac *mac,
 		    struct ti_super *s);
 
+/* Freshness tree hashes (v2). level 0: a tag page, 1: an L1 page. An
+ * all-zero page hashes to zeros. */
+int ti_tree_hash(struct td_hmac *tmac, const uint8_t uuid[16], int level, uint64_t idx,
+		 const uint8_t page[TI_BLOCK], uint8_t out[TI_HASH_LEN]);
+/* The root over the L2 array (l2_pages pages). */
+int ti_tree_root(struct td_hmac *tmac, const uint8_t uuid[16], uint64_t l2_pages,
+		 const uint8_t *l2, uint8_t out[TI_HASH_LEN]);
+
 struct ti_rec {
 	uint64_t block;
 	uint64_t seq; /* TI_SEQ_ZERO_RANGE set: a zero range, count in `count` */
 	uint64_t count;
 	uint8_t tag[TI_TAG_LEN];
+	uint32_t jidx; /* recovery: the journal block it came from (not on disk) */
 };
 
 /* A journal block: magic, epoch, index, record count, uuid, records, HMAC. */

@@ -22,14 +22,22 @@
 #include "integrity/integrity.h"
 #include "tapdisk/driver.h"
 #include "tapdisk/rangelock.h"
+#include "tapdisk/workers.h"
 
 #define TI_MAX_CHUNKS 8
 #define TI_JOURNAL_INFLIGHT 4
 
+/* A cached page: a tag page (level 0) or, in v2, an L1 tree page (level
+ * 1). States: loading (read in flight), waitparent (a v2 tag page whose
+ * L1 page is not verified yet), loaded (contents verified and usable);
+ * none of them = failed (I/O error or no slot matches the tree), dropped
+ * when unpinned. */
 struct ti_page {
 	uint64_t idx;
+	int level;
+	unsigned slot; /* v2: the slot the current tree uses */
 	uint8_t *data;
-	bool loaded, loading, dirty, writing;
+	bool loaded, loading, dirty, writing, waitparent, bad;
 	int pins;
 	struct ti_page *hnext;
 	struct ti_page *lru_prev, *lru_next;
@@ -48,6 +56,7 @@ struct ti_work {
 };
 
 struct ti_jblock;
+struct ti_jbatch;
 
 struct ti_req {
 	struct td_req *parent;
@@ -102,6 +111,30 @@ struct ti_priv {
 	size_t npages, max_pages, ndirty;
 	struct ti_req *page_wait; /* requests waiting for page loads */
 
+	/* v2 freshness tree (docs/FORMAT.md "Freshness tree") */
+	bool tree;
+	uint8_t *tree_key;	     /* secure memory */
+	struct td_hmac *tree_mac;    /* loop thread */
+	uint8_t *l2;		     /* l2_pages * 4096, resident */
+	uint64_t tree_bad_pages;     /* pages that matched no slot (logged) */
+	uint8_t ck_root[TI_HASH_LEN]; /* the root the next superblock carries */
+	uint8_t sb_root[TI_HASH_LEN]; /* the root of the superblock read at open */
+
+	/* trusted generation (keymgr/statedir.h) */
+	bool gen_track;		/* read-write open: advance it after checkpoints */
+	uint64_t gen_written, gen_want;
+	bool gen_busy;
+	struct td_work gen_work;
+	int gen_work_rc;
+	uint64_t gen_work_val;
+	char gen_err[256];
+	struct td_ctx *gen_ctx;
+
+	/* v2: journal blocks release their writes in index order */
+	struct ti_jbatch *jdone;  /* completed, waiting for lower indexes */
+	uint32_t jrelease;	  /* next index to release */
+	int jfail;		  /* a journal write failed this epoch */
+
 	struct td_rangelock rl;
 
 	/* journal */
@@ -131,7 +164,15 @@ struct ti_priv {
 /* tagcache.c */
 int ti_cache_init(struct td_layer *l, size_t budget_bytes);
 void ti_cache_free(struct td_layer *l);
-struct ti_page *ti_page_find(struct ti_priv *p, uint64_t idx);
+struct ti_page *ti_page_find(struct ti_priv *p, uint64_t idx); /* tag page */
+struct ti_page *ti_page_find_lvl(struct ti_priv *p, int level, uint64_t idx);
+/* v2: the L1 entry (32 bytes) of tag page idx; its L1 page must be cached. */
+uint8_t *ti_l1_entry(struct ti_priv *p, uint64_t tag_page);
+/* v2 zeroing: blocks [b0, b0+n) now read as zeros (pages pinned as
+ * ti_pages_pin(zeroing) pins them, or loaded by the recovery path). */
+void ti_tree_zero(struct td_layer *l, uint64_t b0, uint64_t n);
+/* v2 recovery: loads the pages ti_tree_zero needs for [b0, b0+n). */
+int ti_tree_zero_prepare_sync(struct td_layer *l, uint64_t b0, uint64_t n);
 /* Pins the pages of [b0, b0+n); starts loads; returns how many are not
  * loaded yet (the request goes on the page wait list when > 0). A
  * zeroing request skips the uncached pages it covers wholly. */
@@ -155,6 +196,9 @@ int ti_ckpt_sync(struct td_layer *l);
 /* drv_integrity.c */
 void ti_req_continue(struct ti_req *r);
 void ti_resume_parked(struct td_layer *l);
+
+/* drv_integrity.c: the trusted generation moved (after a checkpoint) */
+void ti_gen_advance(struct td_layer *l);
 
 /* recover.c */
 int ti_recover(struct td_layer *l, char *err, size_t errlen);

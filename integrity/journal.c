@@ -70,18 +70,15 @@ struct ti_jbatch {
 	uint8_t *buf;
 	struct td_req req;
 	struct iovec iov;
+	int err;
+	struct ti_jbatch *dnext; /* v2: completed, waiting for lower indexes */
 };
 
-static void jbatch_done(struct td_req *req, int err)
+static void jbatch_release(struct td_layer *l, struct ti_jbatch *b, int err)
 {
-	struct ti_jbatch *b = req->opaque;
-	struct td_layer *l = b->l;
-	struct ti_priv *p = l->priv;
 	struct ti_jblock *jb = b->blocks;
 
-	p->j_inflight--;
-	if (err)
-		td_err("integrity: journal write failed: %s", strerror(-err));
+	(void)l;
 	while (jb) {
 		struct ti_jblock *next = jb->next;
 		unsigned i;
@@ -100,6 +97,46 @@ static void jbatch_done(struct td_req *req, int err)
 	if (b->buf)
 		td_buf_put(b->buf, (size_t)b->n * TI_BLOCK);
 	free(b);
+}
+
+static void jbatch_done(struct td_req *req, int err)
+{
+	struct ti_jbatch *b = req->opaque;
+	struct td_layer *l = b->l;
+	struct ti_priv *p = l->priv;
+
+	p->j_inflight--;
+	if (err)
+		td_err("integrity: journal write failed: %s", strerror(-err));
+	if (!p->tree) {
+		jbatch_release(l, b, err);
+	} else {
+		/* v2: writes are released in journal order, so that data on disk
+		 * always has every earlier journal block of its epoch durable
+		 * too (recovery relies on it to tell a removed journal block
+		 * from a crash). After a failed journal write nothing later is
+		 * released: later data must not outrun the hole. */
+		struct ti_jbatch **pp = &p->jdone;
+
+		b->err = err;
+		while (*pp && (*pp)->blocks->index < b->blocks->index)
+			pp = &(*pp)->dnext;
+		b->dnext = *pp;
+		*pp = b;
+		while (p->jdone && p->jdone->blocks->index == p->jrelease) {
+			struct ti_jbatch *h = p->jdone;
+
+			p->jdone = h->dnext;
+			p->jrelease += h->n;
+			if (h->err && !p->jfail) {
+				p->jfail = h->err;
+				p->broken = h->err; /* writes refused until reopened */
+				td_err("integrity: refusing further writes after a journal write "
+				       "failure (reopen to recover)");
+			}
+			jbatch_release(l, h, p->jfail);
+		}
+	}
 	ti_journal_kick(l);
 	if (p->ck == CK_DRAIN)
 		ckpt_step(l);
@@ -281,16 +318,79 @@ static void page_written(struct td_req *req, int err)
 	struct td_layer *l = io->l;
 	struct ti_priv *p = l->priv;
 
-	io->pg->writing = false;
-	if (err) {
-		ti_page_mark_dirty(p, io->pg);
-		if (!p->ck_err)
-			p->ck_err = err;
+	if (io->pg) {
+		io->pg->writing = false;
+		if (err)
+			ti_page_mark_dirty(p, io->pg);
+		else if (p->tree)
+			io->pg->slot ^= 1; /* the new tree uses the slot just written */
+		io->pg->pins--;
 	}
-	io->pg->pins--;
+	if (err && !p->ck_err)
+		p->ck_err = err;
 	free(io);
 	if (--p->ck_pending_io == 0)
 		ckpt_step(l);
+}
+
+static void ck_write(struct td_layer *l, struct ti_page *pg, uint64_t off, void *buf, size_t len)
+{
+	struct ti_priv *p = l->priv;
+	struct ck_page_io *io = calloc(1, sizeof(*io));
+
+	if (!io) {
+		p->ck_err = -ENOMEM;
+		if (pg)
+			ti_page_mark_dirty(p, pg);
+		return;
+	}
+	if (pg) {
+		pg->writing = true;
+		pg->pins++;
+	}
+	io->pg = pg;
+	io->l = l;
+	io->iov.iov_base = buf;
+	io->iov.iov_len = len;
+	io->req.op = TD_OP_WRITE;
+	io->req.off = off;
+	io->req.len = len;
+	io->req.iov = &io->iov;
+	io->req.iovcnt = 1;
+	io->req.done = page_written;
+	io->req.opaque = io;
+	p->ck_pending_io++;
+	td_layer_submit(l->below, &io->req);
+}
+
+/* v2: the new tree — h0 of dirty tag pages into their L1 pages, h1 of
+ * dirty L1 pages into L2, and the root. */
+static int tree_update(struct ti_priv *p)
+{
+	size_t i;
+	int lv;
+
+	for (lv = 0; lv <= 1; lv++) {
+		for (i = 0; i < p->hsize; i++) {
+			struct ti_page *pg;
+
+			for (pg = p->htab[i]; pg; pg = pg->hnext) {
+				uint8_t *dst;
+
+				if (!pg->dirty || pg->level != lv)
+					continue;
+				dst = lv ? p->l2 + pg->idx * TI_HASH_LEN : ti_l1_entry(p, pg->idx);
+				if (!dst) {
+					td_err("integrity: tag page %llu is dirty without its tree page",
+					       (unsigned long long)pg->idx);
+					return -EIO;
+				}
+				if (ti_tree_hash(p->tree_mac, p->uuid, lv, pg->idx, pg->data, dst) < 0)
+					return -EIO;
+			}
+		}
+	}
+	return ti_tree_root(p->tree_mac, p->uuid, p->p.l2_pages, p->l2, p->ck_root);
 }
 
 static void write_dirty_pages(struct td_layer *l)
@@ -299,38 +399,39 @@ static void write_dirty_pages(struct td_layer *l)
 	size_t i;
 
 	p->ck_pending_io = 1;
+	if (p->tree) {
+		int rc = tree_update(p);
+
+		if (rc < 0) {
+			p->ck_err = rc;
+			if (--p->ck_pending_io == 0)
+				ckpt_step(l);
+			return;
+		}
+	}
 	for (i = 0; i < p->hsize; i++) {
 		struct ti_page *pg;
 
 		for (pg = p->htab[i]; pg; pg = pg->hnext) {
-			struct ck_page_io *io;
+			uint64_t off;
 
 			if (!pg->dirty)
 				continue;
-			io = calloc(1, sizeof(*io));
-			if (!io) {
-				p->ck_err = -ENOMEM;
-				continue;
-			}
 			pg->dirty = false;
 			p->ndirty--;
-			pg->writing = true;
-			pg->pins++;
-			io->pg = pg;
-			io->l = l;
-			io->iov.iov_base = pg->data;
-			io->iov.iov_len = TI_BLOCK;
-			io->req.op = TD_OP_WRITE;
-			io->req.off = p->p.tags_off + pg->idx * TI_BLOCK;
-			io->req.len = TI_BLOCK;
-			io->req.iov = &io->iov;
-			io->req.iovcnt = 1;
-			io->req.done = page_written;
-			io->req.opaque = io;
-			p->ck_pending_io++;
-			td_layer_submit(l->below, &io->req);
+			/* v2: into the slot the current tree does not use */
+			if (!p->tree)
+				off = p->p.tags_off + pg->idx * TI_BLOCK;
+			else if (pg->level)
+				off = ti_l1_page_off(&p->p, pg->idx, pg->slot ^ 1);
+			else
+				off = ti_tag_page_off(&p->p, pg->idx, pg->slot ^ 1);
+			ck_write(l, pg, off, pg->data, TI_BLOCK);
 		}
 	}
+	if (p->tree) /* L2 whole, into the region of the next epoch */
+		ck_write(l, NULL, ti_l2_off(&p->p, (unsigned)((p->epoch + 1) % 2)), p->l2,
+			 (size_t)p->p.l2_pages * TI_BLOCK);
 	if (--p->ck_pending_io == 0)
 		ckpt_step(l);
 }
@@ -376,7 +477,9 @@ static void ckpt_finish(struct td_layer *l, int err)
 	} else {
 		p->epoch++;
 		p->jpos = 0;
+		p->jrelease = 0;
 		p->records_since = 0;
+		ti_gen_advance(l);
 	}
 	ti_resume_parked(l);
 }
@@ -424,8 +527,12 @@ static void ckpt_step(struct td_layer *l)
 			return;
 		}
 		p->ck = CK_SUPER;
+		memset(&s, 0, sizeof(s));
+		s.version = p->p.version;
 		s.epoch = p->epoch + 1;
 		s.seq_base = p->next_seq;
+		if (p->tree)
+			memcpy(s.root, p->ck_root, TI_HASH_LEN);
 		ti_super_encode(&s, p->uuid, p->mac_loop, p->super_buf);
 		ck_submit(l, TD_OP_WRITE, p->p.super_off + (s.epoch % 2) * TI_BLOCK, p->super_buf,
 			  TD_REQ_FUA);

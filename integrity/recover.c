@@ -10,6 +10,7 @@
  * so it reads as an integrity error — a torn or corrupted block, never
  * silently accepted. Then a checkpoint starts a fresh epoch. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +106,12 @@ static int apply_zero_range(struct td_layer *l, uint64_t b, uint64_t count)
 	uint64_t pl = end / TI_ENTRIES_PER_PAGE;
 	int rc = 0;
 
+	if (p->tree) {
+		rc = ti_tree_zero_prepare_sync(l, b, count);
+		if (rc == 0)
+			ti_tree_zero(l, b, count);
+		return rc;
+	}
 	if (pf >= pl) {
 		for (i = b; i < end && !rc; i++)
 			rc = set_entry(l, i, 0, NULL);
@@ -128,6 +135,57 @@ static int apply_zero_range(struct td_layer *l, uint64_t b, uint64_t count)
 	return rc;
 }
 
+/* v2: journal blocks after a hole. A write's data is issued only when
+ * every journal block before its own is durable (journal.c), so after a
+ * crash the records past the first missing block describe writes whose
+ * data never went out: they are dropped. If one of them does verify
+ * against the data on disk, the missing block was removed afterwards —
+ * the way to hide a replayed block inside one epoch — and the open is
+ * refused. */
+static int check_late(struct td_layer *l, struct ti_rec *recs, size_t *nrec, struct ti_rec *zr,
+		      size_t *nz, uint32_t gap, uint8_t *buf, char *err, size_t errlen)
+{
+	struct ti_priv *p = l->priv;
+	uint8_t tag[TI_TAG_LEN];
+	size_t i, keep = 0, late = 0;
+	int rc;
+
+	for (i = 0; i < *nrec; i++) {
+		if (recs[i].jidx < gap) {
+			recs[keep++] = recs[i];
+			continue;
+		}
+		late++;
+		rc = td_layer_sync_io(l->below, TD_OP_READ,
+				      p->p.data_start + recs[i].block * TI_BLOCK, buf, TI_BLOCK, 0);
+		if (rc < 0) {
+			snprintf(err, errlen, "cannot read block %llu: %s",
+				 (unsigned long long)recs[i].block, strerror(-rc));
+			return rc;
+		}
+		if (ti_block_tag(p->mac_loop, p->uuid, recs[i].block, recs[i].seq, buf, tag) == 0 &&
+		    td_ct_memeq(tag, recs[i].tag, TI_TAG_LEN)) {
+			snprintf(err, errlen,
+				 "integrity metadata was tampered with: journal block %u of generation "
+				 "%llu is missing, but a later write (block %llu, journal block %u) "
+				 "reached the disk; refusing to open",
+				 gap, (unsigned long long)p->epoch, (unsigned long long)recs[i].block,
+				 recs[i].jidx);
+			return -EBADMSG;
+		}
+	}
+	*nrec = keep;
+	for (i = 0, keep = 0; i < *nz; i++)
+		if (zr[i].jidx < gap)
+			zr[keep++] = zr[i];
+	*nz = keep;
+	if (late)
+		td_info("integrity: %zu journal record(s) after the hole at journal block %u belong "
+			"to writes that never reached the disk; dropped",
+			late, gap);
+	return 0;
+}
+
 int ti_recover(struct td_layer *l, char *err, size_t errlen)
 {
 	struct ti_priv *p = l->priv;
@@ -135,9 +193,10 @@ int ti_recover(struct td_layer *l, char *err, size_t errlen)
 	size_t nrec = 0, caprec = 0, nz = 0, capz = 0, i, j;
 	uint64_t maxseq = 0, unresolved = 0;
 	uint8_t *buf = NULL;
-	uint32_t k;
+	uint32_t k, gap = UINT32_MAX, lastvalid = 0;
 	int rc = 0, n;
 	const uint32_t chunk = 256;
+	bool any = false;
 
 	buf = td_buf_get((size_t)chunk * TI_BLOCK);
 	if (!buf) {
@@ -157,8 +216,14 @@ int ti_recover(struct td_layer *l, char *err, size_t errlen)
 		for (q = 0; q < cnt; q++) {
 			n = ti_jblock_decode(buf + (size_t)q * TI_BLOCK, p->epoch, p->uuid,
 					     p->mac_loop, blk);
-			if (n <= 0)
-				continue; /* another epoch, never written, or torn */
+			if (n <= 0) {
+				/* another epoch, never written, or torn */
+				if (gap == UINT32_MAX)
+					gap = k + q;
+				continue;
+			}
+			any = true;
+			lastvalid = k + q;
 			/* this epoch's journal is in use up to here: new records
 			 * must not overwrite it before a checkpoint closes it */
 			if (k + q + 1 > p->jpos)
@@ -184,6 +249,7 @@ int ti_recover(struct td_layer *l, char *err, size_t errlen)
 					*arr = nr;
 					*cap_p = cap;
 				}
+				blk[j].jidx = k + q;
 				(*arr)[(*cnt_p)++] = blk[j];
 				if ((blk[j].seq & ~TI_SEQ_ZERO_RANGE) > maxseq)
 					maxseq = blk[j].seq & ~TI_SEQ_ZERO_RANGE;
@@ -192,9 +258,19 @@ int ti_recover(struct td_layer *l, char *err, size_t errlen)
 	}
 	if (rc < 0)
 		goto out;
+	if (!any || gap > lastvalid)
+		gap = UINT32_MAX; /* no hole before the last valid block */
+	if (p->tree && gap != UINT32_MAX) {
+		rc = check_late(l, recs, &nrec, zr, &nz, gap, buf, err, errlen);
+		if (rc < 0)
+			goto out;
+	}
 	if (maxseq + 1 > p->next_seq)
 		p->next_seq = maxseq + 1;
-	if (!nrec && !nz)
+	p->jrelease = p->jpos;
+	/* a journal that holds valid blocks is closed by a checkpoint even if
+	 * every record was dropped: new records must not land after a hole */
+	if (!any)
 		goto out;
 	td_info("integrity: replaying %zu journal records and %zu zeroed ranges of epoch %llu",
 		nrec, nz, (unsigned long long)p->epoch);

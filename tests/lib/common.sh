@@ -11,6 +11,8 @@ export PATH="$TD_BIN:$PATH"
 
 T=$(mktemp -d /var/tmp/tdtest.XXXXXX)
 export TAPDISK_RUNDIR="$T/run"
+# the trusted generations of this test's images (keymgr/statedir.h)
+export TDCRYPT_STATE_DIR="$T/state"
 mkdir -p "$TAPDISK_RUNDIR"
 _td_pids=""
 _td_cleanups=()

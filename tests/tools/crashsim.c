@@ -144,7 +144,7 @@ struct sim {
 	char img[4096], crash[4096];
 	uint64_t lower_size;
 	struct ti_params prm;
-	uint8_t uuid[16], mac_key[32];
+	uint8_t uuid[16], mac_key[32], tree_key[32];
 	/* base image: its non-zero 4 KiB blocks */
 	uint64_t *base_off;
 	uint8_t *base_data;
@@ -302,6 +302,7 @@ static int open_integrity(struct sim *s, struct td_env *e, const char *spec, str
 	a.params = s->prm;
 	memcpy(a.uuid, s->uuid, 16);
 	a.mac_key = s->mac_key;
+	a.tree_key = s->tree_key;
 	holder.below = c->top;
 	rc = td_chain_insert_below(&holder, &td_drv_integrity, NULL, &a, err, errlen);
 	if (rc < 0) {
@@ -330,8 +331,16 @@ static int setup(struct sim *s, struct td_env *e, struct rng *r)
 
 	/* a lower image holding exactly `blocks` data blocks and their metadata */
 	tp = div_up(s->cfg.blocks, TI_BLOCK / TI_ENTRY_LEN);
-	s->lower_size = DATA_START + (uint64_t)s->cfg.blocks * BS +
-			(2 + (uint64_t)s->cfg.journal + tp + 2 * div_up(tp, BS / 32) + 16) * BS;
+	if (getenv("TD_INTEGRITY_LAYOUT_VERSION") &&
+	    !strcmp(getenv("TD_INTEGRITY_LAYOUT_VERSION"), "1"))
+		s->lower_size = DATA_START + (uint64_t)s->cfg.blocks * BS +
+				(2 + (uint64_t)s->cfg.journal + tp + 2 * div_up(tp, BS / 32) + 16) *
+					BS;
+	else /* v2: two slots per tag page and L1 page, two L2 regions */
+		s->lower_size = DATA_START + (uint64_t)s->cfg.blocks * BS +
+				(2 + (uint64_t)s->cfg.journal + 2 * tp + 2 * div_up(tp, 128) +
+				 2 * div_up(div_up(tp, 128), 128)) *
+					BS;
 	rc = ti_layout(s->lower_size, DATA_START, s->cfg.journal, &s->prm);
 	if (rc < 0 || s->prm.data_blocks != s->cfg.blocks) {
 		printf("crashsim: layout gives %" PRIu64 " data blocks, wanted %u\n",
@@ -342,6 +351,8 @@ static int setup(struct sim *s, struct td_env *e, struct rng *r)
 		s->uuid[i] = (uint8_t)rnd(r);
 	for (i = 0; i < 32; i++)
 		s->mac_key[i] = (uint8_t)rnd(r);
+	for (i = 0; i < 32; i++)
+		s->tree_key[i] = (uint8_t)rnd(r);
 	fd = open(s->img, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0 || ftruncate(fd, (off_t)s->lower_size) < 0) {
 		printf("crashsim: cannot create %s: %s\n", s->img, strerror(errno));
@@ -845,7 +856,7 @@ static int64_t epoch_of(struct sim *s, const char *path, unsigned *nrec)
 	if (!mac || !buf || fd < 0)
 		goto out;
 	for (i = 0; i < 2; i++) {
-		struct ti_super sb;
+		struct ti_super sb = {.version = s->prm.version};
 
 		if (pread(fd, buf, TI_BLOCK, (off_t)(s->prm.super_off + i * TI_BLOCK)) ==
 			TI_BLOCK &&
