@@ -99,16 +99,39 @@ int ti_scrub(struct td_layer *l, void (*progress)(uint64_t done, uint64_t total,
 		    p->p.tags_pages - pg < PAGES_PER_BATCH ? p->p.tags_pages - pg : PAGES_PER_BATCH;
 		uint64_t b0 = pg * TI_ENTRIES_PER_PAGE, n, i;
 
-		rc = td_layer_sync_io(l->below, TD_OP_READ, p->p.tags_off + pg * TI_BLOCK, tab,
-				      np * TI_BLOCK, 0);
+		if (p->tree) {
+			/* v2: every page through the freshness tree; a page that
+			 * matches no slot fails every block it covers */
+			for (i = 0; i < np && rc == 0; i++) {
+				int e = 0;
+				struct ti_page *cp = ti_page_get_sync(l, pg + i, &e);
+
+				if (cp) {
+					memcpy(tab + i * TI_BLOCK, cp->data, TI_BLOCK);
+					continue;
+				}
+				if (e != -EBADMSG) {
+					rc = e;
+					break;
+				}
+				memset(tab + i * TI_BLOCK, 0, TI_BLOCK);
+				for (uint64_t k = 0; k < TI_ENTRIES_PER_PAGE &&
+						     (pg + i) * TI_ENTRIES_PER_PAGE + k < total;
+				     k++)
+					note_failure(out, (pg + i) * TI_ENTRIES_PER_PAGE + k);
+			}
+		} else {
+			rc = td_layer_sync_io(l->below, TD_OP_READ, p->p.tags_off + pg * TI_BLOCK,
+					      tab, np * TI_BLOCK, 0);
+			for (i = 0; rc == 0 && i < np; i++) {
+				struct ti_page *cp = ti_page_find(p, pg + i);
+
+				if (cp && cp->loaded)
+					memcpy(tab + i * TI_BLOCK, cp->data, TI_BLOCK);
+			}
+		}
 		if (rc < 0)
 			break;
-		for (i = 0; i < np; i++) {
-			struct ti_page *cp = ti_page_find(p, pg + i);
-
-			if (cp && cp->loaded)
-				memcpy(tab + i * TI_BLOCK, cp->data, TI_BLOCK);
-		}
 		/* the last page may describe fewer blocks than it has room for */
 		n = total - b0 < np * TI_ENTRIES_PER_PAGE ? total - b0 : np * TI_ENTRIES_PER_PAGE;
 		rc = scrub_batch(l, tab, b0, n, data, out);
