@@ -58,6 +58,9 @@ static void usage(FILE *f)
 		"  unload SPEC          remove it from the keyring\n"
 		"  log SPEC [--json] [--verify] [--key-file F]\n"
 		"                       the image's key-event log (see 'vdkey log --help')\n"
+		"  accept-rollback SPEC --key-file F\n"
+		"                       accept an image older than the generation this host\n"
+		"                       last saw (a deliberate restore); logged\n"
 		"  audit SPEC [--json] [--scrub]\n"
 		"                       compliance report on the header and keyslots; --scrub\n"
 		"                       also verifies every written block's MAC (key loaded;\n"
@@ -805,6 +808,117 @@ static void hexstr(char *out, const uint8_t *p, size_t n)
 		sprintf(out + 2 * i, "%02x", p[i]);
 }
 
+/* ---- freshness (issue 9): generation, trusted generation, tree root ------- */
+
+struct fresh_report {
+	bool have;		/* integrity metadata present */
+	int rc;			/* 0: st is valid */
+	struct ti_fresh_status st;
+	char err[512];
+	bool scrub_seen;
+	uint64_t scrub_time;
+	char scrub_outcome[8];
+};
+
+/* The keys ti_fresh_status needs: mac, then tree (64 bytes, secure). */
+static uint8_t *integrity_keys(const struct td_volkey *vk)
+{
+	uint8_t *k = td_secure_alloc(64);
+
+	if (k && (td_volkey_derive(vk, TD_SUBKEY_MAC, k, 32) < 0 ||
+		  td_volkey_derive(vk, TD_SUBKEY_TREE, k + 32, 32) < 0)) {
+		td_secure_free(k);
+		k = NULL;
+	}
+	return k;
+}
+
+static void last_scrub(const uint8_t uuid[16], struct fresh_report *fr)
+{
+	char *buf = NULL, err[256];
+	size_t len = 0, off = 0, ll;
+	const char *line;
+	struct td_keylog_entry e;
+
+	if (td_keylog_read(uuid, &buf, &len, err, sizeof(err)) < 0)
+		return;
+	while (td_keylog_next_line(buf, len, &off, &line, &ll) > 0)
+		if (td_keylog_parse_line(line, ll, &e, err, sizeof(err)) == 0 &&
+		    !strcmp(e.op, TD_KEYLOG_OP_SCRUB)) {
+			fr->scrub_seen = true;
+			fr->scrub_time = e.time;
+			snprintf(fr->scrub_outcome, sizeof(fr->scrub_outcome), "%s", e.outcome);
+		}
+	free(buf);
+}
+
+static void fresh_get(struct lower *lo, const struct td_crypt_hdr *h, const struct ti_params *prm,
+		      struct fresh_report *fr)
+{
+	struct td_volkey *vk = NULL;
+	uint8_t *k = NULL;
+
+	memset(fr, 0, sizeof(*fr));
+	fr->have = true;
+	fr->rc = -ENOKEY;
+	last_scrub(h->uuid, fr);
+	if (keyring_peek(h->uuid, &vk) < 0 || td_hdr_check_volkey(h, vk) < 0) {
+		snprintf(fr->err, sizeof(fr->err),
+			 "the generation and tree root are authenticated with the volume key: load "
+			 "it first (vdkey load SPEC)");
+		goto out;
+	}
+	k = integrity_keys(vk);
+	fr->rc = k ? ti_fresh_status(lo->chain->top, prm, h->uuid, k, k + 32, &fr->st, fr->err,
+				     sizeof(fr->err))
+		   : -ENOMEM;
+out:
+	if (k)
+		td_secure_free(k);
+	td_volkey_free(&vk);
+}
+
+static void print_fresh_json(const struct fresh_report *fr)
+{
+	char js[1100];
+
+	printf(",\n  \"freshness\": {");
+	if (fr->rc == 0) {
+		printf("\"integrity_version\": %u, \"tree\": %s, \"tree_root_verified\": %s, "
+		       "\"generation\": %llu, \"trusted_generation\": %llu, \"rollback\": %s, ",
+		       fr->st.version, fr->st.version >= 2 ? "true" : "false",
+		       fr->st.root_ok < 0 ? "null" : fr->st.root_ok ? "true" : "false",
+		       (unsigned long long)fr->st.generation, (unsigned long long)fr->st.trusted,
+		       fr->st.rollback ? "true" : "false");
+	} else {
+		td_json_str(js, sizeof(js), fr->err);
+		printf("\"verified\": false, \"error\": %s, ", js);
+	}
+	if (fr->scrub_seen)
+		printf("\"last_scrub\": {\"time\": %llu, \"outcome\": \"%s\"}}",
+		       (unsigned long long)fr->scrub_time, fr->scrub_outcome);
+	else
+		printf("\"last_scrub\": null}");
+}
+
+static void print_fresh_text(const struct fresh_report *fr)
+{
+	if (fr->rc == 0)
+		printf("Freshness:    %s, generation %llu (this host trusts %llu)%s%s\n",
+		       fr->st.version >= 2 ? "hash tree" : "none (integrity version 1: re-create "
+							   "the image for replay protection)",
+		       (unsigned long long)fr->st.generation, (unsigned long long)fr->st.trusted,
+		       fr->st.root_ok == 1 ? ", tree root verified"
+		       : fr->st.root_ok == 0 ? ", TREE ROOT DOES NOT VERIFY"
+					     : "",
+		       fr->st.rollback ? ", ROLLED BACK" : "");
+	else
+		printf("Freshness:    not verified (%s)\n", fr->err);
+	if (fr->scrub_seen)
+		printf("Last scrub:   %llu (unix time), %s\n", (unsigned long long)fr->scrub_time,
+		       fr->scrub_outcome);
+}
+
 static void print_keylog_json(const struct keylog_status *ks)
 {
 	char head[2 * TD_KEYLOG_HASH_LEN + 1], js[1600];
@@ -835,6 +949,7 @@ static int cmd_list(const char *spec, const struct opts *o, bool audit)
 	struct ti_scrub_result sres = {0};
 	struct ti_params prm;
 	struct keylog_status kls;
+	struct fresh_report fr = {0};
 
 	if (!h)
 		return 1;
@@ -870,6 +985,8 @@ static int cmd_list(const char *spec, const struct opts *o, bool audit)
 	}
 	if (audit)
 		keylog_status_get(h, scrubbed, &kls);
+	if (audit && have_layout)
+		fresh_get(&lo, h, &prm, &fr);
 	if (o->json) {
 		td_json_str(js, sizeof(js), lo.spec);
 		printf("{\n  \"spec\": %s,\n  \"uuid\": \"%s\",\n  \"format_version\": %d,\n"
@@ -898,6 +1015,8 @@ static int cmd_list(const char *spec, const struct opts *o, bool audit)
 			print_layout_json(&prm);
 		if (scrubbed)
 			print_scrub_json(&sres);
+		if (audit && fr.have)
+			print_fresh_json(&fr);
 		if (audit)
 			print_keylog_json(&kls);
 		printf("\n}\n");
@@ -924,6 +1043,8 @@ static int cmd_list(const char *spec, const struct opts *o, bool audit)
 		}
 		if (scrubbed)
 			print_scrub_text(&sres);
+		if (audit && fr.have)
+			print_fresh_text(&fr);
 		if (audit) {
 			printf("Key log:      %" PRIu64 " entries, %" PRIu64 " anchored: %s", kls.r.entries,
 			       kls.r.anchored, kls.verified ? "verified" : "NOT verified");
@@ -932,14 +1053,69 @@ static int cmd_list(const char *spec, const struct opts *o, bool audit)
 			printf("\n");
 		}
 	}
-	/* a block that fails verification fails the audit */
+	/* a block that fails verification fails the audit, and so does a
+	 * tree root that does not verify or a rolled-back image */
 	if (scrubbed && sres.failed)
+		rc = -EBADMSG;
+	if (fr.have && fr.rc == 0 && (fr.st.root_ok == 0 || fr.st.rollback))
 		rc = -EBADMSG;
 out:
 	if (lo.chain)
 		lower_close(&lo);
 	ti_scrub_result_free(&sres);
 	free(h);
+	return rc < 0 ? 1 : 0;
+}
+
+static int cmd_accept_rollback(const char *spec, const struct opts *o)
+{
+	struct vsess v;
+	struct ti_params prm;
+	struct ti_fresh_status st;
+	char err[768], uuid[TD_HDR_UUID_STR_LEN];
+	uint8_t *k = NULL;
+	int rc = vsess_open_op(&v, TD_KEYLOG_OP_ACCEPT_ROLLBACK, spec, 1, true, o->key_file);
+
+	if (rc < 0)
+		goto out;
+	td_hdr_uuid_str(v.h->uuid, uuid);
+	if (strcmp(v.h->integrity, TD_HDR_INTEGRITY_HMAC_SHA256) != 0) {
+		fprintf(stderr, "%s accept-rollback: image %s has no integrity metadata, hence no "
+				"generation: nothing to accept\n",
+			prog, uuid);
+		rc = -EINVAL;
+		goto out;
+	}
+	rc = ti_params_decode(v.h->integrity_params, v.lo.chain->top->size, &prm, err, sizeof(err));
+	if (rc == 0)
+		rc = (k = integrity_keys(v.vk)) ? 0 : -ENOMEM;
+	if (rc == 0)
+		rc = ti_fresh_status(v.lo.chain->top, &prm, v.h->uuid, k, k + 32, &st, err,
+				     sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "%s accept-rollback: %s\n", prog, err);
+		goto out;
+	}
+	if (!st.rollback) {
+		printf("image %s: generation %llu is not older than the trusted generation %llu; "
+		       "nothing to accept\n",
+		       uuid, (unsigned long long)st.generation, (unsigned long long)st.trusted);
+		goto out;
+	}
+	rc = ti_accept_generation(v.h->uuid, st.generation, err, sizeof(err));
+	keylog_record(&v, TD_KEYLOG_OP_ACCEPT_ROLLBACK, v.slot, rc == 0, true);
+	keylog_commit(&v, TD_KEYLOG_OP_ACCEPT_ROLLBACK);
+	if (rc < 0) {
+		fprintf(stderr, "%s accept-rollback: %s\n", prog, err);
+		goto out;
+	}
+	printf("accepted the rollback of image %s: trusted generation %llu -> %llu (recorded in "
+	       "the key-event log)\n",
+	       uuid, (unsigned long long)st.trusted, (unsigned long long)st.generation);
+out:
+	if (k)
+		td_secure_free(k);
+	vsess_close(&v);
 	return rc < 0 ? 1 : 0;
 }
 
@@ -1392,6 +1568,8 @@ int main(int argc, char **argv)
 		return cmd_unload(spec);
 	if (!strcmp(cmd, "log"))
 		return cmd_log(spec, &o);
+	if (!strcmp(cmd, "accept-rollback"))
+		return cmd_accept_rollback(spec, &o);
 	if (!strcmp(cmd, "header-backup"))
 		return cmd_backup(spec, file);
 	if (!strcmp(cmd, "header-restore"))
