@@ -131,6 +131,7 @@ def make_servers(kind, d, size_bytes):
     """Returns a Server for one configuration name, preparing its image."""
     env = dict(os.environ)
     env["TAPDISK_RUNDIR"] = os.path.join(d, "run")
+    env["TDCRYPT_STATE_DIR"] = os.path.join(d, "state")
     os.makedirs(env["TAPDISK_RUNDIR"], exist_ok=True)
     sock = os.path.join(d, kind + ".sock")
     raw = os.path.join(d, kind + ".raw")
@@ -164,12 +165,17 @@ def make_servers(kind, d, size_bytes):
     elif kind == "qcow":
         run(["qemu-img", "create", "-q", "-f", "qcow2", q, str(size_bytes)])
         spec = "qcow2:" + q
-    elif kind in ("crypt-aio", "crypt-qcow", "crypt-aio-noint"):
+    elif kind in ("crypt-aio", "crypt-qcow", "crypt-aio-noint", "crypt-aio-v1", "crypt-qcow-v1"):
         vdkey = os.path.join(BIN, "vdkey")
         keyfile = os.path.join(d, "key")
         with open(keyfile, "w") as f:
             f.write(PASS)
-        if kind in ("crypt-aio", "crypt-aio-noint"):
+        fenv = dict(env)
+        if kind.endswith("-v1"):
+            # integrity layout version 1: the same MACs and journal, no
+            # freshness tree (what the tree costs is the difference)
+            fenv["TD_INTEGRITY_LAYOUT_VERSION"] = "1"
+        if kind in ("crypt-aio", "crypt-aio-noint", "crypt-aio-v1"):
             # room for the crypt header and the integrity metadata
             run(["truncate", "-s", str(size_bytes + size_bytes // 32 + (8 << 20)), raw])
             lower = "aio:" + raw
@@ -179,7 +185,7 @@ def make_servers(kind, d, size_bytes):
             lower = "qcow2:" + q
         integ = "none" if kind.endswith("noint") else "hmac-sha256"
         run([vdkey, "format", lower, "--key-file", keyfile, "--pbkdf", "pbkdf2",
-             "--pbkdf-iterations", "1000", "--integrity", integ], env=env,
+             "--pbkdf-iterations", "1000", "--integrity", integ], env=fenv,
             stdout=subprocess.DEVNULL)
         run([vdkey, "load", lower, "--key-file", keyfile], env=env, stdout=subprocess.DEVNULL)
         spec = "crypt:" + lower
@@ -194,6 +200,9 @@ PAIRS = {
     "crypt-aio": ("crypt-aio", ["qemu-luks"]),
     "crypt-aio-noint": ("crypt-aio-noint", ["qemu-luks"]),
     "crypt-qcow": ("crypt-qcow", ["qemu-luks", "qemu-qcow2"]),
+    # the freshness tree's cost: the same chain with and without it
+    "tree-aio": ("crypt-aio", ["crypt-aio-v1"]),
+    "tree-qcow": ("crypt-qcow", ["crypt-qcow-v1"]),
 }
 
 
