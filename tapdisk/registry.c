@@ -9,6 +9,7 @@ extern const struct td_driver td_drv_crypt;
 extern const struct td_driver td_drv_qcow2;
 extern const struct td_driver td_drv_integrity;
 extern const struct td_driver td_drv_record;
+extern const struct td_driver td_drv_rbd;
 
 static const struct td_driver *const drivers[] = {
 	&td_drv_aio,
@@ -17,6 +18,7 @@ static const struct td_driver *const drivers[] = {
 	&td_drv_qcow2,
 	&td_drv_integrity,
 	&td_drv_record,
+	&td_drv_rbd,
 	NULL,
 };
 

@@ -15,5 +15,8 @@ int td_sandbox_drop(uid_t uid, gid_t gid, char *err, size_t errlen);
 /* PR_SET_NO_NEW_PRIVS and the seccomp filter (a no-op, logged, in
  * sanitizer builds, whose runtimes need system calls we do not allow). */
 int td_sandbox_seccomp(char *err, size_t errlen);
+/* The same allow-list plus what librados/librbd need (sockets to the
+ * cluster, thread creation): for chains with an rbd layer only. */
+int td_sandbox_seccomp_cluster(char *err, size_t errlen);
 
 #endif

@@ -16,6 +16,7 @@
 
 #include "tapdisk/bufpool.h"
 #include "tapdisk/ctl.h"
+#include "tapdisk/drv_rbd.h"
 #include "tapdisk/io.h"
 #include "tapdisk/log.h"
 #include "tapdisk/nbd.h"
@@ -202,7 +203,19 @@ static void snapshot_paused(void *opaque, int err)
 	snprintf(old, sizeof(old), "%s", rp ? rp : sp.path);
 	free(rp);
 	rc = -EINVAL;
-	if (strcmp(sp.layers[sp.nlayers - 1].drv->name, "qcow2") != 0) {
+	if (!strcmp(sp.layers[sp.nlayers - 1].drv->name, "rbd")) {
+		/* an RBD snapshot of the image: the chain reopens unchanged */
+		rc = td_rbd_snapshot(sp.path, sp.layers[sp.nlayers - 1].opts, s->snap_path, e,
+				     sizeof(e));
+		if (rc == 0 && !s->snap_was_paused)
+			rc = vbd_unpause(s->vbd, NULL, e, sizeof(e));
+		td_spec_free(&sp);
+		if (rc == 0) {
+			ctl_reply(c, "ok\n");
+			return;
+		}
+		goto undo;
+	} else if (strcmp(sp.layers[sp.nlayers - 1].drv->name, "qcow2") != 0) {
 		snprintf(e, sizeof(e), "snapshot needs a qcow2 image (this VBD is %s)",
 			 sp.layers[sp.nlayers - 1].drv->name);
 	} else if ((rc = qcow2_virtual_size(old, &vsize)) < 0) {
@@ -310,11 +323,15 @@ static void ctl_command(struct ctl_conn *c, char *line)
 			ctl_errorf(c, "busy: a pause or snapshot is in progress");
 			return;
 		}
-		if (line[9] != '/') {
+		if (td_rbd_spec_is_rbd(vbd_spec(s->vbd))) {
+			if (!td_rbd_snap_name_ok(line + 9)) {
+				ctl_errorf(c, "snapshot: bad RBD snapshot name '%.200s'", line + 9);
+				return;
+			}
+		} else if (line[9] != '/') {
 			ctl_errorf(c, "snapshot: the new file must be an absolute path");
 			return;
-		}
-		if (access(line + 9, F_OK) == 0) {
+		} else if (access(line + 9, F_OK) == 0) {
 			ctl_errorf(c, "snapshot: %s already exists", line + 9);
 			return;
 		}
@@ -354,7 +371,7 @@ static void ctl_command(struct ctl_conn *c, char *line)
 		server_shutdown(s);
 	} else {
 		ctl_errorf(c, "unknown command '%.64s' (known: info, stats, pause, unpause [SPEC], "
-			      "snapshot FILE, destroy)", line);
+			      "snapshot FILE|RBDSNAP, destroy)", line);
 	}
 }
 
@@ -522,6 +539,7 @@ int td_server_main(const struct td_server_opts *o)
 	struct td_server s;
 	char err[1024];
 	sigset_t mask;
+	bool rbd;
 	int rc;
 
 	memset(&s, 0, sizeof(s));
@@ -547,6 +565,7 @@ int td_server_main(const struct td_server_opts *o)
 	rc = vbd_open(&s.ctx, o->spec, &s.vbd, err, sizeof(err));
 	if (rc < 0)
 		goto fail;
+	rbd = td_rbd_spec_is_rbd(vbd_spec(s.vbd)); /* a cluster, no local image file */
 	if (td_rundir_ensure(err, sizeof(err)) < 0)
 		goto fail;
 	if (claim_minor(&s, o->minor, err, sizeof(err)) < 0)
@@ -574,7 +593,7 @@ int td_server_main(const struct td_server_opts *o)
 
 		if (td_sandbox_lookup(o->user, &uid, &gid, err, sizeof(err)) < 0)
 			goto fail;
-		if ((vbd_path(s.vbd) && chown(vbd_path(s.vbd), uid, gid) < 0) ||
+		if ((vbd_path(s.vbd) && !rbd && chown(vbd_path(s.vbd), uid, gid) < 0) ||
 		    chown(s.ctl_path, uid, gid) < 0 || chown(s.nbd_path, uid, gid) < 0) {
 			snprintf(err, sizeof(err), "cannot hand the image and sockets to %s: %s",
 				 o->user, strerror(errno));
@@ -584,7 +603,8 @@ int td_server_main(const struct td_server_opts *o)
 			goto fail;
 		td_info("running as %s (uid %u)", o->user, (unsigned)uid);
 	}
-	if (!o->no_seccomp && td_sandbox_seccomp(err, sizeof(err)) < 0)
+	if (!o->no_seccomp &&
+	    (rbd ? td_sandbox_seccomp_cluster(err, sizeof(err)) : td_sandbox_seccomp(err, sizeof(err))) < 0)
 		goto fail;
 	td_info("serving %s (%llu bytes) on %s, minor %d", vbd_spec(s.vbd),
 		(unsigned long long)vbd_size(s.vbd), s.nbd_path, s.minor);

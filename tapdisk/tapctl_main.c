@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "tapdisk/ctl.h"
+#include "tapdisk/drv_rbd.h"
 
 static const char *prog = "tap-ctl";
 
@@ -38,6 +39,8 @@ static void usage(FILE *f)
 		"  snapshot SELECTOR NEWFILE          live snapshot of a qcow2 VBD: NEWFILE becomes\n"
 		"                                     a qcow2 overlay over the current image, which\n"
 		"                                     is then never written again\n"
+		"  snapshot SELECTOR SNAPNAME         live snapshot of an rbd VBD: RBD snapshot\n"
+		"                                     POOL/IMAGE@SNAPNAME\n"
 		"\n"
 		"SELECTOR is -p PID -m MINOR (either or both), or -s SOCKET (the NBD socket).\n"
 		"SPEC is [tap:]DRIVER[:DRIVER...]:PATH, e.g. aio:/srv/vm.img or\n"
@@ -51,7 +54,8 @@ static void usage(FILE *f)
 static void cmd_usage(const char *cmd)
 {
 	if (!strcmp(cmd, "create"))
-		printf("Usage: tap-ctl create -a SPEC [-s SOCKET] [-r|--readonly] [-t SECONDS] [-u USER]\n\n"
+		printf("Usage: tap-ctl create -a SPEC [-s SOCKET] [-r|--readonly] [-t SECONDS] [-u USER]\n"
+		       "                     [--ceph-conf PATH] [--ceph-id NAME]\n\n"
 		       "Starts one isolated tapdisk process serving SPEC and prints exactly one\n"
 		       "line, its NBD URI. -s sets the socket path (default\n"
 		       "$TAPDISK_RUNDIR/nbd.<minor>.sock); -t how long to wait for it (30 s).\n"
@@ -59,7 +63,9 @@ static void cmd_usage(const char *cmd)
 		       "locked by another tapdisk, ...).\n"
 		       "-u/--user runs the tapdisk as USER once the image is open and the key\n"
 		       "read (it takes ownership of the image file); the default, as root, is\n"
-		       "the system user 'tapdisk' when it exists (scripts/setup-user.sh).\n");
+		       "the system user 'tapdisk' when it exists (scripts/setup-user.sh).\n"
+		       "--ceph-conf/--ceph-id: the Ceph cluster of an rbd: SPEC (default\n"
+		       "$CEPH_CONF / $CEPH_ID, then /etc/ceph/ceph.conf and client.admin).\n");
 	else if (!strcmp(cmd, "list"))
 		printf("Usage: tap-ctl list [--json]\n\nLists running tapdisks. Stale control "
 		       "sockets left by killed tapdisks are removed.\n");
@@ -72,11 +78,14 @@ static void cmd_usage(const char *cmd)
 		       "Reopens the image (or NEWSPEC, which must export the same size) and\n"
 		       "resumes the requests that waited.\n");
 	else if (!strcmp(cmd, "snapshot"))
-		printf("Usage: tap-ctl snapshot (-p PID | -m MINOR | -s SOCKET) NEWFILE\n\n"
+		printf("Usage: tap-ctl snapshot (-p PID | -m MINOR | -s SOCKET) NEWFILE|SNAPNAME\n\n"
 		       "Pauses the VBD (drain, flush), creates NEWFILE as a qcow2 overlay whose\n"
 		       "backing file is the current image, reopens the chain on it and resumes.\n"
 		       "Clients see no error. Under crypt:, the overlay is covered by the same\n"
-		       "key and integrity metadata (they live in the image's address space).\n");
+		       "key and integrity metadata (they live in the image's address space).\n"
+		       "On an rbd: VBD the argument is a snapshot name: pause, flush, RBD\n"
+		       "snapshot POOL/IMAGE@SNAPNAME, resume. It opens read-only as\n"
+		       "crypt:rbd:POOL/IMAGE@SNAPNAME with the same key.\n");
 	else
 		printf("Usage: tap-ctl %s (-p PID | -m MINOR | -s SOCKET)\n", cmd);
 }
@@ -298,6 +307,8 @@ static void explain_lock(const char *spec)
 	scan_free(v, n);
 }
 
+static const char *ceph_conf, *ceph_id;
+
 static int cmd_create(const char *spec, const char *sock, bool ro, int timeout_s, const char *user)
 {
 	char bin[PATH_MAX], logpath[PATH_MAX], fdarg[16], err[512], msg[2048];
@@ -355,6 +366,14 @@ static int cmd_create(const char *spec, const char *sock, bool ro, int timeout_s
 		if (user) {
 			args[a++] = "--user";
 			args[a++] = (char *)user;
+		}
+		if (ceph_conf) {
+			args[a++] = "--ceph-conf";
+			args[a++] = (char *)ceph_conf;
+		}
+		if (ceph_id) {
+			args[a++] = "--ceph-id";
+			args[a++] = (char *)ceph_id;
 		}
 		args[a] = NULL;
 		execvp(bin, args);
@@ -504,6 +523,8 @@ int main(int argc, char **argv)
 		{"json", no_argument, NULL, 'j'},
 		{"readonly", no_argument, NULL, 'r'},
 		{"user", required_argument, NULL, 'u'},
+		{"ceph-conf", required_argument, NULL, 'C'},
+		{"ceph-id", required_argument, NULL, 'I'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -546,6 +567,12 @@ int main(int argc, char **argv)
 		case 'j':
 			json = true;
 			break;
+		case 'C':
+			ceph_conf = optarg;
+			break;
+		case 'I':
+			ceph_id = optarg;
+			break;
 		case 'h':
 			cmd_usage(cmd);
 			return 0;
@@ -555,13 +582,22 @@ int main(int argc, char **argv)
 		}
 	}
 	if (!strcmp(cmd, "snapshot")) {
-		char abs[PATH_MAX];
+		char abs[PATH_MAX], ctl[PATH_MAX];
+		struct td_kv info = {0};
+		bool rbd;
 
 		if (optind != argc - 1) {
 			fprintf(stderr, "%s snapshot: expected NEWFILE (see tap-ctl snapshot --help)\n",
 				prog);
 			return 2;
 		}
+		/* an rbd VBD takes a snapshot name, the others a file */
+		if (find_one(&sel, ctl, sizeof(ctl), &info) < 0)
+			return 1;
+		rbd = td_rbd_spec_is_rbd(kvs(&info, "spec"));
+		td_kv_free(&info);
+		if (rbd)
+			return cmd_simple(cmd, &sel, argv[optind], json);
 		/* the tapdisk may run elsewhere: hand it an absolute path */
 		if (argv[optind][0] == '/') {
 			snprintf(abs, sizeof(abs), "%s", argv[optind]);

@@ -33,12 +33,15 @@ static void usage(FILE *f)
 		"                        the image file and sockets for NAME, leave the session\n"
 		"                        keyring and run as NAME (needs root)\n"
 		"      --no-seccomp      do not install the system-call allow-list (debugging)\n"
+		"      --ceph-conf PATH  ceph.conf for an rbd: SPEC (sets CEPH_CONF)\n"
+		"      --ceph-id NAME    Ceph client id for an rbd: SPEC (sets CEPH_ID)\n"
 		"  -h, --help            this text\n"
 		"      --version         print the version\n"
 		"\n"
 		"Environment: TAPDISK_RUNDIR (default /run/tapdisk) holds the control socket\n"
 		"tapdisk.<minor>.ctl; TD_WORKERS sets the crypto worker thread count;\n"
-		"TD_DEBUG=1 enables debug logging.\n");
+		"TD_DEBUG=1 enables debug logging; CEPH_CONF, CEPH_ID and CEPH_ARGS configure\n"
+		"the cluster connection of an rbd: SPEC.\n");
 }
 
 static int list_drivers(void)
@@ -62,6 +65,8 @@ int main(int argc, char **argv)
 		{"ready-fd", required_argument, NULL, 'R'},
 		{"user", required_argument, NULL, 'u'},
 		{"no-seccomp", no_argument, NULL, 'S'},
+		{"ceph-conf", required_argument, NULL, 'C'},
+		{"ceph-id", required_argument, NULL, 'I'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -107,6 +112,12 @@ int main(int argc, char **argv)
 			break;
 		case 'S':
 			o.no_seccomp = true;
+			break;
+		case 'C':
+			setenv("CEPH_CONF", optarg, 1); /* read by the rbd driver */
+			break;
+		case 'I':
+			setenv("CEPH_ID", optarg, 1);
 			break;
 		case 'h':
 			usage(stdout);
