@@ -29,6 +29,8 @@ summary=$(grep '^crashsim: seed=.*violations=' "$T/sim.out") || fail "no summary
 points=$(sed -n 's/.* crash_points=\([0-9]*\).*/\1/p' <<<"$summary")
 [ "${points:-0}" -ge 200 ] || fail "only ${points:-0} crash points"
 grep -q ' violations=0 ' <<<"$summary" || fail "violations in: $summary"
+grep -q 'integrity layout version 2 (freshness tree)' "$T/sim.out" ||
+	fail "the simulation did not run with the freshness tree (layout version 2)"
 # the run must actually have exercised what it claims to
 ckpts=$(sed -n 's/.* checkpoints=\([0-9]*\).*/\1/p' <<<"$summary")
 torn=$(sed -n 's/.* torn=\([0-9]*\).*/\1/p' <<<"$summary")

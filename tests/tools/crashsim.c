@@ -347,6 +347,8 @@ static int setup(struct sim *s, struct td_env *e, struct rng *r)
 		       s->prm.data_blocks, s->cfg.blocks);
 		return -EINVAL;
 	}
+	printf("crashsim: integrity layout version %u%s\n", s->prm.version,
+	       s->prm.version >= 2 ? " (freshness tree)" : "");
 	for (i = 0; i < 16; i++)
 		s->uuid[i] = (uint8_t)rnd(r);
 	for (i = 0; i < 32; i++)
