@@ -101,9 +101,25 @@ PATTERNS=("0 65536 0x11" "1048576 4096 0x22" "4194816 1536 0x33" "104857600 1048
 sec_roundtrip() {
 	info "roundtrip: rbd: raw image through qemu-io, nbdcopy, fio"
 	rbd create --size 192M rbd/raw1 || fail "rbd create"
-	local sock=$T/raw.sock uri
-	td_serve "rbd:rbd/raw1" "$sock"
+	local sock=$T/raw.sock uri out
+	TD_TEST_HOOKS=1 td_serve "rbd:rbd/raw1" "$sock"
 	uri=$(uri_of "$sock")
+	case "$BUILD" in
+	*san*) ;; # sanitizer builds install no seccomp filter
+	*)
+		# the cluster allow-list: network yes (librados), new processes no
+		out=$(python3 - "$TAPDISK_RUNDIR/tapdisk.0.ctl" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(b"selftest-syscalls\n")
+print(s.makefile().read())
+PY
+)
+		echo "$out" | grep -q "socket_inet=allowed" || fail "rbd tapdisk cannot open sockets: $out"
+		echo "$out" | grep -q "fork=Operation not permitted" || fail "rbd tapdisk could fork: $out"
+		;;
+	esac
 	[ "$(nbdinfo --size "$uri")" = $((192 << 20)) ] || fail "nbdinfo size"
 	for spec in "${PATTERNS[@]}" "201322496 4k 0x55"; do
 		set -- $spec
@@ -341,4 +357,8 @@ for s in $SECTIONS; do
 done
 # a shell error inside a section (not a failed check) ends the loop early
 [ "$ran" = "$(echo $SECTIONS | wc -w)" ] || fail "only $ran section(s) of '$SECTIONS' ran"
+# tapdisks started by tap-ctl log there; a sanitizer report is a failure
+for d in "$TAPDISK_RUNDIR" "$HOSTA" "$HOSTB"; do
+	grep -l "Sanitizer\|runtime error:" "$d/tapdisk.log" 2>/dev/null && fail "sanitizer report in $d/tapdisk.log"
+done
 echo ok
