@@ -168,9 +168,9 @@ static int crypt_open(struct td_layer *l, const char *path, const char *opts, ch
 	xkey = td_secure_alloc(TD_XTS_KEY_LEN);
 	if (!xkey || td_volkey_derive(vk, TD_SUBKEY_XTS, xkey, TD_XTS_KEY_LEN) < 0)
 		goto out;
-	p->nctx = td_workers_count(l->ctx->workers);
-	if (p->nctx < 1)
-		p->nctx = 1;
+	/* one context per worker thread, and one for the loop thread (small
+	 * requests are enciphered inline) */
+	p->nctx = td_workers_count(l->ctx->workers) + 1;
 	p->xts = calloc((size_t)p->nctx, sizeof(*p->xts));
 	if (!p->xts)
 		goto out;
@@ -331,6 +331,10 @@ static void run_cipher(struct crypt_req *cr, void (*fn)(struct td_work *, int))
 		cw->err = 0;
 		cw->w.fn = fn;
 		cw->w.done = work_done;
+	}
+	if (chunks == 1 && cr->parent->len <= td_workers_inline_max()) {
+		td_workers_submit_inline(cr->l->ctx->workers, &cr->works[0].w);
+		return;
 	}
 	for (i = 0; i < chunks; i++)
 		td_workers_submit(cr->l->ctx->workers, &cr->works[i].w);

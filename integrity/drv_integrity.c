@@ -178,6 +178,10 @@ static void run_workers(struct ti_req *r, void (*fn)(struct td_work *, int))
 		tw->w.fn = fn;
 		tw->w.done = work_done;
 	}
+	if (chunks == 1 && r->n * TI_BLOCK <= td_workers_inline_max()) {
+		td_workers_submit_inline(r->l->ctx->workers, &r->works[0].w);
+		return;
+	}
 	for (i = 0; i < chunks; i++)
 		td_workers_submit(r->l->ctx->workers, &r->works[i].w);
 }
@@ -784,9 +788,9 @@ static int integ_open(struct td_layer *l, const char *path, const char *opts, ch
 	if (!p->mac_key || !p->super_buf)
 		goto fail;
 	memcpy(p->mac_key, a->mac_key, 32);
-	p->nmacs = td_workers_count(l->ctx->workers);
-	if (p->nmacs < 1)
-		p->nmacs = 1;
+	/* one per worker thread and one for the loop thread (small requests
+	 * are MAC'd inline) */
+	p->nmacs = td_workers_count(l->ctx->workers) + 1;
 	p->macs = calloc((size_t)p->nmacs, sizeof(*p->macs));
 	if (!p->macs)
 		goto fail;

@@ -126,7 +126,7 @@ static void run_inline(void *opaque)
 		p->inline_head = w->next;
 		if (!p->inline_head)
 			p->inline_tail = NULL;
-		w->fn(w, 0);
+		w->fn(w, p->n);
 		w->done(w);
 	}
 }
@@ -198,6 +198,26 @@ void td_workers_free(struct td_workers *p)
 int td_workers_count(const struct td_workers *p)
 {
 	return p->n;
+}
+
+void td_workers_submit_inline(struct td_workers *p, struct td_work *w)
+{
+	push(&p->inline_head, &p->inline_tail, w);
+	td_loop_defer(p->loop, &p->inline_defer);
+}
+
+uint64_t td_workers_inline_max(void)
+{
+	static int64_t v = -1;
+
+	if (v < 0) {
+		const char *e = getenv("TD_INLINE_BYTES");
+
+		v = e && *e ? strtoll(e, NULL, 10) : 8192;
+		if (v < 0)
+			v = 0;
+	}
+	return (uint64_t)v;
 }
 
 void td_workers_submit(struct td_workers *p, struct td_work *w)

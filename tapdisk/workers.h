@@ -24,6 +24,14 @@ struct td_workers *td_workers_new(struct td_loop *loop, int nthreads);
 void td_workers_free(struct td_workers *p);
 int td_workers_count(const struct td_workers *p);
 void td_workers_submit(struct td_workers *p, struct td_work *w);
+/* Runs w on the loop thread instead (fn gets index n, the loop's own
+ * context slot; done is deferred like every completion). For jobs so
+ * small that handing them to a thread and back costs more than doing
+ * them: see td_workers_inline_max(). */
+void td_workers_submit_inline(struct td_workers *p, struct td_work *w);
+/* Bytes of crypto work below which a request stays on the loop thread:
+ * TD_INLINE_BYTES, default 8192 (0 = always hand off). */
+uint64_t td_workers_inline_max(void);
 /* Default worker count: TD_WORKERS env or online CPUs (at most 8). */
 int td_workers_default_count(void);
 
