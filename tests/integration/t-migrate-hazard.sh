@@ -10,7 +10,10 @@ truncate -s 8M "$IMG"
 out=$("$TD_TOOLS/migrate_hazard" "$IMG" 100) || fail "hazard with the correct pause: $out"
 echo "$out"
 echo "$out" | grep -q "100 repetitions, 0 hazards" || fail "unexpected: $out"
-out=$(TD_TEST_BROKEN_PAUSE=1 "$TD_TOOLS/migrate_hazard" "$IMG" 10 2>&1)
+# W1 is held 0.8-1.6 s here: the destination (a fresh tapdisk, slow to
+# start in a sanitizer build) must write before it lands for the hazard to
+# show
+out=$(MIGRATE_HAZARD_DELAY_MS=800 TD_TEST_BROKEN_PAUSE=1 "$TD_TOOLS/migrate_hazard" "$IMG" 10 2>&1)
 rc=$?
 echo "broken pause: $(echo "$out" | tail -1)"
 [ $rc = 3 ] || fail "the broken pause did not show the hazard (rc=$rc): $out"

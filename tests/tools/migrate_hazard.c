@@ -72,11 +72,18 @@ int main(int argc, char **argv)
 	}
 	img = argv[1];
 	reps = atoi(argv[2]);
+	/* how long the source's fault layer holds W1 (MIGRATE_HAZARD_DELAY_MS,
+	 * default 80: 80-160 ms). The broken-pause control needs the
+	 * destination to write before W1 lands, so on a slow build (sanitizers)
+	 * it asks for more. */
+	int base = getenv("MIGRATE_HAZARD_DELAY_MS") ? atoi(getenv("MIGRATE_HAZARD_DELAY_MS")) : 80;
+	if (base < 1)
+		base = 80;
 	srand((unsigned)time(NULL) ^ (unsigned)getpid());
 	for (r = 0; r < reps; r++) {
 		struct nbd_handle *h1 = nbd_create(), *h2 = nbd_create();
 		uint64_t block = (uint64_t)(rand() % 1024), off = block * BS;
-		int delay = 80 + rand() % 120;
+		int delay = base + rand() % (base + 1);
 		int64_t c1;
 
 		fill(w1, 0x10000000u | (uint32_t)r);
