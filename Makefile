@@ -24,7 +24,8 @@ CFLAGS   += $(OPT) -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
             -Wmissing-prototypes -Wno-unused-parameter -D_GNU_SOURCE -pthread \
             -fstack-protector-strong -D_FORTIFY_SOURCE=2 -I. $(SANFLAGS)
 LDFLAGS  += -pthread $(SANFLAGS)
-LIBS     := -laio -lcrypto -lkeyutils -largon2 -lseccomp -lrbd -lrados -lm
+# librbd/librados are dlopen()ed by the rbd driver on first use (tapdisk/rbd_dl.h)
+LIBS     := -laio -lcrypto -lkeyutils -largon2 -lseccomp -lm -ldl
 TESTLIBS := -lcmocka
 
 LIB_DIRS := tapdisk crypt integrity keymgr

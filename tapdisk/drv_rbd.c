@@ -29,13 +29,13 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
-#include <rados/librados.h>
-#include <rbd/librbd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
+
+#include "tapdisk/rbd_dl.h" /* librbd/librados, loaded on first use */
 
 #include "tapdisk/driver.h"
 #include "tapdisk/drv_rbd.h"
@@ -225,6 +225,9 @@ static int conn_get(const struct rbd_opts *o, struct rbd_conn **out, char *err, 
 	char t[32], ot[32];
 	int rc;
 
+	rc = td_rbd_api_load(err, errlen);
+	if (rc < 0)
+		return rc;
 	pthread_mutex_lock(&conns_lock);
 	for (c = conns; c; c = c->next) {
 		if (!strcmp(c->o.conf, o->conf) && !strcmp(c->o.id, o->id) &&
