@@ -10,6 +10,7 @@
 #include "crypt/header.h"
 #include "keymgr/secmem.h"
 #include "keymgr/volkey.h"
+#include "tapdisk/seterr.h"
 
 /* Offsets in one copy. */
 enum {
@@ -89,17 +90,6 @@ static const struct {
 _Static_assert(sizeof(AAD_LABEL) - 1 + TD_HDR_UUID_LEN + 4 + KS_PARAMS_LEN == TD_HDR_AAD_LEN,
 	       "aad");
 
-__attribute__((format(printf, 3, 4))) static void seterr(char *err, size_t errlen, const char *fmt,
-							 ...)
-{
-	va_list ap;
-
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static void put_le32(uint8_t *p, uint32_t v)
 {
@@ -174,52 +164,52 @@ int td_kdf_params_check(const struct td_kdf_params *p, char *err, size_t errlen)
 	int ret = -EINVAL;
 
 	if (!p) {
-		seterr(err, errlen, "no KDF parameters");
+		td_seterr(err, errlen, "no KDF parameters");
 		goto out;
 	}
 	switch (p->id) {
 	case TD_KDF_ARGON2ID:
 		if (p->t_cost < 1 || p->t_cost > TD_KDF_ARGON2_T_MAX) {
-			seterr(err, errlen, "argon2id passes %u out of range 1..%u", p->t_cost,
+			td_seterr(err, errlen, "argon2id passes %u out of range 1..%u", p->t_cost,
 			       TD_KDF_ARGON2_T_MAX);
 			goto out;
 		}
 		if (p->parallelism < 1 || p->parallelism > TD_KDF_ARGON2_P_MAX) {
-			seterr(err, errlen, "argon2id parallelism %u out of range 1..%u",
+			td_seterr(err, errlen, "argon2id parallelism %u out of range 1..%u",
 			       p->parallelism, TD_KDF_ARGON2_P_MAX);
 			goto out;
 		}
 		if (p->m_cost_kib < 8 * p->parallelism || p->m_cost_kib > TD_KDF_ARGON2_M_MAX) {
-			seterr(err, errlen, "argon2id memory %u KiB out of range %u..%u",
+			td_seterr(err, errlen, "argon2id memory %u KiB out of range %u..%u",
 			       p->m_cost_kib, 8 * p->parallelism, TD_KDF_ARGON2_M_MAX);
 			goto out;
 		}
 		break;
 	case TD_KDF_PBKDF2_SHA256:
 		if (p->iterations < 1 || p->iterations > TD_KDF_PBKDF2_ITER_MAX) {
-			seterr(err, errlen, "pbkdf2 iterations %u out of range", p->iterations);
+			td_seterr(err, errlen, "pbkdf2 iterations %u out of range", p->iterations);
 			goto out;
 		}
 		break;
 	case TD_KDF_SCRYPT:
 		if (p->n < 2 || p->n > TD_KDF_SCRYPT_N_MAX || (p->n & (p->n - 1)) != 0) {
-			seterr(err, errlen, "scrypt N %llu is not a power of two in 2..2^30",
+			td_seterr(err, errlen, "scrypt N %llu is not a power of two in 2..2^30",
 			       (unsigned long long)p->n);
 			goto out;
 		}
 		if (p->r < 1 || p->r > TD_KDF_SCRYPT_R_MAX || p->p < 1 ||
 		    p->p > TD_KDF_SCRYPT_P_MAX) {
-			seterr(err, errlen, "scrypt r %u / p %u out of range", p->r, p->p);
+			td_seterr(err, errlen, "scrypt r %u / p %u out of range", p->r, p->p);
 			goto out;
 		}
 		if (128ULL * p->r * p->n > TD_KDF_SCRYPT_MEM_MAX) {
-			seterr(err, errlen, "scrypt needs more than 4 GiB (N %llu, r %u)",
+			td_seterr(err, errlen, "scrypt needs more than 4 GiB (N %llu, r %u)",
 			       (unsigned long long)p->n, p->r);
 			goto out;
 		}
 		break;
 	default:
-		seterr(err, errlen, "unknown KDF id %u", (unsigned)p->id);
+		td_seterr(err, errlen, "unknown KDF id %u", (unsigned)p->id);
 		goto out;
 	}
 	ret = 0;
@@ -236,58 +226,58 @@ static int hdr_validate(const struct td_crypt_hdr *h, char *err, size_t errlen)
 	int ret = -EINVAL;
 
 	if (incompat) {
-		seterr(err, errlen, "unknown incompatible feature flags 0x%llx",
+		td_seterr(err, errlen, "unknown incompatible feature flags 0x%llx",
 		       (unsigned long long)incompat);
 		goto out;
 	}
 	if (strnlen(h->cipher, TD_HDR_STR_LEN) == TD_HDR_STR_LEN ||
 	    strcmp(h->cipher, TD_HDR_CIPHER_XTS) != 0) {
-		seterr(err, errlen, "unsupported cipher spec '%.31s'", h->cipher);
+		td_seterr(err, errlen, "unsupported cipher spec '%.31s'", h->cipher);
 		goto out;
 	}
 	if (h->key_bits != TD_HDR_KEY_BITS) {
-		seterr(err, errlen, "unsupported key size %u bits", h->key_bits);
+		td_seterr(err, errlen, "unsupported key size %u bits", h->key_bits);
 		goto out;
 	}
 	if (h->sector_size != TD_HDR_SECTOR_SIZE) {
-		seterr(err, errlen, "unsupported sector size %u", h->sector_size);
+		td_seterr(err, errlen, "unsupported sector size %u", h->sector_size);
 		goto out;
 	}
 	if (h->tweak_mode != TD_HDR_TWEAK_PLAIN64) {
-		seterr(err, errlen, "unsupported tweak mode %u", h->tweak_mode);
+		td_seterr(err, errlen, "unsupported tweak mode %u", h->tweak_mode);
 		goto out;
 	}
 	if (h->data_offset % 4096 != 0 || h->data_offset % h->sector_size != 0 ||
 	    h->data_offset < TD_HDR_AREA_MIN || h->data_offset > TD_HDR_DATA_OFFSET_MAX) {
-		seterr(err, errlen, "data offset %llu invalid (multiple of 4096 in %u..%u)",
+		td_seterr(err, errlen, "data offset %llu invalid (multiple of 4096 in %u..%u)",
 		       (unsigned long long)h->data_offset, TD_HDR_AREA_MIN, TD_HDR_DATA_OFFSET_MAX);
 		goto out;
 	}
 	if (h->data_size == 0 || h->data_size % h->sector_size != 0 ||
 	    h->data_size > (uint64_t)INT64_MAX - h->data_offset) {
-		seterr(err, errlen, "data size %llu invalid", (unsigned long long)h->data_size);
+		td_seterr(err, errlen, "data size %llu invalid", (unsigned long long)h->data_size);
 		goto out;
 	}
 	if (strnlen(h->integrity, TD_HDR_STR_LEN) == TD_HDR_STR_LEN) {
-		seterr(err, errlen, "integrity spec not terminated");
+		td_seterr(err, errlen, "integrity spec not terminated");
 		goto out;
 	}
 	if (strcmp(h->integrity, TD_HDR_INTEGRITY_NONE) == 0) {
 		if (h->tag_size != 0) {
-			seterr(err, errlen, "tag size %u with integrity none", h->tag_size);
+			td_seterr(err, errlen, "tag size %u with integrity none", h->tag_size);
 			goto out;
 		}
 		if (!all_zero(h->integrity_params, sizeof(h->integrity_params))) {
-			seterr(err, errlen, "integrity parameters set with integrity none");
+			td_seterr(err, errlen, "integrity parameters set with integrity none");
 			goto out;
 		}
 	} else if (strcmp(h->integrity, TD_HDR_INTEGRITY_HMAC_SHA256) == 0) {
 		if (h->tag_size != 24) {
-			seterr(err, errlen, "tag size %u, hmac-sha256 needs 24", h->tag_size);
+			td_seterr(err, errlen, "tag size %u, hmac-sha256 needs 24", h->tag_size);
 			goto out;
 		}
 	} else {
-		seterr(err, errlen, "unsupported integrity spec '%.31s'", h->integrity);
+		td_seterr(err, errlen, "unsupported integrity spec '%.31s'", h->integrity);
 		goto out;
 	}
 	for (int i = 0; i < TD_HDR_KEYSLOTS; i++) {
@@ -296,11 +286,11 @@ static int hdr_validate(const struct td_crypt_hdr *h, char *err, size_t errlen)
 		if (ks->state == TD_KEYSLOT_INACTIVE)
 			continue;
 		if (ks->state != TD_KEYSLOT_ACTIVE) {
-			seterr(err, errlen, "keyslot %d: unknown state %u", i, ks->state);
+			td_seterr(err, errlen, "keyslot %d: unknown state %u", i, ks->state);
 			goto out;
 		}
 		if (td_kdf_params_check(&ks->kdf, why, sizeof(why)) < 0) {
-			seterr(err, errlen, "keyslot %d: %s", i, why);
+			td_seterr(err, errlen, "keyslot %d: %s", i, why);
 			goto out;
 		}
 	}
@@ -407,24 +397,24 @@ static int get_slot(const uint8_t *p, int i, struct td_keyslot *ks, char *err, s
 	memset(ks, 0, sizeof(*ks));
 	if (state == TD_KEYSLOT_INACTIVE) {
 		if (!all_zero(p, TD_HDR_KEYSLOT_SIZE)) {
-			seterr(err, errlen, "keyslot %d: inactive but not zeroed", i);
+			td_seterr(err, errlen, "keyslot %d: inactive but not zeroed", i);
 			goto out;
 		}
 		ret = 0;
 		goto out;
 	}
 	if (state != TD_KEYSLOT_ACTIVE) {
-		seterr(err, errlen, "keyslot %d: unknown state %u", i, state);
+		td_seterr(err, errlen, "keyslot %d: unknown state %u", i, state);
 		goto out;
 	}
 	if (get_le32(p + KS_KEY_LEN) != TD_HDR_WRAPPED_LEN) {
-		seterr(err, errlen, "keyslot %d: key length %u, expected %u", i,
+		td_seterr(err, errlen, "keyslot %d: key length %u, expected %u", i,
 		       get_le32(p + KS_KEY_LEN), TD_HDR_WRAPPED_LEN);
 		goto out;
 	}
 	for (size_t r = 0; r < sizeof(ks_reserved) / sizeof(ks_reserved[0]); r++) {
 		if (!all_zero(p + ks_reserved[r].off, ks_reserved[r].len)) {
-			seterr(err, errlen, "keyslot %d: reserved bytes at %u not zero", i,
+			td_seterr(err, errlen, "keyslot %d: reserved bytes at %u not zero", i,
 			       ks_reserved[r].off);
 			goto out;
 		}
@@ -433,7 +423,7 @@ static int get_slot(const uint8_t *p, int i, struct td_keyslot *ks, char *err, s
 	switch (id) {
 	case TD_KDF_ARGON2ID:
 		if (a > UINT32_MAX) {
-			seterr(err, errlen, "keyslot %d: argon2id passes out of range", i);
+			td_seterr(err, errlen, "keyslot %d: argon2id passes out of range", i);
 			goto out;
 		}
 		ks->kdf.t_cost = (uint32_t)a;
@@ -442,7 +432,7 @@ static int get_slot(const uint8_t *p, int i, struct td_keyslot *ks, char *err, s
 		break;
 	case TD_KDF_PBKDF2_SHA256:
 		if (a > UINT32_MAX || b != 0 || c != 0) {
-			seterr(err, errlen, "keyslot %d: malformed pbkdf2 parameters", i);
+			td_seterr(err, errlen, "keyslot %d: malformed pbkdf2 parameters", i);
 			goto out;
 		}
 		ks->kdf.iterations = (uint32_t)a;
@@ -453,7 +443,7 @@ static int get_slot(const uint8_t *p, int i, struct td_keyslot *ks, char *err, s
 		ks->kdf.p = c;
 		break;
 	default:
-		seterr(err, errlen, "keyslot %d: unknown KDF id %u", i, id);
+		td_seterr(err, errlen, "keyslot %d: unknown KDF id %u", i, id);
 		goto out;
 	}
 	ks->state = TD_KEYSLOT_ACTIVE;
@@ -479,44 +469,44 @@ int td_hdr_decode(const uint8_t *buf, size_t len, struct td_crypt_hdr *out, char
 	int ret = -EINVAL;
 
 	if (!buf || !out) {
-		seterr(err, errlen, "no buffer");
+		td_seterr(err, errlen, "no buffer");
 		goto out;
 	}
 	ret = -EBADMSG;
 	if (len < TD_HDR_COPY_SIZE) {
-		seterr(err, errlen, "truncated: %zu bytes, a header copy is %u", len,
+		td_seterr(err, errlen, "truncated: %zu bytes, a header copy is %u", len,
 		       TD_HDR_COPY_SIZE);
 		goto out;
 	}
 	ret = -ENOMSG;
 	if (memcmp(buf + OFF_MAGIC, TD_HDR_MAGIC, TD_HDR_MAGIC_LEN) != 0) {
-		seterr(err, errlen, "no tdcrypt magic");
+		td_seterr(err, errlen, "no tdcrypt magic");
 		goto out;
 	}
 	ret = -EPROTONOSUPPORT;
 	v = get_le32(buf + OFF_VERSION);
 	if (v != TD_HDR_VERSION) {
-		seterr(err, errlen, "unsupported format version %u", v);
+		td_seterr(err, errlen, "unsupported format version %u", v);
 		goto out;
 	}
 	ret = -EBADMSG;
 	v = get_le32(buf + OFF_HDR_SIZE);
 	if (v != TD_HDR_COPY_SIZE) {
-		seterr(err, errlen, "header size %u, expected %u", v, TD_HDR_COPY_SIZE);
+		td_seterr(err, errlen, "header size %u, expected %u", v, TD_HDR_COPY_SIZE);
 		goto out;
 	}
 	if (td_sha256(buf, OFF_CHECKSUM, sum) < 0) {
-		seterr(err, errlen, "cannot compute checksum");
+		td_seterr(err, errlen, "cannot compute checksum");
 		goto out;
 	}
 	if (!td_ct_memeq(sum, buf + OFF_CHECKSUM, TD_SHA256_LEN)) {
-		seterr(err, errlen, "checksum mismatch");
+		td_seterr(err, errlen, "checksum mismatch");
 		goto out;
 	}
 	if (get_le32(buf + OFF_KS_COUNT) != TD_HDR_KEYSLOTS ||
 	    get_le32(buf + OFF_KS_SIZE) != TD_HDR_KEYSLOT_SIZE ||
 	    get_le32(buf + OFF_KS_OFFSET) != TD_HDR_KEYSLOTS_OFFSET) {
-		seterr(err, errlen, "keyslot geometry %u x %u at %u, expected %u x %u at %u",
+		td_seterr(err, errlen, "keyslot geometry %u x %u at %u, expected %u x %u at %u",
 		       get_le32(buf + OFF_KS_COUNT), get_le32(buf + OFF_KS_SIZE),
 		       get_le32(buf + OFF_KS_OFFSET), TD_HDR_KEYSLOTS, TD_HDR_KEYSLOT_SIZE,
 		       TD_HDR_KEYSLOTS_OFFSET);
@@ -524,7 +514,7 @@ int td_hdr_decode(const uint8_t *buf, size_t len, struct td_crypt_hdr *out, char
 	}
 	for (size_t r = 0; r < sizeof(hdr_reserved) / sizeof(hdr_reserved[0]); r++) {
 		if (!all_zero(buf + hdr_reserved[r].off, hdr_reserved[r].len)) {
-			seterr(err, errlen, "reserved bytes at offset %u not zero",
+			td_seterr(err, errlen, "reserved bytes at offset %u not zero",
 			       hdr_reserved[r].off);
 			goto out;
 		}
@@ -534,7 +524,7 @@ int td_hdr_decode(const uint8_t *buf, size_t len, struct td_crypt_hdr *out, char
 	memcpy(h.uuid, buf + OFF_UUID, TD_HDR_UUID_LEN);
 	h.flags = get_le64(buf + OFF_FLAGS);
 	if (get_str(buf + OFF_CIPHER, h.cipher) < 0) {
-		seterr(err, errlen, "cipher spec field is not a printable string");
+		td_seterr(err, errlen, "cipher spec field is not a printable string");
 		goto out;
 	}
 	h.key_bits = get_le32(buf + OFF_KEY_BITS);
@@ -543,7 +533,7 @@ int td_hdr_decode(const uint8_t *buf, size_t len, struct td_crypt_hdr *out, char
 	h.data_offset = get_le64(buf + OFF_DATA_OFFSET);
 	h.data_size = get_le64(buf + OFF_DATA_SIZE);
 	if (get_str(buf + OFF_INTEGRITY, h.integrity) < 0) {
-		seterr(err, errlen, "integrity spec field is not a printable string");
+		td_seterr(err, errlen, "integrity spec field is not a printable string");
 		goto out;
 	}
 	h.tag_size = get_le32(buf + OFF_TAG_SIZE);
@@ -561,11 +551,11 @@ int td_hdr_decode(const uint8_t *buf, size_t len, struct td_crypt_hdr *out, char
 	re = malloc(TD_HDR_COPY_SIZE);
 	if (!re) {
 		ret = -ENOMEM;
-		seterr(err, errlen, "out of memory");
+		td_seterr(err, errlen, "out of memory");
 		goto out;
 	}
 	if (td_hdr_encode(&h, re) < 0 || memcmp(re, buf, TD_HDR_COPY_SIZE) != 0) {
-		seterr(err, errlen, "non-canonical encoding");
+		td_seterr(err, errlen, "non-canonical encoding");
 		goto out;
 	}
 	*out = h;
@@ -591,7 +581,7 @@ int td_hdr_pick(const uint8_t *copy_a, const uint8_t *copy_b, size_t len, struct
 	int ret = -EINVAL;
 
 	if (!out || !which || !other_bad) {
-		seterr(err, errlen, "no output");
+		td_seterr(err, errlen, "no output");
 		goto out;
 	}
 	for (int i = 0; i < 2; i++) {
@@ -603,11 +593,11 @@ int td_hdr_pick(const uint8_t *copy_a, const uint8_t *copy_b, size_t len, struct
 	if (rc[0] < 0 && rc[1] < 0) {
 		if (rc[0] == -ENOMSG && rc[1] == -ENOMSG) {
 			ret = -ENOMSG;
-			seterr(err, errlen, "no tdcrypt header found (primary: %s; secondary: %s)",
+			td_seterr(err, errlen, "no tdcrypt header found (primary: %s; secondary: %s)",
 			       why[0], why[1]);
 		} else {
 			ret = rc[0] != -ENOMSG ? rc[0] : rc[1];
-			seterr(err, errlen,
+			td_seterr(err, errlen,
 			       "both header copies are unusable (primary: %s; secondary: %s)",
 			       why[0], why[1]);
 		}
@@ -619,16 +609,16 @@ int td_hdr_pick(const uint8_t *copy_a, const uint8_t *copy_b, size_t len, struct
 	*other_bad = TD_HDR_OTHER_OK;
 	if (rc[!pick] < 0) {
 		*other_bad = TD_HDR_OTHER_CORRUPT;
-		seterr(err, errlen, "%s header copy unusable (%s); using the %s copy",
+		td_seterr(err, errlen, "%s header copy unusable (%s); using the %s copy",
 		       copy_name(!pick), why[!pick], copy_name(pick));
 	} else if (h[!pick].seqno != h[pick].seqno || !copy[0] || !copy[1] ||
 		   memcmp(copy[0], copy[1], TD_HDR_COPY_SIZE) != 0) {
 		*other_bad = TD_HDR_OTHER_STALE;
-		seterr(err, errlen, "%s header copy is stale (sequence %llu, %s has %llu)",
+		td_seterr(err, errlen, "%s header copy is stale (sequence %llu, %s has %llu)",
 		       copy_name(!pick), (unsigned long long)h[!pick].seqno, copy_name(pick),
 		       (unsigned long long)h[pick].seqno);
 	} else {
-		seterr(err, errlen, "both header copies valid");
+		td_seterr(err, errlen, "both header copies valid");
 	}
 	ret = 0;
 out:
@@ -842,20 +832,20 @@ int td_hdr_keylog_anchor_get(const struct td_crypt_hdr *h, struct td_keylog_anch
 		goto out;
 	}
 	if (memcmp(p + KLA_MAGIC, TD_HDR_KEYLOG_MAGIC, TD_HDR_KEYLOG_MAGIC_LEN) != 0) {
-		seterr(err, errlen, "malformed key-event log anchor: bad magic");
+		td_seterr(err, errlen, "malformed key-event log anchor: bad magic");
 		goto out;
 	}
 	if (get_le32(p + KLA_VERSION) != TD_HDR_KEYLOG_VERSION) {
-		seterr(err, errlen, "malformed key-event log anchor: unknown version %u",
+		td_seterr(err, errlen, "malformed key-event log anchor: unknown version %u",
 		       get_le32(p + KLA_VERSION));
 		goto out;
 	}
 	if (!all_zero(p + KLA_RSV0, 4) || !all_zero(p + KLA_RSV1, 8)) {
-		seterr(err, errlen, "malformed key-event log anchor: reserved bytes not zero");
+		td_seterr(err, errlen, "malformed key-event log anchor: reserved bytes not zero");
 		goto out;
 	}
 	if (get_le64(p + KLA_COUNT) == 0) {
-		seterr(err, errlen, "malformed key-event log anchor: count 0");
+		td_seterr(err, errlen, "malformed key-event log anchor: count 0");
 		goto out;
 	}
 	a->count = get_le64(p + KLA_COUNT);

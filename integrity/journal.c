@@ -350,15 +350,7 @@ static void ck_write(struct td_layer *l, struct ti_page *pg, uint64_t off, void 
 	}
 	io->pg = pg;
 	io->l = l;
-	io->iov.iov_base = buf;
-	io->iov.iov_len = len;
-	io->req.op = TD_OP_WRITE;
-	io->req.off = off;
-	io->req.len = len;
-	io->req.iov = &io->iov;
-	io->req.iovcnt = 1;
-	io->req.done = page_written;
-	io->req.opaque = io;
+	td_req_init1(&io->req, &io->iov, TD_OP_WRITE, off, buf, len, page_written, io);
 	p->ck_pending_io++;
 	td_layer_submit(l->below, &io->req);
 }
@@ -451,18 +443,8 @@ static void ck_submit(struct td_layer *l, enum td_op op, uint64_t off, void *buf
 	struct ti_priv *p = l->priv;
 
 	memset(&p->ck_req, 0, sizeof(p->ck_req));
-	p->ck_req.op = op;
+	td_req_init1(&p->ck_req, &p->ck_iov, op, off, buf, TI_BLOCK, ck_io_done, l);
 	p->ck_req.flags = flags;
-	p->ck_req.off = off;
-	if (buf) {
-		p->ck_iov.iov_base = buf;
-		p->ck_iov.iov_len = TI_BLOCK;
-		p->ck_req.len = TI_BLOCK;
-		p->ck_req.iov = &p->ck_iov;
-		p->ck_req.iovcnt = 1;
-	}
-	p->ck_req.done = ck_io_done;
-	p->ck_req.opaque = l;
 	td_layer_submit(l->below, &p->ck_req);
 }
 

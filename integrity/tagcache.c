@@ -350,28 +350,20 @@ static int page_load_start(struct td_layer *l, struct ti_page *pg)
 		return -ENOMEM;
 	pl->pg = pg;
 	pl->l = l;
-	if (p->tree) {
+	if (p->tree) { /* both slots, one read */
 		pl->raw = td_buf_get(2 * TI_BLOCK);
 		if (!pl->raw) {
 			free(pl);
 			return -ENOMEM;
 		}
-		pl->iov.iov_base = pl->raw;
-		pl->iov.iov_len = 2 * TI_BLOCK;
-		pl->req.off = pg->level ? ti_l1_page_off(&p->p, pg->idx, 0)
-					: ti_tag_page_off(&p->p, pg->idx, 0);
-		pl->req.len = 2 * TI_BLOCK;
+		td_req_init1(&pl->req, &pl->iov, TD_OP_READ,
+			     pg->level ? ti_l1_page_off(&p->p, pg->idx, 0)
+				       : ti_tag_page_off(&p->p, pg->idx, 0),
+			     pl->raw, 2 * TI_BLOCK, load_done, pl);
 	} else {
-		pl->iov.iov_base = pg->data;
-		pl->iov.iov_len = TI_BLOCK;
-		pl->req.off = p->p.tags_off + pg->idx * TI_BLOCK;
-		pl->req.len = TI_BLOCK;
+		td_req_init1(&pl->req, &pl->iov, TD_OP_READ, p->p.tags_off + pg->idx * TI_BLOCK,
+			     pg->data, TI_BLOCK, load_done, pl);
 	}
-	pl->req.op = TD_OP_READ;
-	pl->req.iov = &pl->iov;
-	pl->req.iovcnt = 1;
-	pl->req.done = load_done;
-	pl->req.opaque = pl;
 	pg->loading = true;
 	td_layer_submit(l->below, &pl->req);
 	return 0;

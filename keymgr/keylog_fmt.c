@@ -9,21 +9,11 @@
 
 #include "crypt/cipher.h"
 #include "keymgr/keylog.h"
+#include "tapdisk/seterr.h"
 
 #define UUID_STR_LEN 36
 #define HEX_LEN (2 * TD_KEYLOG_HASH_LEN)
 
-__attribute__((format(printf, 3, 4))) static void seterr(char *err, size_t errlen, const char *fmt,
-							 ...)
-{
-	va_list ap;
-
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static void hex_put(char *out, const uint8_t *p, size_t n)
 {
@@ -231,13 +221,13 @@ static int uuid_parse(struct cur *c, uint8_t out[16])
 #define FIELD(first, name)                                                                      \
 	do {                                                                                    \
 		if ((!(first) && !lit(&c, " ")) || !lit(&c, name "=")) {                        \
-			seterr(err, errlen, "missing field '%s' at column %zu", name, col(&c)); \
+			td_seterr(err, errlen, "missing field '%s' at column %zu", name, col(&c)); \
 			goto out;                                                               \
 		}                                                                               \
 	} while (0)
 #define BAD(name, what)                                                                         \
 	do {                                                                                    \
-		seterr(err, errlen, "bad %s at column %zu: %s", name, col(&c), what);           \
+		td_seterr(err, errlen, "bad %s at column %zu: %s", name, col(&c), what);           \
 		goto out;                                                                       \
 	} while (0)
 
@@ -253,13 +243,13 @@ int td_keylog_parse_line(const char *line, size_t len, struct td_keylog_entry *o
 
 	memset(&e, 0, sizeof(e));
 	if (len + 1 > TD_KEYLOG_LINE_MAX) {
-		seterr(err, errlen, "line too long (%zu bytes, at most %d)", len,
+		td_seterr(err, errlen, "line too long (%zu bytes, at most %d)", len,
 		       TD_KEYLOG_LINE_MAX - 1);
 		goto out;
 	}
 	for (size_t i = 0; i < len; i++)
 		if ((unsigned char)line[i] < 0x20 || (unsigned char)line[i] > 0x7e) {
-			seterr(err, errlen, "byte 0x%02x at column %zu is not printable ASCII",
+			td_seterr(err, errlen, "byte 0x%02x at column %zu is not printable ASCII",
 			       (unsigned char)line[i], i + 1);
 			goto out;
 		}
@@ -309,13 +299,13 @@ int td_keylog_parse_line(const char *line, size_t len, struct td_keylog_entry *o
 	if (hex(&c, e.hash, TD_KEYLOG_HASH_LEN) < 0)
 		BAD("hash", "64 lower-case hex digits expected");
 	if (c.p != c.end) {
-		seterr(err, errlen, "unexpected bytes after the hash at column %zu", col(&c));
+		td_seterr(err, errlen, "unexpected bytes after the hash at column %zu", col(&c));
 		goto out;
 	}
 	/* exactly one encoding per entry */
 	n = (size_t)td_keylog_format(&e, again, sizeof(again));
 	if ((int)n < 0 || n != len + 1 || memcmp(again, line, len) != 0) {
-		seterr(err, errlen, "not in canonical form");
+		td_seterr(err, errlen, "not in canonical form");
 		goto out;
 	}
 	*out = e;
@@ -359,31 +349,31 @@ int td_keylog_verify_buf(const char *buf, size_t len, const uint8_t uuid[16],
 	res->bad_seq = UINT64_MAX;
 	res->anchored = acount;
 	if (td_keylog_genesis(uuid, prev) < 0) {
-		seterr(err, errlen, "cannot compute the genesis hash");
+		td_seterr(err, errlen, "cannot compute the genesis hash");
 		ret = -EIO;
 		goto out;
 	}
 	memcpy(res->head, prev, sizeof(prev));
 	if (len > TD_KEYLOG_FILE_MAX) {
-		seterr(err, errlen, "the log is %zu bytes, more than a log may hold (%u)", len,
+		td_seterr(err, errlen, "the log is %zu bytes, more than a log may hold (%u)", len,
 		       TD_KEYLOG_FILE_MAX);
 		goto out;
 	}
 	while ((r = td_keylog_next_line(buf, len, &off, &line, &ll)) != 0) {
 		res->bad_seq = i;
 		if (r < 0) {
-			seterr(err, errlen,
+			td_seterr(err, errlen,
 			       "entry %" PRIu64 ": the last line is not terminated (torn write, or the "
 			       "log was cut in the middle of an entry)",
 			       i);
 			goto out;
 		}
 		if (td_keylog_parse_line(line, ll, &e, perr, sizeof(perr)) < 0) {
-			seterr(err, errlen, "entry %" PRIu64 " is malformed: %s", i, perr);
+			td_seterr(err, errlen, "entry %" PRIu64 " is malformed: %s", i, perr);
 			goto out;
 		}
 		if (e.seq != i) {
-			seterr(err, errlen,
+			td_seterr(err, errlen,
 			       "entry removed or reordered at seq %" PRIu64 " (line %" PRIu64
 			       " holds seq %" PRIu64 ")",
 			       i, i + 1, e.seq);
@@ -391,19 +381,19 @@ int td_keylog_verify_buf(const char *buf, size_t len, const uint8_t uuid[16],
 		}
 		if (memcmp(e.uuid, uuid, 16) != 0) {
 			uuid_put(us, e.uuid);
-			seterr(err, errlen, "entry %" PRIu64 " belongs to image %s, not this one", i,
+			td_seterr(err, errlen, "entry %" PRIu64 " belongs to image %s, not this one", i,
 			       us);
 			goto out;
 		}
 		if (!td_ct_memeq(e.prev, prev, sizeof(prev))) {
-			seterr(err, errlen,
+			td_seterr(err, errlen,
 			       "prev-hash mismatch at seq %" PRIu64
 			       " (an entry before it was removed, reordered or modified)",
 			       i);
 			goto out;
 		}
 		if (td_keylog_entry_hash(&e, h) < 0 || !td_ct_memeq(e.hash, h, sizeof(h))) {
-			seterr(err, errlen, "hash mismatch at seq %" PRIu64 " (entry modified)", i);
+			td_seterr(err, errlen, "hash mismatch at seq %" PRIu64 " (entry modified)", i);
 			goto out;
 		}
 		memcpy(prev, h, sizeof(h));
@@ -416,7 +406,7 @@ int td_keylog_verify_buf(const char *buf, size_t len, const uint8_t uuid[16],
 	memcpy(res->head, prev, sizeof(prev));
 	if (acount > i) {
 		res->bad_seq = i;
-		seterr(err, errlen,
+		td_seterr(err, errlen,
 		       "the anchor points past the end of the log: the header anchors %" PRIu64
 		       " entries, the log has %" PRIu64
 		       " (its tail was cut, or it was deleted or replaced)",
@@ -425,7 +415,7 @@ int td_keylog_verify_buf(const char *buf, size_t len, const uint8_t uuid[16],
 	}
 	if (acount > 0 && !head_ok) {
 		res->bad_seq = acount - 1;
-		seterr(err, errlen,
+		td_seterr(err, errlen,
 		       "head hash mismatch at the anchored entry seq %" PRIu64
 		       ": the anchored history was rewritten",
 		       acount - 1);

@@ -56,6 +56,24 @@ struct td_req {
 	struct td_defer defer;
 };
 
+/* A request over one buffer (iov is the caller's, kept alive with req):
+ * the fields a submitter sets; buf NULL for a flush. */
+static inline void td_req_init1(struct td_req *req, struct iovec *iov, enum td_op op,
+				uint64_t off, void *buf, uint64_t len,
+				void (*done)(struct td_req *, int), void *opaque)
+{
+	req->op = op;
+	req->flags = 0;
+	req->off = off;
+	req->len = buf ? len : 0;
+	iov->iov_base = buf;
+	iov->iov_len = buf ? len : 0;
+	req->iov = buf ? iov : NULL;
+	req->iovcnt = buf ? 1 : 0;
+	req->done = done;
+	req->opaque = opaque;
+}
+
 struct td_layer;
 struct td_ctx;
 
