@@ -325,10 +325,16 @@ sec_outage() {
 	[ $dt -le 15 ] || { kill -CONT "$CEPH_OSD_PID"; fail "EIO after ${dt}s, bound is 5 s"; }
 	kill -CONT "$CEPH_OSD_PID"
 	sleep 1
-	for i in 1 2 3 4 5 6 7 8 9 10; do
-		qemu-io -f raw -c "write -P 0x64 16M 1M" "$uri" >/dev/null 2>&1 && break
+	# I/O resumes: the OSD may need a while after the thaw (heartbeats,
+	# peering), more on a loaded machine; give it up to 90 s
+	resumed=0
+	for i in $(seq 1 45); do
+		qemu-io -f raw -c "write -P 0x64 16M 1M" -c "read -P 0x61 0 1M" "$uri" 2>&1 |
+			grep -qi "fail\|error\|mismatch" || { resumed=1; break; }
 		sleep 2
 	done
+	[ $resumed = 1 ] || fail "I/O did not resume within 90 s of the thaw"
+	echo "I/O resumed $((i * 2)) s after the thaw"
 	check_patterns "$uri" "" "0 1M 0x61" "8M 1M 0x62" "16M 1M 0x64"
 	onA tap-ctl destroy -s "$sock" || fail "destroy"
 	rbd export rbd/frz - 2>/dev/null | head -c 1M | cmp - <(head -c 1M /dev/zero | tr '\0' '\141') ||
