@@ -5,7 +5,7 @@ fio's nbd engine drives every server over a Unix socket, with the same
 image size and the same workloads; the report gives figures and
 ours/peer ratios, as a table, as JSON and (with --png) as a bar chart.
 
-    bench/run.sh [--pairs aio,crypt-aio,...] [--runtime 10] [--json out.json] [--png out.png]
+    bench/run.sh [--pairs aio,crypt-aio,...] [--runtime 10] [--repeat N] [--json out.json] [--png out.png]
 
 Pairs (ours vs peer):
   aio        aio:RAW              vs qemu-nbd -f raw
@@ -214,6 +214,9 @@ def main():
     ap.add_argument("--io-size", default="768M", help="bytes each sequential job moves")
     ap.add_argument("--runtime", type=int, default=10, help="seconds per random job")
     ap.add_argument("--workloads", default="", help="comma list (default all)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run every workload N times, configs in turn each time, and report "
+                         "the median run (for noisy machines; default 1)")
     ap.add_argument("--json", help="write results here")
     ap.add_argument("--png", help="draw a bar chart of the ratios here (gnuplot)")
     ap.add_argument("--dir", help="where images go (default a temp dir under /var/tmp)")
@@ -236,22 +239,31 @@ def main():
         servers = {k: make_servers(k, d, size_bytes) for k in kinds}
         for k in kinds:
             results["configs"][k] = {}
-        # per workload, every config back to back, so drift hits all alike
+        # per workload, every config back to back, so drift hits all alike;
+        # with --repeat, the configs take turns N times and the median run counts
         for wl in wls:
+            runs = {k: [] for k in kinds}
+            for _ in range(max(1, a.repeat)):
+                for k in kinds:
+                    s = servers[k]
+                    s.start()
+                    try:
+                        if wl[1] in ("read", "randread", "randrw") and not getattr(s, "filled", 0):
+                            fio(s.sock, WORKLOADS[0], a.io_size, a.runtime)  # fill first
+                        s.filled = 1
+                        r = fio(s.sock, wl, a.io_size, a.runtime)
+                        r["peak_rss_kib"] = s.rss_kib()
+                    finally:
+                        s.stop()
+                    runs[k].append(r)
+                    v, unit = headline(wl[0], r)
+                    print("  %-12s %-20s %10.1f %s" % (k, wl[0], v, unit), flush=True)
             for k in kinds:
-                s = servers[k]
-                s.start()
-                try:
-                    if wl[1] in ("read", "randread", "randrw") and not getattr(s, "filled", 0):
-                        fio(s.sock, WORKLOADS[0], a.io_size, a.runtime)  # fill first
-                    s.filled = 1
-                    r = fio(s.sock, wl, a.io_size, a.runtime)
-                    r["peak_rss_kib"] = s.rss_kib()
-                finally:
-                    s.stop()
-                results["configs"][k][wl[0]] = r
-                v, unit = headline(wl[0], r)
-                print("  %-12s %-20s %10.1f %s" % (k, wl[0], v, unit), flush=True)
+                ordered = sorted(runs[k], key=lambda r: headline(wl[0], r)[0])
+                med = dict(ordered[len(ordered) // 2])
+                med["runs"] = [headline(wl[0], r)[0] for r in runs[k]]
+                med["peak_rss_kib"] = max(r.get("peak_rss_kib") or 0 for r in runs[k])
+                results["configs"][k][wl[0]] = med
         for p in a.pairs.split(","):
             ours, peers = PAIRS[p]
             for peer in peers:
