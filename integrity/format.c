@@ -70,6 +70,8 @@ int ti_layout_version(uint64_t lower_size, uint64_t data_start, uint32_t journal
 	hi = (lower_size - data_start) / TI_BLOCK;
 	if (hi > (1ull << 40))
 		hi = 1ull << 40;
+	if (version >= 2 && hi > TI_V2_MAX_BLOCKS)
+		hi = TI_V2_MAX_BLOCKS;
 	/* the largest data size whose metadata still fits */
 	while (lo < hi) {
 		uint64_t mid = lo + (hi - lo + 1) / 2;
@@ -120,7 +122,8 @@ int ti_params_decode(const uint8_t in[TI_PARAMS_LEN], uint64_t lower_size, struc
 		return -EPROTONOSUPPORT;
 	}
 	if (jb < TI_JOURNAL_BLOCKS_MIN || jb > TI_JOURNAL_BLOCKS_MAX || p->data_blocks == 0 ||
-	    p->data_blocks > (1ull << 40) || p->data_start % TI_BLOCK ||
+	    p->data_blocks > (1ull << 40) ||
+	    (p->version >= 2 && p->data_blocks > TI_V2_MAX_BLOCKS) || p->data_start % TI_BLOCK ||
 	    p->data_start > (1ull << 40)) {
 		snprintf(err, errlen, "integrity parameters out of range");
 		return -EBADMSG;

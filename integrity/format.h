@@ -13,6 +13,10 @@
 #define TI_PARAMS_VERSION 2 /* what ti_layout writes by default */
 #define TI_HASH_LEN 32
 #define TI_HASHES_PER_PAGE (TI_BLOCK / TI_HASH_LEN) /* 128 */
+/* v2 keeps the tree's top level (32 bytes per 64 MiB of data) in memory:
+ * at most 64 MiB of it, i.e. 128 TiB of data (2^35 blocks). A larger image
+ * gets a 128 TiB data area; hostile parameters beyond it are refused. */
+#define TI_V2_MAX_BLOCKS (1ull << 35)
 #define TI_TAG_LEN 24	    /* bytes of HMAC-SHA256 kept per block */
 #define TI_ENTRY_LEN 32	    /* seq (8) + tag (24) */
 #define TI_ENTRIES_PER_PAGE (TI_BLOCK / TI_ENTRY_LEN)

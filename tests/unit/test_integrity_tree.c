@@ -41,6 +41,13 @@ static void test_layout_v2_geometry(void **state)
 	/* a v2 image is smaller in data than a v1 one of the same size */
 	assert_int_equal(ti_layout_version(1ull << 30, 1 << 20, 0, 1, &q), 0);
 	assert_true(q.data_blocks > p.data_blocks);
+	/* the resident top level stays bounded: v2 data areas stop at 128 TiB */
+	assert_int_equal(ti_layout_version(1ull << 50, 1 << 20, 0, 2, &q), 0);
+	assert_true(q.data_blocks <= TI_V2_MAX_BLOCKS);
+	assert_true(q.l2_pages * TI_BLOCK <= (64u << 20));
+	q.data_blocks = TI_V2_MAX_BLOCKS + 1;
+	ti_params_encode(&q, enc);
+	assert_int_not_equal(ti_params_decode(enc, 1ull << 50, &q, err, sizeof(err)), 0);
 	/* version 3 does not exist */
 	assert_int_not_equal(ti_layout_version(1ull << 30, 1 << 20, 0, 3, &q), 0);
 	enc[0] = 3;
