@@ -470,7 +470,7 @@ static void start_locked(struct ti_req *r)
 	int missing;
 
 	r->stage = ST_PAGES;
-	missing = ti_pages_pin(r->l, r, r->kind == TI_ZERO);
+	missing = ti_pages_pin(r->l, r);
 	if (missing > 0) {
 		r->next = p->page_wait;
 		p->page_wait = r;
@@ -561,23 +561,27 @@ static void integ_zero(struct td_layer *l, struct td_req *req)
 
 /* ---- open / close ------------------------------------------------------------- */
 
-static int load_super(struct td_layer *l, char *err, size_t errlen)
+/* Reads both superblock slots of an image and picks the valid one with the
+ * higher epoch (docs/FORMAT.md "Superblocks"). buf: one aligned block. */
+static int super_load(struct td_layer *lower, const struct ti_params *prm, const uint8_t uuid[16],
+		      struct td_hmac *mac, uint8_t *buf, struct ti_super *out, char *err,
+		      size_t errlen)
 {
-	struct ti_priv *p = l->priv;
 	struct ti_super s[2];
 	int ok[2], i, rc;
 
 	memset(s, 0, sizeof(s));
-	s[0].version = s[1].version = p->p.version;
-	rc = td_layer_sync_io(l->below, TD_OP_READ, p->p.super_off, p->super_buf, TI_BLOCK, 0);
-	if (rc < 0)
-		goto io;
-	ok[0] = ti_super_decode(p->super_buf, p->uuid, p->mac_loop, &s[0]) == 0;
-	rc = td_layer_sync_io(l->below, TD_OP_READ, p->p.super_off + TI_BLOCK, p->super_buf,
-			      TI_BLOCK, 0);
-	if (rc < 0)
-		goto io;
-	ok[1] = ti_super_decode(p->super_buf, p->uuid, p->mac_loop, &s[1]) == 0;
+	for (i = 0; i < 2; i++) {
+		s[i].version = prm->version;
+		rc = td_layer_sync_io(lower, TD_OP_READ, prm->super_off + (uint64_t)i * TI_BLOCK, buf,
+				      TI_BLOCK, 0);
+		if (rc < 0) {
+			snprintf(err, errlen, "cannot read the integrity superblocks: %s",
+				 strerror(-rc));
+			return rc;
+		}
+		ok[i] = ti_super_decode(buf, uuid, mac, &s[i]) == 0;
+	}
 	if (!ok[0] && !ok[1]) {
 		snprintf(err, errlen,
 			 "integrity metadata is corrupt: neither journal superblock verifies");
@@ -589,13 +593,22 @@ static int load_super(struct td_layer *l, char *err, size_t errlen)
 		snprintf(err, errlen, "integrity metadata is corrupt: superblock in the wrong slot");
 		return -EBADMSG;
 	}
-	p->epoch = s[i].epoch;
-	p->next_seq = s[i].seq_base ? s[i].seq_base : 1;
-	memcpy(p->sb_root, s[i].root, TI_HASH_LEN);
+	*out = s[i];
 	return 0;
-io:
-	snprintf(err, errlen, "cannot read the integrity superblocks: %s", strerror(-rc));
-	return rc;
+}
+
+static int load_super(struct td_layer *l, char *err, size_t errlen)
+{
+	struct ti_priv *p = l->priv;
+	struct ti_super s;
+	int rc = super_load(l->below, &p->p, p->uuid, p->mac_loop, p->super_buf, &s, err, errlen);
+
+	if (rc < 0)
+		return rc;
+	p->epoch = s.epoch;
+	p->next_seq = s.seq_base ? s.seq_base : 1;
+	memcpy(p->sb_root, s.root, TI_HASH_LEN);
+	return 0;
 }
 
 static void free_priv(struct ti_priv *p)
@@ -625,26 +638,39 @@ static void free_priv(struct ti_priv *p)
 
 /* ---- v2: the freshness tree's top, and the trusted generation ------------------ */
 
-static int load_l2(struct td_layer *l, char *err, size_t errlen)
+/* Reads the L2 array of generation `epoch` (allocated into *l2out) and
+ * checks it against the superblock's root: 1 matches, 0 does not, or a
+ * negative errno when it cannot be read. */
+static int l2_read_verify(struct td_layer *lower, const struct ti_params *prm,
+			  const uint8_t uuid[16], struct td_hmac *tmac, uint64_t epoch,
+			  const uint8_t want[TI_HASH_LEN], uint8_t **l2out)
 {
-	struct ti_priv *p = l->priv;
-	size_t len = (size_t)p->p.l2_pages * TI_BLOCK;
+	size_t len = (size_t)prm->l2_pages * TI_BLOCK;
 	uint8_t root[TI_HASH_LEN];
 	int rc;
 
-	if (posix_memalign((void **)&p->l2, TI_BLOCK, len)) {
-		p->l2 = NULL;
-		snprintf(err, errlen, "integrity: out of memory for the freshness tree");
+	if (posix_memalign((void **)l2out, TI_BLOCK, len)) {
+		*l2out = NULL;
 		return -ENOMEM;
 	}
-	rc = td_layer_sync_io(l->below, TD_OP_READ, ti_l2_off(&p->p, (unsigned)(p->epoch % 2)),
-			      p->l2, len, 0);
+	rc = td_layer_sync_io(lower, TD_OP_READ, ti_l2_off(prm, (unsigned)(epoch % 2)), *l2out, len,
+			      0);
+	if (rc < 0)
+		return rc;
+	return ti_tree_root(tmac, uuid, prm->l2_pages, *l2out, root) == 0 &&
+	       td_ct_memeq(root, want, TI_HASH_LEN);
+}
+
+static int load_l2(struct td_layer *l, char *err, size_t errlen)
+{
+	struct ti_priv *p = l->priv;
+	int rc = l2_read_verify(l->below, &p->p, p->uuid, p->tree_mac, p->epoch, p->sb_root, &p->l2);
+
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot read the freshness tree: %s", strerror(-rc));
 		return rc;
 	}
-	rc = ti_tree_root(p->tree_mac, p->uuid, p->p.l2_pages, p->l2, root);
-	if (rc < 0 || !td_ct_memeq(root, p->sb_root, TI_HASH_LEN)) {
+	if (rc == 0) {
 		snprintf(err, errlen,
 			 "integrity metadata is corrupt: the freshness tree of generation %llu does "
 			 "not match its superblock (replayed or damaged tree pages)",
@@ -910,10 +936,9 @@ int ti_fresh_status(struct td_layer *lower, const struct ti_params *prm, const u
 {
 	struct td_hmac *mac = td_hmac_new(mac_key, 32);
 	struct td_hmac *tmac = tree_key ? td_hmac_new(tree_key, 32) : NULL;
-	uint8_t *buf = td_buf_get(TI_BLOCK), *l2 = NULL, root[TI_HASH_LEN];
-	struct ti_super s[2];
-	int ok[2], i, rc = -ENOMEM;
-	size_t len = (size_t)prm->l2_pages * TI_BLOCK;
+	uint8_t *buf = td_buf_get(TI_BLOCK), *l2 = NULL;
+	struct ti_super sb;
+	int rc = -ENOMEM;
 
 	memset(st, 0, sizeof(*st));
 	st->version = prm->version;
@@ -922,34 +947,19 @@ int ti_fresh_status(struct td_layer *lower, const struct ti_params *prm, const u
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	memset(s, 0, sizeof(s));
-	for (i = 0; i < 2; i++) {
-		s[i].version = prm->version;
-		rc = td_layer_sync_io(lower, TD_OP_READ, prm->super_off + (uint64_t)i * TI_BLOCK, buf,
-				      TI_BLOCK, 0);
-		ok[i] = rc == 0 && ti_super_decode(buf, uuid, mac, &s[i]) == 0;
-	}
-	if (!ok[0] && !ok[1]) {
-		rc = -EBADMSG;
-		snprintf(err, errlen, "neither integrity superblock verifies");
+	rc = super_load(lower, prm, uuid, mac, buf, &sb, err, errlen);
+	if (rc < 0)
 		goto out;
-	}
-	i = ok[0] && ok[1] ? (s[1].epoch > s[0].epoch) : ok[1];
-	st->generation = s[i].epoch;
+	st->generation = sb.epoch;
 	rc = td_state_gen_read(uuid, &st->trusted, err, errlen);
 	if (rc < 0)
 		goto out;
 	st->rollback = st->generation < st->trusted;
 	if (prm->version >= 2) {
-		if (posix_memalign((void **)&l2, TI_BLOCK, len)) {
-			l2 = NULL;
-			rc = -ENOMEM;
+		rc = l2_read_verify(lower, prm, uuid, tmac, sb.epoch, sb.root, &l2);
+		if (rc == -ENOMEM)
 			goto out;
-		}
-		rc = td_layer_sync_io(lower, TD_OP_READ, ti_l2_off(prm, (unsigned)(st->generation % 2)),
-				      l2, len, 0);
-		st->root_ok = rc == 0 && ti_tree_root(tmac, uuid, prm->l2_pages, l2, root) == 0 &&
-			      td_ct_memeq(root, s[i].root, TI_HASH_LEN);
+		st->root_ok = rc == 1; /* unreadable counts as not verified */
 	}
 	rc = 0;
 out:
