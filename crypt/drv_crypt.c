@@ -123,15 +123,11 @@ static int crypt_open(struct td_layer *l, const char *path, const char *opts, ch
 		/* the MAC layer the header records goes in below us; nobody can
 		 * switch it off: the header is authenticated */
 		struct ti_open_arg a;
-		uint8_t *mk = td_secure_alloc(64); /* mac key, then tree key */
+		uint8_t *mk = td_volkey_integrity_keys(vk); /* mac key, then tree key */
 
 		rc = -ENOMEM;
-		if (!mk || td_volkey_derive(vk, TD_SUBKEY_MAC, mk, 32) < 0 ||
-		    td_volkey_derive(vk, TD_SUBKEY_TREE, mk + 32, 32) < 0) {
-			if (mk)
-				td_secure_free(mk);
+		if (!mk)
 			goto out;
-		}
 		rc = ti_params_decode(h->integrity_params, l->below->size, &a.params, err, errlen);
 		if (rc == 0 && (a.params.data_start != h->data_offset ||
 				a.params.data_blocks * TD_BLOCK_SIZE != h->data_size)) {

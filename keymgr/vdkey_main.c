@@ -820,19 +820,6 @@ struct fresh_report {
 	char scrub_outcome[8];
 };
 
-/* The keys ti_fresh_status needs: mac, then tree (64 bytes, secure). */
-static uint8_t *integrity_keys(const struct td_volkey *vk)
-{
-	uint8_t *k = td_secure_alloc(64);
-
-	if (k && (td_volkey_derive(vk, TD_SUBKEY_MAC, k, 32) < 0 ||
-		  td_volkey_derive(vk, TD_SUBKEY_TREE, k + 32, 32) < 0)) {
-		td_secure_free(k);
-		k = NULL;
-	}
-	return k;
-}
-
 static void last_scrub(const uint8_t uuid[16], struct fresh_report *fr)
 {
 	char *buf = NULL, err[256];
@@ -868,7 +855,7 @@ static void fresh_get(struct lower *lo, const struct td_crypt_hdr *h, const stru
 			 "it first (vdkey load SPEC)");
 		goto out;
 	}
-	k = integrity_keys(vk);
+	k = td_volkey_integrity_keys(vk);
 	fr->rc = k ? ti_fresh_status(lo->chain->top, prm, h->uuid, k, k + 32, &fr->st, fr->err,
 				     sizeof(fr->err))
 		   : -ENOMEM;
@@ -1088,7 +1075,7 @@ static int cmd_accept_rollback(const char *spec, const struct opts *o)
 	}
 	rc = ti_params_decode(v.h->integrity_params, v.lo.chain->top->size, &prm, err, sizeof(err));
 	if (rc == 0)
-		rc = (k = integrity_keys(v.vk)) ? 0 : -ENOMEM;
+		rc = (k = td_volkey_integrity_keys(v.vk)) ? 0 : -ENOMEM;
 	if (rc == 0)
 		rc = ti_fresh_status(v.lo.chain->top, &prm, v.h->uuid, k, k + 32, &st, err,
 				     sizeof(err));

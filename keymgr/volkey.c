@@ -106,3 +106,15 @@ out:
 		td_wipe(out, outlen);
 	return ret;
 }
+
+uint8_t *td_volkey_integrity_keys(const struct td_volkey *vk)
+{
+	uint8_t *k = td_secure_alloc(64);
+
+	if (k && (td_volkey_derive(vk, TD_SUBKEY_MAC, k, 32) < 0 ||
+		  td_volkey_derive(vk, TD_SUBKEY_TREE, k + 32, 32) < 0)) {
+		td_secure_free(k);
+		k = NULL;
+	}
+	return k;
+}

@@ -37,4 +37,9 @@ int td_volkey_equal(const struct td_volkey *a, const struct td_volkey *b);
  * characters), deterministic for a given key and purpose. */
 int td_volkey_derive(const struct td_volkey *vk, const char *purpose, void *out, size_t outlen);
 
+/* The integrity layer's keys in one secure buffer of 64 bytes: the `mac`
+ * subkey, then the `tree` subkey. Free with td_secure_free; NULL on
+ * failure. */
+uint8_t *td_volkey_integrity_keys(const struct td_volkey *vk);
+
 #endif
