@@ -169,14 +169,14 @@ struct ti_page *ti_page_find_lvl(struct ti_priv *p, int level, uint64_t idx);
 /* v2: the L1 entry (32 bytes) of tag page idx; its L1 page must be cached. */
 uint8_t *ti_l1_entry(struct ti_priv *p, uint64_t tag_page);
 /* v2 zeroing: blocks [b0, b0+n) now read as zeros (pages pinned as
- * ti_pages_pin(zeroing) pins them, or loaded by the recovery path). */
+ * ti_pages_pin pins them for a zeroing request, or loaded by the recovery path). */
 void ti_tree_zero(struct td_layer *l, uint64_t b0, uint64_t n);
 /* v2 recovery: loads the pages ti_tree_zero needs for [b0, b0+n). */
 int ti_tree_zero_prepare_sync(struct td_layer *l, uint64_t b0, uint64_t n);
 /* Pins the pages of [b0, b0+n); starts loads; returns how many are not
  * loaded yet (the request goes on the page wait list when > 0). A
  * zeroing request skips the uncached pages it covers wholly. */
-int ti_pages_pin(struct td_layer *l, struct ti_req *r, bool zeroing);
+int ti_pages_pin(struct td_layer *l, struct ti_req *r);
 void ti_pages_unpin(struct td_layer *l, struct ti_req *r);
 uint8_t *ti_entry(struct ti_priv *p, uint64_t block); /* page must be pinned */
 void ti_page_mark_dirty(struct ti_priv *p, struct ti_page *pg);

@@ -236,7 +236,7 @@ struct page_load {
 
 static int page_load_start(struct td_layer *l, struct ti_page *pg);
 
-static bool req_page_needed(const struct ti_req *r, int level, uint64_t idx, bool tree);
+static bool req_page_needed(const struct ti_req *r, int level, uint64_t idx);
 
 /* Wakes the requests whose pages are all settled. */
 static void wake_waiters(struct td_layer *l, int err)
@@ -258,7 +258,7 @@ static void wake_waiters(struct td_layer *l, int err)
 			for (i = a; i <= b; i++) {
 				struct ti_page *pg;
 
-				if (!req_page_needed(r, lv, i, p->tree))
+				if (!req_page_needed(r, lv, i))
 					continue;
 				pg = ti_page_find_lvl(p, lv, i);
 				if (pg && (pg->loading || pg->waitparent))
@@ -371,17 +371,22 @@ static int page_load_start(struct td_layer *l, struct ti_page *pg)
 
 /* ---- pinning ------------------------------------------------------------------ */
 
-/* Which pages a request needs. A zeroing request does not need the pages
- * it covers wholly: v1 zeroes those tag pages on disk directly, v2 zeroes
- * their parent entries (nobody else can load them meanwhile: range lock). */
-static bool req_page_needed(const struct ti_req *r, int level, uint64_t idx, bool tree)
+/* Whether page idx of level (0 tag, 1 L1) lies wholly inside blocks
+ * [b0, b0+n). */
+static bool page_covered(int level, uint64_t idx, uint64_t b0, uint64_t n)
 {
 	uint64_t span = level ? (uint64_t)TI_ENTRIES_PER_PAGE * TI_HASHES_PER_PAGE
 			      : TI_ENTRIES_PER_PAGE;
-	bool full = idx * span >= r->b0 && (idx + 1) * span <= r->b0 + r->n;
 
-	(void)tree;
-	return !(r->kind == TI_ZERO && full);
+	return idx * span >= b0 && (idx + 1) * span <= b0 + n;
+}
+
+/* Which pages a request needs. A zeroing request does not need the pages
+ * it covers wholly: v1 zeroes those tag pages on disk directly, v2 zeroes
+ * their parent entries (nobody else can load them meanwhile: range lock). */
+static bool req_page_needed(const struct ti_req *r, int level, uint64_t idx)
+{
+	return !(r->kind == TI_ZERO && page_covered(level, idx, r->b0, r->n));
 }
 
 static struct ti_page *pin_one(struct td_layer *l, struct ti_req *r, int level, uint64_t idx)
@@ -415,21 +420,20 @@ static struct ti_page *pin_one(struct td_layer *l, struct ti_req *r, int level, 
 	return pg;
 }
 
-int ti_pages_pin(struct td_layer *l, struct ti_req *r, bool zeroing)
+int ti_pages_pin(struct td_layer *l, struct ti_req *r)
 {
 	struct ti_priv *p = l->priv;
 	uint64_t i, first = r->b0 / TI_ENTRIES_PER_PAGE, last = (r->b0 + r->n - 1) / TI_ENTRIES_PER_PAGE;
 	int missing = 0;
 	struct ti_page *pg;
 
-	(void)zeroing;
 	if (p->tree) /* parents first: a tag page load needs its L1 entry */
 		for (i = first / TI_HASHES_PER_PAGE; i <= last / TI_HASHES_PER_PAGE; i++)
-			if (req_page_needed(r, 1, i, true) && (pg = pin_one(l, r, 1, i)) &&
+			if (req_page_needed(r, 1, i) && (pg = pin_one(l, r, 1, i)) &&
 			    pg->loading)
 				missing++;
 	for (i = first; i <= last; i++)
-		if (req_page_needed(r, 0, i, p->tree) && (pg = pin_one(l, r, 0, i)) &&
+		if (req_page_needed(r, 0, i) && (pg = pin_one(l, r, 0, i)) &&
 		    (pg->loading || pg->waitparent))
 			missing++;
 	return missing;
@@ -452,11 +456,11 @@ void ti_pages_unpin(struct td_layer *l, struct ti_req *r)
 	uint64_t i, first = r->b0 / TI_ENTRIES_PER_PAGE, last = (r->b0 + r->n - 1) / TI_ENTRIES_PER_PAGE;
 
 	for (i = first; i <= last; i++)
-		if (req_page_needed(r, 0, i, p->tree))
+		if (req_page_needed(r, 0, i))
 			unpin_one(p, 0, i);
 	if (p->tree)
 		for (i = first / TI_HASHES_PER_PAGE; i <= last / TI_HASHES_PER_PAGE; i++)
-			if (req_page_needed(r, 1, i, true))
+			if (req_page_needed(r, 1, i))
 				unpin_one(p, 1, i);
 }
 
@@ -533,15 +537,14 @@ struct ti_page *ti_page_get_sync(struct td_layer *l, uint64_t idx, int *err)
 
 int ti_tree_zero_prepare_sync(struct td_layer *l, uint64_t b0, uint64_t n)
 {
-	struct ti_req fake = {.kind = TI_ZERO, .b0 = b0, .n = n};
 	uint64_t i, first = b0 / TI_ENTRIES_PER_PAGE, last = (b0 + n - 1) / TI_ENTRIES_PER_PAGE;
 	int err = 0;
 
 	for (i = first / TI_HASHES_PER_PAGE; i <= last / TI_HASHES_PER_PAGE; i++)
-		if (req_page_needed(&fake, 1, i, true) && !get_sync(l, 1, i, &err))
+		if (!page_covered(1, i, b0, n) && !get_sync(l, 1, i, &err))
 			return err;
 	for (i = first; i <= last; i++)
-		if (req_page_needed(&fake, 0, i, true) && !get_sync(l, 0, i, &err))
+		if (!page_covered(0, i, b0, n) && !get_sync(l, 0, i, &err))
 			return err;
 	return 0;
 }
@@ -549,7 +552,6 @@ int ti_tree_zero_prepare_sync(struct td_layer *l, uint64_t b0, uint64_t n)
 void ti_tree_zero(struct td_layer *l, uint64_t b0, uint64_t n)
 {
 	struct ti_priv *p = l->priv;
-	struct ti_req fake = {.kind = TI_ZERO, .b0 = b0, .n = n};
 	uint64_t first = b0 / TI_ENTRIES_PER_PAGE, last = (b0 + n - 1) / TI_ENTRIES_PER_PAGE;
 	uint64_t q, t;
 
@@ -561,7 +563,7 @@ void ti_tree_zero(struct td_layer *l, uint64_t b0, uint64_t n)
 			t0 = first;
 		if (t1 > last + 1)
 			t1 = last + 1;
-		if (!req_page_needed(&fake, 1, q, true)) {
+		if (page_covered(1, q, b0, n)) {
 			/* the whole L1 page reads as zeros */
 			memset(p->l2 + q * TI_HASH_LEN, 0, TI_HASH_LEN);
 			if (l1 && l1->loaded) {
@@ -588,7 +590,7 @@ void ti_tree_zero(struct td_layer *l, uint64_t b0, uint64_t n)
 			struct ti_page *pg = ti_page_find(p, t);
 			uint64_t s = t * TI_ENTRIES_PER_PAGE, e = s + TI_ENTRIES_PER_PAGE;
 
-			if (!req_page_needed(&fake, 0, t, true)) {
+			if (page_covered(0, t, b0, n)) {
 				memset(l1->data + (t % TI_HASHES_PER_PAGE) * TI_HASH_LEN, 0,
 				       TI_HASH_LEN);
 				mark_dirty(p, l1);
