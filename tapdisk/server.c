@@ -460,38 +460,72 @@ static bool socket_alive(const char *path)
 }
 
 /* Binds a listening Unix socket; a stale socket file left by a killed
- * process is replaced, a live one is an error. */
+ * process is replaced, a live one is an error.  The socket is bound under a
+ * private name, made 0600 and put in the listening state before it is linked
+ * to its public name, so a client that sees the file can connect at once (no
+ * ECONNREFUSED window between bind() and listen()) and never finds it open
+ * to other users.  link() fails with EEXIST rather than replacing, which keeps
+ * two servers from claiming one path. */
 static int listen_unix(const char *path, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int fd, rc, tries;
+
+	char dir[sizeof(sa.sun_path)];
+	const char *slash = strrchr(path, '/');
+	struct stat st;
+	int n;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
 		snprintf(err, errlen, "socket path '%s' is too long (limit %zu bytes)", path,
 			 sizeof(sa.sun_path) - 1);
 		return -ENAMETOOLONG;
 	}
-	strcpy(sa.sun_path, path);
+	/* private name in the same directory (link() cannot cross filesystems) */
+	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path + 1) : 0, path);
+	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s.td%ld", dir, (long)getpid());
+	if (n < 0 || (size_t)n >= sizeof(sa.sun_path)) {
+		snprintf(err, errlen, "socket directory of '%s' is too long", path);
+		return -ENAMETOOLONG;
+	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0) {
 		snprintf(err, errlen, "socket: %s", strerror(errno));
 		return -errno;
 	}
+	unlink(sa.sun_path); /* ours, left by an earlier process with this pid */
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(sa.sun_path, 0600) < 0 ||
+	    listen(fd, 128) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot listen on '%s': %s", path, strerror(errno));
+		unlink(sa.sun_path);
+		close(fd);
+		return rc;
+	}
 	for (tries = 0; tries < 2; tries++) {
-		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+		if (link(sa.sun_path, path) == 0)
 			break;
 		rc = -errno;
-		if (errno != EADDRINUSE || socket_alive(path)) {
+		if (errno != EEXIST || socket_alive(path)) {
 			snprintf(err, errlen, "cannot listen on '%s': %s", path,
-				 errno == EADDRINUSE ? "another server is listening there"
-						     : strerror(errno));
+				 errno == EEXIST ? "another server is listening there"
+						 : strerror(errno));
+			unlink(sa.sun_path);
 			close(fd);
-			return errno == EADDRINUSE ? -EADDRINUSE : rc;
+			return rc == -EEXIST ? -EADDRINUSE : rc;
+		}
+		if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+			snprintf(err, errlen, "cannot listen on '%s': it exists and is not a socket",
+				 path);
+			unlink(sa.sun_path);
+			close(fd);
+			return -EEXIST;
 		}
 		unlink(path); /* stale, from a process that died */
 	}
-	if (tries == 2 || chmod(path, 0600) < 0 || listen(fd, 128) < 0) {
-		snprintf(err, errlen, "cannot listen on '%s': %s", path, strerror(errno));
+	unlink(sa.sun_path);
+	if (tries == 2) {
+		snprintf(err, errlen, "cannot listen on '%s': the path keeps reappearing", path);
 		close(fd);
 		return -EADDRINUSE;
 	}

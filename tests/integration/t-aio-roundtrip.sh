@@ -47,4 +47,22 @@ grep -q "err= 0" "$T/fio.txt" || { cat "$T/fio.txt"; fail "fio reported errors";
 info "clean shutdown on SIGTERM"
 td_stop "$TD_PID" || fail "tapdisk exit status $?"
 [ ! -S "$SOCK" ] || fail "socket left behind"
+
+info "socket path claims: stale socket replaced, live one refused, other files kept"
+python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$SOCK"
+[ -S "$SOCK" ] || fail "could not make a stale socket"
+td_serve "aio:$IMG" "$SOCK"
+nbdinfo --size "nbd+unix:///?socket=$SOCK" >/dev/null || fail "stale socket was not replaced"
+[ "$(stat -c %a "$SOCK")" = 600 ] || fail "socket mode is $(stat -c %a "$SOCK"), not 600"
+ls -a "$(dirname "$SOCK")" | grep -q '^\.td' && fail "private bind name left behind"
+truncate -s 1M "$T/other.img"
+tapdisk serve "aio:$T/other.img" --socket "$SOCK" 2>"$T/second.err" &&
+	fail "a second server took a live socket"
+grep -q "another server is listening" "$T/second.err" || { cat "$T/second.err"; fail "wrong error"; }
+nbdinfo --size "nbd+unix:///?socket=$SOCK" >/dev/null || fail "first server lost its socket"
+td_stop "$TD_PID" || fail "tapdisk exit status $?"
+echo keep >"$T/notasock"
+tapdisk serve "aio:$T/other.img" --socket "$T/notasock" 2>"$T/third.err" && fail "served over a regular file"
+grep -q "not a socket" "$T/third.err" || { cat "$T/third.err"; fail "wrong error"; }
+[ "$(cat "$T/notasock")" = keep ] || fail "a regular file was replaced"
 echo "all round trips passed"

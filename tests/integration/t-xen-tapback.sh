@@ -23,7 +23,10 @@ FE=/local/domain/1/device/vbd
 info "starting xsd_standin (TEST STAND-IN for xenstored, no hypervisor) on $XENSTORED_PATH"
 "$XEN/xsd_standin" "$XENSTORED_PATH" 2>"$T/xsd.log" &
 _td_pids="$_td_pids $!"
-wait_for_socket "$XENSTORED_PATH" 5
+# the socket file appears at bind(), before listen(): wait for the log line
+# that follows listen(), or tapback may get ECONNREFUSED in between
+for i in $(seq 50); do grep -q listening "$T/xsd.log" && break; sleep 0.1; done
+grep -q listening "$T/xsd.log" || fail "xsd_standin did not start"
 "$XEN/tapback" --xenstored-path "$XENSTORED_PATH" --timeout 10 2>"$T/tapback.log" &
 TB_PID=$!
 _td_pids="$_td_pids $TB_PID"
