@@ -93,8 +93,13 @@ class Proxy:
         self.ls = socket.socket(socket.AF_UNIX)
         if os.path.exists(listen):
             os.unlink(listen)
-        self.ls.bind(listen)
+        # the path appears only once listening (clients poll for it)
+        tmp = listen + ".tmp"
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        self.ls.bind(tmp)
         self.ls.listen(8)
+        os.rename(tmp, listen)
 
     def serve(self):
         while True:
