@@ -244,6 +244,7 @@ struct q2 {
 	uint64_t alloc_next;  /* next cluster the allocator hands out */
 	uint64_t alloc_floor; /* the first cluster we may ever allocate */
 	bool alloc_full;      /* the refcount table is full: logged once */
+	uint64_t prealloc_end; /* the file is this long (sparse tail past alloc_next) */
 	struct q2claim *claims[Q2_CLAIM_BUCKETS];
 
 	/* writeback */

@@ -134,6 +134,8 @@ void q2_l1_set(struct q2 *q, uint64_t idx, uint64_t entry)
 	q2_meta_dirtied(q);
 }
 
+static void prealloc_ahead(struct q2 *q);
+
 int q2_alloc_cluster(struct q2 *q, struct q2wait *w, uint64_t *host)
 {
 	struct q2img *im = q->img[0];
@@ -190,8 +192,50 @@ int q2_alloc_cluster(struct q2 *q, struct q2wait *w, uint64_t *host)
 		q2c_mark_dirty(e);
 		*host = q->alloc_next;
 		q->alloc_next += cs;
+		prealloc_ahead(q);
 		return 0;
 	}
+}
+
+/* New clusters are written past the end of the file, and on ext4 an
+ * O_DIRECT write that extends the file runs under the inode's exclusive lock
+ * and completes synchronously: fresh sequential writes went one at a time.
+ * So the file is kept ahead of the allocator by sparse extension (no blocks,
+ * only the size), in steps of an eighth of the file, 8 to 256 MiB.  Nothing
+ * points into the tail, so a crash leaves it as unreferenced, unallocated
+ * space (qemu-img check does not count it; the next open allocates after
+ * it); a clean close trims it. */
+static void prealloc_ahead(struct q2 *q)
+{
+	struct q2img *im = q->img[0];
+	uint64_t cs = im->h.cluster_size, have = q->prealloc_end, step, want;
+
+	if (have < im->file_size)
+		have = im->file_size;
+	if (q->alloc_next <= have)
+		return;
+	step = q->alloc_next / 8;
+	step = step < (8ull << 20) ? (8ull << 20) : step > (256ull << 20) ? (256ull << 20) : step;
+	want = (q->alloc_next + step + cs - 1) & ~(cs - 1);
+	if (want > QCOW2_MAX_HOST_OFFSET)
+		want = QCOW2_MAX_HOST_OFFSET;
+	if (want > have && ftruncate(im->fd, (off_t)want) == 0)
+		q->prealloc_end = want;
+	/* on failure the writes extend the file themselves, only slower */
+}
+
+/* Cuts the sparse tail off at a clean close; everything allocated is below
+ * alloc_next and the last round made the file that long. */
+static int prealloc_trim(struct q2 *q)
+{
+	struct q2img *im = q->img[0];
+
+	if (q->prealloc_end <= im->file_size)
+		return 0;
+	if (ftruncate(im->fd, (off_t)im->file_size) < 0)
+		return -errno;
+	q->prealloc_end = 0;
+	return 0;
 }
 
 /* ---- writeback rounds ------------------------------------------------------ */
@@ -416,7 +460,7 @@ static void round_start(struct q2 *q)
 	}
 	/* every allocated cluster inside the file before anything points at it */
 	if (q->alloc_next > im->file_size) {
-		if (ftruncate(im->fd, (off_t)q->alloc_next) < 0) {
+		if (q->alloc_next > q->prealloc_end && ftruncate(im->fd, (off_t)q->alloc_next) < 0) {
 			r->err = -errno;
 			td_err("qcow2: '%s': cannot extend the file: %s", im->path,
 			       strerror(errno));
@@ -480,7 +524,8 @@ int q2_meta_close(struct q2 *q)
 	    !q->rbc.ndirty && q->l1_dirty_hi == q->l1_dirty_lo &&
 	    q->rt_dirty_hi == q->rt_dirty_lo && q->alloc_next <= q->img[0]->file_size) {
 		/* the usual case (a pause flushed just before): no loop to run */
-		return fdatasync(q->img[0]->fd) < 0 ? -errno : 0;
+		rc = prealloc_trim(q);
+		return rc < 0 ? rc : fdatasync(q->img[0]->fd) < 0 ? -errno : 0;
 	}
 	q2_meta_sync(q, &cw.w);
 	while (!cw.done || q->round || q->round_defer.queued) {
@@ -488,5 +533,8 @@ int q2_meta_close(struct q2 *q)
 		if (rc < 0)
 			return rc;
 	}
-	return cw.w.err;
+	if (cw.w.err)
+		return cw.w.err;
+	rc = prealloc_trim(q);
+	return rc < 0 ? rc : fdatasync(q->img[0]->fd) < 0 ? -errno : 0;
 }

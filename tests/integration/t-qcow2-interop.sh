@@ -115,6 +115,22 @@ qemu-img convert -f qcow2 -O raw "$img" "$T/qemu.raw"
 cmp "$T/export.raw" "$T/qemu.raw" || fail "2M-cluster image differs"
 rm -f "$T/export.raw" "$T/qemu.raw"
 
+info "2e. Fresh clusters land inside the file (sparse tail kept ahead), trimmed at a clean stop"
+img=$T/w-tail.qcow2
+qemu-img create -q -f qcow2 "$img" 256M
+td_serve "qcow2:$img" "$SOCK"
+qemu-io -f raw -c "write -P 0x85 0 64k" -c flush "$URI" >/dev/null || fail "writes (tail)"
+serving=$(stat -c %s "$img")
+# one fresh cluster: the file is extended at least 8 MiB ahead of it
+[ "$serving" -ge $((8 << 20)) ] || fail "file is $serving bytes after one 64K cluster: not kept ahead"
+qemu-io -f raw -c "write -P 0x85 64k 40M" -c flush "$URI" >/dev/null || fail "writes (tail)"
+nbd_expect "0 40M 0x85"
+td_stop "$TD_PID" || fail "exit status (tail)"
+check_clean "$img"
+end=$(qemu-img check --output=json "$img" | python3 -c 'import json,sys; print(json.load(sys.stdin)["image-end-offset"])')
+[ "$(stat -c %s "$img")" = "$end" ] || fail "file $(stat -c %s "$img") bytes, image ends at $end: tail not trimmed"
+echo "   while serving: $serving bytes; after stop: $end bytes (the image end)"
+
 info "2c. A 64K L2 cache (eviction, writeback under cache pressure), 4K clusters"
 img=$T/w-small-cache.qcow2
 qemu-img create -q -f qcow2 -o cluster_size=4k "$img" 1G
@@ -215,6 +231,11 @@ for run in "4k 1" "64k 2" "4k 3"; do
 	qemu-io -f qcow2 -c "read -P 0x5a 0 8M" -c "read -P 0x5b 2040M 4k" \
 		-c "read -P 0x5c 12M 1M" "$img" 2>&1 | grep -qi "verification failed" &&
 		fail "flushed data lost after kill -9"
+	# the killed image (with any sparse tail) opens and grows again
+	td_serve "qcow2:$img" "$SOCK"
+	qemu-io -f raw -c "write -P 0x5d 1000M 1M" -c flush "$URI" >/dev/null || fail "write after kill -9"
+	td_stop "$TD_PID" || fail "exit status after reopen"
+	check_clean "$img"
 	echo "   $cs clusters, kill after ${delay}s: check rc $rc (3: leaks, repaired), flushed data intact"
 done
 echo "qcow2 interop passed"
