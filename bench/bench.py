@@ -92,9 +92,6 @@ def fio(sock, wl, size, runtime):
            "--bs=" + bs, "--iodepth=%d" % qd, "--size=" + size, "--output-format=json",
            "--time_based", "--runtime=%d" % runtime, "--ramp_time=1",
            "--randrepeat=0", "--norandommap"] + extra
-    if rw in ("write", "read"):
-        cmd.remove("--time_based")
-        cmd.remove("--runtime=%d" % runtime)
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     j = json.loads(out[out.index("{"):])
     job = j["jobs"][0]
@@ -211,8 +208,8 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", default="aio", help="comma list of: " + ", ".join(PAIRS))
     ap.add_argument("--size", default="1G", help="image size (default 1G)")
-    ap.add_argument("--io-size", default="768M", help="bytes each sequential job moves")
-    ap.add_argument("--runtime", type=int, default=10, help="seconds per random job")
+    ap.add_argument("--io-size", default="768M", help="the region every job works in (sequential jobs cycle over it for the runtime)")
+    ap.add_argument("--runtime", type=int, default=10, help="seconds per job, after a 1 s ramp")
     ap.add_argument("--workloads", default="", help="comma list (default all)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="run every workload N times, configs in turn each time, and report "
