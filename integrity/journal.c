@@ -189,7 +189,10 @@ static void jbatch_submit(struct td_layer *l)
 }
 
 /* How many journal writes may be in flight before a partly filled block
- * waits for one of them (TD_JOURNAL_PARTIAL, default 2; 1 is pure group commit). */
+ * waits for one of them (TD_JOURNAL_PARTIAL, default 1: pure group commit;
+ * at most TI_JOURNAL_INFLIGHT).  Alternating runs of random 4 KiB writes
+ * at QD32 gave 35.5k/38.0k/38.6k IOPS with 1 against 33.5k/31.9k/34.9k
+ * with 2: fewer, fuller FUA writes.  QD1 and QD8 were within noise. */
 static unsigned ti_partial_limit(void)
 {
 	static int v = -1;
@@ -197,9 +200,9 @@ static unsigned ti_partial_limit(void)
 	if (v < 0) {
 		const char *e = getenv("TD_JOURNAL_PARTIAL");
 
-		v = e ? atoi(e) : 2;
+		v = e ? atoi(e) : 1;
 		if (v < 1 || v > TI_JOURNAL_INFLIGHT)
-			v = 2;
+			v = 1;
 	}
 	return (unsigned)v;
 }
