@@ -51,7 +51,12 @@ td_stop "$TD_PID" || fail "tapdisk exit status $?"
 info "socket path claims: stale socket replaced, live one refused, other files kept"
 python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$SOCK"
 [ -S "$SOCK" ] || fail "could not make a stale socket"
-td_serve "aio:$IMG" "$SOCK"
+td_serve "aio:$IMG" "$SOCK" # returns at once: the stale file is already there
+for i in $(seq 1 100); do
+	nbdinfo --size "nbd+unix:///?socket=$SOCK" >/dev/null 2>&1 && break
+	kill -0 "$TD_PID" 2>/dev/null || fail "tapdisk exited instead of replacing a stale socket"
+	sleep 0.1
+done
 nbdinfo --size "nbd+unix:///?socket=$SOCK" >/dev/null || fail "stale socket was not replaced"
 [ "$(stat -c %a "$SOCK")" = 600 ] || fail "socket mode is $(stat -c %a "$SOCK"), not 600"
 ls -a "$(dirname "$SOCK")" | grep -q '^\.td' && fail "private bind name left behind"
