@@ -18,10 +18,7 @@ STATE=$T/storm.state
 URI=$(uri_of "$SOCK")
 truncate -s 97M "$IMG"
 printf 'kill -9 test %s' "$RANDOM" >"$KEY"
-vdkey format "aio:$IMG" --key-file "$KEY" --pbkdf pbkdf2 --pbkdf-iterations 1000 >/dev/null ||
-	fail "format"
-td_on_exit "vdkey unload aio:$IMG >/dev/null 2>&1"
-vdkey load "aio:$IMG" --key-file "$KEY" >/dev/null || fail "load"
+crypt_image "aio:$IMG" "$KEY"
 
 for round in 1 2 3; do
 	info "round $round: storm, kill -9 mid-flight"

@@ -17,10 +17,7 @@ URI=$(uri_of "$SOCK")
 FAR=$((150 * 1024 * 1024)) # byte offset of C: another L1 tree page (64 MiB each)
 truncate -s 200M "$IMG"
 printf 'replay test %s' "$RANDOM" >"$KEY"
-vdkey format "aio:$IMG" --key-file "$KEY" --pbkdf pbkdf2 --pbkdf-iterations 1000 >/dev/null ||
-	fail "format"
-td_on_exit "vdkey unload aio:$IMG >/dev/null 2>&1"
-vdkey load "aio:$IMG" --key-file "$KEY" >/dev/null || fail "load"
+crypt_image "aio:$IMG" "$KEY"
 LAYOUT=$(vdkey audit "aio:$IMG" --json | python3 -c '
 import json, sys; print(json.dumps(json.load(sys.stdin)["integrity_layout"]))') ||
 	fail "no integrity_layout"

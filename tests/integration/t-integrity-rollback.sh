@@ -14,10 +14,7 @@ URI=$(uri_of "$SOCK")
 LOG=$TAPDISK_RUNDIR/tapdisk.log
 truncate -s 64M "$IMG"
 printf 'rollback test %s' "$RANDOM" >"$KEY"
-vdkey format "aio:$IMG" --key-file "$KEY" --pbkdf pbkdf2 --pbkdf-iterations 1000 >/dev/null ||
-	fail "format"
-td_on_exit "vdkey unload aio:$IMG >/dev/null 2>&1"
-vdkey load "aio:$IMG" --key-file "$KEY" >/dev/null || fail "load"
+crypt_image "aio:$IMG" "$KEY"
 fresh() { # KEY -> the value of freshness.KEY in vdkey audit --json
 	vdkey audit "aio:$IMG" --json | python3 -c '
 import json, sys; print(json.dumps(json.load(sys.stdin)["freshness"][sys.argv[1]]))' "$1"

@@ -16,10 +16,7 @@ SOCK=$T/nbd.sock
 URI=$(uri_of "$SOCK")
 truncate -s 33M "$IMG"
 printf 'scrub %s' "$RANDOM" >"$KEY"
-TD_INTEGRITY_LAYOUT_VERSION=1 vdkey format "aio:$IMG" --key-file "$KEY" --pbkdf pbkdf2 --pbkdf-iterations 1000 >/dev/null ||
-	fail "format"
-td_on_exit "vdkey unload aio:$IMG >/dev/null 2>&1"
-vdkey load "aio:$IMG" --key-file "$KEY" >/dev/null || fail "load"
+TD_INTEGRITY_LAYOUT_VERSION=1 crypt_image "aio:$IMG" "$KEY"
 
 # scrub_json -> "TOTAL VERIFIED UNWRITTEN FAILED [BLOCKS,...] TRUNCATED DATA_START TAGS_OFF"
 scrub_json() {
@@ -104,10 +101,7 @@ vdkey unload "aio:$IMG" >/dev/null || fail "unload"
 out=$(vdkey audit "aio:$IMG" --scrub 2>&1) && fail "scrubbed without the key"
 echo "$out" | grep -q "no key loaded" || fail "message: $out"
 truncate -s 9M "$T/plain.img"
-vdkey format "aio:$T/plain.img" --key-file "$KEY" --integrity none --pbkdf pbkdf2 \
-	--pbkdf-iterations 1000 >/dev/null || fail "format none"
-td_on_exit "vdkey unload aio:$T/plain.img >/dev/null 2>&1"
-vdkey load "aio:$T/plain.img" --key-file "$KEY" >/dev/null || fail "load none"
+crypt_image "aio:$T/plain.img" "$KEY" --integrity none
 out=$(vdkey audit "aio:$T/plain.img" --scrub 2>&1) && fail "scrubbed an image without MACs"
 echo "$out" | grep -q "no integrity metadata" || fail "message: $out"
 echo ok

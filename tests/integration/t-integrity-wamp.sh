@@ -14,10 +14,7 @@ SOCK=$T/nbd.sock
 URI=$(uri_of "$SOCK")
 truncate -s 97M "$IMG"
 printf 'wamp %s' "$RANDOM" >"$KEY"
-vdkey format "aio:$IMG" --key-file "$KEY" --pbkdf pbkdf2 --pbkdf-iterations 1000 >/dev/null ||
-	fail "format"
-td_on_exit "vdkey unload aio:$IMG >/dev/null 2>&1"
-vdkey load "aio:$IMG" --key-file "$KEY" >/dev/null || fail "load"
+crypt_image "aio:$IMG" "$KEY"
 td_serve "crypt:aio:$IMG" "$SOCK"
 
 stats() { tap-ctl stats -p "$TD_PID" --json; }

@@ -7,9 +7,7 @@ IMG=$T/disk.img
 KEY=$T/key
 truncate -s 200M "$IMG"
 printf 'pause test passphrase' >"$KEY"
-vdkey format "aio:$IMG" --key-file "$KEY" --pbkdf pbkdf2 --pbkdf-iterations 1000 >/dev/null || fail format
-vdkey load "aio:$IMG" --key-file "$KEY" >/dev/null || fail load
-td_on_exit "vdkey unload aio:$IMG >/dev/null 2>&1"
+crypt_image "aio:$IMG" "$KEY"
 URI=$(tap-ctl create -a "crypt:aio:$IMG") || fail create
 SOCK=${URI#nbd+unix:///?socket=}
 fio --name=v --ioengine=nbd --uri="$URI" --rw=randwrite --bs=4k --iodepth=16 --size=96M \

@@ -49,6 +49,17 @@ need() {
 	for t in "$@"; do command -v "$t" >/dev/null 2>&1 || skip "$t is not installed"; done
 }
 
+# crypt_image LOWER KEYFILE [vdkey format options...] -- formats LOWER (e.g.
+# aio:/path) with a fast PBKDF, loads its key and unloads it at exit
+crypt_image() {
+	local lower=$1 key=$2
+	shift 2
+	vdkey format "$lower" --key-file "$key" --pbkdf pbkdf2 --pbkdf-iterations 1000 "$@" \
+		>/dev/null || fail "vdkey format $lower"
+	td_on_exit "vdkey unload $lower >/dev/null 2>&1"
+	vdkey load "$lower" --key-file "$key" >/dev/null || fail "vdkey load $lower"
+}
+
 # wait_for_socket PATH [SECONDS]
 wait_for_socket() {
 	local i
