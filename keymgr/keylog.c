@@ -87,6 +87,27 @@ int td_keylog_read(const uint8_t uuid[16], char **buf, size_t *len, char *err, s
 	return rc;
 }
 
+/* Fills e (time now, uid = getuid()) and formats its line into line:
+ * the line's length, or negative errno. */
+static int entry_line(const uint8_t uuid[16], uint64_t seq, const char *op, int slot,
+		      const char *outcome, const uint8_t prev[TD_KEYLOG_HASH_LEN],
+		      struct td_keylog_entry *e, char *line, size_t linelen)
+{
+	int rc;
+
+	memset(e, 0, sizeof(*e));
+	e->seq = seq;
+	e->time = (uint64_t)time(NULL);
+	e->uid = (uint32_t)getuid();
+	memcpy(e->uuid, uuid, 16);
+	snprintf(e->op, sizeof(e->op), "%s", op);
+	e->slot = slot;
+	snprintf(e->outcome, sizeof(e->outcome), "%s", outcome);
+	memcpy(e->prev, prev, TD_KEYLOG_HASH_LEN);
+	rc = td_keylog_entry_hash(e, e->hash);
+	return rc < 0 ? rc : td_keylog_format(e, line, linelen);
+}
+
 int td_keylog_verify(const uint8_t uuid[16], const struct td_keylog_anchor *anchor,
 		     struct td_keylog_result *res, char *err, size_t errlen)
 {
@@ -146,16 +167,7 @@ int td_keylog_append(const uint8_t uuid[16], const char *op, int slot, const cha
 			 path, verr);
 		goto out;
 	}
-	e.seq = res.entries;
-	e.time = (uint64_t)time(NULL);
-	e.uid = (uint32_t)getuid();
-	memcpy(e.uuid, uuid, 16);
-	snprintf(e.op, sizeof(e.op), "%s", op);
-	e.slot = slot;
-	snprintf(e.outcome, sizeof(e.outcome), "%s", outcome);
-	memcpy(e.prev, res.head, TD_KEYLOG_HASH_LEN);
-	rc = td_keylog_entry_hash(&e, e.hash);
-	n = rc < 0 ? rc : td_keylog_format(&e, line, sizeof(line));
+	n = entry_line(uuid, res.entries, op, slot, outcome, res.head, &e, line, sizeof(line));
 	if (n < 0) {
 		rc = n;
 		snprintf(err, errlen, "invalid key-event log entry (op '%s', slot %d, outcome '%s')",
@@ -182,4 +194,75 @@ out:
 	free(buf);
 	close(fd); /* releases the flock */
 	return rc;
+}
+
+int td_keylog_reset(const uint8_t uuid[16], const struct td_keylog_anchor *cur,
+		    struct td_keylog_anchor *next, char *err, size_t errlen)
+{
+	struct td_keylog_entry e;
+	uint8_t prev[TD_KEYLOG_HASH_LEN];
+	char path[4200], tmp[4300], kept[4300], line[TD_KEYLOG_LINE_MAX + 1];
+	char *slash;
+	ssize_t w;
+	int fd = -1, dfd = -1, rc, n;
+
+	rc = td_statedir_path(uuid, "keylog", 1, path, sizeof(path), err, errlen);
+	if (rc < 0)
+		return rc;
+	if (cur->count)
+		memcpy(prev, cur->head, TD_KEYLOG_HASH_LEN);
+	else if (td_keylog_genesis(uuid, prev) < 0) {
+		snprintf(err, errlen, "cannot compute the genesis hash");
+		return -EIO;
+	}
+	n = entry_line(uuid, cur->count, TD_KEYLOG_OP_RESET, TD_KEYLOG_SLOT_NONE, TD_KEYLOG_OK,
+		       prev, &e, line, sizeof(line));
+	if (n < 0) {
+		snprintf(err, errlen, "cannot build the reset entry");
+		return n;
+	}
+	snprintf(tmp, sizeof(tmp), "%s.reset-tmp", path);
+	snprintf(kept, sizeof(kept), "%s.before-reset.%llu", path, (unsigned long long)e.time);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(-rc));
+		return rc;
+	}
+	w = write(fd, line, (size_t)n);
+	if (w != n || fsync(fd) < 0) {
+		rc = w < 0 || w == n ? -errno : -EIO;
+		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(rc ? -rc : EIO));
+		goto fail;
+	}
+	close(fd);
+	fd = -1;
+	/* the old log stays, under a name nothing reads */
+	if (rename(path, kept) < 0 && errno != ENOENT) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot keep the old log as %s: %s", kept, strerror(-rc));
+		goto fail;
+	}
+	if (rename(tmp, path) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot install the new log %s: %s", path, strerror(-rc));
+		goto fail;
+	}
+	slash = strrchr(path, '/');
+	if (slash) {
+		*slash = '\0';
+		dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd >= 0) {
+			fsync(dfd);
+			close(dfd);
+		}
+	}
+	next->count = e.seq + 1;
+	memcpy(next->head, e.hash, TD_KEYLOG_HASH_LEN);
+	return 0;
+fail:
+	if (fd >= 0)
+		close(fd);
+	unlink(tmp);
+	return rc ? rc : -EIO;
 }

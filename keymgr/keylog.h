@@ -45,6 +45,7 @@
 #define TD_KEYLOG_OP_UNLOAD "unload"
 #define TD_KEYLOG_OP_ACCEPT_ROLLBACK "accept-rollback"
 #define TD_KEYLOG_OP_SCRUB "scrub"
+#define TD_KEYLOG_OP_RESET "reset" /* only as the first line of a file */
 
 struct td_keylog_entry {
 	uint64_t seq;
@@ -60,7 +61,8 @@ struct td_keylog_entry {
 
 /* The outcome of checking a log. */
 struct td_keylog_result {
-	uint64_t entries;    /* lines in the file (when it parsed up to the end) */
+	uint64_t entries;    /* the next seq: lines in the file, plus reset_at after a reset */
+	uint64_t reset_at;   /* seq of the reset entry starting the file, UINT64_MAX: none */
 	uint64_t anchored;   /* the anchor's count (0: none) */
 	uint64_t unanchored; /* entries - anchored, when the log verifies */
 	uint64_t bad_seq;    /* the first bad entry, UINT64_MAX when none or n/a */
@@ -118,5 +120,13 @@ int td_keylog_verify(const uint8_t uuid[16], const struct td_keylog_anchor *anch
 int td_keylog_append(const uint8_t uuid[16], const char *op, int slot, const char *outcome,
 		     const struct td_keylog_anchor *cur, struct td_keylog_anchor *next, char *err,
 		     size_t errlen);
+
+/* Starts a new log after a reset (docs/FORMAT.md, "Reset"): the old file,
+ * if any, is kept as keylog.before-reset.<seconds>; the new one holds one
+ * reset entry continuing from cur, the header's authenticated anchor (count
+ * 0 = none: from the genesis). next gets the anchor to store in the header.
+ * 0 or negative errno with err set. */
+int td_keylog_reset(const uint8_t uuid[16], const struct td_keylog_anchor *cur,
+		    struct td_keylog_anchor *next, char *err, size_t errlen);
 
 #endif

@@ -342,11 +342,13 @@ int td_keylog_verify_buf(const char *buf, size_t len, const uint8_t uuid[16],
 	char perr[200], us[UUID_STR_LEN + 1];
 	const char *line;
 	size_t off = 0, ll;
-	uint64_t i = 0, acount = anchor ? anchor->count : 0;
+	uint64_t i = 0, base = 0, acount = anchor ? anchor->count : 0;
 	int r, head_ok = 0, ret = -EBADMSG;
+	bool reset;
 
 	memset(res, 0, sizeof(*res));
 	res->bad_seq = UINT64_MAX;
+	res->reset_at = UINT64_MAX;
 	res->anchored = acount;
 	if (td_keylog_genesis(uuid, prev) < 0) {
 		td_seterr(err, errlen, "cannot compute the genesis hash");
@@ -360,7 +362,7 @@ int td_keylog_verify_buf(const char *buf, size_t len, const uint8_t uuid[16],
 		goto out;
 	}
 	while ((r = td_keylog_next_line(buf, len, &off, &line, &ll)) != 0) {
-		res->bad_seq = i;
+		res->bad_seq = base + i;
 		if (r < 0) {
 			td_seterr(err, errlen,
 			       "entry %" PRIu64 ": the last line is not terminated (torn write, or the "
@@ -372,38 +374,64 @@ int td_keylog_verify_buf(const char *buf, size_t len, const uint8_t uuid[16],
 			td_seterr(err, errlen, "entry %" PRIu64 " is malformed: %s", i, perr);
 			goto out;
 		}
-		if (e.seq != i) {
+		reset = strcmp(e.op, TD_KEYLOG_OP_RESET) == 0;
+		if (reset && i > 0) {
+			td_seterr(err, errlen,
+			       "entry %" PRIu64 " is a reset, which may only start a log", base + i);
+			goto out;
+		}
+		if (reset) {
+			/* a reset continues from the anchor it was made under: its
+			 * seq and prev are taken as given, and it must be anchored
+			 * (checked below) */
+			base = e.seq;
+			res->reset_at = base;
+			res->bad_seq = base;
+			memcpy(prev, e.prev, sizeof(prev));
+		}
+		if (e.seq != base + i) {
 			td_seterr(err, errlen,
 			       "entry removed or reordered at seq %" PRIu64 " (line %" PRIu64
 			       " holds seq %" PRIu64 ")",
-			       i, i + 1, e.seq);
+			       base + i, i + 1, e.seq);
 			goto out;
 		}
 		if (memcmp(e.uuid, uuid, 16) != 0) {
 			uuid_put(us, e.uuid);
-			td_seterr(err, errlen, "entry %" PRIu64 " belongs to image %s, not this one", i,
-			       us);
+			td_seterr(err, errlen, "entry %" PRIu64 " belongs to image %s, not this one",
+			       base + i, us);
 			goto out;
 		}
 		if (!td_ct_memeq(e.prev, prev, sizeof(prev))) {
 			td_seterr(err, errlen,
 			       "prev-hash mismatch at seq %" PRIu64
 			       " (an entry before it was removed, reordered or modified)",
-			       i);
+			       base + i);
 			goto out;
 		}
 		if (td_keylog_entry_hash(&e, h) < 0 || !td_ct_memeq(e.hash, h, sizeof(h))) {
-			td_seterr(err, errlen, "hash mismatch at seq %" PRIu64 " (entry modified)", i);
+			td_seterr(err, errlen, "hash mismatch at seq %" PRIu64 " (entry modified)",
+			       base + i);
 			goto out;
 		}
 		memcpy(prev, h, sizeof(h));
 		i++;
-		if (i == acount)
+		if (base + i == acount)
 			head_ok = td_ct_memeq(h, anchor->head, sizeof(h));
 	}
 	res->bad_seq = UINT64_MAX;
+	i += base; /* from here on: the next seq */
 	res->entries = i;
 	memcpy(res->head, prev, sizeof(prev));
+	if (res->reset_at != UINT64_MAX && anchor && acount <= res->reset_at) {
+		res->bad_seq = res->reset_at;
+		td_seterr(err, errlen,
+		       "the log was reset at seq %" PRIu64 " but the reset is not anchored in the "
+		       "header (the header anchors %" PRIu64 " entries): an interrupted "
+		       "'vdkey log --reset' (run it again), or a reset forged without the key",
+		       res->reset_at, acount);
+		goto out;
+	}
 	if (acount > i) {
 		res->bad_seq = i;
 		td_seterr(err, errlen,

@@ -33,7 +33,7 @@ struct opts {
 	const char *key_file, *new_key_file, *integrity, *pbkdf;
 	long slot;
 	long iterations, memory_kib, time_cost, parallel;
-	bool json, scrub, once, user_readable, force, verify;
+	bool json, scrub, once, user_readable, force, verify, reset;
 	unsigned timeout_s;
 };
 
@@ -56,7 +56,7 @@ static void usage(FILE *f)
 		"  load SPEC --key-file F [--once] [--user-readable] [--timeout S]\n"
 		"                       unlock the volume key into the kernel keyring for tapdisk\n"
 		"  unload SPEC          remove it from the keyring\n"
-		"  log SPEC [--json] [--verify] [--key-file F]\n"
+		"  log SPEC [--json] [--verify | --reset] [--key-file F]\n"
 		"                       the image's key-event log (see 'vdkey log --help')\n"
 		"  accept-rollback SPEC --key-file F\n"
 		"                       accept an image older than the generation this host\n"
@@ -346,6 +346,18 @@ static int vsess_adopt_key(struct vsess *v, struct td_volkey **vk)
 	}
 	td_volkey_free(vk);
 	return rc;
+}
+
+/* The volume key for an opened session: from the keyring when loaded (a
+ * --once key is not consumed), else from key_file or a prompt. Either way
+ * v->h's MAC is verified with it, so its anchor can be trusted. */
+static int vsess_get_key(struct vsess *v, const char *key_file)
+{
+	struct td_volkey *vk = NULL;
+
+	if (keyring_peek(v->h->uuid, &vk) == 0 && vsess_adopt_key(v, &vk) == 0)
+		return 0;
+	return unlock(v->h, key_file, &v->vk, &v->slot);
 }
 
 /* Records a key event of v's image. With anchor set and the key in hand
@@ -913,9 +925,14 @@ static void print_keylog_json(const struct keylog_status *ks)
 	hexstr(head, ks->r.head, TD_KEYLOG_HASH_LEN);
 	printf(",\n  \"keylog\": {\"entries\": %" PRIu64 ", \"anchored\": %" PRIu64
 	       ", \"unanchored\": %" PRIu64 ", \"head\": \"%s\", \"anchor_authenticated\": %s, "
-	       "\"verified\": %s, \"error\": ",
+	       "\"verified\": %s, \"reset_at\": ",
 	       ks->r.entries, ks->r.anchored, ks->r.unanchored, head,
 	       ks->authenticated ? "true" : "false", ks->verified ? "true" : "false");
+	if (ks->r.reset_at != UINT64_MAX)
+		printf("%" PRIu64, ks->r.reset_at);
+	else
+		printf("null");
+	printf(", \"error\": ");
 	if (ks->error[0]) {
 		td_json_str(js, sizeof(js), ks->error);
 		printf("%s}", js);
@@ -1163,6 +1180,7 @@ static void usage_log(FILE *f)
 	fprintf(f,
 		"Usage: vdkey log SPEC [--json]\n"
 		"       vdkey log SPEC --verify [--json] [--key-file F]\n"
+		"       vdkey log SPEC --reset [--key-file F]\n"
 		"\n"
 		"The key-event log of the image: every format, enroll, remove, load, unload,\n"
 		"accept-rollback and audit --scrub, with its time, user id, keyslot and outcome\n"
@@ -1186,8 +1204,56 @@ static void usage_log(FILE *f)
 		"the image) are reported as unanchored: they are not protected until the\n"
 		"next event with the key anchors them. Format: docs/FORMAT.md.\n"
 		"\n"
-		"Exit status: 0 the log verifies (or was printed), 1 it does not (one line on\n"
-		"stderr says why) or it cannot be read, 2 usage.\n");
+		"--reset (needs the volume key and a writable image) is the way out of a log\n"
+		"that fails verification, which is never extended: the old file is kept as\n"
+		"keylog.before-reset.<seconds> next to it, a new log starts with one 'reset'\n"
+		"entry continuing from the header's authenticated anchor, and the anchor\n"
+		"moves to it. The reset entry, its time and user id stay in the log for\n"
+		"auditors; entries before it are no longer checked.\n"
+		"\n"
+		"Exit status: 0 the log verifies (or was printed, or was reset), 1 it does not\n"
+		"(one line on stderr says why) or it cannot be read, 2 usage.\n");
+}
+
+/* vdkey log SPEC --reset */
+static int cmd_log_reset(const char *spec, const struct opts *o)
+{
+	struct td_keylog_anchor cur, next;
+	struct vsess v;
+	char err[1024], uuid[TD_HDR_UUID_STR_LEN];
+	int rc, ret = 1;
+
+	rc = vsess_open(&v, spec, true, false, NULL);
+	if (rc < 0)
+		goto out;
+	td_hdr_uuid_str(v.h->uuid, uuid);
+	rc = vsess_get_key(&v, o->key_file);
+	if (rc < 0)
+		goto out;
+	rc = td_hdr_keylog_anchor_get(v.h, &cur, err, sizeof(err));
+	if (rc == 0)
+		rc = td_keylog_reset(v.h->uuid, &cur, &next, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "%s: image %s: cannot reset the key-event log: %s\n", prog, uuid,
+			err);
+		goto out;
+	}
+	td_hdr_keylog_anchor_set(v.h, &next);
+	rc = store_hdr(&v.lo, v.h, v.vk, v.which);
+	if (rc < 0) {
+		fprintf(stderr,
+			"%s: image %s: the new log is in place but the header could not be "
+			"rewritten; run 'vdkey log SPEC --reset' again\n",
+			prog, uuid);
+		goto out;
+	}
+	printf("key-event log of image %s reset at seq %llu; the old log is kept as "
+	       "keylog.before-reset.* in the state directory\n",
+	       uuid, (unsigned long long)cur.count);
+	ret = 0;
+out:
+	vsess_close(&v);
+	return ret;
 }
 
 static void fmt_utc(uint64_t t, char *buf, size_t len)
@@ -1254,7 +1320,6 @@ static int cmd_log(const char *spec, const struct opts *o)
 {
 	struct td_keylog_anchor a;
 	struct td_keylog_result r;
-	struct td_volkey *vk = NULL;
 	struct vsess v;
 	char err[768], uuid[TD_HDR_UUID_STR_LEN], head[65], js[1600];
 	char *buf = NULL;
@@ -1267,10 +1332,7 @@ static int cmd_log(const char *spec, const struct opts *o)
 	td_hdr_uuid_str(v.h->uuid, uuid);
 	if (o->verify) {
 		/* the anchor counts only in an authenticated header */
-		if (keyring_peek(v.h->uuid, &vk) == 0 && vsess_adopt_key(&v, &vk) == 0)
-			rc = 0;
-		else
-			rc = unlock(v.h, o->key_file, &v.vk, &v.slot);
+		rc = vsess_get_key(&v, o->key_file);
 		if (rc < 0)
 			goto out;
 	}
@@ -1298,8 +1360,12 @@ static int cmd_log(const char *spec, const struct opts *o)
 		hexstr(head, r.head, 32);
 		printf("{\"uuid\": \"%s\", \"entries\": %" PRIu64 ", \"anchored\": %" PRIu64
 		       ", \"unanchored\": %" PRIu64 ", \"head\": \"%s\", \"verified\": %s, "
-		       "\"error\": ",
+		       "\"reset_at\": ",
 		       uuid, r.entries, r.anchored, r.unanchored, head, rc == 0 ? "true" : "false");
+		if (r.reset_at != UINT64_MAX)
+			printf("%" PRIu64 ", \"error\": ", r.reset_at);
+		else
+			printf("null, \"error\": ");
 		if (rc < 0) {
 			td_json_str(js, sizeof(js), err);
 			printf("%s}\n", js);
@@ -1431,7 +1497,7 @@ int main(int argc, char **argv)
 {
 	enum {
 		O_KEYFILE = 256, O_NEWKEY, O_INTEG, O_PBKDF, O_ITER, O_MEM, O_PAR, O_SLOT, O_JSON,
-		O_SCRUB, O_ONCE, O_UREAD, O_TIMEOUT, O_FORCE, O_VERIFY
+		O_SCRUB, O_ONCE, O_UREAD, O_TIMEOUT, O_FORCE, O_VERIFY, O_RESET
 	};
 	static const struct option longopts[] = {
 		{"key-file", required_argument, NULL, O_KEYFILE},
@@ -1449,6 +1515,7 @@ int main(int argc, char **argv)
 		{"timeout", required_argument, NULL, O_TIMEOUT},
 		{"force", no_argument, NULL, O_FORCE},
 		{"verify", no_argument, NULL, O_VERIFY},
+		{"reset", no_argument, NULL, O_RESET},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -1512,6 +1579,9 @@ int main(int argc, char **argv)
 		case O_VERIFY:
 			o.verify = true;
 			break;
+		case O_RESET:
+			o.reset = true;
+			break;
 		case 'h':
 			if (!strcmp(cmd, "log"))
 				usage_log(stdout);
@@ -1553,8 +1623,13 @@ int main(int argc, char **argv)
 		return cmd_load(spec, &o);
 	if (!strcmp(cmd, "unload"))
 		return cmd_unload(spec);
-	if (!strcmp(cmd, "log"))
-		return cmd_log(spec, &o);
+	if (!strcmp(cmd, "log")) {
+		if (o.reset && (o.verify || o.json)) {
+			fprintf(stderr, "%s: log: --reset takes neither --verify nor --json\n", prog);
+			return 2;
+		}
+		return o.reset ? cmd_log_reset(spec, &o) : cmd_log(spec, &o);
+	}
 	if (!strcmp(cmd, "accept-rollback"))
 		return cmd_accept_rollback(spec, &o);
 	if (!strcmp(cmd, "header-backup"))

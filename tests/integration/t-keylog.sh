@@ -146,4 +146,61 @@ if [ -S "$T/nbd.sock" ]; then
 	out=$(vdkey log "aio:$IMG" --verify --key-file "$K2" 2>&1) || fail "after locked load: $out"
 	echo "$out" | grep -q "unanchored" || fail "locked load entry: $out"
 fi
+
+info "reset: the way out of a broken log, needs the key, keeps the old file"
+vdkey unload "aio:$IMG" >/dev/null 2>&1
+vdkey log "aio:$IMG" --help | grep -q -- "--reset" || fail "log --help lists --reset"
+anchored=$(vdkey log "aio:$IMG" --verify --json --key-file "$K2" |
+	python3 -c 'import json,sys; print(json.load(sys.stdin)["anchored"])')
+rm "$LOG"
+out=$(vdkey log "aio:$IMG" --verify --key-file "$K2" 2>&1) && fail "deleted log verifies"
+echo "$out" | grep -q "anchor points past the end" || fail "deleted log: $out"
+echo 'not the key' >"$T/wrongkey"
+vdkey log "aio:$IMG" --reset --key-file "$T/wrongkey" >/dev/null 2>&1 && fail "reset without the key"
+[ ! -e "$LOG" ] || fail "a refused reset wrote a log"
+vdkey log "aio:$IMG" --reset --verify >/dev/null 2>&1; [ $? = 2 ] || fail "--reset --verify is usage"
+out=$(vdkey log "aio:$IMG" --reset --key-file "$K2" 2>&1) || fail "reset: $out"
+echo "   $out"
+echo "$out" | grep -q "reset at seq $anchored" || fail "reset message: $out"
+js=$(vdkey log "aio:$IMG" --verify --json --key-file "$K2") || fail "the reset log does not verify: $js"
+echo "$js" | python3 -c '
+import json, sys
+j = json.load(sys.stdin); n = int(sys.argv[1])
+assert j["verified"] and j["reset_at"] == n and j["entries"] == n + 1 and j["anchored"] == n + 1, j' \
+	"$anchored" || fail "reset log: $js"
+head -1 "$LOG" | grep -q "^seq=$anchored .* op=reset slot=- outcome=ok " || fail "reset entry: $(head -1 "$LOG")"
+# events after the reset chain on and verify
+vdkey load "aio:$IMG" --key-file "$K2" >/dev/null || fail "load after reset"
+vdkey unload "aio:$IMG" >/dev/null
+vdkey log "aio:$IMG" --verify --key-file "$K2" >/dev/null || fail "events after the reset"
+# a reset of a log that still exists keeps it
+vdkey log "aio:$IMG" --reset --key-file "$K2" >/dev/null || fail "second reset"
+[ "$(ls "$(dirname "$LOG")" | grep -c '^keylog.before-reset\.')" = 1 ] ||
+	fail "the old log was not kept: $(ls "$(dirname "$LOG")")"
+vdkey load "aio:$IMG" --key-file "$K2" >/dev/null || fail "load for the audit"
+vdkey audit "aio:$IMG" --json | python3 -c '
+import json, sys
+k = json.load(sys.stdin)["keylog"]
+assert k["verified"] and k["reset_at"] is not None, k' || fail "audit after reset"
+vdkey unload "aio:$IMG" >/dev/null
+
+info "a reset forged without the key (header untouched) fails verification"
+cp "$LOG" "$T/good-reset"
+# the most plausible forgery: a reset continuing exactly from the header's
+# anchor (readable by anyone), hiding everything before it
+read -r acount ahead < <(vdkey log "aio:$IMG" --verify --json --key-file "$K2" |
+	python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["anchored"], j["head"])')
+edit "$acount" "$ahead" <<'EOF'
+import hashlib, sys
+p, n, head = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+first = open(p).read().split("\n")[0]
+rest = first.split(" time=", 1)[1].split(" prev=")[0]
+body = "seq=%d time=%s prev=%s" % (n, rest, head)
+h = hashlib.sha256(b"tdcrypt v1 keylog entry\n" + body.encode()).hexdigest()
+open(p, "w").write(body + " hash=" + h + "\n")
+EOF
+head -1 "$LOG" | grep -q "^seq=$acount .* op=reset " || fail "forgery: $(cat "$LOG")"
+verify_fails "forged reset" "reset at seq $acount but the reset is not anchored"
+cp "$T/good-reset" "$LOG"
+vdkey log "aio:$IMG" --verify --key-file "$K2" >/dev/null || fail "the real reset log"
 echo ok

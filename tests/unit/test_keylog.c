@@ -141,6 +141,76 @@ static char *line_start(char *buf, int n)
 	return p;
 }
 
+/* One entry continuing from (seq, prev) into buf; its hash into out. */
+static size_t add_entry(char *buf, size_t cap, uint64_t seq, const char *op,
+			const uint8_t prev[32], uint8_t out[32])
+{
+	struct td_keylog_entry e;
+	int m;
+
+	memset(&e, 0, sizeof(e));
+	e.seq = seq;
+	e.time = 1700001000u + seq;
+	e.uid = 0;
+	memcpy(e.uuid, U, 16);
+	snprintf(e.op, sizeof(e.op), "%s", op);
+	e.slot = TD_KEYLOG_SLOT_NONE;
+	snprintf(e.outcome, sizeof(e.outcome), "ok");
+	memcpy(e.prev, prev, 32);
+	assert_int_equal(td_keylog_entry_hash(&e, e.hash), 0);
+	m = td_keylog_format(&e, buf, cap);
+	assert_true(m > 0);
+	memcpy(out, e.hash, 32);
+	return (size_t)m;
+}
+
+/* docs/FORMAT.md "Reset": a reset entry starts a file at the anchor it was
+ * made under and must itself be anchored. */
+static void test_reset(void **state)
+{
+	char old[4096], buf[4096], err[400];
+	struct td_keylog_anchor a, after;
+	struct td_keylog_result r;
+	uint8_t h1[32], h2[32];
+	size_t len;
+
+	(void)state;
+	make_log(old, sizeof(old), 7, &a); /* the header anchored 7 entries */
+	len = add_entry(buf, sizeof(buf), 7, "reset", a.head, h1);
+	len += add_entry(buf + len, sizeof(buf) - len, 8, "load", h1, h2);
+	/* anchored at the reset: verifies, one unanchored entry after it */
+	after.count = 8;
+	memcpy(after.head, h1, 32);
+	assert_int_equal(td_keylog_verify_buf(buf, len, U, &after, &r, err, sizeof(err)), 0);
+	assert_int_equal(r.reset_at, 7);
+	assert_int_equal(r.entries, 9);
+	assert_int_equal(r.unanchored, 1);
+	assert_memory_equal(r.head, h2, 32);
+	/* anchored at the last entry */
+	after.count = 9;
+	memcpy(after.head, h2, 32);
+	assert_int_equal(td_keylog_verify_buf(buf, len, U, &after, &r, err, sizeof(err)), 0);
+	assert_int_equal(r.unanchored, 0);
+	/* the header still at the old anchor: the reset is not anchored */
+	expect_bad(buf, len, &a, "the log was reset at seq 7 but the reset is not anchored", 7);
+	/* no anchor in the header at all */
+	memset(&after, 0, sizeof(after));
+	expect_bad(buf, len, &after, "not anchored", 7);
+	/* chain-only checks (no key) take the reset as the start */
+	assert_int_equal(td_keylog_verify_buf(buf, len, U, NULL, &r, err, sizeof(err)), 0);
+	assert_int_equal(r.entries, 9);
+	/* a reset anywhere but the first line is refused */
+	len = make_log(buf, sizeof(buf), 3, &a);
+	len += add_entry(buf + len, sizeof(buf) - len, 3, "reset", a.head, h1);
+	a.count = 4;
+	memcpy(a.head, h1, 32);
+	expect_bad(buf, len, &a, "is a reset, which may only start a log", 3);
+	/* a follower numbered as if the reset were not there */
+	len = add_entry(buf, sizeof(buf), 7, "reset", a.head, h1);
+	len += add_entry(buf + len, sizeof(buf) - len, 1, "load", h1, h2);
+	expect_bad(buf, len, NULL, "entry removed or reordered at seq 8", 8);
+}
+
 static void test_tampering(void **state)
 {
 	static char buf[16 * 600], t[16 * 600];
@@ -361,6 +431,7 @@ int main(void)
 	    cmocka_unit_test(test_hashes_pinned),   cmocka_unit_test(test_roundtrip_and_verify),
 	    cmocka_unit_test(test_tampering),	    cmocka_unit_test(test_strict_parse),
 	    cmocka_unit_test(test_random_lines),    cmocka_unit_test(test_anchor_accessors),
+	    cmocka_unit_test(test_reset),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
