@@ -4,7 +4,8 @@
  * Input: byte 0 mode, then a log file's bytes (any number of lines).
  * Mode bit 0x01: also check against an anchor built from bytes 1..40 of
  * the input (count from 8 bytes, head from 32), so the anchor comparisons
- * see hostile values; otherwise the chain alone is checked.
+ * see hostile values, and the log starts after them; otherwise the chain
+ * alone is checked.
  *
  * Every line is parsed on its own too: whatever parses must re-format to
  * exactly its input (one encoding per entry), and re-hashing must work. */
@@ -38,6 +39,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memcpy(&a.count, buf, 8);
 		memcpy(a.head, buf + 8, 32);
 		ap = &a;
+		buf += 40; /* (until session 3 the anchor bytes were also the log's first line) */
+		len -= 40;
 	}
 	rc = td_keylog_verify_buf(buf, len, fz_uuid, ap, &r, err, sizeof(err));
 	assert(rc == 0 || (rc < 0 && err[0]));
