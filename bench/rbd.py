@@ -41,12 +41,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="2G", help="image size (default 2G)")
-    ap.add_argument("--io-size", default="1G", help="bytes each sequential job moves")
-    ap.add_argument("--runtime", type=int, default=10, help="seconds per random job")
+    ap.add_argument("--io-size", default="1G", help="the region every job works in")
+    ap.add_argument("--runtime", type=int, default=10, help="seconds per job, after a 1 s ramp")
     ap.add_argument("--workloads", default=",".join(TARGETS), help="comma list (default: "
                     "the four with targets; bench.py names)")
     ap.add_argument("--json", help="write results here")
     ap.add_argument("--dir", help="work dir (default a temp dir under /var/tmp)")
+    ap.add_argument("--integrity", default="hmac-sha256", choices=["hmac-sha256", "none"],
+                    help="our image's integrity (none: XTS only, to see what the MACs and "
+                    "their journal cost; the targets are for hmac-sha256)")
     a = ap.parse_args()
 
     mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
@@ -56,7 +59,7 @@ def main():
     pids = []
     servers = {}
     results = {"machine": os.uname().nodename, "cpus": os.cpu_count(), "size": a.size,
-               "runtime": a.runtime, "command": " ".join(["bench/rbd.sh"] + sys.argv[1:]),
+               "runtime": a.runtime, "integrity": a.integrity, "command": " ".join(["bench/rbd.sh"] + sys.argv[1:]),
                "cluster": "single node, 1 memstore OSD, size 1, 127.0.0.1",
                "configs": {}, "ratios": []}
     try:
@@ -75,7 +78,8 @@ def main():
         bench.run(["rbd", "create", "--size", "%dM" % (lower >> 20), "rbd/img1"], env=env)
         vdkey = os.path.join(bench.BIN, "vdkey")
         bench.run([vdkey, "format", "rbd:rbd/img1", "--key-file", keyfile, "--pbkdf", "pbkdf2",
-                   "--pbkdf-iterations", "1000"], env=env, stdout=subprocess.DEVNULL)
+                   "--pbkdf-iterations", "1000", "--integrity", a.integrity], env=env,
+                  stdout=subprocess.DEVNULL)
         bench.run([vdkey, "load", "rbd:rbd/img1", "--key-file", keyfile], env=env,
                   stdout=subprocess.DEVNULL)
         sock1 = os.path.join(d, "crypt-rbd.sock")
