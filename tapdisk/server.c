@@ -469,12 +469,10 @@ static bool socket_alive(const char *path)
 static int listen_unix(const char *path, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int fd, rc, tries;
-
 	char dir[sizeof(sa.sun_path)];
 	const char *slash = strrchr(path, '/');
 	struct stat st;
-	int n;
+	int fd, rc, tries, n;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
 		snprintf(err, errlen, "socket path '%s' is too long (limit %zu bytes)", path,
@@ -506,10 +504,10 @@ static int listen_unix(const char *path, char *err, size_t errlen)
 		if (link(sa.sun_path, path) == 0)
 			break;
 		rc = -errno;
-		if (errno != EEXIST || socket_alive(path)) {
+		if (rc != -EEXIST || socket_alive(path)) {
 			snprintf(err, errlen, "cannot listen on '%s': %s", path,
-				 errno == EEXIST ? "another server is listening there"
-						 : strerror(errno));
+				 rc == -EEXIST ? "another server is listening there"
+					       : strerror(-rc));
 			unlink(sa.sun_path);
 			close(fd);
 			return rc == -EEXIST ? -EADDRINUSE : rc;
