@@ -311,6 +311,9 @@ sec_outage() {
 	onA tap-ctl destroy -s "$sock" || fail "destroy"
 
 	info "outage: OSD frozen -> EIO within the timeout=5 bound; thawed -> I/O resumes"
+	# start from a healthy cluster: after the monitor restart above the OSD
+	# may still be re-registering (slow under ASan on a loaded machine)
+	ceph_wait_clean 120 || fail "the cluster is not healthy after the monitor restart"
 	rbd create --size 64M rbd/frz || fail "rbd create"
 	uri=$(onA tap-ctl create -a "rbd,timeout=5:rbd/frz") || fail "create"
 	sock=$(sock_of "$uri")
@@ -329,11 +332,17 @@ sec_outage() {
 	# peering), more on a loaded machine; give it up to 90 s
 	resumed=0
 	for i in $(seq 1 45); do
-		qemu-io -f raw -c "write -P 0x64 16M 1M" -c "read -P 0x61 0 1M" "$uri" 2>&1 |
-			grep -qi "fail\|error\|mismatch" || { resumed=1; break; }
+		out=$(qemu-io -f raw -c "write -P 0x64 16M 1M" -c "read -P 0x61 0 1M" "$uri" 2>&1)
+		echo "$out" | grep -qi "fail\|error\|mismatch" || { resumed=1; break; }
 		sleep 2
 	done
-	[ $resumed = 1 ] || fail "I/O did not resume within 90 s of the thaw"
+	if [ $resumed = 0 ]; then
+		echo "--- last qemu-io: $out"
+		echo "--- ceph -s"; timeout 10 ceph -s 2>&1
+		echo "--- host A tapdisk.log"; tail -20 "$HOSTA/tapdisk.log" 2>&1
+		echo "--- osd log"; tail -20 "$CEPH_DIR/log/osd.0.log" 2>&1
+		fail "I/O did not resume within 90 s of the thaw"
+	fi
 	echo "I/O resumed $((i * 2)) s after the thaw"
 	check_patterns "$uri" "" "0 1M 0x61" "8M 1M 0x62" "16M 1M 0x64"
 	onA tap-ctl destroy -s "$sock" || fail "destroy"

@@ -6,6 +6,7 @@
 #                               pool 'rbd'; exports CEPH_CONF; waits until
 #                               every PG is active+clean (about 30 s)
 #   ceph_cluster_stop           kills every daemon it started (idempotent)
+#   ceph_wait_clean [SECONDS]   until every PG is active+clean again
 #   ceph_mon_stop / ceph_mon_start   the monitor alone (outage tests);
 #                               CEPH_OSD_PID is the OSD (SIGSTOP freezes it)
 #
@@ -105,13 +106,18 @@ EOF
 		{ _ceph_log "pool create failed: $(tail -3 "$dir/log/cli.log")"; return 1; }
 	timeout 60 rbd pool init rbd >>"$dir/log/cli.log" 2>&1 ||
 		{ _ceph_log "rbd pool init failed: $(tail -3 "$dir/log/cli.log")"; return 1; }
-	for i in $(seq 1 240); do
+	ceph_wait_clean 120 || return 1
+	_ceph_log "cluster up: mon $CEPH_MON_ADDR, $(timeout 10 ceph pg stat 2>/dev/null | cut -d';' -f1)"
+}
+
+# ceph_wait_clean [SECONDS] -- until every PG is active+clean (default 120 s)
+ceph_wait_clean() {
+	local i
+	for i in $(seq 1 $((${1:-120} * 2))); do
 		# "9 pgs: 9 active+clean; ..." -- every PG (ours and the mgr's)
-		if timeout 10 ceph pg stat 2>/dev/null |
-			awk '$2=="pgs:" && $1==$3 && $4 ~ /^active\+clean;?$/ {ok=1} END {exit !ok}'; then
-			_ceph_log "cluster up: mon $CEPH_MON_ADDR, $(timeout 10 ceph pg stat 2>/dev/null | cut -d';' -f1)"
+		timeout 10 ceph pg stat 2>/dev/null |
+			awk '$2=="pgs:" && $1==$3 && $4 ~ /^active\+clean;?$/ {ok=1} END {exit !ok}' &&
 			return 0
-		fi
 		sleep 0.5
 	done
 	_ceph_log "PGs did not become active+clean: $(timeout 10 ceph -s 2>&1)"
