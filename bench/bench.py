@@ -208,7 +208,8 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", default="aio", help="comma list of: " + ", ".join(PAIRS))
     ap.add_argument("--size", default="1G", help="image size (default 1G)")
-    ap.add_argument("--io-size", default="768M", help="the region every job works in (sequential jobs cycle over it for the runtime)")
+    ap.add_argument("--io-size", default="768M",
+                    help="the region every job works in (sequential jobs cycle over it)")
     ap.add_argument("--runtime", type=int, default=10, help="seconds per job, after a 1 s ramp")
     ap.add_argument("--workloads", default="", help="comma list (default all)")
     ap.add_argument("--repeat", type=int, default=1,

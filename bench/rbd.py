@@ -59,7 +59,8 @@ def main():
     pids = []
     servers = {}
     results = {"machine": os.uname().nodename, "cpus": os.cpu_count(), "size": a.size,
-               "runtime": a.runtime, "integrity": a.integrity, "command": " ".join(["bench/rbd.sh"] + sys.argv[1:]),
+               "runtime": a.runtime, "integrity": a.integrity,
+               "command": " ".join(["bench/rbd.sh"] + sys.argv[1:]),
                "cluster": "single node, 1 memstore OSD, size 1, 127.0.0.1",
                "configs": {}, "ratios": []}
     try:

@@ -90,7 +90,6 @@ static const struct {
 _Static_assert(sizeof(AAD_LABEL) - 1 + TD_HDR_UUID_LEN + 4 + KS_PARAMS_LEN == TD_HDR_AAD_LEN,
 	       "aad");
 
-
 static void put_le32(uint8_t *p, uint32_t v)
 {
 	for (int i = 0; i < 4; i++)
@@ -171,17 +170,17 @@ int td_kdf_params_check(const struct td_kdf_params *p, char *err, size_t errlen)
 	case TD_KDF_ARGON2ID:
 		if (p->t_cost < 1 || p->t_cost > TD_KDF_ARGON2_T_MAX) {
 			td_seterr(err, errlen, "argon2id passes %u out of range 1..%u", p->t_cost,
-			       TD_KDF_ARGON2_T_MAX);
+				  TD_KDF_ARGON2_T_MAX);
 			goto out;
 		}
 		if (p->parallelism < 1 || p->parallelism > TD_KDF_ARGON2_P_MAX) {
 			td_seterr(err, errlen, "argon2id parallelism %u out of range 1..%u",
-			       p->parallelism, TD_KDF_ARGON2_P_MAX);
+				  p->parallelism, TD_KDF_ARGON2_P_MAX);
 			goto out;
 		}
 		if (p->m_cost_kib < 8 * p->parallelism || p->m_cost_kib > TD_KDF_ARGON2_M_MAX) {
 			td_seterr(err, errlen, "argon2id memory %u KiB out of range %u..%u",
-			       p->m_cost_kib, 8 * p->parallelism, TD_KDF_ARGON2_M_MAX);
+				  p->m_cost_kib, 8 * p->parallelism, TD_KDF_ARGON2_M_MAX);
 			goto out;
 		}
 		break;
@@ -194,7 +193,7 @@ int td_kdf_params_check(const struct td_kdf_params *p, char *err, size_t errlen)
 	case TD_KDF_SCRYPT:
 		if (p->n < 2 || p->n > TD_KDF_SCRYPT_N_MAX || (p->n & (p->n - 1)) != 0) {
 			td_seterr(err, errlen, "scrypt N %llu is not a power of two in 2..2^30",
-			       (unsigned long long)p->n);
+				  (unsigned long long)p->n);
 			goto out;
 		}
 		if (p->r < 1 || p->r > TD_KDF_SCRYPT_R_MAX || p->p < 1 ||
@@ -204,7 +203,7 @@ int td_kdf_params_check(const struct td_kdf_params *p, char *err, size_t errlen)
 		}
 		if (128ULL * p->r * p->n > TD_KDF_SCRYPT_MEM_MAX) {
 			td_seterr(err, errlen, "scrypt needs more than 4 GiB (N %llu, r %u)",
-			       (unsigned long long)p->n, p->r);
+				  (unsigned long long)p->n, p->r);
 			goto out;
 		}
 		break;
@@ -227,7 +226,7 @@ static int hdr_validate(const struct td_crypt_hdr *h, char *err, size_t errlen)
 
 	if (incompat) {
 		td_seterr(err, errlen, "unknown incompatible feature flags 0x%llx",
-		       (unsigned long long)incompat);
+			  (unsigned long long)incompat);
 		goto out;
 	}
 	if (strnlen(h->cipher, TD_HDR_STR_LEN) == TD_HDR_STR_LEN ||
@@ -250,7 +249,8 @@ static int hdr_validate(const struct td_crypt_hdr *h, char *err, size_t errlen)
 	if (h->data_offset % 4096 != 0 || h->data_offset % h->sector_size != 0 ||
 	    h->data_offset < TD_HDR_AREA_MIN || h->data_offset > TD_HDR_DATA_OFFSET_MAX) {
 		td_seterr(err, errlen, "data offset %llu invalid (multiple of 4096 in %u..%u)",
-		       (unsigned long long)h->data_offset, TD_HDR_AREA_MIN, TD_HDR_DATA_OFFSET_MAX);
+			  (unsigned long long)h->data_offset, TD_HDR_AREA_MIN,
+			  TD_HDR_DATA_OFFSET_MAX);
 		goto out;
 	}
 	if (h->data_size == 0 || h->data_size % h->sector_size != 0 ||
@@ -409,13 +409,13 @@ static int get_slot(const uint8_t *p, int i, struct td_keyslot *ks, char *err, s
 	}
 	if (get_le32(p + KS_KEY_LEN) != TD_HDR_WRAPPED_LEN) {
 		td_seterr(err, errlen, "keyslot %d: key length %u, expected %u", i,
-		       get_le32(p + KS_KEY_LEN), TD_HDR_WRAPPED_LEN);
+			  get_le32(p + KS_KEY_LEN), TD_HDR_WRAPPED_LEN);
 		goto out;
 	}
 	for (size_t r = 0; r < sizeof(ks_reserved) / sizeof(ks_reserved[0]); r++) {
 		if (!all_zero(p + ks_reserved[r].off, ks_reserved[r].len)) {
 			td_seterr(err, errlen, "keyslot %d: reserved bytes at %u not zero", i,
-			       ks_reserved[r].off);
+				  ks_reserved[r].off);
 			goto out;
 		}
 	}
@@ -475,7 +475,7 @@ int td_hdr_decode(const uint8_t *buf, size_t len, struct td_crypt_hdr *out, char
 	ret = -EBADMSG;
 	if (len < TD_HDR_COPY_SIZE) {
 		td_seterr(err, errlen, "truncated: %zu bytes, a header copy is %u", len,
-		       TD_HDR_COPY_SIZE);
+			  TD_HDR_COPY_SIZE);
 		goto out;
 	}
 	ret = -ENOMSG;
@@ -507,15 +507,15 @@ int td_hdr_decode(const uint8_t *buf, size_t len, struct td_crypt_hdr *out, char
 	    get_le32(buf + OFF_KS_SIZE) != TD_HDR_KEYSLOT_SIZE ||
 	    get_le32(buf + OFF_KS_OFFSET) != TD_HDR_KEYSLOTS_OFFSET) {
 		td_seterr(err, errlen, "keyslot geometry %u x %u at %u, expected %u x %u at %u",
-		       get_le32(buf + OFF_KS_COUNT), get_le32(buf + OFF_KS_SIZE),
-		       get_le32(buf + OFF_KS_OFFSET), TD_HDR_KEYSLOTS, TD_HDR_KEYSLOT_SIZE,
-		       TD_HDR_KEYSLOTS_OFFSET);
+			  get_le32(buf + OFF_KS_COUNT), get_le32(buf + OFF_KS_SIZE),
+			  get_le32(buf + OFF_KS_OFFSET), TD_HDR_KEYSLOTS, TD_HDR_KEYSLOT_SIZE,
+			  TD_HDR_KEYSLOTS_OFFSET);
 		goto out;
 	}
 	for (size_t r = 0; r < sizeof(hdr_reserved) / sizeof(hdr_reserved[0]); r++) {
 		if (!all_zero(buf + hdr_reserved[r].off, hdr_reserved[r].len)) {
 			td_seterr(err, errlen, "reserved bytes at offset %u not zero",
-			       hdr_reserved[r].off);
+				  hdr_reserved[r].off);
 			goto out;
 		}
 	}
@@ -593,13 +593,14 @@ int td_hdr_pick(const uint8_t *copy_a, const uint8_t *copy_b, size_t len, struct
 	if (rc[0] < 0 && rc[1] < 0) {
 		if (rc[0] == -ENOMSG && rc[1] == -ENOMSG) {
 			ret = -ENOMSG;
-			td_seterr(err, errlen, "no tdcrypt header found (primary: %s; secondary: %s)",
-			       why[0], why[1]);
+			td_seterr(err, errlen,
+				  "no tdcrypt header found (primary: %s; secondary: %s)", why[0],
+				  why[1]);
 		} else {
 			ret = rc[0] != -ENOMSG ? rc[0] : rc[1];
 			td_seterr(err, errlen,
-			       "both header copies are unusable (primary: %s; secondary: %s)",
-			       why[0], why[1]);
+				  "both header copies are unusable (primary: %s; secondary: %s)",
+				  why[0], why[1]);
 		}
 		goto out;
 	}
@@ -610,13 +611,13 @@ int td_hdr_pick(const uint8_t *copy_a, const uint8_t *copy_b, size_t len, struct
 	if (rc[!pick] < 0) {
 		*other_bad = TD_HDR_OTHER_CORRUPT;
 		td_seterr(err, errlen, "%s header copy unusable (%s); using the %s copy",
-		       copy_name(!pick), why[!pick], copy_name(pick));
+			  copy_name(!pick), why[!pick], copy_name(pick));
 	} else if (h[!pick].seqno != h[pick].seqno || !copy[0] || !copy[1] ||
 		   memcmp(copy[0], copy[1], TD_HDR_COPY_SIZE) != 0) {
 		*other_bad = TD_HDR_OTHER_STALE;
 		td_seterr(err, errlen, "%s header copy is stale (sequence %llu, %s has %llu)",
-		       copy_name(!pick), (unsigned long long)h[!pick].seqno, copy_name(pick),
-		       (unsigned long long)h[pick].seqno);
+			  copy_name(!pick), (unsigned long long)h[!pick].seqno, copy_name(pick),
+			  (unsigned long long)h[pick].seqno);
 	} else {
 		td_seterr(err, errlen, "both header copies valid");
 	}
@@ -837,7 +838,7 @@ int td_hdr_keylog_anchor_get(const struct td_crypt_hdr *h, struct td_keylog_anch
 	}
 	if (get_le32(p + KLA_VERSION) != TD_HDR_KEYLOG_VERSION) {
 		td_seterr(err, errlen, "malformed key-event log anchor: unknown version %u",
-		       get_le32(p + KLA_VERSION));
+			  get_le32(p + KLA_VERSION));
 		goto out;
 	}
 	if (!all_zero(p + KLA_RSV0, 4) || !all_zero(p + KLA_RSV1, 8)) {

@@ -170,8 +170,9 @@ int td_keylog_append(const uint8_t uuid[16], const char *op, int slot, const cha
 	n = entry_line(uuid, res.entries, op, slot, outcome, res.head, &e, line, sizeof(line));
 	if (n < 0) {
 		rc = n;
-		snprintf(err, errlen, "invalid key-event log entry (op '%s', slot %d, outcome '%s')",
-			 op, slot, outcome);
+		snprintf(err, errlen,
+			 "invalid key-event log entry (op '%s', slot %d, outcome '%s')", op, slot,
+			 outcome);
 		goto out;
 	}
 	w = write(fd, line, (size_t)n);

@@ -14,7 +14,6 @@
 #define UUID_STR_LEN 36
 #define HEX_LEN (2 * TD_KEYLOG_HASH_LEN)
 
-
 static void hex_put(char *out, const uint8_t *p, size_t n)
 {
 	static const char dig[] = "0123456789abcdef";
@@ -218,17 +217,17 @@ static int uuid_parse(struct cur *c, uint8_t out[16])
 }
 
 /* One field: " name=" (no space before the first), then its value. */
-#define FIELD(first, name)                                                                      \
-	do {                                                                                    \
-		if ((!(first) && !lit(&c, " ")) || !lit(&c, name "=")) {                        \
+#define FIELD(first, name)                                                                         \
+	do {                                                                                       \
+		if ((!(first) && !lit(&c, " ")) || !lit(&c, name "=")) {                           \
 			td_seterr(err, errlen, "missing field '%s' at column %zu", name, col(&c)); \
-			goto out;                                                               \
-		}                                                                               \
+			goto out;                                                                  \
+		}                                                                                  \
 	} while (0)
-#define BAD(name, what)                                                                         \
-	do {                                                                                    \
+#define BAD(name, what)                                                                            \
+	do {                                                                                       \
 		td_seterr(err, errlen, "bad %s at column %zu: %s", name, col(&c), what);           \
-		goto out;                                                                       \
+		goto out;                                                                          \
 	} while (0)
 
 int td_keylog_parse_line(const char *line, size_t len, struct td_keylog_entry *out, char *err,
@@ -244,13 +243,13 @@ int td_keylog_parse_line(const char *line, size_t len, struct td_keylog_entry *o
 	memset(&e, 0, sizeof(e));
 	if (len + 1 > TD_KEYLOG_LINE_MAX) {
 		td_seterr(err, errlen, "line too long (%zu bytes, at most %d)", len,
-		       TD_KEYLOG_LINE_MAX - 1);
+			  TD_KEYLOG_LINE_MAX - 1);
 		goto out;
 	}
 	for (size_t i = 0; i < len; i++)
 		if ((unsigned char)line[i] < 0x20 || (unsigned char)line[i] > 0x7e) {
 			td_seterr(err, errlen, "byte 0x%02x at column %zu is not printable ASCII",
-			       (unsigned char)line[i], i + 1);
+				  (unsigned char)line[i], i + 1);
 			goto out;
 		}
 	FIELD(1, "seq");
@@ -358,16 +357,17 @@ int td_keylog_verify_buf(const char *buf, size_t len, const uint8_t uuid[16],
 	memcpy(res->head, prev, sizeof(prev));
 	if (len > TD_KEYLOG_FILE_MAX) {
 		td_seterr(err, errlen, "the log is %zu bytes, more than a log may hold (%u)", len,
-		       TD_KEYLOG_FILE_MAX);
+			  TD_KEYLOG_FILE_MAX);
 		goto out;
 	}
 	while ((r = td_keylog_next_line(buf, len, &off, &line, &ll)) != 0) {
 		res->bad_seq = base + i;
 		if (r < 0) {
 			td_seterr(err, errlen,
-			       "entry %" PRIu64 ": the last line is not terminated (torn write, or the "
-			       "log was cut in the middle of an entry)",
-			       i);
+				  "entry %" PRIu64
+				  ": the last line is not terminated (torn write, or the "
+				  "log was cut in the middle of an entry)",
+				  i);
 			goto out;
 		}
 		if (td_keylog_parse_line(line, ll, &e, perr, sizeof(perr)) < 0) {
@@ -377,7 +377,8 @@ int td_keylog_verify_buf(const char *buf, size_t len, const uint8_t uuid[16],
 		reset = strcmp(e.op, TD_KEYLOG_OP_RESET) == 0;
 		if (reset && i > 0) {
 			td_seterr(err, errlen,
-			       "entry %" PRIu64 " is a reset, which may only start a log", base + i);
+				  "entry %" PRIu64 " is a reset, which may only start a log",
+				  base + i);
 			goto out;
 		}
 		if (reset) {
@@ -391,27 +392,28 @@ int td_keylog_verify_buf(const char *buf, size_t len, const uint8_t uuid[16],
 		}
 		if (e.seq != base + i) {
 			td_seterr(err, errlen,
-			       "entry removed or reordered at seq %" PRIu64 " (line %" PRIu64
-			       " holds seq %" PRIu64 ")",
-			       base + i, i + 1, e.seq);
+				  "entry removed or reordered at seq %" PRIu64 " (line %" PRIu64
+				  " holds seq %" PRIu64 ")",
+				  base + i, i + 1, e.seq);
 			goto out;
 		}
 		if (memcmp(e.uuid, uuid, 16) != 0) {
 			uuid_put(us, e.uuid);
-			td_seterr(err, errlen, "entry %" PRIu64 " belongs to image %s, not this one",
-			       base + i, us);
+			td_seterr(err, errlen,
+				  "entry %" PRIu64 " belongs to image %s, not this one", base + i,
+				  us);
 			goto out;
 		}
 		if (!td_ct_memeq(e.prev, prev, sizeof(prev))) {
 			td_seterr(err, errlen,
-			       "prev-hash mismatch at seq %" PRIu64
-			       " (an entry before it was removed, reordered or modified)",
-			       base + i);
+				  "prev-hash mismatch at seq %" PRIu64
+				  " (an entry before it was removed, reordered or modified)",
+				  base + i);
 			goto out;
 		}
 		if (td_keylog_entry_hash(&e, h) < 0 || !td_ct_memeq(e.hash, h, sizeof(h))) {
 			td_seterr(err, errlen, "hash mismatch at seq %" PRIu64 " (entry modified)",
-			       base + i);
+				  base + i);
 			goto out;
 		}
 		memcpy(prev, h, sizeof(h));
@@ -426,27 +428,28 @@ int td_keylog_verify_buf(const char *buf, size_t len, const uint8_t uuid[16],
 	if (res->reset_at != UINT64_MAX && anchor && acount <= res->reset_at) {
 		res->bad_seq = res->reset_at;
 		td_seterr(err, errlen,
-		       "the log was reset at seq %" PRIu64 " but the reset is not anchored in the "
-		       "header (the header anchors %" PRIu64 " entries): an interrupted "
-		       "'vdkey log --reset' (run it again), or a reset forged without the key",
-		       res->reset_at, acount);
+			  "the log was reset at seq %" PRIu64
+			  " but the reset is not anchored in the "
+			  "header (the header anchors %" PRIu64 " entries): an interrupted "
+			  "'vdkey log --reset' (run it again), or a reset forged without the key",
+			  res->reset_at, acount);
 		goto out;
 	}
 	if (acount > i) {
 		res->bad_seq = i;
 		td_seterr(err, errlen,
-		       "the anchor points past the end of the log: the header anchors %" PRIu64
-		       " entries, the log has %" PRIu64
-		       " (its tail was cut, or it was deleted or replaced)",
-		       acount, i);
+			  "the anchor points past the end of the log: the header anchors %" PRIu64
+			  " entries, the log has %" PRIu64
+			  " (its tail was cut, or it was deleted or replaced)",
+			  acount, i);
 		goto out;
 	}
 	if (acount > 0 && !head_ok) {
 		res->bad_seq = acount - 1;
 		td_seterr(err, errlen,
-		       "head hash mismatch at the anchored entry seq %" PRIu64
-		       ": the anchored history was rewritten",
-		       acount - 1);
+			  "head hash mismatch at the anchored entry seq %" PRIu64
+			  ": the anchored history was rewritten",
+			  acount - 1);
 		goto out;
 	}
 	res->unanchored = i - acount;

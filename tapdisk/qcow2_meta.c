@@ -460,7 +460,8 @@ static void round_start(struct q2 *q)
 	}
 	/* every allocated cluster inside the file before anything points at it */
 	if (q->alloc_next > im->file_size) {
-		if (q->alloc_next > q->prealloc_end && ftruncate(im->fd, (off_t)q->alloc_next) < 0) {
+		if (q->alloc_next > q->prealloc_end &&
+		    ftruncate(im->fd, (off_t)q->alloc_next) < 0) {
 			r->err = -errno;
 			td_err("qcow2: '%s': cannot extend the file: %s", im->path,
 			       strerror(errno));
