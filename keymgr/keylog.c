@@ -124,6 +124,39 @@ int td_keylog_verify(const uint8_t uuid[16], const struct td_keylog_anchor *anch
 	return rc;
 }
 
+/* Opens the log at path (created if missing) and takes an exclusive flock
+ * on it. A reset renames the file away while others may be waiting for
+ * its lock: whoever gets the lock on a file that is no longer the one at
+ * path closes it and tries again, so nothing is ever appended to a log
+ * that was set aside. The fd, or negative errno with err set. */
+static int open_locked(const char *path, char *err, size_t errlen)
+{
+	struct stat a, b;
+	int tries, fd, rc;
+
+	for (tries = 0; tries < 100; tries++) {
+		fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd < 0) {
+			rc = -errno;
+			snprintf(err, errlen, "cannot open the key-event log %s: %s", path,
+				 strerror(-rc));
+			return rc;
+		}
+		if (flock(fd, LOCK_EX) < 0) {
+			rc = -errno;
+			snprintf(err, errlen, "cannot lock %s: %s", path, strerror(-rc));
+			close(fd);
+			return rc;
+		}
+		if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev &&
+		    a.st_ino == b.st_ino)
+			return fd;
+		close(fd); /* renamed away (reset) while we waited: take the new one */
+	}
+	snprintf(err, errlen, "the key-event log %s keeps being replaced; not writing it", path);
+	return -EAGAIN;
+}
+
 int td_keylog_append(const uint8_t uuid[16], const char *op, int slot, const char *outcome,
 		     const struct td_keylog_anchor *cur, struct td_keylog_anchor *next, char *err,
 		     size_t errlen)
@@ -145,17 +178,9 @@ int td_keylog_append(const uint8_t uuid[16], const char *op, int slot, const cha
 	rc = td_statedir_path(uuid, "keylog", 1, path, sizeof(path), err, errlen);
 	if (rc < 0)
 		return rc;
-	fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0) {
-		rc = -errno;
-		snprintf(err, errlen, "cannot open the key-event log %s: %s", path, strerror(-rc));
-		return rc;
-	}
-	if (flock(fd, LOCK_EX) < 0) {
-		rc = -errno;
-		snprintf(err, errlen, "cannot lock %s: %s", path, strerror(-rc));
-		goto out;
-	}
+	fd = open_locked(path, err, errlen);
+	if (fd < 0)
+		return fd;
 	rc = read_all(fd, path, &buf, &len, err, errlen);
 	if (rc < 0)
 		goto out;
@@ -203,24 +228,33 @@ int td_keylog_reset(const uint8_t uuid[16], const struct td_keylog_anchor *cur,
 	struct td_keylog_entry e;
 	uint8_t prev[TD_KEYLOG_HASH_LEN];
 	char path[4200], tmp[4300], kept[4300], line[TD_KEYLOG_LINE_MAX + 1];
+	struct stat st;
 	char *slash;
 	ssize_t w;
-	int fd = -1, dfd = -1, rc, n;
+	int fd = -1, dfd = -1, lfd, rc, n;
 
 	rc = td_statedir_path(uuid, "keylog", 1, path, sizeof(path), err, errlen);
 	if (rc < 0)
 		return rc;
+	/* held until the new log is in place: an append waiting for it then
+	 * finds the file renamed and writes to the new log (open_locked) */
+	tmp[0] = '\0';
+	lfd = open_locked(path, err, errlen);
+	if (lfd < 0)
+		return lfd;
 	if (cur->count)
 		memcpy(prev, cur->head, TD_KEYLOG_HASH_LEN);
 	else if (td_keylog_genesis(uuid, prev) < 0) {
 		snprintf(err, errlen, "cannot compute the genesis hash");
-		return -EIO;
+		rc = -EIO;
+		goto fail;
 	}
 	n = entry_line(uuid, cur->count, TD_KEYLOG_OP_RESET, TD_KEYLOG_SLOT_NONE, TD_KEYLOG_OK,
 		       prev, &e, line, sizeof(line));
 	if (n < 0) {
 		snprintf(err, errlen, "cannot build the reset entry");
-		return n;
+		rc = n;
+		goto fail;
 	}
 	snprintf(tmp, sizeof(tmp), "%s.reset-tmp", path);
 	snprintf(kept, sizeof(kept), "%s.before-reset.%llu", path, (unsigned long long)e.time);
@@ -228,7 +262,7 @@ int td_keylog_reset(const uint8_t uuid[16], const struct td_keylog_anchor *cur,
 	if (fd < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(-rc));
-		return rc;
+		goto fail;
 	}
 	w = write(fd, line, (size_t)n);
 	if (w != n || fsync(fd) < 0) {
@@ -238,8 +272,16 @@ int td_keylog_reset(const uint8_t uuid[16], const struct td_keylog_anchor *cur,
 	}
 	close(fd);
 	fd = -1;
-	/* the old log stays, under a name nothing reads */
-	if (rename(path, kept) < 0 && errno != ENOENT) {
+	/* the old log stays, under a name nothing reads (an empty one is
+	 * just the file open_locked created: there was no log) */
+	if (fstat(lfd, &st) == 0 && st.st_size == 0) {
+		if (unlink(path) < 0 && errno != ENOENT) {
+			rc = -errno;
+			snprintf(err, errlen, "cannot remove the empty log %s: %s", path,
+				 strerror(-rc));
+			goto fail;
+		}
+	} else if (rename(path, kept) < 0 && errno != ENOENT) {
 		rc = -errno;
 		snprintf(err, errlen, "cannot keep the old log as %s: %s", kept, strerror(-rc));
 		goto fail;
@@ -260,10 +302,13 @@ int td_keylog_reset(const uint8_t uuid[16], const struct td_keylog_anchor *cur,
 	}
 	next->count = e.seq + 1;
 	memcpy(next->head, e.hash, TD_KEYLOG_HASH_LEN);
+	close(lfd); /* releases the old log's flock */
 	return 0;
 fail:
 	if (fd >= 0)
 		close(fd);
-	unlink(tmp);
+	if (tmp[0])
+		unlink(tmp);
+	close(lfd);
 	return rc ? rc : -EIO;
 }

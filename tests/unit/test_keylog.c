@@ -2,7 +2,9 @@
  * hashes of docs/FORMAT.md ("Key-event log"), strict parsing (every
  * malformed line refused with a clear reason, never a crash), the chain
  * and anchor checks, and the header anchor accessors. */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,12 +12,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "crypt/cipher.h"
 #include "crypt/header.h"
 #include "keymgr/keylog.h"
+#include "keymgr/statedir.h"
 
 static const uint8_t U[16] = {0x3a, 0xd2, 0xc3, 0xd9, 0xe3, 0xe5, 0x45, 0x9c,
 			      0xac, 0x7c, 0x13, 0xfc, 0xca, 0xa7, 0x68, 0xc8};
@@ -209,6 +215,140 @@ static void test_reset(void **state)
 	len = add_entry(buf, sizeof(buf), 7, "reset", a.head, h1);
 	len += add_entry(buf + len, sizeof(buf) - len, 1, "load", h1, h2);
 	expect_bad(buf, len, NULL, "entry removed or reordered at seq 8", 8);
+}
+
+/* Appends and resets against a log another process holds locked. */
+static int flock_waiters(void)
+{
+	char line[512];
+	FILE *f = fopen("/proc/locks", "r");
+	int n = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, "->") && strstr(line, "FLOCK"))
+			n++;
+	fclose(f);
+	return n;
+}
+
+static size_t count_lines(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	size_t n = 0;
+	int c;
+
+	if (!f)
+		return 0;
+	while ((c = fgetc(f)) != EOF)
+		n += c == '\n';
+	fclose(f);
+	return n;
+}
+
+static pid_t spawn_append(void)
+{
+	char err[512];
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(td_keylog_append(U, "unload", TD_KEYLOG_SLOT_NONE, "fail", NULL, NULL, err,
+				       sizeof(err)) == 0 ? 0 : 1);
+	return pid;
+}
+
+static void reap_ok(pid_t pid)
+{
+	int status;
+
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static void wait_waiters(int n)
+{
+	int i;
+
+	for (i = 0; i < 1000 && flock_waiters() < n; i++)
+		usleep(10000);
+	assert_true(flock_waiters() >= n);
+}
+
+static void test_log_set_aside_while_waiting(void **state)
+{
+	char dir[] = "/tmp/test_keylog.XXXXXX", path[4200], dpath[4200], aside[4300];
+	char kept[4500], err[512];
+	struct td_keylog_anchor next, after;
+	struct td_keylog_result r;
+	struct dirent *de;
+	DIR *d;
+	pid_t p1, p2;
+	int fd, i;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	setenv("TDCRYPT_STATE_DIR", dir, 1);
+	for (i = 0; i < 3; i++)
+		assert_int_equal(td_keylog_append(U, "load", 0, "ok", NULL, &next, err, sizeof(err)), 0);
+	assert_int_equal(td_statedir_path(U, "keylog", 0, path, sizeof(path), err, sizeof(err)), 0);
+	snprintf(dpath, sizeof(dpath), "%s", path);
+	*strrchr(dpath, '/') = '\0';
+	snprintf(aside, sizeof(aside), "%s.aside", path);
+
+	/* 1. a writer waiting for the lock of a log that is then renamed away
+	 * appends to the log now at the path, not to the renamed one */
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(flock(fd, LOCK_EX), 0);
+	p1 = spawn_append();
+	wait_waiters(1);
+	assert_int_equal(rename(path, aside), 0);
+	/* explicit unlock: the children share this open file (fork) */
+	assert_int_equal(flock(fd, LOCK_UN), 0);
+	close(fd);
+	reap_ok(p1);
+	assert_int_equal(count_lines(aside), 3);
+	assert_int_equal(count_lines(path), 1); /* a new chain from genesis */
+	unlink(path);
+	assert_int_equal(rename(aside, path), 0);
+
+	/* 2. a reset and an append both waiting: whichever is granted the lock
+	 * first, nothing lands in the kept file after the reset set it aside */
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(flock(fd, LOCK_EX), 0);
+	p1 = spawn_append();
+	wait_waiters(1);
+	p2 = fork();
+	assert_true(p2 >= 0);
+	if (p2 == 0)
+		_exit(td_keylog_reset(U, &next, &after, err, sizeof(err)) == 0 ? 0 : 1);
+	wait_waiters(2);
+	assert_int_equal(flock(fd, LOCK_UN), 0);
+	close(fd);
+	reap_ok(p1);
+	reap_ok(p2);
+	kept[0] = '\0';
+	d = opendir(dpath);
+	assert_non_null(d);
+	while ((de = readdir(d)))
+		if (strncmp(de->d_name, "keylog.before-reset.", 20) == 0)
+			snprintf(kept, sizeof(kept), "%s/%s", dpath, de->d_name);
+	closedir(d);
+	assert_true(kept[0] != '\0');
+	/* 3 + the append + the reset entry, split old / new one way or the other */
+	assert_int_equal(count_lines(kept) + count_lines(path), 5);
+	assert_true(count_lines(kept) >= 3 && count_lines(path) >= 1);
+	assert_int_equal(td_keylog_verify(U, NULL, &r, err, sizeof(err)), 0);
+	assert_int_equal(r.reset_at, 3);
+	unlink(kept);
+	unlink(path);
+	rmdir(dpath);
+	rmdir(dir);
+	unsetenv("TDCRYPT_STATE_DIR");
 }
 
 static void test_tampering(void **state)
@@ -431,7 +571,7 @@ int main(void)
 	    cmocka_unit_test(test_hashes_pinned),   cmocka_unit_test(test_roundtrip_and_verify),
 	    cmocka_unit_test(test_tampering),	    cmocka_unit_test(test_strict_parse),
 	    cmocka_unit_test(test_random_lines),    cmocka_unit_test(test_anchor_accessors),
-	    cmocka_unit_test(test_reset),
+	    cmocka_unit_test(test_reset),	    cmocka_unit_test(test_log_set_aside_while_waiting),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
