@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """crypt:rbd against qemu-nbd on librbd's own LUKS2 encryption, same cluster, same run.
 
-    bench/rbd.sh [--size 2G] [--io-size 1G] [--runtime 10] [--workloads ...] [--json out.json]
+    bench/rbd.sh [--size 2G] [--io-size 1G] [--runtime 10] [--ceiling] [--workloads ...] [--json out.json]
 
 Starts the test cluster of tests/lib/ceph-cluster.sh (single node,
 memstore OSD sized for both images), creates two RBD images of --size:
@@ -9,8 +9,11 @@ memstore OSD sized for both images), creates two RBD images of --size:
   qemu-rbd-luks2  qemu-nbd --image-opts driver=rbd,pool=rbd,image=img2,
                   encrypt.format=luks2 (librbd's LUKS2: XTS, no integrity),
                   --cache=none (rbd_cache off, like our driver)
-and runs bench.py's fio workloads (fio nbd engine, Unix sockets) on both,
-back to back per workload. Prints figures and ours/peer ratios; --json
+With --ceiling, two more unencrypted images are served the same way
+(rbd-plain: tapdisk serve rbd:rbd/img3; qemu-rbd: qemu-nbd driver=rbd)
+and reported as multiples of the LUKS2 peer: what the cluster gives with
+no encryption at all. It runs bench.py's fio workloads (fio nbd engine,
+Unix sockets) on every server, back to back per workload. Prints figures and ours/peer ratios; --json
 writes them. The cluster is killed at exit.
 """
 import argparse
@@ -47,6 +50,10 @@ def main():
                     "the four with targets; bench.py names)")
     ap.add_argument("--json", help="write results here")
     ap.add_argument("--dir", help="work dir (default a temp dir under /var/tmp)")
+    ap.add_argument("--ceiling", action="store_true",
+                    help="also serve two unencrypted images (rbd:rbd/img3 by our tapdisk, "
+                    "img4 by qemu-nbd driver=rbd): what the cluster allows without any "
+                    "encryption, against which the targets can be read")
     ap.add_argument("--integrity", default="hmac-sha256", choices=["hmac-sha256", "none"],
                     help="our image's integrity (none: XTS only, to see what the MACs and "
                     "their journal cost; the targets are for hmac-sha256)")
@@ -65,7 +72,8 @@ def main():
                "configs": {}, "ratios": []}
     try:
         # both images, the integrity metadata, and headroom: a full OSD blocks writes
-        conf, pids = start_cluster(os.path.join(d, "ceph"), 3 * size + (2 << 30))
+        conf, pids = start_cluster(os.path.join(d, "ceph"),
+                                   (5 if a.ceiling else 3) * size + (2 << 30))
         env = dict(os.environ)
         env["CEPH_CONF"] = conf
         env["TAPDISK_RUNDIR"] = os.path.join(d, "run")
@@ -98,6 +106,21 @@ def main():
              "driver=rbd,pool=rbd,image=img2,conf=%s,encrypt.format=luks2,"
              "encrypt.key-secret=sec0" % conf], sock2, env)
         kinds = ["crypt-rbd", "qemu-rbd-luks2"]
+        if a.ceiling:
+            # no encryption at all: our driver alone, and qemu's librbd driver alone
+            for img in ("img3", "img4"):
+                bench.run(["rbd", "create", "--size", "%dM" % (size >> 20), "rbd/" + img],
+                          env=env)
+            sock3 = os.path.join(d, "rbd-plain.sock")
+            servers["rbd-plain"] = bench.Server(
+                "rbd-plain", [os.path.join(bench.BIN, "tapdisk"), "serve", "rbd:rbd/img3",
+                              "--socket", sock3], sock3, env)
+            sock4 = os.path.join(d, "qemu-rbd.sock")
+            servers["qemu-rbd"] = bench.Server(
+                "qemu-rbd", ["qemu-nbd", "-t", "-k", sock4, "--cache=none", "--discard=unmap",
+                             "--image-opts", "driver=rbd,pool=rbd,image=img4,conf=%s" % conf],
+                sock4, env)
+            kinds += ["rbd-plain", "qemu-rbd"]
         for k in kinds:
             results["configs"][k] = {}
         for wl in wls:
@@ -123,6 +146,17 @@ def main():
                                       "workload": wl[0], "ours_value": vo, "peer_value": vp,
                                       "unit": unit, "ratio": ratio,
                                       "target": TARGETS.get(wl[0])})
+        if a.ceiling:
+            # what the unencrypted cluster path gives, as a multiple of the peer: a target
+            # above this is above what any encryption layer could reach here
+            for ours in ("rbd-plain", "qemu-rbd"):
+                for wl in wls:
+                    vo, unit = bench.headline(wl[0], results["configs"][ours][wl[0]])
+                    vp, _ = bench.headline(wl[0], results["configs"]["qemu-rbd-luks2"][wl[0]])
+                    results["ratios"].append({"ours": ours, "peer": "qemu-rbd-luks2",
+                                              "workload": wl[0], "ours_value": vo,
+                                              "peer_value": vp, "unit": unit,
+                                              "ratio": vo / vp if vp else 0, "target": None})
     finally:
         for s in servers.values():
             s.stop()
