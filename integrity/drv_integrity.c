@@ -526,6 +526,19 @@ static void submit(struct td_layer *l, struct td_req *req, enum ti_kind kind)
 		td_req_complete_later(l->ctx, req, -EIO);
 		return;
 	}
+	/* A write's records must fit an empty epoch of the journal (see
+	 * ti_journal_add), or it would wait for room forever. vdkey never
+	 * formats a journal smaller than the largest request needs; only a
+	 * hand-made image can have one. */
+	if (kind == TI_WRITE &&
+	    (req->len / TI_BLOCK + TI_RECS_PER_BLOCK - 1) / TI_RECS_PER_BLOCK + 3 >
+		    p->p.journal_blocks) {
+		td_err("integrity: a %llu-byte write does not fit the %u-block MAC journal; "
+		       "refused (split it, or re-create the image with a larger journal)",
+		       (unsigned long long)req->len, p->p.journal_blocks);
+		td_req_complete_later(l->ctx, req, -EINVAL);
+		return;
+	}
 	r = calloc(1, sizeof(*r));
 	if (!r) {
 		td_req_complete_later(l->ctx, req, -ENOMEM);

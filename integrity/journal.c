@@ -298,10 +298,14 @@ void ti_journal_add(struct td_layer *l, struct ti_req *r)
 		ti_req_continue(r);
 }
 
+/* A checkpoint is due when the journal is 3/4 full, after 64 records per
+ * journal block (bounds the data blocks recovery re-reads after a crash;
+ * 65536 with the default journal), or when dirty pages fill half the tag
+ * cache. */
 bool ti_ckpt_wanted(struct ti_priv *p)
 {
-	return p->jpos * 4 >= p->p.journal_blocks * 3 || p->records_since >= 65536 ||
-	       p->ndirty * 2 >= p->max_pages;
+	return p->jpos * 4 >= p->p.journal_blocks * 3 ||
+	       p->records_since >= 64ull * p->p.journal_blocks || p->ndirty * 2 >= p->max_pages;
 }
 
 /* ---- checkpoints ---------------------------------------------------------- */

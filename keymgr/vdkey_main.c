@@ -26,6 +26,7 @@
 #include "tapdisk/chain.h"
 #include "tapdisk/ctl.h"
 #include "tapdisk/log.h"
+#include "tapdisk/vbd.h"
 
 static const char *prog = "vdkey";
 
@@ -35,6 +36,7 @@ struct opts {
 	long iterations, memory_kib, time_cost, parallel;
 	bool json, scrub, once, user_readable, force, verify, reset;
 	unsigned timeout_s;
+	const char *journal_size;
 };
 
 static void usage(FILE *f)
@@ -46,8 +48,11 @@ static void usage(FILE *f)
 		"without the crypt: prefix, e.g. qcow2:/srv/vm1.qcow2 or crypt:aio:/dev/vg/vm2.\n"
 		"\n"
 		"Commands:\n"
-		"  format SPEC --key-file F [--integrity hmac-sha256|none] [KDF options] [--force]\n"
-		"                       write a new crypt header: fresh random volume key, keyslot 0\n"
+		"  format SPEC --key-file F [--integrity hmac-sha256|none] [--journal-size SIZE]\n"
+		"              [KDF options] [--force]\n"
+		"                       write a new crypt header: fresh random volume key, keyslot 0;\n"
+		"                       --journal-size: the MAC journal, 1M..256M in 4K steps\n"
+		"                       (default 4M; on rbd, 1/64 of the image within 4M..32M)\n"
 		"  enroll SPEC --key-file F --new-key-file G [--slot N] [KDF options]\n"
 		"                       add a keyslot for another passphrase\n"
 		"  remove SPEC --key-file F --slot N\n"
@@ -409,6 +414,66 @@ static void keylog_commit(struct vsess *v, const char *op)
 
 /* ---- commands --------------------------------------------------------------- */
 
+/* The smallest journal vdkey writes: the largest request (VBD_MAX_IO) must
+ * fit an empty epoch with room to spare (the integrity layer refuses a
+ * write that does not; the format itself allows down to 16 blocks, which
+ * the crash simulator uses with small requests). */
+#define JOURNAL_BLOCKS_MIN_FORMAT 256u
+_Static_assert((VBD_MAX_IO / TI_BLOCK + TI_RECS_PER_BLOCK - 1) / TI_RECS_PER_BLOCK + 3 <=
+		       JOURNAL_BLOCKS_MIN_FORMAT / 2,
+	       "the largest request must fit half the smallest journal");
+
+/* The MAC journal's size in 4 KiB blocks: --journal-size if given (K/M/G
+ * suffix, a multiple of 4 KiB, 1 MiB..256 MiB), else
+ * the default. A bigger journal means fewer checkpoints: each one drains
+ * the writes in flight and writes the dirty tag pages, which costs network
+ * round trips on RBD, so there the default grows with the image (1/64 of
+ * it, 4..32 MiB). Recovery after a crash reads at most 64 data blocks per
+ * journal block. 0 with a message on a bad value. */
+static uint32_t journal_blocks_for(const struct opts *o, const char *lower_spec,
+				   uint64_t lower_size)
+{
+	unsigned long long v;
+	char *end;
+
+	if (!o->journal_size) {
+		uint64_t b = lower_size / 64 / 4096;
+
+		if (strncmp(lower_spec, "rbd", 3) != 0 || (lower_spec[3] != ':' && lower_spec[3] != ','))
+			return TI_JOURNAL_BLOCKS_DEFAULT;
+		if (b < TI_JOURNAL_BLOCKS_DEFAULT)
+			b = TI_JOURNAL_BLOCKS_DEFAULT;
+		if (b > 8 * TI_JOURNAL_BLOCKS_DEFAULT)
+			b = 8 * TI_JOURNAL_BLOCKS_DEFAULT;
+		return (uint32_t)b;
+	}
+	errno = 0;
+	v = strtoull(o->journal_size, &end, 10);
+	if (end != o->journal_size && !errno) {
+		unsigned shift = 0;
+
+		if (*end == 'K' || *end == 'k')
+			shift = 10;
+		else if (*end == 'M' || *end == 'm')
+			shift = 20;
+		else if (*end == 'G' || *end == 'g')
+			shift = 30;
+		if (shift)
+			end++;
+		if (!*end && o->journal_size[0] != '-' && v <= (1ull << 40) >> shift) {
+			v <<= shift;
+			if (v % 4096 == 0 && v / 4096 >= JOURNAL_BLOCKS_MIN_FORMAT &&
+			    v / 4096 <= TI_JOURNAL_BLOCKS_MAX)
+				return (uint32_t)(v / 4096);
+		}
+	}
+	fprintf(stderr,
+		"%s: bad --journal-size '%s': give a multiple of 4K from 1M to 256M "
+		"(e.g. 32M)\n",
+		prog, o->journal_size);
+	return 0;
+}
+
 static int cmd_format(const char *spec, const struct opts *o)
 {
 	struct td_crypt_hdr *h = calloc(1, sizeof(*h));
@@ -425,6 +490,16 @@ static int cmd_format(const char *spec, const struct opts *o)
 		return 1;
 	if (strcmp(integ, TD_HDR_INTEGRITY_NONE) && strcmp(integ, TD_HDR_INTEGRITY_HMAC_SHA256)) {
 		fprintf(stderr, "%s: unknown --integrity '%s' (none or hmac-sha256)\n", prog, integ);
+		free(h);
+		return 2;
+	}
+	if (o->journal_size && !strcmp(integ, TD_HDR_INTEGRITY_NONE)) {
+		fprintf(stderr, "%s: --journal-size needs integrity (there is no journal with "
+			"--integrity none)\n", prog);
+		free(h);
+		return 2;
+	}
+	if (o->journal_size && !journal_blocks_for(o, "", 0)) {
 		free(h);
 		return 2;
 	}
@@ -453,7 +528,8 @@ static int cmd_format(const char *spec, const struct opts *o)
 	}
 	if (strcmp(integ, TD_HDR_INTEGRITY_HMAC_SHA256) == 0) {
 		/* data first, then its metadata, all inside the lower image */
-		rc = ti_layout(lo.chain->top->size, h->data_offset, 0, &prm);
+		rc = ti_layout(lo.chain->top->size, h->data_offset,
+			       journal_blocks_for(o, lo.spec, lo.chain->top->size), &prm);
 		if (rc < 0) {
 			fprintf(stderr, "%s: %s is too small for data and integrity metadata\n",
 				prog, lo.spec);
@@ -970,7 +1046,7 @@ static int cmd_list(const char *spec, const struct opts *o, bool audit)
 							     : "stale";
 	active = td_keyslot_count_active(h);
 	key_loaded = td_keyring_present(h->uuid) > 0;
-	if (audit && !strcmp(h->integrity, TD_HDR_INTEGRITY_HMAC_SHA256)) {
+	if (!strcmp(h->integrity, TD_HDR_INTEGRITY_HMAC_SHA256)) {
 		char perr[256];
 
 		have_layout = ti_params_decode(h->integrity_params, lo.chain->top->size, &prm, perr,
@@ -1033,7 +1109,10 @@ static int cmd_list(const char *spec, const struct opts *o, bool audit)
 		printf("Cipher:       %s, %u-bit key, %u-byte sectors, 64-bit block-number tweak\n",
 		       h->cipher, h->key_bits, h->sector_size);
 		printf("Integrity:    %s", h->integrity);
-		if (h->tag_size)
+		if (h->tag_size && have_layout)
+			printf(" (%u-byte tags, %u KiB MAC journal)", h->tag_size,
+			       prm.journal_blocks * (TI_BLOCK / 1024));
+		else if (h->tag_size)
 			printf(" (%u-byte tags)", h->tag_size);
 		printf("\nData:         %llu bytes at offset %llu\n", (unsigned long long)h->data_size,
 		       (unsigned long long)h->data_offset);
@@ -1496,13 +1575,14 @@ static int cmd_repair(const char *spec, const struct opts *o)
 int main(int argc, char **argv)
 {
 	enum {
-		O_KEYFILE = 256, O_NEWKEY, O_INTEG, O_PBKDF, O_ITER, O_MEM, O_PAR, O_SLOT, O_JSON,
+		O_KEYFILE = 256, O_NEWKEY, O_INTEG, O_JOURNAL, O_PBKDF, O_ITER, O_MEM, O_PAR, O_SLOT, O_JSON,
 		O_SCRUB, O_ONCE, O_UREAD, O_TIMEOUT, O_FORCE, O_VERIFY, O_RESET
 	};
 	static const struct option longopts[] = {
 		{"key-file", required_argument, NULL, O_KEYFILE},
 		{"new-key-file", required_argument, NULL, O_NEWKEY},
 		{"integrity", required_argument, NULL, O_INTEG},
+		{"journal-size", required_argument, NULL, O_JOURNAL},
 		{"pbkdf", required_argument, NULL, O_PBKDF},
 		{"pbkdf-iterations", required_argument, NULL, O_ITER},
 		{"pbkdf-memory", required_argument, NULL, O_MEM},
@@ -1542,6 +1622,9 @@ int main(int argc, char **argv)
 			break;
 		case O_INTEG:
 			o.integrity = optarg;
+			break;
+		case O_JOURNAL:
+			o.journal_size = optarg;
 			break;
 		case O_PBKDF:
 			o.pbkdf = optarg;

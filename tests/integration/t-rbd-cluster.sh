@@ -152,6 +152,13 @@ PY
 	local dsize
 	dsize=$(vdkey list rbd:rbd/enc1 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["data_size"])')
 	[ "$(nbdinfo --size "$uri")" = "$dsize" ] || fail "crypt:rbd size"
+	# the MAC journal on rbd grows with the image: 1/64 of it within 4..32 MiB
+	vdkey list rbd:rbd/enc1 --json | grep -q '"journal_blocks": 1024,' || fail "160M: 4 MiB journal"
+	rbd create --size 1G rbd/jbig || fail "rbd create jbig"
+	vdkey format rbd:rbd/jbig --key-file "$KEY" --pbkdf pbkdf2 --pbkdf-iterations 1000 >/dev/null ||
+		fail "format jbig"
+	vdkey list rbd:rbd/jbig --json | grep -q '"journal_blocks": 4096,' || fail "1G: 16 MiB journal"
+	rbd rm rbd/jbig >/dev/null 2>&1
 	MARK="RBDSECRET-MARKER-$RANDOM$RANDOM"
 	python3 -c "import sys; m='$MARK'; sys.stdout.write((m * ((32 << 20) // len(m) + 1))[:32 << 20])" \
 		>"$T/marked.raw"

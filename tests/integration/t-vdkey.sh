@@ -101,4 +101,36 @@ vdkey load "aio:$IMG" --key-file "$K2" >/dev/null || fail "load"
 $FORGE "$IMG" data_offset 262144
 out=$(tapdisk serve "crypt:aio:$IMG" --socket "$T/s" 2>&1) && fail "tapdisk opened a forged header"
 echo "$out" | grep -q "header authentication failed" || fail "tapdisk message: $out"
+info "--journal-size: checked, recorded, and a journal of the smallest size takes the largest request"
+JI=$T/journal.img
+truncate -s 48M "$JI"
+for v in 64K 3K 300M 1M5 -4K ""; do
+	out=$(vdkey format "aio:$JI" --key-file "$K1" $FAST --journal-size "$v" 2>&1) &&
+		fail "--journal-size '$v' accepted"
+	echo "$out" | grep -q "bad --journal-size" || fail "--journal-size '$v': $out"
+done
+out=$(vdkey format "aio:$JI" --key-file "$K1" $FAST --integrity none --journal-size 1M 2>&1) &&
+	fail "--journal-size with --integrity none accepted"
+echo "$out" | grep -q "needs integrity" || fail "message: $out"
+[ "$(head -c 1M "$JI" | tr -d '\0' | wc -c)" = 0 ] || fail "a refused format wrote to the image"
+vdkey format "aio:$JI" --key-file "$K1" $FAST --journal-size 1M >/dev/null || fail "format 1M journal"
+vdkey list "aio:$JI" --json | grep -q '"journal_blocks": 256' || fail "journal_blocks in list --json"
+vdkey list "aio:$JI" | grep -q "1024 KiB MAC journal" || fail "journal size in list"
+vdkey load "aio:$JI" --key-file "$K1" >/dev/null || fail "load"
+td_on_exit "vdkey unload aio:$JI >/dev/null 2>&1"
+JS=$T/journal.sock
+td_serve "crypt:aio:$JI" "$JS"
+# one 32 MiB request (the largest an NBD client may send) fits, and three
+# more overwrite passes take the journal past its checkpoint point; the
+# last pass is cut short by kill -9 after its acknowledgement
+timeout 60 qemu-io -f raw -c "write -P 0x11 0 32M" -c "write -P 0x22 0 32M" \
+	-c "write -P 0x33 0 32M" -c "write -P 0x44 0 32M" -c "read -P 0x44 0 32M" \
+	"$(uri_of "$JS")" >"$T/jq.out" 2>&1 || fail "writes through a 1M journal: $(cat "$T/jq.out")"
+kill -9 "$TD_PID"
+wait "$TD_PID" 2>/dev/null
+rm -f "$JS"
+td_serve "crypt:aio:$JI" "$JS"
+timeout 60 qemu-io -f raw -r -c "read -P 0x44 0 32M" "$(uri_of "$JS")" >"$T/jq.out" 2>&1 ||
+	fail "after kill -9 the last acknowledged pass does not read back: $(cat "$T/jq.out")"
+td_stop "$TD_PID" || fail "stop"
 echo ok
