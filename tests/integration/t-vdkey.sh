@@ -133,4 +133,25 @@ td_serve "crypt:aio:$JI" "$JS"
 timeout 60 qemu-io -f raw -r -c "read -P 0x44 0 32M" "$(uri_of "$JS")" >"$T/jq.out" 2>&1 ||
 	fail "after kill -9 the last acknowledged pass does not read back: $(cat "$T/jq.out")"
 td_stop "$TD_PID" || fail "stop"
+# a journal smaller than vdkey writes (the format allows 16 blocks): a
+# write that cannot fit an empty epoch is refused, not left waiting
+TD_JOURNAL_BLOCKS=16 vdkey format "aio:$JI" --key-file "$K1" $FAST --force >/dev/null ||
+	fail "format a 16-block journal"
+vdkey list "aio:$JI" --json | grep -q '"journal_blocks": 16,' || fail "16-block journal"
+vdkey load "aio:$JI" --key-file "$K1" >/dev/null || fail "load"
+rm -f "$JS"
+td_serve "crypt:aio:$JI" "$JS"
+timeout 30 qemu-io -f raw -c "write -P 0x55 0 1M" -c "read -P 0x55 0 1M" "$(uri_of "$JS")" \
+	>"$T/jq.out" 2>&1 || fail "1M write through a 16-block journal: $(cat "$T/jq.out")"
+out=$(timeout 30 qemu-io -f raw -c "write -P 0x66 0 8M" "$(uri_of "$JS")" 2>&1)
+rc=$?
+[ $rc = 124 ] && fail "an 8M write through a 16-block journal hangs"
+echo "$out" | grep -qi "invalid argument" || fail "8M write through a 16-block journal: $out"
+grep -q "does not fit the 16-block MAC journal" "$TAPDISK_RUNDIR/tapdisk.log" || fail "no log line"
+timeout 30 qemu-io -f raw -r -c "read -P 0x55 0 1M" "$(uri_of "$JS")" >/dev/null ||
+	fail "the refused write changed data"
+kill -TERM "$TD_PID"
+for i in $(seq 1 100); do kill -0 "$TD_PID" 2>/dev/null || break; sleep 0.2; done
+kill -0 "$TD_PID" 2>/dev/null && fail "tapdisk does not stop after a refused write"
+wait "$TD_PID" || fail "tapdisk exit status after a refused write"
 echo ok
