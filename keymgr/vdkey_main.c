@@ -420,7 +420,7 @@ static void keylog_commit(struct vsess *v, const char *op)
  * the crash simulator uses with small requests). */
 #define JOURNAL_BLOCKS_MIN_FORMAT 256u
 _Static_assert((VBD_MAX_IO / TI_BLOCK + TI_RECS_PER_BLOCK - 1) / TI_RECS_PER_BLOCK + 3 <=
-		       JOURNAL_BLOCKS_MIN_FORMAT / 2,
+		   JOURNAL_BLOCKS_MIN_FORMAT / 2,
 	       "the largest request must fit half the smallest journal");
 
 /* The MAC journal's size in 4 KiB blocks: --journal-size if given (K/M/G
@@ -440,10 +440,12 @@ static uint32_t journal_blocks_for(const struct opts *o, const char *lower_spec,
 		uint64_t b = lower_size / 64 / 4096;
 		const char *t = getenv("TD_JOURNAL_BLOCKS"); /* tests: any size the format allows */
 
-		if (t && atoi(t) >= (int)TI_JOURNAL_BLOCKS_MIN && atoi(t) <= (int)TI_JOURNAL_BLOCKS_MAX)
+		if (t && atoi(t) >= (int)TI_JOURNAL_BLOCKS_MIN &&
+		    atoi(t) <= (int)TI_JOURNAL_BLOCKS_MAX)
 			return (uint32_t)atoi(t);
 
-		if (strncmp(lower_spec, "rbd", 3) != 0 || (lower_spec[3] != ':' && lower_spec[3] != ','))
+		if (strncmp(lower_spec, "rbd", 3) != 0 ||
+		    (lower_spec[3] != ':' && lower_spec[3] != ','))
 			return TI_JOURNAL_BLOCKS_DEFAULT;
 		if (b < TI_JOURNAL_BLOCKS_DEFAULT)
 			b = TI_JOURNAL_BLOCKS_DEFAULT;
