@@ -336,21 +336,43 @@ sec_outage() {
 	kill -CONT "$CEPH_OSD_PID"
 	sleep 1
 	# I/O resumes: the OSD may need a while after the thaw (heartbeats,
-	# peering), more on a loaded machine; give it up to 90 s
-	resumed=0
-	for i in $(seq 1 45); do
-		out=$(qemu-io -f raw -c "write -P 0x64 16M 1M" -c "read -P 0x61 0 1M" "$uri" 2>&1)
-		echo "$out" | grep -qi "fail\|error\|mismatch" || { resumed=1; break; }
-		sleep 2
-	done
-	if [ $resumed = 0 ]; then
-		echo "--- last qemu-io: $out"
-		echo "--- ceph -s"; timeout 10 ceph -s 2>&1
-		echo "--- host A tapdisk.log"; tail -20 "$HOSTA/tapdisk.log" 2>&1
-		echo "--- osd log"; tail -20 "$CEPH_DIR/log/osd.0.log" 2>&1
-		fail "I/O did not resume within 90 s of the thaw"
+	# peering), more on a loaded machine; give it up to 60 s
+	try_io() {
+		local i
+		for i in $(seq 1 "$1"); do
+			out=$(qemu-io -f raw -c "write -P 0x64 16M 1M" -c "read -P 0x61 0 1M" "$uri" 2>&1)
+			echo "$out" >"$T/lastio"
+			echo "$out" | grep -qi "fail\|error\|mismatch" || { echo "$((i * 2))"; return 0; }
+			sleep 2
+		done
+		return 1
+	}
+	if ! secs=$(try_io 30); then
+		# Seen now and then (one ASan run in three; by hand, one round in
+		# five of monitor restart + OSD freeze): after the thaw some PGs
+		# stay "active+clean+laggy" -- their read lease is never renewed on
+		# this one-OSD pool -- and the OSD keeps every request to them
+		# "waiting for readable". That is the cluster not serving, not our
+		# driver: then make the OSD re-peer (mark it down; it re-asserts
+		# itself up and the PGs turn active+clean within seconds) and
+		# require our I/O to resume after that. Otherwise the stall is ours.
+		echo "--- last qemu-io: $(cat "$T/lastio")"
+		echo "--- host A tapdisk.log"; tail -10 "$HOSTA/tapdisk.log" 2>&1
+		held=$(timeout 20 ceph tell osd.0 dump_ops_in_flight 2>/dev/null |
+			python3 -c 'import json,sys; j=json.load(sys.stdin); print(j.get("num_ops", 0)); [print("   ", o["description"][:100], o.get("type_data", {}).get("flag_point")) for o in j.get("ops", [])[:4]]')
+		echo "--- requests held by the OSD: ${held:-(no answer)}"
+		pgs=$(timeout 10 ceph pg stat 2>&1)
+		echo "--- ceph pg stat: $pgs"
+		echo "$pgs" | grep -q laggy ||
+			fail "I/O did not resume within 60 s of the thaw, and no PG is laggy"
+		echo "laggy PGs 60 s after the thaw: re-peering the OSD (ceph osd down 0)"
+		timeout 20 ceph osd down 0 || fail "ceph osd down 0"
+		secs=$(try_io 30) ||
+			fail "I/O did not resume within 60 s of re-peering the OSD (and 60 s of the thaw before)"
+		echo "I/O resumed $secs s after the re-peer"
+	else
+		echo "I/O resumed $secs s after the thaw"
 	fi
-	echo "I/O resumed $((i * 2)) s after the thaw"
 	check_patterns "$uri" "" "0 1M 0x61" "8M 1M 0x62" "16M 1M 0x64"
 	onA tap-ctl destroy -s "$sock" || fail "destroy"
 	rbd export rbd/frz - 2>/dev/null | head -c 1M | cmp - <(head -c 1M /dev/zero | tr '\0' '\141') ||
