@@ -531,8 +531,7 @@ static void submit(struct td_layer *l, struct td_req *req, enum ti_kind kind)
 	 * formats a journal smaller than the largest request needs; only a
 	 * hand-made image can have one. */
 	if (kind == TI_WRITE &&
-	    (req->len / TI_BLOCK + TI_RECS_PER_BLOCK - 1) / TI_RECS_PER_BLOCK + 3 >
-		p->p.journal_blocks) {
+	    TI_JOURNAL_BLOCKS_FOR(req->len / TI_BLOCK) + 1 >= p->p.journal_blocks) {
 		td_err("integrity: a %llu-byte write does not fit the %u-block MAC journal; "
 		       "refused (split it, or re-create the image with a larger journal)",
 		       (unsigned long long)req->len, p->p.journal_blocks);

@@ -26,6 +26,11 @@
 #define TI_REC_LEN 40
 #define TI_REC_OFF 64
 #define TI_RECS_PER_BLOCK ((TI_BLOCK - TI_REC_OFF - 32) / TI_REC_LEN) /* 100 */
+/* Journal blocks a request of recs records may take: its own, plus a
+ * partly filled block it may share. It is journaled only when that many
+ * fit the epoch with one block to spare, so a request with
+ * TI_JOURNAL_BLOCKS_FOR(recs) + 1 >= journal_blocks never fits. */
+#define TI_JOURNAL_BLOCKS_FOR(recs) (((recs) + TI_RECS_PER_BLOCK - 1) / TI_RECS_PER_BLOCK + 1)
 #define TI_MAC_OFF (TI_BLOCK - 32) /* HMAC of a superblock / journal block */
 #define TI_SEQ_ZERO_RANGE (1ull << 63) /* record flag: blocks [block, block+count) read as zeros */
 

@@ -256,7 +256,7 @@ void ti_journal_add(struct td_layer *l, struct ti_req *r)
 {
 	struct ti_priv *p = l->priv;
 	uint64_t need = recs_needed(r), i;
-	uint64_t blocks = (need + TI_RECS_PER_BLOCK - 1) / TI_RECS_PER_BLOCK + 1;
+	uint64_t blocks = TI_JOURNAL_BLOCKS_FOR(need);
 
 	/* no room in this epoch, or a checkpoint is draining: wait for the
 	 * next epoch (never deadlocks: the checkpoint waits only for

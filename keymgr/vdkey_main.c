@@ -419,43 +419,19 @@ static void keylog_commit(struct vsess *v, const char *op)
  * write that does not; the format itself allows down to 16 blocks, which
  * the crash simulator uses with small requests). */
 #define JOURNAL_BLOCKS_MIN_FORMAT 256u
-_Static_assert((VBD_MAX_IO / TI_BLOCK + TI_RECS_PER_BLOCK - 1) / TI_RECS_PER_BLOCK + 3 <=
-		   JOURNAL_BLOCKS_MIN_FORMAT / 2,
+_Static_assert(TI_JOURNAL_BLOCKS_FOR(VBD_MAX_IO / TI_BLOCK) + 1 < JOURNAL_BLOCKS_MIN_FORMAT / 2,
 	       "the largest request must fit half the smallest journal");
 
-/* The MAC journal's size in 4 KiB blocks: --journal-size if given (K/M/G
- * suffix, a multiple of 4 KiB, 1 MiB..256 MiB), else
- * the default. A bigger journal means fewer checkpoints: each one drains
- * the writes in flight and writes the dirty tag pages, which costs network
- * round trips on RBD, so there the default grows with the image (1/64 of
- * it, 4..32 MiB). Recovery after a crash reads at most 64 data blocks per
- * journal block. 0 with a message on a bad value. */
-static uint32_t journal_blocks_for(const struct opts *o, const char *lower_spec,
-				   uint64_t lower_size)
+/* --journal-size (K/M/G suffix, a multiple of 4 KiB, 1 MiB..256 MiB) in
+ * 4 KiB blocks; 0 with a message on a bad value. */
+static uint32_t parse_journal_size(const char *arg)
 {
 	unsigned long long v;
 	char *end;
 
-	if (!o->journal_size) {
-		uint64_t b = lower_size / 64 / 4096;
-		const char *t = getenv("TD_JOURNAL_BLOCKS"); /* tests: any size the format allows */
-
-		if (t && atoi(t) >= (int)TI_JOURNAL_BLOCKS_MIN &&
-		    atoi(t) <= (int)TI_JOURNAL_BLOCKS_MAX)
-			return (uint32_t)atoi(t);
-
-		if (strncmp(lower_spec, "rbd", 3) != 0 ||
-		    (lower_spec[3] != ':' && lower_spec[3] != ','))
-			return TI_JOURNAL_BLOCKS_DEFAULT;
-		if (b < TI_JOURNAL_BLOCKS_DEFAULT)
-			b = TI_JOURNAL_BLOCKS_DEFAULT;
-		if (b > 8 * TI_JOURNAL_BLOCKS_DEFAULT)
-			b = 8 * TI_JOURNAL_BLOCKS_DEFAULT;
-		return (uint32_t)b;
-	}
 	errno = 0;
-	v = strtoull(o->journal_size, &end, 10);
-	if (end != o->journal_size && !errno) {
+	v = strtoull(arg, &end, 10);
+	if (end != arg && !errno) {
 		unsigned shift = 0;
 
 		if (*end == 'K' || *end == 'k')
@@ -466,7 +442,7 @@ static uint32_t journal_blocks_for(const struct opts *o, const char *lower_spec,
 			shift = 30;
 		if (shift)
 			end++;
-		if (!*end && o->journal_size[0] != '-' && v <= (1ull << 40) >> shift) {
+		if (!*end && arg[0] != '-' && v <= (1ull << 40) >> shift) {
 			v <<= shift;
 			if (v % 4096 == 0 && v / 4096 >= JOURNAL_BLOCKS_MIN_FORMAT &&
 			    v / 4096 <= TI_JOURNAL_BLOCKS_MAX)
@@ -476,8 +452,30 @@ static uint32_t journal_blocks_for(const struct opts *o, const char *lower_spec,
 	fprintf(stderr,
 		"%s: bad --journal-size '%s': give a multiple of 4K from 1M to 256M "
 		"(e.g. 32M)\n",
-		prog, o->journal_size);
+		prog, arg);
 	return 0;
+}
+
+/* The MAC journal's size in 4 KiB blocks when --journal-size is not given.
+ * A bigger journal means fewer checkpoints: each one drains the writes in
+ * flight and writes the dirty tag pages, which costs network round trips
+ * on RBD, so there the default grows with the image (1/64 of it, 4..32
+ * MiB). Recovery after a crash reads at most 64 data blocks per journal
+ * block. */
+static uint32_t default_journal_blocks(const struct td_layer *lower)
+{
+	uint64_t b = lower->size / 64 / 4096;
+	const char *t = getenv("TD_JOURNAL_BLOCKS"); /* tests: any size the format allows */
+
+	if (t && atoi(t) >= (int)TI_JOURNAL_BLOCKS_MIN && atoi(t) <= (int)TI_JOURNAL_BLOCKS_MAX)
+		return (uint32_t)atoi(t);
+	if (strcmp(lower->drv->name, "rbd") != 0)
+		return TI_JOURNAL_BLOCKS_DEFAULT;
+	if (b < TI_JOURNAL_BLOCKS_DEFAULT)
+		b = TI_JOURNAL_BLOCKS_DEFAULT;
+	if (b > 8 * TI_JOURNAL_BLOCKS_DEFAULT)
+		b = 8 * TI_JOURNAL_BLOCKS_DEFAULT;
+	return (uint32_t)b;
 }
 
 static int cmd_format(const char *spec, const struct opts *o)
@@ -491,6 +489,7 @@ static int cmd_format(const char *spec, const struct opts *o)
 	char err[512], uuid[TD_HDR_UUID_STR_LEN];
 	const char *integ = o->integrity ? o->integrity : TD_HDR_INTEGRITY_HMAC_SHA256;
 	struct ti_params prm;
+	uint32_t jblocks = 0; /* --journal-size, 0: the default */
 
 	if (!h)
 		return 1;
@@ -505,7 +504,7 @@ static int cmd_format(const char *spec, const struct opts *o)
 		free(h);
 		return 2;
 	}
-	if (o->journal_size && !journal_blocks_for(o, "", 0)) {
+	if (o->journal_size && !(jblocks = parse_journal_size(o->journal_size))) {
 		free(h);
 		return 2;
 	}
@@ -535,7 +534,7 @@ static int cmd_format(const char *spec, const struct opts *o)
 	if (strcmp(integ, TD_HDR_INTEGRITY_HMAC_SHA256) == 0) {
 		/* data first, then its metadata, all inside the lower image */
 		rc = ti_layout(lo.chain->top->size, h->data_offset,
-			       journal_blocks_for(o, lo.spec, lo.chain->top->size), &prm);
+			       jblocks ? jblocks : default_journal_blocks(lo.chain->top), &prm);
 		if (rc < 0) {
 			fprintf(stderr, "%s: %s is too small for data and integrity metadata\n",
 				prog, lo.spec);
