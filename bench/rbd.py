@@ -13,8 +13,8 @@ With --ceiling, two more unencrypted images are served the same way
 (rbd-plain: tapdisk serve rbd:rbd/img3; qemu-rbd: qemu-nbd driver=rbd)
 and reported as multiples of the LUKS2 peer: what the cluster gives with
 no encryption at all. It runs bench.py's fio workloads (fio nbd engine,
-Unix sockets) on every server, back to back per workload. Prints figures and ours/peer ratios; --json
-writes them. The cluster is killed at exit.
+Unix sockets) on every server, back to back per workload. Prints figures
+and ours/peer ratios; --json writes them. The cluster is killed at exit.
 """
 import argparse
 import json
@@ -138,25 +138,22 @@ def main():
                 results["configs"][k][wl[0]] = r
                 v, unit = bench.headline(wl[0], r)
                 print("  %-15s %-20s %10.1f %s" % (k, wl[0], v, unit), flush=True)
-        for wl in wls:
-            vo, unit = bench.headline(wl[0], results["configs"]["crypt-rbd"][wl[0]])
+        def ratio_row(ours, wl, target):
+            vo, unit = bench.headline(wl[0], results["configs"][ours][wl[0]])
             vp, _ = bench.headline(wl[0], results["configs"]["qemu-rbd-luks2"][wl[0]])
             ratio = (vp / vo if vo else 0) if unit == "p99 us" else (vo / vp if vp else 0)
-            results["ratios"].append({"ours": "crypt-rbd", "peer": "qemu-rbd-luks2",
-                                      "workload": wl[0], "ours_value": vo, "peer_value": vp,
-                                      "unit": unit, "ratio": ratio,
-                                      "target": TARGETS.get(wl[0])})
+            return {"ours": ours, "peer": "qemu-rbd-luks2", "workload": wl[0],
+                    "ours_value": vo, "peer_value": vp, "unit": unit, "ratio": ratio,
+                    "target": target}
+
+        for wl in wls:
+            results["ratios"].append(ratio_row("crypt-rbd", wl, TARGETS.get(wl[0])))
         if a.ceiling:
             # what the unencrypted cluster path gives, as a multiple of the peer: a target
             # above this is above what any encryption layer could reach here
             for ours in ("rbd-plain", "qemu-rbd"):
                 for wl in wls:
-                    vo, unit = bench.headline(wl[0], results["configs"][ours][wl[0]])
-                    vp, _ = bench.headline(wl[0], results["configs"]["qemu-rbd-luks2"][wl[0]])
-                    results["ratios"].append({"ours": ours, "peer": "qemu-rbd-luks2",
-                                              "workload": wl[0], "ours_value": vo,
-                                              "peer_value": vp, "unit": unit,
-                                              "ratio": vo / vp if vp else 0, "target": None})
+                    results["ratios"].append(ratio_row(ours, wl, None))
     finally:
         for s in servers.values():
             s.stop()
