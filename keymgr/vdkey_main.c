@@ -1580,8 +1580,8 @@ static int cmd_repair(const char *spec, const struct opts *o)
 int main(int argc, char **argv)
 {
 	enum {
-		O_KEYFILE = 256, O_NEWKEY, O_INTEG, O_JOURNAL, O_PBKDF, O_ITER, O_MEM, O_PAR, O_SLOT, O_JSON,
-		O_SCRUB, O_ONCE, O_UREAD, O_TIMEOUT, O_FORCE, O_VERIFY, O_RESET
+		O_KEYFILE = 256, O_NEWKEY, O_INTEG, O_JOURNAL, O_PBKDF, O_ITER, O_MEM, O_PAR,
+		O_SLOT, O_JSON, O_SCRUB, O_ONCE, O_UREAD, O_TIMEOUT, O_FORCE, O_VERIFY, O_RESET
 	};
 	static const struct option longopts[] = {
 		{"key-file", required_argument, NULL, O_KEYFILE},
