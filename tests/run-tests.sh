@@ -35,9 +35,11 @@ for t in "$BUILD"/tests/test_*; do
 	[ -x "$t" ] || continue
 	run_one "unit/$(basename "$t")" 300 "$t"
 done
-for t in tests/integration/t-*.sh; do
+# integration tests, then tests/security: one script per attack, named after it
+for t in tests/integration/t-*.sh tests/security/t-*.sh; do
 	[ -f "$t" ] || continue
-	run_one "integration/$(basename "$t" .sh)" "${TD_TEST_TIMEOUT:-600}" bash "$t"
+	d=$(basename "$(dirname "$t")")
+	run_one "$d/$(basename "$t" .sh)" "${TD_TEST_TIMEOUT:-600}" bash "$t"
 done
 
 echo
