@@ -24,7 +24,6 @@
 #include "crypt/cipher.h"
 #include "crypt/hdrio.h"
 #include "integrity/integrity.h"
-#include "keymgr/keyring.h"
 #include "keymgr/secmem.h"
 #include "keymgr/volkey.h"
 #include "tapdisk/bufpool.h"
@@ -64,6 +63,7 @@ struct crypt_priv {
 	struct td_xts **xts; /* one per worker thread */
 	struct crypt_req *free_reqs;
 	char uuid[TD_HDR_UUID_STR_LEN];
+	uint8_t uuid_raw[16];
 };
 
 
@@ -73,8 +73,8 @@ static int crypt_open(struct td_layer *l, const char *path, const char *opts, ch
 	struct crypt_priv *p = l->priv;
 	struct td_crypt_hdr *h = NULL;
 	struct td_volkey *vk = NULL;
-	uint8_t *xkey = NULL;
-	char note[512];
+	uint8_t *xkey = NULL, id[TD_IMAGE_ID_LEN];
+	char note[512], where[512];
 	int rc, which, other_bad, i;
 
 	h = calloc(1, sizeof(*h));
@@ -90,7 +90,21 @@ static int crypt_open(struct td_layer *l, const char *path, const char *opts, ch
 			p->uuid, which ? "primary" : "secondary",
 			other_bad == TD_HDR_OTHER_CORRUPT ? "is corrupt" : "is stale", note,
 			which ? "secondary" : "primary");
-	rc = td_keyring_fetch(h->uuid, &vk, err, errlen);
+	memcpy(p->uuid_raw, h->uuid, 16);
+	/* the key is asked for this image and this file: a loaded key opens
+	 * only the file it was loaded for, whatever UUID a copy carries */
+	rc = td_layer_identity(l->below, id, where, sizeof(where));
+	if (rc < 0) {
+		snprintf(err, errlen, "image %s: cannot tell which image this is: %s", p->uuid,
+			 strerror(-rc));
+		goto out;
+	}
+	rc = -ENOKEY;
+	if (!l->ctx->get_key) {
+		snprintf(err, errlen, "image %s: no key source in this program", p->uuid);
+		goto out;
+	}
+	rc = l->ctx->get_key(l->ctx->key_opaque, h->uuid, id, where, &vk, err, errlen);
 	if (rc < 0)
 		goto out;
 	/* from here on this process holds key material */
@@ -193,6 +207,14 @@ out:
 		free(h);
 	}
 	return rc;
+}
+
+static int crypt_uuid(const struct td_layer *l, uint8_t uuid[16])
+{
+	const struct crypt_priv *p = l->priv;
+
+	memcpy(uuid, p->uuid_raw, 16);
+	return 0;
 }
 
 static void crypt_close(struct td_layer *l)
@@ -458,4 +480,5 @@ const struct td_driver td_drv_crypt = {
 	.write = crypt_write,
 	.discard = crypt_shift,
 	.write_zeroes = crypt_shift,
+	.uuid = crypt_uuid,
 };

@@ -1,6 +1,7 @@
 #include <errno.h>
 #include <keyutils.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "keymgr/keyring.h"
@@ -14,23 +15,45 @@ void td_uuid_str(const uint8_t u[16], char out[37])
 		 u[14], u[15]);
 }
 
-void td_keyring_desc(const uint8_t uuid[16], char *out, size_t len)
+static void hex(const uint8_t *b, size_t n, char *out)
+{
+	static const char d[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = d[b[i] >> 4];
+		out[2 * i + 1] = d[b[i] & 15];
+	}
+	out[2 * n] = 0;
+}
+
+static void desc_prefix(const uint8_t uuid[16], char *out, size_t len)
 {
 	char s[37];
 
 	td_uuid_str(uuid, s);
-	snprintf(out, len, "tdcrypt:v1:%s", s);
+	snprintf(out, len, "tdcrypt:v2:%s:", s);
 }
 
-int td_keyring_store(const uint8_t uuid[16], const struct td_volkey *vk, unsigned flags,
-		     unsigned timeout_s, char *err, size_t errlen)
+void td_keyring_desc(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN], char *out,
+		     size_t len)
+{
+	char pre[64], h[2 * TD_IMAGE_ID_LEN + 1];
+
+	desc_prefix(uuid, pre, sizeof(pre));
+	hex(id, TD_IMAGE_ID_LEN, h);
+	snprintf(out, len, "%s%s", pre, h);
+}
+
+int td_keyring_store(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN],
+		     const struct td_volkey *vk, unsigned flags, unsigned timeout_s, char *err,
+		     size_t errlen)
 {
 	key_perm_t perm = KEY_POS_ALL | KEY_USR_VIEW;
 	uint8_t *payload;
-	char desc[64];
-	key_serial_t id;
+	char desc[128];
+	key_serial_t kid;
 
-	td_keyring_desc(uuid, desc, sizeof(desc));
+	td_keyring_desc(uuid, id, desc, sizeof(desc));
 	if (flags & TD_KEYRING_USER_READABLE)
 		perm |= KEY_USR_READ | KEY_USR_SEARCH;
 	payload = td_secure_alloc(TD_VOLKEY_LEN + 1);
@@ -40,77 +63,88 @@ int td_keyring_store(const uint8_t uuid[16], const struct td_volkey *vk, unsigne
 	}
 	memcpy(payload, td_volkey_bytes(vk), TD_VOLKEY_LEN);
 	payload[TD_VOLKEY_LEN] = (flags & TD_KEYRING_ONCE) ? 1 : 0;
-	id = add_key("user", desc, payload, TD_VOLKEY_LEN + 1, KEY_SPEC_USER_KEYRING);
+	kid = add_key("user", desc, payload, TD_VOLKEY_LEN + 1, KEY_SPEC_USER_KEYRING);
 	td_secure_free(payload);
-	if (id < 0) {
+	if (kid < 0) {
 		snprintf(err, errlen, "cannot add the key to the user keyring: %s", strerror(errno));
 		return -errno;
 	}
-	if (keyctl_setperm(id, perm) < 0 || (timeout_s && keyctl_set_timeout(id, timeout_s) < 0)) {
+	if (keyctl_setperm(kid, perm) < 0 || (timeout_s && keyctl_set_timeout(kid, timeout_s) < 0)) {
 		int e = errno;
 
-		keyctl_invalidate(id);
+		keyctl_invalidate(kid);
 		snprintf(err, errlen, "cannot set the key's permissions: %s", strerror(e));
 		return -e;
 	}
-	return id;
+	return kid;
 }
 
-int td_keyring_present(const uint8_t uuid[16])
+int td_keyring_present(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN])
 {
-	char desc[64];
-	key_serial_t id;
+	char desc[128];
+	key_serial_t kid;
 
-	td_keyring_desc(uuid, desc, sizeof(desc));
-	id = keyctl_search(KEY_SPEC_USER_KEYRING, "user", desc, 0);
-	return id < 0 ? -errno : id;
+	td_keyring_desc(uuid, id, desc, sizeof(desc));
+	kid = keyctl_search(KEY_SPEC_USER_KEYRING, "user", desc, 0);
+	return kid < 0 ? -errno : kid;
 }
 
-/* The last key this process fetched, kept in locked memory: a tapdisk
- * that pauses and reopens its image (migration, snapshots) after dropping
- * its privileges, or after a --once key left the keyring, needs it again
- * and can no longer read the keyring. */
-static struct {
-	uint8_t uuid[16];
-	struct td_volkey *vk;
-} cache;
-
-void td_keyring_forget(void)
+int td_keyring_count_others(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN])
 {
-	td_volkey_free(&cache.vk);
+	char pre[64], mine[128];
+	key_serial_t *ids = NULL;
+	long n;
+	int count = 0;
+
+	desc_prefix(uuid, pre, sizeof(pre));
+	td_keyring_desc(uuid, id, mine, sizeof(mine));
+	n = keyctl_read_alloc(KEY_SPEC_USER_KEYRING, (void **)&ids);
+	for (long i = 0; i < n / (long)sizeof(key_serial_t); i++) {
+		char *d = NULL, *name;
+
+		if (keyctl_describe_alloc(ids[i], &d) < 0)
+			continue;
+		/* "type;uid;gid;perm;description" */
+		name = strrchr(d, ';');
+		if (!strncmp(d, "user;", 5) && name && !strncmp(name + 1, pre, strlen(pre)) &&
+		    strcmp(name + 1, mine) != 0)
+			count++;
+		free(d);
+	}
+	free(ids);
+	return count;
 }
 
-static struct td_volkey *cache_copy(const uint8_t uuid[16])
+int td_keyring_fetch(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN], const char *where,
+		     struct td_volkey **out, char *err, size_t errlen)
 {
-	if (!cache.vk || memcmp(cache.uuid, uuid, 16) != 0)
-		return NULL;
-	return td_volkey_from_bytes(td_volkey_bytes(cache.vk), TD_VOLKEY_LEN);
-}
-
-int td_keyring_fetch(const uint8_t uuid[16], struct td_volkey **out, char *err, size_t errlen)
-{
-	char desc[64], us[37];
+	char desc[128], us[37];
 	uint8_t *buf = NULL;
-	key_serial_t id;
+	key_serial_t kid;
 	long n;
 	int rc;
 
-	*out = cache_copy(uuid);
-	if (*out)
-		return 0;
-	td_keyring_desc(uuid, desc, sizeof(desc));
+	*out = NULL;
+	td_keyring_desc(uuid, id, desc, sizeof(desc));
 	td_uuid_str(uuid, us);
-	id = keyctl_search(KEY_SPEC_USER_KEYRING, "user", desc, 0);
-	if (id < 0) {
+	kid = keyctl_search(KEY_SPEC_USER_KEYRING, "user", desc, 0);
+	if (kid < 0) {
 		rc = errno == EACCES ? -EACCES : -ENOKEY;
-		if (rc == -ENOKEY)
-			snprintf(err, errlen,
-				 "no key loaded for image %s: run 'vdkey load SPEC' (as this "
-				 "user) first",
-				 us);
-		else
+		if (rc == -EACCES)
 			snprintf(err, errlen, "the key for image %s is not searchable by this process",
 				 us);
+		else if (td_keyring_count_others(uuid, id) > 0)
+			snprintf(err, errlen,
+				 "the key loaded for image %s belongs to another file, not to %s: a "
+				 "loaded key opens only the file it was loaded for (a copy, a renamed "
+				 "file or another file with the same UUID is refused). If this is the "
+				 "image you mean, run 'vdkey load SPEC' for it",
+				 us, where ? where : "this one");
+		else
+			snprintf(err, errlen,
+				 "no key loaded for image %s: run 'vdkey load SPEC' (as this user) "
+				 "first (for the file %s)",
+				 us, where ? where : "?");
 		goto out;
 	}
 	buf = td_secure_alloc(TD_VOLKEY_LEN + 2);
@@ -119,7 +153,7 @@ int td_keyring_fetch(const uint8_t uuid[16], struct td_volkey **out, char *err, 
 		snprintf(err, errlen, "out of secure memory");
 		goto out;
 	}
-	n = keyctl_read(id, (char *)buf, TD_VOLKEY_LEN + 2);
+	n = keyctl_read(kid, (char *)buf, TD_VOLKEY_LEN + 2);
 	if (n < 0) {
 		rc = -errno;
 		snprintf(err, errlen,
@@ -142,10 +176,7 @@ int td_keyring_fetch(const uint8_t uuid[16], struct td_volkey **out, char *err, 
 		goto out;
 	}
 	if (buf[TD_VOLKEY_LEN] & 1)
-		keyctl_invalidate(id); /* loaded with --once */
-	td_volkey_free(&cache.vk);
-	cache.vk = td_volkey_from_bytes(buf, TD_VOLKEY_LEN);
-	memcpy(cache.uuid, uuid, 16);
+		keyctl_invalidate(kid); /* loaded with --once */
 	rc = 0;
 out:
 	if (buf)
@@ -153,16 +184,24 @@ out:
 	return rc;
 }
 
-int td_keyring_remove(const uint8_t uuid[16], char *err, size_t errlen)
+int td_keyring_key_fn(void *opaque, const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN],
+		      const char *where, struct td_volkey **out, char *err, size_t errlen)
 {
-	char desc[64], us[37];
-	key_serial_t id;
+	(void)opaque;
+	return td_keyring_fetch(uuid, id, where, out, err, errlen);
+}
+
+int td_keyring_remove(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN], char *err,
+		      size_t errlen)
+{
+	char desc[128], us[37];
+	key_serial_t kid;
 	int removed = 0;
 
-	td_keyring_desc(uuid, desc, sizeof(desc));
+	td_keyring_desc(uuid, id, desc, sizeof(desc));
 	td_uuid_str(uuid, us);
-	while ((id = keyctl_search(KEY_SPEC_USER_KEYRING, "user", desc, 0)) >= 0) {
-		if (keyctl_invalidate(id) < 0 && keyctl_unlink(id, KEY_SPEC_USER_KEYRING) < 0) {
+	while ((kid = keyctl_search(KEY_SPEC_USER_KEYRING, "user", desc, 0)) >= 0) {
+		if (keyctl_invalidate(kid) < 0 && keyctl_unlink(kid, KEY_SPEC_USER_KEYRING) < 0) {
 			snprintf(err, errlen, "cannot remove the key for image %s: %s", us,
 				 strerror(errno));
 			return -errno;
@@ -171,7 +210,13 @@ int td_keyring_remove(const uint8_t uuid[16], char *err, size_t errlen)
 			break;
 	}
 	if (!removed) {
-		snprintf(err, errlen, "no key loaded for image %s", us);
+		if (td_keyring_count_others(uuid, id) > 0)
+			snprintf(err, errlen,
+				 "no key loaded for this file of image %s (a key for the same UUID "
+				 "is loaded for another file)",
+				 us);
+		else
+			snprintf(err, errlen, "no key loaded for image %s", us);
 		return -ENOKEY;
 	}
 	return 0;

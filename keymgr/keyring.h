@@ -1,8 +1,13 @@
 /* Handing the volume key from vdkey to tapdisk through the kernel keyring.
  *
- * vdkey load adds a "user" key described "tdcrypt:v1:<image uuid>" to the
- * caller's user keyring (@u), holding the 64-byte volume key followed by
- * one flags byte (TD_KEYRING_ONCE). Default
+ * vdkey load adds a "user" key described "tdcrypt:v2:<image uuid>:<id>"
+ * to the caller's user keyring (@u), holding the 64-byte volume key
+ * followed by one flags byte (TD_KEYRING_ONCE). <id> is the hex identity
+ * of the image file it was loaded for (tapdisk/files.h td_file_identity:
+ * path, device, inode, file handle; for rbd the cluster, pool and image
+ * id): the UUID is written in the image, so anyone who can write images
+ * can copy it, and a loaded key must open only the file it was loaded
+ * for, not a copy, a renamed file or another file with the same UUID. Default
  * permissions: possessor all, user view only — only processes of that
  * user that possess it (reach it through their session keyring, as the
  * tapdisk started from the same session does) can read it. The key never
@@ -15,26 +20,35 @@
 #include <stdint.h>
 
 #include "keymgr/volkey.h"
+#include "tapdisk/files.h"
 
 #define TD_KEYRING_USER_READABLE 0x1u /* also let same-uid non-possessors read it */
 #define TD_KEYRING_ONCE 0x2u /* the first tapdisk that reads it invalidates it */
 
 void td_uuid_str(const uint8_t uuid[16], char out[37]);
-void td_keyring_desc(const uint8_t uuid[16], char *out, size_t len);
+void td_keyring_desc(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN], char *out,
+		     size_t len);
 
-/* Adds (or replaces) the key for uuid. timeout_s 0 = no expiry. */
-int td_keyring_store(const uint8_t uuid[16], const struct td_volkey *vk, unsigned flags,
-		     unsigned timeout_s, char *err, size_t errlen);
-/* Reads the key for uuid into secure memory (from the process's own copy
- * when it fetched the same key before), and invalidates it when it was
- * stored with TD_KEYRING_ONCE. -ENOKEY with the "run vdkey load"
- * message when there is none. */
-int td_keyring_fetch(const uint8_t uuid[16], struct td_volkey **out, char *err, size_t errlen);
-/* > 0 (the key id) when a key for uuid is loaded. */
-int td_keyring_present(const uint8_t uuid[16]);
-int td_keyring_remove(const uint8_t uuid[16], char *err, size_t errlen);
-/* Wipes the process's copy of the last fetched key (see td_keyring_fetch:
- * a tapdisk keeps it so it can reopen its image after a pause). */
-void td_keyring_forget(void);
+/* Adds (or replaces) the key for uuid, bound to the image id. timeout_s 0
+ * = no expiry. The key id, or -errno with a message. */
+int td_keyring_store(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN],
+		     const struct td_volkey *vk, unsigned flags, unsigned timeout_s, char *err,
+		     size_t errlen);
+/* Reads the key for uuid and image id into secure memory, and invalidates
+ * it when it was stored with TD_KEYRING_ONCE. -ENOKEY with a message that
+ * says what to do when there is none (naming the case where a key for
+ * this UUID is loaded for another file). where: the image's path, for
+ * messages. */
+int td_keyring_fetch(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN], const char *where,
+		     struct td_volkey **out, char *err, size_t errlen);
+/* The same as a chain's key source (tapdisk/driver.h td_key_fn). */
+int td_keyring_key_fn(void *opaque, const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN],
+		      const char *where, struct td_volkey **out, char *err, size_t errlen);
+/* > 0 (the key id) when a key for uuid and id is loaded. */
+int td_keyring_present(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN]);
+/* How many keys for uuid are loaded for files other than id. */
+int td_keyring_count_others(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN]);
+int td_keyring_remove(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN], char *err,
+		      size_t errlen);
 
 #endif

@@ -307,26 +307,43 @@ static void vsess_close(struct vsess *v)
 
 /* ---- the key-event log (keymgr/keylog.h) ----------------------------------- */
 
-/* The volume key of uuid from the keyring without consuming it (a key
- * loaded with --once stays for the tapdisk it is meant for): 0, or
- * negative errno when there is none or it cannot be read. */
-static int keyring_peek(const uint8_t uuid[16], struct td_volkey **out)
+/* The identity of the image a lower chain opened: what a loaded key is
+ * bound to (keymgr/keyring.h). */
+static int image_id(const struct lower *lo, uint8_t id[TD_IMAGE_ID_LEN])
 {
-	char desc[64];
+	char where[512];
+	int rc = td_layer_identity(lo->chain->top, id, where, sizeof(where));
+
+	if (rc < 0)
+		fprintf(stderr, "%s: %s: cannot tell which image this is: %s\n", prog, lo->spec,
+			strerror(-rc));
+	return rc;
+}
+
+/* The volume key of uuid loaded for the image lo opened, from the keyring
+ * without consuming it (a key loaded with --once stays for the tapdisk it
+ * is meant for): 0, or negative errno when there is none or it cannot be
+ * read. */
+static int keyring_peek(const struct lower *lo, const uint8_t uuid[16], struct td_volkey **out)
+{
+	uint8_t id[TD_IMAGE_ID_LEN];
+	char desc[128];
 	uint8_t *buf;
-	key_serial_t id;
+	key_serial_t kid;
 	long n;
 	int rc = -ENOKEY;
 
 	*out = NULL;
-	td_keyring_desc(uuid, desc, sizeof(desc));
-	id = keyctl_search(KEY_SPEC_USER_KEYRING, "user", desc, 0);
-	if (id < 0)
+	if (td_layer_identity(lo->chain->top, id, NULL, 0) < 0)
+		return -ENOKEY;
+	td_keyring_desc(uuid, id, desc, sizeof(desc));
+	kid = keyctl_search(KEY_SPEC_USER_KEYRING, "user", desc, 0);
+	if (kid < 0)
 		return -ENOKEY;
 	buf = td_secure_alloc(TD_VOLKEY_LEN + 2);
 	if (!buf)
 		return -ENOMEM;
-	n = keyctl_read(id, (char *)buf, TD_VOLKEY_LEN + 2);
+	n = keyctl_read(kid, (char *)buf, TD_VOLKEY_LEN + 2);
 	if (n == TD_VOLKEY_LEN + 1) {
 		*out = td_volkey_from_bytes(buf, TD_VOLKEY_LEN);
 		rc = *out ? 0 : -ENOMEM;
@@ -335,6 +352,35 @@ static int keyring_peek(const uint8_t uuid[16], struct td_volkey **out)
 	}
 	td_secure_free(buf);
 	return rc;
+}
+
+/* The key a crypt chain of this process fetched (audit --scrub): a key
+ * loaded with --once is gone from the keyring afterwards, but the scrub's
+ * key event is still anchored with it. */
+static struct {
+	uint8_t uuid[16];
+	struct td_volkey *vk;
+} fetched;
+
+static int vdkey_get_key(void *opaque, const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN],
+			 const char *where, struct td_volkey **out, char *err, size_t errlen)
+{
+	int rc = td_keyring_fetch(uuid, id, where, out, err, errlen);
+
+	if (rc == 0) {
+		td_volkey_free(&fetched.vk);
+		fetched.vk = td_volkey_from_bytes(td_volkey_bytes(*out), TD_VOLKEY_LEN);
+		memcpy(fetched.uuid, uuid, 16);
+	}
+	return rc;
+}
+
+static int fetched_copy(const uint8_t uuid[16], struct td_volkey **out)
+{
+	if (!fetched.vk || memcmp(fetched.uuid, uuid, 16) != 0)
+		return -ENOKEY;
+	*out = td_volkey_from_bytes(td_volkey_bytes(fetched.vk), TD_VOLKEY_LEN);
+	return *out ? 0 : -ENOMEM;
 }
 
 /* Adopts vk as the session's key when it opens h: the digest matches and
@@ -360,7 +406,7 @@ static int vsess_get_key(struct vsess *v, const char *key_file)
 {
 	struct td_volkey *vk = NULL;
 
-	if (keyring_peek(v->h->uuid, &vk) == 0 && vsess_adopt_key(v, &vk) == 0)
+	if (keyring_peek(&v->lo, v->h->uuid, &vk) == 0 && vsess_adopt_key(v, &vk) == 0)
 		return 0;
 	return unlock(v->h, key_file, &v->vk, &v->slot);
 }
@@ -769,6 +815,7 @@ static int run_scrub(const char *spec, struct ti_scrub_result *res)
 	lo.ctx.loop = td_loop_new();
 	lo.ctx.io = lo.ctx.loop ? td_io_new(lo.ctx.loop, 64) : NULL;
 	lo.ctx.workers = lo.ctx.loop ? td_workers_new(lo.ctx.loop, 0) : NULL;
+	lo.ctx.get_key = vdkey_get_key;
 	if (!lo.ctx.io || !lo.ctx.workers) {
 		fprintf(stderr, "%s: cannot set up asynchronous I/O\n", prog);
 		rc = -ENOMEM;
@@ -848,11 +895,9 @@ static void scrub_record(const char *spec, bool ok)
 {
 	struct td_volkey *vk = NULL;
 	struct vsess v;
-	char err[512];
 
 	if (vsess_open_op(&v, NULL, spec, 2, false, NULL) == 0) {
-		if (keyring_peek(v.h->uuid, &vk) == 0 ||
-		    td_keyring_fetch(v.h->uuid, &vk, err, sizeof(err)) == 0)
+		if (keyring_peek(&v.lo, v.h->uuid, &vk) == 0 || fetched_copy(v.h->uuid, &vk) == 0)
 			vsess_adopt_key(&v, &vk);
 		keylog_record(&v, TD_KEYLOG_OP_SCRUB, TD_KEYLOG_SLOT_NONE, ok, true);
 		keylog_commit(&v, TD_KEYLOG_OP_SCRUB);
@@ -869,8 +914,8 @@ struct keylog_status {
 	char error[768];
 };
 
-static void keylog_status_get(const struct td_crypt_hdr *h, bool key_cached,
-			      struct keylog_status *ks)
+static void keylog_status_get(const struct lower *lo, const struct td_crypt_hdr *h,
+			      bool key_cached, struct keylog_status *ks)
 {
 	struct td_volkey *vk = NULL;
 	struct td_keylog_anchor a;
@@ -878,8 +923,7 @@ static void keylog_status_get(const struct td_crypt_hdr *h, bool key_cached,
 	int rc;
 
 	memset(ks, 0, sizeof(*ks));
-	if (keyring_peek(h->uuid, &vk) == 0 ||
-	    (key_cached && td_keyring_fetch(h->uuid, &vk, err, sizeof(err)) == 0))
+	if (keyring_peek(lo, h->uuid, &vk) == 0 || (key_cached && fetched_copy(h->uuid, &vk) == 0))
 		ks->authenticated =
 		    td_hdr_check_volkey(h, vk) == 0 && td_hdr_verify_mac(h, vk) == 0;
 	td_volkey_free(&vk);
@@ -942,7 +986,7 @@ static void fresh_get(struct lower *lo, const struct td_crypt_hdr *h, const stru
 	fr->have = true;
 	fr->rc = -ENOKEY;
 	last_scrub(h->uuid, fr);
-	if (keyring_peek(h->uuid, &vk) < 0 || td_hdr_check_volkey(h, vk) < 0) {
+	if (keyring_peek(lo, h->uuid, &vk) < 0 || td_hdr_check_volkey(h, vk) < 0) {
 		snprintf(fr->err, sizeof(fr->err),
 			 "the generation and tree root are authenticated with the volume key: load "
 			 "it first (vdkey load SPEC)");
@@ -1030,7 +1074,9 @@ static int cmd_list(const char *spec, const struct opts *o, bool audit)
 	char uuid[TD_HDR_UUID_STR_LEN], kd[160], js[8192];
 	const char *copy_state[2];
 	int rc, which, other, i, active;
-	bool key_loaded, have_layout = false, scrubbed = false;
+	bool key_loaded, have_layout = false, scrubbed = false, have_id;
+	uint8_t id[TD_IMAGE_ID_LEN];
+	char kdesc[128] = "";
 	struct ti_scrub_result sres = {0};
 	struct ti_params prm;
 	struct keylog_status kls;
@@ -1050,7 +1096,10 @@ static int cmd_list(const char *spec, const struct opts *o, bool audit)
 			     : other == TD_HDR_OTHER_CORRUPT ? "corrupt"
 							     : "stale";
 	active = td_keyslot_count_active(h);
-	key_loaded = td_keyring_present(h->uuid) > 0;
+	have_id = image_id(&lo, id) == 0;
+	key_loaded = have_id && td_keyring_present(h->uuid, id) > 0;
+	if (have_id)
+		td_keyring_desc(h->uuid, id, kdesc, sizeof(kdesc));
 	if (!strcmp(h->integrity, TD_HDR_INTEGRITY_HMAC_SHA256)) {
 		char perr[256];
 
@@ -1069,7 +1118,7 @@ static int cmd_list(const char *spec, const struct opts *o, bool audit)
 			goto out;
 	}
 	if (audit)
-		keylog_status_get(h, scrubbed, &kls);
+		keylog_status_get(&lo, h, scrubbed, &kls);
 	if (audit && have_layout)
 		fresh_get(&lo, h, &prm, &fr);
 	if (o->json) {
@@ -1080,11 +1129,12 @@ static int cmd_list(const char *spec, const struct opts *o, bool audit)
 		       "  \"cipher\": \"%s\",\n  \"key_bits\": %u,\n  \"sector_size\": %u,\n"
 		       "  \"tweak\": \"plain64\",\n  \"integrity\": \"%s\",\n  \"tag_size\": %u,\n"
 		       "  \"data_offset\": %llu,\n  \"data_size\": %llu,\n  \"key_loaded\": %s,\n"
+		       "  \"keyring_description\": \"%s\",\n"
 		       "  \"keyslots_total\": %d,\n  \"keyslots_active\": %d,\n  \"keyslots\": [",
 		       js, uuid, TD_HDR_VERSION, (unsigned long long)h->seqno, copy_state[0],
 		       copy_state[1], h->cipher, h->key_bits, h->sector_size, h->integrity,
 		       h->tag_size, (unsigned long long)h->data_offset,
-		       (unsigned long long)h->data_size, key_loaded ? "true" : "false",
+		       (unsigned long long)h->data_size, key_loaded ? "true" : "false", kdesc,
 		       TD_HDR_KEYSLOTS, active);
 		for (i = 0, rc = 0; i < TD_HDR_KEYSLOTS; i++) {
 			if (h->slots[i].state != TD_KEYSLOT_ACTIVE)
@@ -1209,6 +1259,7 @@ out:
 
 static int cmd_load(const char *spec, const struct opts *o)
 {
+	uint8_t id[TD_IMAGE_ID_LEN];
 	struct vsess v;
 	char err[512], uuid[TD_HDR_UUID_STR_LEN];
 	unsigned flags = (o->once ? TD_KEYRING_ONCE : 0) |
@@ -1218,9 +1269,11 @@ static int cmd_load(const char *spec, const struct opts *o)
 
 	if (rc < 0)
 		goto out;
-	rc = td_keyring_store(v.h->uuid, v.vk, flags, o->timeout_s, err, sizeof(err));
-	if (rc < 0) {
+	rc = image_id(&v.lo, id);
+	if (rc == 0 && (rc = td_keyring_store(v.h->uuid, id, v.vk, flags, o->timeout_s, err,
+					      sizeof(err))) < 0)
 		fprintf(stderr, "%s: %s\n", prog, err);
+	if (rc < 0) {
 		keylog_record(&v, TD_KEYLOG_OP_LOAD, v.slot, false, true);
 		keylog_commit(&v, TD_KEYLOG_OP_LOAD);
 		goto out;
@@ -1238,6 +1291,7 @@ out:
 
 static int cmd_unload(const char *spec)
 {
+	uint8_t id[TD_IMAGE_ID_LEN];
 	struct vsess v;
 	struct td_volkey *vk = NULL;
 	char err[512];
@@ -1245,9 +1299,11 @@ static int cmd_unload(const char *spec)
 
 	if (rc == 0) {
 		/* the key, read before it goes, lets this event move the anchor */
-		if (keyring_peek(v.h->uuid, &vk) == 0)
+		if (keyring_peek(&v.lo, v.h->uuid, &vk) == 0)
 			vsess_adopt_key(&v, &vk);
-		rc = td_keyring_remove(v.h->uuid, err, sizeof(err));
+		rc = image_id(&v.lo, id);
+		if (rc == 0)
+			rc = td_keyring_remove(v.h->uuid, id, err, sizeof(err));
 		if (rc < 0)
 			fprintf(stderr, "%s: %s\n", prog, err);
 		else

@@ -85,8 +85,57 @@ static long ms_left(const struct timespec *start, int timeout_ms)
 	return timeout_ms - el;
 }
 
+/* The command line and its descriptors in one message. */
+static int send_cmd(int fd, const char *cmd, const int *fds, int nfds)
+{
+	size_t len = strlen(cmd);
+	char *line = malloc(len + 2);
+	struct iovec iov;
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	char *cbuf = NULL;
+	ssize_t n;
+	int rc = 0;
+
+	if (!line)
+		return -ENOMEM;
+	memcpy(line, cmd, len);
+	line[len++] = '\n';
+	iov.iov_base = line;
+	iov.iov_len = len;
+	if (nfds > 0) {
+		struct cmsghdr *ch;
+
+		cbuf = calloc(1, CMSG_SPACE(sizeof(int) * (size_t)nfds));
+		if (!cbuf) {
+			free(line);
+			return -ENOMEM;
+		}
+		mh.msg_control = cbuf;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+		ch = CMSG_FIRSTHDR(&mh);
+		ch->cmsg_level = SOL_SOCKET;
+		ch->cmsg_type = SCM_RIGHTS;
+		ch->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+		memcpy(CMSG_DATA(ch), fds, sizeof(int) * (size_t)nfds);
+	}
+	n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+	if (n < 0)
+		rc = -errno;
+	else if ((size_t)n < len && send(fd, line + n, len - (size_t)n, MSG_NOSIGNAL) < 0)
+		rc = -errno;
+	free(cbuf);
+	free(line);
+	return rc;
+}
+
 int td_ctl_call(const char *path, const char *cmd, struct td_kv *kv, int timeout_ms, char *err,
 		size_t errlen)
+{
+	return td_ctl_call_fds(path, cmd, NULL, 0, kv, timeout_ms, err, errlen);
+}
+
+int td_ctl_call_fds(const char *path, const char *cmd, const int *fds, int nfds, struct td_kv *kv,
+		    int timeout_ms, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct timespec start;
@@ -111,9 +160,9 @@ int td_ctl_call(const char *path, const char *cmd, struct td_kv *kv, int timeout
 		snprintf(err, errlen, "cannot connect to %s: %s", path, strerror(errno));
 		goto out;
 	}
-	if (send(fd, cmd, strlen(cmd), MSG_NOSIGNAL) < 0 || send(fd, "\n", 1, MSG_NOSIGNAL) < 0) {
-		rc = -errno;
-		snprintf(err, errlen, "cannot send to %s: %s", path, strerror(errno));
+	rc = send_cmd(fd, cmd, fds, nfds);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot send to %s: %s", path, strerror(-rc));
 		goto out;
 	}
 	for (;;) {

@@ -4,8 +4,11 @@
  * binding that name is how a tapdisk claims its minor number. A client
  * connects, sends one command line, and reads the reply until EOF:
  *   "ok\n" followed by "key=value\n" lines, or "error: message\n".
- * Commands: info, stats, pause, unpause [SPEC], destroy.
- * Only root or the tapdisk's own uid may talk to it (SO_PEERCRED). */
+ * Commands: info, stats, pause, unpause [SPEC], snapshot ARG, destroy.
+ * Only root, or the user who started the tapdisk, may talk to it
+ * (SO_PEERCRED) — never the uid the tapdisk itself runs as. Files travel
+ * with a command as descriptors (SCM_RIGHTS) named at the end of its line:
+ * "COMMAND\tHOW:PATH..." (tapdisk/server.c). */
 #ifndef TD_CTL_H
 #define TD_CTL_H
 
@@ -31,6 +34,9 @@ struct td_kv {
  * tapdisk's message in err for "error:", other -errno. */
 int td_ctl_call(const char *path, const char *cmd, struct td_kv *kv, int timeout_ms, char *err,
 		size_t errlen);
+/* The same, passing nfds descriptors with the command. */
+int td_ctl_call_fds(const char *path, const char *cmd, const int *fds, int nfds, struct td_kv *kv,
+		    int timeout_ms, char *err, size_t errlen);
 const char *td_kv_get(const struct td_kv *kv, const char *key);
 void td_kv_free(struct td_kv *kv);
 

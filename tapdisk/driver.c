@@ -102,3 +102,26 @@ int td_layer_sync_io(struct td_layer *l, enum td_op op, uint64_t off, void *buf,
 	}
 	return st.err;
 }
+
+int td_layer_identity(struct td_layer *l, uint8_t id[TD_IMAGE_ID_LEN], char *where, size_t wlen)
+{
+	for (; l; l = l->below)
+		if (l->drv->identity)
+			return l->drv->identity(l, id, where, wlen);
+	return -ENOTSUP;
+}
+
+int td_layer_uuid(const struct td_layer *l, uint8_t uuid[16])
+{
+	for (; l; l = l->below)
+		if (l->drv->uuid && l->drv->uuid(l, uuid) == 0)
+			return 0;
+	return -ENOENT;
+}
+
+struct td_layer *td_layer_image(struct td_layer *l)
+{
+	while (l && l->below)
+		l = l->below;
+	return l;
+}

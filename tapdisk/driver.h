@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "tapdisk/files.h"
 #include "tapdisk/io.h"
 #include "tapdisk/loop.h"
 #include "tapdisk/workers.h"
@@ -77,6 +78,13 @@ static inline void td_req_init1(struct td_req *req, struct iovec *iov, enum td_o
 struct td_layer;
 struct td_ctx;
 
+/* What a live snapshot of an image driver makes (tap-ctl snapshot). */
+enum td_snapshot_kind {
+	TD_SNAP_NONE = 0,
+	TD_SNAP_FILE,  /* a new file becomes the top image; the old one its backing file */
+	TD_SNAP_NAMED, /* a named snapshot inside the image's own store */
+};
+
 struct td_driver {
 	const char *name;
 	const char *alias; /* may be NULL */
@@ -102,9 +110,39 @@ struct td_driver {
 	/* Test-only (the deliberately broken pause of the migration hazard
 	 * test): drop the image lock while requests may still be in flight. */
 	void (*test_unlock)(struct td_layer *l);
+
+	/* ---- capabilities: what the daemon asks instead of a driver's name ---- */
+
+	/* Image drivers: the identity of the image this layer opened
+	 * (td_file_identity for files), which a loaded key is bound to. */
+	int (*identity)(struct td_layer *l, uint8_t id[TD_IMAGE_ID_LEN], char *where, size_t wlen);
+	/* Layers that know the image's UUID (from an authenticated header). */
+	int (*uuid)(const struct td_layer *l, uint8_t uuid[16]);
+	/* The image is reached over the network (the sandbox must allow it);
+	 * there is no local file. */
+	bool needs_network;
+	/* Live snapshot of a paused VBD's image (the chain is closed).
+	 * TD_SNAP_FILE: write into new_fd a new image at new_path whose backing
+	 * file is the image at path; the chain then reopens on new_path.
+	 * TD_SNAP_NAMED: make snapshot `name` of the image at path; the chain
+	 * reopens unchanged. */
+	enum td_snapshot_kind snapshot_kind;
+	int (*snapshot)(struct td_ctx *ctx, const char *path, const char *opts, const char *arg,
+			int new_fd, char *err, size_t errlen);
+	/* Is arg acceptable to snapshot() (checked before the VBD pauses)? */
+	bool (*snapshot_arg_ok)(const char *arg);
 };
 
 struct td_stats_shared; /* tapdisk/stats.h */
+struct td_volkey;	/* keymgr/volkey.h */
+
+/* How a layer that needs a volume key (crypt) gets one: the program that
+ * builds the chain decides (tapdisk: the kernel keyring, bound to the
+ * image's identity). uuid is the image's, from its header; id the
+ * identity of the image the chain opened (td_layer_identity), where its
+ * path for messages. 0 with *out set, or -errno with a message. */
+typedef int (*td_key_fn)(void *opaque, const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN],
+			 const char *where, struct td_volkey **out, char *err, size_t errlen);
 
 /* What every layer of one process shares. */
 struct td_ctx {
@@ -113,7 +151,10 @@ struct td_ctx {
 	struct td_io *io;
 	struct td_stats_shared *stats;
 	bool readonly;
-	bool nolock; /* inspection tools: take no image lock */
+	bool nolock;		/* inspection tools: take no image lock */
+	struct td_files *files; /* NULL: open by path (tools); see tapdisk/files.h */
+	td_key_fn get_key;	/* NULL: no keys (crypt refuses to open) */
+	void *key_opaque;
 };
 
 struct td_layer {
@@ -134,6 +175,14 @@ void td_req_complete_later(struct td_ctx *ctx, struct td_req *req, int err);
 /* Synchronous I/O for open/close paths (runs the loop until done). */
 int td_layer_sync_io(struct td_layer *l, enum td_op op, uint64_t off, void *buf, uint64_t len,
 		     unsigned flags);
+
+/* The identity of the image below l (the first layer down that has one).
+ * -ENOTSUP when no layer has one. */
+int td_layer_identity(struct td_layer *l, uint8_t id[TD_IMAGE_ID_LEN], char *where, size_t wlen);
+/* The image UUID the chain from l down knows, if any: 0 or -ENOENT. */
+int td_layer_uuid(const struct td_layer *l, uint8_t uuid[16]);
+/* The bottom (image) layer. */
+struct td_layer *td_layer_image(struct td_layer *l);
 
 /* Driver registry. */
 const struct td_driver *td_driver_find(const char *name);

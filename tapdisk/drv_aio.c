@@ -58,46 +58,32 @@ static int aio_open(struct td_layer *l, const char *path, const char *opts, char
 {
 	struct aio_priv *p = l->priv;
 	bool ro = l->ctx->readonly;
-	struct stat st;
+	struct td_file f;
 	uint64_t size;
-	int flags = (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+	char why[512];
 	int rc;
 
 	p->fd = -1;
-	if (stat(path, &st) < 0) {
-		rc = -errno;
-		if (errno == ENOENT)
-			snprintf(err, errlen, "image '%s' does not exist", path);
-		else
-			snprintf(err, errlen, "cannot stat image '%s': %s", path, strerror(errno));
-		goto fail;
+	if (opts) {
+		snprintf(err, errlen, "aio: unknown option '%s' (aio takes none)", opts);
+		return -EINVAL;
 	}
-	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-		rc = -EINVAL;
-		snprintf(err, errlen, "image '%s' is neither a regular file nor a block device",
-			 path);
-		goto fail;
-	}
-	p->blockdev = S_ISBLK(st.st_mode);
-	p->fd = open(path, flags | O_DIRECT);
-	p->direct = p->fd >= 0;
-	if (p->fd < 0 && errno == EINVAL) {
-		/* tmpfs and a few others refuse O_DIRECT: serve through the page cache */
-		p->fd = open(path, flags);
-		if (p->fd >= 0)
-			td_warn("aio: '%s' does not support O_DIRECT; using the page cache", path);
-	}
-	if (p->fd < 0) {
-		rc = -errno;
-		if (errno == EACCES || errno == EPERM || errno == EROFS)
-			snprintf(err, errlen,
-				 "permission denied opening image '%s' %s (check its owner and "
-				 "mode, or open it read-only)",
-				 path, ro ? "read-only" : "for writing");
-		else
-			snprintf(err, errlen, "cannot open image '%s': %s", path, strerror(errno));
-		goto fail;
-	}
+	rc = td_file_open(l->ctx, path, (ro ? 0 : TD_FILE_RW) | TD_FILE_DIRECT | TD_FILE_BLKDEV, &f,
+			  why, sizeof(why));
+	if ((rc == -EACCES || rc == -EPERM || rc == -EROFS) && !td_files_sealed(l->ctx->files))
+		snprintf(err, errlen,
+			 "permission denied opening image '%s' %s (check its owner and mode, or "
+			 "open it read-only)",
+			 path, ro ? "read-only" : "for writing");
+	else if (rc < 0)
+		snprintf(err, errlen, "image '%s' %s", path, why);
+	if (rc < 0)
+		return rc;
+	p->fd = f.fd;
+	p->direct = f.direct;
+	p->blockdev = S_ISBLK(f.st.st_mode);
+	if (!p->direct)
+		td_warn("aio: '%s' does not support O_DIRECT; using the page cache", path);
 	if (p->blockdev) {
 		if (ioctl(p->fd, BLKGETSIZE64, &size) < 0) {
 			rc = -errno;
@@ -106,7 +92,7 @@ static int aio_open(struct td_layer *l, const char *path, const char *opts, char
 			goto fail;
 		}
 	} else {
-		size = (uint64_t)st.st_size;
+		size = (uint64_t)f.st.st_size;
 	}
 	if (size % TD_BLOCK_SIZE) {
 		rc = -EINVAL;
@@ -125,18 +111,37 @@ static int aio_open(struct td_layer *l, const char *path, const char *opts, char
 	l->size = size;
 	return 0;
 fail:
-	if (p->fd >= 0)
-		close(p->fd);
+	close(p->fd);
 	p->fd = -1;
 	return rc;
+}
+
+/* The lock is on the open file, which the process's file table may keep
+ * open across a pause (tapdisk/files.h): release it explicitly. */
+static void unlock_image(int fd)
+{
+	struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET};
+
+	if (fcntl(fd, F_OFD_SETLK, &fl) < 0)
+		td_err("aio: cannot release the image lock: %s", strerror(errno));
+}
+
+static int aio_identity(struct td_layer *l, uint8_t id[TD_IMAGE_ID_LEN], char *where, size_t wlen)
+{
+	struct aio_priv *p = l->priv;
+
+	return td_file_identity(p->fd, id, where, wlen);
 }
 
 static void aio_close(struct td_layer *l)
 {
 	struct aio_priv *p = l->priv;
 
-	if (p->fd >= 0)
-		close(p->fd); /* drops the OFD lock */
+	if (p->fd >= 0) {
+		if (!l->ctx->nolock)
+			unlock_image(p->fd);
+		close(p->fd);
+	}
 	p->fd = -1;
 	while (p->free_ops) {
 		struct aio_op *op = p->free_ops;
@@ -259,10 +264,9 @@ static void aio_write_zeroes(struct td_layer *l, struct td_req *req)
 static void aio_test_unlock(struct td_layer *l)
 {
 	struct aio_priv *p = l->priv;
-	struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET};
 
-	if (p->fd >= 0 && fcntl(p->fd, F_OFD_SETLK, &fl) < 0)
-		td_err("aio: test unlock: %m");
+	if (p->fd >= 0)
+		unlock_image(p->fd);
 }
 
 const struct td_driver td_drv_aio = {
@@ -278,4 +282,5 @@ const struct td_driver td_drv_aio = {
 	.discard = aio_discard,
 	.write_zeroes = aio_write_zeroes,
 	.test_unlock = aio_test_unlock,
+	.identity = aio_identity,
 };

@@ -12,13 +12,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tapdisk/bufpool.h"
 #include "tapdisk/log.h"
+#include "tapdisk/qcow2.h"
 #include "tapdisk/qcow2_int.h"
 
-/* Driver options: cache=SIZE (bytes of L2 tables held, K/M/G suffixes). */
-static int parse_opts(const char *opts, uint64_t *l2_cache, char *err, size_t errlen)
+/* Driver options: cache=SIZE (bytes of L2 tables held, K/M/G suffixes),
+ * backing-dir=DIR (repeatable: a directory backing files may come from,
+ * besides the top image's own and the host's, tapdisk/files.h). */
+static int parse_opts(struct q2 *q, const char *opts, uint64_t *l2_cache, char *err,
+		      size_t errlen)
 {
 	char *copy, *tok, *save = NULL;
 	int rc = 0;
@@ -32,8 +37,26 @@ static int parse_opts(const char *opts, uint64_t *l2_cache, char *err, size_t er
 		char *end;
 		unsigned long long v;
 
+		if (!strncmp(tok, "backing-dir=", 12)) {
+			if (tok[12] != '/' || q->nbacking_dirs == (int)(sizeof(q->backing_dirs) /
+									 sizeof(q->backing_dirs[0]))) {
+				snprintf(err, errlen,
+					 "qcow2: bad option '%s' (backing-dir=ABSOLUTE_DIR, at most "
+					 "8)",
+					 tok);
+				rc = -EINVAL;
+				break;
+			}
+			q->backing_dirs[q->nbacking_dirs] = strdup(tok + 12);
+			if (!q->backing_dirs[q->nbacking_dirs++]) {
+				rc = -ENOMEM;
+				break;
+			}
+			continue;
+		}
 		if (strncmp(tok, "cache=", 6)) {
-			snprintf(err, errlen, "qcow2: bad option '%s' (known: cache=SIZE)", tok);
+			snprintf(err, errlen,
+				 "qcow2: bad option '%s' (known: cache=SIZE, backing-dir=DIR)", tok);
 			rc = -EINVAL;
 			break;
 		}
@@ -55,11 +78,18 @@ static int parse_opts(const char *opts, uint64_t *l2_cache, char *err, size_t er
 	return rc;
 }
 
+static void free_opts(struct q2 *q)
+{
+	while (q->nbacking_dirs)
+		free(q->backing_dirs[--q->nbacking_dirs]);
+}
+
 static void q2_close(struct td_layer *l)
 {
 	struct q2 *q = l->priv;
 	int rc;
 
+	free_opts(q);
 	if (!q->nimg)
 		return;
 	rc = q2_meta_close(q);
@@ -100,12 +130,13 @@ static int q2_open(struct td_layer *l, const char *path, const char *opts, char 
 	q->ctx = l->ctx;
 	q->writable = !l->ctx->readonly;
 	q->log_left = 50;
-	rc = parse_opts(opts, &l2_cache, err, errlen);
-	if (rc < 0)
+	rc = parse_opts(q, opts, &l2_cache, err, errlen);
+	if (rc == 0)
+		rc = q2_open_chain(q, path, err, errlen);
+	if (rc < 0) {
+		free_opts(q);
 		return rc;
-	rc = q2_open_chain(q, path, err, errlen);
-	if (rc < 0)
-		return rc;
+	}
 	top = q->img[0];
 	if (top->vsize % TD_BLOCK_SIZE)
 		td_warn("qcow2: '%s': virtual size %llu is not a multiple of %u; the last %llu "
@@ -134,6 +165,7 @@ fail:
 	q2c_destroy(&q->l2c);
 	q2c_destroy(&q->rbc);
 	q2_close_chain(q);
+	free_opts(q);
 	return rc;
 }
 
@@ -200,6 +232,40 @@ static void q2_flush(struct td_layer *l, struct td_req *req)
 	q2_meta_sync(q, &f->w);
 }
 
+static int q2_identity(struct td_layer *l, uint8_t id[TD_IMAGE_ID_LEN], char *where, size_t wlen)
+{
+	struct q2 *q = l->priv;
+
+	return td_file_identity(q->img[0]->fd, id, where, wlen);
+}
+
+/* Live snapshot: the paused image becomes the read-only backing file of a
+ * new overlay written into new_fd (root created the file and passed it). */
+static int q2_snapshot(struct td_ctx *ctx, const char *path, const char *opts, const char *arg,
+		       int new_fd, char *err, size_t errlen)
+{
+	char old[4096];
+	int rc;
+
+	if (new_fd < 0) {
+		snprintf(err, errlen, "snapshot: no file was passed for %s", arg);
+		return -EINVAL;
+	}
+	if (path[0] != '/' && getcwd(old, sizeof(old)))
+		snprintf(old + strlen(old), sizeof(old) - strlen(old), "/%s", path);
+	else
+		snprintf(old, sizeof(old), "%s", path);
+	rc = td_qcow2_create_overlay_fd(ctx, new_fd, arg, old, err, errlen);
+	if (rc == 0)
+		td_info("snapshot: %s is now the read-only backing file of %s", old, arg);
+	return rc;
+}
+
+static bool q2_snapshot_arg_ok(const char *arg)
+{
+	return arg[0] == '/';
+}
+
 const struct td_driver td_drv_qcow2 = {
     .name = "qcow2",
     .alias = "qcow",
@@ -213,4 +279,8 @@ const struct td_driver td_drv_qcow2 = {
     .flush = q2_flush,
     .discard = q2_discard,
     .write_zeroes = q2_write_zeroes,
+    .identity = q2_identity,
+    .snapshot_kind = TD_SNAP_FILE,
+    .snapshot = q2_snapshot,
+    .snapshot_arg_ok = q2_snapshot_arg_ok,
 };

@@ -631,21 +631,27 @@ fail:
 
 /* ---- hooks for the server ------------------------------------------------- */
 
-bool td_rbd_spec_is_rbd(const char *spec)
+/* The image's identity: the cluster, the pool and the image's id, which
+ * a copy (rbd cp, import of an export) does not share. */
+static int rbd_identity(struct td_layer *l, uint8_t id[TD_IMAGE_ID_LEN], char *where, size_t wlen)
 {
-	struct td_spec s;
-	char err[256];
-	bool is;
+	struct rbd_priv *p = l->priv;
+	char buf[512], fsid[64] = "", imgid[128] = "";
+	int n;
 
-	if (!spec || td_spec_parse(spec, &s, err, sizeof(err)) < 0)
-		return false;
-	is = s.nlayers > 0 && s.layers[s.nlayers - 1].drv == &td_drv_rbd;
-	td_spec_free(&s);
-	return is;
+	if (rados_cluster_fsid(p->conn->cluster, fsid, sizeof(fsid)) < 0 ||
+	    rbd_get_id(p->image, imgid, sizeof(imgid)) < 0)
+		return -EIO;
+	n = snprintf(buf, sizeof(buf), "rbd\n%s\n%lld\n%s", fsid, (long long)rados_ioctx_get_id(p->io),
+		     imgid);
+	td_image_id_from(buf, (size_t)n, id);
+	if (where)
+		snprintf(where, wlen, "rbd:%s/%s (id %s)", p->pool, p->name, imgid);
+	return 0;
 }
 
-int td_rbd_snapshot(const char *path, const char *opts, const char *name, char *err,
-		    size_t errlen)
+static int rbd_snapshot(struct td_ctx *ctx, const char *path, const char *opts, const char *name,
+			int new_fd, char *err, size_t errlen)
 {
 	struct rbd_priv p;
 	struct rbd_opts o;
@@ -699,4 +705,9 @@ const struct td_driver td_drv_rbd = {
 	.flush = rbd_submit,
 	.discard = rbd_submit,
 	.write_zeroes = rbd_submit,
+	.identity = rbd_identity,
+	.needs_network = true,
+	.snapshot_kind = TD_SNAP_NAMED,
+	.snapshot = rbd_snapshot,
+	.snapshot_arg_ok = td_rbd_snap_name_ok,
 };

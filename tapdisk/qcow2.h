@@ -15,12 +15,23 @@
 int td_qcow2_create(const char *path, uint64_t size, uint64_t cluster_size, char *err,
 		    size_t errlen);
 
-/* Writes a new, empty qcow2 v3 image (64 KiB clusters) at new_path whose
- * backing file is backing_path (stored as given; a relative name is
- * relative to new_path's directory, as QEMU resolves it), with the
- * backing format (qcow2 or raw) detected and recorded. size 0 means the
- * backing file's virtual size. */
+/* Writes a new, empty qcow2 v3 image (64 KiB clusters) at new_path (which
+ * must not exist) whose backing file is backing_path (stored as given; a
+ * relative name is relative to new_path's directory, as QEMU resolves
+ * it), with the backing format (qcow2 or raw) detected and recorded. size
+ * 0 means the backing file's virtual size. For tools and tests: it opens
+ * the backing file by path. */
 int td_qcow2_create_overlay(const char *new_path, const char *backing_path, uint64_t size,
 			    char *err, size_t errlen);
+
+struct td_ctx;
+
+/* Writes into fd (a new, empty file root created at new_path) an empty
+ * qcow2 v3 image (64 KiB clusters) whose backing file is backing_path
+ * (stored as given: absolute), with its format (qcow2 or raw) detected
+ * and its virtual size taken. The backing file is opened through ctx's
+ * file table (tapdisk/files.h). */
+int td_qcow2_create_overlay_fd(struct td_ctx *ctx, int fd, const char *new_path,
+			       const char *backing_path, char *err, size_t errlen);
 
 #endif

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tapdisk/driver.h"
 #include "tapdisk/qcow2.h"
 #include "tapdisk/qcow2_format.h"
 
@@ -38,7 +39,8 @@ static int write_all(int fd, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-static int create(const char *path, uint64_t size, uint64_t cs, const char *backing,
+/* Writes the image into fd when fd >= 0 (the caller's), else creates path. */
+static int create(int fd_in, const char *path, uint64_t size, uint64_t cs, const char *backing,
 		  const char *backing_fmt, char *err, size_t errlen)
 {
 	struct qcow2_hdr h;
@@ -111,7 +113,7 @@ static int create(const char *path, uint64_t size, uint64_t cs, const char *back
 	for (i = 0; i < meta; i++)
 		qcow2_rc_set(buf + (1 + rt) * cs, 4, i, 1); /* blocks are contiguous */
 
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	fd = fd_in >= 0 ? fd_in : open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "cannot create '%s': %s", path, strerror(errno));
@@ -123,12 +125,13 @@ static int create(const char *path, uint64_t size, uint64_t cs, const char *back
 		rc = -errno;
 	if (rc == 0 && fsync(fd) < 0)
 		rc = -errno;
-	if (close(fd) < 0 && rc == 0)
+	if (fd_in < 0 && close(fd) < 0 && rc == 0)
 		rc = -errno;
 	free(buf);
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot write '%s': %s", path, strerror(-rc));
-		unlink(path);
+		if (fd_in < 0)
+			unlink(path); /* else the caller (tap-ctl, as root) removes it */
 	}
 	return rc;
 }
@@ -136,18 +139,37 @@ static int create(const char *path, uint64_t size, uint64_t cs, const char *back
 int td_qcow2_create(const char *path, uint64_t size, uint64_t cluster_size, char *err,
 		    size_t errlen)
 {
-	return create(path, size, cluster_size ? cluster_size : 65536, NULL, NULL, err, errlen);
+	return create(-1, path, size, cluster_size ? cluster_size : 65536, NULL, NULL, err, errlen);
+}
+
+/* Reads the backing file's format and virtual size (rounded up to 512). */
+static int probe_backing(int bfd, const struct stat *st, const char **fmt, uint64_t *size)
+{
+	uint8_t hdr[72];
+	ssize_t n;
+
+	memset(hdr, 0, sizeof(hdr));
+	n = pread(bfd, hdr, sizeof(hdr), 0);
+	if (n < 0)
+		return -errno;
+	if (n >= 32 && qcow2_be32(hdr) == QCOW2_MAGIC) {
+		*fmt = "qcow2";
+		*size = (qcow2_be64(hdr + 24) + 511) & ~511ull;
+	} else {
+		*fmt = "raw";
+		*size = ((uint64_t)st->st_size + 511) & ~511ull;
+	}
+	return 0;
 }
 
 int td_qcow2_create_overlay(const char *new_path, const char *backing_path, uint64_t size,
 			    char *err, size_t errlen)
 {
 	char resolved[PATH_MAX], dir[PATH_MAX];
-	uint8_t hdr[72];
-	struct stat st;
 	const char *fmt;
-	ssize_t n;
-	int fd;
+	uint64_t bsize;
+	struct stat st;
+	int fd, rc;
 
 	if (backing_path[0] == '/') {
 		snprintf(resolved, sizeof(resolved), "%s", backing_path);
@@ -165,17 +187,35 @@ int td_qcow2_create_overlay(const char *new_path, const char *backing_path, uint
 		snprintf(err, errlen, "backing file '%s' is not a regular file", backing_path);
 		return -EINVAL;
 	}
-	memset(hdr, 0, sizeof(hdr));
-	n = pread(fd, hdr, sizeof(hdr), 0);
+	rc = probe_backing(fd, &st, &fmt, &bsize);
 	close(fd);
-	if (n >= 32 && qcow2_be32(hdr) == QCOW2_MAGIC) {
-		fmt = "qcow2";
-		if (!size)
-			size = (qcow2_be64(hdr + 24) + 511) & ~511ull;
-	} else {
-		fmt = "raw";
-		if (!size)
-			size = ((uint64_t)st.st_size + 511) & ~511ull;
+	if (rc < 0) {
+		snprintf(err, errlen, "backing file '%s': %s", backing_path, strerror(-rc));
+		return rc;
 	}
-	return create(new_path, size, 65536, backing_path, fmt, err, errlen);
+	return create(-1, new_path, size ? size : bsize, 65536, backing_path, fmt, err, errlen);
+}
+
+int td_qcow2_create_overlay_fd(struct td_ctx *ctx, int fd, const char *new_path,
+			       const char *backing_path, char *err, size_t errlen)
+{
+	struct td_file b;
+	const char *fmt;
+	char why[512];
+	uint64_t size;
+	int rc;
+
+	/* the backing file is the image the chain had open: in the table */
+	rc = td_file_open(ctx, backing_path, 0, &b, why, sizeof(why));
+	if (rc < 0) {
+		snprintf(err, errlen, "backing file '%s' %s", backing_path, why);
+		return rc;
+	}
+	rc = probe_backing(b.fd, &b.st, &fmt, &size);
+	close(b.fd);
+	if (rc < 0) {
+		snprintf(err, errlen, "backing file '%s': %s", backing_path, strerror(-rc));
+		return rc;
+	}
+	return create(fd, new_path, size, 65536, backing_path, fmt, err, errlen);
 }

@@ -2,8 +2,10 @@
  * only): every hostile value the header, the L1 table or the refcount
  * table can hold is refused here with one line saying what was wrong,
  * before anything is written. Backing files are opened read-only and
- * read-locked; a backing name that resolves to a device, a FIFO, /proc or
- * /sys, or that loops back into the chain, is refused. */
+ * read-locked, through the confinement of tapdisk/files.h (beside the top
+ * image or below an allowed directory, no symbolic links, the top image
+ * owner's rights, owned by root or that owner); one that loops back into
+ * the chain is refused. */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -18,9 +20,6 @@
 #include "tapdisk/bufpool.h"
 #include "tapdisk/log.h"
 #include "tapdisk/qcow2_int.h"
-
-#define PROC_MAGIC 0x9fa0
-#define SYSFS_MAGIC_ 0x62656572
 
 enum img_fmt { FMT_PROBE, FMT_RAW, FMT_QCOW2 };
 
@@ -82,10 +81,22 @@ static int read_table(int fd, uint64_t off, size_t len, uint8_t **out, size_t *o
 	return 0;
 }
 
+/* The lock is on the open file, which the process's file table may keep
+ * open across a pause (tapdisk/files.h): release it explicitly. */
+static void unlock_fd(int fd)
+{
+	struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET};
+
+	if (fcntl(fd, F_OFD_SETLK, &fl) < 0)
+		td_err("qcow2: cannot release an image lock: %s", strerror(errno));
+}
+
 static void img_free(struct q2img *im)
 {
 	if (!im)
 		return;
+	if (im->locked)
+		unlock_fd(im->fd);
 	if (im->fd >= 0)
 		close(im->fd);
 	if (im->fd_buf >= 0)
@@ -195,8 +206,9 @@ static int open_one(struct q2 *q, const char *path, bool top, bool writable, enu
 	struct q2img *im = calloc(1, sizeof(*im));
 	uint8_t *hdr = NULL;
 	size_t hdr_len = 0;
-	struct statfs sfs;
-	struct stat st, st2;
+	struct td_file fb, fd;
+	struct stat st;
+	unsigned how;
 	uint64_t cs;
 	int rc;
 
@@ -208,32 +220,14 @@ static int open_one(struct q2 *q, const char *path, bool top, bool writable, enu
 		rc = -ENOMEM;
 		goto fail;
 	}
-	/* O_NONBLOCK: a FIFO must not hang the open before fstat refuses it */
-	im->fd_buf = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-	if (im->fd_buf < 0) {
-		rc = -errno;
-		snprintf(why, whylen, "%s", errno == ENOENT ? "does not exist" : strerror(errno));
+	/* a page-cache descriptor for the header and unaligned tails, and an
+	 * O_DIRECT one for the data */
+	rc = top ? td_file_open(q->ctx, path, 0, &fb, why, whylen)
+		 : td_file_open_named(q->ctx, &q->confine, path, 0, &fb, why, whylen);
+	if (rc < 0)
 		goto fail;
-	}
-	if (fstat(im->fd_buf, &st) < 0 || fstatfs(im->fd_buf, &sfs) < 0) {
-		rc = -errno;
-		snprintf(why, whylen, "cannot stat: %s", strerror(errno));
-		goto fail;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		rc = -EINVAL;
-		snprintf(why, whylen, "is not a regular file (%s)",
-			 S_ISBLK(st.st_mode) || S_ISCHR(st.st_mode) ? "a device"
-			 : S_ISFIFO(st.st_mode)			    ? "a FIFO"
-			 : S_ISDIR(st.st_mode)			    ? "a directory"
-								    : "a special file");
-		goto fail;
-	}
-	if ((long)sfs.f_type == PROC_MAGIC || (long)sfs.f_type == SYSFS_MAGIC_) {
-		rc = -EINVAL;
-		snprintf(why, whylen, "lives in /proc or /sys");
-		goto fail;
-	}
+	im->fd_buf = fb.fd;
+	st = fb.st;
 	for (uint32_t k = 0; k < q->nimg; k++) {
 		if (q->img[k]->dev == st.st_dev && q->img[k]->ino == st.st_ino) {
 			rc = -ELOOP;
@@ -244,17 +238,13 @@ static int open_one(struct q2 *q, const char *path, bool top, bool writable, enu
 	im->dev = st.st_dev;
 	im->ino = st.st_ino;
 	im->file_size = (uint64_t)st.st_size;
-	fcntl(im->fd_buf, F_SETFL, 0);
-	im->fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOCTTY | O_DIRECT);
-	if (im->fd < 0 && errno == EINVAL)
-		im->fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOCTTY);
-	if (im->fd < 0) {
-		rc = -errno;
-		snprintf(why, whylen, "cannot open %s: %s", writable ? "for writing" : "read-only",
-			 strerror(errno));
+	how = (writable ? TD_FILE_RW : 0) | TD_FILE_DIRECT;
+	rc = top ? td_file_open(q->ctx, path, how, &fd, why, whylen)
+		 : td_file_open_named(q->ctx, &q->confine, path, how, &fd, why, whylen);
+	if (rc < 0)
 		goto fail;
-	}
-	if (fstat(im->fd, &st2) < 0 || st2.st_dev != st.st_dev || st2.st_ino != st.st_ino) {
+	im->fd = fd.fd;
+	if (fd.st.st_dev != st.st_dev || fd.st.st_ino != st.st_ino) {
 		rc = -ESTALE;
 		snprintf(why, whylen, "changed while being opened");
 		goto fail;
@@ -263,6 +253,7 @@ static int open_one(struct q2 *q, const char *path, bool top, bool writable, enu
 		rc = lock_fd(im->fd, writable, why, whylen);
 		if (rc < 0)
 			goto fail;
+		im->locked = true;
 	}
 	rc = read_table(im->fd_buf, 0, 4096, &hdr, &hdr_len);
 	if (rc < 0) {
@@ -332,11 +323,13 @@ static bool has_protocol(const char *name)
 }
 
 /* QEMU's rule: a relative backing name is relative to the directory of
- * the image that names it. */
+ * the image that names it. The result is absolute (the confinement in
+ * tapdisk/files.h compares paths); nothing is looked up here. */
 static int resolve_backing(const char *parent, const char *name, char *out, size_t outlen,
 			   char *why, size_t whylen)
 {
-	char pdir[PATH_MAX], canon[PATH_MAX];
+	char pdir[PATH_MAX], cwd[PATH_MAX];
+	int n;
 
 	if (!strncmp(name, "json:", 5) || has_protocol(name)) {
 		snprintf(why, whylen, "uses a protocol or json: syntax, which is not supported");
@@ -348,30 +341,20 @@ static int resolve_backing(const char *parent, const char *name, char *out, size
 		snprintf(why, whylen, "is empty");
 		return -EINVAL;
 	}
-	if (name[0] == '/') {
-		if (snprintf(out, outlen, "%s", name) >= (int)outlen)
-			goto toolong;
-	} else {
-		snprintf(pdir, sizeof(pdir), "%s", parent);
-		if (snprintf(out, outlen, "%s/%s", dirname(pdir), name) >= (int)outlen)
-			goto toolong;
-	}
-	if (!realpath(out, canon)) {
-		int e = errno;
-
-		snprintf(why, whylen, "%s", e == ENOENT ? "does not exist" : strerror(e));
-		return -e;
-	}
-	if (!strcmp(canon, "/proc") || !strncmp(canon, "/proc/", 6) || !strcmp(canon, "/sys") ||
-	    !strncmp(canon, "/sys/", 5) || !strncmp(canon, "/dev/", 5)) {
-		snprintf(why, whylen, "resolves to '%.300s' (under /proc, /sys or /dev): refused",
-			 canon);
-		return -EPERM;
+	snprintf(pdir, sizeof(pdir), "%s", parent);
+	if (name[0] == '/')
+		n = snprintf(out, outlen, "%s", name);
+	else if (parent[0] == '/')
+		n = snprintf(out, outlen, "%s/%s", dirname(pdir), name);
+	else if (getcwd(cwd, sizeof(cwd)))
+		n = snprintf(out, outlen, "%s/%s/%s", cwd, dirname(pdir), name);
+	else
+		n = -1;
+	if (n < 0 || (size_t)n >= outlen) {
+		snprintf(why, whylen, "path is too long");
+		return -ENAMETOOLONG;
 	}
 	return 0;
-toolong:
-	snprintf(why, whylen, "path is too long");
-	return -ENAMETOOLONG;
 }
 
 /* Clears auto-clear feature bits we do not maintain (QEMU's rule for
@@ -407,6 +390,13 @@ int q2_open_chain(struct q2 *q, const char *path, char *err, size_t errlen)
 	if (rc < 0) {
 		snprintf(err, errlen, "qcow2 image '%s': %s", path, why);
 		return rc;
+	}
+	rc = td_confine_init(&q->confine, path, q->img[0]->fd_buf,
+			     (const char *const *)q->backing_dirs, q->nbacking_dirs, why,
+			     sizeof(why));
+	if (rc < 0) {
+		snprintf(err, errlen, "qcow2 image '%s': %s", path, why);
+		goto fail;
 	}
 	for (;;) {
 		struct q2img *cur = q->img[q->nimg - 1];
@@ -473,4 +463,5 @@ void q2_close_chain(struct q2 *q)
 	if (q->rt)
 		td_buf_put(q->rt, q->rt_len);
 	q->rt = NULL;
+	td_confine_free(&q->confine);
 }

@@ -57,6 +57,7 @@ struct q2img {
 	uint64_t l1_entries; /* entries we consult: those covering vsize */
 	dev_t dev;
 	ino_t ino;
+	bool locked; /* holds an OFD lock on fd */
 };
 
 /* ---- cache (qcow2_cache.c) ------------------------------------------------ */
@@ -234,6 +235,9 @@ struct q2 {
 	struct q2img *img[Q2_MAX_CHAIN];
 	uint32_t nimg;
 	bool writable;
+	struct td_confine confine; /* where backing files may come from */
+	char *backing_dirs[8];	   /* from the backing-dir= options */
+	int nbacking_dirs;
 	struct q2cache l2c, rbc;
 
 	/* top image, writable only */

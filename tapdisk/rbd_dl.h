@@ -14,6 +14,7 @@
 #include <rbd/librbd.h>
 
 #define TD_RBD_FUNCS(X)                                                                          \
+	X(rados_cluster_fsid)                                                                    \
 	X(rados_conf_get)                                                                        \
 	X(rados_conf_parse_env)                                                                  \
 	X(rados_conf_read_file)                                                                  \
@@ -22,6 +23,7 @@
 	X(rados_create)                                                                          \
 	X(rados_ioctx_create)                                                                    \
 	X(rados_ioctx_destroy)                                                                   \
+	X(rados_ioctx_get_id)                                                                    \
 	X(rados_shutdown)                                                                        \
 	X(rbd_aio_create_completion)                                                             \
 	X(rbd_aio_discard)                                                                       \
@@ -33,6 +35,7 @@
 	X(rbd_aio_writev)                                                                        \
 	X(rbd_close)                                                                             \
 	X(rbd_get_features)                                                                      \
+	X(rbd_get_id)                                                                            \
 	X(rbd_get_size)                                                                          \
 	X(rbd_lock_acquire)                                                                      \
 	X(rbd_lock_get_owners)                                                                   \
@@ -55,6 +58,7 @@ int td_rbd_api_load(char *err, size_t errlen);
 
 #ifndef TD_RBD_DL_IMPL
 /* the driver's calls go through the table */
+#define rados_cluster_fsid td_rbd_api.rados_cluster_fsid
 #define rados_conf_get td_rbd_api.rados_conf_get
 #define rados_conf_parse_env td_rbd_api.rados_conf_parse_env
 #define rados_conf_read_file td_rbd_api.rados_conf_read_file
@@ -63,6 +67,7 @@ int td_rbd_api_load(char *err, size_t errlen);
 #define rados_create td_rbd_api.rados_create
 #define rados_ioctx_create td_rbd_api.rados_ioctx_create
 #define rados_ioctx_destroy td_rbd_api.rados_ioctx_destroy
+#define rados_ioctx_get_id td_rbd_api.rados_ioctx_get_id
 #define rados_shutdown td_rbd_api.rados_shutdown
 #define rbd_aio_create_completion td_rbd_api.rbd_aio_create_completion
 #define rbd_aio_discard td_rbd_api.rbd_aio_discard
@@ -74,6 +79,7 @@ int td_rbd_api_load(char *err, size_t errlen);
 #define rbd_aio_writev td_rbd_api.rbd_aio_writev
 #define rbd_close td_rbd_api.rbd_close
 #define rbd_get_features td_rbd_api.rbd_get_features
+#define rbd_get_id td_rbd_api.rbd_get_id
 #define rbd_get_size td_rbd_api.rbd_get_size
 #define rbd_lock_acquire td_rbd_api.rbd_lock_acquire
 #define rbd_lock_get_owners td_rbd_api.rbd_lock_get_owners

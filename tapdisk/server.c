@@ -1,6 +1,16 @@
 /* The tapdisk process: opens the VBD, listens for NBD clients and for
  * tap-ctl, and shuts down cleanly (drain, flush, release) on SIGTERM or
- * "destroy". */
+ * "destroy".
+ *
+ * Privileges: everything is opened first, as whoever started us (root,
+ * normally): the chain's files (kept in the file table, tapdisk/files.h),
+ * the key, the state directory, the sockets. Then the file table is
+ * sealed, and a tapdisk started by root becomes a uid of its own
+ * (tapdisk/uidalloc.h) under a seccomp filter before it serves a single
+ * request. Nothing is chowned: the image and the sockets stay whose they
+ * were. The control socket admits root and whoever started the tapdisk,
+ * never the tapdisk's own uid; root alone brings new files, as
+ * descriptors passed with a command (unpause -a, snapshot). */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -12,20 +22,24 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "keymgr/keyring.h"
+#include "keymgr/volkey.h"
 #include "tapdisk/bufpool.h"
 #include "tapdisk/ctl.h"
-#include "tapdisk/drv_rbd.h"
+#include "tapdisk/files.h"
+#include "tapdisk/hostconf.h"
 #include "tapdisk/io.h"
 #include "tapdisk/log.h"
 #include "tapdisk/nbd.h"
-#include "tapdisk/qcow2.h"
+#include "tapdisk/reaper.h"
 #include "tapdisk/sandbox.h"
-#include "keymgr/keyring.h"
-#include "tapdisk/spec.h"
 #include "tapdisk/server.h"
+#include "tapdisk/spec.h"
 #include "tapdisk/stats.h"
+#include "tapdisk/uidalloc.h"
 #include "tapdisk/vbd.h"
 
 struct ctl_conn;
@@ -44,24 +58,38 @@ struct td_server {
 	int exit_code;
 	struct ctl_conn *destroy_conn; /* answered once shut down */
 	struct ctl_conn *pause_conn;
-	char snap_path[4096]; /* the overlay a pending snapshot creates */
+	char snap_arg[4096]; /* a pending snapshot's new file or name */
 	bool snap_was_paused;
+	struct td_files *files;
+	uid_t admin_uid; /* who started us: admitted to the control socket (with root) */
+	uid_t image_uid; /* the owner of the top image file (snapshots give it theirs) */
+	gid_t image_gid;
+	int uid_lock_fd;
+	bool dropped;
+	struct td_volkey *key; /* the key this tapdisk serves with, for reopening */
+	uint8_t key_uuid[16];
 };
+
+#define CTL_MAX_FDS 128
 
 struct ctl_conn {
 	struct td_server *s;
 	int fd;
 	struct td_watch *w;
-	char buf[4096];
+	char buf[16384];
 	size_t len;
 	bool busy;
-	bool refused; /* not root, not our owner: answered with an error */
+	bool refused; /* not root, not our starter: answered with an error */
+	int fds[CTL_MAX_FDS]; /* descriptors root passed with the command */
+	int nfds;
 };
 
 static void ctl_conn_close(struct ctl_conn *c)
 {
 	if (c->w)
 		td_loop_del_fd(c->s->loop, c->w);
+	while (c->nfds)
+		close(c->fds[--c->nfds]);
 	close(c->fd);
 	free(c);
 }
@@ -106,18 +134,27 @@ static const char *state_name(struct td_server *s)
 	return "running";
 }
 
+static const char *snapshot_kind_name(enum td_snapshot_kind k)
+{
+	return k == TD_SNAP_FILE ? "file" : k == TD_SNAP_NAMED ? "named" : "none";
+}
+
 static void do_info(struct ctl_conn *c)
 {
 	struct td_server *s = c->s;
+	const struct td_driver *img = vbd_image_driver(s->vbd);
 	char out[8192];
 
 	snprintf(out, sizeof(out),
 		 "ok\npid=%d\nminor=%d\nstate=%s\nspec=%s\nsocket=%s\nuri=nbd+unix:///?socket=%s\n"
-		 "path=%s\nsize=%llu\nuid=%u\nreadonly=%d\nconnections=%u\ndumpable=%d\n",
-		 (int)getpid(), s->minor, state_name(s), vbd_spec(s->vbd), s->nbd_path,
-		 s->nbd_path, vbd_path(s->vbd) ? vbd_path(s->vbd) : "", (unsigned long long)vbd_size(s->vbd),
+		 "path=%s\nsize=%llu\nuid=%u\nreadonly=%d\nconnections=%u\ndumpable=%d\n"
+		 "snapshot=%s\nimage_owner=%u:%u\n",
+		 (int)getpid(), s->minor, state_name(s), vbd_spec(s->vbd), s->nbd_path, s->nbd_path,
+		 vbd_path(s->vbd) ? vbd_path(s->vbd) : "", (unsigned long long)vbd_size(s->vbd),
 		 (unsigned)getuid(), vbd_readonly(s->vbd) ? 1 : 0,
-		 s->nbd ? nbd_server_connections(s->nbd) : 0, prctl(PR_GET_DUMPABLE));
+		 s->nbd ? nbd_server_connections(s->nbd) : 0, prctl(PR_GET_DUMPABLE),
+		 snapshot_kind_name(img->snapshot_kind), (unsigned)s->image_uid,
+		 (unsigned)s->image_gid);
 	ctl_reply(c, out);
 }
 
@@ -159,36 +196,20 @@ static void paused_cb(void *opaque, int err)
 		ctl_reply(c, "ok\n");
 }
 
-/* The qcow2 virtual size of the image at path (big-endian u64 at 24). */
-static int qcow2_virtual_size(const char *path, uint64_t *size)
-{
-	uint8_t h[32];
-	int fd = open(path, O_RDONLY | O_CLOEXEC), i;
-
-	if (fd < 0)
-		return -errno;
-	if (pread(fd, h, sizeof(h), 0) != (ssize_t)sizeof(h) || memcmp(h, "QFI\xfb", 4) != 0) {
-		close(fd);
-		return -EINVAL;
-	}
-	close(fd);
-	*size = 0;
-	for (i = 24; i < 32; i++)
-		*size = (*size << 8) | h[i];
-	return 0;
-}
-
-/* Live snapshot, after the pause: the current qcow2 image becomes the
- * read-only backing file of a new overlay, and the chain reopens on the
- * overlay. Crypt headers and integrity metadata live in the guest-visible
- * address space, so the overlay inherits them through the backing file. */
+/* Live snapshot, after the pause: the image driver makes it (its
+ * snapshot capability), and the chain reopens on what it made. For a
+ * file snapshot the new file came from root with the command, already in
+ * the file table; the current image becomes its read-only backing file.
+ * Crypt headers and integrity metadata live in the guest-visible address
+ * space, so the overlay inherits them through the backing file. */
 static void snapshot_paused(void *opaque, int err)
 {
 	struct td_server *s = opaque;
 	struct ctl_conn *c = s->pause_conn;
-	char e[1024], spec[TD_SPEC_MAX_LEN + 64], old[4096], *rp;
+	const struct td_driver *img = vbd_image_driver(s->vbd);
+	char e[1024], spec[TD_SPEC_MAX_LEN + 64];
 	struct td_spec sp;
-	uint64_t vsize = 0;
+	struct td_file nf = {.fd = -1};
 	int rc;
 
 	s->pause_conn = NULL;
@@ -199,37 +220,29 @@ static void snapshot_paused(void *opaque, int err)
 	rc = td_spec_parse(vbd_spec(s->vbd), &sp, e, sizeof(e));
 	if (rc < 0)
 		goto undo;
-	rp = realpath(sp.path, NULL);
-	snprintf(old, sizeof(old), "%s", rp ? rp : sp.path);
-	free(rp);
-	rc = -EINVAL;
-	if (!strcmp(sp.layers[sp.nlayers - 1].drv->name, "rbd")) {
-		/* an RBD snapshot of the image: the chain reopens unchanged */
-		rc = td_rbd_snapshot(sp.path, sp.layers[sp.nlayers - 1].opts, s->snap_path, e,
-				     sizeof(e));
-		if (rc == 0 && !s->snap_was_paused)
-			rc = vbd_unpause(s->vbd, NULL, e, sizeof(e));
-		td_spec_free(&sp);
-		if (rc == 0) {
-			ctl_reply(c, "ok\n");
-			return;
-		}
-		goto undo;
-	} else if (strcmp(sp.layers[sp.nlayers - 1].drv->name, "qcow2") != 0) {
-		snprintf(e, sizeof(e), "snapshot needs a qcow2 image (this VBD is %s)",
-			 sp.layers[sp.nlayers - 1].drv->name);
-	} else if ((rc = qcow2_virtual_size(old, &vsize)) < 0) {
-		snprintf(e, sizeof(e), "cannot read the qcow2 size of %.900s", old);
-	} else if ((rc = td_qcow2_create_overlay(s->snap_path, old, vsize, e, sizeof(e))) == 0) {
+	if (img->snapshot_kind == TD_SNAP_FILE) {
+		char why[512];
+
+		rc = td_file_open(&s->ctx, s->snap_arg, TD_FILE_RW, &nf, why, sizeof(why));
+		if (rc < 0)
+			snprintf(e, sizeof(e), "the new file %.300s %s", s->snap_arg, why);
+	}
+	if (rc == 0)
+		rc = img->snapshot(&s->ctx, sp.path, sp.layers[sp.nlayers - 1].opts, s->snap_arg,
+				   nf.fd, e, sizeof(e));
+	if (nf.fd >= 0)
+		close(nf.fd);
+	if (rc == 0 && img->snapshot_kind == TD_SNAP_FILE) {
 		free(sp.path);
-		sp.path = strdup(s->snap_path);
+		sp.path = strdup(s->snap_arg);
 		rc = sp.path ? td_spec_format(&sp, spec, sizeof(spec)) : -ENOMEM;
-		if (rc == 0 && (rc = vbd_unpause(s->vbd, spec, e, sizeof(e))) < 0)
-			unlink(s->snap_path);
+		if (rc == 0) /* the chain must reopen on the new top image */
+			rc = vbd_unpause(s->vbd, spec, e, sizeof(e));
+	} else if (rc == 0 && !s->snap_was_paused) {
+		rc = vbd_unpause(s->vbd, NULL, e, sizeof(e));
 	}
 	td_spec_free(&sp);
 	if (rc == 0) {
-		td_info("snapshot: %s is now the read-only backing file of %s", old, s->snap_path);
 		ctl_reply(c, "ok\n");
 		return;
 	}
@@ -287,11 +300,62 @@ static void server_shutdown(struct td_server *s)
 		nbd_stopped(s);
 }
 
+/* Files root passed with a command: "COMMAND\tHOW:PATH\tHOW:PATH..." with
+ * one descriptor per PATH, HOW the kind of request it serves (TD_FILE_RW |
+ * TD_FILE_DIRECT, decimal). They join the file table (root's latest word wins)
+ * and are the only way a new file reaches a tapdisk that dropped its
+ * privileges. */
+static int take_files(struct ctl_conn *c, char *line, char *err, size_t errlen)
+{
+	char *tab = strchr(line, '\t'), *path;
+	int i = 0, rc = 0;
+
+	if (tab)
+		*tab = 0;
+	for (path = tab ? tab + 1 : NULL; path; i++) {
+		char *next = strchr(path, '\t');
+
+		if (next)
+			*next = 0;
+		if (i >= c->nfds) {
+			snprintf(err, errlen, "more paths than descriptors were passed");
+			return -EINVAL;
+		}
+		path = next ? next + 1 : NULL;
+	}
+	if (i != c->nfds) {
+		snprintf(err, errlen, "%d descriptors were passed for %d paths", c->nfds, i);
+		return -EINVAL;
+	}
+	path = tab ? tab + 1 : NULL;
+	for (i = 0; i < c->nfds && rc == 0; i++) {
+		char *colon;
+		unsigned long how = strtoul(path, &colon, 10);
+
+		if (*colon != ':' || colon == path || how > (TD_FILE_RW | TD_FILE_DIRECT)) {
+			snprintf(err, errlen, "malformed file entry '%.200s' (expected HOW:PATH)", path);
+			rc = -EINVAL;
+			break;
+		}
+		rc = td_files_add(c->s->files, colon + 1, (unsigned)how, c->fds[i], err, errlen);
+		c->fds[i] = -1; /* the table's now (or closed) */
+		path += strlen(path) + 1;
+	}
+	for (; i < c->nfds; i++)
+		close(c->fds[i]);
+	c->nfds = 0;
+	return rc;
+}
+
 static void ctl_command(struct ctl_conn *c, char *line)
 {
 	struct td_server *s = c->s;
 	char err[1024];
 
+	if (take_files(c, line, err, sizeof(err)) < 0) {
+		ctl_errorf(c, "%s", err);
+		return;
+	}
 	if (!strcmp(line, "info")) {
 		do_info(c);
 	} else if (!strcmp(line, "stats")) {
@@ -319,47 +383,29 @@ static void ctl_command(struct ctl_conn *c, char *line)
 			ctl_reply(c, "ok\n");
 		}
 	} else if (!strncmp(line, "snapshot ", 9)) {
+		const struct td_driver *img = vbd_image_driver(s->vbd);
+		const char *arg = line + 9;
+
 		if (s->shutting_down || s->pause_conn) {
 			ctl_errorf(c, "busy: a pause or snapshot is in progress");
 			return;
 		}
-		if (td_rbd_spec_is_rbd(vbd_spec(s->vbd))) {
-			if (!td_rbd_snap_name_ok(line + 9)) {
-				ctl_errorf(c, "snapshot: bad RBD snapshot name '%.200s'", line + 9);
-				return;
-			}
-		} else if (line[9] != '/') {
-			ctl_errorf(c, "snapshot: the new file must be an absolute path");
-			return;
-		} else if (access(line + 9, F_OK) == 0) {
-			ctl_errorf(c, "snapshot: %s already exists", line + 9);
+		if (img->snapshot_kind == TD_SNAP_NONE || !img->snapshot) {
+			ctl_errorf(c, "snapshot: the %s driver cannot take live snapshots", img->name);
 			return;
 		}
-		snprintf(s->snap_path, sizeof(s->snap_path), "%s", line + 9);
+		if (img->snapshot_arg_ok && !img->snapshot_arg_ok(arg)) {
+			ctl_errorf(c, "snapshot: '%.300s' is not %s", arg,
+				   img->snapshot_kind == TD_SNAP_FILE ? "an absolute path"
+								      : "a valid snapshot name");
+			return;
+		}
+		snprintf(s->snap_arg, sizeof(s->snap_arg), "%s", arg);
 		s->snap_was_paused = vbd_paused(s->vbd);
 		s->pause_conn = c;
 		td_loop_del_fd(s->loop, c->w);
 		c->w = NULL;
 		vbd_pause(s->vbd, snapshot_paused, s);
-	} else if (!strcmp(line, "selftest-syscalls") && getenv("TD_TEST_HOOKS") &&
-		   !strcmp(getenv("TD_TEST_HOOKS"), "1")) {
-		/* test hook: what does the sandbox let this process do? */
-		char out[512];
-		int fd = socket(AF_INET, SOCK_STREAM, 0), e1 = fd < 0 ? errno : 0;
-		int f2 = open("/etc/passwd", O_RDONLY), e2 = f2 < 0 ? errno : 0;
-		pid_t pid = fork();
-		int e3 = pid < 0 ? errno : 0;
-
-		if (fd >= 0)
-			close(fd);
-		if (f2 >= 0)
-			close(f2);
-		if (pid == 0)
-			_exit(0);
-		snprintf(out, sizeof(out), "ok\nsocket_inet=%s\nopen_etc_passwd=%s\nfork=%s\nuid=%u\n",
-			 e1 ? strerror(e1) : "allowed", e2 ? strerror(e2) : "allowed",
-			 e3 ? strerror(e3) : "allowed", (unsigned)getuid());
-		ctl_reply(c, out);
 	} else if (!strcmp(line, "destroy")) {
 		if (s->destroy_conn) {
 			ctl_errorf(c, "already shutting down");
@@ -371,21 +417,47 @@ static void ctl_command(struct ctl_conn *c, char *line)
 		server_shutdown(s);
 	} else {
 		ctl_errorf(c, "unknown command '%.64s' (known: info, stats, pause, unpause [SPEC], "
-			      "snapshot FILE|RBDSNAP, destroy)", line);
+			      "snapshot FILE|NAME, destroy)", line);
 	}
 }
 
 static void on_ctl_data(void *opaque, uint32_t events)
 {
 	struct ctl_conn *c = opaque;
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int) * CTL_MAX_FDS)];
+	} cm;
+	struct iovec iov = {.iov_base = c->buf + c->len, .iov_len = sizeof(c->buf) - 1 - c->len};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &cm,
+			    .msg_controllen = sizeof(cm)};
+	struct cmsghdr *ch;
 	ssize_t n;
 	char *nl;
 
-	n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len, MSG_DONTWAIT);
+	n = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
+	for (ch = n >= 0 ? CMSG_FIRSTHDR(&mh) : NULL; ch; ch = CMSG_NXTHDR(&mh, ch)) {
+		int *fds = (int *)CMSG_DATA(ch);
+		size_t k, cnt;
+
+		if (ch->cmsg_level != SOL_SOCKET || ch->cmsg_type != SCM_RIGHTS)
+			continue;
+		cnt = (ch->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (k = 0; k < cnt; k++) {
+			if (c->refused || c->nfds == CTL_MAX_FDS)
+				close(fds[k]); /* never kept from anyone but root */
+			else
+				c->fds[c->nfds++] = fds[k];
+		}
+	}
 	if (n <= 0) {
 		ctl_conn_close(c);
+		return;
+	}
+	if (mh.msg_flags & MSG_CTRUNC) {
+		ctl_errorf(c, "too many descriptors passed (at most %d)", CTL_MAX_FDS);
 		return;
 	}
 	c->len += (size_t)n;
@@ -398,7 +470,8 @@ static void on_ctl_data(void *opaque, uint32_t events)
 	}
 	*nl = 0;
 	if (c->refused) {
-		ctl_errorf(c, "permission denied: only root or the tapdisk's owner may control it");
+		ctl_errorf(c, "permission denied: only root (or whoever started this tapdisk) may "
+			      "control it");
 		return;
 	}
 	ctl_command(c, c->buf);
@@ -422,8 +495,10 @@ static void on_ctl_accept(void *opaque, uint32_t events)
 	}
 	/* the command is read before the refusal is sent, so the peer gets
 	 * the message rather than a reset */
+	/* root, or whoever started this tapdisk; never the tapdisk's own uid
+	 * once it dropped its privileges (code running as it must not steer it) */
 	c->refused = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 ||
-		     (cred.uid != 0 && cred.uid != getuid());
+		     (cred.uid != 0 && cred.uid != s->admin_uid);
 	c->s = s;
 	c->fd = fd;
 	c->w = td_loop_add_fd(s->loop, fd, EPOLLIN, on_ctl_data, c);
@@ -460,74 +535,101 @@ static bool socket_alive(const char *path)
 }
 
 /* Binds a listening Unix socket; a stale socket file left by a killed
- * process is replaced, a live one is an error.  The socket is bound under a
- * private name, made 0600 and put in the listening state before it is linked
- * to its public name, so a client that sees the file can connect at once (no
- * ECONNREFUSED window between bind() and listen()) and never finds it open
- * to other users.  link() fails with EEXIST rather than replacing, which keeps
- * two servers from claiming one path. */
+ * process is replaced, a live one is an error. The directory is opened
+ * once and every step works inside it (bind through /proc/self/fd, linkat,
+ * unlinkat), so a directory swapped for a link meanwhile cannot send us
+ * elsewhere. The socket is bound under a private name, put in the
+ * listening state and only then linked to its public name, so a client
+ * that sees the file can connect at once (no ECONNREFUSED window between
+ * bind() and listen()); the umask makes it 0600 from birth: no chmod or
+ * chown by path ever follows. link() fails with EEXIST rather than
+ * replacing, which keeps two servers from claiming one path. */
 static int listen_unix(const char *path, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	char dir[sizeof(sa.sun_path)];
+	char dir[4096], priv[64], base[256], via[sizeof(sa.sun_path)];
 	const char *slash = strrchr(path, '/');
 	struct stat st;
-	int fd, rc, tries, n;
+	int fd = -1, dfd, rc, tries, n;
+	mode_t old_umask;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
 		snprintf(err, errlen, "socket path '%s' is too long (limit %zu bytes)", path,
 			 sizeof(sa.sun_path) - 1);
 		return -ENAMETOOLONG;
 	}
-	/* private name in the same directory (link() cannot cross filesystems) */
-	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path + 1) : 0, path);
-	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s.td%ld", dir, (long)getpid());
-	if (n < 0 || (size_t)n >= sizeof(sa.sun_path)) {
-		snprintf(err, errlen, "socket directory of '%s' is too long", path);
-		return -ENAMETOOLONG;
+	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+	if (!dir[0])
+		snprintf(dir, sizeof(dir), "/");
+	snprintf(base, sizeof(base), "%s", slash ? slash + 1 : path);
+	if (!base[0]) {
+		snprintf(err, errlen, "socket path '%s' names a directory", path);
+		return -EINVAL;
 	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0) {
-		snprintf(err, errlen, "socket: %s", strerror(errno));
-		return -errno;
-	}
-	unlink(sa.sun_path); /* ours, left by an earlier process with this pid */
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(sa.sun_path, 0600) < 0 ||
-	    listen(fd, 128) < 0) {
+	dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "cannot listen on '%s': %s", path, strerror(errno));
-		unlink(sa.sun_path);
-		close(fd);
 		return rc;
 	}
+	snprintf(priv, sizeof(priv), ".td%ld.sock", (long)getpid());
+	n = snprintf(via, sizeof(via), "/proc/self/fd/%d/%s", dfd, priv);
+	if (n < 0 || (size_t)n >= sizeof(via)) {
+		snprintf(err, errlen, "socket path '%s' is too long", path);
+		rc = -ENAMETOOLONG;
+		goto out;
+	}
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", via);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		goto out;
+	}
+	unlinkat(dfd, priv, 0); /* ours, left by an earlier process with this pid */
+	old_umask = umask(0177);
+	rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old_umask);
+	if (rc < 0 || listen(fd, 128) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot listen on '%s': %s", path, strerror(errno));
+		unlinkat(dfd, priv, 0);
+		goto out;
+	}
 	for (tries = 0; tries < 2; tries++) {
-		if (link(sa.sun_path, path) == 0)
+		if (linkat(dfd, priv, dfd, base, 0) == 0)
 			break;
 		rc = -errno;
 		if (rc != -EEXIST || socket_alive(path)) {
 			snprintf(err, errlen, "cannot listen on '%s': %s", path,
 				 rc == -EEXIST ? "another server is listening there"
 					       : strerror(-rc));
-			unlink(sa.sun_path);
-			close(fd);
-			return rc == -EEXIST ? -EADDRINUSE : rc;
+			unlinkat(dfd, priv, 0);
+			rc = rc == -EEXIST ? -EADDRINUSE : rc;
+			goto out;
 		}
-		if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+		if (fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISSOCK(st.st_mode)) {
 			snprintf(err, errlen, "cannot listen on '%s': it exists and is not a socket",
 				 path);
-			unlink(sa.sun_path);
-			close(fd);
-			return -EEXIST;
+			unlinkat(dfd, priv, 0);
+			rc = -EEXIST;
+			goto out;
 		}
-		unlink(path); /* stale, from a process that died */
+		unlinkat(dfd, base, 0); /* stale, from a process that died */
 	}
-	unlink(sa.sun_path);
+	unlinkat(dfd, priv, 0);
 	if (tries == 2) {
 		snprintf(err, errlen, "cannot listen on '%s': the path keeps reappearing", path);
-		close(fd);
-		return -EADDRINUSE;
+		rc = -EADDRINUSE;
+		goto out;
 	}
+	close(dfd);
 	return fd;
+out:
+	if (fd >= 0)
+		close(fd);
+	close(dfd);
+	return rc;
 }
 
 static int claim_minor(struct td_server *s, int want, char *err, size_t errlen)
@@ -566,17 +668,80 @@ static void ready(int fd, const char *fmt, ...)
 	close(fd);
 }
 
+/* The chain's key source: the kernel keyring, for the image's UUID and
+ * the identity of the file the chain opened (keymgr/keyring.h), once,
+ * while we still can; then the copy kept in locked memory, for reopening
+ * the same image (same UUID) after a pause or a snapshot. */
+static int server_get_key(void *opaque, const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN],
+			  const char *where, struct td_volkey **out, char *err, size_t errlen)
+{
+	struct td_server *s = opaque;
+	int rc;
+
+	if (s->key) {
+		char us[37];
+
+		if (!memcmp(s->key_uuid, uuid, 16)) {
+			*out = td_volkey_from_bytes(td_volkey_bytes(s->key), TD_VOLKEY_LEN);
+			return *out ? 0 : -ENOMEM;
+		}
+		td_uuid_str(uuid, us);
+		snprintf(err, errlen,
+			 "image %s is not the image this tapdisk serves: it holds the key of one "
+			 "image only (start another tapdisk for it)",
+			 us);
+		return -ENOKEY;
+	}
+	rc = td_keyring_fetch(uuid, id, where, out, err, errlen);
+	if (rc < 0)
+		return rc;
+	s->key = td_volkey_from_bytes(td_volkey_bytes(*out), TD_VOLKEY_LEN);
+	if (!s->key) {
+		td_volkey_free(out);
+		snprintf(err, errlen, "out of secure memory");
+		return -ENOMEM;
+	}
+	memcpy(s->key_uuid, uuid, 16);
+	return 0;
+}
+
+/* Whom the tapdisk becomes: --user, else (as root) a uid of its own,
+ * else nobody new (an unprivileged user's tapdisk stays that user). */
+static int choose_identity(struct td_server *s, const struct td_server_opts *o,
+			   const struct td_hostconf *hc, uid_t *uid, gid_t *gid, bool *drop,
+			   char *err, size_t errlen)
+{
+	*drop = false;
+	if (o->user) {
+		if (td_sandbox_lookup(o->user, uid, gid, err, errlen) < 0)
+			return -ENOENT;
+		*drop = true;
+		return 0;
+	}
+	if (geteuid() != 0)
+		return 0;
+	if (td_uid_allocate(hc, uid, &s->uid_lock_fd, err, errlen) < 0)
+		return -EAGAIN;
+	*gid = (gid_t)*uid;
+	*drop = true;
+	return 0;
+}
+
 int td_server_main(const struct td_server_opts *o)
 {
+	const struct td_hostconf *hc;
 	struct td_server s;
 	char err[1024];
 	sigset_t mask;
-	bool rbd;
+	bool net, drop;
+	uid_t uid = 0;
+	gid_t gid = 0;
 	int rc;
 
 	memset(&s, 0, sizeof(s));
-	s.nbd_fd = s.ctl_fd = s.sig_fd = -1;
+	s.nbd_fd = s.ctl_fd = s.sig_fd = s.uid_lock_fd = -1;
 	s.exit_code = 1;
+	s.admin_uid = getuid();
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
@@ -584,20 +749,43 @@ int td_server_main(const struct td_server_opts *o)
 	sigaddset(&mask, SIGHUP);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	umask(077);
+	tzset(); /* the time zone file is read now, not after the sandbox is in place */
+	/* before any image or key: the helper that removes our sockets at the end */
+	rc = td_reaper_start();
+	if (rc < 0)
+		td_warn("cannot start the socket clean-up helper (%s): the socket files will "
+			"outlive this tapdisk",
+			strerror(-rc));
 
 	s.loop = td_loop_new();
 	s.ctx.loop = s.loop;
 	s.ctx.stats = &s.stats;
 	s.ctx.readonly = o->readonly;
+	s.ctx.get_key = server_get_key;
+	s.ctx.key_opaque = &s;
+	if (!(hc = td_hostconf(err, sizeof(err))))
+		goto fail;
 	if (!s.loop || !(s.ctx.io = td_io_new(s.loop, 256)) ||
-	    !(s.ctx.workers = td_workers_new(s.loop, td_workers_default_count()))) {
+	    !(s.ctx.workers = td_workers_new(s.loop, td_workers_default_count())) ||
+	    !(s.files = td_files_new())) {
 		snprintf(err, sizeof(err), "cannot set up the event loop, aio or worker threads");
 		goto fail;
 	}
+	s.ctx.files = s.files;
 	rc = vbd_open(&s.ctx, o->spec, &s.vbd, err, sizeof(err));
 	if (rc < 0)
 		goto fail;
-	rbd = td_rbd_spec_is_rbd(vbd_spec(s.vbd)); /* a cluster, no local image file */
+	net = vbd_image_driver(s.vbd)->needs_network;
+	if (td_files_count(s.files) > 0) {
+		/* the first file a chain opens is its top image */
+		const char *p0;
+		struct stat st;
+
+		if (fstat(td_files_entry(s.files, 0, &p0, NULL), &st) == 0) {
+			s.image_uid = st.st_uid;
+			s.image_gid = st.st_gid;
+		}
+	}
 	if (td_rundir_ensure(err, sizeof(err)) < 0)
 		goto fail;
 	if (claim_minor(&s, o->minor, err, sizeof(err)) < 0)
@@ -609,6 +797,8 @@ int td_server_main(const struct td_server_opts *o)
 	s.nbd_fd = listen_unix(s.nbd_path, err, sizeof(err));
 	if (s.nbd_fd < 0)
 		goto fail;
+	td_reaper_add(s.ctl_path);
+	td_reaper_add(s.nbd_path);
 	s.nbd = nbd_server_new(s.loop, s.vbd, s.nbd_fd, o->export_name);
 	s.ctl_watch = td_loop_add_fd(s.loop, s.ctl_fd, EPOLLIN, on_ctl_accept, &s);
 	s.sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -617,26 +807,21 @@ int td_server_main(const struct td_server_opts *o)
 		snprintf(err, sizeof(err), "cannot start the NBD server");
 		goto fail;
 	}
-	if (o->user) {
-		/* the image stays open; its owner changes so that a reopen after
-		 * pause/unpause or snapshot works as the new user */
-		uid_t uid;
-		gid_t gid;
-
-		if (td_sandbox_lookup(o->user, &uid, &gid, err, sizeof(err)) < 0)
-			goto fail;
-		if ((vbd_path(s.vbd) && !rbd && chown(vbd_path(s.vbd), uid, gid) < 0) ||
-		    chown(s.ctl_path, uid, gid) < 0 || chown(s.nbd_path, uid, gid) < 0) {
-			snprintf(err, sizeof(err), "cannot hand the image and sockets to %s: %s",
-				 o->user, strerror(errno));
-			goto fail;
-		}
+	if (choose_identity(&s, o, hc, &uid, &gid, &drop, err, sizeof(err)) < 0)
+		goto fail;
+	/* from here on no file is opened by path: only what the table holds,
+	 * and what root passes with a command */
+	td_files_seal(s.files);
+	td_reaper_seal();
+	if (drop) {
 		if (td_sandbox_drop(uid, gid, err, sizeof(err)) < 0)
 			goto fail;
-		td_info("running as %s (uid %u)", o->user, (unsigned)uid);
+		s.dropped = true;
+		td_info("running as uid %u%s%s", (unsigned)uid, o->user ? ", user " : " (a uid of its own)",
+			o->user ? o->user : "");
 	}
 	if (!o->no_seccomp &&
-	    (rbd ? td_sandbox_seccomp_cluster(err, sizeof(err)) : td_sandbox_seccomp(err, sizeof(err))) < 0)
+	    (net ? td_sandbox_seccomp_cluster(err, sizeof(err)) : td_sandbox_seccomp(err, sizeof(err))) < 0)
 		goto fail;
 	td_info("serving %s (%llu bytes) on %s, minor %d", vbd_spec(s.vbd),
 		(unsigned long long)vbd_size(s.vbd), s.nbd_path, s.minor);
@@ -654,23 +839,32 @@ fail:
 out:
 	if (s.nbd)
 		nbd_server_free(s.nbd);
-	if (s.nbd_fd >= 0) {
+	if (s.nbd_fd >= 0)
 		close(s.nbd_fd);
-		unlink(s.nbd_path);
-	}
-	if (s.ctl_fd >= 0) {
+	if (s.ctl_fd >= 0)
 		close(s.ctl_fd);
-		unlink(s.ctl_path);
+	/* a tapdisk that became a uid of its own cannot remove its sockets from a
+	 * directory of root's: the helper does (tapdisk/reaper.h) */
+	if (td_reaper_active()) {
+		td_reaper_finish();
+	} else {
+		if (s.nbd_fd >= 0)
+			unlink(s.nbd_path);
+		if (s.ctl_fd >= 0)
+			unlink(s.ctl_path);
 	}
 	if (s.sig_watch)
 		td_loop_del_fd(s.loop, s.sig_watch);
 	if (s.sig_fd >= 0)
 		close(s.sig_fd);
 	vbd_close(s.vbd);
-	td_keyring_forget();
+	td_volkey_free(&s.key);
+	td_files_free(s.files);
 	td_workers_free(s.ctx.workers);
 	td_io_free(s.ctx.io);
 	td_loop_free(s.loop);
 	td_buf_trim();
+	if (s.uid_lock_fd >= 0)
+		close(s.uid_lock_fd); /* the uid is free again */
 	return s.exit_code;
 }

@@ -12,13 +12,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "tapdisk/chain.h"
 #include "tapdisk/ctl.h"
-#include "tapdisk/drv_rbd.h"
+#include "tapdisk/driver.h"
+#include "tapdisk/files.h"
+#include "tapdisk/log.h"
+#include "tapdisk/spec.h"
 
 static const char *prog = "tap-ctl";
 
@@ -61,9 +67,11 @@ static void cmd_usage(const char *cmd)
 		       "$TAPDISK_RUNDIR/nbd.<minor>.sock); -t how long to wait for it (30 s).\n"
 		       "Fails with the tapdisk's reason (missing image, no key loaded, image\n"
 		       "locked by another tapdisk, ...).\n"
-		       "-u/--user runs the tapdisk as USER once the image is open and the key\n"
-		       "read (it takes ownership of the image file); the default, as root, is\n"
-		       "the system user 'tapdisk' when it exists (scripts/setup-user.sh).\n"
+		       "Run as root, the tapdisk becomes a uid of its own (from the host's VBD\n"
+		       "range, scripts/setup-user.sh) once the image is open and the key read;\n"
+		       "-u/--user runs it as USER instead. Nothing is chowned either way: the\n"
+		       "image and the sockets stay whose they are (the sockets are root's, 0600).\n"
+		       "A loaded key opens only the file it was loaded for ('vdkey load').\n"
 		       "--ceph-conf/--ceph-id: the Ceph cluster of an rbd: SPEC (default\n"
 		       "$CEPH_CONF / $CEPH_ID, then /etc/ceph/ceph.conf and client.admin).\n");
 	else if (!strcmp(cmd, "list"))
@@ -75,14 +83,21 @@ static void cmd_usage(const char *cmd)
 		       "in-flight, integrity failures, lower-image traffic, latency mean/p50/p99.\n");
 	else if (!strcmp(cmd, "unpause"))
 		printf("Usage: tap-ctl unpause (-p PID | -m MINOR | -s SOCKET) [-a NEWSPEC]\n\n"
-		       "Reopens the image (or NEWSPEC, which must export the same size) and\n"
-		       "resumes the requests that waited.\n");
+		       "Reopens the image and resumes the requests that waited. The tapdisk\n"
+		       "reopens what it opened before it dropped its privileges. With NEWSPEC,\n"
+		       "tap-ctl opens NEWSPEC's files (as the caller, root) and passes them to\n"
+		       "the tapdisk; NEWSPEC must stack the same drivers and open the same\n"
+		       "image (same size and, under crypt:, the same UUID), else it is refused\n"
+		       "and the VBD stays paused.\n");
 	else if (!strcmp(cmd, "snapshot"))
 		printf("Usage: tap-ctl snapshot (-p PID | -m MINOR | -s SOCKET) NEWFILE|SNAPNAME\n\n"
 		       "Pauses the VBD (drain, flush), creates NEWFILE as a qcow2 overlay whose\n"
 		       "backing file is the current image, reopens the chain on it and resumes.\n"
 		       "Clients see no error. Under crypt:, the overlay is covered by the same\n"
-		       "key and integrity metadata (they live in the image's address space).\n"
+		       "key and integrity metadata (they live in the image's address space);\n"
+		       "a later tapdisk on NEWFILE needs 'vdkey load' for NEWFILE (a loaded key\n"
+		       "opens only its own file). tap-ctl creates NEWFILE (it must not exist),\n"
+		       "gives it the image owner's ownership and passes it to the tapdisk.\n"
 		       "On an rbd: VBD the argument is a snapshot name: pause, flush, RBD\n"
 		       "snapshot POOL/IMAGE@SNAPNAME, resume. It opens read-only as\n"
 		       "crypt:rbd:POOL/IMAGE@SNAPNAME with the same key.\n");
@@ -473,23 +488,135 @@ static int wait_exit(int pid, int timeout_s)
 	return -ETIMEDOUT;
 }
 
+/* A socket file nobody listens on any more (a tapdisk that ran as a uid
+ * of its own cannot remove its sockets from root's directory): removed. */
+static void remove_stale_socket(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct stat st;
+	int fd;
+
+	if (!path || !*path || lstat(path, &st) < 0 || !S_ISSOCK(st.st_mode) ||
+	    strlen(path) >= sizeof(sa.sun_path))
+		return;
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno == ECONNREFUSED)
+		unlink(path);
+	close(fd);
+}
+
+/* Sends line with the descriptors of files: "LINE\tHOW:PATH...". */
+static int call_with_files(const char *ctl, const char *line, struct td_files *files,
+			   struct td_kv *kv, char *err, size_t errlen)
+{
+	size_t n = td_files_count(files), i, len = strlen(line);
+	char *full = malloc(len + 1 + n * (PATH_MAX + 16));
+	int fds[128], rc;
+
+	if (!full)
+		return -ENOMEM;
+	if (n > sizeof(fds) / sizeof(fds[0])) {
+		free(full);
+		snprintf(err, errlen, "the chain has more than %zu files", sizeof(fds) / sizeof(fds[0]));
+		return -E2BIG;
+	}
+	memcpy(full, line, len + 1);
+	for (i = 0; i < n; i++) {
+		const char *path;
+		unsigned how;
+
+		fds[i] = td_files_entry(files, i, &path, &how);
+		len += (size_t)sprintf(full + len, "\t%u:%s", how, path);
+	}
+	rc = td_ctl_call_fds(ctl, full, fds, (int)n, kv, 600000, err, errlen);
+	free(full);
+	return rc;
+}
+
+/* Opens, as root, the files of spec's image the way a tapdisk would (the
+ * same drivers, the same confinement), without writing or locking
+ * anything, for a tapdisk that can no longer open files itself. */
+static int collect_files(const char *spec, bool readonly, struct td_files **out, char *err,
+			 size_t errlen)
+{
+	struct td_ctx ctx = {0};
+	struct td_chain *chain = NULL;
+	struct td_spec sp, img;
+	char imgspec[TD_SPEC_MAX_LEN + 64];
+	int rc;
+
+	*out = NULL;
+	rc = td_spec_parse(spec, &sp, err, errlen);
+	if (rc < 0)
+		return rc;
+	memset(&img, 0, sizeof(img));
+	img.nlayers = 1;
+	img.layers[0] = sp.layers[sp.nlayers - 1];
+	img.path = sp.path;
+	rc = td_spec_format(&img, imgspec, sizeof(imgspec));
+	if (rc < 0 || img.layers[0].drv->needs_network) {
+		td_spec_free(&sp); /* no local files to pass */
+		if (rc < 0)
+			snprintf(err, errlen, "spec too long");
+		return rc;
+	}
+	td_spec_free(&sp);
+	rc = -ENOMEM;
+	ctx.loop = td_loop_new();
+	ctx.io = ctx.loop ? td_io_new(ctx.loop, 16) : NULL;
+	ctx.workers = ctx.loop ? td_workers_new(ctx.loop, 0) : NULL;
+	ctx.files = td_files_new();
+	ctx.readonly = true; /* nothing written here */
+	ctx.nolock = true;   /* the tapdisk takes the locks */
+	if (!ctx.io || !ctx.workers || !ctx.files) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	td_files_set_upgrade_rw(ctx.files, !readonly);
+	rc = td_chain_open(&ctx, imgspec, &chain, err, errlen);
+	if (rc == 0) {
+		td_chain_close(chain);
+		*out = ctx.files;
+		ctx.files = NULL;
+	}
+out:
+	td_files_free(ctx.files);
+	td_workers_free(ctx.workers);
+	td_io_free(ctx.io);
+	td_loop_free(ctx.loop);
+	return rc;
+}
+
 static int cmd_simple(const char *cmd, const struct selector *sel, const char *newspec,
 		      bool json)
 {
 	char ctl[PATH_MAX], err[1024], line[8192];
 	struct td_kv info = {0}, kv = {0};
+	struct td_files *files = NULL;
 	int rc, i;
 
 	if (find_one(sel, ctl, sizeof(ctl), &info) < 0)
 		return 1;
-	if (!strcmp(cmd, "unpause") && newspec)
+	if (!strcmp(cmd, "unpause") && newspec) {
+		/* a new spec may name new files: root opens them and passes them */
+		rc = collect_files(newspec, atoi(kvs(&info, "readonly")) != 0, &files, err,
+				   sizeof(err));
+		if (rc < 0) {
+			fprintf(stderr, "%s unpause: %s\n", prog, err);
+			td_kv_free(&info);
+			return 1;
+		}
 		snprintf(line, sizeof(line), "unpause %s", newspec);
-	else if (!strcmp(cmd, "snapshot"))
-		snprintf(line, sizeof(line), "snapshot %s", newspec);
-	else
+	} else {
 		snprintf(line, sizeof(line), "%s", cmd);
-	rc = td_ctl_call(ctl, line, &kv, !strcmp(cmd, "stats") ? 10000 : 600000, err,
-			 sizeof(err));
+	}
+	rc = files ? call_with_files(ctl, line, files, &kv, err, sizeof(err))
+		   : td_ctl_call(ctl, line, &kv, !strcmp(cmd, "stats") ? 10000 : 600000, err,
+				 sizeof(err));
+	td_files_free(files);
 	if (rc < 0) {
 		fprintf(stderr, "%s %s: %s\n", prog, cmd, err);
 		td_kv_free(&info);
@@ -510,11 +637,89 @@ static int cmd_simple(const char *cmd, const struct selector *sel, const char *n
 			fprintf(stderr, "%s: tapdisk %s did not exit within 60 s\n", prog,
 				kvs(&info, "pid"));
 			rc = -ETIMEDOUT;
+		} else {
+			remove_stale_socket(ctl);
+			remove_stale_socket(kvs(&info, "socket"));
 		}
 	}
 	td_kv_free(&kv);
 	td_kv_free(&info);
 	return rc < 0 ? 1 : 0;
+}
+
+/* A live snapshot. A file snapshot's new file is created here, as root
+ * (it must not exist; it gets the image owner's ownership through its
+ * descriptor) and passed to the tapdisk, which no longer opens files. */
+static int cmd_snapshot(const struct selector *sel, const char *arg)
+{
+	char ctl[PATH_MAX], err[1024], line[PATH_MAX + 32], abs[PATH_MAX];
+	struct td_kv info = {0};
+	struct td_files *files = NULL;
+	unsigned ouid = 0, ogid = 0;
+	int fd = -1, fd2 = -1, rc = 1;
+
+	if (find_one(sel, ctl, sizeof(ctl), &info) < 0)
+		return 1;
+	if (strcmp(kvs(&info, "snapshot"), "file") != 0) {
+		snprintf(line, sizeof(line), "snapshot %s", arg);
+		rc = td_ctl_call(ctl, line, NULL, 600000, err, sizeof(err));
+		if (rc < 0)
+			fprintf(stderr, "%s snapshot: %s\n", prog, err);
+		td_kv_free(&info);
+		return rc < 0 ? 1 : 0;
+	}
+	/* the tapdisk may run elsewhere: hand it an absolute path */
+	if (arg[0] == '/') {
+		snprintf(abs, sizeof(abs), "%s", arg);
+	} else {
+		char cwd[PATH_MAX];
+
+		if (!getcwd(cwd, sizeof(cwd)))
+			goto out;
+		snprintf(abs, sizeof(abs), "%.2047s/%.2000s", cwd, arg);
+	}
+	fd = open(abs, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		fprintf(stderr, "%s snapshot: cannot create %s: %s\n", prog, abs,
+			errno == EEXIST ? "it already exists" : strerror(errno));
+		goto out;
+	}
+	if (sscanf(kvs(&info, "image_owner"), "%u:%u", &ouid, &ogid) == 2 && geteuid() == 0 &&
+	    fchown(fd, ouid, ogid) < 0) {
+		fprintf(stderr, "%s snapshot: cannot give %s to uid %u: %s\n", prog, abs, ouid,
+			strerror(errno));
+		goto fail;
+	}
+	/* a second open file for the data, O_DIRECT when the filesystem takes it */
+	snprintf(line, sizeof(line), "/proc/self/fd/%d", fd);
+	fd2 = open(line, O_RDWR | O_DIRECT | O_CLOEXEC);
+	if (fd2 < 0)
+		fd2 = open(line, O_RDWR | O_CLOEXEC);
+	files = td_files_new();
+	if (fd2 < 0 || !files ||
+	    td_files_add(files, abs, TD_FILE_RW, dup(fd), err, sizeof(err)) < 0 ||
+	    td_files_add(files, abs, TD_FILE_RW | TD_FILE_DIRECT, fd2, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s snapshot: cannot reopen %s\n", prog, abs);
+		fd2 = -1;
+		goto fail;
+	}
+	fd2 = -1;
+	snprintf(line, sizeof(line), "snapshot %s", abs);
+	if (call_with_files(ctl, line, files, NULL, err, sizeof(err)) == 0) {
+		rc = 0;
+		goto out;
+	}
+	fprintf(stderr, "%s snapshot: %s\n", prog, err);
+fail:
+	unlink(abs); /* ours, created above; the VBD kept its image */
+out:
+	if (fd2 >= 0)
+		close(fd2);
+	if (fd >= 0)
+		close(fd);
+	td_files_free(files);
+	td_kv_free(&info);
+	return rc;
 }
 
 int main(int argc, char **argv)
@@ -534,6 +739,8 @@ int main(int argc, char **argv)
 	int c, timeout_s = 30;
 
 	signal(SIGPIPE, SIG_IGN);
+	td_log_init("tap-ctl");
+	td_log_set_level(TD_LOG_ERR); /* drivers opened to collect files keep quiet */
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
 	    !strcmp(argv[1], "help")) {
 		usage(argc < 2 ? stderr : stdout);
@@ -582,44 +789,20 @@ int main(int argc, char **argv)
 		}
 	}
 	if (!strcmp(cmd, "snapshot")) {
-		char abs[PATH_MAX], ctl[PATH_MAX];
-		struct td_kv info = {0};
-		bool rbd;
-
 		if (optind != argc - 1) {
-			fprintf(stderr, "%s snapshot: expected NEWFILE (see tap-ctl snapshot --help)\n",
+			fprintf(stderr,
+				"%s snapshot: expected NEWFILE or SNAPNAME (see tap-ctl snapshot --help)\n",
 				prog);
 			return 2;
 		}
-		/* an rbd VBD takes a snapshot name, the others a file */
-		if (find_one(&sel, ctl, sizeof(ctl), &info) < 0)
-			return 1;
-		rbd = td_rbd_spec_is_rbd(kvs(&info, "spec"));
-		td_kv_free(&info);
-		if (rbd)
-			return cmd_simple(cmd, &sel, argv[optind], json);
-		/* the tapdisk may run elsewhere: hand it an absolute path */
-		if (argv[optind][0] == '/') {
-			snprintf(abs, sizeof(abs), "%s", argv[optind]);
-		} else {
-			char cwd[PATH_MAX];
-
-			if (!getcwd(cwd, sizeof(cwd)))
-				return 1;
-			snprintf(abs, sizeof(abs), "%.2047s/%.2000s", cwd, argv[optind]);
-		}
-		return cmd_simple(cmd, &sel, abs, json);
+		return cmd_snapshot(&sel, argv[optind]);
 	}
 	if (optind != argc) {
 		fprintf(stderr, "%s %s: unexpected argument '%s'\n", prog, cmd, argv[optind]);
 		return 2;
 	}
-	if (!strcmp(cmd, "create")) {
-		/* the dedicated system user, when the set-up created it */
-		if (!user && getuid() == 0 && getpwnam("tapdisk"))
-			user = "tapdisk";
+	if (!strcmp(cmd, "create"))
 		return cmd_create(spec, sel.socket, ro, timeout_s, user);
-	}
 	if (!strcmp(cmd, "list"))
 		return cmd_list(json);
 	if (!strcmp(cmd, "destroy") || !strcmp(cmd, "pause") || !strcmp(cmd, "stats"))

@@ -8,6 +8,7 @@
 #include "tapdisk/bufpool.h"
 #include "tapdisk/chain.h"
 #include "tapdisk/log.h"
+#include "tapdisk/spec.h"
 #include "tapdisk/stats.h"
 #include "tapdisk/vbd.h"
 
@@ -20,6 +21,9 @@ struct vbd {
 	char *spec;
 	uint64_t size;
 	bool readonly;
+	const struct td_driver *img_drv;
+	uint8_t uuid[16]; /* the image's, when the chain knows it (crypt) */
+	bool has_uuid;
 
 	struct td_rangelock rl;
 	struct vbd_io *pause_head, *pause_tail; /* arrived while paused */
@@ -526,6 +530,40 @@ void vbd_pause(struct vbd *v, void (*cb)(void *opaque, int err), void *opaque)
 		pause_continue(v);
 }
 
+/* A new spec for a paused VBD stacks exactly the drivers of the old one:
+ * otherwise `unpause -a aio:PLAIN` would strip the encryption. */
+static int same_layers(const char *old, const char *new, char *err, size_t errlen)
+{
+	struct td_spec a, b;
+	int rc, i;
+
+	rc = td_spec_parse(old, &a, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = td_spec_parse(new, &b, err, errlen);
+	if (rc < 0) {
+		td_spec_free(&a);
+		return rc;
+	}
+	rc = a.nlayers == b.nlayers ? 0 : -EINVAL;
+	for (i = 0; rc == 0 && i < a.nlayers; i++)
+		if (a.layers[i].drv != b.layers[i].drv)
+			rc = -EINVAL;
+	if (rc < 0) {
+		char ao[TD_SPEC_MAX_LEN];
+
+		snprintf(ao, sizeof(ao), "%s", old);
+		*strrchr(ao, ':') = 0; /* the drivers, without the path */
+		snprintf(err, errlen,
+			 "the new spec must stack the same drivers as the VBD (%.200s:...): "
+			 "refusing to change the layers of a running disk",
+			 ao);
+	}
+	td_spec_free(&a);
+	td_spec_free(&b);
+	return rc;
+}
+
 int vbd_unpause(struct vbd *v, const char *newspec, char *err, size_t errlen)
 {
 	struct td_chain *c;
@@ -536,6 +574,8 @@ int vbd_unpause(struct vbd *v, const char *newspec, char *err, size_t errlen)
 		snprintf(err, errlen, "not paused");
 		return -EINVAL;
 	}
+	if (newspec && (rc = same_layers(v->spec, newspec, err, errlen)) < 0)
+		return rc;
 	rc = td_chain_open(v->ctx, newspec ? newspec : v->spec, &c, err, errlen);
 	if (rc < 0)
 		return rc;
@@ -544,6 +584,16 @@ int vbd_unpause(struct vbd *v, const char *newspec, char *err, size_t errlen)
 			 (unsigned long long)c->top->size, (unsigned long long)v->size);
 		td_chain_close(c);
 		return -EINVAL;
+	}
+	if (v->has_uuid) {
+		uint8_t u[16];
+
+		if (td_layer_uuid(c->top, u) < 0 || memcmp(u, v->uuid, 16) != 0) {
+			snprintf(err, errlen, "the new spec opens another image (its UUID differs): "
+					      "refusing, a VBD keeps its image");
+			td_chain_close(c);
+			return -EINVAL;
+		}
 	}
 	spec = strdup(c->spec);
 	if (!spec) {
@@ -606,6 +656,8 @@ int vbd_open(struct td_ctx *ctx, const char *spec, struct vbd **out, char *err, 
 		return -ENOMEM;
 	}
 	v->size = v->chain->top->size;
+	v->img_drv = td_layer_image(v->chain->top)->drv;
+	v->has_uuid = td_layer_uuid(v->chain->top, v->uuid) == 0;
 	*out = v;
 	return 0;
 }
@@ -632,6 +684,11 @@ bool vbd_readonly(const struct vbd *v)
 const char *vbd_spec(const struct vbd *v)
 {
 	return v->spec;
+}
+
+const struct td_driver *vbd_image_driver(const struct vbd *v)
+{
+	return v->img_drv;
 }
 
 const char *vbd_path(const struct vbd *v)

@@ -63,6 +63,8 @@ uint64_t vbd_size(const struct vbd *v);
 bool vbd_readonly(const struct vbd *v);
 const char *vbd_spec(const struct vbd *v);
 const char *vbd_path(const struct vbd *v);
+/* The image driver at the bottom of the chain (kept while paused). */
+const struct td_driver *vbd_image_driver(const struct vbd *v);
 bool vbd_paused(const struct vbd *v);
 unsigned vbd_in_flight(const struct vbd *v);
 
@@ -72,7 +74,10 @@ void vbd_submit(struct vbd *v, struct vbd_io *io);
 /* Stop taking requests (new ones wait), drain, flush, release the image.
  * cb(opaque, err) runs when done. */
 void vbd_pause(struct vbd *v, void (*cb)(void *opaque, int err), void *opaque);
-/* Reopen (newspec NULL = the same spec) and restart waiting requests. */
+/* Reopen (newspec NULL = the same spec) and restart waiting requests.
+ * A new spec must stack the same drivers (the crypt layer cannot be
+ * dropped or added) and open the same image: the same size and, when the
+ * chain knows one, the same UUID. */
 int vbd_unpause(struct vbd *v, const char *newspec, char *err, size_t errlen);
 
 /* Fails every request waiting for unpause (used when destroying a paused

@@ -48,7 +48,7 @@ dd if="$IMG" bs=4096 skip=$((off / 4096)) count=2 2>/dev/null | grep -q AAAA && 
 
 info "secrets are in neither argv, environ nor the log; not dumpable"
 PASS=$(cat "$KEY")
-VKHEX=$(keyctl pipe "$(keyctl search @u user "tdcrypt:v1:$UUID")" | head -c 64 | od -An -tx1 | tr -d ' \n')
+VKHEX=$(keyctl pipe "$(keyctl search @u user "$(key_desc "aio:$IMG")")" | head -c 64 | od -An -tx1 | tr -d ' \n')
 [ ${#VKHEX} = 128 ] || fail "could not read the volume key for the check"
 for f in cmdline environ; do
 	tr '\0' '\n' <"/proc/$TD_PID/$f" | grep -qF "$PASS" && fail "passphrase in $f"
@@ -85,7 +85,7 @@ vdkey unload "aio:$IMG" >/dev/null || fail "unload"
 vdkey list "aio:$IMG" | grep -q "Key loaded:   no" || fail "unload left the key"
 vdkey load "aio:$IMG" --key-file "$KEY" --once >/dev/null || fail "load --once"
 td_serve "crypt:aio:$IMG" "$SOCK"
-keyctl search @u user "tdcrypt:v1:$UUID" >/dev/null 2>&1 && fail "key still in the keyring"
+keyctl search @u user "$(key_desc "aio:$IMG")" >/dev/null 2>&1 && fail "key still in the keyring"
 td_stop "$TD_PID" || fail "exit"
 info "crypt:qcow2: round trip through a fresh process, no plaintext at rest"
 if tapdisk drivers | grep -q '^qcow2'; then

@@ -51,7 +51,7 @@ vdkey log "aio:$IMG" --verify --key-file "$BAD" >/dev/null 2>&1 && fail "verify 
 vdkey load "aio:$IMG" --key-file "$K2" --once >/dev/null || fail "load --once"
 out=$(vdkey log "aio:$IMG" --verify </dev/null 2>&1) || fail "verify with the keyring key: $out"
 echo "$out" | grep -q "8 entries, 8 anchored" || fail "the load anchored the failed unload: $out"
-keyctl search @u user "tdcrypt:v1:$UUID" >/dev/null || fail "verify consumed a --once key"
+keyctl search @u user "$(key_desc "aio:$IMG")" >/dev/null || fail "verify consumed a --once key"
 vdkey log "aio:$IMG" --verify --json </dev/null | python3 -c '
 import json,sys; j=json.load(sys.stdin); assert j["verified"] and j["entries"] == 8 and j["error"] is None, j' ||
 	fail "verify --json"

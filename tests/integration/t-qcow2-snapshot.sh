@@ -43,7 +43,13 @@ sum2=$(sha256sum <"$IMG")
 qemu-img check -q "$SNAP" || fail "overlay fails qemu-img check"
 qemu-img check -q "$IMG" || fail "base fails qemu-img check"
 qemu-img info "$SNAP" | grep -q "backing file: $IMG" || fail "backing file: $(qemu-img info "$SNAP")"
-# the overlay opens alone later, with the same key and its MACs verifying
+# the overlay opens alone later, with the same key and its MACs verifying;
+# a loaded key opens only the file it was loaded for, so it is loaded for the
+# overlay first (SECURITY.md, "A loaded key opens only its own image")
+out=$(tap-ctl create -a "crypt:qcow2:$SNAP" 2>&1) && fail "the base's key opened the overlay"
+echo "$out" | grep -q "belongs to another file" || fail "message: $out"
+vdkey load "qcow2:$SNAP" --key-file "$KEY" >/dev/null || fail "load the overlay's key"
+td_on_exit "vdkey unload qcow2:$SNAP >/dev/null 2>&1"
 URI=$(tap-ctl create -a "crypt:qcow2:$SNAP") || fail "reopen overlay"
 nbdcopy "$URI" /dev/null || fail "whole-disk read of the overlay"
 tap-ctl destroy -s "${URI#nbd+unix:///?socket=}"

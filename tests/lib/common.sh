@@ -93,3 +93,9 @@ stat_of() {
 	local key=${!#}
 	tap-ctl stats "${@:1:$#-1}" | awk -v k="$key" '$1==k {print $2}'
 }
+
+# key_desc LOWER -- the kernel-keyring description of LOWER's key (bound to
+# the image file: keymgr/keyring.h)
+key_desc() {
+	vdkey list "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["keyring_description"])'
+}

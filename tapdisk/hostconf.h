@@ -1,0 +1,48 @@
+/* The host's settings for every tapdisk: /etc/tdcrypt/tapdisk.conf
+ * (TDCRYPT_CONF names another file, e.g. for tests).
+ *
+ *   # comment
+ *   uid-range    = FIRST-LAST     per-VBD uids (default TD_UID_RANGE_*)
+ *   backing-dirs = DIR [DIR...]   where backing files may live besides the
+ *                                 top image's own directory
+ *
+ * The file decides who a tapdisk runs as and which files it may open, so
+ * it must belong to root and not be writable by anyone else; a missing
+ * file means the defaults. An unknown setting is an error (a typo must
+ * not silently leave the default in place). */
+#ifndef TD_HOSTCONF_H
+#define TD_HOSTCONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define TD_HOSTCONF_PATH "/etc/tdcrypt/tapdisk.conf"
+/* 65536 uids that systemd's uid allocation plan leaves unused
+ * (0x71000000-0x7100ffff: above the container ranges, below 2^31). */
+#define TD_UID_RANGE_FIRST 0x71000000u
+#define TD_UID_RANGE_LAST 0x7100ffffu
+#define TD_HOSTCONF_MAX_DIRS 16
+
+struct td_hostconf {
+	uid_t uid_first, uid_last;
+	int ndirs;
+	char *backing_dirs[TD_HOSTCONF_MAX_DIRS]; /* absolute, normalized */
+	char path[256];				  /* the file read, or "" for defaults */
+};
+
+/* The settings, read once per process (later calls return the same).
+ * NULL with a one-line reason in err when the file is unsafe or wrong. */
+const struct td_hostconf *td_hostconf(char *err, size_t errlen);
+
+/* Parses the text of a settings file (exposed for the unit test).
+ * 0, or -EINVAL with "LINE: reason" in err. */
+int td_hostconf_parse(const char *text, struct td_hostconf *out, char *err, size_t errlen);
+void td_hostconf_clear(struct td_hostconf *c);
+
+/* Lexically normalizes an absolute path in place: collapses "//", "/./"
+ * and "dir/.." (no symlinks are looked at). -EINVAL for a relative path
+ * or one that climbs above "/". */
+int td_path_normalize(char *path);
+
+#endif
