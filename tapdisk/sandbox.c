@@ -1,6 +1,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <keyutils.h>
+#include <linux/fs.h>
 #include <pwd.h>
 #include <sched.h>
 #include <seccomp.h>
@@ -85,6 +86,20 @@ static const char *const cluster_allow[] = {
 	"get_mempolicy", "sched_yield",
 };
 
+/* The only ioctl requests a tapdisk makes once the filter is in place, in
+ * either profile: the aio driver on a block device, reading its size when
+ * the image is reopened (unpause, snapshot) and serving discard and write
+ * zeroes. Measured with strace -f over aio on files and on a loop device,
+ * qcow2, crypt, rbd, NBD clients (qemu-io, qemu-img, nbdcopy, nbdinfo,
+ * fio), pause/unpause, snapshots and a terminal on fds 0-2: no other
+ * request appears. Every other request fails with EPERM; TIOCSTI (typing
+ * into the terminal a tapdisk was started from) in particular. */
+static const unsigned long ioctl_allow[] = {
+    BLKGETSIZE64,
+    BLKDISCARD,
+    BLKZEROOUT,
+};
+
 static int load_filter(const char *const *extra, size_t nextra, char *err, size_t errlen);
 
 int td_sandbox_seccomp(char *err, size_t errlen)
@@ -118,6 +133,27 @@ static int allow_list(scmp_filter_ctx ctx, const char *const *names, size_t n, c
 	return 0;
 }
 
+/* ioctl only with the requests of ioctl_allow. The kernel reads the
+ * request as a 32-bit number, so only the low 32 bits are compared: a
+ * request with junk in the upper half is the same request to the kernel. */
+static int allow_ioctls(scmp_filter_ctx ctx, char *err, size_t errlen)
+{
+	size_t i;
+	int rc;
+
+	for (i = 0; i < sizeof(ioctl_allow) / sizeof(ioctl_allow[0]); i++) {
+		rc = seccomp_rule_add(
+		    ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+		    SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, ioctl_allow[i] & 0xffffffffu));
+		if (rc < 0) {
+			snprintf(err, errlen, "seccomp rule for ioctl 0x%lx: %s", ioctl_allow[i],
+				 strerror(-rc));
+			return rc;
+		}
+	}
+	return 0;
+}
+
 static int load_filter(const char *const *extra, size_t nextra, char *err, size_t errlen)
 {
 	/* what the event loop, libaio, the NBD and control sockets, the worker
@@ -128,7 +164,7 @@ static int load_filter(const char *const *extra, size_t nextra, char *err, size_
 		"read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev",
 		"preadv2", "pwritev2", "close", "fstat", "newfstatat", "statx", "stat", "lstat",
 		"lseek", "readlink", "openat", "open", "ftruncate", "fallocate", "fdatasync",
-		"fsync", "fcntl", "ioctl", "unlink", "unlinkat", "getcwd", "fstatfs", "statfs",
+		"fsync", "fcntl", "unlink", "unlinkat", "getcwd", "fstatfs", "statfs",
 		"access", "faccessat", "faccessat2", "fadvise64", "fchmod", "fchown",
 		"readlinkat", "rename", "renameat", "renameat2", "dup", "dup3", "uname",
 		"mmap", "munmap", "mprotect", "madvise", "brk", "mremap", "mlock", "munlock",
@@ -141,6 +177,10 @@ static int load_filter(const char *const *extra, size_t nextra, char *err, size_
 		"rt_sigprocmask", "rt_sigreturn", "rt_sigaction", "sigaltstack",
 		"getpid", "gettid", "getuid", "geteuid", "getgid", "getegid", "prctl", "tgkill",
 		"exit", "exit_group", "restart_syscall",
+		/* a worker thread started just before the filter may still be
+		 * registering itself with the kernel when the filter reaches it
+		 * (glibc aborts when this fails) */
+		"rseq",
 	};
 	scmp_filter_ctx ctx;
 	int rc;
@@ -161,6 +201,8 @@ static int load_filter(const char *const *extra, size_t nextra, char *err, size_
 	rc = allow_list(ctx, allow, sizeof(allow) / sizeof(allow[0]), err, errlen);
 	if (rc == 0 && extra)
 		rc = allow_list(ctx, extra, nextra, err, errlen);
+	if (rc == 0)
+		rc = allow_ioctls(ctx, err, errlen);
 	if (rc == 0 && extra) {
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
 				      SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
@@ -169,6 +211,11 @@ static int load_filter(const char *const *extra, size_t nextra, char *err, size_
 		if (rc < 0)
 			snprintf(err, errlen, "seccomp rule for clone: %s", strerror(-rc));
 	}
+	/* Every thread, not only the caller: the worker threads (and librados'
+	 * threads) exist before the filter is loaded, and without this they
+	 * would run unconfined in the same address space. */
+	if (rc == 0 && (rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1)) < 0)
+		snprintf(err, errlen, "seccomp thread synchronisation: %s", strerror(-rc));
 	if (rc < 0) {
 		seccomp_release(ctx);
 		return rc;
