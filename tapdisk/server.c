@@ -584,6 +584,9 @@ int td_server_main(const struct td_server_opts *o)
 	sigaddset(&mask, SIGHUP);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	umask(077);
+	/* before the key is read: key schedules never reach swap */
+	if (td_sandbox_lock_memory(err, sizeof(err)) < 0)
+		td_warn("%s", err);
 
 	s.loop = td_loop_new();
 	s.ctx.loop = s.loop;
