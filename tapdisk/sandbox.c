@@ -41,6 +41,14 @@ int td_sandbox_lookup(const char *user, uid_t *uid, gid_t *gid, char *err, size_
 	return -ENOENT;
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define TD_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TD_SANITIZED 1
+#endif
+#endif
+
 /* ---- locked memory ------------------------------------------------------- */
 
 /* set by td_sandbox_lock_memory: every mapping is locked, now and later */
@@ -87,6 +95,11 @@ int td_sandbox_lock_memory(char *err, size_t errlen)
 	char cur[32], max[32];
 	int rc;
 
+#ifdef TD_SANITIZED
+	/* the sanitizer's runtime turns mlock and mlockall into no-ops */
+	snprintf(err, errlen, "sanitizer build: memory is not locked");
+	return -EOPNOTSUPP;
+#endif
 	/* With MCL_FUTURE every later mapping counts against RLIMIT_MEMLOCK
 	 * unless the process holds CAP_IPC_LOCK, and the count is of address
 	 * space, not of resident pages: thread stacks, the allocator's 64 MiB
@@ -188,14 +201,6 @@ int td_sandbox_drop(uid_t uid, gid_t gid, char *err, size_t errlen)
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	return 0;
 }
-
-#if defined(__SANITIZE_ADDRESS__)
-#define TD_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TD_SANITIZED 1
-#endif
-#endif
 
 /* What librados/librbd need on top of the file-based list, for chains with
  * an rbd layer (td_sandbox_seccomp_cluster): TCP to the monitors and OSDs
