@@ -1,6 +1,9 @@
 /* Keyslot wrapping and unwrapping: see keymgr/keyslot.h. */
 #include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "crypt/cipher.h"
 #include "crypt/header.h"
@@ -99,9 +102,205 @@ enum td_kdf_id td_kdf_from_name(const char *name)
 	return TD_KDF_NONE;
 }
 
+/* ---- the KDF budget ---------------------------------------------------------- */
+
+static struct td_kdf_budget budget_cur;
+static bool budget_is_set;
+
+struct td_kdf_budget td_kdf_budget_default(void)
+{
+	struct td_kdf_budget b = {TD_KDF_BUDGET_MEMORY, TD_KDF_BUDGET_COST,
+				  TD_KDF_BUDGET_TOTAL_COST};
+	long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+
+	/* a host must not swap itself to death unlocking a disk */
+	if (pages > 0 && psize > 0 && (uint64_t)pages * (uint64_t)psize / 2 < b.max_memory)
+		b.max_memory = (uint64_t)pages * (uint64_t)psize / 2;
+	return b;
+}
+
+struct td_kdf_budget td_kdf_budget_unlimited(void)
+{
+	struct td_kdf_budget b = {UINT64_MAX, UINT64_MAX, UINT64_MAX};
+
+	return b;
+}
+
+void td_kdf_budget_set(const struct td_kdf_budget *b)
+{
+	budget_cur = b ? *b : td_kdf_budget_default();
+	budget_is_set = true;
+}
+
+struct td_kdf_budget td_kdf_budget_get(void)
+{
+	return budget_is_set ? budget_cur : td_kdf_budget_default();
+}
+
+static uint64_t mul_sat(uint64_t a, uint64_t b)
+{
+	uint64_t r;
+
+	return __builtin_mul_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+
+static uint64_t add_sat(uint64_t a, uint64_t b)
+{
+	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+uint64_t td_kdf_memory(const struct td_kdf_params *kp)
+{
+	switch (kp->id) {
+	case TD_KDF_ARGON2ID:
+		return mul_sat(kp->m_cost_kib, 1024);
+	case TD_KDF_PBKDF2_SHA256:
+		return 0;
+	case TD_KDF_SCRYPT:
+		/* V: 128 * r * (N + 2) bytes, B: 128 * r * p (OpenSSL's layout) */
+		return mul_sat(128ull * kp->r, add_sat(kp->n, 2ull + kp->p));
+	default:
+		return UINT64_MAX;
+	}
+}
+
+uint64_t td_kdf_cost(const struct td_kdf_params *kp)
+{
+	uint64_t bytes;
+
+	switch (kp->id) {
+	case TD_KDF_ARGON2ID:
+		return mul_sat(kp->t_cost, kp->m_cost_kib);
+	case TD_KDF_PBKDF2_SHA256:
+		return ((uint64_t)kp->iterations + 7) / 8;
+	case TD_KDF_SCRYPT:
+		bytes = mul_sat(mul_sat(mul_sat(256, kp->n), kp->r), kp->p);
+		return bytes == UINT64_MAX ? UINT64_MAX : (bytes + 1023) / 1024;
+	default:
+		return UINT64_MAX;
+	}
+}
+
+static void kdf_describe(const struct td_kdf_params *k, char *buf, size_t len)
+{
+	switch (k->id) {
+	case TD_KDF_ARGON2ID:
+		snprintf(buf, len, "argon2id t=%u m=%u KiB p=%u", k->t_cost, k->m_cost_kib,
+			 k->parallelism);
+		break;
+	case TD_KDF_PBKDF2_SHA256:
+		snprintf(buf, len, "pbkdf2-sha256 with %u iterations", k->iterations);
+		break;
+	case TD_KDF_SCRYPT:
+		snprintf(buf, len, "scrypt N=%llu r=%u p=%u", (unsigned long long)k->n, k->r, k->p);
+		break;
+	default:
+		snprintf(buf, len, "KDF %u", (unsigned)k->id);
+	}
+}
+
+static void fmt_mib(uint64_t bytes, char *buf, size_t len)
+{
+	if (bytes % (1u << 20) == 0 || bytes >= (1ull << 30))
+		snprintf(buf, len, "%llu MiB", (unsigned long long)(bytes >> 20));
+	else
+		snprintf(buf, len, "%llu KiB", (unsigned long long)(bytes >> 10));
+}
+
+/* reference seconds with two decimals, "16.00" */
+static void fmt_secs(uint64_t units, char buf[24])
+{
+	uint64_t hundredths =
+	    units / TD_KDF_UNITS_PER_SECOND * 100 +
+	    ((units % TD_KDF_UNITS_PER_SECOND) * 100 + TD_KDF_UNITS_PER_SECOND / 2) /
+		TD_KDF_UNITS_PER_SECOND;
+
+	snprintf(buf, 24, "%llu.%02llu", (unsigned long long)(hundredths / 100),
+		 (unsigned long long)(hundredths % 100));
+}
+
+enum td_kdf_over td_kdf_budget_check(const struct td_kdf_budget *b, const struct td_kdf_params *kp,
+				     char *why, size_t whylen)
+{
+	uint64_t mem = td_kdf_memory(kp), cost = td_kdf_cost(kp);
+	char desc[64], m1[24], m2[24];
+
+	kdf_describe(kp, desc, sizeof(desc));
+	if (mem > b->max_memory) {
+		fmt_mib(mem, m1, sizeof(m1));
+		fmt_mib(b->max_memory, m2, sizeof(m2));
+		if (why)
+			snprintf(why, whylen, "%s needs %s of memory; the budget is %s per keyslot",
+				 desc, m1, m2);
+		return TD_KDF_OVER_MEMORY;
+	}
+	if (cost > b->max_cost) {
+		fmt_secs(cost, m1);
+		fmt_secs(b->max_cost, m2);
+		if (why)
+			snprintf(
+			    why, whylen,
+			    "%s costs %s reference seconds of work; the budget is %s per keyslot",
+			    desc, m1, m2);
+		return TD_KDF_OVER_COST;
+	}
+	return TD_KDF_FITS;
+}
+
+void td_keyslot_plan(const struct td_crypt_hdr *h, int slot, const struct td_kdf_budget *b,
+		     struct td_unlock_plan *plan)
+{
+	uint64_t cost[TD_HDR_KEYSLOTS], total = 0;
+	int cand[TD_HDR_KEYSLOTS], n = 0;
+	char desc[64], c[24], t[24], m[24];
+
+	memset(plan, 0, sizeof(*plan));
+	for (int i = 0; i < TD_HDR_KEYSLOTS; i++) {
+		enum td_kdf_over over;
+
+		if ((slot >= 0 && i != slot) || h->slots[i].state != TD_KEYSLOT_ACTIVE)
+			continue;
+		over = td_kdf_budget_check(b, &h->slots[i].kdf, plan->why[plan->nskip],
+					   sizeof(plan->why[0]));
+		if (over != TD_KDF_FITS) {
+			plan->over[plan->nskip] = over;
+			plan->skipped[plan->nskip++] = i;
+			continue;
+		}
+		cost[i] = td_kdf_cost(&h->slots[i].kdf);
+		/* insertion by (cost, index): the cheapest slots first */
+		int j = n++;
+
+		for (; j > 0 && cost[cand[j - 1]] > cost[i]; j--)
+			cand[j] = cand[j - 1];
+		cand[j] = i;
+	}
+	for (int k = 0; k < n; k++) {
+		int i = cand[k];
+
+		if (cost[i] > b->max_total_cost - total) {
+			kdf_describe(&h->slots[i].kdf, desc, sizeof(desc));
+			fmt_secs(cost[i], c);
+			fmt_secs(total, t);
+			fmt_secs(b->max_total_cost, m);
+			snprintf(
+			    plan->why[plan->nskip], sizeof(plan->why[0]),
+			    "%s costs %s reference seconds; after the %s of the cheaper keyslots "
+			    "tried first that is over the budget of %s for one passphrase",
+			    desc, c, t, m);
+			plan->over[plan->nskip] = TD_KDF_OVER_TOTAL_COST;
+			plan->skipped[plan->nskip++] = i;
+			continue;
+		}
+		total += cost[i];
+		plan->order[plan->ntry++] = i;
+	}
+}
+
 int td_kdf_derive(const struct td_kdf_params *kp, const void *pass, size_t passlen,
 		  const uint8_t salt[TD_HDR_SALT_LEN], void *out, size_t outlen)
 {
+	struct td_kdf_budget budget;
 	int ret = -EINVAL;
 
 	if (!kp || !salt || !out || (!pass && passlen))
@@ -110,6 +309,11 @@ int td_kdf_derive(const struct td_kdf_params *kp, const void *pass, size_t passl
 	 * bound the memory and time a hostile header can make us spend. */
 	ret = td_kdf_params_check(kp, NULL, 0);
 	if (ret < 0)
+		goto out;
+	/* ... and none that this host's budget does not allow */
+	budget = td_kdf_budget_get();
+	ret = -E2BIG;
+	if (td_kdf_budget_check(&budget, kp, NULL, 0) != TD_KDF_FITS)
 		goto out;
 	switch (kp->id) {
 	case TD_KDF_ARGON2ID:
@@ -297,6 +501,8 @@ out:
 int td_keyslot_unlock(const struct td_crypt_hdr *h, int slot, const void *pass, size_t passlen,
 		      struct td_volkey **out, int *slot_used)
 {
+	struct td_unlock_plan plan;
+	struct td_kdf_budget budget;
 	struct td_volkey *vk = NULL;
 	int hard_err = 0;
 	int opened = -1;
@@ -309,18 +515,19 @@ int td_keyslot_unlock(const struct td_crypt_hdr *h, int slot, const void *pass, 
 	ret = -ENOENT;
 	if (slot >= 0 && h->slots[slot].state != TD_KEYSLOT_ACTIVE)
 		goto out;
-	for (int i = 0; i < TD_HDR_KEYSLOTS && opened < 0; i++) {
-		int rc;
+	/* before any KDF runs: only the slots the budget allows, cheapest first */
+	budget = td_kdf_budget_get();
+	td_keyslot_plan(h, slot, &budget, &plan);
+	for (int k = 0; k < plan.ntry && opened < 0; k++) {
+		int i = plan.order[k], rc;
 
-		if ((slot >= 0 && i != slot) || h->slots[i].state != TD_KEYSLOT_ACTIVE)
-			continue;
 		rc = try_slot(h, i, pass, passlen, &vk);
 		if (rc == 0)
 			opened = i;
 		else if (rc != -EPERM && hard_err == 0)
 			hard_err = rc;
 	}
-	ret = hard_err ? hard_err : -EPERM;
+	ret = hard_err ? hard_err : plan.nskip ? -E2BIG : -EPERM;
 	if (opened < 0)
 		goto out;
 	/* The passphrase was right; now the key can tell whether anyone
@@ -379,6 +586,9 @@ const char *td_keyslot_strerror(int err)
 		       "or a key that does not belong to this image)";
 	case -ENOMEM:
 		return "out of memory (is the KDF memory cost too high for this machine?)";
+	case -E2BIG:
+		return "no keyslot within this host's KDF budget opens with this passphrase "
+		       "(keyslots over the budget were not tried)";
 	default:
 		return strerror(err < 0 ? -err : err);
 	}

@@ -37,6 +37,9 @@ struct opts {
 	bool json, scrub, once, user_readable, force, verify, reset;
 	unsigned timeout_s;
 	const char *journal_size;
+	/* the KDF budget: --kdf-max-memory, --kdf-max-time, --kdf-max-total-time */
+	const char *kdf_max_memory, *kdf_max_time, *kdf_max_total_time;
+	bool allow_expensive_kdf;
 };
 
 static void usage(FILE *f)
@@ -83,6 +86,24 @@ static void usage(FILE *f)
 		"  --pbkdf-iterations N             pbkdf2 iterations / argon2id passes\n"
 		"  --pbkdf-memory KiB               argon2id memory\n"
 		"  --pbkdf-parallel N               argon2id lanes\n"
+		"\n"
+		"KDF budget (every command that runs a keyslot's KDF: load, enroll, remove,\n"
+		"repair, accept-rollback, log --verify/--reset; and format and enroll for the\n"
+		"keyslot they create). A header chooses its keyslots' KDF parameters, so a\n"
+		"hostile one could make an unlock take hours and all the memory; no keyslot\n"
+		"over the budget is tried (its KDF never runs), the others are, cheapest first,\n"
+		"and format/enroll refuse to create one:\n"
+		"  --kdf-max-memory SIZE            memory one keyslot's KDF may use (K/M/G\n"
+		"                                   suffix; default 1G, or half the RAM if less)\n"
+		"  --kdf-max-time SECONDS           work one keyslot may cost (default 16)\n"
+		"  --kdf-max-total-time SECONDS     work all the keyslots tried for one passphrase\n"
+		"                                   may cost (default twice --kdf-max-time)\n"
+		"  --allow-expensive-kdf            no budget (the format's limits still apply)\n"
+		"Work is in reference seconds: 1 GiB passed through the KDF (argon2id t x m,\n"
+		"scrypt 256*N*r*p bytes, pbkdf2 128 bytes per iteration), about a second of one\n"
+		"core. vdkey's default keyslots cost 0.75 (argon2id), 0.25 (scrypt) and 0.07\n"
+		"(pbkdf2); a keyslot costing at most a sixteenth of the total budget (2 s by\n"
+		"default) is always tried, whatever else the header holds.\n"
 		"\n"
 		"Exit status: 0 success, 1 failure (one line on stderr says why), 2 usage.\n");
 }
@@ -181,10 +202,25 @@ static int store_hdr(struct lower *lo, struct td_crypt_hdr *h, const struct td_v
 	return rc;
 }
 
+/* The option that raises the budget limit a keyslot is over. */
+static const char *over_option(enum td_kdf_over over)
+{
+	switch (over) {
+	case TD_KDF_OVER_MEMORY:
+		return "--kdf-max-memory";
+	case TD_KDF_OVER_COST:
+		return "--kdf-max-time";
+	default:
+		return "--kdf-max-total-time";
+	}
+}
+
 static int kdf_from_opts(const struct opts *o, struct td_kdf_params *kp)
 {
 	enum td_kdf_id id = o->pbkdf ? td_kdf_from_name(o->pbkdf) : TD_KDF_ARGON2ID;
-	char err[256];
+	struct td_kdf_budget budget;
+	enum td_kdf_over over;
+	char err[256], why[256];
 
 	if (id == TD_KDF_NONE) {
 		fprintf(stderr, "%s: unknown --pbkdf '%s' (argon2id, pbkdf2 or scrypt)\n", prog,
@@ -209,7 +245,47 @@ static int kdf_from_opts(const struct opts *o, struct td_kdf_params *kp)
 		fprintf(stderr, "%s: %s\n", prog, err);
 		return -EINVAL;
 	}
+	budget = td_kdf_budget_get();
+	over = td_kdf_budget_check(&budget, kp, why, sizeof(why));
+	if (over != TD_KDF_FITS) {
+		fprintf(
+		    stderr,
+		    "%s: refusing to create a keyslot over this host's KDF budget: %s (%s). "
+		    "Every unlock of it would need the same override. Add --allow-expensive-kdf "
+		    "(or raise the budget) to create it anyway.\n",
+		    prog, why, over_option(over));
+		return -E2BIG;
+	}
 	return 0;
+}
+
+/* Which keyslots td_keyslot_unlock did not try (over the KDF budget), and
+ * how to let them be tried. opened: the passphrase opened another slot. */
+static void budget_report(const struct td_crypt_hdr *h, bool opened)
+{
+	struct td_unlock_plan *plan = calloc(1, sizeof(*plan));
+	struct td_kdf_budget b = td_kdf_budget_get();
+
+	if (!plan)
+		return;
+	td_keyslot_plan(h, -1, &b, plan);
+	if (plan->nskip && !opened)
+		fprintf(stderr,
+			"%s: no keyslot within this host's KDF budget opens with this passphrase; "
+			"not tried:\n",
+			prog);
+	for (int i = 0; i < plan->nskip; i++)
+		fprintf(stderr, "%s: %s keyslot %d: %s (%s)\n", prog,
+			opened ? "note: not tried:" : " ", plan->skipped[i], plan->why[i],
+			over_option(plan->over[i]));
+	if (plan->nskip && !opened)
+		fprintf(stderr,
+			"%s: a header asking this much is hostile, or its keyslots were made for a "
+			"bigger host: if they are yours, raise the budget (--kdf-max-memory SIZE, "
+			"--kdf-max-time SECONDS, --kdf-max-total-time SECONDS) or lift it "
+			"(--allow-expensive-kdf)\n",
+			prog);
+	free(plan);
 }
 
 static int unlock(const struct td_crypt_hdr *h, const char *key_file, struct td_volkey **vk,
@@ -226,6 +302,8 @@ static int unlock(const struct td_crypt_hdr *h, const char *key_file, struct td_
 	}
 	rc = td_keyslot_unlock(h, -1, s.buf, s.len, vk, slot);
 	td_secret_free(&s);
+	if (rc == 0 || rc == -E2BIG)
+		budget_report(h, rc == 0);
 	if (rc == -EPERM)
 		fprintf(stderr, "%s: wrong passphrase: no keyslot opens with it\n", prog);
 	else if (rc == -EBADMSG)
@@ -233,7 +311,7 @@ static int unlock(const struct td_crypt_hdr *h, const char *key_file, struct td_
 			"%s: header authentication failed: the passphrase is right but the header "
 			"was changed without the volume key; refusing it\n",
 			prog);
-	else if (rc < 0)
+	else if (rc < 0 && rc != -E2BIG) /* E2BIG: budget_report said it */
 		fprintf(stderr, "%s: cannot unlock: %s\n", prog, strerror(-rc));
 	return rc;
 }
@@ -554,9 +632,9 @@ static int cmd_format(const char *spec, const struct opts *o)
 		free(h);
 		return 2;
 	}
-	if (kdf_from_opts(o, &kp) < 0) {
+	if ((rc = kdf_from_opts(o, &kp)) < 0) {
 		free(h);
-		return 2;
+		return rc == -E2BIG ? 1 : 2;
 	}
 	rc = lower_open(&lo, spec, true);
 	if (rc < 0)
@@ -665,8 +743,8 @@ static int cmd_enroll(const char *spec, const struct opts *o)
 		fprintf(stderr, "%s enroll: --new-key-file G is required\n", prog);
 		return 2;
 	}
-	if (kdf_from_opts(o, &kp) < 0)
-		return 2;
+	if ((rc = kdf_from_opts(o, &kp)) < 0)
+		return rc == -E2BIG ? 1 : 2;
 	rc = vsess_open_op(&v, TD_KEYLOG_OP_ENROLL, spec, 1, true, o->key_file);
 	if (rc < 0)
 		goto out;
@@ -1351,6 +1429,10 @@ static void usage_log(FILE *f)
 		"moves to it. The reset entry, its time and user id stay in the log for\n"
 		"auditors; entries before it are no longer checked.\n"
 		"\n"
+		"Without a loaded key, --verify and --reset unlock a keyslot: the KDF budget\n"
+		"options (--kdf-max-memory, --kdf-max-time, --kdf-max-total-time,\n"
+		"--allow-expensive-kdf; see vdkey --help) apply.\n"
+		"\n"
 		"Exit status: 0 the log verifies (or was printed, or was reset), 1 it does not\n"
 		"(one line on stderr says why) or it cannot be read, 2 usage.\n");
 }
@@ -1633,32 +1715,150 @@ static int cmd_repair(const char *spec, const struct opts *o)
 	return rc < 0 ? 1 : 0;
 }
 
+/* SIZE in bytes with an optional K/M/G/T suffix (powers of 1024); 0 when
+ * it is not one. */
+static uint64_t parse_size(const char *arg)
+{
+	unsigned long long v;
+	unsigned shift = 0;
+	char *end;
+
+	errno = 0;
+	v = strtoull(arg, &end, 10);
+	if (end == arg || errno || arg[0] == '-')
+		return 0;
+	switch (*end) {
+	case 'K':
+	case 'k':
+		shift = 10;
+		break;
+	case 'M':
+	case 'm':
+		shift = 20;
+		break;
+	case 'G':
+	case 'g':
+		shift = 30;
+		break;
+	case 'T':
+	case 't':
+		shift = 40;
+		break;
+	default:
+		break;
+	}
+	if (shift)
+		end++;
+	if (*end || v > (UINT64_MAX >> shift))
+		return 0;
+	return (uint64_t)v << shift;
+}
+
+/* SECONDS (a decimal number, more than 0, at most a million) in KDF work
+ * units; 0 when it is not one. */
+static uint64_t parse_seconds(const char *arg)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(arg, &end);
+	if (end == arg || *end || errno || !(v > 0) || v > 1e6)
+		return 0;
+	v *= (double)TD_KDF_UNITS_PER_SECOND;
+	return v < 1 ? 1 : (uint64_t)v;
+}
+
+/* The process-wide KDF budget from --kdf-max-memory, --kdf-max-time,
+ * --kdf-max-total-time and --allow-expensive-kdf. */
+static int budget_from_opts(const struct opts *o)
+{
+	struct td_kdf_budget b = td_kdf_budget_default();
+
+	if (o->allow_expensive_kdf &&
+	    (o->kdf_max_memory || o->kdf_max_time || o->kdf_max_total_time)) {
+		fprintf(stderr,
+			"%s: --allow-expensive-kdf lifts the budget that --kdf-max-* set: "
+			"give one or the other\n",
+			prog);
+		return -EINVAL;
+	}
+	if (o->allow_expensive_kdf) {
+		b = td_kdf_budget_unlimited();
+		td_kdf_budget_set(&b);
+		return 0;
+	}
+	if (o->kdf_max_memory && !(b.max_memory = parse_size(o->kdf_max_memory))) {
+		fprintf(stderr, "%s: bad --kdf-max-memory '%s' (a size, e.g. 512M or 2G)\n", prog,
+			o->kdf_max_memory);
+		return -EINVAL;
+	}
+	if (o->kdf_max_time) {
+		if (!(b.max_cost = parse_seconds(o->kdf_max_time))) {
+			fprintf(stderr, "%s: bad --kdf-max-time '%s' (seconds, e.g. 16 or 0.5)\n",
+				prog, o->kdf_max_time);
+			return -EINVAL;
+		}
+		b.max_total_cost = b.max_cost > UINT64_MAX / 2 ? UINT64_MAX : 2 * b.max_cost;
+	}
+	if (o->kdf_max_total_time && !(b.max_total_cost = parse_seconds(o->kdf_max_total_time))) {
+		fprintf(stderr, "%s: bad --kdf-max-total-time '%s' (seconds, e.g. 32)\n", prog,
+			o->kdf_max_total_time);
+		return -EINVAL;
+	}
+	td_kdf_budget_set(&b);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	enum {
-		O_KEYFILE = 256, O_NEWKEY, O_INTEG, O_JOURNAL, O_PBKDF, O_ITER, O_MEM, O_PAR,
-		O_SLOT, O_JSON, O_SCRUB, O_ONCE, O_UREAD, O_TIMEOUT, O_FORCE, O_VERIFY, O_RESET
+		O_KEYFILE = 256,
+		O_NEWKEY,
+		O_INTEG,
+		O_JOURNAL,
+		O_PBKDF,
+		O_ITER,
+		O_MEM,
+		O_PAR,
+		O_SLOT,
+		O_JSON,
+		O_SCRUB,
+		O_ONCE,
+		O_UREAD,
+		O_TIMEOUT,
+		O_FORCE,
+		O_VERIFY,
+		O_RESET,
+		O_KDF_MEM,
+		O_KDF_TIME,
+		O_KDF_TOTAL,
+		O_KDF_ALLOW
 	};
 	static const struct option longopts[] = {
-		{"key-file", required_argument, NULL, O_KEYFILE},
-		{"new-key-file", required_argument, NULL, O_NEWKEY},
-		{"integrity", required_argument, NULL, O_INTEG},
-		{"journal-size", required_argument, NULL, O_JOURNAL},
-		{"pbkdf", required_argument, NULL, O_PBKDF},
-		{"pbkdf-iterations", required_argument, NULL, O_ITER},
-		{"pbkdf-memory", required_argument, NULL, O_MEM},
-		{"pbkdf-parallel", required_argument, NULL, O_PAR},
-		{"slot", required_argument, NULL, O_SLOT},
-		{"json", no_argument, NULL, O_JSON},
-		{"scrub", no_argument, NULL, O_SCRUB},
-		{"once", no_argument, NULL, O_ONCE},
-		{"user-readable", no_argument, NULL, O_UREAD},
-		{"timeout", required_argument, NULL, O_TIMEOUT},
-		{"force", no_argument, NULL, O_FORCE},
-		{"verify", no_argument, NULL, O_VERIFY},
-		{"reset", no_argument, NULL, O_RESET},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"key-file", required_argument, NULL, O_KEYFILE},
+	    {"new-key-file", required_argument, NULL, O_NEWKEY},
+	    {"integrity", required_argument, NULL, O_INTEG},
+	    {"journal-size", required_argument, NULL, O_JOURNAL},
+	    {"pbkdf", required_argument, NULL, O_PBKDF},
+	    {"pbkdf-iterations", required_argument, NULL, O_ITER},
+	    {"pbkdf-memory", required_argument, NULL, O_MEM},
+	    {"pbkdf-parallel", required_argument, NULL, O_PAR},
+	    {"slot", required_argument, NULL, O_SLOT},
+	    {"json", no_argument, NULL, O_JSON},
+	    {"scrub", no_argument, NULL, O_SCRUB},
+	    {"once", no_argument, NULL, O_ONCE},
+	    {"user-readable", no_argument, NULL, O_UREAD},
+	    {"timeout", required_argument, NULL, O_TIMEOUT},
+	    {"force", no_argument, NULL, O_FORCE},
+	    {"verify", no_argument, NULL, O_VERIFY},
+	    {"reset", no_argument, NULL, O_RESET},
+	    {"kdf-max-memory", required_argument, NULL, O_KDF_MEM},
+	    {"kdf-max-time", required_argument, NULL, O_KDF_TIME},
+	    {"kdf-max-total-time", required_argument, NULL, O_KDF_TOTAL},
+	    {"allow-expensive-kdf", no_argument, NULL, O_KDF_ALLOW},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct opts o = {.slot = -1};
 	const char *cmd, *spec, *file = NULL;
@@ -1726,6 +1926,18 @@ int main(int argc, char **argv)
 		case O_RESET:
 			o.reset = true;
 			break;
+		case O_KDF_MEM:
+			o.kdf_max_memory = optarg;
+			break;
+		case O_KDF_TIME:
+			o.kdf_max_time = optarg;
+			break;
+		case O_KDF_TOTAL:
+			o.kdf_max_total_time = optarg;
+			break;
+		case O_KDF_ALLOW:
+			o.allow_expensive_kdf = true;
+			break;
 		case 'h':
 			if (!strcmp(cmd, "log"))
 				usage_log(stdout);
@@ -1741,6 +1953,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s %s: expected SPEC (see vdkey --help)\n", prog, cmd);
 		return 2;
 	}
+	if (budget_from_opts(&o) < 0)
+		return 2;
 	spec = argv[optind++];
 	if (!strcmp(cmd, "header-backup") || !strcmp(cmd, "header-restore")) {
 		if (optind >= argc) {

@@ -1,14 +1,20 @@
 #include <errno.h>
 #include <grp.h>
 #include <keyutils.h>
+#include <linux/capability.h>
+#include <linux/fs.h>
 #include <pwd.h>
 #include <sched.h>
 #include <seccomp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "tapdisk/log.h"
@@ -35,17 +41,157 @@ int td_sandbox_lookup(const char *user, uid_t *uid, gid_t *gid, char *err, size_
 	return -ENOENT;
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define TD_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TD_SANITIZED 1
+#endif
+#endif
+
+/* ---- locked memory ------------------------------------------------------- */
+
+/* set by td_sandbox_lock_memory: every mapping is locked, now and later */
+static bool memory_locked;
+
+/* "8 MiB" / "unlimited" for a message */
+static void fmt_limit(rlim_t v, char *buf, size_t len)
+{
+	if (v == RLIM_INFINITY)
+		snprintf(buf, len, "unlimited");
+	else if (v >= (1u << 20))
+		snprintf(buf, len, "%llu MiB", (unsigned long long)(v >> 20));
+	else
+		snprintf(buf, len, "%llu KiB", (unsigned long long)(v >> 10));
+}
+
+/* The effective and permitted capability sets (two 32-bit words each). */
+static int caps_get(struct __user_cap_data_struct data[2])
+{
+	struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+
+	memset(data, 0, 2 * sizeof(data[0]));
+	return syscall(SYS_capget, &hdr, data) < 0 ? -errno : 0;
+}
+
+static bool has_ipc_lock(void)
+{
+	struct __user_cap_data_struct d[2];
+
+	return caps_get(d) == 0 &&
+	       (d[CAP_TO_INDEX(CAP_IPC_LOCK)].effective & CAP_TO_MASK(CAP_IPC_LOCK));
+}
+
+static bool memlock_unlimited(void)
+{
+	struct rlimit rl;
+
+	return getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur == RLIM_INFINITY;
+}
+
+int td_sandbox_lock_memory(char *err, size_t errlen)
+{
+	struct rlimit rl = {RLIM_INFINITY, RLIM_INFINITY};
+	char cur[32], max[32];
+	int rc;
+
+#ifdef TD_SANITIZED
+	/* the sanitizer's runtime turns mlock and mlockall into no-ops */
+	snprintf(err, errlen, "sanitizer build: memory is not locked");
+	return -EOPNOTSUPP;
+#endif
+	/* With MCL_FUTURE every later mapping counts against RLIMIT_MEMLOCK
+	 * unless the process holds CAP_IPC_LOCK, and the count is of address
+	 * space, not of resident pages: thread stacks, the allocator's 64 MiB
+	 * arenas, librados' threads. A finite limit would make some later
+	 * malloc, thread or reopen fail at a random time, so the limit is
+	 * lifted when we may (root with CAP_SYS_RESOURCE); otherwise
+	 * CAP_IPC_LOCK is needed now and td_sandbox_drop keeps it. Resident
+	 * memory stays bounded by the tapdisk's own limits (requests in
+	 * flight, connections) and by its cgroup, which counts locked pages
+	 * like any other. */
+	if (setrlimit(RLIMIT_MEMLOCK, &rl) < 0 && !has_ipc_lock()) {
+		rc = -EPERM;
+		if (getrlimit(RLIMIT_MEMLOCK, &rl) < 0)
+			rl.rlim_cur = rl.rlim_max = 0;
+		fmt_limit(rl.rlim_cur, cur, sizeof(cur));
+		fmt_limit(rl.rlim_max, max, sizeof(max));
+		snprintf(
+		    err, errlen,
+		    "memory not locked: the locked-memory limit is %s (hard limit %s) and this "
+		    "process may neither lift it nor lock memory beyond it (no CAP_IPC_LOCK), "
+		    "so the key schedules may be written to swap. Start tapdisk as root (it "
+		    "drops privileges with --user) or allow unlimited locked memory (ulimit -l "
+		    "unlimited; systemd: LimitMEMLOCK=infinity)",
+		    cur, max);
+		return rc;
+	}
+	/* ONFAULT: pages are locked as they are touched, so thread stacks and
+	 * large reservations (a sanitizer's shadow memory) are not populated */
+	if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) < 0) {
+		rc = -errno;
+		snprintf(
+		    err, errlen,
+		    "memory not locked: mlockall: %s; the key schedules may be written to swap",
+		    strerror(errno));
+		return rc;
+	}
+	memory_locked = true;
+	return 0;
+}
+
+/* After the uid change: CAP_IPC_LOCK alone, effective and permitted. */
+static int keep_only_ipc_lock(char *err, size_t errlen)
+{
+	struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct d[2], want[2];
+	int rc;
+
+	memset(want, 0, sizeof(want));
+	want[CAP_TO_INDEX(CAP_IPC_LOCK)].effective = CAP_TO_MASK(CAP_IPC_LOCK);
+	want[CAP_TO_INDEX(CAP_IPC_LOCK)].permitted = CAP_TO_MASK(CAP_IPC_LOCK);
+	if (syscall(SYS_capset, &hdr, want) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot drop capabilities: %s", strerror(errno));
+		return rc;
+	}
+	rc = caps_get(d);
+	if (rc == 0 && memcmp(d, want, sizeof(d)) != 0)
+		rc = -EPERM;
+	if (rc < 0)
+		snprintf(err, errlen, "capabilities other than CAP_IPC_LOCK remain after the drop");
+	return rc;
+}
+
 int td_sandbox_drop(uid_t uid, gid_t gid, char *err, size_t errlen)
 {
+	/* Memory locked under a finite RLIMIT_MEMLOCK (root could not lift
+	 * it): without CAP_IPC_LOCK every later mapping would fail, so that
+	 * one capability is kept across the uid change; everything else goes. */
+	bool keep_lock = memory_locked && !memlock_unlimited();
+	int rc;
+
 	/* an anonymous session keyring: the keys of the session that started
 	 * us (other VBDs' among them) are no longer possessed */
 	if (keyctl_join_session_keyring(NULL) < 0) {
 		snprintf(err, errlen, "cannot leave the session keyring: %s", strerror(errno));
 		return -errno;
 	}
+	if (keep_lock && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot keep CAP_IPC_LOCK for the locked memory: %s",
+			 strerror(errno));
+		return rc;
+	}
 	if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0) {
 		snprintf(err, errlen, "cannot become uid %u: %s", (unsigned)uid, strerror(errno));
 		return -errno;
+	}
+	if (keep_lock) {
+		prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
+		rc = keep_only_ipc_lock(err, errlen);
+		if (rc < 0)
+			return rc;
 	}
 	if (setuid(0) == 0) {
 		snprintf(err, errlen, "privileges could be regained after dropping them");
@@ -55,14 +201,6 @@ int td_sandbox_drop(uid_t uid, gid_t gid, char *err, size_t errlen)
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	return 0;
 }
-
-#if defined(__SANITIZE_ADDRESS__)
-#define TD_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TD_SANITIZED 1
-#endif
-#endif
 
 /* What librados/librbd need on top of the file-based list, for chains with
  * an rbd layer (td_sandbox_seccomp_cluster): TCP to the monitors and OSDs
@@ -83,6 +221,20 @@ static const char *const cluster_allow[] = {
 	"getrlimit", "getppid", "getpgrp", "getdents64", "membarrier", "times", "rt_sigtimedwait",
 	"ioprio_get", "ioprio_set", "capget", "mkdir", "mkdirat", "msync", "mincore",
 	"get_mempolicy", "sched_yield",
+};
+
+/* The only ioctl requests a tapdisk makes once the filter is in place, in
+ * either profile: the aio driver on a block device, reading its size when
+ * the image is reopened (unpause, snapshot) and serving discard and write
+ * zeroes. Measured with strace -f over aio on files and on a loop device,
+ * qcow2, crypt, rbd, NBD clients (qemu-io, qemu-img, nbdcopy, nbdinfo,
+ * fio), pause/unpause, snapshots and a terminal on fds 0-2: no other
+ * request appears. Every other request fails with EPERM; TIOCSTI (typing
+ * into the terminal a tapdisk was started from) in particular. */
+static const unsigned long ioctl_allow[] = {
+    BLKGETSIZE64,
+    BLKDISCARD,
+    BLKZEROOUT,
 };
 
 static int load_filter(const char *const *extra, size_t nextra, char *err, size_t errlen);
@@ -118,6 +270,27 @@ static int allow_list(scmp_filter_ctx ctx, const char *const *names, size_t n, c
 	return 0;
 }
 
+/* ioctl only with the requests of ioctl_allow. The kernel reads the
+ * request as a 32-bit number, so only the low 32 bits are compared: a
+ * request with junk in the upper half is the same request to the kernel. */
+static int allow_ioctls(scmp_filter_ctx ctx, char *err, size_t errlen)
+{
+	size_t i;
+	int rc;
+
+	for (i = 0; i < sizeof(ioctl_allow) / sizeof(ioctl_allow[0]); i++) {
+		rc = seccomp_rule_add(
+		    ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+		    SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, ioctl_allow[i] & 0xffffffffu));
+		if (rc < 0) {
+			snprintf(err, errlen, "seccomp rule for ioctl 0x%lx: %s", ioctl_allow[i],
+				 strerror(-rc));
+			return rc;
+		}
+	}
+	return 0;
+}
+
 static int load_filter(const char *const *extra, size_t nextra, char *err, size_t errlen)
 {
 	/* what the event loop, libaio, the NBD and control sockets, the worker
@@ -128,7 +301,7 @@ static int load_filter(const char *const *extra, size_t nextra, char *err, size_
 		"read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev",
 		"preadv2", "pwritev2", "close", "fstat", "newfstatat", "statx", "stat", "lstat",
 		"lseek", "readlink", "openat", "open", "ftruncate", "fallocate", "fdatasync",
-		"fsync", "fcntl", "ioctl", "unlink", "unlinkat", "getcwd", "fstatfs", "statfs",
+		"fsync", "fcntl", "unlink", "unlinkat", "getcwd", "fstatfs", "statfs",
 		"access", "faccessat", "faccessat2", "fadvise64", "fchmod", "fchown",
 		"readlinkat", "rename", "renameat", "renameat2", "dup", "dup3", "uname",
 		"mmap", "munmap", "mprotect", "madvise", "brk", "mremap", "mlock", "munlock",
@@ -141,6 +314,10 @@ static int load_filter(const char *const *extra, size_t nextra, char *err, size_
 		"rt_sigprocmask", "rt_sigreturn", "rt_sigaction", "sigaltstack",
 		"getpid", "gettid", "getuid", "geteuid", "getgid", "getegid", "prctl", "tgkill",
 		"exit", "exit_group", "restart_syscall",
+		/* a worker thread started just before the filter may still be
+		 * registering itself with the kernel when the filter reaches it
+		 * (glibc aborts when this fails) */
+		"rseq",
 	};
 	scmp_filter_ctx ctx;
 	int rc;
@@ -161,6 +338,8 @@ static int load_filter(const char *const *extra, size_t nextra, char *err, size_
 	rc = allow_list(ctx, allow, sizeof(allow) / sizeof(allow[0]), err, errlen);
 	if (rc == 0 && extra)
 		rc = allow_list(ctx, extra, nextra, err, errlen);
+	if (rc == 0)
+		rc = allow_ioctls(ctx, err, errlen);
 	if (rc == 0 && extra) {
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
 				      SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
@@ -169,6 +348,11 @@ static int load_filter(const char *const *extra, size_t nextra, char *err, size_
 		if (rc < 0)
 			snprintf(err, errlen, "seccomp rule for clone: %s", strerror(-rc));
 	}
+	/* Every thread, not only the caller: the worker threads (and librados'
+	 * threads) exist before the filter is loaded, and without this they
+	 * would run unconfined in the same address space. */
+	if (rc == 0 && (rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1)) < 0)
+		snprintf(err, errlen, "seccomp thread synchronisation: %s", strerror(-rc));
 	if (rc < 0) {
 		seccomp_release(ctx);
 		return rc;

@@ -756,6 +756,9 @@ int td_server_main(const struct td_server_opts *o)
 		td_warn("cannot start the socket clean-up helper (%s): the socket files will "
 			"outlive this tapdisk",
 			strerror(-rc));
+	/* before the key is read: key schedules never reach swap */
+	if (td_sandbox_lock_memory(err, sizeof(err)) < 0)
+		td_warn("%s", err);
 
 	s.loop = td_loop_new();
 	s.ctx.loop = s.loop;

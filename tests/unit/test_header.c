@@ -782,6 +782,104 @@ static void test_kdf_params(void **state)
 	assert_non_null(strstr(err, "unknown KDF id 42"));
 }
 
+/* The KDF budget: costs, refusals before any KDF runs, the unlock plan. */
+static void test_kdf_budget(void **state)
+{
+	static const enum td_kdf_id ids[] = {TD_KDF_ARGON2ID, TD_KDF_PBKDF2_SHA256, TD_KDF_SCRYPT};
+	struct td_kdf_budget def = td_kdf_budget_default(), small;
+	struct td_kdf_params p, hostile_mem, hostile_time;
+	struct td_unlock_plan plan;
+	struct td_crypt_hdr h;
+	struct td_volkey *vk = NULL, *got = NULL;
+	uint8_t salt[32] = {1}, k[32];
+	char why[256];
+	int used = -1;
+
+	/* cost = KiB through the KDF's core; memory in bytes */
+	p = td_kdf_params_default(TD_KDF_ARGON2ID);
+	assert_int_equal(td_kdf_cost(&p), 3 * 262144);
+	assert_int_equal(td_kdf_memory(&p), 256u << 20);
+	p = td_kdf_params_default(TD_KDF_PBKDF2_SHA256);
+	assert_int_equal(td_kdf_cost(&p), 75000);
+	assert_int_equal(td_kdf_memory(&p), 0);
+	p = td_kdf_params_default(TD_KDF_SCRYPT);
+	assert_int_equal(td_kdf_cost(&p), 262144);
+	assert_int_equal(td_kdf_memory(&p), 128ull * 8 * ((1u << 17) + 3));
+	/* every default slot fits, sixteen of them within the total */
+	assert_true(def.max_memory <= TD_KDF_BUDGET_MEMORY && def.max_memory >= (256u << 20));
+	for (size_t i = 0; i < 3; i++) {
+		p = td_kdf_params_default(ids[i]);
+		assert_int_equal(td_kdf_budget_check(&def, &p, why, sizeof(why)), TD_KDF_FITS);
+		assert_true(16 * td_kdf_cost(&p) <= def.max_total_cost);
+	}
+	/* the largest header values are refused, naming what and the budget */
+	memset(&hostile_mem, 0, sizeof(hostile_mem));
+	hostile_mem.id = TD_KDF_ARGON2ID;
+	hostile_mem.t_cost = TD_KDF_ARGON2_T_MAX;
+	hostile_mem.m_cost_kib = TD_KDF_ARGON2_M_MAX;
+	hostile_mem.parallelism = TD_KDF_ARGON2_P_MAX;
+	assert_int_equal(td_kdf_params_check(&hostile_mem, why, sizeof(why)), 0);
+	assert_int_equal(td_kdf_budget_check(&def, &hostile_mem, why, sizeof(why)),
+			 TD_KDF_OVER_MEMORY);
+	assert_non_null(strstr(why, "argon2id t=64 m=4194304 KiB p=16 needs 4096 MiB of memory"));
+	hostile_time = td_kdf_params_minimal(TD_KDF_PBKDF2_SHA256);
+	hostile_time.iterations = TD_KDF_PBKDF2_ITER_MAX;
+	assert_int_equal(td_kdf_budget_check(&def, &hostile_time, why, sizeof(why)),
+			 TD_KDF_OVER_COST);
+	assert_non_null(strstr(why, "costs 256.00 reference seconds of work; the budget is 16.00"));
+	/* ... and never run: this would take minutes */
+	assert_int_equal(td_kdf_derive(&hostile_time, "pw", 2, salt, k, sizeof(k)), -E2BIG);
+
+	/* a header with a cheap argon2id slot 0, a cheaper-to-run pbkdf2 slot
+	 * 1 and two hostile slots: the plan tries 0 and 1, cheapest first */
+	make_header(&h, &vk, "none");
+	p = td_kdf_params_minimal(TD_KDF_PBKDF2_SHA256);
+	assert_int_equal(td_keyslot_add(&h, 1, vk, PASS2, strlen(PASS2), &p), 1);
+	h.slots[2] = h.slots[1];
+	h.slots[2].kdf = hostile_mem;
+	h.slots[3] = h.slots[1];
+	h.slots[3].kdf = hostile_time;
+	assert_int_equal(td_hdr_seal(&h, vk), 0);
+	td_keyslot_plan(&h, -1, &def, &plan);
+	assert_int_equal(plan.ntry, 2);
+	assert_int_equal(plan.order[0], 0); /* argon2id 8 KiB x 1: 8 units */
+	assert_int_equal(plan.order[1], 1); /* pbkdf2 1000: 125 units */
+	assert_int_equal(plan.nskip, 2);
+	assert_int_equal(plan.skipped[0], 2);
+	assert_int_equal(plan.over[0], TD_KDF_OVER_MEMORY);
+	assert_int_equal(plan.skipped[1], 3);
+	assert_int_equal(plan.over[1], TD_KDF_OVER_COST);
+	assert_int_equal(td_keyslot_unlock(&h, -1, PASS2, strlen(PASS2), &got, &used), 0);
+	assert_int_equal(used, 1);
+	td_volkey_free(&got);
+	/* the wrong passphrase: some slots were not tried, so not "wrong" */
+	assert_int_equal(td_keyslot_unlock(&h, -1, "wrong", 5, &got, &used), -E2BIG);
+	assert_int_equal(td_keyslot_unlock(&h, 3, PASS1, strlen(PASS1), &got, &used), -E2BIG);
+	/* a total budget that admits slot 0 only */
+	small = def;
+	small.max_total_cost = 100;
+	td_keyslot_plan(&h, -1, &small, &plan);
+	assert_int_equal(plan.ntry, 1);
+	assert_int_equal(plan.nskip, 3);
+	assert_int_equal(plan.skipped[2], 1);
+	assert_int_equal(plan.over[2], TD_KDF_OVER_TOTAL_COST);
+	/* the process-wide budget is what unlock obeys */
+	small = def;
+	small.max_memory = 4096; /* slot 0's 8 KiB no longer fits */
+	td_kdf_budget_set(&small);
+	assert_int_equal(td_keyslot_unlock(&h, -1, PASS1, strlen(PASS1), &got, &used), -E2BIG);
+	assert_null(got);
+	assert_int_equal(td_keyslot_unlock(&h, -1, PASS2, strlen(PASS2), &got, &used), 0);
+	td_volkey_free(&got);
+	p = td_kdf_params_minimal(TD_KDF_ARGON2ID);
+	assert_int_equal(td_keyslot_add(&h, 5, vk, PASS2, strlen(PASS2), &p), -E2BIG);
+	td_kdf_budget_set(NULL);
+	assert_int_equal(td_keyslot_unlock(&h, -1, PASS1, strlen(PASS1), &got, &used), 0);
+	assert_int_equal(used, 0);
+	td_volkey_free(&got);
+	td_volkey_free(&vk);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -797,6 +895,7 @@ int main(void)
 	    cmocka_unit_test(test_keyslots_full),
 	    cmocka_unit_test(test_keyslot_binding),
 	    cmocka_unit_test(test_kdf_params),
+	    cmocka_unit_test(test_kdf_budget),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
