@@ -1,6 +1,10 @@
 /* Secret memory: see keymgr/secmem.h. */
 #include <errno.h>
+#include <malloc.h>
+#include <openssl/crypto.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,4 +139,93 @@ int td_secure_harden_process(void)
 	if (setrlimit(RLIMIT_CORE, &rl) != 0)
 		core_err = -errno;
 	return dump_err ? dump_err : core_err;
+}
+
+/* ---- libcrypto's heap ----------------------------------------------------
+ * malloc's blocks, with the pages under each one mlocked as it is handed
+ * out (a page already locked is remembered, so a context allocated again
+ * costs no system call) and every block wiped before it goes back. Pages
+ * stay locked once locked: they are few (contexts are made once per layer
+ * and worker), and unlocking a page another live block shares would
+ * expose that block. */
+
+#define LOCKED_PAGES 8192 /* remembered; beyond, mlock is simply called again */
+
+static pthread_mutex_t heap_lock = PTHREAD_MUTEX_INITIALIZER;
+static uintptr_t locked_pages[LOCKED_PAGES]; /* open addressing, 0 = empty */
+
+static bool page_known(uintptr_t pg)
+{
+	size_t i = (pg * 0x9e3779b97f4a7c15ull) % LOCKED_PAGES, n;
+
+	for (n = 0; n < LOCKED_PAGES; n++, i = (i + 1) % LOCKED_PAGES) {
+		if (locked_pages[i] == pg)
+			return true;
+		if (!locked_pages[i]) {
+			locked_pages[i] = pg;
+			return false;
+		}
+	}
+	return false; /* full: lock again, harmless */
+}
+
+static void lock_range(const void *p, size_t n)
+{
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a, first, last;
+
+	if (!p || !n)
+		return;
+	first = (uintptr_t)p & ~(page - 1);
+	last = ((uintptr_t)p + n - 1) & ~(page - 1);
+	pthread_mutex_lock(&heap_lock);
+	for (a = first; a <= last; a += page)
+		if (!page_known(a) && mlock((void *)a, page) < 0)
+			atomic_fetch_add(&mlock_failures, 1);
+	pthread_mutex_unlock(&heap_lock);
+}
+
+static void *heap_malloc(size_t n, const char *file, int line)
+{
+	void *p = malloc(n);
+
+	(void)file;
+	(void)line;
+	if (p)
+		lock_range(p, malloc_usable_size(p));
+	return p;
+}
+
+static void heap_free(void *p, const char *file, int line)
+{
+	(void)file;
+	(void)line;
+	if (!p)
+		return;
+	td_wipe(p, malloc_usable_size(p));
+	free(p);
+}
+
+static void *heap_realloc(void *p, size_t n, const char *file, int line)
+{
+	size_t old;
+	void *q;
+
+	if (!p)
+		return heap_malloc(n, file, line);
+	if (!n) {
+		heap_free(p, file, line);
+		return NULL;
+	}
+	q = heap_malloc(n, file, line);
+	if (!q)
+		return NULL;
+	old = malloc_usable_size(p);
+	memcpy(q, p, old < n ? old : n);
+	heap_free(p, file, line);
+	return q;
+}
+
+int td_secure_crypto_heap(void)
+{
+	return CRYPTO_set_mem_functions(heap_malloc, heap_realloc, heap_free) ? 0 : -EBUSY;
 }

@@ -19,6 +19,14 @@ size_t td_secure_size(const void *p);
 /* Allocations so far whose pages could not be locked (RLIMIT_MEMLOCK). */
 unsigned td_secure_mlock_failures(void);
 
+/* Routes every allocation of OpenSSL's libcrypto (its cipher and MAC
+ * contexts: the expanded AES-XTS key schedules, the HMAC states) through
+ * an allocator that mlocks the pages it hands out and wipes each block when
+ * it is freed. Must run before libcrypto allocates anything (first thing
+ * in main); 0, or -EBUSY when it was too late. Locking is best effort
+ * under a small RLIMIT_MEMLOCK (td_secure_mlock_failures counts). */
+int td_secure_crypto_heap(void);
+
 /* explicit_bzero behind a call the compiler cannot see through. */
 void td_wipe(void *p, size_t n);
 

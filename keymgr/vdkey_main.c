@@ -1864,6 +1864,9 @@ int main(int argc, char **argv)
 	const char *cmd, *spec, *file = NULL;
 	int c;
 
+	/* before libcrypto allocates anything: its contexts in locked, wiped memory */
+	td_secure_crypto_heap();
+
 	td_log_init("vdkey");
 	td_secure_harden_process();
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||

@@ -115,15 +115,19 @@ static int parse_dirs(char *v, struct td_hostconf *c, char *why, size_t whylen)
 
 int td_hostconf_parse(const char *text, struct td_hostconf *out, char *err, size_t errlen)
 {
-	char *copy = strdup(text), *save = NULL, *line, why[300];
+	char *copy = strdup(text), *line, *next, why[300];
 	int lineno = 0, rc = 0;
 
 	td_hostconf_clear(out);
 	if (!copy)
 		return -ENOMEM;
-	for (line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		char *hash = strchr(line, '#'), *eq, *key, *val;
+	for (line = copy; line; line = next) {
+		char *hash, *eq, *key, *val;
 
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = 0;
+		hash = strchr(line, '#');
 		lineno++;
 		if (hash)
 			*hash = 0;

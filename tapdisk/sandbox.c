@@ -52,9 +52,6 @@ int td_sandbox_lookup(const char *user, uid_t *uid, gid_t *gid, char *err, size_
 /* ---- locked memory ------------------------------------------------------- */
 
 /* set by td_sandbox_lock_memory: every mapping is locked, now and later */
-static bool memory_locked;
-
-/* "8 MiB" / "unlimited" for a message */
 static void fmt_limit(rlim_t v, char *buf, size_t len)
 {
 	if (v == RLIM_INFINITY)
@@ -65,133 +62,65 @@ static void fmt_limit(rlim_t v, char *buf, size_t len)
 		snprintf(buf, len, "%llu KiB", (unsigned long long)(v >> 10));
 }
 
-/* The effective and permitted capability sets (two 32-bit words each). */
-static int caps_get(struct __user_cap_data_struct data[2])
-{
-	struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
-
-	memset(data, 0, 2 * sizeof(data[0]));
-	return syscall(SYS_capget, &hdr, data) < 0 ? -errno : 0;
-}
-
-static bool has_ipc_lock(void)
-{
-	struct __user_cap_data_struct d[2];
-
-	return caps_get(d) == 0 &&
-	       (d[CAP_TO_INDEX(CAP_IPC_LOCK)].effective & CAP_TO_MASK(CAP_IPC_LOCK));
-}
-
-static bool memlock_unlimited(void)
-{
-	struct rlimit rl;
-
-	return getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur == RLIM_INFINITY;
-}
-
 int td_sandbox_lock_memory(char *err, size_t errlen)
 {
 	struct rlimit rl = {RLIM_INFINITY, RLIM_INFINITY};
 	char cur[32], max[32];
-	int rc;
 
 #ifdef TD_SANITIZED
 	/* the sanitizer's runtime turns mlock and mlockall into no-ops */
 	snprintf(err, errlen, "sanitizer build: memory is not locked");
 	return -EOPNOTSUPP;
 #endif
-	/* With MCL_FUTURE every later mapping counts against RLIMIT_MEMLOCK
-	 * unless the process holds CAP_IPC_LOCK, and the count is of address
-	 * space, not of resident pages: thread stacks, the allocator's 64 MiB
-	 * arenas, librados' threads. A finite limit would make some later
-	 * malloc, thread or reopen fail at a random time, so the limit is
-	 * lifted when we may (root with CAP_SYS_RESOURCE); otherwise
-	 * CAP_IPC_LOCK is needed now and td_sandbox_drop keeps it. Resident
-	 * memory stays bounded by the tapdisk's own limits (requests in
-	 * flight, connections) and by its cgroup, which counts locked pages
-	 * like any other. */
-	if (setrlimit(RLIMIT_MEMLOCK, &rl) < 0 && !has_ipc_lock()) {
-		rc = -EPERM;
+	/* With MCL_FUTURE every later mapping counts against RLIMIT_MEMLOCK,
+	 * and the count is of address space, not of resident pages: thread
+	 * stacks, the allocator's 64 MiB arenas, librados' threads. Under a
+	 * finite limit some later malloc or thread would fail at a random
+	 * time, in whichever thread lacks CAP_IPC_LOCK (capabilities are per
+	 * thread, and the uid change clears them in every one). So the whole
+	 * process is locked only when the limit can be lifted (root with
+	 * CAP_SYS_RESOURCE, or a limit already unlimited); otherwise only the
+	 * secrets are: keymgr/secmem.c's buffers and libcrypto's heap
+	 * (td_secure_crypto_heap), where the key schedules live. */
+	if (setrlimit(RLIMIT_MEMLOCK, &rl) < 0) {
 		if (getrlimit(RLIMIT_MEMLOCK, &rl) < 0)
 			rl.rlim_cur = rl.rlim_max = 0;
-		fmt_limit(rl.rlim_cur, cur, sizeof(cur));
-		fmt_limit(rl.rlim_max, max, sizeof(max));
-		snprintf(
-		    err, errlen,
-		    "memory not locked: the locked-memory limit is %s (hard limit %s) and this "
-		    "process may neither lift it nor lock memory beyond it (no CAP_IPC_LOCK), "
-		    "so the key schedules may be written to swap. Start tapdisk as root (it "
-		    "drops privileges with --user) or allow unlimited locked memory (ulimit -l "
-		    "unlimited; systemd: LimitMEMLOCK=infinity)",
-		    cur, max);
-		return rc;
+		if (rl.rlim_cur != RLIM_INFINITY) {
+			fmt_limit(rl.rlim_cur, cur, sizeof(cur));
+			fmt_limit(rl.rlim_max, max, sizeof(max));
+			snprintf(err, errlen,
+				 "only the key material is locked in memory (the key schedules "
+				 "and secret buffers), not the data buffers: the locked-memory "
+				 "limit is %s (hard limit %s) and this process may not lift it "
+				 "(ulimit -l unlimited; systemd: LimitMEMLOCK=infinity)",
+				 cur, max);
+			return -EPERM;
+		}
 	}
 	/* ONFAULT: pages are locked as they are touched, so thread stacks and
-	 * large reservations (a sanitizer's shadow memory) are not populated */
+	 * large reservations are not populated */
 	if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) < 0) {
-		rc = -errno;
-		snprintf(
-		    err, errlen,
-		    "memory not locked: mlockall: %s; the key schedules may be written to swap",
-		    strerror(errno));
+		int rc = -errno;
+
+		snprintf(err, errlen, "only the key material is locked in memory: mlockall: %s",
+			 strerror(errno));
 		return rc;
 	}
-	memory_locked = true;
+	td_info("all of this tapdisk's memory is locked (mlockall)");
 	return 0;
-}
-
-/* After the uid change: CAP_IPC_LOCK alone, effective and permitted. */
-static int keep_only_ipc_lock(char *err, size_t errlen)
-{
-	struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
-	struct __user_cap_data_struct d[2], want[2];
-	int rc;
-
-	memset(want, 0, sizeof(want));
-	want[CAP_TO_INDEX(CAP_IPC_LOCK)].effective = CAP_TO_MASK(CAP_IPC_LOCK);
-	want[CAP_TO_INDEX(CAP_IPC_LOCK)].permitted = CAP_TO_MASK(CAP_IPC_LOCK);
-	if (syscall(SYS_capset, &hdr, want) < 0) {
-		rc = -errno;
-		snprintf(err, errlen, "cannot drop capabilities: %s", strerror(errno));
-		return rc;
-	}
-	rc = caps_get(d);
-	if (rc == 0 && memcmp(d, want, sizeof(d)) != 0)
-		rc = -EPERM;
-	if (rc < 0)
-		snprintf(err, errlen, "capabilities other than CAP_IPC_LOCK remain after the drop");
-	return rc;
 }
 
 int td_sandbox_drop(uid_t uid, gid_t gid, char *err, size_t errlen)
 {
-	/* Memory locked under a finite RLIMIT_MEMLOCK (root could not lift
-	 * it): without CAP_IPC_LOCK every later mapping would fail, so that
-	 * one capability is kept across the uid change; everything else goes. */
-	bool keep_lock = memory_locked && !memlock_unlimited();
-	int rc;
-
 	/* an anonymous session keyring: the keys of the session that started
 	 * us (other VBDs' among them) are no longer possessed */
 	if (keyctl_join_session_keyring(NULL) < 0) {
 		snprintf(err, errlen, "cannot leave the session keyring: %s", strerror(errno));
 		return -errno;
 	}
-	if (keep_lock && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) {
-		rc = -errno;
-		snprintf(err, errlen, "cannot keep CAP_IPC_LOCK for the locked memory: %s",
-			 strerror(errno));
-		return rc;
-	}
 	if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0) {
 		snprintf(err, errlen, "cannot become uid %u: %s", (unsigned)uid, strerror(errno));
 		return -errno;
-	}
-	if (keep_lock) {
-		prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
-		rc = keep_only_ipc_lock(err, errlen);
-		if (rc < 0)
-			return rc;
 	}
 	if (setuid(0) == 0) {
 		snprintf(err, errlen, "privileges could be regained after dropping them");
@@ -212,6 +141,10 @@ int td_sandbox_drop(uid_t uid, gid_t gid, char *err, size_t errlen)
  * clone only with CLONE_THREAD, and clone3 (whose flags a filter cannot
  * read) fails with ENOSYS, so glibc's pthread_create falls back to clone. */
 static const char *const cluster_allow[] = {
+	/* librados and librbd open configuration, keyrings and /proc files
+	 * whenever they reconnect or start threads */
+	"open", "openat", "access", "faccessat", "faccessat2", "unlink", "unlinkat", "rename",
+	"renameat", "renameat2", "fchmod", "fchown",
 	"socket", "connect", "bind", "getpeername", "poll", "ppoll", "select", "pselect6",
 	"pipe", "pipe2", "epoll_create", "epoll_create1", "eventfd", "timerfd_create",
 	"timerfd_settime", "timerfd_gettime", "sendmmsg", "recvmmsg",
@@ -294,16 +227,20 @@ static int allow_ioctls(scmp_filter_ctx ctx, char *err, size_t errlen)
 static int load_filter(const char *const *extra, size_t nextra, char *err, size_t errlen)
 {
 	/* what the event loop, libaio, the NBD and control sockets, the worker
-	 * threads, the allocators, logging, pause/unpause (reopening the image)
-	 * and snapshots (creating an overlay) use; everything else fails with
-	 * EPERM */
+	 * threads, the allocators, logging, pause/unpause (reopening the image
+	 * from the file table) and snapshots (writing an overlay into a file
+	 * root passed) use; everything else fails with EPERM. No system call
+	 * that opens, creates, removes or renames a file by path is here: a
+	 * file chain's tapdisk gets files only as descriptors (tapdisk/files.h),
+	 * so code running inside it cannot open another VBD's image, however
+	 * its mode. (readlink stays: the identity of an open file is read from
+	 * /proc/self/fd.) */
 	static const char *const allow[] = {
 		"read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev",
 		"preadv2", "pwritev2", "close", "fstat", "newfstatat", "statx", "stat", "lstat",
-		"lseek", "readlink", "openat", "open", "ftruncate", "fallocate", "fdatasync",
-		"fsync", "fcntl", "unlink", "unlinkat", "getcwd", "fstatfs", "statfs",
-		"access", "faccessat", "faccessat2", "fadvise64", "fchmod", "fchown",
-		"readlinkat", "rename", "renameat", "renameat2", "dup", "dup3", "uname",
+		"lseek", "readlink", "ftruncate", "fallocate", "fdatasync",
+		"fsync", "fcntl", "getcwd", "fstatfs", "statfs",
+		"readlinkat", "dup", "dup3", "uname",
 		"mmap", "munmap", "mprotect", "madvise", "brk", "mremap", "mlock", "munlock",
 		"futex", "set_robust_list", "sched_yield", "nanosleep", "clock_nanosleep",
 		"clock_gettime", "gettimeofday", "getrandom",

@@ -756,9 +756,6 @@ int td_server_main(const struct td_server_opts *o)
 		td_warn("cannot start the socket clean-up helper (%s): the socket files will "
 			"outlive this tapdisk",
 			strerror(-rc));
-	/* before the key is read: key schedules never reach swap */
-	if (td_sandbox_lock_memory(err, sizeof(err)) < 0)
-		td_warn("%s", err);
 
 	s.loop = td_loop_new();
 	s.ctx.loop = s.loop;
@@ -812,6 +809,10 @@ int td_server_main(const struct td_server_opts *o)
 	}
 	if (choose_identity(&s, o, hc, &uid, &gid, &drop, err, sizeof(err)) < 0)
 		goto fail;
+	/* the key schedules are in libcrypto's locked heap already
+	 * (td_secure_crypto_heap); lock the rest too where the limit allows */
+	if (td_sandbox_lock_memory(err, sizeof(err)) < 0)
+		td_warn("%s", err);
 	/* from here on no file is opened by path: only what the table holds,
 	 * and what root passes with a command */
 	td_files_seal(s.files);

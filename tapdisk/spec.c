@@ -167,3 +167,37 @@ int td_spec_format(const struct td_spec *s, char *buf, size_t len)
 		return -ENAMETOOLONG;
 	return 0;
 }
+
+int td_spec_same_layers(const char *old, const char *new, char *err, size_t errlen)
+{
+	struct td_spec a, b;
+	int rc, i;
+
+	rc = td_spec_parse(old, &a, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = td_spec_parse(new, &b, err, errlen);
+	if (rc < 0) {
+		td_spec_free(&a);
+		return rc;
+	}
+	rc = a.nlayers == b.nlayers ? 0 : -EINVAL;
+	for (i = 0; rc == 0 && i < a.nlayers; i++)
+		if (a.layers[i].drv != b.layers[i].drv)
+			rc = -EINVAL;
+	if (rc < 0) {
+		char names[256];
+		size_t n = 0;
+
+		names[0] = 0;
+		for (i = 0; i < a.nlayers && n < sizeof(names); i++)
+			n += (size_t)snprintf(names + n, sizeof(names) - n, "%s:", a.layers[i].drv->name);
+		snprintf(err, errlen,
+			 "the new spec must stack the same drivers as the VBD (%s...): refusing to "
+			 "change the layers of a running disk",
+			 names);
+	}
+	td_spec_free(&a);
+	td_spec_free(&b);
+	return rc;
+}

@@ -29,6 +29,10 @@ struct td_spec {
  * td_spec_free on success only. */
 int td_spec_parse(const char *s, struct td_spec *out, char *err, size_t errlen);
 void td_spec_free(struct td_spec *s);
+/* Do specs a and b stack the same drivers (options and path aside)? A
+ * paused VBD accepts a new spec only then: otherwise `unpause -a
+ * aio:PLAIN` would strip the encryption. 0, or -EINVAL with a message. */
+int td_spec_same_layers(const char *a, const char *b, char *err, size_t errlen);
 /* Writes the canonical form (no "tap:", aliases resolved) into buf. */
 int td_spec_format(const struct td_spec *s, char *buf, size_t len);
 

@@ -602,7 +602,9 @@ static int cmd_simple(const char *cmd, const struct selector *sel, const char *n
 		return 1;
 	if (!strcmp(cmd, "unpause") && newspec) {
 		/* a new spec may name new files: root opens them and passes them */
-		rc = collect_files(newspec, atoi(kvs(&info, "readonly")) != 0, &files, err,
+		rc = td_spec_same_layers(kvs(&info, "spec"), newspec, err, sizeof(err));
+		if (rc == 0)
+			rc = collect_files(newspec, atoi(kvs(&info, "readonly")) != 0, &files, err,
 				   sizeof(err));
 		if (rc < 0) {
 			fprintf(stderr, "%s unpause: %s\n", prog, err);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "keymgr/secmem.h"
 #include "tapdisk/driver.h"
 #include "tapdisk/log.h"
 #include "tapdisk/server.h"
@@ -82,6 +83,8 @@ int main(int argc, char **argv)
 	struct td_server_opts o = {.minor = -1, .ready_fd = -1};
 	int c;
 
+	/* before libcrypto allocates anything: its key schedules in locked, wiped memory */
+	td_secure_crypto_heap();
 	td_log_init("tapdisk");
 	if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
 		usage(stdout);

@@ -530,40 +530,6 @@ void vbd_pause(struct vbd *v, void (*cb)(void *opaque, int err), void *opaque)
 		pause_continue(v);
 }
 
-/* A new spec for a paused VBD stacks exactly the drivers of the old one:
- * otherwise `unpause -a aio:PLAIN` would strip the encryption. */
-static int same_layers(const char *old, const char *new, char *err, size_t errlen)
-{
-	struct td_spec a, b;
-	int rc, i;
-
-	rc = td_spec_parse(old, &a, err, errlen);
-	if (rc < 0)
-		return rc;
-	rc = td_spec_parse(new, &b, err, errlen);
-	if (rc < 0) {
-		td_spec_free(&a);
-		return rc;
-	}
-	rc = a.nlayers == b.nlayers ? 0 : -EINVAL;
-	for (i = 0; rc == 0 && i < a.nlayers; i++)
-		if (a.layers[i].drv != b.layers[i].drv)
-			rc = -EINVAL;
-	if (rc < 0) {
-		char ao[TD_SPEC_MAX_LEN];
-
-		snprintf(ao, sizeof(ao), "%s", old);
-		*strrchr(ao, ':') = 0; /* the drivers, without the path */
-		snprintf(err, errlen,
-			 "the new spec must stack the same drivers as the VBD (%.200s:...): "
-			 "refusing to change the layers of a running disk",
-			 ao);
-	}
-	td_spec_free(&a);
-	td_spec_free(&b);
-	return rc;
-}
-
 int vbd_unpause(struct vbd *v, const char *newspec, char *err, size_t errlen)
 {
 	struct td_chain *c;
@@ -574,7 +540,7 @@ int vbd_unpause(struct vbd *v, const char *newspec, char *err, size_t errlen)
 		snprintf(err, errlen, "not paused");
 		return -EINVAL;
 	}
-	if (newspec && (rc = same_layers(v->spec, newspec, err, errlen)) < 0)
+	if (newspec && (rc = td_spec_same_layers(v->spec, newspec, err, errlen)) < 0)
 		return rc;
 	rc = td_chain_open(v->ctx, newspec ? newspec : v->spec, &c, err, errlen);
 	if (rc < 0)

