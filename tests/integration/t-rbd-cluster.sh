@@ -184,7 +184,7 @@ sec_roundtrip() {
 sec_tamper() {
 	info "tamper: a flipped byte in the RADOS object of a written block -> EIO"
 	new_crypt_image tamp 96M
-	local uri blk=5000 doff off objsize prefix obj
+	local uri blk=5000 doff off objsize prefix obj out
 	uri=$(onA tap-ctl create -a crypt:rbd:rbd/tamp) || fail "create"
 	qemu-io -f raw -c "write -P 0x5a $((blk * 4096)) 4k" -c "write -P 0x5b $(((blk + 1) * 4096)) 4k" \
 		"$uri" >/dev/null || fail "write"
@@ -213,6 +213,10 @@ PY
 	[ "$(onA stat_of -s "$(sock_of "$uri")" integrity_failures)" -ge 1 ] ||
 		fail "integrity_failures not counted"
 	onA tap-ctl destroy -s "$(sock_of "$uri")" || fail "destroy"
+	info "tamper: a copy of the image (rbd cp) is not opened with the original's loaded key"
+	rbd cp rbd/tamp rbd/tampcopy >/dev/null 2>&1 || fail "rbd cp"
+	out=$(onA tap-ctl create -a crypt:rbd:rbd/tampcopy 2>&1) && fail "the copy was served: $out"
+	echo "$out" | grep -q "belongs to another file" || fail "copy refused with: $out"
 }
 
 sec_lock() {
