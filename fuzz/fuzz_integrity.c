@@ -192,13 +192,14 @@ static void fuzz_jblock(const uint8_t *d, size_t n, int fix)
 	if (nr >= 0) {
 		assert(nr <= (int)TI_RECS_PER_BLOCK);
 		assert(info.index == pos);
-		assert(info.kind == TI_JB_RECORDS || (info.kind == TI_JB_FLUSH && nr == 0));
+		assert(info.kind == TI_JB_RECORDS || info.kind == TI_JB_FLUSH);
 		re = malloc(TI_BLOCK);
 		assert(re);
 		if (info.kind == TI_JB_FLUSH) {
 			assert(fp.n <= TI_FP_MAX_RANGES);
 			check_fpoint(&fp);
-			ti_jflush_encode(epoch, pos, &fp, fz_uuid, mac_ctx(), re);
+			ti_jflush_encode(epoch, pos, recs, (unsigned)nr, &fp, fz_uuid, mac_ctx(),
+					 re);
 		} else {
 			ti_jblock_encode(epoch, pos, recs, (unsigned)nr, fz_uuid, mac_ctx(), re);
 		}

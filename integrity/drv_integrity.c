@@ -421,6 +421,8 @@ void ti_req_continue(struct ti_req *r)
 		}
 		r->stage = ST_DATA;
 		r->pending = 1;
+		if (r->parent->flags & TD_REQ_FUA)
+			p->fp_fua_data++; /* fpoint.c: group commit of flush points */
 		child_io(r, TD_OP_WRITE, r->b0 * TI_BLOCK, r->n * TI_BLOCK, data_done,
 			 r->parent->flags & TD_REQ_FUA, true);
 		return;
@@ -436,6 +438,8 @@ void ti_req_continue(struct ti_req *r)
 		}
 		if (r->kind == TI_WRITE) {
 			if (r->err) {
+				if (r->parent->flags & TD_REQ_FUA)
+					ti_fp_fua_data_end(l);
 				start_resolve(r);
 				return;
 			}

@@ -204,9 +204,12 @@ int ti_super_decode(const uint8_t in[TI_BLOCK], const uint8_t uuid[16], struct t
 	return rc;
 }
 
-void ti_jblock_encode(uint64_t epoch, uint32_t index, const struct ti_rec *recs, unsigned n,
-		      const uint8_t uuid[16], struct td_hmac *mac, uint8_t out[TI_BLOCK])
+/* A kind-0 block (fp NULL) or a kind-1 block: records, then ranges. */
+static void jblock_encode(uint64_t epoch, uint32_t index, const struct ti_rec *recs, unsigned n,
+			  const struct ti_fpoint *fp, const uint8_t uuid[16], struct td_hmac *mac,
+			  uint8_t out[TI_BLOCK])
 {
+	uint8_t *at = out + TI_REC_OFF;
 	unsigned i;
 
 	memset(out, 0, TI_BLOCK);
@@ -215,37 +218,37 @@ void ti_jblock_encode(uint64_t epoch, uint32_t index, const struct ti_rec *recs,
 	ti_put64(out + 16, index);
 	ti_put64(out + 24, n);
 	memcpy(out + 32, uuid, 16);
-	for (i = 0; i < n; i++) {
-		uint8_t *r = out + TI_REC_OFF + i * TI_REC_LEN;
-
-		ti_put64(r, recs[i].block);
-		ti_put64(r + 8, recs[i].seq);
+	for (i = 0; i < n; i++, at += TI_REC_LEN) {
+		ti_put64(at, recs[i].block);
+		ti_put64(at + 8, recs[i].seq);
 		if (recs[i].seq & TI_SEQ_ZERO_RANGE)
-			ti_put64(r + 16, recs[i].count);
+			ti_put64(at + 16, recs[i].count);
 		else
-			memcpy(r + 16, recs[i].tag, TI_TAG_LEN);
+			memcpy(at + 16, recs[i].tag, TI_TAG_LEN);
+	}
+	if (fp) {
+		put32(out + 48, TI_JB_FLUSH);
+		put32(out + 52, fp->n);
+		ti_put64(out + 56, fp->below);
+		for (i = 0; i < fp->n; i++, at += TI_FP_RANGE_LEN) {
+			ti_put64(at, fp->r[i].start);
+			ti_put64(at + 8, fp->r[i].count);
+		}
 	}
 	mac_region(mac, out, out + TI_MAC_OFF);
 }
 
-void ti_jflush_encode(uint64_t epoch, uint32_t index, const struct ti_fpoint *fp,
+void ti_jblock_encode(uint64_t epoch, uint32_t index, const struct ti_rec *recs, unsigned n,
 		      const uint8_t uuid[16], struct td_hmac *mac, uint8_t out[TI_BLOCK])
 {
-	unsigned i;
+	jblock_encode(epoch, index, recs, n, NULL, uuid, mac, out);
+}
 
-	memset(out, 0, TI_BLOCK);
-	memcpy(out, JBLOCK_MAGIC, 8);
-	ti_put64(out + 8, epoch);
-	ti_put64(out + 16, index);
-	memcpy(out + 32, uuid, 16);
-	put32(out + 48, TI_JB_FLUSH);
-	put32(out + 52, fp->n);
-	ti_put64(out + 56, fp->below);
-	for (i = 0; i < fp->n; i++) {
-		ti_put64(out + TI_REC_OFF + i * TI_FP_RANGE_LEN, fp->r[i].start);
-		ti_put64(out + TI_REC_OFF + i * TI_FP_RANGE_LEN + 8, fp->r[i].count);
-	}
-	mac_region(mac, out, out + TI_MAC_OFF);
+void ti_jflush_encode(uint64_t epoch, uint32_t index, const struct ti_rec *recs, unsigned n,
+		      const struct ti_fpoint *fp, const uint8_t uuid[16], struct td_hmac *mac,
+		      uint8_t out[TI_BLOCK])
+{
+	jblock_encode(epoch, index, recs, n, fp, uuid, mac, out);
 }
 
 static bool zero_bytes(const uint8_t *b, size_t n)
@@ -281,10 +284,11 @@ static bool decode_records(const uint8_t *in, uint64_t n, struct ti_rec *recs)
 	return true;
 }
 
-/* The ranges of a kind-1 block; false unless sorted, disjoint, not
- * touching, non-empty and below TI_SEQ_LIMIT. */
-static bool decode_ranges(const uint8_t *in, uint64_t k, struct ti_fpoint *fp)
+/* The ranges of a kind-1 block (after its n records); false unless
+ * sorted, disjoint, not touching, non-empty and below TI_SEQ_LIMIT. */
+static bool decode_ranges(const uint8_t *in, uint64_t n, uint64_t k, struct ti_fpoint *fp)
 {
+	const uint8_t *at = in + TI_REC_OFF + n * TI_REC_LEN;
 	uint64_t prev_end = 0;
 	unsigned i;
 
@@ -293,7 +297,7 @@ static bool decode_ranges(const uint8_t *in, uint64_t k, struct ti_fpoint *fp)
 	if (fp->below > TI_SEQ_LIMIT)
 		return false;
 	for (i = 0; i < k; i++) {
-		const uint8_t *r = in + TI_REC_OFF + i * TI_FP_RANGE_LEN;
+		const uint8_t *r = at + i * TI_FP_RANGE_LEN;
 		uint64_t start = ti_le64(r), count = ti_le64(r + 8);
 
 		if (count == 0 || start >= TI_SEQ_LIMIT || count > TI_SEQ_LIMIT - start ||
@@ -325,15 +329,16 @@ int ti_jblock_decode(const uint8_t in[TI_BLOCK], uint64_t epoch, uint32_t index,
 	n = ti_le64(in + 24);
 	kind = le32(in + 48);
 	k = le32(in + 52);
-	if (kind == TI_JB_RECORDS && n <= TI_RECS_PER_BLOCK && k == 0 && ti_le64(in + 56) == 0)
-		used = TI_REC_OFF + (size_t)n * TI_REC_LEN;
-	else if (kind == TI_JB_FLUSH && n == 0 && k <= TI_FP_MAX_RANGES)
-		used = TI_REC_OFF + (size_t)k * TI_FP_RANGE_LEN;
-	else
+	if (n > TI_RECS_PER_BLOCK || k > TI_FP_MAX_RANGES)
 		return rc;
-	if (!zero_bytes(in + used, TI_MAC_OFF - used))
+	used = TI_REC_OFF + (size_t)n * TI_REC_LEN + (size_t)k * TI_FP_RANGE_LEN;
+	if (used > TI_MAC_OFF || !zero_bytes(in + used, TI_MAC_OFF - used))
 		return rc;
-	if (kind == TI_JB_RECORDS ? !decode_records(in, n, recs) : !decode_ranges(in, k, fp))
+	if (kind == TI_JB_RECORDS && (k != 0 || ti_le64(in + 56) != 0))
+		return rc;
+	if (kind != TI_JB_RECORDS && kind != TI_JB_FLUSH)
+		return rc;
+	if (!decode_records(in, n, recs) || (kind == TI_JB_FLUSH && !decode_ranges(in, n, k, fp)))
 		return rc;
 	info->kind = kind;
 	info->index = ti_le64(in + 16);

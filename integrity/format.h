@@ -155,14 +155,16 @@ struct ti_jinfo {
  * records, HMAC. */
 void ti_jblock_encode(uint64_t epoch, uint32_t index, const struct ti_rec *recs, unsigned n,
 		      const uint8_t uuid[16], struct td_hmac *mac, uint8_t out[TI_BLOCK]);
-/* A flush-point journal block (fp->n <= TI_FP_MAX_RANGES, ranges valid). */
-void ti_jflush_encode(uint64_t epoch, uint32_t index, const struct ti_fpoint *fp,
-		      const uint8_t uuid[16], struct td_hmac *mac, uint8_t out[TI_BLOCK]);
-/* Decodes the block read at journal position `index`. Returns the number of
- * records of a records block (0..TI_RECS_PER_BLOCK, into recs), 0 for a
- * flush-point block (into *fp; info->kind tells them apart), -EBADMSG when
- * it is not a valid journal block of `epoch` for this image, or
- * -TI_EMISPLACED when it is one but carries another index (info->index). */
+/* A journal block with a flush point, after its n records (valid ranges;
+ * TI_REC_OFF + n * TI_REC_LEN + fp->n * TI_FP_RANGE_LEN <= TI_MAC_OFF). */
+void ti_jflush_encode(uint64_t epoch, uint32_t index, const struct ti_rec *recs, unsigned n,
+		      const struct ti_fpoint *fp, const uint8_t uuid[16], struct td_hmac *mac,
+		      uint8_t out[TI_BLOCK]);
+/* Decodes the block read at journal position `index`. Returns its number of
+ * records (0..TI_RECS_PER_BLOCK, into recs); a block that also carries a
+ * flush point (info->kind TI_JB_FLUSH) fills *fp. -EBADMSG when it is not a
+ * valid journal block of `epoch` for this image, or -TI_EMISPLACED when it
+ * is one but carries another index (info->index). */
 int ti_jblock_decode(const uint8_t in[TI_BLOCK], uint64_t epoch, uint32_t index,
 		     const uint8_t uuid[16], struct td_hmac *mac, struct ti_rec *recs,
 		     struct ti_fpoint *fp, struct ti_jinfo *info);

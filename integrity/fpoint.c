@@ -176,6 +176,7 @@ static int unsettled(struct ti_priv *p, struct ti_rset *out)
 /* ---- cycles ------------------------------------------------------------------- */
 
 static void cycle_start(struct td_layer *l);
+static void block_step(struct td_layer *l, bool may_defer);
 
 static void complete_list(struct td_layer *l, struct ti_req *list, int err)
 {
@@ -290,8 +291,13 @@ static void after_block(struct td_layer *l, int err)
 	cycle_end(l, err);
 }
 
-/* Writes the claim as a flush-point block if it moved. */
-static void block_step(struct td_layer *l)
+/* Writes the claim as a flush-point block if it moved. may_defer: a
+ * cycle of FUA writes only (no FLUSH) waits while other FUA writes' data
+ * writes are in flight (they join it as they complete) or a journal write
+ * is (the flush point then goes out with the half-filled records block):
+ * group commit. The next journal write completion, or the last of those
+ * FUA data writes, sends it. */
+static void block_step(struct td_layer *l, bool may_defer)
 {
 	struct ti_priv *p = l->priv;
 	struct ti_fpoint *fp = p->fp_enc;
@@ -311,6 +317,10 @@ static void block_step(struct td_layer *l)
 		after_block(l, 0);
 		return;
 	}
+	if (may_defer && !p->fp_cycle_flush && (p->j_inflight > 0 || p->fp_fua_data > 0)) {
+		p->fp_deferred = true;
+		return;
+	}
 	fp->below = p->fp_below;
 	fp->n = (unsigned)p->fp_x.n;
 	for (i = 0; i < p->fp_x.n; i++)
@@ -326,6 +336,27 @@ static void block_step(struct td_layer *l)
 	}
 	p->fp_changed = false;
 	p->fp_blocks++;
+}
+
+void ti_fp_fua_data_end(struct td_layer *l)
+{
+	struct ti_priv *p = l->priv;
+
+	p->fp_fua_data--;
+	if (p->fp_deferred && !p->fp_fua_data && !p->j_inflight) {
+		p->fp_deferred = false;
+		block_step(l, false);
+	}
+}
+
+void ti_fp_journal_done(struct td_layer *l)
+{
+	struct ti_priv *p = l->priv;
+
+	if (!p->fp_deferred)
+		return;
+	p->fp_deferred = false;
+	block_step(l, false);
 }
 
 void ti_fp_block_done(struct td_layer *l, int err)
@@ -360,7 +391,7 @@ static void flush_done(struct td_req *req, int err)
 	/* a merge also compacts the claim (ranges below the snapshot go) */
 	if ((p->fp_snap_dirty || p->fp_x.n > TI_FP_MAX_RANGES / 2) && !p->fp_bad && merge(p) < 0)
 		p->fp_bad = true;
-	block_step(l);
+	block_step(l, true);
 }
 
 static void submit_lower_flush(struct td_layer *l)
@@ -395,7 +426,7 @@ static void cycle_start(struct td_layer *l)
 		return;
 	}
 	if (!p->fp_cycle_flush) {
-		block_step(l);
+		block_step(l, true);
 		return;
 	}
 	p->fp_snap_epoch = p->epoch;
@@ -411,7 +442,7 @@ static void cycle_start(struct td_layer *l)
 		p->fp_snap_live = false;
 		if (!p->fp_bad && merge(p) < 0)
 			p->fp_bad = true;
-		block_step(l);
+		block_step(l, true);
 		return;
 	}
 	submit_lower_flush(l);
@@ -427,9 +458,12 @@ bool ti_fp_data_done(struct td_layer *l, struct ti_req *r)
 	if (r->fp_linked)
 		unlink_req(p, r);
 	if (!(r->parent->flags & TD_REQ_FUA) || p->fp_mode == TI_FP_OFF || !r->journaled) {
+		if (r->parent->flags & TD_REQ_FUA)
+			ti_fp_fua_data_end(l);
 		p->fp_dirty = true; /* the next snapshot claims it */
 		return false;
 	}
+	p->fp_fua_data--;
 	/* FUA: the data is durable now; claim it (a later snapshot adds
 	 * nothing for it) */
 	if (!p->fp_bad) {
@@ -445,8 +479,23 @@ bool ti_fp_data_done(struct td_layer *l, struct ti_req *r)
 	/* its tags are in the table: a checkpoint no longer waits for it */
 	r->journaled = false;
 	p->journaled_inflight--;
-	append(&p->fp_wait_head, &p->fp_wait_tail, r);
-	cycle_start(l);
+	if (p->fp_deferred) {
+		/* the flush-point block of the cycle is not written yet: it will
+		 * hold this claim too */
+		struct ti_req **pp = &p->fp_cycle;
+
+		while (*pp)
+			pp = &(*pp)->next;
+		r->next = NULL;
+		*pp = r;
+		if (!p->fp_fua_data && !p->j_inflight) { /* the last one */
+			p->fp_deferred = false;
+			block_step(l, false);
+		}
+	} else {
+		append(&p->fp_wait_head, &p->fp_wait_tail, r);
+		cycle_start(l);
+	}
 	if (p->ck == CK_DRAIN)
 		ti_ckpt_maybe(l);
 	return true;

@@ -103,7 +103,7 @@ struct ti_jblock {
 	unsigned nwait, capwait;
 	struct ti_jblock *next;
 	struct td_layer *l;
-	uint8_t *fpblock; /* a flush-point block: its encoded bytes (no records) */
+	uint8_t *fpblock; /* carries a flush point: the block, encoded when sealed */
 };
 
 enum ti_ckpt { CK_IDLE, CK_DRAIN, CK_PREFLUSH, CK_PAGES, CK_FLUSH, CK_SUPER };
@@ -185,6 +185,8 @@ struct ti_priv {
 	bool fp_snap_live;			    /* a snapshot waits for its lower flush */
 	bool fp_cycle_flush;			    /* this cycle flushes the lower image */
 	bool fp_early_flushed;			    /* test hook "early": flush issued */
+	bool fp_deferred;			    /* the cycle waits for a journal write */
+	unsigned fp_fua_data;			    /* FUA writes whose data write is in flight */
 	bool fp_snap_dirty;
 	uint64_t fp_snap_below, fp_snap_epoch;
 	struct ti_rset fp_snap_x;
@@ -239,7 +241,8 @@ void ti_gen_advance(struct td_layer *l);
 /* recover.c */
 int ti_recover(struct td_layer *l, char *err, size_t errlen);
 
-/* journal.c: queues a flush-point block at the next index (the half-filled
+/* journal.c: queues a flush point: in the half-filled records block when
+ * it fits, else in a block of its own at the next index (the half-filled
  * records block first); ti_fp_block_done runs when it is durable (v2: in
  * journal order). -ENOSPC when the journal has no free block. */
 int ti_journal_flush_point(struct td_layer *l, const struct ti_fpoint *fp);
@@ -262,6 +265,11 @@ bool ti_fp_data_done(struct td_layer *l, struct ti_req *r);
 void ti_fp_untrack(struct ti_priv *p, struct ti_req *r, int err);
 /* The driver's flush. */
 void ti_fp_flush(struct td_layer *l, struct td_req *req);
+/* drv_integrity.c: a FUA write's data write completed (with or without
+ * error). */
+void ti_fp_fua_data_end(struct td_layer *l);
+/* journal.c: a journal write completed (a deferred flush point goes now). */
+void ti_fp_journal_done(struct td_layer *l);
 /* journal.c: a flush-point block is durable (or failed). */
 void ti_fp_block_done(struct td_layer *l, int err);
 /* journal.c: a checkpoint ended (err 0: the new epoch is durable). */

@@ -9,7 +9,8 @@
  * recovery reads the whole region and takes every valid block of the
  * current epoch, so several journal writes may be in flight at once.
  *
- * A flush point (fpoint.c) is a journal block of its own, queued like the
+ * A flush point (fpoint.c) rides in the half-filled records block when it
+ * fits (sealing it), or is a journal block of its own, queued like the
  * others at the next index, after the half-filled records block.
  *
  * A checkpoint (journal three-quarters full, many records, or many dirty
@@ -142,6 +143,7 @@ static void jbatch_done(struct td_req *req, int err)
 			jbatch_release(l, h, p->jfail);
 		}
 	}
+	ti_fp_journal_done(l);
 	ti_journal_kick(l);
 	if (p->ck == CK_DRAIN)
 		ckpt_step(l);
@@ -242,10 +244,25 @@ static void seal_open(struct td_layer *l)
 int ti_journal_flush_point(struct td_layer *l, const struct ti_fpoint *fp)
 {
 	struct ti_priv *p = l->priv;
-	struct ti_jblock *jb;
+	struct ti_jblock *jb = p->open;
 
-	/* the half-filled records block goes first: a flush point never takes
-	 * an index a request's records were counted on */
+	if (jb && jb->nrec &&
+	    TI_REC_OFF + jb->nrec * TI_REC_LEN + fp->n * TI_FP_RANGE_LEN <= TI_MAC_OFF) {
+		/* it rides in the half-filled records block, sealed now: no
+		 * index and no write of its own */
+		jb->fpblock = malloc(TI_BLOCK);
+		if (!jb->fpblock)
+			return -ENOMEM;
+		p->open = NULL;
+		jb->index = p->jpos++;
+		ti_jflush_encode(p->epoch, jb->index, jb->recs, jb->nrec, fp, p->uuid, p->mac_loop,
+				 jb->fpblock);
+		queue_sealed(p, jb);
+		ti_journal_kick(l);
+		return 0;
+	}
+	/* a block of its own, after the half-filled records block: it never
+	 * takes an index a request's records were counted on */
 	seal_open(l);
 	if (p->jpos >= p->p.journal_blocks)
 		return -ENOSPC;
@@ -258,7 +275,7 @@ int ti_journal_flush_point(struct td_layer *l, const struct ti_fpoint *fp)
 		return -ENOMEM;
 	}
 	jb->index = p->jpos++;
-	ti_jflush_encode(p->epoch, jb->index, fp, p->uuid, p->mac_loop, jb->fpblock);
+	ti_jflush_encode(p->epoch, jb->index, NULL, 0, fp, p->uuid, p->mac_loop, jb->fpblock);
 	queue_sealed(p, jb);
 	ti_journal_kick(l);
 	return 0;

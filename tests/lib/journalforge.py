@@ -5,9 +5,9 @@ blocks of an image file, the way someone who can write the storage could
 never forged.
 
     journalforge.py IMG LAYOUT_JSON list
-        the journal blocks of the current epoch: position, index, kind and
-        records ("w BLOCK seq" for a write, "z BLOCK+COUNT seq" for a zero
-        range, "flush-point" for a flush point)
+        the journal blocks of the current epoch: position, index, records
+        ("w BLOCK seq" for a write, "z BLOCK+COUNT seq" for a zero range)
+        and "flush-point" when the block carries one
     journalforge.py IMG LAYOUT_JSON find-zero BLOCK
         position of the journal block whose zero range covers BLOCK
     journalforge.py IMG LAYOUT_JSON find-write BLOCK
@@ -57,7 +57,7 @@ def blocks(f, lay):
         index, n = struct.unpack_from("<QQ", b, 16)
         kind = struct.unpack_from("<I", b, 48)[0]
         recs = []
-        for i in range(n if kind == 0 and n <= 100 else 0):
+        for i in range(n if kind in (0, 1) and n <= 100 else 0):
             blk, seq, count = struct.unpack_from("<QQQ", b, 64 + 40 * i)
             if seq >> 63:
                 recs.append(("z", blk, count, seq & ~(1 << 63)))
@@ -74,9 +74,10 @@ def main():
         jb = blocks(f, lay)
         if cmd == "list":
             for pos, index, kind, recs in jb:
-                what = "flush-point" if kind == 1 else " ".join(
-                    "%s %d%s seq %d" % (t, b, "+%d" % c if t == "z" else "", s)
-                    for t, b, c, s in recs)
+                what = " ".join("%s %d%s seq %d" % (t, b, "+%d" % c if t == "z" else "", s)
+                                for t, b, c, s in recs)
+                if kind == 1:
+                    what = (what + " + " if what else "") + "flush-point"
                 print("position %d index %d: %s" % (pos, index, what))
         elif cmd == "find-zero":
             blk = int(args[0])

@@ -1215,7 +1215,7 @@ int main(int argc, char **argv)
 	struct rng setup_rng, crash_rng;
 	struct timespec t0, t1;
 	uint64_t *points = NULL, maxev, lower_writes = 0, lower_flushes = 0, supers = 0,
-		 fpoints = 0;
+		 fpoints = 0, fp_shared = 0;
 	int64_t *res = NULL, *res2 = NULL;
 	bool long_mode = false, seed_given = false;
 	unsigned i;
@@ -1353,10 +1353,14 @@ int main(int argc, char **argv)
 		    op->off < s->prm.tags_off) {
 			uint64_t at;
 
-			for (at = 0; at + BS <= op->len; at += BS)
-				if (op->data[at + 48] == TI_JB_FLUSH &&
-				    !memcmp(op->data + at, "TDJRNL01", 8))
-					fpoints++;
+			for (at = 0; at + BS <= op->len; at += BS) {
+				if (op->data[at + 48] != TI_JB_FLUSH ||
+				    memcmp(op->data + at, "TDJRNL01", 8))
+					continue;
+				fpoints++;
+				if (op->data[at + 24]) /* with records: shares their block */
+					fp_shared++;
+			}
 		}
 	}
 	/* uniform over the run, plus the state after a clean close */
@@ -1378,13 +1382,14 @@ int main(int argc, char **argv)
 	       " lower_flushes=%" PRIu64 " checkpoints=%" PRIu64 " events=%" PRIu64
 	       " crash_points=%u (with unflushed tag pages: %u, replaying: %u) avg_landed=%.1f "
 	       "avg_guaranteed=%.1f torn=%u (EIO on the torn block: %u, zeros: %u) partial=%u "
-	       "flush_points=%" PRIu64 " rolled_back=%u (at %u points, EIO: %u) "
+	       "flush_points=%" PRIu64 " (in a records block: %" PRIu64 ") "
+	       "rolled_back=%u (at %u points, EIO: %u) "
 	       "reopen_checks=%u violations=%u time=%.1fs\n",
 	       s->cfg.seed, s->ncops, lower_writes, lower_flushes, supers, maxev, s->cfg.points,
 	       s->ckpt_points, s->replays, (double)s->chosen_total / s->cfg.points,
 	       (double)s->guaranteed_total / s->cfg.points, s->torn, s->torn_eio, s->torn_rollback,
-	       s->split, fpoints, s->rolled, s->rolled_points, s->rolled_eio, s->stable_checks,
-	       s->violations,
+	       s->split, fpoints, fp_shared, s->rolled, s->rolled_points, s->rolled_eio,
+	       s->stable_checks, s->violations,
 	       (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 	unlink(s->img);
 	unlink(s->crash);

@@ -83,7 +83,7 @@ static void test_flush_point_block(void **state)
 	fp.r[0] = (struct ti_frange){.start = 10, .count = 2};	/* in flight: not claimed */
 	fp.r[1] = (struct ti_frange){.start = 95, .count = 10}; /* straddles below */
 	fp.r[2] = (struct ti_frange){.start = 200, .count = 1}; /* a FUA write: claimed */
-	ti_jflush_encode(4, 3, &fp, UUID, m, blk);
+	ti_jflush_encode(4, 3, NULL, 0, &fp, UUID, m, blk);
 	assert_int_equal(ti_jblock_decode(blk, 4, 3, UUID, m, out, &got, &info), 0);
 	assert_int_equal(info.kind, TI_JB_FLUSH);
 	assert_int_equal(got.below, 100);
@@ -105,32 +105,42 @@ static void test_flush_point_block(void **state)
 	assert_int_equal(ti_jblock_decode(blk, 4, 2, UUID, m, out, &got, &info), -TI_EMISPLACED);
 	/* ranges must be sorted, disjoint and not touching */
 	fp.r[1] = (struct ti_frange){.start = 12, .count = 3}; /* touches [10, 12) */
-	ti_jflush_encode(4, 3, &fp, UUID, m, blk);
+	ti_jflush_encode(4, 3, NULL, 0, &fp, UUID, m, blk);
 	assert_int_equal(ti_jblock_decode(blk, 4, 3, UUID, m, out, &got, &info), -EBADMSG);
 	fp.r[1] = (struct ti_frange){.start = 5, .count = 1}; /* out of order */
-	ti_jflush_encode(4, 3, &fp, UUID, m, blk);
+	ti_jflush_encode(4, 3, NULL, 0, &fp, UUID, m, blk);
 	assert_int_equal(ti_jblock_decode(blk, 4, 3, UUID, m, out, &got, &info), -EBADMSG);
 	fp.r[1] = (struct ti_frange){.start = 50, .count = 0}; /* empty */
-	ti_jflush_encode(4, 3, &fp, UUID, m, blk);
+	ti_jflush_encode(4, 3, NULL, 0, &fp, UUID, m, blk);
 	assert_int_equal(ti_jblock_decode(blk, 4, 3, UUID, m, out, &got, &info), -EBADMSG);
 	fp.r[1] = (struct ti_frange){.start = 50, .count = 1};
 	fp.r[2] = (struct ti_frange){.start = TI_SEQ_LIMIT - 1, .count = 2}; /* past 2^63 */
-	ti_jflush_encode(4, 3, &fp, UUID, m, blk);
+	ti_jflush_encode(4, 3, NULL, 0, &fp, UUID, m, blk);
 	assert_int_equal(ti_jblock_decode(blk, 4, 3, UUID, m, out, &got, &info), -EBADMSG);
-	/* a flush point carries no records */
-	fp.r[2] = (struct ti_frange){.start = 300, .count = 1};
-	ti_jflush_encode(4, 3, &fp, UUID, m, blk);
-	blk[24] = 1;
-	remac(m, blk);
-	assert_int_equal(ti_jblock_decode(blk, 4, 3, UUID, m, out, &got, &info), -EBADMSG);
+	/* records and a flush point in one block: ranges after the records */
+	{
+		struct ti_rec r1[2] = {{.block = 1, .seq = 300}, {.block = 2, .seq = 301}};
+
+		fp.r[2] = (struct ti_frange){.start = 300, .count = 1};
+		ti_jflush_encode(4, 3, r1, 2, &fp, UUID, m, blk);
+		assert_int_equal(ti_jblock_decode(blk, 4, 3, UUID, m, out, &got, &info), 2);
+		assert_int_equal(info.kind, TI_JB_FLUSH);
+		assert_int_equal(out[1].seq, 301);
+		assert_int_equal(got.n, 3);
+		assert_int_equal(got.r[2].start, 300);
+		/* records and ranges that do not fit together are refused */
+		blk[24] = TI_RECS_PER_BLOCK;
+		remac(m, blk);
+		assert_int_equal(ti_jblock_decode(blk, 4, 3, UUID, m, out, &got, &info), -EBADMSG);
+	}
 	/* too many ranges */
-	ti_jflush_encode(4, 3, &fp, UUID, m, blk);
+	ti_jflush_encode(4, 3, NULL, 0, &fp, UUID, m, blk);
 	blk[52] = TI_FP_MAX_RANGES + 1;
 	remac(m, blk);
 	assert_int_equal(ti_jblock_decode(blk, 4, 3, UUID, m, out, &got, &info), -EBADMSG);
 	/* an empty flush point: everything below `below` */
 	fp.n = 0;
-	ti_jflush_encode(4, 3, &fp, UUID, m, blk);
+	ti_jflush_encode(4, 3, NULL, 0, &fp, UUID, m, blk);
 	assert_int_equal(ti_jblock_decode(blk, 4, 3, UUID, m, out, &got, &info), 0);
 	assert_true(ti_fpoint_has(&got, 99));
 	assert_false(ti_fpoint_has(&got, 100));
