@@ -7,8 +7,11 @@
  *   0  ti_params_decode: 8 bytes lower image size (LE), 256 bytes params;
  *      also ti_layout from the same numbers, whose result must decode
  *   1  ti_super_decode: one 4 KiB block
- *   2  ti_jblock_decode: 8 bytes epoch (LE), one 4 KiB block; what decodes
- *      must re-encode and decode to the same records
+ *   2  ti_jblock_decode: 8 bytes epoch (LE), one 4 KiB block, decoded at
+ *      the position its index field names (and at the next one, where a
+ *      valid block must be refused as misplaced); a records block or a
+ *      flush point that decodes must re-encode to the same bytes, and
+ *      ti_fpoint_has must agree with a plain scan of the ranges
  * Blocks are zero-padded to 4 KiB in heap buffers of exactly 4 KiB. */
 #include <assert.h>
 #include <errno.h>
@@ -141,11 +144,39 @@ static void fuzz_super(const uint8_t *d, size_t n, int fix)
 	free(in);
 }
 
+/* ti_fpoint_has against the definition, at the edges that matter. */
+static void check_fpoint(const struct ti_fpoint *fp)
+{
+	uint64_t probe[6];
+	unsigned i, j, k;
+
+	for (i = 0; i < fp->n; i++) {
+		probe[0] = fp->r[i].start;
+		probe[1] = fp->r[i].start + fp->r[i].count - 1;
+		probe[2] = fp->r[i].start + fp->r[i].count;
+		probe[3] = fp->r[i].start ? fp->r[i].start - 1 : 0;
+		probe[4] = fp->below;
+		probe[5] = fp->below ? fp->below - 1 : 0;
+		for (k = 0; k < 6; k++) {
+			bool listed = false;
+
+			for (j = 0; j < fp->n; j++)
+				if (probe[k] >= fp->r[j].start &&
+				    probe[k] - fp->r[j].start < fp->r[j].count)
+					listed = true;
+			assert(ti_fpoint_has(fp, probe[k]) == ((probe[k] < fp->below) != listed));
+		}
+	}
+}
+
 static void fuzz_jblock(const uint8_t *d, size_t n, int fix)
 {
-	static struct ti_rec recs[TI_RECS_PER_BLOCK], recs2[TI_RECS_PER_BLOCK];
+	static struct ti_rec recs[TI_RECS_PER_BLOCK];
+	static struct ti_fpoint fp;
+	struct ti_jinfo info, info2;
 	uint8_t *in, *re;
 	uint64_t epoch;
+	uint32_t pos;
 	int nr, nr2;
 
 	if (n < 8)
@@ -156,22 +187,30 @@ static void fuzz_jblock(const uint8_t *d, size_t n, int fix)
 		return;
 	if (fix)
 		fix_mac(in);
-	nr = ti_jblock_decode(in, epoch, fz_uuid, mac_ctx(), recs);
+	pos = (uint32_t)ti_le64(in + 16);
+	nr = ti_jblock_decode(in, epoch, pos, fz_uuid, mac_ctx(), recs, &fp, &info);
 	if (nr >= 0) {
 		assert(nr <= (int)TI_RECS_PER_BLOCK);
+		assert(info.index == pos);
+		assert(info.kind == TI_JB_RECORDS || info.kind == TI_JB_FLUSH);
 		re = malloc(TI_BLOCK);
 		assert(re);
-		ti_jblock_encode(epoch, (uint32_t)ti_le64(in + 16), recs, (unsigned)nr, fz_uuid,
-				 mac_ctx(), re);
-		nr2 = ti_jblock_decode(re, epoch, fz_uuid, mac_ctx(), recs2);
-		assert(nr2 == nr);
-		for (int i = 0; i < nr; i++)
-			assert(recs[i].block == recs2[i].block && recs[i].seq == recs2[i].seq &&
-			       recs[i].count == recs2[i].count &&
-			       !memcmp(recs[i].tag, recs2[i].tag, TI_TAG_LEN));
+		if (info.kind == TI_JB_FLUSH) {
+			assert(fp.n <= TI_FP_MAX_RANGES);
+			check_fpoint(&fp);
+			ti_jflush_encode(epoch, pos, recs, (unsigned)nr, &fp, fz_uuid, mac_ctx(),
+					 re);
+		} else {
+			ti_jblock_encode(epoch, pos, recs, (unsigned)nr, fz_uuid, mac_ctx(), re);
+		}
+		/* one encoding per block: the decoder accepts canonical bytes only */
+		assert(memcmp(re, in, TI_BLOCK) == 0);
+		/* the same block anywhere else is refused as copied or moved */
+		nr2 = ti_jblock_decode(in, epoch, pos + 1, fz_uuid, mac_ctx(), recs, &fp, &info2);
+		assert(nr2 == -TI_EMISPLACED && info2.index == pos);
 		free(re);
 	} else {
-		assert(nr == -EBADMSG);
+		assert(nr == -EBADMSG || nr == -TI_EMISPLACED);
 	}
 	free(in);
 }

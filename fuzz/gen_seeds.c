@@ -283,6 +283,26 @@ static void gen_integrity(void)
 	put("integrity", "jblock", blk, 9 + TI_BLOCK, NULL, 0);
 	blk[0] = 2 | 4;
 	put("integrity", "jblock-fixmac", blk, 9 + TI_REC_OFF + 3 * TI_REC_LEN, NULL, 0);
+
+	/* a flush point (below 1100, two exceptions below it, one addition)
+	 * after one record */
+	{
+		static struct ti_fpoint fp = {
+		    .below = 1100,
+		    .n = 3,
+		    .r = {{.start = 1001, .count = 1},
+			  {.start = 1050, .count = 8},
+			  {.start = 1200, .count = 4}},
+		};
+
+		blk[0] = 2;
+		le64(blk + 1, 3);
+		ti_jflush_encode(3, 5, recs, 1, &fp, fz_uuid, mac, blk + 9);
+		put("integrity", "jflush", blk, 9 + TI_BLOCK, NULL, 0);
+		blk[0] = 2 | 4;
+		put("integrity", "jflush-fixmac", blk,
+		    9 + TI_REC_OFF + TI_REC_LEN + 3 * TI_FP_RANGE_LEN, NULL, 0);
+	}
 	td_hmac_free(mac);
 }
 

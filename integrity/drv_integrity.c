@@ -8,6 +8,8 @@
  *          records durable -> data write -> tags into the cache -> ack
  *   zero:  lock (exclusive) -> tag pages -> one zero-range record ->
  *          write-zeroes/discard below (+ zero whole tag pages) -> ack
+ *   flush: lower flush -> flush point (fpoint.c) -> ack; a FUA write waits
+ *          for a flush point holding it after its data write
  *
  * The block range lock keeps a block's table entry stable while a read
  * verifies it and makes writes to one block strictly one after another,
@@ -364,6 +366,7 @@ void ti_req_continue(struct ti_req *r)
 			r->stage = ST_MAC;
 			r->seq0 = p->next_seq;
 			p->next_seq += r->n;
+			ti_fp_track(p, r);
 			r->tags_len = (size_t)r->n * TI_TAG_LEN;
 			r->tags = malloc(r->tags_len);
 			if (!r->tags) {
@@ -418,6 +421,8 @@ void ti_req_continue(struct ti_req *r)
 		}
 		r->stage = ST_DATA;
 		r->pending = 1;
+		if (r->parent->flags & TD_REQ_FUA)
+			p->fp_fua_data++; /* fpoint.c: group commit of flush points */
 		child_io(r, TD_OP_WRITE, r->b0 * TI_BLOCK, r->n * TI_BLOCK, data_done,
 			 r->parent->flags & TD_REQ_FUA, true);
 		return;
@@ -433,10 +438,14 @@ void ti_req_continue(struct ti_req *r)
 		}
 		if (r->kind == TI_WRITE) {
 			if (r->err) {
+				if (r->parent->flags & TD_REQ_FUA)
+					ti_fp_fua_data_end(l);
 				start_resolve(r);
 				return;
 			}
 			apply_write(r);
+			if (ti_fp_data_done(l, r))
+				return; /* FUA: answered once a flush point holds it */
 		} else {
 			if (!r->err)
 				apply_zero(r);
@@ -486,6 +495,7 @@ static void finish(struct ti_req *r, int err)
 	struct td_req *parent = r->parent;
 
 	ti_pages_unpin(l, r);
+	ti_fp_untrack(p, r, err);
 	if (r->rl.locked)
 		td_rl_release(&p->rl, &r->rl);
 	if (r->journaled)
@@ -497,6 +507,11 @@ static void finish(struct ti_req *r, int err)
 	td_req_complete(parent, err);
 	if (p->ck == CK_DRAIN || ti_ckpt_wanted(p))
 		ti_ckpt_maybe(l);
+}
+
+void ti_req_finish(struct ti_req *r, int err)
+{
+	finish(r, err);
 }
 
 void ti_resume_parked(struct td_layer *l)
@@ -569,6 +584,11 @@ static void integ_write(struct td_layer *l, struct td_req *req)
 static void integ_zero(struct td_layer *l, struct td_req *req)
 {
 	submit(l, req, TI_ZERO);
+}
+
+static void integ_flush(struct td_layer *l, struct td_req *req)
+{
+	ti_fp_flush(l, req);
 }
 
 /* ---- open / close ------------------------------------------------------------- */
@@ -646,6 +666,7 @@ static void free_priv(struct ti_priv *p)
 	p->tree_key = NULL;
 	free(p->l2);
 	p->l2 = NULL;
+	ti_fp_free(p);
 }
 
 /* ---- v2: the freshness tree's top, and the trusted generation ------------------ */
@@ -859,6 +880,9 @@ static int integ_open(struct td_layer *l, const char *path, const char *opts, ch
 	rc = ti_recover(l, err, errlen);
 	if (rc < 0)
 		goto fail;
+	rc = ti_fp_open(l);
+	if (rc < 0)
+		goto fail;
 	l->size = p->p.data_blocks * TI_BLOCK;
 	return 0;
 fail:
@@ -995,6 +1019,7 @@ const struct td_driver td_drv_integrity = {
 	.close = integ_close,
 	.read = integ_read,
 	.write = integ_write,
+	.flush = integ_flush,
 	.discard = integ_zero,
 	.write_zeroes = integ_zero,
 };

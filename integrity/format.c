@@ -9,6 +9,19 @@
 static const uint8_t SUPER_MAGIC[8] = {'T', 'D', 'J', 'S', 'U', 'P', 'E', 'R'};
 static const uint8_t JBLOCK_MAGIC[8] = {'T', 'D', 'J', 'R', 'N', 'L', '0', '1'};
 
+static void put32(uint8_t *p, uint32_t v)
+{
+	int i;
+
+	for (i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
 static uint64_t div_up(uint64_t a, uint64_t b)
 {
 	return (a + b - 1) / b;
@@ -191,9 +204,12 @@ int ti_super_decode(const uint8_t in[TI_BLOCK], const uint8_t uuid[16], struct t
 	return rc;
 }
 
-void ti_jblock_encode(uint64_t epoch, uint32_t index, const struct ti_rec *recs, unsigned n,
-		      const uint8_t uuid[16], struct td_hmac *mac, uint8_t out[TI_BLOCK])
+/* A kind-0 block (fp NULL) or a kind-1 block: records, then ranges. */
+static void jblock_encode(uint64_t epoch, uint32_t index, const struct ti_rec *recs, unsigned n,
+			  const struct ti_fpoint *fp, const uint8_t uuid[16], struct td_hmac *mac,
+			  uint8_t out[TI_BLOCK])
 {
+	uint8_t *at = out + TI_REC_OFF;
 	unsigned i;
 
 	memset(out, 0, TI_BLOCK);
@@ -202,48 +218,155 @@ void ti_jblock_encode(uint64_t epoch, uint32_t index, const struct ti_rec *recs,
 	ti_put64(out + 16, index);
 	ti_put64(out + 24, n);
 	memcpy(out + 32, uuid, 16);
-	for (i = 0; i < n; i++) {
-		uint8_t *r = out + TI_REC_OFF + i * TI_REC_LEN;
-
-		ti_put64(r, recs[i].block);
-		ti_put64(r + 8, recs[i].seq);
+	for (i = 0; i < n; i++, at += TI_REC_LEN) {
+		ti_put64(at, recs[i].block);
+		ti_put64(at + 8, recs[i].seq);
 		if (recs[i].seq & TI_SEQ_ZERO_RANGE)
-			ti_put64(r + 16, recs[i].count);
+			ti_put64(at + 16, recs[i].count);
 		else
-			memcpy(r + 16, recs[i].tag, TI_TAG_LEN);
+			memcpy(at + 16, recs[i].tag, TI_TAG_LEN);
+	}
+	if (fp) {
+		put32(out + 48, TI_JB_FLUSH);
+		put32(out + 52, fp->n);
+		ti_put64(out + 56, fp->below);
+		for (i = 0; i < fp->n; i++, at += TI_FP_RANGE_LEN) {
+			ti_put64(at, fp->r[i].start);
+			ti_put64(at + 8, fp->r[i].count);
+		}
 	}
 	mac_region(mac, out, out + TI_MAC_OFF);
 }
 
-int ti_jblock_decode(const uint8_t in[TI_BLOCK], uint64_t epoch, const uint8_t uuid[16],
-		     struct td_hmac *mac, struct ti_rec *recs)
+void ti_jblock_encode(uint64_t epoch, uint32_t index, const struct ti_rec *recs, unsigned n,
+		      const uint8_t uuid[16], struct td_hmac *mac, uint8_t out[TI_BLOCK])
 {
-	uint8_t m[32];
-	uint64_t n;
+	jblock_encode(epoch, index, recs, n, NULL, uuid, mac, out);
+}
+
+void ti_jflush_encode(uint64_t epoch, uint32_t index, const struct ti_rec *recs, unsigned n,
+		      const struct ti_fpoint *fp, const uint8_t uuid[16], struct td_hmac *mac,
+		      uint8_t out[TI_BLOCK])
+{
+	jblock_encode(epoch, index, recs, n, fp, uuid, mac, out);
+}
+
+static bool zero_bytes(const uint8_t *b, size_t n)
+{
+	uint8_t acc = 0;
+
+	while (n--)
+		acc |= *b++;
+	return acc == 0;
+}
+
+/* The records of a kind-0 block; false if one is not in canonical form. */
+static bool decode_records(const uint8_t *in, uint64_t n, struct ti_rec *recs)
+{
 	unsigned i;
 
-	if (memcmp(in, JBLOCK_MAGIC, 8) != 0 || ti_le64(in + 8) != epoch ||
-	    memcmp(in + 32, uuid, 16) != 0)
-		return -EBADMSG;
-	n = ti_le64(in + 24);
-	if (n > TI_RECS_PER_BLOCK)
-		return -EBADMSG;
-	mac_region(mac, in, m);
-	if (!td_ct_memeq(m, in + TI_MAC_OFF, 32))
-		return -EBADMSG;
 	for (i = 0; i < n; i++) {
 		const uint8_t *r = in + TI_REC_OFF + i * TI_REC_LEN;
 
 		recs[i].block = ti_le64(r);
 		recs[i].seq = ti_le64(r + 8);
 		recs[i].count = 0;
+		recs[i].jidx = 0;
 		memset(recs[i].tag, 0, TI_TAG_LEN);
-		if (recs[i].seq & TI_SEQ_ZERO_RANGE)
+		if (recs[i].seq & TI_SEQ_ZERO_RANGE) {
 			recs[i].count = ti_le64(r + 16);
-		else
+			if (!zero_bytes(r + 24, TI_REC_LEN - 24))
+				return false;
+		} else {
 			memcpy(recs[i].tag, r + 16, TI_TAG_LEN);
+		}
 	}
-	return (int)n;
+	return true;
+}
+
+/* The ranges of a kind-1 block (after its n records); false unless
+ * sorted, disjoint, not touching, non-empty and below TI_SEQ_LIMIT. */
+static bool decode_ranges(const uint8_t *in, uint64_t n, uint64_t k, struct ti_fpoint *fp)
+{
+	const uint8_t *at = in + TI_REC_OFF + n * TI_REC_LEN;
+	uint64_t prev_end = 0;
+	unsigned i;
+
+	fp->below = ti_le64(in + 56);
+	fp->n = (unsigned)k;
+	if (fp->below > TI_SEQ_LIMIT)
+		return false;
+	for (i = 0; i < k; i++) {
+		const uint8_t *r = at + i * TI_FP_RANGE_LEN;
+		uint64_t start = ti_le64(r), count = ti_le64(r + 8);
+
+		if (count == 0 || start >= TI_SEQ_LIMIT || count > TI_SEQ_LIMIT - start ||
+		    (i > 0 && start <= prev_end))
+			return false;
+		fp->r[i].start = start;
+		fp->r[i].count = count;
+		prev_end = start + count;
+	}
+	return true;
+}
+
+int ti_jblock_decode(const uint8_t in[TI_BLOCK], uint64_t epoch, uint32_t index,
+		     const uint8_t uuid[16], struct td_hmac *mac, struct ti_rec *recs,
+		     struct ti_fpoint *fp, struct ti_jinfo *info)
+{
+	uint8_t m[32];
+	uint64_t n, k;
+	unsigned kind;
+	size_t used;
+	int rc = -EBADMSG;
+
+	if (memcmp(in, JBLOCK_MAGIC, 8) != 0 || ti_le64(in + 8) != epoch ||
+	    memcmp(in + 32, uuid, 16) != 0)
+		return rc;
+	mac_region(mac, in, m);
+	if (!td_ct_memeq(m, in + TI_MAC_OFF, 32))
+		return rc;
+	n = ti_le64(in + 24);
+	kind = le32(in + 48);
+	k = le32(in + 52);
+	if (n > TI_RECS_PER_BLOCK || k > TI_FP_MAX_RANGES)
+		return rc;
+	used = TI_REC_OFF + (size_t)n * TI_REC_LEN + (size_t)k * TI_FP_RANGE_LEN;
+	if (used > TI_MAC_OFF || !zero_bytes(in + used, TI_MAC_OFF - used))
+		return rc;
+	if (kind == TI_JB_RECORDS && (k != 0 || ti_le64(in + 56) != 0))
+		return rc;
+	if (kind != TI_JB_RECORDS && kind != TI_JB_FLUSH)
+		return rc;
+	if (!decode_records(in, n, recs) || (kind == TI_JB_FLUSH && !decode_ranges(in, n, k, fp)))
+		return rc;
+	info->kind = kind;
+	info->index = ti_le64(in + 16);
+	/* valid, but copied or moved here from another position */
+	if (info->index != index)
+		return -TI_EMISPLACED;
+	rc = (int)n;
+	return rc;
+}
+
+bool ti_fpoint_has(const struct ti_fpoint *fp, uint64_t seq)
+{
+	unsigned lo = 0, hi = fp->n;
+	bool listed = false;
+
+	while (lo < hi) {
+		unsigned mid = lo + (hi - lo) / 2;
+
+		if (seq < fp->r[mid].start) {
+			hi = mid;
+		} else if (seq - fp->r[mid].start >= fp->r[mid].count) {
+			lo = mid + 1;
+		} else {
+			listed = true;
+			break;
+		}
+	}
+	return (seq < fp->below) != listed;
 }
 
 int ti_block_tag(struct td_hmac *mac, const uint8_t uuid[16], uint64_t block, uint64_t seq,

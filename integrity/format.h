@@ -5,6 +5,8 @@
 #ifndef TD_INTEGRITY_FORMAT_H
 #define TD_INTEGRITY_FORMAT_H
 
+#include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -115,13 +117,57 @@ struct ti_rec {
 	uint32_t jidx; /* recovery: the journal block it came from (not on disk) */
 };
 
-/* A journal block: magic, epoch, index, record count, uuid, records, HMAC. */
+/* Journal block kinds (docs/FORMAT.md "Journal blocks"). */
+#define TI_JB_RECORDS 0u
+#define TI_JB_FLUSH 1u /* a flush point */
+#define TI_FP_RANGE_LEN 16
+#define TI_FP_MAX_RANGES ((TI_BLOCK - TI_REC_OFF - 32) / TI_FP_RANGE_LEN) /* 250 */
+#define TI_SEQ_LIMIT (1ull << 63) /* sequence numbers stay below it (bit 63: zero range) */
+/* A valid journal block of the epoch found at another position than the
+ * index it carries: copied or moved, never the result of a crash. */
+#define TI_EMISPLACED ESPIPE
+
+/* Sequence numbers [start, start + count). */
+struct ti_frange {
+	uint64_t start, count;
+};
+
+/* A flush point (docs/FORMAT.md "Flush points"): the writes whose sequence
+ * number is in F = { s : (s < below) XOR (s in one of the ranges) } had
+ * their data durable before the block holding it was written. Ranges
+ * sorted, disjoint and not touching. */
+struct ti_fpoint {
+	uint64_t below;
+	unsigned n;
+	struct ti_frange r[TI_FP_MAX_RANGES];
+};
+
+/* Whether seq is in the flush point's F. */
+bool ti_fpoint_has(const struct ti_fpoint *fp, uint64_t seq);
+
+/* What ti_jblock_decode learns besides the records. */
+struct ti_jinfo {
+	unsigned kind;	/* TI_JB_RECORDS or TI_JB_FLUSH */
+	uint64_t index; /* the index the block carries */
+};
+
+/* A journal block of records: magic, epoch, index, record count, uuid,
+ * records, HMAC. */
 void ti_jblock_encode(uint64_t epoch, uint32_t index, const struct ti_rec *recs, unsigned n,
 		      const uint8_t uuid[16], struct td_hmac *mac, uint8_t out[TI_BLOCK]);
-/* Returns the number of records (0..TI_RECS_PER_BLOCK) or -EBADMSG when
- * the block is not a valid journal block of `epoch` for this image. */
-int ti_jblock_decode(const uint8_t in[TI_BLOCK], uint64_t epoch, const uint8_t uuid[16],
-		     struct td_hmac *mac, struct ti_rec *recs);
+/* A journal block with a flush point, after its n records (valid ranges;
+ * TI_REC_OFF + n * TI_REC_LEN + fp->n * TI_FP_RANGE_LEN <= TI_MAC_OFF). */
+void ti_jflush_encode(uint64_t epoch, uint32_t index, const struct ti_rec *recs, unsigned n,
+		      const struct ti_fpoint *fp, const uint8_t uuid[16], struct td_hmac *mac,
+		      uint8_t out[TI_BLOCK]);
+/* Decodes the block read at journal position `index`. Returns its number of
+ * records (0..TI_RECS_PER_BLOCK, into recs); a block that also carries a
+ * flush point (info->kind TI_JB_FLUSH) fills *fp. -EBADMSG when it is not a
+ * valid journal block of `epoch` for this image, or -TI_EMISPLACED when it
+ * is one but carries another index (info->index). */
+int ti_jblock_decode(const uint8_t in[TI_BLOCK], uint64_t epoch, uint32_t index,
+		     const uint8_t uuid[16], struct td_hmac *mac, struct ti_rec *recs,
+		     struct ti_fpoint *fp, struct ti_jinfo *info);
 
 /* The MAC of one data block: HMAC-SHA256(key, "TDI1" | uuid | block |
  * seq | data) truncated to TI_TAG_LEN. */

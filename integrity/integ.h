@@ -3,6 +3,7 @@
  *   tagcache.c       the tag-table page cache (bounded, LRU)
  *   journal.c        the MAC journal: group commit, checkpoints
  *   recover.c        open-time replay of the journal after a crash
+ *   fpoint.c         flush points: which journaled writes are known durable
  *
  * The ordering rule (docs/FORMAT.md "Integrity metadata"): a block's
  * journal record (block, seq, tag) is durable (FUA) before its data write
@@ -43,7 +44,13 @@ struct ti_page {
 	struct ti_page *lru_prev, *lru_next;
 };
 
-enum ti_kind { TI_READ, TI_WRITE, TI_ZERO };
+enum ti_kind { TI_READ, TI_WRITE, TI_ZERO, TI_FLUSH };
+
+/* A set of sequence numbers: sorted, disjoint, non-touching ranges. */
+struct ti_rset {
+	struct ti_frange *r;
+	size_t n, cap;
+};
 
 struct ti_req;
 
@@ -82,6 +89,10 @@ struct ti_req {
 	uint64_t bad_blocks, first_bad;
 	struct td_req tzero; /* zero: the tag-region write-zeroes */
 	bool unmap;
+	/* fpoint.c: writes holding a sequence number whose data write has not
+	 * completed are linked in ti_priv.fp_inflight */
+	struct ti_req *fp_prev, *fp_next;
+	bool fp_linked;
 };
 
 struct ti_jblock {
@@ -92,6 +103,7 @@ struct ti_jblock {
 	unsigned nwait, capwait;
 	struct ti_jblock *next;
 	struct td_layer *l;
+	uint8_t *fpblock; /* carries a flush point: the block, encoded when sealed */
 };
 
 enum ti_ckpt { CK_IDLE, CK_DRAIN, CK_PREFLUSH, CK_PAGES, CK_FLUSH, CK_SUPER };
@@ -156,6 +168,32 @@ struct ti_priv {
 	struct iovec ck_iov;
 	int broken; /* a failed checkpoint: writes refused */
 
+	/* flush points (fpoint.c, docs/FORMAT.md "Flush points") */
+	int fp_mode;		    /* enum ti_fp_mode (test hooks) */
+	uint64_t fp_below;	    /* the claim: S ... */
+	struct ti_rset fp_x;	    /* ... and its ranges */
+	bool fp_bad;		    /* out of memory: claims frozen until a checkpoint */
+	bool fp_dirty;		    /* a write completed since the last snapshot */
+	bool fp_changed;	    /* the claim moved since the last flush-point block */
+	struct ti_req *fp_inflight; /* writes with a seq, data not complete */
+	struct ti_rset fp_failed;   /* writes of this epoch that failed */
+	struct ti_req *fp_wait_head, *fp_wait_tail; /* waiting for the next cycle */
+	struct ti_req *fp_cycle;		    /* waiters of the cycle in flight */
+	struct ti_req *fp_ck;			    /* waiters a checkpoint answers */
+	bool fp_busy;				    /* a cycle in flight */
+	bool fp_ck_want;			    /* waiters handed over: a checkpoint is due */
+	bool fp_snap_live;			    /* a snapshot waits for its lower flush */
+	bool fp_cycle_flush;			    /* this cycle flushes the lower image */
+	bool fp_early_flushed;			    /* test hook "early": flush issued */
+	bool fp_deferred;			    /* the cycle waits for a journal write */
+	unsigned fp_fua_data;			    /* FUA writes whose data write is in flight */
+	bool fp_snap_dirty;
+	uint64_t fp_snap_below, fp_snap_epoch;
+	struct ti_rset fp_snap_x;
+	struct ti_fpoint *fp_enc; /* encoding buffer */
+	struct td_req fp_req;	  /* the lower flush */
+	uint64_t fp_blocks;	  /* flush-point blocks written */
+
 	/* logging failures once per block */
 	uint64_t logged[64];
 	unsigned nlogged;
@@ -202,5 +240,42 @@ void ti_gen_advance(struct td_layer *l);
 
 /* recover.c */
 int ti_recover(struct td_layer *l, char *err, size_t errlen);
+
+/* journal.c: queues a flush point: in the half-filled records block when
+ * it fits, else in a block of its own at the next index (the half-filled
+ * records block first); ti_fp_block_done runs when it is durable (v2: in
+ * journal order). -ENOSPC when the journal has no free block. */
+int ti_journal_flush_point(struct td_layer *l, const struct ti_fpoint *fp);
+
+/* fpoint.c */
+enum ti_fp_mode {
+	TI_FP_ON,
+	TI_FP_OFF,    /* test hook: no flush points (the pre-flush-point layer) */
+	TI_FP_EARLY,  /* test hook: the flush point goes out before the lower flush */
+	TI_FP_NOEXCL, /* test hook: writes in flight are claimed too */
+};
+int ti_fp_open(struct td_layer *l);
+void ti_fp_free(struct ti_priv *p);
+/* A write got its sequence numbers. */
+void ti_fp_track(struct ti_priv *p, struct ti_req *r);
+/* A write's data write completed without error (its tags are applied).
+ * true: it is a FUA write and waits for a flush point (answered later). */
+bool ti_fp_data_done(struct td_layer *l, struct ti_req *r);
+/* A write ends (finish): if still tracked, it failed. */
+void ti_fp_untrack(struct ti_priv *p, struct ti_req *r, int err);
+/* The driver's flush. */
+void ti_fp_flush(struct td_layer *l, struct td_req *req);
+/* drv_integrity.c: a FUA write's data write completed (with or without
+ * error). */
+void ti_fp_fua_data_end(struct td_layer *l);
+/* journal.c: a journal write completed (a deferred flush point goes now). */
+void ti_fp_journal_done(struct td_layer *l);
+/* journal.c: a flush-point block is durable (or failed). */
+void ti_fp_block_done(struct td_layer *l, int err);
+/* journal.c: a checkpoint ended (err 0: the new epoch is durable). */
+void ti_fp_ckpt_done(struct td_layer *l, int err);
+
+/* drv_integrity.c: ends a write or zero request (unpins, unlocks, answers). */
+void ti_req_finish(struct ti_req *r, int err);
 
 #endif

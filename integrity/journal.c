@@ -9,6 +9,10 @@
  * recovery reads the whole region and takes every valid block of the
  * current epoch, so several journal writes may be in flight at once.
  *
+ * A flush point (fpoint.c) rides in the half-filled records block when it
+ * fits (sealing it), or is a journal block of its own, queued like the
+ * others at the next index, after the half-filled records block.
+ *
  * A checkpoint (journal three-quarters full, many records, or many dirty
  * tag pages) stops new writes from journaling, waits for the journaled
  * ones to complete, writes the dirty tag pages, flushes, and writes the
@@ -39,6 +43,7 @@ static struct ti_jblock *jblock_new(struct td_layer *l)
 static void jblock_free(struct ti_jblock *jb)
 {
 	free(jb->waiters);
+	free(jb->fpblock);
 	free(jb);
 }
 
@@ -78,7 +83,6 @@ static void jbatch_release(struct td_layer *l, struct ti_jbatch *b, int err)
 {
 	struct ti_jblock *jb = b->blocks;
 
-	(void)l;
 	while (jb) {
 		struct ti_jblock *next = jb->next;
 		unsigned i;
@@ -91,6 +95,8 @@ static void jbatch_release(struct td_layer *l, struct ti_jbatch *b, int err)
 			if (--r->jpending == 0)
 				ti_req_continue(r);
 		}
+		if (jb->fpblock)
+			ti_fp_block_done(l, err);
 		jblock_free(jb);
 		jb = next;
 	}
@@ -137,6 +143,7 @@ static void jbatch_done(struct td_req *req, int err)
 			jbatch_release(l, h, p->jfail);
 		}
 	}
+	ti_fp_journal_done(l);
 	ti_journal_kick(l);
 	if (p->ck == CK_DRAIN)
 		ckpt_step(l);
@@ -174,9 +181,13 @@ static void jbatch_submit(struct td_layer *l)
 		td_req_complete_later(l->ctx, &b->req, -ENOMEM);
 		return;
 	}
-	for (i = 0, jb = b->blocks; jb; jb = jb->next, i++)
-		ti_jblock_encode(p->epoch, jb->index, jb->recs, jb->nrec, p->uuid, p->mac_loop,
-				 b->buf + (size_t)i * TI_BLOCK);
+	for (i = 0, jb = b->blocks; jb; jb = jb->next, i++) {
+		if (jb->fpblock)
+			memcpy(b->buf + (size_t)i * TI_BLOCK, jb->fpblock, TI_BLOCK);
+		else
+			ti_jblock_encode(p->epoch, jb->index, jb->recs, jb->nrec, p->uuid,
+					 p->mac_loop, b->buf + (size_t)i * TI_BLOCK);
+	}
 	b->iov.iov_base = b->buf;
 	b->iov.iov_len = (size_t)b->n * TI_BLOCK;
 	b->req.op = TD_OP_WRITE;
@@ -207,6 +218,16 @@ static unsigned ti_partial_limit(void)
 	return (unsigned)v;
 }
 
+static void queue_sealed(struct ti_priv *p, struct ti_jblock *jb)
+{
+	jb->next = NULL;
+	if (p->jq_tail)
+		p->jq_tail->next = jb;
+	else
+		p->jq_head = jb;
+	p->jq_tail = jb;
+}
+
 /* Gives the open block its index and queues it for writing. */
 static void seal_open(struct td_layer *l)
 {
@@ -217,12 +238,47 @@ static void seal_open(struct td_layer *l)
 		return;
 	p->open = NULL;
 	jb->index = p->jpos++;
-	jb->next = NULL;
-	if (p->jq_tail)
-		p->jq_tail->next = jb;
-	else
-		p->jq_head = jb;
-	p->jq_tail = jb;
+	queue_sealed(p, jb);
+}
+
+int ti_journal_flush_point(struct td_layer *l, const struct ti_fpoint *fp)
+{
+	struct ti_priv *p = l->priv;
+	struct ti_jblock *jb = p->open;
+
+	if (jb && jb->nrec &&
+	    TI_REC_OFF + jb->nrec * TI_REC_LEN + fp->n * TI_FP_RANGE_LEN <= TI_MAC_OFF) {
+		/* it rides in the half-filled records block, sealed now: no
+		 * index and no write of its own */
+		jb->fpblock = malloc(TI_BLOCK);
+		if (!jb->fpblock)
+			return -ENOMEM;
+		p->open = NULL;
+		jb->index = p->jpos++;
+		ti_jflush_encode(p->epoch, jb->index, jb->recs, jb->nrec, fp, p->uuid, p->mac_loop,
+				 jb->fpblock);
+		queue_sealed(p, jb);
+		ti_journal_kick(l);
+		return 0;
+	}
+	/* a block of its own, after the half-filled records block: it never
+	 * takes an index a request's records were counted on */
+	seal_open(l);
+	if (p->jpos >= p->p.journal_blocks)
+		return -ENOSPC;
+	jb = jblock_new(l);
+	if (!jb)
+		return -ENOMEM;
+	jb->fpblock = malloc(TI_BLOCK);
+	if (!jb->fpblock) {
+		jblock_free(jb);
+		return -ENOMEM;
+	}
+	jb->index = p->jpos++;
+	ti_jflush_encode(p->epoch, jb->index, NULL, 0, fp, p->uuid, p->mac_loop, jb->fpblock);
+	queue_sealed(p, jb);
+	ti_journal_kick(l);
+	return 0;
 }
 
 void ti_journal_kick(struct td_layer *l)
@@ -305,7 +361,8 @@ void ti_journal_add(struct td_layer *l, struct ti_req *r)
 bool ti_ckpt_wanted(struct ti_priv *p)
 {
 	return p->jpos * 4 >= p->p.journal_blocks * 3 ||
-	       p->records_since >= 64ull * p->p.journal_blocks || p->ndirty * 2 >= p->max_pages;
+	       p->records_since >= 64ull * p->p.journal_blocks || p->ndirty * 2 >= p->max_pages ||
+	       p->fp_ck_want;
 }
 
 /* ---- checkpoints ---------------------------------------------------------- */
@@ -470,6 +527,7 @@ static void ckpt_finish(struct td_layer *l, int err)
 		p->records_since = 0;
 		ti_gen_advance(l);
 	}
+	ti_fp_ckpt_done(l, err);
 	ti_resume_parked(l);
 }
 

@@ -2,13 +2,18 @@
  *
  * The tag table on disk reflects the last checkpoint; every write since
  * then has a durable record (block, seq, tag) in this epoch's journal,
- * written before its data. For each block named there, the candidates are
- * its records (newest first) and the table entry; the block's data is
- * read and the newest candidate that verifies becomes the table entry. A
- * zero-range record always "verifies" (such blocks read as zeros whatever
- * the data holds). A block no candidate verifies keeps its table entry,
- * so it reads as an integrity error — a torn or corrupted block, never
- * silently accepted. Then a checkpoint starts a fresh epoch. */
+ * written before its data. Every journal block must sit at the position
+ * its index names (a copied or moved block refuses the open). The newest
+ * flush point (fpoint.c) says which of those writes are known to be on
+ * disk. For each block named in the journal the candidates are its
+ * records, newest first: the first that verifies becomes the table entry;
+ * a zero-range record newer than the candidate at hand always "verifies"
+ * (such blocks read as zeros whatever the data holds); a record the flush
+ * point claims ends the search even if it does not verify — it becomes
+ * the table entry, so the block reads as EIO and never as an older
+ * version. Only when no record is claimed does the table entry (the
+ * pre-epoch version) stay: it verifies if none of the writes landed, and
+ * fails if one was torn. Then a checkpoint starts a fresh epoch. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -64,10 +69,36 @@ static int set_entry(struct td_layer *l, uint64_t b, uint64_t seq, const uint8_t
 	return 0;
 }
 
+/* What recovery made of the blocks named in the journal. */
+struct outcome {
+	uint64_t missing;    /* newest flushed write not on disk: EIO */
+	uint64_t reverted;   /* back at the pre-epoch version (nothing flushed) */
+	uint64_t unresolved; /* neither: EIO */
+};
+
+/* Whether block b's table entry (its pre-epoch version) describes data. */
+static bool entry_matches(struct td_layer *l, uint64_t b, const uint8_t *data)
+{
+	static const uint8_t zero[TI_ENTRY_LEN];
+	struct ti_priv *p = l->priv;
+	uint8_t tag[TI_TAG_LEN];
+	int err = 0;
+	struct ti_page *pg = ti_page_get_sync(l, b / TI_ENTRIES_PER_PAGE, &err);
+	const uint8_t *e;
+
+	if (!pg)
+		return false;
+	e = pg->data + (b % TI_ENTRIES_PER_PAGE) * TI_ENTRY_LEN;
+	if (memcmp(e, zero, TI_ENTRY_LEN) == 0)
+		return true; /* reads as zeros */
+	return ti_block_tag(p->mac_loop, p->uuid, b, ti_le64(e), data, tag) == 0 &&
+	       td_ct_memeq(tag, e + 8, TI_TAG_LEN);
+}
+
 /* Resolves one block named by point records recs[0..n) (same block,
- * newest first) and by zero ranges. */
+ * newest first) and by zero ranges; fp: the flush point, or NULL. */
 static int resolve(struct td_layer *l, const struct ti_rec *recs, size_t n, uint64_t zseq,
-		   uint8_t *buf, uint64_t *unresolved)
+		   const struct ti_fpoint *fp, uint8_t *buf, struct outcome *out)
 {
 	struct ti_priv *p = l->priv;
 	uint64_t b = recs[0].block;
@@ -87,12 +118,27 @@ static int resolve(struct td_layer *l, const struct ti_rec *recs, size_t n, uint
 			return rc;
 		if (td_ct_memeq(tag, recs[i].tag, TI_TAG_LEN))
 			return set_entry(l, b, recs[i].seq, recs[i].tag);
+		if (fp && ti_fpoint_has(fp, recs[i].seq)) {
+			/* its newest write known to be on disk is not: torn by a
+			 * later write, corrupted, or older data put back. Nothing
+			 * older may be accepted; this entry makes it read as EIO. */
+			if (out->missing++ < 16)
+				td_err(
+				    "integrity: block %llu does not hold its newest flushed write "
+				    "(sequence %llu): it reads as an integrity error",
+				    (unsigned long long)b, (unsigned long long)recs[i].seq);
+			return set_entry(l, b, recs[i].seq, recs[i].tag);
+		}
 	}
 	if (zseq)
 		return set_entry(l, b, 0, NULL);
-	/* none of the new versions is on disk: the table entry (the old
-	 * version) stands, and verifies or fails on read as it should */
-	(*unresolved)++;
+	/* none of this epoch's writes of the block was flushed and none is on
+	 * disk: the table entry (the version from before the epoch) stands,
+	 * and verifies (the writes never landed) or fails (one was torn) */
+	if (entry_matches(l, b, buf))
+		out->reverted++;
+	else
+		out->unresolved++;
 	return 0;
 }
 
@@ -191,17 +237,23 @@ int ti_recover(struct td_layer *l, char *err, size_t errlen)
 	struct ti_priv *p = l->priv;
 	struct ti_rec *recs = NULL, *zr = NULL, blk[TI_RECS_PER_BLOCK];
 	size_t nrec = 0, caprec = 0, nz = 0, capz = 0, i, j;
-	uint64_t maxseq = 0, unresolved = 0;
+	uint64_t maxseq = 0;
+	struct outcome out = {0};
 	uint8_t *buf = NULL;
-	uint32_t k, gap = UINT32_MAX, lastvalid = 0;
+	uint32_t k, gap = UINT32_MAX, lastvalid = 0, fp_at = UINT32_MAX;
+	struct ti_fpoint *fp = NULL, *fp_read = NULL;
+	struct ti_jinfo info;
 	int rc = 0, n;
 	const uint32_t chunk = 256;
 	bool any = false;
 
 	buf = td_buf_get((size_t)chunk * TI_BLOCK);
-	if (!buf) {
+	fp = malloc(sizeof(*fp));
+	fp_read = malloc(sizeof(*fp_read));
+	if (!buf || !fp || !fp_read) {
 		snprintf(err, errlen, "out of memory");
-		return -ENOMEM;
+		rc = -ENOMEM;
+		goto out;
 	}
 	for (k = 0; k < p->p.journal_blocks && !rc; k += chunk) {
 		uint32_t cnt = p->p.journal_blocks - k < chunk ? p->p.journal_blocks - k : chunk;
@@ -214,9 +266,21 @@ int ti_recover(struct td_layer *l, char *err, size_t errlen)
 			break;
 		}
 		for (q = 0; q < cnt; q++) {
-			n = ti_jblock_decode(buf + (size_t)q * TI_BLOCK, p->epoch, p->uuid,
-					     p->mac_loop, blk);
-			if (n <= 0) {
+			n = ti_jblock_decode(buf + (size_t)q * TI_BLOCK, p->epoch, k + q, p->uuid,
+					     p->mac_loop, blk, fp_read, &info);
+			if (n == -TI_EMISPLACED) {
+				/* docs/FORMAT.md "Index check": no crash does this */
+				snprintf(
+				    err, errlen,
+				    "the integrity journal was tampered with: the block at "
+				    "position %u of generation %llu carries index %llu (a journal "
+				    "block was copied or moved); refusing to open",
+				    k + q, (unsigned long long)p->epoch,
+				    (unsigned long long)info.index);
+				rc = -EBADMSG;
+				goto out;
+			}
+			if (n < 0) {
 				/* another epoch, never written, or torn */
 				if (gap == UINT32_MAX)
 					gap = k + q;
@@ -228,6 +292,15 @@ int ti_recover(struct td_layer *l, char *err, size_t errlen)
 			 * must not overwrite it before a checkpoint closes it */
 			if (k + q + 1 > p->jpos)
 				p->jpos = k + q + 1;
+			/* the newest flush point (v2: before the first hole, like
+			 * the records recovery keeps) */
+			if (info.kind == TI_JB_FLUSH && (!p->tree || gap == UINT32_MAX)) {
+				struct ti_fpoint *t = fp;
+
+				fp = fp_read;
+				fp_read = t;
+				fp_at = k + q;
+			}
 			for (j = 0; j < (size_t)n; j++) {
 				struct ti_rec **arr = (blk[j].seq & TI_SEQ_ZERO_RANGE) ? &zr : &recs;
 				size_t *cnt_p = (blk[j].seq & TI_SEQ_ZERO_RANGE) ? &nz : &nrec;
@@ -267,13 +340,21 @@ int ti_recover(struct td_layer *l, char *err, size_t errlen)
 	}
 	if (maxseq + 1 > p->next_seq)
 		p->next_seq = maxseq + 1;
+	if (fp_at != UINT32_MAX && fp->below > p->next_seq)
+		p->next_seq = fp->below; /* never reuse a number the flush point names */
 	p->jrelease = p->jpos;
 	/* a journal that holds valid blocks is closed by a checkpoint even if
 	 * every record was dropped: new records must not land after a hole */
 	if (!any)
 		goto out;
-	td_info("integrity: replaying %zu journal records and %zu zeroed ranges of epoch %llu",
-		nrec, nz, (unsigned long long)p->epoch);
+	if (fp_at != UINT32_MAX)
+		td_info("integrity: replaying %zu journal records and %zu zeroed ranges of epoch "
+			"%llu; flush point at journal block %u",
+			nrec, nz, (unsigned long long)p->epoch, fp_at);
+	else
+		td_info("integrity: replaying %zu journal records and %zu zeroed ranges of epoch "
+			"%llu; no flush point",
+			nrec, nz, (unsigned long long)p->epoch);
 	/* zero ranges first, then point records override where newer */
 	for (i = 0; i < nz && !rc; i++)
 		rc = apply_zero_range(l, zr[i].block, zr[i].count);
@@ -282,17 +363,28 @@ int ti_recover(struct td_layer *l, char *err, size_t errlen)
 	for (i = 0; i < nrec && !rc; i = j) {
 		for (j = i + 1; j < nrec && recs[j].block == recs[i].block; j++)
 			;
-		rc = resolve(l, recs + i, j - i, zero_seq_for(zr, nz, recs[i].block), buf,
-			     &unresolved);
+		rc = resolve(l, recs + i, j - i, zero_seq_for(zr, nz, recs[i].block),
+			     fp_at != UINT32_MAX ? fp : NULL, buf, &out);
 	}
 	if (rc < 0) {
 		snprintf(err, errlen, "integrity journal replay failed: %s", strerror(-rc));
 		goto out;
 	}
-	if (unresolved)
-		td_warn("integrity: %llu block(s) named in the journal hold neither their old nor "
-			"their new contents (torn or corrupted); they will read as integrity errors",
-			(unsigned long long)unresolved);
+	if (out.missing)
+		td_err("integrity: %llu block(s) do not hold their newest flushed write (a torn "
+		       "write over it, corruption, or older data put back); they read as integrity "
+		       "errors (EIO)",
+		       (unsigned long long)out.missing);
+	if (out.unresolved)
+		td_warn(
+		    "integrity: %llu block(s) named in the journal hold neither a version "
+		    "written in generation %llu nor the one from before it (torn or corrupted); "
+		    "they read as integrity errors (EIO)",
+		    (unsigned long long)out.unresolved, (unsigned long long)p->epoch);
+	if (out.reverted)
+		td_info("integrity: %llu block(s) are back at their version from before generation "
+			"%llu: their writes since were not flushed and never reached the disk",
+			(unsigned long long)out.reverted, (unsigned long long)p->epoch);
 	rc = ti_ckpt_sync(l);
 	if (rc < 0)
 		snprintf(err, errlen, "cannot write the recovered integrity metadata: %s",
@@ -300,6 +392,9 @@ int ti_recover(struct td_layer *l, char *err, size_t errlen)
 out:
 	free(recs);
 	free(zr);
-	td_buf_put(buf, (size_t)chunk * TI_BLOCK);
+	free(fp);
+	free(fp_read);
+	if (buf)
+		td_buf_put(buf, (size_t)chunk * TI_BLOCK);
 	return rc;
 }

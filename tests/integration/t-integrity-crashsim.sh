@@ -5,9 +5,13 @@
 # (unflushed writes dropped, reordered, partly applied, one torn at a
 # 512-byte boundary), recovers each and checks: no integrity error except on
 # a torn data block, every block holds a version written to it, flushed data
-# intact. Then the same simulator against a layer whose ordering is broken on
-# purpose (data before its journal records) must report violations: the test
-# can fail.
+# intact, and — with a rollback attacker that puts older states back into
+# blocks whose newest write was flushed — that such blocks read as EIO,
+# never as an older version (flush points, docs/FORMAT.md). Then the same
+# simulator against layers broken on purpose must report violations: the
+# ordering (data before its journal records), and flush points that are not
+# written ("off"), go out before the lower flush ("early") or also claim the
+# writes still in flight ("noexcl"). The test can fail.
 #
 # CRASHSIM_SEED=N reproduces a run; CRASHSIM_LONG=1 runs thousands of points.
 . "$TD_SRC/tests/lib/common.sh"
@@ -36,6 +40,10 @@ ckpts=$(sed -n 's/.* checkpoints=\([0-9]*\).*/\1/p' <<<"$summary")
 torn=$(sed -n 's/.* torn=\([0-9]*\).*/\1/p' <<<"$summary")
 [ "${ckpts:-0}" -ge 2 ] || fail "the workload ran only ${ckpts:-0} checkpoints"
 [ "${torn:-0}" -ge 10 ] || fail "only ${torn:-0} torn writes simulated"
+fpoints=$(sed -n 's/.* flush_points=\([0-9]*\).*/\1/p' <<<"$summary")
+rolled=$(sed -n 's/.* rolled_back=\([0-9]*\).*/\1/p' <<<"$summary")
+[ "${fpoints:-0}" -ge 5 ] || fail "only ${fpoints:-0} flush points written"
+[ "${rolled:-0}" -ge 50 ] || fail "the rollback attacker changed only ${rolled:-0} blocks"
 
 info "the same run with the journal wait switched off must fail"
 TD_TEST_INTEGRITY_NO_JOURNAL_WAIT=1 "$SIM" --seed "$seed" --points 250 --dir "$DIR" \
@@ -47,4 +55,16 @@ bad=$(grep '^crashsim: seed=.*violations=' "$T/bad.out") || fail "no summary lin
 nbad=$(sed -n 's/.* violations=\([0-9]*\).*/\1/p' <<<"$bad")
 [ "${nbad:-0}" -gt 0 ] || fail "broken ordering went unnoticed"
 grep -q '^VIOLATION seed=' "$T/bad.out" || fail "violations are not reported with seed and point"
-echo "ok: $points crash points clean; broken ordering caught with $nbad violations"
+for mode in off early noexcl; do
+	info "flush points broken on purpose ($mode) must fail"
+	TD_TEST_INTEGRITY_FLUSH_POINTS=$mode "$SIM" --seed "$seed" --points 250 --dir "$DIR" \
+		>"$T/fp-$mode.out" 2>"$T/fp-$mode.err"
+	rc=$?
+	grep -m 3 '^VIOLATION' "$T/fp-$mode.out" | cut -c 1-220
+	[ $rc = 1 ] || fail "flush points $mode: expected exit 1 (violations), got $rc"
+	n=$(sed -n 's/^crashsim: seed=.* violations=\([0-9]*\).*/\1/p' "$T/fp-$mode.out")
+	[ "${n:-0}" -gt 0 ] || fail "flush points $mode went unnoticed"
+	eval "n_$mode=$n"
+done
+echo "ok: $points crash points clean; broken ordering caught with $nbad violations;" \
+	"broken flush points caught (off: $n_off, early: $n_early, noexcl: $n_noexcl violations)"

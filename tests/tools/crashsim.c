@@ -44,14 +44,23 @@
  *        that starts a new epoch (docs/FORMAT.md, step 4).
  *    Every eighth point it closes, reopens and reads again: recovery's
  *    result must be durable and stable.
+ * 5. A rollback attacker (docs/FORMAT.md "Flush points"): at about half
+ *    the crash points it also puts back, in a few blocks whose newest
+ *    flushed version (acknowledged before a completed flush, or as FUA)
+ *    is a write, an older state of that block — the data of an older
+ *    version, or zeros — into the crash image. Such a block must read as
+ *    EIO (or as zeros when a write-zeroes/discard after the flushed
+ *    version was issued); an older version or zeros otherwise are
+ *    violations. This is what fails when the layer writes no flush points
+ *    (TD_TEST_INTEGRITY_FLUSH_POINTS=off), and claims that are not durable
+ *    ("early", "noexcl") fail the false-alarm check of step 4.
  *
- * One known limitation of the design is tolerated unless --strict-torn:
- * the block a torn write hit may read as zeros (rather than EIO) when its
- * previous durable version is recorded only in the current journal epoch
- * and the state recovery falls back to reads as zeros (an "unwritten" table
- * entry from the last checkpoint, or a write-zeroes/discard earlier in this
- * epoch): recovery cannot tell a torn block from "the writes never landed"
- * over leftover data. Such cases are counted in the summary ("zeros: N").
+ * The torn block of step 4 must never read as zeros or as an older
+ * version when its newest flushed version is a write: with flush points
+ * that holds even when that version is only in the journal and the
+ * pre-epoch entry reads as zeros (the limit earlier versions tolerated,
+ * and counted as "zeros: N"; now a violation). --strict-torn is kept as a
+ * no-op for old command lines.
  *
  * Prints one summary line; exits 1 on any violation, naming the seed and
  * the crash point (re-run with --seed to reproduce). */
@@ -160,7 +169,8 @@ struct sim {
 	/* results */
 	uint64_t debug_point; /* CRASHSIM_DEBUG_POINT: dump what landed */
 	unsigned violations, reported, torn, torn_eio, torn_rollback, replays, split, stable_checks,
-	    ckpt_points;
+	    ckpt_points, rolled, rolled_eio, rolled_points;
+	uint8_t *rolled_map; /* blocks the rollback attacker changed at this point */
 	uint64_t chosen_total, guaranteed_total;
 };
 
@@ -849,13 +859,15 @@ static int64_t epoch_of(struct sim *s, const char *path, unsigned *nrec)
 {
 	struct td_hmac *mac = td_hmac_new(s->mac_key, 32);
 	struct ti_rec recs[TI_RECS_PER_BLOCK];
+	struct ti_fpoint *fp = malloc(sizeof(*fp));
+	struct ti_jinfo info;
 	uint8_t *buf = malloc(TI_BLOCK);
 	int64_t epoch = -1;
 	unsigned i;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
 	*nrec = 0;
-	if (!mac || !buf || fd < 0)
+	if (!mac || !buf || !fp || fd < 0)
 		goto out;
 	for (i = 0; i < 2; i++) {
 		struct ti_super sb = {.version = s->prm.version};
@@ -871,13 +883,14 @@ static int64_t epoch_of(struct sim *s, const char *path, unsigned *nrec)
 		if (pread(fd, buf, TI_BLOCK,
 			  (off_t)(s->prm.journal_off + (uint64_t)i * TI_BLOCK)) != TI_BLOCK)
 			break;
-		n = ti_jblock_decode(buf, (uint64_t)epoch, s->uuid, mac, recs);
+		n = ti_jblock_decode(buf, (uint64_t)epoch, i, s->uuid, mac, recs, fp, &info);
 		if (n > 0)
 			*nrec += (unsigned)n;
 	}
 out:
 	if (fd >= 0)
 		close(fd);
+	free(fp);
 	free(buf);
 	td_hmac_free(mac);
 	return epoch;
@@ -950,24 +963,40 @@ static const char *kind_name(enum ckind k)
 	return names[k];
 }
 
+/* Block b's newest durable version at crash point C (acknowledged before
+ * the issue of a completed flush, or as FUA; 0 = none) and its newest
+ * version issued before C. */
+static uint32_t durable_version(const struct sim *s, uint64_t C, uint64_t flush_issue, uint64_t b,
+				uint32_t *newest_issued)
+{
+	const struct vlist *h = &s->hist[b];
+	uint32_t lo = 0, v;
+
+	*newest_issued = 0;
+	for (v = 1; v <= h->n; v++) {
+		const struct cop *o = &s->cops[h->op[v - 1]];
+
+		if (o->issued < C)
+			*newest_issued = v;
+		if (o->acked && o->acked < C && !o->err && (o->fua || o->acked < flush_issue))
+			lo = v;
+	}
+	return lo;
+}
+
 /* Checks one block's outcome against what a crash at C allows. */
 static void check_block(struct sim *s, uint64_t C, uint64_t flush_issue, uint64_t b, int64_t got,
 			int64_t torn_block)
 {
 	const struct vlist *h = &s->hist[b];
-	uint32_t lo = 0, v, newest_issued = 0;
-	bool zero_ok;
+	uint32_t lo, v, newest_issued;
+	bool zero_ok, rolled = s->rolled_map[b];
 
-	for (v = 1; v <= h->n; v++) {
-		const struct cop *o = &s->cops[h->op[v - 1]];
-
-		if (o->issued < C)
-			newest_issued = v;
-		if (o->acked && o->acked < C && !o->err && (o->fua || o->acked < flush_issue))
-			lo = v;
-	}
+	lo = durable_version(s, C, flush_issue, b, &newest_issued);
 	if (got == R_EIO) {
-		if ((int64_t)b != torn_block)
+		if (rolled)
+			s->rolled_eio++;
+		else if ((int64_t)b != torn_block)
 			violation(s, C,
 				  "block %" PRIu64 " fails verification (EIO) but no torn write "
 				  "touched it (durable version %u, newest issued %u)",
@@ -985,14 +1014,8 @@ static void check_block(struct sim *s, uint64_t C, uint64_t flush_issue, uint64_
 		zero_ok = lo == 0;
 		for (v = lo ? lo : 1; v <= newest_issued && !zero_ok; v++)
 			zero_ok = s->cops[h->op[v - 1]].kind != C_WRITE;
-		if (!zero_ok && (int64_t)b == torn_block && !s->cfg.strict_torn) {
-			/* Known limitation (see the report printed at the end): a
-			 * torn write over a block whose durable version exists
-			 * only in this epoch's journal, and whose pre-epoch entry
-			 * is "zero", falls back to zeros instead of failing. */
-			s->torn_rollback++;
-			return;
-		}
+		if (!zero_ok && (int64_t)b == torn_block)
+			s->torn_rollback++; /* the limit flush points closed */
 		if (!zero_ok)
 			violation(
 			    s, C,
@@ -1000,10 +1023,12 @@ static void check_block(struct sim *s, uint64_t C, uint64_t flush_issue, uint64_
 			    "%" PRIu64 ") is lost%s",
 			    b, lo, kind_name(s->cops[h->op[lo - 1]].kind),
 			    s->cops[h->op[lo - 1]].acked,
-			    (int64_t)b == torn_block ? " (a torn write hit this block: it must "
-						       "read as an integrity error, not as "
-						       "older contents)"
-						     : "");
+			    rolled ? " (the rollback attacker put an older state "
+				     "back: it must read as EIO)"
+			    : (int64_t)b == torn_block ? " (a torn write hit this block: it must "
+							 "read as an integrity error, not as "
+							 "older contents)"
+						       : "");
 		return;
 	}
 	v = (uint32_t)got;
@@ -1021,7 +1046,57 @@ static void check_block(struct sim *s, uint64_t C, uint64_t flush_issue, uint64_
 			  "(%s%s, acked at %" PRIu64 ", a flush issued at %" PRIu64 " completed)%s",
 			  b, v, lo, kind_name(s->cops[h->op[lo - 1]].kind),
 			  s->cops[h->op[lo - 1]].fua ? " FUA" : "", s->cops[h->op[lo - 1]].acked,
-			  flush_issue, (int64_t)b == torn_block ? " (the torn block)" : "");
+			  flush_issue,
+			  rolled		     ? " (put back by the rollback attacker)"
+			  : (int64_t)b == torn_block ? " (the torn block)"
+						     : "");
+}
+
+/* The rollback attacker (step 5): puts an older state back into a few
+ * blocks of the crash image whose newest durable version is a write. */
+static int roll_back(struct sim *s, uint64_t C, uint64_t flush_issue, struct rng *r)
+{
+	uint8_t *buf;
+	unsigned tries, done = 0, want = 1 + (unsigned)below(r, 4);
+	int fd, rc = 0;
+
+	memset(s->rolled_map, 0, s->cfg.blocks);
+	if (below(r, 2))
+		return 0;
+	buf = malloc(BS);
+	fd = open(s->crash, O_RDWR | O_CLOEXEC);
+	if (!buf || fd < 0) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (tries = 0; tries < 64 && done < want; tries++) {
+		uint64_t b = below(r, s->cfg.blocks);
+		uint32_t newest, lo = durable_version(s, C, flush_issue, b, &newest), v;
+
+		if (!lo || s->rolled_map[b] || s->cops[s->hist[b].op[lo - 1]].kind != C_WRITE)
+			continue;
+		/* an older state: version v < lo, or zeros (the state before
+		 * the first write, or what an older write-zeroes/discard left) */
+		v = (uint32_t)below(r, lo);
+		if (v && s->cops[s->hist[b].op[v - 1]].kind == C_WRITE)
+			pattern(buf, b, v);
+		else
+			memset(buf, 0, BS);
+		if (pwrite(fd, buf, BS, (off_t)(s->prm.data_start + b * BS)) != BS) {
+			rc = -errno;
+			goto out;
+		}
+		s->rolled_map[b] = 1;
+		s->rolled++;
+		done++;
+	}
+	if (done)
+		s->rolled_points++;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return rc;
 }
 
 static int check_point(struct sim *s, struct td_env *e, uint64_t C, struct rng *r, unsigned idx,
@@ -1049,6 +1124,11 @@ static int check_point(struct sim *s, struct td_env *e, uint64_t C, struct rng *
 		if (o->kind == C_FLUSH && o->acked && o->acked < C && !o->err &&
 		    o->issued > flush_issue)
 			flush_issue = o->issued;
+	}
+	rc = roll_back(s, C, flush_issue, r);
+	if (rc < 0) {
+		printf("crashsim: cannot roll blocks back: %s\n", strerror(-rc));
+		return rc;
 	}
 	snprintf(spec, sizeof(spec), "aio:%s", s->crash);
 	e0 = epoch_of(s, s->crash, &nrec);
@@ -1134,7 +1214,8 @@ int main(int argc, char **argv)
 	struct sim *s = &S;
 	struct rng setup_rng, crash_rng;
 	struct timespec t0, t1;
-	uint64_t *points = NULL, maxev, lower_writes = 0, lower_flushes = 0, supers = 0;
+	uint64_t *points = NULL, maxev, lower_writes = 0, lower_flushes = 0, supers = 0,
+		 fpoints = 0, fp_shared = 0;
 	int64_t *res = NULL, *res2 = NULL;
 	bool long_mode = false, seed_given = false;
 	unsigned i;
@@ -1234,7 +1315,8 @@ int main(int argc, char **argv)
 	res = calloc(s->cfg.blocks, sizeof(*res));
 	res2 = calloc(s->cfg.blocks, sizeof(*res2));
 	points = calloc(s->cfg.points, sizeof(*points));
-	if (!s->cops || !s->hist || !s->busy || !res || !res2 || !points) {
+	s->rolled_map = calloc(s->cfg.blocks, 1);
+	if (!s->cops || !s->hist || !s->busy || !res || !res2 || !points || !s->rolled_map) {
 		printf("crashsim: out of memory\n");
 		return 1;
 	}
@@ -1266,6 +1348,20 @@ int main(int argc, char **argv)
 		if (op->op == TD_OP_WRITE && op->off >= s->prm.super_off &&
 		    op->off < s->prm.super_off + 2 * BS)
 			supers++;
+		/* flush-point journal blocks (kind 1 at byte 48) */
+		if (op->op == TD_OP_WRITE && op->data && op->off >= s->prm.journal_off &&
+		    op->off < s->prm.tags_off) {
+			uint64_t at;
+
+			for (at = 0; at + BS <= op->len; at += BS) {
+				if (op->data[at + 48] != TI_JB_FLUSH ||
+				    memcmp(op->data + at, "TDJRNL01", 8))
+					continue;
+				fpoints++;
+				if (op->data[at + 24]) /* with records: shares their block */
+					fp_shared++;
+			}
+		}
 	}
 	/* uniform over the run, plus the state after a clean close */
 	points[0] = maxev + 1;
@@ -1286,11 +1382,14 @@ int main(int argc, char **argv)
 	       " lower_flushes=%" PRIu64 " checkpoints=%" PRIu64 " events=%" PRIu64
 	       " crash_points=%u (with unflushed tag pages: %u, replaying: %u) avg_landed=%.1f "
 	       "avg_guaranteed=%.1f torn=%u (EIO on the torn block: %u, zeros: %u) partial=%u "
+	       "flush_points=%" PRIu64 " (in a records block: %" PRIu64 ") "
+	       "rolled_back=%u (at %u points, EIO: %u) "
 	       "reopen_checks=%u violations=%u time=%.1fs\n",
 	       s->cfg.seed, s->ncops, lower_writes, lower_flushes, supers, maxev, s->cfg.points,
 	       s->ckpt_points, s->replays, (double)s->chosen_total / s->cfg.points,
 	       (double)s->guaranteed_total / s->cfg.points, s->torn, s->torn_eio, s->torn_rollback,
-	       s->split, s->stable_checks, s->violations,
+	       s->split, fpoints, fp_shared, s->rolled, s->rolled_points, s->rolled_eio,
+	       s->stable_checks, s->violations,
 	       (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 	unlink(s->img);
 	unlink(s->crash);
@@ -1306,5 +1405,6 @@ int main(int argc, char **argv)
 	free(res);
 	free(res2);
 	free(points);
+	free(s->rolled_map);
 	return s->violations ? 1 : 0;
 }
