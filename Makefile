@@ -1,14 +1,24 @@
 # Encrypted, integrity-checked virtual disk backend.
 #
-#   make              build build/bin/{tapdisk,tap-ctl,vdkey}
-#   make check        build and run every test (unit + integration)
+#   make              build build/bin/{tapdisk,tap-ctl,vdkey} and the Xen backend
+#   make check        build and run every test (unit + integration + attack tests)
 #   make check SANITIZE=1   the same with ASan+UBSan (separate build dir)
 #   make demo         create an encrypted image, serve it, read it back
+#   make format       clang-format the whole tree (make check fails on a difference)
 #   make clean
 #
-# Sources are found by wildcard: a library file in tapdisk/, crypt/,
-# integrity/ or keymgr/ joins libtd automatically; a file named *_main.c
-# is a program; tests/unit/test_*.c is a cmocka test binary.
+# The tree is layered (docs/ARCHITECTURE.md): every folder of LIB_DIRS is
+# one layer or one component of a layer, and scripts/check-layers.py (run by
+# make check) fails when a folder includes a higher one. Sources are found
+# by wildcard: a .c file in a LIB_DIRS folder joins libtd; a file named
+# *_main.c is a program; tests/unit/test_*.c is a cmocka test binary.
+#
+# Two builds of the library: libtd.a, what users run, and libtd-test.a,
+# compiled with -DTD_TEST_BUILD and holding the test drivers of
+# tests/drivers (fault injection, I/O recording) and the switches that break
+# the integrity layer on purpose for the crash simulator. The programs of
+# the test build (build/tests/bin) are what tests that need those use; the
+# production programs never contain them.
 
 CC      ?= cc
 ifeq ($(SANITIZE),1)
@@ -24,32 +34,43 @@ CFLAGS   += $(OPT) -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
             -Wmissing-prototypes -Wno-unused-parameter -D_GNU_SOURCE -pthread \
             -fstack-protector-strong -D_FORTIFY_SOURCE=2 -I. $(SANFLAGS)
 LDFLAGS  += -pthread $(SANFLAGS)
-# librbd/librados are dlopen()ed by the rbd driver on first use (tapdisk/rbd_dl.h)
+# librbd/librados are dlopen()ed by the rbd driver on first use (tapdisk/drivers/rbd_dl.h)
 LIBS     := -laio -lcrypto -lkeyutils -largon2 -lseccomp -lm -ldl
 TESTLIBS := -lcmocka
 
-LIB_DIRS := tapdisk crypt integrity keymgr
+# bottom to top (docs/ARCHITECTURE.md, scripts/check-layers.py)
+LIB_DIRS := crypt/backend tapdisk/core tapdisk/block tapdisk/drivers tapdisk/qcow2 \
+            tapdisk/nbd integrity crypt keymgr tapdisk/registry tapdisk/control \
+            keymgr/vdkey tapdisk/daemon
 ALL_SRCS := $(wildcard $(addsuffix /*.c,$(LIB_DIRS)))
 MAIN_SRCS := $(filter %_main.c,$(ALL_SRCS))
 LIB_SRCS := $(filter-out %_main.c,$(ALL_SRCS))
 LIB_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
+TESTDRV_SRCS := $(wildcard tests/drivers/*.c)
+TLIB_OBJS := $(patsubst %.c,$(BUILD)/obj-test/%.o,$(LIB_SRCS) $(TESTDRV_SRCS))
 
-PROGS    := $(BUILD)/bin/tapdisk $(BUILD)/bin/tap-ctl $(if $(wildcard keymgr/vdkey_main.c),$(BUILD)/bin/vdkey)
-# The Xen backend daemon and its test stand-in xenstored (xen/).
-XEN_PROGS := $(BUILD)/xen/tapback $(BUILD)/xen/xsd_standin $(BUILD)/xen/xs_cli
+PROG_MAIN_tapdisk := tapdisk/daemon/tapdisk_main.c
+PROG_MAIN_tap-ctl := tapdisk/control/tapctl_main.c
+PROG_MAIN_vdkey   := keymgr/vdkey/vdkey_main.c
+PROGNAMES := tapdisk tap-ctl vdkey
+PROGS     := $(addprefix $(BUILD)/bin/,$(PROGNAMES))
+TPROGS    := $(addprefix $(BUILD)/tests/bin/,$(PROGNAMES))
+# The Xen backend daemon, its client tool, and the test stand-in xenstored.
+XEN_PROGS := $(BUILD)/xen/tapback $(BUILD)/xen/xs_cli $(BUILD)/tests/xen/xsd_standin
 XS_LIBS   := $(shell pkg-config --libs xenstore 2>/dev/null || echo -lxenstore)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 TESTLIB_SRCS := $(wildcard tests/lib/*.c)
-TESTLIB_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(TESTLIB_SRCS))
+TESTLIB_OBJS := $(patsubst %.c,$(BUILD)/obj-test/%.o,$(TESTLIB_SRCS))
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRCS))
+FORMAT_SRCS = $(shell git ls-files '*.c' '*.h' 2>/dev/null | grep -v '^fuzz/corpus/')
 
 # Keep the object files of test binaries (make would delete them as
 # intermediates, and print that after the test summary).
 .SECONDARY:
 
-.PHONY: all check unit demo clean format deps bench fuzz
+.PHONY: all check unit demo clean format check-format check-layers deps bench fuzz
 all: $(PROGS) $(XEN_PROGS)
 
 # Missing Debian packages are installed once, before the first compile.
@@ -61,34 +82,45 @@ $(BUILD)/obj/%.o: %.c | $(BUILD)/.deps-ok
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	@$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+$(BUILD)/obj-test/%.o: %.c | $(BUILD)/.deps-ok
+	@mkdir -p $(dir $@)
+	@echo "  CC/test $<"
+	@$(CC) $(CFLAGS) -DTD_TEST_BUILD -MMD -MP -c -o $@ $<
 
 $(BUILD)/libtd.a: $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	@rm -f $@ && ar rcs $@ $^
+$(BUILD)/libtd-test.a: $(TLIB_OBJS)
+	@mkdir -p $(dir $@)
+	@rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/bin/tapdisk: $(BUILD)/obj/tapdisk/tapdisk_main.o $(BUILD)/libtd.a
-	@mkdir -p $(dir $@)
-	@echo "  LD      $@"
-	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
-$(BUILD)/bin/tap-ctl: $(BUILD)/obj/tapdisk/tapctl_main.o $(BUILD)/libtd.a
-	@mkdir -p $(dir $@)
-	@echo "  LD      $@"
-	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
-$(BUILD)/bin/vdkey: $(BUILD)/obj/keymgr/vdkey_main.o $(BUILD)/libtd.a
-	@mkdir -p $(dir $@)
-	@echo "  LD      $@"
-	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+# the production programs, and the same programs built with the test drivers
+define prog_rules
+$(BUILD)/bin/$(1): $(BUILD)/obj/$(PROG_MAIN_$(1):.c=.o) $(BUILD)/libtd.a
+	@mkdir -p $$(dir $$@)
+	@echo "  LD      $$@"
+	@$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LIBS)
+$(BUILD)/tests/bin/$(1): $(BUILD)/obj-test/$(PROG_MAIN_$(1):.c=.o) $(BUILD)/libtd-test.a
+	@mkdir -p $$(dir $$@)
+	@echo "  LD/test $$@"
+	@$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LIBS)
+endef
+$(foreach p,$(PROGNAMES),$(eval $(call prog_rules,$(p))))
 
 $(BUILD)/xen/%: xen/%.c | $(BUILD)/.deps-ok
 	@mkdir -p $(@D)
 	@echo "  CC/LD   $@"
 	@$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(XS_LIBS)
+$(BUILD)/tests/xen/%: tests/xen/%.c | $(BUILD)/.deps-ok
+	@mkdir -p $(@D)
+	@echo "  CC/LD   $@"
+	@$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(XS_LIBS)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TESTLIB_OBJS) $(BUILD)/libtd.a
+$(BUILD)/tests/%: $(BUILD)/obj-test/tests/unit/%.o $(TESTLIB_OBJS) $(BUILD)/libtd-test.a
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(TESTLIBS)
-$(BUILD)/tests/tools/%: $(BUILD)/obj/tests/tools/%.o $(TESTLIB_OBJS) $(BUILD)/libtd.a
+$(BUILD)/tests/tools/%: $(BUILD)/obj-test/tests/tools/%.o $(TESTLIB_OBJS) $(BUILD)/libtd-test.a
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lnbd
@@ -99,7 +131,7 @@ unit: $(UNIT_BINS)
 deps:
 	@./scripts/install-deps.sh
 
-check: deps all $(UNIT_BINS) $(TOOL_BINS)
+check: deps all $(TPROGS) $(UNIT_BINS) $(TOOL_BINS)
 	BUILD=$(BUILD) ./tests/run-tests.sh
 
 demo: deps all
@@ -113,8 +145,14 @@ FUZZ_TIME ?= 600
 fuzz:
 	fuzz/run.sh --time $(FUZZ_TIME)
 
+# One formatter for the whole tree (.clang-format); make check runs
+# check-format and check-layers as tests (tests/integration/t-tree-*.sh).
 format:
-	clang-format -i $(ALL_SRCS) $(wildcard tests/*/*.c tests/*/*.h */*.h)
+	clang-format -i $(FORMAT_SRCS)
+check-format:
+	@scripts/check-format.sh
+check-layers:
+	@python3 scripts/check-layers.py
 
 clean:
 	rm -rf build build-san build-fuzz

@@ -21,29 +21,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crypt/cipher.h"
+#include "crypt/backend/cipher.h"
 #include "crypt/hdrio.h"
 #include "integrity/integrity.h"
-#include "keymgr/secmem.h"
-#include "keymgr/volkey.h"
-#include "tapdisk/bufpool.h"
-#include "tapdisk/chain.h"
-#include "tapdisk/log.h"
+#include "crypt/backend/secmem.h"
+#include "crypt/backend/volkey.h"
+#include "tapdisk/core/bufpool.h"
+#include "tapdisk/block/chain.h"
+#include "tapdisk/core/log.h"
+#include "tapdisk/core/util.h"
 
-#define MAX_CHUNKS 8
-#define MIN_CHUNK_BLOCKS 16
+#define MIN_PART_BLOCKS 16 /* a worker's share of one request, at least */
 
 struct crypt_priv;
 
 struct crypt_req;
-
-struct crypt_work {
-	struct td_work w;
-	struct crypt_req *cr;
-	uint64_t first; /* first block, relative to the request */
-	uint64_t n;
-	int err;
-};
 
 struct crypt_req {
 	struct td_req child;
@@ -52,8 +44,7 @@ struct crypt_req {
 	struct td_layer *l;
 	void *bounce;
 	size_t bounce_len;
-	int pending, err;
-	struct crypt_work works[MAX_CHUNKS];
+	struct td_fanout fan; /* the cipher work, split over the workers */
 	struct crypt_req *next_free;
 };
 
@@ -247,8 +238,6 @@ static struct crypt_req *cr_get(struct td_layer *l, struct td_req *parent)
 	cr->l = l;
 	cr->bounce = NULL;
 	cr->bounce_len = 0;
-	cr->pending = 0;
-	cr->err = 0;
 	return cr;
 }
 
@@ -262,18 +251,9 @@ static void cr_put(struct crypt_req *cr)
 	p->free_reqs = cr;
 }
 
-/* Address of byte `off` of a request's scatter-gather list; segments are
- * multiples of the block size, so a block never straddles two. */
 static uint8_t *iov_at(const struct td_req *r, uint64_t off)
 {
-	int i;
-
-	for (i = 0; i < r->iovcnt; i++) {
-		if (off < r->iov[i].iov_len)
-			return (uint8_t *)r->iov[i].iov_base + off;
-		off -= r->iov[i].iov_len;
-	}
-	return NULL;
+	return td_iov_at(r->iov, r->iovcnt, off);
 }
 
 static bool all_zero(const uint8_t *b)
@@ -287,75 +267,49 @@ static bool all_zero(const uint8_t *b)
 	return true;
 }
 
-static void encrypt_fn(struct td_work *w, int worker)
+static void encrypt_fn(struct td_fanout_part *part, int worker)
 {
-	struct crypt_work *cw = (struct crypt_work *)w;
-	struct crypt_req *cr = cw->cr;
+	struct crypt_req *cr = part->f->opaque;
 	struct crypt_priv *p = cr->l->priv;
 	struct td_xts *x = p->xts[worker % p->nctx];
-	uint64_t first = cr->parent->off / TD_BLOCK_SIZE + cw->first, k;
+	uint64_t first = cr->parent->off / TD_BLOCK_SIZE + part->first, k;
 
-	for (k = 0; k < cw->n; k++) {
-		uint64_t off = (cw->first + k) * TD_BLOCK_SIZE;
+	for (k = 0; k < part->n; k++) {
+		uint64_t off = (part->first + k) * TD_BLOCK_SIZE;
 
 		if (td_xts_encrypt(x, first + k, iov_at(cr->parent, off), (uint8_t *)cr->bounce + off,
 				   TD_BLOCK_SIZE) < 0)
-			cw->err = -EIO;
+			part->err = -EIO;
 	}
 }
 
-static void decrypt_fn(struct td_work *w, int worker)
+static void decrypt_fn(struct td_fanout_part *part, int worker)
 {
-	struct crypt_work *cw = (struct crypt_work *)w;
-	struct crypt_req *cr = cw->cr;
+	struct crypt_req *cr = part->f->opaque;
 	struct crypt_priv *p = cr->l->priv;
 	struct td_xts *x = p->xts[worker % p->nctx];
-	uint64_t first = cr->parent->off / TD_BLOCK_SIZE + cw->first, k;
+	uint64_t first = cr->parent->off / TD_BLOCK_SIZE + part->first, k;
 
-	for (k = 0; k < cw->n; k++) {
-		uint8_t *b = iov_at(cr->parent, (cw->first + k) * TD_BLOCK_SIZE);
+	for (k = 0; k < part->n; k++) {
+		uint8_t *b = iov_at(cr->parent, (part->first + k) * TD_BLOCK_SIZE);
 
 		if (all_zero(b))
 			continue; /* never written: reads as zeros */
 		if (td_xts_decrypt(x, first + k, b, b, TD_BLOCK_SIZE) < 0)
-			cw->err = -EIO;
+			part->err = -EIO;
 	}
 }
 
-static void work_done(struct td_work *w);
+static void cipher_done(struct td_fanout *f);
 
-/* Splits the request's blocks over the workers and submits them. */
-static void run_cipher(struct crypt_req *cr, void (*fn)(struct td_work *, int))
+/* The request's blocks, split over the workers. */
+static void run_cipher(struct crypt_req *cr, void (*fn)(struct td_fanout_part *, int))
 {
-	uint64_t nblocks = cr->parent->len / TD_BLOCK_SIZE, per, at = 0;
-	int nw = td_workers_count(cr->l->ctx->workers), chunks, i;
-
-	chunks = nw < 1 ? 1 : nw;
-	if (chunks > MAX_CHUNKS)
-		chunks = MAX_CHUNKS;
-	if ((uint64_t)chunks > nblocks / MIN_CHUNK_BLOCKS)
-		chunks = (int)(nblocks / MIN_CHUNK_BLOCKS);
-	if (chunks < 1)
-		chunks = 1;
-	per = (nblocks + (uint64_t)chunks - 1) / (uint64_t)chunks;
-	cr->pending = chunks;
-	for (i = 0; i < chunks; i++) {
-		struct crypt_work *cw = &cr->works[i];
-
-		cw->cr = cr;
-		cw->first = at;
-		cw->n = nblocks - at < per ? nblocks - at : per;
-		at += cw->n;
-		cw->err = 0;
-		cw->w.fn = fn;
-		cw->w.done = work_done;
-	}
-	if (chunks == 1 && cr->parent->len <= td_workers_inline_max()) {
-		td_workers_submit_inline(cr->l->ctx->workers, &cr->works[0].w);
-		return;
-	}
-	for (i = 0; i < chunks; i++)
-		td_workers_submit(cr->l->ctx->workers, &cr->works[i].w);
+	cr->fan.fn = fn;
+	cr->fan.done = cipher_done;
+	cr->fan.opaque = cr;
+	td_fanout_run(cr->l->ctx->workers, &cr->fan, cr->parent->len / TD_BLOCK_SIZE,
+		      MIN_PART_BLOCKS, TD_BLOCK_SIZE);
 }
 
 static void write_done(struct td_req *child, int err)
@@ -367,19 +321,14 @@ static void write_done(struct td_req *child, int err)
 	td_req_complete(parent, err);
 }
 
-static void work_done(struct td_work *w)
+static void cipher_done(struct td_fanout *f)
 {
-	struct crypt_work *cw = (struct crypt_work *)w;
-	struct crypt_req *cr = cw->cr;
+	struct crypt_req *cr = f->opaque;
 	struct td_req *parent = cr->parent;
 	struct crypt_priv *p = cr->l->priv;
 
-	if (cw->err && !cr->err)
-		cr->err = cw->err;
-	if (--cr->pending > 0)
-		return;
-	if (parent->op == TD_OP_READ || cr->err) {
-		int err = cr->err;
+	if (parent->op == TD_OP_READ || f->err) {
+		int err = f->err;
 
 		if (err)
 			td_err("crypt: cipher failure on image %s", p->uuid);

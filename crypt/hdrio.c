@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "crypt/hdrio.h"
-#include "tapdisk/bufpool.h"
+#include "tapdisk/core/bufpool.h"
 
 int td_hdr_load(struct td_layer *lower, struct td_crypt_hdr *h, int *which, int *other_bad,
 		char *note, size_t notelen, char *err, size_t errlen)

@@ -4,7 +4,7 @@
 #define TD_CRYPT_HDRIO_H
 
 #include "crypt/header.h"
-#include "tapdisk/driver.h"
+#include "tapdisk/block/driver.h"
 
 /* Reads both copies and picks the valid one (td_hdr_pick). *other_bad
  * tells whether the other copy needs rewriting; the message is in note.

@@ -6,11 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crypt/cipher.h"
+#include "crypt/backend/cipher.h"
 #include "crypt/header.h"
-#include "keymgr/secmem.h"
-#include "keymgr/volkey.h"
-#include "tapdisk/seterr.h"
+#include "crypt/backend/secmem.h"
+#include "crypt/backend/volkey.h"
+#include "tapdisk/core/seterr.h"
 
 /* Offsets in one copy. */
 enum {

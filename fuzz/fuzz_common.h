@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "crypt/cipher.h"
+#include "crypt/backend/cipher.h"
 #include "crypt/header.h"
 
 /* Where the checksum sits in one copy (docs/FORMAT.md): SHA-256 over

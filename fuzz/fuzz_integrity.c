@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crypt/cipher.h"
+#include "crypt/backend/cipher.h"
 #include "integrity/format.h"
 
 #define FZ_KEY "fuzz integrity mac key 32 bytes!" /* gen_seeds.c uses it too */

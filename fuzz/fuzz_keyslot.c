@@ -25,7 +25,7 @@
 #include "crypt/header.h"
 #include "fuzz/fuzz_common.h"
 #include "keymgr/keyslot.h"
-#include "keymgr/volkey.h"
+#include "crypt/backend/volkey.h"
 
 #define FZ_PASSPHRASE "fuzz passphrase" /* the seeds' slots use it too */
 #define CHEAP_ARGON2_KIB_PASSES 256	/* t_cost * m_cost_kib */

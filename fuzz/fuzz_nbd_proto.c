@@ -1,4 +1,4 @@
-/* libFuzzer harness for the NBD wire parsers (tapdisk/nbd_proto.c).
+/* libFuzzer harness for the NBD wire parsers (tapdisk/nbd/nbd_proto.c).
  *
  * Byte 0 picks what the rest of the input is fed to; every buffer handed
  * to the code under test is a heap copy of exactly the size it is told,
@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tapdisk/nbd_proto.h"
+#include "tapdisk/nbd/nbd_proto.h"
 
 static uint8_t *dup_exact(const uint8_t *p, size_t n)
 {

@@ -1,4 +1,4 @@
-/* libFuzzer harness for the qcow2 format code (tapdisk/qcow2_format.c):
+/* libFuzzer harness for the qcow2 format code (tapdisk/qcow2/qcow2_format.c):
  * the header parser, the L1 / L2 / refcount-table entry decoders and the
  * refcount block accessors.
  *
@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tapdisk/qcow2_format.h"
+#include "tapdisk/qcow2/qcow2_format.h"
 
 static void check_header(const struct qcow2_hdr *h, uint64_t file_size)
 {

@@ -1,19 +1,19 @@
-/* libFuzzer harness for the VBD spec parser (tapdisk/spec.c).
+/* libFuzzer harness for the VBD spec parser (tapdisk/block/spec.c).
  *
  * The input is a spec string. Whatever parses must format to a canonical
  * form that parses back to the same layers and path and formats to the
  * same string again; formatting into too small a buffer must fail cleanly.
  *
- * The real registry (tapdisk/registry.c) pulls in every driver and their
- * I/O code, so this file carries a stub with the same names and shapes:
- * spec.c only looks at name, alias and is_image. */
+ * The real registry (tapdisk/registry/registry.c) pulls in every driver and their
+ * I/O code, so this file sets a list of stand-ins with the same names and
+ * shapes (td_drivers_set): spec.c only looks at name, alias and is_image. */
 #include <assert.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "tapdisk/spec.h"
+#include "tapdisk/block/spec.h"
 
 static const struct td_driver fake_aio = {.name = "aio", .summary = "raw", .is_image = true};
 static const struct td_driver fake_qcow2 = {
@@ -25,21 +25,6 @@ static const struct td_driver fake_fault = {.name = "fault", .summary = "errors"
 static const struct td_driver *const drivers[] = {
     &fake_aio, &fake_fault, &fake_crypt, &fake_qcow2, &fake_integrity, NULL,
 };
-
-const struct td_driver *const *td_driver_list(void)
-{
-	return drivers;
-}
-
-const struct td_driver *td_driver_find(const char *name)
-{
-	const struct td_driver *const *d;
-
-	for (d = drivers; *d; d++)
-		if (!strcmp((*d)->name, name) || ((*d)->alias && !strcmp((*d)->alias, name)))
-			return *d;
-	return NULL;
-}
 
 static void same_spec(const struct td_spec *a, const struct td_spec *b)
 {
@@ -61,6 +46,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct td_spec s, s2;
 	char err[512];
 	char *str = malloc(size + 1);
+
+	td_drivers_set(drivers);
 	size_t clen;
 
 	if (!str)

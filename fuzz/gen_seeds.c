@@ -12,13 +12,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "crypt/cipher.h"
+#include "crypt/backend/cipher.h"
 #include "crypt/header.h"
 #include "integrity/format.h"
 #include "keymgr/keyslot.h"
-#include "keymgr/volkey.h"
-#include "tapdisk/nbd_proto.h"
-#include "tapdisk/qcow2_format.h"
+#include "crypt/backend/volkey.h"
+#include "tapdisk/nbd/nbd_proto.h"
+#include "tapdisk/qcow2/qcow2_format.h"
 
 #define FZ_PASSPHRASE "fuzz passphrase"			  /* fuzz_keyslot.c */
 #define FZ_KEY "fuzz integrity mac key 32 bytes!"	  /* fuzz_integrity.c */

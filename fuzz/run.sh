@@ -28,21 +28,21 @@ mode=smoke secs=0 targets=()
 ALL_TARGETS="spec crypt_header keyslot integrity nbd_proto qcow2 keylog"
 # project sources each harness links (pure functions only, no I/O)
 declare -A SRCS=(
-	[spec]="tapdisk/spec.c"
-	[crypt_header]="crypt/header.c crypt/cipher.c keymgr/secmem.c keymgr/volkey.c"
-	[keyslot]="crypt/header.c crypt/cipher.c keymgr/secmem.c keymgr/volkey.c keymgr/keyslot.c"
-	[integrity]="integrity/format.c crypt/cipher.c keymgr/secmem.c"
-	[nbd_proto]="tapdisk/nbd_proto.c"
-	[qcow2]="tapdisk/qcow2_format.c"
-	[keylog]="keymgr/keylog_fmt.c crypt/cipher.c keymgr/secmem.c"
+	[spec]="tapdisk/block/spec.c"
+	[crypt_header]="crypt/header.c crypt/backend/cipher.c crypt/backend/secmem.c crypt/backend/volkey.c"
+	[keyslot]="crypt/header.c crypt/backend/cipher.c crypt/backend/secmem.c crypt/backend/volkey.c keymgr/keyslot.c"
+	[integrity]="integrity/format.c crypt/backend/cipher.c crypt/backend/secmem.c"
+	[nbd_proto]="tapdisk/nbd/nbd_proto.c"
+	[qcow2]="tapdisk/qcow2/qcow2_format.c"
+	[keylog]="keymgr/keylog_fmt.c crypt/backend/cipher.c crypt/backend/secmem.c"
 )
 # largest input libFuzzer generates for each target
 declare -A MAXLEN=(
 	[spec]=4200 [crypt_header]=33000 [keyslot]=16500 [integrity]=4400
 	[nbd_proto]=4400 [qcow2]=8300 [keylog]=4200
 )
-GEN_SRCS="tapdisk/nbd_proto.c crypt/header.c crypt/cipher.c keymgr/secmem.c keymgr/volkey.c keymgr/keyslot.c
-	integrity/format.c tapdisk/qcow2_format.c"
+GEN_SRCS="tapdisk/nbd/nbd_proto.c crypt/header.c crypt/backend/cipher.c crypt/backend/secmem.c crypt/backend/volkey.c keymgr/keyslot.c
+	integrity/format.c tapdisk/qcow2/qcow2_format.c"
 
 while [ $# -gt 0 ]; do
 	case $1 in

@@ -20,14 +20,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crypt/cipher.h"
+#include "crypt/backend/cipher.h"
 #include "integrity/integ.h"
-#include "keymgr/secmem.h"
+#include "crypt/backend/secmem.h"
 #include "keymgr/keyring.h"
 #include "keymgr/statedir.h"
-#include "tapdisk/bufpool.h"
-#include "tapdisk/log.h"
-#include "tapdisk/stats.h"
+#include "tapdisk/core/bufpool.h"
+#include "tapdisk/core/log.h"
+#include "tapdisk/core/stats.h"
+#include "tapdisk/core/util.h"
 
 enum {
 	ST_LOCK,
@@ -50,7 +51,7 @@ static bool no_journal_wait;
 static void finish(struct ti_req *r, int err);
 static void start_locked(struct ti_req *r);
 
-/* ---- range lock (tapdisk/rangelock.c): reads shared, writes exclusive ---- */
+/* ---- range lock (tapdisk/core/rangelock.c): reads shared, writes exclusive ---- */
 
 static void rl_granted(struct td_rl_item *it)
 {

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crypt/cipher.h"
+#include "crypt/backend/cipher.h"
 #include "integrity/format.h"
 
 static const uint8_t SUPER_MAGIC[8] = {'T', 'D', 'J', 'S', 'U', 'P', 'E', 'R'};

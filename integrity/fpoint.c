@@ -22,7 +22,7 @@
 #include <string.h>
 
 #include "integrity/integ.h"
-#include "tapdisk/log.h"
+#include "tapdisk/core/log.h"
 
 /* ---- sets of sequence numbers ---------------------------------------------- */
 

@@ -21,9 +21,9 @@
 
 #include "integrity/format.h"
 #include "integrity/integrity.h"
-#include "tapdisk/driver.h"
-#include "tapdisk/rangelock.h"
-#include "tapdisk/workers.h"
+#include "tapdisk/block/driver.h"
+#include "tapdisk/core/rangelock.h"
+#include "tapdisk/core/workers.h"
 
 #define TI_MAX_CHUNKS 8
 #define TI_JOURNAL_INFLIGHT 4

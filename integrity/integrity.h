@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #include "integrity/format.h"
-#include "tapdisk/driver.h"
+#include "tapdisk/block/driver.h"
 
 /* Passed through td_chain_insert_below(..., arg). The mac key is copied. */
 struct ti_open_arg {

@@ -22,11 +22,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crypt/cipher.h"
+#include "crypt/backend/cipher.h"
 #include "integrity/integ.h"
-#include "tapdisk/bufpool.h"
-#include "tapdisk/log.h"
-#include "tapdisk/stats.h"
+#include "tapdisk/core/bufpool.h"
+#include "tapdisk/core/log.h"
+#include "tapdisk/core/stats.h"
 
 static void ckpt_step(struct td_layer *l);
 

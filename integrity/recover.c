@@ -20,10 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crypt/cipher.h"
+#include "crypt/backend/cipher.h"
 #include "integrity/integ.h"
-#include "tapdisk/bufpool.h"
-#include "tapdisk/log.h"
+#include "tapdisk/core/bufpool.h"
+#include "tapdisk/core/log.h"
 
 static int cmp_rec(const void *a, const void *b)
 {

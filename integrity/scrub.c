@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crypt/cipher.h"
+#include "crypt/backend/cipher.h"
 #include "integrity/integ.h"
 #include "integrity/scrub.h"
-#include "tapdisk/bufpool.h"
+#include "tapdisk/core/bufpool.h"
 
 #define PAGES_PER_BATCH 8 /* 1024 blocks: 32 KiB of table, at most 4 MiB of data */
 

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "tapdisk/driver.h"
+#include "tapdisk/block/driver.h"
 
 #define TI_SCRUB_MAX_LISTED 1000 /* failing block numbers kept in the result */
 

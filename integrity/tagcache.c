@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crypt/cipher.h"
+#include "crypt/backend/cipher.h"
 #include "integrity/integ.h"
-#include "tapdisk/bufpool.h"
-#include "tapdisk/log.h"
+#include "tapdisk/core/bufpool.h"
+#include "tapdisk/core/log.h"
 
 size_t ti_cache_budget(void)
 {

@@ -7,9 +7,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "crypt/cipher.h"
+#include "crypt/backend/cipher.h"
 #include "keymgr/keylog.h"
-#include "tapdisk/seterr.h"
+#include "tapdisk/core/seterr.h"
 
 #define UUID_STR_LEN 36
 #define HEX_LEN (2 * TD_KEYLOG_HASH_LEN)

@@ -5,15 +5,9 @@
 #include <string.h>
 
 #include "keymgr/keyring.h"
-#include "keymgr/secmem.h"
+#include "tapdisk/core/util.h"
+#include "crypt/backend/secmem.h"
 
-void td_uuid_str(const uint8_t u[16], char out[37])
-{
-	snprintf(out, 37,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0],
-		 u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13],
-		 u[14], u[15]);
-}
 
 static void hex(const uint8_t *b, size_t n, char *out)
 {

@@ -3,7 +3,7 @@
  * vdkey load adds a "user" key described "tdcrypt:v2:<image uuid>:<id>"
  * to the caller's user keyring (@u), holding the 64-byte volume key
  * followed by one flags byte (TD_KEYRING_ONCE). <id> is the hex identity
- * of the image file it was loaded for (tapdisk/files.h td_file_identity:
+ * of the image file it was loaded for (tapdisk/block/files.h td_file_identity:
  * path, device, inode, file handle; for rbd the cluster, pool and image
  * id): the UUID is written in the image, so anyone who can write images
  * can copy it, and a loaded key must open only the file it was loaded
@@ -19,13 +19,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "keymgr/volkey.h"
-#include "tapdisk/files.h"
+#include "crypt/backend/volkey.h"
+#include "tapdisk/block/files.h"
 
 #define TD_KEYRING_USER_READABLE 0x1u /* also let same-uid non-possessors read it */
 #define TD_KEYRING_ONCE 0x2u /* the first tapdisk that reads it invalidates it */
 
-void td_uuid_str(const uint8_t uuid[16], char out[37]);
 void td_keyring_desc(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN], char *out,
 		     size_t len);
 
@@ -41,7 +40,7 @@ int td_keyring_store(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN],
  * messages. */
 int td_keyring_fetch(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN], const char *where,
 		     struct td_volkey **out, char *err, size_t errlen);
-/* The same as a chain's key source (tapdisk/driver.h td_key_fn). */
+/* The same as a chain's key source (tapdisk/block/driver.h td_key_fn). */
 int td_keyring_key_fn(void *opaque, const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN],
 		      const char *where, struct td_volkey **out, char *err, size_t errlen);
 /* > 0 (the key id) when a key for uuid and id is loaded. */

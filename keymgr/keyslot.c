@@ -5,11 +5,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "crypt/cipher.h"
+#include "crypt/backend/cipher.h"
 #include "crypt/header.h"
 #include "keymgr/keyslot.h"
-#include "keymgr/secmem.h"
-#include "keymgr/volkey.h"
+#include "crypt/backend/secmem.h"
+#include "crypt/backend/volkey.h"
 
 #define KEK_LEN TD_AEAD_KEY_LEN
 #define STR_(x) #x

@@ -5,7 +5,7 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include "keymgr/secmem.h"
+#include "crypt/backend/secmem.h"
 #include "keymgr/secret_input.h"
 
 void td_secret_free(struct td_secret *s)

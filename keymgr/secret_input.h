@@ -1,6 +1,6 @@
 /* Reading passphrases: from a key file (or "-" for standard input) or a
  * no-echo terminal prompt. Never from argv or the environment. The
- * result lives in secure memory (keymgr/secmem.h). */
+ * result lives in secure memory (crypt/backend/secmem.h). */
 #ifndef TD_KEYMGR_SECRET_INPUT_H
 #define TD_KEYMGR_SECRET_INPUT_H
 

@@ -9,6 +9,7 @@
 
 #include "keymgr/keyring.h"
 #include "keymgr/statedir.h"
+#include "tapdisk/core/util.h"
 
 const char *td_statedir(void)
 {
@@ -154,3 +155,9 @@ int td_state_gen_write(const uint8_t uuid[16], uint64_t gen, char *err, size_t e
 	}
 	return 0;
 }
+
+const struct td_trust_ops td_statedir_trust = {
+	.gen_prepare = td_state_gen_prepare,
+	.gen_read = td_state_gen_read,
+	.gen_write = td_state_gen_write,
+};

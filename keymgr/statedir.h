@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tapdisk/block/driver.h"
+
 /* The state directory in use (no trailing slash). */
 const char *td_statedir(void);
 
@@ -34,5 +36,8 @@ int td_state_gen_write(const uint8_t uuid[16], uint64_t gen, char *err, size_t e
 /* Opens (creating) the generation file now and keeps the descriptor; a
  * tapdisk calls this before it drops privileges. */
 int td_state_gen_prepare(const uint8_t uuid[16], char *err, size_t errlen);
+
+/* The three above as a chain's trusted store (td_ctx.trust). */
+extern const struct td_trust_ops td_statedir_trust;
 
 #endif

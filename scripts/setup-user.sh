@@ -1,7 +1,7 @@
 #!/bin/sh
 # One-time host set-up for tapdisks, as root:
 #  - reserves the range of uids that VBDs run as, one uid per VBD
-#    (tapdisk/uidalloc.h), in /etc/tdcrypt/tapdisk.conf (uid-range), after
+#    (tapdisk/daemon/uidalloc.h), in /etc/tdcrypt/tapdisk.conf (uid-range), after
 #    checking that no account and no group uses an id inside it;
 #  - creates the system user 'tapdisk', for hosts that want one fixed uid
 #    for every tapdisk (tap-ctl create --user tapdisk). The default, a uid
@@ -32,7 +32,7 @@ if [ -f "$CONF" ] && grep -q '^[[:space:]]*uid-range' "$CONF"; then
 	echo "$CONF already reserves a range: $(grep '^[[:space:]]*uid-range' "$CONF")"
 else
 	if [ ! -f "$CONF" ]; then
-		printf '# tapdisk host settings (tapdisk/hostconf.h; README, "Host set-up")\n' >"$CONF"
+		printf '# tapdisk host settings (tapdisk/block/hostconf.h; README, "Host set-up")\n' >"$CONF"
 	fi
 	printf 'uid-range = %s-%s\n' "$first" "$last" >>"$CONF"
 	echo "reserved uids $first-$last for VBDs in $CONF"

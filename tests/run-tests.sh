@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 export BUILD
 export TD_BIN="$PWD/$BUILD/bin"
+export TD_TESTBIN="$PWD/$BUILD/tests/bin" # the same programs with the test drivers
 export TD_TOOLS="$PWD/$BUILD/tests/tools"
 export TD_SRC="$PWD"
 pattern=${TESTS:-}

@@ -2,6 +2,7 @@
 # Errors injected below the VBD come back to clients as NBD errors, are
 # counted in stats, and the server keeps serving.
 . "$TD_SRC/tests/lib/common.sh"
+use_test_build # the fault driver
 need qemu-io
 IMG=$T/disk.img
 SOCK=$T/nbd.sock

@@ -5,6 +5,7 @@
 # W2, in 100 random repetitions. The same with the deliberately broken
 # pause (TD_TEST_BROKEN_PAUSE=1) must show the hazard: the test can fail.
 . "$TD_SRC/tests/lib/common.sh"
+use_test_build # the fault driver
 IMG=$T/disk.img
 truncate -s 8M "$IMG"
 out=$("$TD_TOOLS/migrate_hazard" "$IMG" 100) || fail "hazard with the correct pause: $out"

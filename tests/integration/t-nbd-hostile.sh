@@ -8,6 +8,7 @@
 # disconnect cases really leave requests in flight, and is then stopped
 # with SIGTERM in the middle of a flood.
 . "$TD_SRC/tests/lib/common.sh"
+use_test_build # the fault driver
 need nbdinfo
 HOSTILE=$TD_TOOLS/nbd_hostile
 [ -x "$HOSTILE" ] || fail "$HOSTILE is not built"

@@ -2,6 +2,7 @@
 # Unaligned 512-byte writes from two connections interleaved on the same
 # 4 KiB blocks: the read-modify-write path must not lose an update.
 . "$TD_SRC/tests/lib/common.sh"
+use_test_build # the fault driver
 IMG=$T/disk.img
 SOCK=$T/nbd.sock
 truncate -s 16M "$IMG"

@@ -11,8 +11,9 @@
 need qemu-io qemu-img nbdinfo keyctl python3 pkg-config
 pkg-config --exists xenstore || skip "libxenstore (libxen-dev) is not installed"
 XEN=$TD_SRC/$BUILD/xen
+XSD=$TD_SRC/$BUILD/tests/xen/xsd_standin # a test stand-in: tests/xen
 if [ ! -x "$XEN/tapback" ] || [ "$TD_SRC/xen/tapback.c" -nt "$XEN/tapback" ] ||
-	[ "$TD_SRC/xen/xsd_standin.c" -nt "$XEN/xsd_standin" ]; then
+	[ ! -x "$XSD" ] || [ "$TD_SRC/tests/xen/xsd_standin.c" -nt "$XSD" ]; then
 	"$TD_SRC/xen/build.sh" "$XEN" || fail "building xen/ programs"
 fi
 export XENSTORED_PATH=$T/xs.sock
@@ -21,7 +22,7 @@ BE=backend/vbd
 FE=/local/domain/1/device/vbd
 
 info "starting xsd_standin (TEST STAND-IN for xenstored, no hypervisor) on $XENSTORED_PATH"
-"$XEN/xsd_standin" "$XENSTORED_PATH" 2>"$T/xsd.log" &
+"$XSD" "$XENSTORED_PATH" 2>"$T/xsd.log" &
 _td_pids="$_td_pids $!"
 # the socket file appears at bind(), before listen(): wait for the log line
 # that follows listen(), or tapback may get ECONNREFUSED in between

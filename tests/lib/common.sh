@@ -7,7 +7,17 @@ TD_SRC=${TD_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 BUILD=${BUILD:-build}
 TD_BIN=${TD_BIN:-$TD_SRC/$BUILD/bin}
 TD_TOOLS=${TD_TOOLS:-$TD_SRC/$BUILD/tests/tools}
+TD_TESTBIN=${TD_TESTBIN:-$TD_SRC/$BUILD/tests/bin}
 export PATH="$TD_BIN:$PATH"
+
+# use_test_build -- from here on tapdisk, tap-ctl and vdkey are the test
+# build's (build/tests/bin): the same programs with the test drivers of
+# tests/drivers (fault injection, I/O recording), which production programs
+# do not contain
+use_test_build() {
+	export PATH="$TD_TESTBIN:$PATH"
+	export TAPDISK_BIN="$TD_TESTBIN/tapdisk"
+}
 
 T=$(mktemp -d /var/tmp/tdtest.XXXXXX)
 export TAPDISK_RUNDIR="$T/run"

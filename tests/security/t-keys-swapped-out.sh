@@ -67,7 +67,7 @@ check_locked() { # PID LABEL
 	# every mapping with resident pages is locked ("lo"), except the kernel's
 	# special ones that cannot be (VM_IO, VM_PFNMAP, VM_DONTEXPAND: the aio
 	# ring, the vdso); locked on fault ("lf": stacks and reservations are not
-	# populated) but for the pages keymgr/secmem.c mlocks itself
+	# populated) but for the pages crypt/backend/secmem.c mlocks itself
 	out=$(awk '/^[0-9a-f]+-[0-9a-f]+ / {m=$0} /^Rss:/ {r=$2}
 		/^VmFlags:/ {f=" " substr($0, 9) " "; if (r > 0 && f !~ / (io|pf|de) / &&
 			f !~ / lo /) print m " rss " r " kB flags" f}' "/proc/$pid/smaps")

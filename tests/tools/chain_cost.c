@@ -15,12 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crypt/cipher.h"
+#include "crypt/backend/cipher.h"
 #include "integrity/format.h"
 #include "keymgr/keyring.h"
-#include "tapdisk/bufpool.h"
-#include "tapdisk/chain.h"
-#include "tapdisk/stats.h"
+#include "tapdisk/core/bufpool.h"
+#include "tapdisk/block/chain.h"
+#include "tapdisk/core/stats.h"
+#include "tapdisk/registry/registry.h"
 
 #define REQ (1u << 20)
 #define QD 8
@@ -101,7 +102,7 @@ static int run_chain(const char *spec, unsigned mib)
 	}
 	for (i = 0; i < QD; i++)
 		td_buf_put(slots[i].buf, REQ);
-	td_chain_close(c);
+	td_chain_close_sync(c);
 	td_workers_free(ctx.workers);
 	td_io_free(ctx.io);
 	td_loop_free(ctx.loop);
@@ -147,6 +148,7 @@ static int run_baseline(unsigned mib)
 
 int main(int argc, char **argv)
 {
+	td_drivers_set(td_registry());
 	if (argc == 4 && !strcmp(argv[1], "chain"))
 		return run_chain(argv[2], (unsigned)atoi(argv[3]));
 	if (argc == 3 && !strcmp(argv[1], "baseline"))

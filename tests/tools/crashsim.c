@@ -78,13 +78,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "crypt/cipher.h"
+#include "crypt/backend/cipher.h"
 #include "integrity/integrity.h"
-#include "tapdisk/bufpool.h"
-#include "tapdisk/chain.h"
-#include "tapdisk/log.h"
-#include "tapdisk/record.h"
-#include "tapdisk/stats.h"
+#include "tapdisk/core/bufpool.h"
+#include "tapdisk/block/chain.h"
+#include "tapdisk/core/log.h"
+#include "tests/drivers/record.h"
+#include "tapdisk/core/stats.h"
+#include "tapdisk/registry/registry.h"
 
 #define BS 4096u
 #define SECTOR 512u
@@ -1158,7 +1159,7 @@ static int check_point(struct sim *s, struct td_env *e, uint64_t C, struct rng *
 		check_block(s, C, flush_issue, b, res[b], torn);
 	if (idx % 8 == 0) {
 		/* what recovery settled on must survive a close and a reopen */
-		td_chain_close(c);
+		td_chain_close_sync(c);
 		c = NULL;
 		rc = open_integrity(s, e, spec, &c, err, sizeof(err));
 		if (rc < 0) {
@@ -1220,6 +1221,8 @@ int main(int argc, char **argv)
 	bool long_mode = false, seed_given = false;
 	unsigned i;
 	int opt, rc;
+
+	td_drivers_set(td_registry());
 
 	s->cfg.points = 250;
 	s->cfg.ops = 1500;

@@ -10,7 +10,7 @@
  * RSS_LIMIT_KB during the flood cases. Exit status 1 if anything failed.
  * NBD_HOSTILE_ONLY=name1,name2 runs only the cases whose names are listed.
  *
- * Server behaviour checked here (documented in tapdisk/nbd.h): oversized
+ * Server behaviour checked here (documented in tapdisk/nbd/nbd.h): oversized
  * writes are drained then EINVAL; writes past the end get ENOSPC, reads and
  * trims EINVAL; bad magics and unknown client flags close the connection. */
 #include <errno.h>
@@ -29,7 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "tapdisk/nbd_proto.h"
+#include "tapdisk/nbd/nbd_proto.h"
 
 #define IO_TIMEOUT_S 15
 #define RSS_LIMIT_KB (256 * 1024)

@@ -3,7 +3,7 @@
  *   sandbox_probe [--uid N --gid N] [--profile files|cluster|none]
  *                 ACTION [ARG] [ACTION [ARG]...]
  *
- * Applies tapdisk's own sandbox code (tapdisk/sandbox.c) to this process,
+ * Applies tapdisk's own sandbox code (tapdisk/daemon/sandbox.c) to this process,
  * in tapdisk's order: td_sandbox_drop() to uid/gid when --uid is given
  * (--gid defaults to the uid), then td_sandbox_seccomp() (files, the
  * default) or td_sandbox_seccomp_cluster() (cluster), or no filter (none).
@@ -33,7 +33,7 @@
  *
  * Exit status: 0 when every action could be attempted (whatever its
  * result), 1 when the sandbox could not be applied, 2 usage. Sanitizer
- * builds install no seccomp filter (tapdisk/sandbox.c says so on stderr):
+ * builds install no seccomp filter (tapdisk/daemon/sandbox.c says so on stderr):
  * tests must not expect EPERM from them. */
 #include <errno.h>
 #include <fcntl.h>
@@ -49,8 +49,8 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include "tapdisk/log.h"
-#include "tapdisk/sandbox.h"
+#include "tapdisk/core/log.h"
+#include "tapdisk/daemon/sandbox.h"
 
 #define MAX_ACTIONS 64
 

@@ -12,11 +12,11 @@
 
 #include <cmocka.h>
 
-#include "crypt/cipher.h"
+#include "crypt/backend/cipher.h"
 #include "crypt/header.h"
 #include "keymgr/keyslot.h"
-#include "keymgr/secmem.h"
-#include "keymgr/volkey.h"
+#include "crypt/backend/secmem.h"
+#include "crypt/backend/volkey.h"
 
 /* The offsets of docs/FORMAT.md, written out again on purpose: if the
  * code drifts from the document, these tests fail. */

@@ -1,6 +1,6 @@
-/* The host settings file (tapdisk/hostconf.h), the lexical path
+/* The host settings file (tapdisk/block/hostconf.h), the lexical path
  * normalization the backing-file confinement relies on, the file table's
- * lookup rules (tapdisk/files.h) and the same-layers rule of unpause. */
+ * lookup rules (tapdisk/block/files.h) and the same-layers rule of unpause. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -14,10 +14,11 @@
 
 #include <cmocka.h>
 
-#include "tapdisk/driver.h"
-#include "tapdisk/files.h"
-#include "tapdisk/hostconf.h"
-#include "tapdisk/spec.h"
+#include "tapdisk/block/driver.h"
+#include "tapdisk/block/files.h"
+#include "tapdisk/block/hostconf.h"
+#include "tapdisk/block/spec.h"
+#include "tapdisk/registry/registry.h"
 
 static void norm(const char *in, const char *want)
 {
@@ -173,5 +174,6 @@ int main(void)
 	    cmocka_unit_test(test_same_layers),
 	};
 
+	td_drivers_set(td_registry());
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "crypt/cipher.h"
+#include "crypt/backend/cipher.h"
 #include "integrity/format.h"
 
 static const uint8_t KEY[32] = {7, 6, 5, 4, 3, 2, 1};

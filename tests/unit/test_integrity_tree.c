@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "crypt/cipher.h"
+#include "crypt/backend/cipher.h"
 #include "integrity/format.h"
 
 static const uint8_t KEY[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9};

@@ -18,7 +18,7 @@
 
 #include <cmocka.h>
 
-#include "crypt/cipher.h"
+#include "crypt/backend/cipher.h"
 #include "crypt/header.h"
 #include "keymgr/keylog.h"
 #include "keymgr/statedir.h"

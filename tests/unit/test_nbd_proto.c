@@ -1,4 +1,4 @@
-/* Unit tests for the NBD wire format (tapdisk/nbd_proto.c): well-formed
+/* Unit tests for the NBD wire format (tapdisk/nbd/nbd_proto.c): well-formed
  * and malformed requests, options with every length off by one in both
  * directions, and byte-exact encodings. */
 #include <errno.h>
@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "tapdisk/nbd_proto.h"
+#include "tapdisk/nbd/nbd_proto.h"
 
 #define MIB (1024u * 1024u)
 

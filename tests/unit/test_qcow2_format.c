@@ -20,12 +20,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "tapdisk/chain.h"
-#include "tapdisk/driver.h"
-#include "tapdisk/io.h"
-#include "tapdisk/loop.h"
-#include "tapdisk/qcow2.h"
-#include "tapdisk/qcow2_format.h"
+#include "tapdisk/block/chain.h"
+#include "tapdisk/block/driver.h"
+#include "tapdisk/core/io.h"
+#include "tapdisk/core/loop.h"
+#include "tapdisk/qcow2/qcow2.h"
+#include "tapdisk/qcow2/qcow2_format.h"
+#include "tapdisk/registry/registry.h"
 
 #define CS 65536u
 #define FILE_SIZE (16u * CS)
@@ -585,7 +586,7 @@ static void test_driver_roundtrip(void **state)
 	expect(c->top, (3 << 20) + 4096, 196608, 0, b);
 	expect(c->top, (3 << 20) + 262144, 262144, 0, b);
 	expect(c->top, (3 << 20) + 524288, 524288, 0x5e, b);
-	td_chain_close(c);
+	td_chain_close_sync(c);
 	if (have_qemu_img())
 		assert_int_equal(sh("qemu-img check -q '%s'", img), 0);
 
@@ -610,7 +611,7 @@ static void test_driver_roundtrip(void **state)
 		assert_int_not_equal(td_chain_open(&ctx, spec, &c2, err, sizeof(err)), 0);
 		assert_non_null(strstr(err, "locked"));
 	}
-	td_chain_close(c);
+	td_chain_close_sync(c);
 	if (have_qemu_img()) {
 		assert_int_equal(sh("qemu-img check -q '%s'", ovl), 0);
 		assert_int_equal(sh("cd '%s' && sha256sum -c --quiet sum", dir), 0);
@@ -641,5 +642,6 @@ int main(void)
 	    cmocka_unit_test(test_driver_roundtrip),
 	};
 
+	td_drivers_set(td_registry());
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

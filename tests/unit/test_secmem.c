@@ -14,9 +14,9 @@
 
 #include <cmocka.h>
 
-#include "crypt/cipher.h"
-#include "keymgr/secmem.h"
-#include "keymgr/volkey.h"
+#include "crypt/backend/cipher.h"
+#include "crypt/backend/secmem.h"
+#include "crypt/backend/volkey.h"
 
 /* AddressSanitizer replaces mlock with a no-op that reports success, so
  * page locking cannot be observed in a sanitizer build. */

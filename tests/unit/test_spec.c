@@ -8,7 +8,8 @@
 
 #include <cmocka.h>
 
-#include "tapdisk/spec.h"
+#include "tapdisk/block/spec.h"
+#include "tapdisk/registry/registry.h"
 
 static void test_good(void **state)
 {
@@ -122,5 +123,6 @@ int main(void)
 		cmocka_unit_test(test_null_and_long),
 		cmocka_unit_test(test_unknown_lists_known),
 	};
+	td_drivers_set(td_registry());
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,11 @@
+/* The crypt layer (crypt/drv_crypt.c): AES-256-XTS of every 4 KiB block,
+ * keyed through the chain's key source, with the integrity layer its
+ * authenticated header records inserted below it. */
+#ifndef TD_CRYPT_H
+#define TD_CRYPT_H
+
+#include "tapdisk/block/driver.h"
+
+extern const struct td_driver td_drv_crypt;
+
+#endif

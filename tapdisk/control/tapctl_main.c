@@ -1,0 +1,818 @@
+/* tap-ctl: start, list, pause, unpause, inspect and stop tapdisks. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tapdisk/block/chain.h"
+#include "tapdisk/control/ctl.h"
+#include "tapdisk/block/driver.h"
+#include "tapdisk/registry/registry.h"
+#include "tapdisk/block/files.h"
+#include "tapdisk/core/log.h"
+#include "tapdisk/block/spec.h"
+
+static const char *prog = "tap-ctl";
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: tap-ctl COMMAND [OPTIONS]\n"
+		"\n"
+		"Commands:\n"
+		"  create -a SPEC [-s SOCKET] [-r]    start a tapdisk serving SPEC over NBD; prints\n"
+		"                                     its URI: nbd+unix:///?socket=PATH\n"
+		"  list [--json]                      running tapdisks: pid, minor, state, spec, URI\n"
+		"  destroy SELECTOR                   drain, flush, close and stop a tapdisk\n"
+		"  pause SELECTOR                     drain in-flight I/O, make it durable, release\n"
+		"                                     the image (requests wait until unpause)\n"
+		"  unpause SELECTOR [-a NEWSPEC]      reopen the image (or NEWSPEC) and resume\n"
+		"  stats SELECTOR [--json]            request, byte, error and latency counters\n"
+		"  snapshot SELECTOR NEWFILE          live snapshot of a qcow2 VBD: NEWFILE becomes\n"
+		"                                     a qcow2 overlay over the current image, which\n"
+		"                                     is then never written again\n"
+		"  snapshot SELECTOR SNAPNAME         live snapshot of an rbd VBD: RBD snapshot\n"
+		"                                     POOL/IMAGE@SNAPNAME\n"
+		"\n"
+		"SELECTOR is -p PID -m MINOR (either or both), or -s SOCKET (the NBD socket).\n"
+		"SPEC is [tap:]DRIVER[:DRIVER...]:PATH, e.g. aio:/srv/vm.img or\n"
+		"crypt:qcow2:/srv/vm.qcow2.\n"
+		"\n"
+		"Environment: TAPDISK_RUNDIR (default /run/tapdisk) holds control sockets,\n"
+		"default NBD sockets and tapdisk.log; TAPDISK_BIN overrides the tapdisk binary.\n"
+		"'tap-ctl COMMAND --help' describes one command.\n");
+}
+
+static void cmd_usage(const char *cmd)
+{
+	if (!strcmp(cmd, "create"))
+		printf("Usage: tap-ctl create -a SPEC [-s SOCKET] [-r|--readonly] [-t SECONDS] [-u USER]\n"
+		       "                     [--ceph-conf PATH] [--ceph-id NAME]\n\n"
+		       "Starts one isolated tapdisk process serving SPEC and prints exactly one\n"
+		       "line, its NBD URI. -s sets the socket path (default\n"
+		       "$TAPDISK_RUNDIR/nbd.<minor>.sock); -t how long to wait for it (30 s).\n"
+		       "Fails with the tapdisk's reason (missing image, no key loaded, image\n"
+		       "locked by another tapdisk, ...).\n"
+		       "Run as root, the tapdisk becomes a uid of its own (from the host's VBD\n"
+		       "range, scripts/setup-user.sh) once the image is open and the key read;\n"
+		       "-u/--user runs it as USER instead. Nothing is chowned either way: the\n"
+		       "image and the sockets stay whose they are (the sockets are root's, 0600).\n"
+		       "A loaded key opens only the file it was loaded for ('vdkey load').\n"
+		       "--ceph-conf/--ceph-id: the Ceph cluster of an rbd: SPEC (default\n"
+		       "$CEPH_CONF / $CEPH_ID, then /etc/ceph/ceph.conf and client.admin).\n");
+	else if (!strcmp(cmd, "list"))
+		printf("Usage: tap-ctl list [--json]\n\nLists running tapdisks. Stale control "
+		       "sockets left by killed tapdisks are removed.\n");
+	else if (!strcmp(cmd, "stats"))
+		printf("Usage: tap-ctl stats (-p PID | -m MINOR | -s SOCKET) [--json]\n\n"
+		       "Counters: reads, writes, flushes, discards, write_zeroes, bytes, errors,\n"
+		       "in-flight, integrity failures, lower-image traffic, latency mean/p50/p99.\n");
+	else if (!strcmp(cmd, "unpause"))
+		printf("Usage: tap-ctl unpause (-p PID | -m MINOR | -s SOCKET) [-a NEWSPEC]\n\n"
+		       "Reopens the image and resumes the requests that waited. The tapdisk\n"
+		       "reopens what it opened before it dropped its privileges. With NEWSPEC,\n"
+		       "tap-ctl opens NEWSPEC's files (as the caller, root) and passes them to\n"
+		       "the tapdisk; NEWSPEC must stack the same drivers and open the same\n"
+		       "image (same size and, under crypt:, the same UUID), else it is refused\n"
+		       "and the VBD stays paused.\n");
+	else if (!strcmp(cmd, "snapshot"))
+		printf("Usage: tap-ctl snapshot (-p PID | -m MINOR | -s SOCKET) NEWFILE|SNAPNAME\n\n"
+		       "Pauses the VBD (drain, flush), creates NEWFILE as a qcow2 overlay whose\n"
+		       "backing file is the current image, reopens the chain on it and resumes.\n"
+		       "Clients see no error. Under crypt:, the overlay is covered by the same\n"
+		       "key and integrity metadata (they live in the image's address space);\n"
+		       "a later tapdisk on NEWFILE needs 'vdkey load' for NEWFILE (a loaded key\n"
+		       "opens only its own file). tap-ctl creates NEWFILE (it must not exist),\n"
+		       "gives it the image owner's ownership and passes it to the tapdisk.\n"
+		       "On an rbd: VBD the argument is a snapshot name: pause, flush, RBD\n"
+		       "snapshot POOL/IMAGE@SNAPNAME, resume. It opens read-only as\n"
+		       "crypt:rbd:POOL/IMAGE@SNAPNAME with the same key.\n");
+	else
+		printf("Usage: tap-ctl %s (-p PID | -m MINOR | -s SOCKET)\n", cmd);
+}
+
+struct td_entry {
+	char ctl[PATH_MAX];
+	struct td_kv kv;
+};
+
+/* Queries every control socket in the run directory. */
+static int scan(struct td_entry **out, int *count)
+{
+	const char *dir = td_rundir();
+	struct td_entry *v = NULL;
+	struct dirent *de;
+	int n = 0;
+	DIR *d;
+
+	*out = NULL;
+	*count = 0;
+	d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	while ((de = readdir(d))) {
+		char path[PATH_MAX], err[512];
+		struct td_kv kv = {0};
+		int minor, rc;
+		char tail;
+
+		if (sscanf(de->d_name, "tapdisk.%d.ct%c", &minor, &tail) != 2 || tail != 'l')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		rc = td_ctl_call(path, "info", &kv, 5000, err, sizeof(err));
+		if (rc == -ECONNREFUSED || rc == -ENOENT) {
+			unlink(path); /* left by a tapdisk that was killed */
+			continue;
+		}
+		if (rc < 0) {
+			fprintf(stderr, "%s: %s\n", prog, err);
+			continue;
+		}
+		v = realloc(v, sizeof(*v) * (size_t)(n + 1));
+		if (!v) {
+			closedir(d);
+			return -ENOMEM;
+		}
+		snprintf(v[n].ctl, sizeof(v[n].ctl), "%s", path);
+		v[n].kv = kv;
+		n++;
+	}
+	closedir(d);
+	*out = v;
+	*count = n;
+	return 0;
+}
+
+static void scan_free(struct td_entry *v, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		td_kv_free(&v[i].kv);
+	free(v);
+}
+
+static const char *kvs(const struct td_kv *kv, const char *k)
+{
+	const char *v = td_kv_get(kv, k);
+
+	return v ? v : "";
+}
+
+struct selector {
+	int pid, minor;
+	const char *socket;
+};
+
+static bool sel_empty(const struct selector *s)
+{
+	return s->pid < 0 && s->minor < 0 && !s->socket;
+}
+
+static bool sel_match(const struct selector *s, const struct td_kv *kv)
+{
+	if (s->pid >= 0 && atoi(kvs(kv, "pid")) != s->pid)
+		return false;
+	if (s->minor >= 0 && atoi(kvs(kv, "minor")) != s->minor)
+		return false;
+	if (s->socket) {
+		char a[PATH_MAX], b[PATH_MAX];
+		const char *x = realpath(s->socket, a) ? a : s->socket;
+		const char *y = realpath(kvs(kv, "socket"), b) ? b : kvs(kv, "socket");
+
+		if (strcmp(x, y) != 0)
+			return false;
+	}
+	return true;
+}
+
+/* Finds the one tapdisk the selector names; prints why not otherwise. */
+static int find_one(const struct selector *sel, char *ctl, size_t len, struct td_kv *kv_out)
+{
+	struct td_entry *v;
+	int n, i, found = -1, rc;
+
+	if (sel_empty(sel)) {
+		fprintf(stderr, "%s: name a tapdisk with -p PID, -m MINOR or -s SOCKET\n", prog);
+		return -EINVAL;
+	}
+	rc = scan(&v, &n);
+	if (rc < 0) {
+		fprintf(stderr, "%s: cannot read %s: %s\n", prog, td_rundir(), strerror(-rc));
+		return rc;
+	}
+	for (i = 0; i < n; i++) {
+		if (!sel_match(sel, &v[i].kv))
+			continue;
+		if (found >= 0) {
+			fprintf(stderr, "%s: the selector matches more than one tapdisk\n", prog);
+			scan_free(v, n);
+			return -EINVAL;
+		}
+		found = i;
+	}
+	if (found < 0) {
+		fprintf(stderr, "%s: no running tapdisk matches (see tap-ctl list)\n", prog);
+		scan_free(v, n);
+		return -ENOENT;
+	}
+	snprintf(ctl, len, "%s", v[found].ctl);
+	if (kv_out) {
+		*kv_out = v[found].kv;
+		memset(&v[found].kv, 0, sizeof(v[found].kv));
+	}
+	scan_free(v, n);
+	return 0;
+}
+
+static int cmd_list(bool json)
+{
+	struct td_entry *v;
+	int n, i, rc;
+
+	rc = scan(&v, &n);
+	if (rc < 0) {
+		fprintf(stderr, "%s: cannot read %s: %s\n", prog, td_rundir(), strerror(-rc));
+		return 1;
+	}
+	if (json) {
+		printf("[");
+		for (i = 0; i < n; i++) {
+			char spec[8192], uri[1024], sock[1024], path[8192];
+			const struct td_kv *kv = &v[i].kv;
+
+			td_json_str(spec, sizeof(spec), kvs(kv, "spec"));
+			td_json_str(uri, sizeof(uri), kvs(kv, "uri"));
+			td_json_str(sock, sizeof(sock), kvs(kv, "socket"));
+			td_json_str(path, sizeof(path), kvs(kv, "path"));
+			printf("%s\n  {\"pid\": %s, \"minor\": %s, \"state\": \"%s\", \"spec\": %s, "
+			       "\"uri\": %s, \"socket\": %s, \"path\": %s, \"size\": %s, "
+			       "\"readonly\": %s, \"connections\": %s}",
+			       i ? "," : "", kvs(kv, "pid"), kvs(kv, "minor"), kvs(kv, "state"), spec,
+			       uri, sock, path, kvs(kv, "size"),
+			       atoi(kvs(kv, "readonly")) ? "true" : "false", kvs(kv, "connections"));
+		}
+		printf("%s]\n", n ? "\n" : "");
+	} else {
+		if (n)
+			printf("%-8s %-5s %-8s %-40s %s\n", "PID", "MINOR", "STATE", "SPEC", "URI");
+		for (i = 0; i < n; i++)
+			printf("%-8s %-5s %-8s %-40s %s\n", kvs(&v[i].kv, "pid"),
+			       kvs(&v[i].kv, "minor"), kvs(&v[i].kv, "state"), kvs(&v[i].kv, "spec"),
+			       kvs(&v[i].kv, "uri"));
+	}
+	scan_free(v, n);
+	return 0;
+}
+
+static int tapdisk_binary(char *buf, size_t len)
+{
+	const char *env = getenv("TAPDISK_BIN");
+	char self[PATH_MAX];
+	ssize_t n;
+
+	if (env && *env) {
+		snprintf(buf, len, "%s", env);
+		return 0;
+	}
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n > 0) {
+		self[n] = 0;
+		snprintf(buf, len, "%s/tapdisk", dirname(self));
+		if (access(buf, X_OK) == 0)
+			return 0;
+	}
+	snprintf(buf, len, "tapdisk"); /* from PATH */
+	return 0;
+}
+
+/* Names the tapdisk already serving the image at `spec`'s path, if any. */
+static void explain_lock(const char *spec)
+{
+	struct td_entry *v;
+	const char *path = strrchr(spec, ':');
+	struct stat a, b;
+	int n, i;
+
+	if (!path || stat(path + 1, &a) < 0 || scan(&v, &n) < 0)
+		return;
+	for (i = 0; i < n; i++) {
+		if (stat(kvs(&v[i].kv, "path"), &b) == 0 && a.st_dev == b.st_dev &&
+		    a.st_ino == b.st_ino) {
+			fprintf(stderr, "%s: the lock holder is tapdisk pid %s (minor %s), serving %s\n",
+				prog, kvs(&v[i].kv, "pid"), kvs(&v[i].kv, "minor"),
+				kvs(&v[i].kv, "spec"));
+			break;
+		}
+	}
+	scan_free(v, n);
+}
+
+static const char *ceph_conf, *ceph_id;
+
+static int cmd_create(const char *spec, const char *sock, bool ro, int timeout_s, const char *user)
+{
+	char bin[PATH_MAX], logpath[PATH_MAX], fdarg[16], err[512], msg[2048];
+	size_t mlen = 0;
+	int pfd[2], status;
+	pid_t pid;
+	time_t deadline;
+
+	if (!spec) {
+		fprintf(stderr, "%s create: -a SPEC is required (see tap-ctl create --help)\n",
+			prog);
+		return 2;
+	}
+	if (td_rundir_ensure(err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		return 1;
+	}
+	tapdisk_binary(bin, sizeof(bin));
+	snprintf(logpath, sizeof(logpath), "%s/tapdisk.log", td_rundir());
+	if (pipe2(pfd, O_CLOEXEC) < 0) {
+		fprintf(stderr, "%s: pipe: %s\n", prog, strerror(errno));
+		return 1;
+	}
+	pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "%s: fork: %s\n", prog, strerror(errno));
+		return 1;
+	}
+	if (pid == 0) {
+		/* the tapdisk: own session, no terminal, log to the run directory */
+		int nul = open("/dev/null", O_RDWR), log;
+		char *args[16];
+		int a = 0;
+
+		setsid();
+		log = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (nul >= 0) {
+			dup2(nul, 0);
+			dup2(nul, 1);
+		}
+		if (log >= 0)
+			dup2(log, 2);
+		fcntl(pfd[1], F_SETFD, 0);
+		close(pfd[0]);
+		snprintf(fdarg, sizeof(fdarg), "%d", pfd[1]);
+		args[a++] = bin;
+		args[a++] = "serve";
+		args[a++] = (char *)spec;
+		args[a++] = "--socket";
+		args[a++] = (char *)(sock ? sock : "auto");
+		args[a++] = "--ready-fd";
+		args[a++] = fdarg;
+		if (ro)
+			args[a++] = "--readonly";
+		if (user) {
+			args[a++] = "--user";
+			args[a++] = (char *)user;
+		}
+		if (ceph_conf) {
+			args[a++] = "--ceph-conf";
+			args[a++] = (char *)ceph_conf;
+		}
+		if (ceph_id) {
+			args[a++] = "--ceph-id";
+			args[a++] = (char *)ceph_id;
+		}
+		args[a] = NULL;
+		execvp(bin, args);
+		dprintf(pfd[1], "error: cannot run %s: %s\n", bin, strerror(errno));
+		_exit(127);
+	}
+	close(pfd[1]);
+	deadline = time(NULL) + timeout_s;
+	for (;;) {
+		struct pollfd p = {.fd = pfd[0], .events = POLLIN};
+		int left = (int)(deadline - time(NULL));
+		ssize_t n;
+
+		if (left <= 0) {
+			fprintf(stderr, "%s: tapdisk pid %d did not report ready within %d s; see %s\n",
+				prog, (int)pid, timeout_s, logpath);
+			kill(pid, SIGTERM);
+			close(pfd[0]);
+			return 1;
+		}
+		if (poll(&p, 1, left * 1000) < 0 && errno != EINTR)
+			break;
+		n = read(pfd[0], msg + mlen, sizeof(msg) - 1 - mlen);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		mlen += (size_t)n;
+		if (mlen >= sizeof(msg) - 1)
+			break;
+	}
+	close(pfd[0]);
+	msg[mlen] = 0;
+	if (!strncmp(msg, "ok ", 3)) {
+		char *s = strstr(msg, "socket="), *e;
+
+		if (s) {
+			s += 7;
+			e = strchr(s, ' ');
+			if (e)
+				*e = 0;
+			printf("nbd+unix:///?socket=%s\n", s);
+			return 0;
+		}
+	}
+	if (waitpid(pid, &status, WNOHANG) == 0) {
+		/* gave no answer but still alive: not ours to keep */
+		kill(pid, SIGTERM);
+		waitpid(pid, &status, 0);
+	}
+	if (!strncmp(msg, "error: ", 7)) {
+		char *nl = strchr(msg, '\n');
+
+		if (nl)
+			*nl = 0;
+		fprintf(stderr, "%s: %s\n", prog, msg + 7);
+		if (strstr(msg, "locked"))
+			explain_lock(spec);
+	} else {
+		fprintf(stderr, "%s: tapdisk exited (status %d) without reporting; see %s\n", prog,
+			WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), logpath);
+	}
+	return 1;
+}
+
+/* Has pid exited? A zombie (exited, not yet reaped by its parent, which
+ * for a daemonized tapdisk is init) counts as exited. */
+static bool exited(int pid)
+{
+	char path[64], buf[256], *p;
+	FILE *f;
+	bool z = false;
+
+	if (kill(pid, 0) < 0 && errno == ESRCH)
+		return true;
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return true;
+	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) && p[1] == ' ')
+		z = p[2] == 'Z' || p[2] == 'X';
+	fclose(f);
+	return z;
+}
+
+static int wait_exit(int pid, int timeout_s)
+{
+	time_t end = time(NULL) + timeout_s;
+
+	while (time(NULL) <= end) {
+		if (exited(pid))
+			return 0;
+		/* a child of ours (rare: created in this process) must be reaped */
+		waitpid(pid, NULL, WNOHANG);
+		usleep(5000);
+	}
+	return -ETIMEDOUT;
+}
+
+/* A socket file nobody listens on any more (a tapdisk that ran as a uid
+ * of its own cannot remove its sockets from root's directory): removed. */
+static void remove_stale_socket(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct stat st;
+	int fd;
+
+	if (!path || !*path || lstat(path, &st) < 0 || !S_ISSOCK(st.st_mode) ||
+	    strlen(path) >= sizeof(sa.sun_path))
+		return;
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno == ECONNREFUSED)
+		unlink(path);
+	close(fd);
+}
+
+/* Sends line with the descriptors of files: "LINE\tHOW:PATH...". */
+static int call_with_files(const char *ctl, const char *line, struct td_files *files,
+			   struct td_kv *kv, char *err, size_t errlen)
+{
+	size_t n = td_files_count(files), i, len = strlen(line);
+	char *full = malloc(len + 1 + n * (PATH_MAX + 16));
+	int fds[128], rc;
+
+	if (!full)
+		return -ENOMEM;
+	if (n > sizeof(fds) / sizeof(fds[0])) {
+		free(full);
+		snprintf(err, errlen, "the chain has more than %zu files", sizeof(fds) / sizeof(fds[0]));
+		return -E2BIG;
+	}
+	memcpy(full, line, len + 1);
+	for (i = 0; i < n; i++) {
+		const char *path;
+		unsigned how;
+
+		fds[i] = td_files_entry(files, i, &path, &how);
+		len += (size_t)sprintf(full + len, "\t%u:%s", how, path);
+	}
+	rc = td_ctl_call_fds(ctl, full, fds, (int)n, kv, 600000, err, errlen);
+	free(full);
+	return rc;
+}
+
+/* Opens, as root, the files of spec's image the way a tapdisk would (the
+ * same drivers, the same confinement), without writing or locking
+ * anything, for a tapdisk that can no longer open files itself. */
+static int collect_files(const char *spec, bool readonly, struct td_files **out, char *err,
+			 size_t errlen)
+{
+	struct td_ctx ctx = {0};
+	struct td_chain *chain = NULL;
+	struct td_spec sp, img;
+	char imgspec[TD_SPEC_MAX_LEN + 64];
+	int rc;
+
+	*out = NULL;
+	rc = td_spec_parse(spec, &sp, err, errlen);
+	if (rc < 0)
+		return rc;
+	memset(&img, 0, sizeof(img));
+	img.nlayers = 1;
+	img.layers[0] = sp.layers[sp.nlayers - 1];
+	img.path = sp.path;
+	rc = td_spec_format(&img, imgspec, sizeof(imgspec));
+	if (rc < 0 || img.layers[0].drv->needs_network) {
+		td_spec_free(&sp); /* no local files to pass */
+		if (rc < 0)
+			snprintf(err, errlen, "spec too long");
+		return rc;
+	}
+	td_spec_free(&sp);
+	rc = -ENOMEM;
+	ctx.loop = td_loop_new();
+	ctx.io = ctx.loop ? td_io_new(ctx.loop, 16) : NULL;
+	ctx.workers = ctx.loop ? td_workers_new(ctx.loop, 0) : NULL;
+	ctx.files = td_files_new();
+	ctx.readonly = true; /* nothing written here */
+	ctx.nolock = true;   /* the tapdisk takes the locks */
+	if (!ctx.io || !ctx.workers || !ctx.files) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	td_files_set_upgrade_rw(ctx.files, !readonly);
+	rc = td_chain_open(&ctx, imgspec, &chain, err, errlen);
+	if (rc == 0) {
+		td_chain_close(chain);
+		*out = ctx.files;
+		ctx.files = NULL;
+	}
+out:
+	td_files_free(ctx.files);
+	td_workers_free(ctx.workers);
+	td_io_free(ctx.io);
+	td_loop_free(ctx.loop);
+	return rc;
+}
+
+static int cmd_simple(const char *cmd, const struct selector *sel, const char *newspec,
+		      bool json)
+{
+	char ctl[PATH_MAX], err[1024], line[8192];
+	struct td_kv info = {0}, kv = {0};
+	struct td_files *files = NULL;
+	int rc, i;
+
+	if (find_one(sel, ctl, sizeof(ctl), &info) < 0)
+		return 1;
+	if (!strcmp(cmd, "unpause") && newspec) {
+		/* a new spec may name new files: root opens them and passes them */
+		rc = td_spec_same_layers(kvs(&info, "spec"), newspec, err, sizeof(err));
+		if (rc == 0)
+			rc = collect_files(newspec, atoi(kvs(&info, "readonly")) != 0, &files, err,
+				   sizeof(err));
+		if (rc < 0) {
+			fprintf(stderr, "%s unpause: %s\n", prog, err);
+			td_kv_free(&info);
+			return 1;
+		}
+		snprintf(line, sizeof(line), "unpause %s", newspec);
+	} else {
+		snprintf(line, sizeof(line), "%s", cmd);
+	}
+	rc = files ? call_with_files(ctl, line, files, &kv, err, sizeof(err))
+		   : td_ctl_call(ctl, line, &kv, !strcmp(cmd, "stats") ? 10000 : 600000, err,
+				 sizeof(err));
+	td_files_free(files);
+	if (rc < 0) {
+		fprintf(stderr, "%s %s: %s\n", prog, cmd, err);
+		td_kv_free(&info);
+		return 1;
+	}
+	if (!strcmp(cmd, "stats")) {
+		if (json) {
+			printf("{\"pid\": %s, \"minor\": %s", kvs(&info, "pid"), kvs(&info, "minor"));
+			for (i = 0; i < kv.n; i++)
+				printf(", \"%s\": %s", kv.key[i], kv.val[i]);
+			printf("}\n");
+		} else {
+			for (i = 0; i < kv.n; i++)
+				printf("%-22s %s\n", kv.key[i], kv.val[i]);
+		}
+	} else if (!strcmp(cmd, "destroy")) {
+		if (wait_exit(atoi(kvs(&info, "pid")), 60) < 0) {
+			fprintf(stderr, "%s: tapdisk %s did not exit within 60 s\n", prog,
+				kvs(&info, "pid"));
+			rc = -ETIMEDOUT;
+		} else {
+			remove_stale_socket(ctl);
+			remove_stale_socket(kvs(&info, "socket"));
+		}
+	}
+	td_kv_free(&kv);
+	td_kv_free(&info);
+	return rc < 0 ? 1 : 0;
+}
+
+/* A live snapshot. A file snapshot's new file is created here, as root
+ * (it must not exist; it gets the image owner's ownership through its
+ * descriptor) and passed to the tapdisk, which no longer opens files. */
+static int cmd_snapshot(const struct selector *sel, const char *arg)
+{
+	char ctl[PATH_MAX], err[1024], line[PATH_MAX + 32], abs[PATH_MAX];
+	struct td_kv info = {0};
+	struct td_files *files = NULL;
+	unsigned ouid = 0, ogid = 0;
+	int fd = -1, fd2 = -1, rc = 1;
+
+	if (find_one(sel, ctl, sizeof(ctl), &info) < 0)
+		return 1;
+	if (strcmp(kvs(&info, "snapshot"), "file") != 0) {
+		snprintf(line, sizeof(line), "snapshot %s", arg);
+		rc = td_ctl_call(ctl, line, NULL, 600000, err, sizeof(err));
+		if (rc < 0)
+			fprintf(stderr, "%s snapshot: %s\n", prog, err);
+		td_kv_free(&info);
+		return rc < 0 ? 1 : 0;
+	}
+	/* the tapdisk may run elsewhere: hand it an absolute path */
+	if (arg[0] == '/') {
+		snprintf(abs, sizeof(abs), "%s", arg);
+	} else {
+		char cwd[PATH_MAX];
+
+		if (!getcwd(cwd, sizeof(cwd)))
+			goto out;
+		snprintf(abs, sizeof(abs), "%.2047s/%.2000s", cwd, arg);
+	}
+	fd = open(abs, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		fprintf(stderr, "%s snapshot: cannot create %s: %s\n", prog, abs,
+			errno == EEXIST ? "it already exists" : strerror(errno));
+		goto out;
+	}
+	if (sscanf(kvs(&info, "image_owner"), "%u:%u", &ouid, &ogid) == 2 && geteuid() == 0 &&
+	    fchown(fd, ouid, ogid) < 0) {
+		fprintf(stderr, "%s snapshot: cannot give %s to uid %u: %s\n", prog, abs, ouid,
+			strerror(errno));
+		goto fail;
+	}
+	/* a second open file for the data, O_DIRECT when the filesystem takes it */
+	snprintf(line, sizeof(line), "/proc/self/fd/%d", fd);
+	fd2 = open(line, O_RDWR | O_DIRECT | O_CLOEXEC);
+	if (fd2 < 0)
+		fd2 = open(line, O_RDWR | O_CLOEXEC);
+	files = td_files_new();
+	if (fd2 < 0 || !files ||
+	    td_files_add(files, abs, TD_FILE_RW, dup(fd), err, sizeof(err)) < 0 ||
+	    td_files_add(files, abs, TD_FILE_RW | TD_FILE_DIRECT, fd2, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s snapshot: cannot reopen %s\n", prog, abs);
+		fd2 = -1;
+		goto fail;
+	}
+	fd2 = -1;
+	snprintf(line, sizeof(line), "snapshot %s", abs);
+	if (call_with_files(ctl, line, files, NULL, err, sizeof(err)) == 0) {
+		rc = 0;
+		goto out;
+	}
+	fprintf(stderr, "%s snapshot: %s\n", prog, err);
+fail:
+	unlink(abs); /* ours, created above; the VBD kept its image */
+out:
+	if (fd2 >= 0)
+		close(fd2);
+	if (fd >= 0)
+		close(fd);
+	td_files_free(files);
+	td_kv_free(&info);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"json", no_argument, NULL, 'j'},
+		{"readonly", no_argument, NULL, 'r'},
+		{"user", required_argument, NULL, 'u'},
+		{"ceph-conf", required_argument, NULL, 'C'},
+		{"ceph-id", required_argument, NULL, 'I'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct selector sel = {.pid = -1, .minor = -1};
+	const char *cmd, *spec = NULL, *user = NULL;
+	bool json = false, ro = false;
+	int c, timeout_s = 30;
+
+	signal(SIGPIPE, SIG_IGN);
+	td_log_init("tap-ctl");
+	td_drivers_set(td_registry());
+	td_log_set_level(TD_LOG_ERR); /* drivers opened to collect files keep quiet */
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+	    !strcmp(argv[1], "help")) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	cmd = argv[1];
+	optind = 2;
+	while ((c = getopt_long(argc, argv, "a:s:p:m:t:u:rjh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'a':
+			spec = optarg;
+			break;
+		case 's':
+			sel.socket = optarg;
+			break;
+		case 'p':
+			sel.pid = atoi(optarg);
+			break;
+		case 'm':
+			sel.minor = atoi(optarg);
+			break;
+		case 't':
+			timeout_s = atoi(optarg);
+			break;
+		case 'r':
+			ro = true;
+			break;
+		case 'u':
+			user = optarg;
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 'C':
+			ceph_conf = optarg;
+			break;
+		case 'I':
+			ceph_id = optarg;
+			break;
+		case 'h':
+			cmd_usage(cmd);
+			return 0;
+		default:
+			fprintf(stderr, "%s: see tap-ctl %s --help\n", prog, cmd);
+			return 2;
+		}
+	}
+	if (!strcmp(cmd, "snapshot")) {
+		if (optind != argc - 1) {
+			fprintf(stderr,
+				"%s snapshot: expected NEWFILE or SNAPNAME (see tap-ctl snapshot --help)\n",
+				prog);
+			return 2;
+		}
+		return cmd_snapshot(&sel, argv[optind]);
+	}
+	if (optind != argc) {
+		fprintf(stderr, "%s %s: unexpected argument '%s'\n", prog, cmd, argv[optind]);
+		return 2;
+	}
+	if (!strcmp(cmd, "create"))
+		return cmd_create(spec, sel.socket, ro, timeout_s, user);
+	if (!strcmp(cmd, "list"))
+		return cmd_list(json);
+	if (!strcmp(cmd, "destroy") || !strcmp(cmd, "pause") || !strcmp(cmd, "stats"))
+		return cmd_simple(cmd, &sel, NULL, json);
+	if (!strcmp(cmd, "unpause"))
+		return cmd_simple(cmd, &sel, spec, json);
+	fprintf(stderr, "%s: unknown command '%s' (see tap-ctl --help)\n", prog, cmd);
+	return 2;
+}

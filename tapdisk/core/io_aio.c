@@ -1,0 +1,225 @@
+/* libaio backend of tapdisk/core/io.h. One io_context per process, completions
+ * signalled on an eventfd that the loop watches. Requests beyond the ring
+ * depth wait in a FIFO and are submitted as slots free up. */
+#include <assert.h>
+#include <errno.h>
+#include <libaio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "tapdisk/core/io.h"
+#include "tapdisk/core/log.h"
+#include "tapdisk/core/stats.h"
+
+_Static_assert(sizeof(struct iocb) <= sizeof(((struct td_io_op *)0)->backend_priv),
+	       "iocb must fit in td_io_op");
+
+struct td_io {
+	struct td_loop *loop;
+	io_context_t ctx;
+	unsigned depth, in_flight;
+	int efd;
+	struct td_watch *watch;
+	struct td_io_op *wait_head, *wait_tail;
+	struct td_defer fail_defer;
+	struct td_io_op *fail_head, *fail_tail;
+	struct td_stats_shared *stats;
+};
+
+void td_io_set_stats(struct td_io *io, struct td_stats_shared *stats)
+{
+	io->stats = stats;
+}
+
+static void complete(struct td_io *io, struct td_io_op *op, ssize_t res)
+{
+	td_stats_lower(io->stats,
+		       op->cmd == TD_IO_READ    ? TD_STAT_READ
+		       : op->cmd == TD_IO_WRITE ? TD_STAT_WRITE
+						: TD_STAT_FLUSH,
+		       res);
+	op->done(op, res);
+}
+
+static void enqueue(struct td_io_op **h, struct td_io_op **t, struct td_io_op *op)
+{
+	op->next = NULL;
+	if (*t)
+		(*t)->next = op;
+	else
+		*h = op;
+	*t = op;
+}
+
+static void run_failed(void *opaque)
+{
+	struct td_io *io = opaque;
+
+	while (io->fail_head) {
+		struct td_io_op *op = io->fail_head;
+
+		io->fail_head = op->next;
+		if (!io->fail_head)
+			io->fail_tail = NULL;
+		complete(io, op, (ssize_t)op->expect);
+	}
+}
+
+/* Completes op with an error from the loop, never from the caller's stack. */
+static void fail_later(struct td_io *io, struct td_io_op *op, int err)
+{
+	op->expect = (size_t)(ssize_t)err;
+	enqueue(&io->fail_head, &io->fail_tail, op);
+	td_loop_defer(io->loop, &io->fail_defer);
+}
+
+static void prep(struct td_io *io, struct td_io_op *op)
+{
+	struct iocb *cb = (struct iocb *)op->backend_priv;
+	int i;
+
+	memset(cb, 0, sizeof(*cb));
+	op->expect = 0;
+	for (i = 0; i < op->iovcnt; i++)
+		op->expect += op->iov[i].iov_len;
+	switch (op->cmd) {
+	case TD_IO_READ:
+		io_prep_preadv2(cb, op->fd, op->iov, op->iovcnt, (long long)op->off, 0);
+		break;
+	case TD_IO_WRITE:
+		io_prep_pwritev2(cb, op->fd, op->iov, op->iovcnt, (long long)op->off,
+				 op->rwflags);
+		break;
+	case TD_IO_FDSYNC:
+		io_prep_fdsync(cb, op->fd);
+		break;
+	}
+	io_set_eventfd(cb, io->efd);
+	cb->data = op;
+}
+
+static void kick(struct td_io *io)
+{
+	struct iocb *cbs[64];
+
+	while (io->wait_head && io->in_flight < io->depth) {
+		struct td_io_op *op = io->wait_head;
+		unsigned n = 0, room = io->depth - io->in_flight;
+		int rc;
+
+		while (op && n < room && n < 64) {
+			prep(io, op);
+			cbs[n++] = (struct iocb *)op->backend_priv;
+			op = op->next;
+		}
+		rc = io_submit(io->ctx, (long)n, cbs);
+		if (rc == -EAGAIN || rc == 0)
+			return; /* retried at the next completion */
+		if (rc < 0) {
+			/* the first iocb is bad; fail it and go on with the rest */
+			op = io->wait_head;
+			io->wait_head = op->next;
+			if (!io->wait_head)
+				io->wait_tail = NULL;
+			td_err("io_submit: %s", strerror(-rc));
+			fail_later(io, op, rc);
+			continue;
+		}
+		io->in_flight += (unsigned)rc;
+		while (rc-- > 0) {
+			io->wait_head = io->wait_head->next;
+			if (!io->wait_head)
+				io->wait_tail = NULL;
+		}
+	}
+}
+
+/* Completion callbacks may run the loop again (open/close paths use
+ * synchronous I/O), so this handler is re-entrant: each call reaps into its
+ * own stack buffer. */
+static void on_event(void *opaque, uint32_t events)
+{
+	struct td_io *io = opaque;
+	struct io_event evs[128];
+	uint64_t v;
+	int n, i;
+
+	if (read(io->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		td_err("aio eventfd: %m");
+	for (;;) {
+		struct timespec zero = {0, 0};
+
+		n = io_getevents(io->ctx, 0, 128, evs, &zero);
+		if (n <= 0)
+			break;
+		io->in_flight -= (unsigned)n;
+		for (i = 0; i < n; i++) {
+			struct td_io_op *op = evs[i].data;
+			long res = (long)evs[i].res;
+
+			if (res >= 0 && op->cmd != TD_IO_FDSYNC && (size_t)res != op->expect)
+				res = -EIO; /* short transfer: the file shrank under us */
+			complete(io, op, res);
+		}
+		kick(io);
+		if (n < 128)
+			break;
+	}
+	kick(io);
+}
+
+struct td_io *td_io_new(struct td_loop *loop, unsigned depth)
+{
+	struct td_io *io = calloc(1, sizeof(*io));
+	int rc;
+
+	if (!io)
+		return NULL;
+	io->loop = loop;
+	io->depth = depth ? depth : 256;
+	io->efd = -1;
+	td_defer_init(&io->fail_defer, run_failed, io);
+	rc = io_setup((int)io->depth, &io->ctx);
+	if (rc < 0) {
+		td_err("io_setup(%u): %s (check /proc/sys/fs/aio-max-nr)", io->depth,
+		       strerror(-rc));
+		goto fail;
+	}
+	io->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (io->efd < 0)
+		goto fail;
+	io->watch = td_loop_add_fd(loop, io->efd, EPOLLIN, on_event, io);
+	if (!io->watch)
+		goto fail;
+	return io;
+fail:
+	td_io_free(io);
+	return NULL;
+}
+
+void td_io_free(struct td_io *io)
+{
+	if (!io)
+		return;
+	if (io->watch)
+		td_loop_del_fd(io->loop, io->watch);
+	if (io->ctx)
+		io_destroy(io->ctx);
+	if (io->efd >= 0)
+		close(io->efd);
+	free(io);
+}
+
+void td_io_submit(struct td_io *io, struct td_io_op *op)
+{
+	enqueue(&io->wait_head, &io->wait_tail, op);
+	kick(io);
+}
+
+unsigned td_io_in_flight(const struct td_io *io)
+{
+	return io->in_flight;
+}

@@ -1,0 +1,36 @@
+/* Small helpers every layer uses: arithmetic, scatter-gather lists, whole
+ * writes, UUID text. One copy each, here. */
+#ifndef TD_UTIL_H
+#define TD_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+/* a / b rounded up (b > 0). */
+static inline uint64_t td_div_up(uint64_t a, uint64_t b)
+{
+	return a / b + (a % b != 0);
+}
+
+/* Address of byte off of a scatter-gather list, NULL past its end. The
+ * chain's segments are multiples of the block size, so a block never
+ * straddles two. */
+static inline uint8_t *td_iov_at(const struct iovec *iov, int iovcnt, uint64_t off)
+{
+	for (int i = 0; i < iovcnt; i++) {
+		if (off < iov[i].iov_len)
+			return (uint8_t *)iov[i].iov_base + off;
+		off -= iov[i].iov_len;
+	}
+	return NULL;
+}
+
+/* pwrite of all len bytes at off (retrying short writes and EINTR): 0 or
+ * -errno. For open-time and tool code: it blocks. */
+int td_write_all(int fd, const void *buf, size_t len, uint64_t off);
+
+/* The canonical text of a UUID: 36 characters and a NUL. */
+void td_uuid_str(const uint8_t uuid[16], char out[37]);
+
+#endif
