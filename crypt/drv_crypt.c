@@ -29,6 +29,7 @@
 #include "tapdisk/core/bufpool.h"
 #include "tapdisk/block/chain.h"
 #include "tapdisk/core/log.h"
+#include "tapdisk/core/pool.h"
 #include "tapdisk/core/util.h"
 
 #define MIN_PART_BLOCKS 16 /* a worker's share of one request, at least */
@@ -45,14 +46,13 @@ struct crypt_req {
 	void *bounce;
 	size_t bounce_len;
 	struct td_fanout fan; /* the cipher work, split over the workers */
-	struct crypt_req *next_free;
 };
 
 struct crypt_priv {
 	uint64_t data_offset;
 	int nctx;
 	struct td_xts **xts; /* one per worker thread */
-	struct crypt_req *free_reqs;
+	struct td_pool reqs;
 	char uuid[TD_HDR_UUID_STR_LEN];
 	uint8_t uuid_raw[16];
 };
@@ -68,6 +68,7 @@ static int crypt_open(struct td_layer *l, const char *path, const char *opts, ch
 	char note[512], where[512];
 	int rc, which, other_bad, i;
 
+	td_pool_init(&p->reqs, sizeof(struct crypt_req));
 	h = calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
@@ -217,22 +218,15 @@ static void crypt_close(struct td_layer *l)
 		td_xts_free(p->xts[i]);
 	free(p->xts);
 	p->xts = NULL;
-	while (p->free_reqs) {
-		struct crypt_req *cr = p->free_reqs;
-
-		p->free_reqs = cr->next_free;
-		free(cr);
-	}
+	td_pool_drain(&p->reqs);
 }
 
 static struct crypt_req *cr_get(struct td_layer *l, struct td_req *parent)
 {
 	struct crypt_priv *p = l->priv;
-	struct crypt_req *cr = p->free_reqs;
+	struct crypt_req *cr = td_pool_get(&p->reqs);
 
-	if (cr)
-		p->free_reqs = cr->next_free;
-	else if (!(cr = malloc(sizeof(*cr))))
+	if (!cr)
 		return NULL;
 	cr->parent = parent;
 	cr->l = l;
@@ -247,8 +241,7 @@ static void cr_put(struct crypt_req *cr)
 
 	if (cr->bounce)
 		td_buf_put(cr->bounce, cr->bounce_len);
-	cr->next_free = p->free_reqs;
-	p->free_reqs = cr;
+	td_pool_put(&p->reqs, cr);
 }
 
 static uint8_t *iov_at(const struct td_req *r, uint64_t off)

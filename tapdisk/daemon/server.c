@@ -822,7 +822,8 @@ int td_server_main(const struct td_server_opts *o)
 	if (!(hc = td_hostconf(err, sizeof(err))))
 		goto fail;
 	if (!s.loop || !(s.ctx.io = td_io_new(s.loop, 256)) ||
-	    !(s.ctx.workers = td_workers_new(s.loop, td_workers_default_count())) ||
+	    !(s.ctx.workers = td_workers_new(s.loop, o->workers >= 0 ? o->workers
+								  : td_workers_default_count())) ||
 	    !(s.files = td_files_new())) {
 		snprintf(err, sizeof(err), "cannot set up the event loop, aio or worker threads");
 		goto fail;

@@ -13,6 +13,7 @@ struct td_server_opts {
 	const char *export_name;
 	const char *user; /* run as this user once the image is open (NULL: stay) */
 	bool no_seccomp;
+	int workers; /* crypto worker threads; -1 = one per CPU, at most 8 */
 };
 
 /* Runs until SIGTERM/SIGINT or a destroy command; returns the exit code. */

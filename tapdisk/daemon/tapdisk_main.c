@@ -1,5 +1,6 @@
 /* tapdisk: serves one VBD over NBD. Normally started by tap-ctl create;
  * "tapdisk serve" runs it in the foreground for systemd and tests. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +8,7 @@
 
 #include "crypt/backend/secmem.h"
 #include "tapdisk/block/driver.h"
+#include "tapdisk/core/workers.h"
 #include "tapdisk/registry/registry.h"
 #include "tapdisk/core/log.h"
 #include "tapdisk/daemon/server.h"
@@ -36,6 +38,11 @@ static void usage(FILE *f)
 		"                        takes a free uid of the host's VBD range, see\n"
 		"                        scripts/setup-user.sh); nothing is chowned either way\n"
 		"      --no-seccomp      do not install the system-call allow-list (debugging)\n"
+		"      --workers N       crypto worker threads (default: one per CPU, at most 8;\n"
+		"                        0 = all crypto on the event loop's thread)\n"
+		"      --inline-bytes N  requests with at most N bytes of crypto work stay on the\n"
+		"                        loop's thread (default 8192; 0 = always hand off)\n"
+		"  -v, --verbose         debug logging\n"
 		"      --ceph-conf PATH  ceph.conf for an rbd: SPEC (sets CEPH_CONF)\n"
 		"      --ceph-id NAME    Ceph client id for an rbd: SPEC (sets CEPH_ID)\n"
 		"  -h, --help            this text\n"
@@ -49,9 +56,8 @@ static void usage(FILE *f)
 		"\n"
 		"Environment: TAPDISK_RUNDIR (default /run/tapdisk) holds the control socket\n"
 		"tapdisk.<minor>.ctl; TDCRYPT_CONF names the host settings file (default\n"
-		"/etc/tdcrypt/tapdisk.conf); TD_WORKERS sets the crypto worker thread count;\n"
-		"TD_DEBUG=1 enables debug logging; CEPH_CONF, CEPH_ID and CEPH_ARGS configure\n"
-		"the cluster connection of an rbd: SPEC.\n");
+		"/etc/tdcrypt/tapdisk.conf); TD_DEBUG=1 is the same as --verbose; CEPH_CONF,\n"
+		"CEPH_ID and CEPH_ARGS configure the cluster connection of an rbd: SPEC.\n");
 }
 
 static int list_drivers(void)
@@ -77,11 +83,16 @@ int main(int argc, char **argv)
 		{"no-seccomp", no_argument, NULL, 'S'},
 		{"ceph-conf", required_argument, NULL, 'C'},
 		{"ceph-id", required_argument, NULL, 'I'},
+		{"workers", required_argument, NULL, 'W'},
+		{"inline-bytes", required_argument, NULL, 'B'},
+		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
-	struct td_server_opts o = {.minor = -1, .ready_fd = -1};
+	struct td_server_opts o = {.minor = -1, .ready_fd = -1, .workers = -1};
+	char *end;
+	long v;
 	int c;
 
 	/* before libcrypto allocates anything: its key schedules in locked, wiped memory */
@@ -103,7 +114,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	optind = 2;
-	while ((c = getopt_long(argc, argv, "s:rm:e:u:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:rm:e:u:hv", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			o.socket = optarg;
@@ -131,6 +142,25 @@ int main(int argc, char **argv)
 			break;
 		case 'I':
 			setenv("CEPH_ID", optarg, 1);
+			break;
+		case 'W':
+		case 'B':
+			errno = 0;
+			v = strtol(optarg, &end, 10);
+			if (errno || end == optarg || *end || v < 0 ||
+			    v > (c == 'W' ? 64 : 32l << 20)) {
+				fprintf(stderr, "tapdisk: bad --%s '%s' (0..%s)\n",
+					c == 'W' ? "workers" : "inline-bytes", optarg,
+					c == 'W' ? "64" : "33554432");
+				return 2;
+			}
+			if (c == 'W')
+				o.workers = (int)v;
+			else
+				td_workers_set_inline_max((uint64_t)v);
+			break;
+		case 'v':
+			td_log_set_level(TD_LOG_DEBUG);
 			break;
 		case 'h':
 			usage(stdout);

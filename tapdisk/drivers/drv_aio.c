@@ -15,20 +15,19 @@
 #include "tapdisk/block/driver.h"
 #include "tapdisk/drivers/drivers.h"
 #include "tapdisk/core/log.h"
+#include "tapdisk/core/pool.h"
 
 struct aio_op {
 	struct td_io_op io;
 	struct td_req *req;
 	struct td_layer *l;
-	struct aio_op *next_free;
 };
 
 struct aio_priv {
 	int fd;
 	bool blockdev;
 	bool direct;
-	struct aio_op *free_ops;
-	unsigned nalloc;
+	struct td_pool ops;
 };
 
 static int lock_image(int fd, bool readonly, const char *path, char *err, size_t errlen)
@@ -64,6 +63,7 @@ static int aio_open(struct td_layer *l, const char *path, const char *opts, char
 	int rc;
 
 	p->fd = -1;
+	td_pool_init(&p->ops, sizeof(struct aio_op));
 	if (opts) {
 		snprintf(err, errlen, "aio: unknown option '%s' (aio takes none)", opts);
 		return -EINVAL;
@@ -143,27 +143,16 @@ static void aio_close(struct td_layer *l)
 		close(p->fd);
 	}
 	p->fd = -1;
-	while (p->free_ops) {
-		struct aio_op *op = p->free_ops;
-
-		p->free_ops = op->next_free;
-		free(op);
-	}
+	td_pool_drain(&p->ops);
 }
 
 static struct aio_op *op_get(struct td_layer *l)
 {
 	struct aio_priv *p = l->priv;
-	struct aio_op *op = p->free_ops;
+	struct aio_op *op = td_pool_get(&p->ops);
 
-	if (op) {
-		p->free_ops = op->next_free;
-	} else {
-		op = malloc(sizeof(*op));
-		if (!op)
-			return NULL;
-		p->nalloc++;
-	}
+	if (!op)
+		return NULL;
 	memset(op, 0, sizeof(*op));
 	op->l = l;
 	return op;
@@ -173,8 +162,7 @@ static void op_put(struct aio_op *op)
 {
 	struct aio_priv *p = op->l->priv;
 
-	op->next_free = p->free_ops;
-	p->free_ops = op;
+	td_pool_put(&p->ops, op);
 }
 
 static void aio_done(struct td_io_op *io, ssize_t res)

@@ -41,6 +41,7 @@
 #include "tapdisk/drivers/drivers.h"
 #include "tapdisk/drivers/drv_rbd.h"
 #include "tapdisk/core/log.h"
+#include "tapdisk/core/pool.h"
 #include "tapdisk/block/spec.h"
 #include "tapdisk/core/stats.h"
 
@@ -86,7 +87,7 @@ struct rbd_priv {
 	pthread_mutex_t lock; /* done list, shared with librbd's threads */
 	bool lock_init;
 	struct rbd_op *done_head, *done_tail;
-	struct rbd_op *free_ops;
+	struct td_pool ops;
 	unsigned errors_logged;
 	struct td_defer quiesce_defer;
 };
@@ -339,8 +340,7 @@ static void rbd_cb(rbd_completion_t comp, void *arg)
 
 static void op_put(struct rbd_priv *p, struct rbd_op *op)
 {
-	op->next = p->free_ops;
-	p->free_ops = op;
+	td_pool_put(&p->ops, op);
 }
 
 static int map_err(struct rbd_priv *p, const struct td_req *req, ssize_t ret)
@@ -454,12 +454,7 @@ static void rbd_close_layer(struct td_layer *l)
 	if (p->efd >= 0)
 		close(p->efd);
 	p->efd = -1;
-	while (p->free_ops) {
-		struct rbd_op *op = p->free_ops;
-
-		p->free_ops = op->next;
-		free(op);
-	}
+	td_pool_drain(&p->ops);
 	if (p->lock_init)
 		pthread_mutex_destroy(&p->lock);
 	p->lock_init = false;
@@ -476,6 +471,7 @@ static int rbd_open_layer(struct td_layer *l, const char *path, const char *opts
 
 	p->l = l;
 	p->efd = -1;
+	td_pool_init(&p->ops, sizeof(struct rbd_op));
 	rc = parse_path(path, p, err, errlen);
 	if (rc < 0)
 		return rc;
@@ -600,8 +596,9 @@ static void rbd_quiesce_layer(struct td_layer *l)
 		td_loop_defer(l->ctx->loop, &p->quiesce_defer);
 		return;
 	}
-	op = calloc(1, sizeof(*op));
+	op = td_pool_get(&p->ops);
 	if (op) {
+		memset(op, 0, sizeof(*op));
 		op->p = p;
 		rc = rbd_aio_create_completion(op, rbd_cb, &comp);
 		if (rc == 0) {
@@ -612,7 +609,8 @@ static void rbd_quiesce_layer(struct td_layer *l)
 	}
 	if (rc < 0) {
 		/* closed the blocking way at close() instead */
-		free(op);
+		if (op)
+			op_put(p, op);
 		td_err("rbd: %s/%s: asynchronous close: %s", p->pool, p->name, strerror(-rc));
 		td_defer_init(&p->quiesce_defer, quiesce_nothing, l);
 		td_loop_defer(l->ctx->loop, &p->quiesce_defer);
@@ -624,18 +622,13 @@ static void rbd_quiesce_layer(struct td_layer *l)
 static void rbd_submit(struct td_layer *l, struct td_req *req)
 {
 	struct rbd_priv *p = l->priv;
-	struct rbd_op *op = p->free_ops;
+	struct rbd_op *op = td_pool_get(&p->ops);
 	rbd_completion_t comp;
 	int rc;
 
-	if (op) {
-		p->free_ops = op->next;
-	} else {
-		op = malloc(sizeof(*op));
-		if (!op) {
-			td_req_complete_later(l->ctx, req, -ENOMEM);
-			return;
-		}
+	if (!op) {
+		td_req_complete_later(l->ctx, req, -ENOMEM);
+		return;
 	}
 	op->req = req;
 	op->p = p;

@@ -108,19 +108,9 @@ static void q2_close(struct td_layer *l)
 	q2_meta_stop(q);
 	q2c_destroy(&q->l2c);
 	q2c_destroy(&q->rbc);
-	while (q->free_io) {
-		struct q2io *o = q->free_io;
-
-		q->free_io = o->next;
-		free(o);
-	}
-	while (q->free_rd) {
-		struct q2rd *r = q->free_rd;
-
-		q->free_rd = r->next_free;
-		free(r);
-	}
-	q2_write_free_pools(q);
+	td_pool_drain(&q->io_pool);
+	td_pool_drain(&q->rd_pool);
+	td_pool_drain(&q->wr_pool);
 	if (q->zeros)
 		td_buf_put(q->zeros, (size_t)q->img[0]->h.cluster_size);
 	q->zeros = NULL;
@@ -135,6 +125,9 @@ static int q2_open(struct td_layer *l, const char *path, const char *opts, char 
 	int rc;
 
 	memset(q, 0, sizeof(*q));
+	td_pool_init(&q->io_pool, sizeof(struct q2io));
+	td_pool_init(&q->rd_pool, sizeof(struct q2rd));
+	td_pool_init(&q->wr_pool, q2_write_state_size());
 	q->l = l;
 	q->ctx = l->ctx;
 	q->writable = !l->ctx->readonly;

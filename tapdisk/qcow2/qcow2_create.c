@@ -14,30 +14,9 @@
 #include <unistd.h>
 
 #include "tapdisk/block/driver.h"
+#include "tapdisk/core/util.h"
 #include "tapdisk/qcow2/qcow2.h"
 #include "tapdisk/qcow2/qcow2_format.h"
-
-static uint64_t div_up(uint64_t a, uint64_t b)
-{
-	return a / b + (a % b != 0);
-}
-
-static int write_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n =
-		    pwrite(fd, (const uint8_t *)buf + done, len - done, (off_t)(off + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		done += (size_t)n;
-	}
-	return 0;
-}
 
 /* Writes the image into fd when fd >= 0 (the caller's), else creates path. */
 static int create(int fd_in, const char *path, uint64_t size, uint64_t cs, const char *backing,
@@ -67,30 +46,30 @@ static int create(int fd_in, const char *path, uint64_t size, uint64_t cs, const
 	rb_entries = qcow2_rb_entries(bits, 4);
 	h.cluster_bits = bits;
 	h.size = size;
-	h.l1_size = (uint32_t)div_up(size, cs * l2_entries);
+	h.l1_size = (uint32_t)td_div_up(size, cs * l2_entries);
 	if ((uint64_t)h.l1_size * 8 > QCOW2_MAX_L1_BYTES) {
 		snprintf(err, errlen,
 			 "size %llu needs an L1 table over %u MiB: use larger clusters",
 			 (unsigned long long)size, QCOW2_MAX_L1_BYTES >> 20);
 		return -EINVAL;
 	}
-	l1c = div_up((uint64_t)h.l1_size * 8, cs);
+	l1c = td_div_up((uint64_t)h.l1_size * 8, cs);
 	if (!l1c)
 		l1c = 1;
 	/* the refcount table covers every cluster the image can ever need:
 	 * metadata, all data, all L2 tables, all refcount blocks, and as much
 	 * again for leaks */
 	for (i = 0; i < 8; i++) {
-		future = 2 * (1 + rt + l1c + div_up(size, cs) + h.l1_size + rbs);
-		rbs = div_up(future, rb_entries);
-		rt = div_up(rbs * 8, cs);
+		future = 2 * (1 + rt + l1c + td_div_up(size, cs) + h.l1_size + rbs);
+		rbs = td_div_up(future, rb_entries);
+		rt = td_div_up(rbs * 8, cs);
 	}
 	if (rt * cs > QCOW2_MAX_REFTABLE_BYTES)
 		rt = QCOW2_MAX_REFTABLE_BYTES / cs;
 	/* refcount blocks needed for the clusters written now */
 	rbs = 1;
 	for (i = 0; i < 8; i++)
-		rbs = div_up(1 + rt + rbs + l1c, rb_entries);
+		rbs = td_div_up(1 + rt + rbs + l1c, rb_entries);
 	meta = 1 + rt + rbs + l1c;
 	h.rt_offset = cs;
 	h.rt_clusters = (uint32_t)rt;
@@ -120,7 +99,7 @@ static int create(int fd_in, const char *path, uint64_t size, uint64_t cs, const
 		free(buf);
 		return rc;
 	}
-	rc = write_all(fd, buf, (size_t)((1 + rt + rbs) * cs), 0);
+	rc = td_write_all(fd, buf, (size_t)((1 + rt + rbs) * cs), 0);
 	if (rc == 0 && ftruncate(fd, (off_t)(meta * cs)) < 0)
 		rc = -errno;
 	if (rc == 0 && fsync(fd) < 0)

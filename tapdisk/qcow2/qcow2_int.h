@@ -21,6 +21,7 @@
 #include <sys/types.h>
 
 #include "tapdisk/block/driver.h"
+#include "tapdisk/core/pool.h"
 #include "tapdisk/qcow2/qcow2_format.h"
 
 #define Q2_MAX_CHAIN 64			    /* images, top included */
@@ -116,7 +117,6 @@ struct q2io {
 	struct iovec iov_in[4];
 	struct td_defer defer;
 	int res;
-	struct q2io *next;
 };
 
 struct q2io *q2io_get(struct q2 *q, void (*cb)(struct q2io *, int), void *owner);
@@ -193,7 +193,6 @@ struct q2rd {
 	struct td_defer defer;
 	void (*done)(struct q2rd *r, int err);
 	void *opaque;
-	struct q2rd *next_free;
 };
 
 /* Maps the first piece of [g, g+n) at chain level `level`: kind, and for
@@ -212,7 +211,8 @@ void q2_log_bad(struct q2 *q, uint32_t img, const char *fmt, ...)
 void q2_write(struct td_layer *l, struct td_req *req);
 /* zero_write: the request writes zeros; clusters reading as zeros are skipped. */
 void q2_write_start(struct q2 *q, struct td_req *req, bool zero_write);
-void q2_write_free_pools(struct q2 *q);
+/* The size of a write state (struct q2wr is private to qcow2_write.c). */
+size_t q2_write_state_size(void);
 /* Claims on guest clusters being allocated or changed: -EAGAIN with w
  * parked when another request holds gc; *held tracks ours. */
 int q2_claim_or_wait(struct q2 *q, struct q2claim *mine, bool *held, uint64_t gc, struct q2wait *w);
@@ -265,10 +265,8 @@ struct q2 {
 	struct q2wait quiesce_wait;
 	void (*quiesce_done)(struct q2 *q, int err);
 
-	/* pools */
-	struct q2io *free_io;
-	struct q2rd *free_rd;
-	void *free_wr;
+	/* pools of per-request state */
+	struct td_pool io_pool, rd_pool, wr_pool;
 	unsigned log_left;
 	uint8_t *zeros; /* one top-image cluster of zeros */
 };

@@ -29,15 +29,10 @@ void q2_wake_all(struct q2wait **list, int err)
 
 struct q2io *q2io_get(struct q2 *q, void (*cb)(struct q2io *, int), void *owner)
 {
-	struct q2io *o = q->free_io;
+	struct q2io *o = td_pool_get(&q->io_pool);
 
-	if (o) {
-		q->free_io = o->next;
-	} else {
-		o = malloc(sizeof(*o));
-		if (!o)
-			return NULL;
-	}
+	if (!o)
+		return NULL;
 	memset(o, 0, offsetof(struct q2io, iov_in));
 	o->q = q;
 	o->cb = cb;
@@ -53,8 +48,7 @@ void q2io_put(struct q2io *o)
 
 	if (o->iov != o->iov_in)
 		free(o->iov);
-	o->next = q->free_io;
-	q->free_io = o;
+	td_pool_put(&q->io_pool, o);
 }
 
 bool q2io_full(const struct q2io *o)

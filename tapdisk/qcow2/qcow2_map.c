@@ -117,11 +117,9 @@ int q2_map(struct q2 *q, uint32_t level, uint64_t g, uint64_t n, struct q2wait *
 
 struct q2rd *q2rd_get(struct q2 *q)
 {
-	struct q2rd *r = q->free_rd;
+	struct q2rd *r = td_pool_get(&q->rd_pool);
 
-	if (r)
-		q->free_rd = r->next_free;
-	else if (!(r = malloc(sizeof(*r))))
+	if (!r)
 		return NULL;
 	memset(r, 0, sizeof(*r));
 	r->q = q;
@@ -136,8 +134,7 @@ void q2rd_put(struct q2rd *r)
 
 	if (r->ext != r->ext_in)
 		free(r->ext);
-	r->next_free = q->free_rd;
-	q->free_rd = r;
+	td_pool_put(&q->rd_pool, r);
 }
 
 static void rd_finish_deferred(void *opaque)

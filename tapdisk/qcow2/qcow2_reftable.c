@@ -26,13 +26,9 @@
 #include "tapdisk/core/bufpool.h"
 #include "tapdisk/core/log.h"
 #include "tapdisk/qcow2/qcow2_int.h"
+#include "tapdisk/core/util.h"
 
 #define MAX_NEW_BLOCKS 64
-
-static uint64_t div_up(uint64_t a, uint64_t b)
-{
-	return a / b + (a % b != 0);
-}
 
 static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 {
@@ -104,18 +100,18 @@ int q2_reftable_grow(struct q2 *q, char *why, size_t whylen)
 	size_t tlen = 0;
 	int rc;
 
-	future = 2 * (div_up(im->file_size, cs) + div_up(h->size, cs) + h->l1_needed) + 64;
-	want_entries = div_up(future, E);
+	future = 2 * (td_div_up(im->file_size, cs) + td_div_up(h->size, cs) + h->l1_needed) + 64;
+	want_entries = td_div_up(future, E);
 	if (want_entries <= h->rt_entries)
 		return 0;
-	n = div_up(want_entries * 8, cs);
+	n = td_div_up(want_entries * 8, cs);
 	if (n * cs > QCOW2_MAX_REFTABLE_BYTES)
 		n = QCOW2_MAX_REFTABLE_BYTES / cs;
 	if (n <= old_n)
 		return 0;
 	/* the new table at the end of the file, then any refcount blocks the
 	 * ranges it reaches lack (a block placed there may reach a new range) */
-	a = div_up(im->file_size, cs);
+	a = td_div_up(im->file_size, cs);
 	end = a + n;
 	for (r = a / E; r <= (end - 1) / E; r++) {
 		uint64_t ent = r < h->rt_entries ? qcow2_be64(q->rt + 8 * r) : 0;

@@ -50,7 +50,6 @@ struct q2wr {
 	struct q2wait w, syncw;
 	struct td_defer defer;
 	struct q2wc wc_in[WC_INLINE];
-	struct q2wr *next_free;
 };
 
 /* ---- claims: guest clusters being allocated --------------------------------- */
@@ -131,11 +130,9 @@ bool q2_host_ok(struct q2 *q, uint64_t host)
 
 static struct q2wr *wr_get(struct q2 *q)
 {
-	struct q2wr *wr = q->free_wr;
+	struct q2wr *wr = td_pool_get(&q->wr_pool);
 
-	if (wr)
-		q->free_wr = wr->next_free;
-	else if (!(wr = malloc(sizeof(*wr))))
+	if (!wr)
 		return NULL;
 	memset(wr, 0, offsetof(struct q2wr, wc_in));
 	wr->q = q;
@@ -148,18 +145,12 @@ static void wr_put(struct q2wr *wr)
 
 	if (wr->wc != wr->wc_in)
 		free(wr->wc);
-	wr->next_free = q->free_wr;
-	q->free_wr = wr;
+	td_pool_put(&q->wr_pool, wr);
 }
 
-void q2_write_free_pools(struct q2 *q)
+size_t q2_write_state_size(void)
 {
-	while (q->free_wr) {
-		struct q2wr *wr = q->free_wr;
-
-		q->free_wr = wr->next_free;
-		free(wr);
-	}
+	return sizeof(struct q2wr);
 }
 
 /* Drops claims, pins and buffers; wakes the waiters. */

@@ -17,6 +17,7 @@ static const struct td_driver *const drivers[] = {
 #ifdef TD_TEST_BUILD
 	&td_drv_fault,
 	&td_drv_record,
+	&td_drv_hazard,
 #endif
 	NULL,
 };

@@ -7,16 +7,18 @@
  *   3. the frontend reissues W1 at the destination, then writes W2 to B;
  *   4. both tapdisks end. B must hold W2.
  * A correct pause drains W1 before releasing the image, so it lands
- * first. With TD_TEST_BROKEN_PAUSE=1 in the source's environment the pause
- * releases the image at once and W1 lands after W2: the hazard.
+ * first. With --broken the source serves the image through the test
+ * driver "hazard" (tests/drivers/drv_hazard.c), whose pause releases the
+ * image at once while W1 is still held: W1 lands after W2, the hazard.
  *
- * usage: migrate_hazard IMAGE REPETITIONS   (tap-ctl on PATH,
- * TAPDISK_RUNDIR set). Prints "N repetitions, H hazards"; exit 0 if no
- * hazard, 3 if there were hazards, 1 on any other failure. */
+ * usage: migrate_hazard IMAGE REPETITIONS [--broken]   (the test build's
+ * tap-ctl on PATH, TAPDISK_RUNDIR set). Prints "N repetitions, H hazards";
+ * exit 0 if no hazard, 3 if there were hazards, 1 on any other failure. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libnbd.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,9 +67,10 @@ int main(int argc, char **argv)
 	char cmd[4096], uri1[1024], uri2[1024];
 	const char *img;
 	int reps, r, hazards = 0, fd;
+	bool broken = argc == 4 && !strcmp(argv[3], "--broken");
 
-	if (argc != 3) {
-		fprintf(stderr, "usage: %s IMAGE REPETITIONS\n", argv[0]);
+	if (argc != 3 && !broken) {
+		fprintf(stderr, "usage: %s IMAGE REPETITIONS [--broken]\n", argv[0]);
 		return 1;
 	}
 	img = argv[1];
@@ -88,8 +91,13 @@ int main(int argc, char **argv)
 
 		fill(w1, 0x10000000u | (uint32_t)r);
 		fill(w2, 0x20000000u | (uint32_t)r);
-		snprintf(cmd, sizeof(cmd), "tap-ctl create -a 'fault,delay_submit_ms=%d,op=write:aio:%s'",
-			 delay, img);
+		if (broken)
+			snprintf(cmd, sizeof(cmd), "tap-ctl create -a 'hazard,delay_ms=%d:%s'", delay,
+				 img);
+		else
+			snprintf(cmd, sizeof(cmd),
+				 "tap-ctl create -a 'fault,delay_submit_ms=%d,op=write:aio:%s'", delay,
+				 img);
 		if (run(cmd, uri1, sizeof(uri1)) != 0)
 			die("create source");
 		if (!h1 || !h2 || nbd_connect_uri(h1, uri1) < 0)
@@ -120,6 +128,10 @@ int main(int argc, char **argv)
 		nbd_close(h2);
 		nbd_shutdown(h1, 0);
 		nbd_close(h1);
+		/* the broken source acknowledged W1 at once: give it the time to
+		 * land before the source goes */
+		if (broken)
+			usleep((useconds_t)(2 * delay + 200) * 1000);
 		snprintf(cmd, sizeof(cmd), "tap-ctl destroy -s '%s'", uri2 + strlen("nbd+unix:///?socket="));
 		if (run(cmd, NULL, 0) != 0)
 			die("destroy destination");
