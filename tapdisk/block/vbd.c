@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tapdisk/core/bufpool.h"
 #include "tapdisk/block/chain.h"
@@ -541,6 +542,55 @@ int vbd_unpause(struct vbd *v, const char *newspec, char *err, size_t errlen)
 		dispatch(v, io);
 	}
 	return 0;
+}
+
+int vbd_snapshot(struct vbd *v, const char *arg, bool resume, char *err, size_t errlen)
+{
+	const struct td_driver *img = v->img_drv;
+	char spec[TD_SPEC_MAX_LEN + 64];
+	struct td_file nf = {.fd = -1};
+	struct td_spec sp;
+	int rc;
+
+	if (!v->paused || !img->snapshot) {
+		snprintf(err, errlen, "%s", v->paused ? "the image driver takes no snapshots"
+						      : "not paused");
+		return -EINVAL;
+	}
+	rc = td_spec_parse(v->spec, &sp, err, errlen);
+	if (rc < 0)
+		return rc;
+	if (img->snapshot_kind == TD_SNAP_FILE) {
+		char why[512];
+
+		rc = td_file_open(v->ctx, arg, TD_FILE_RW, &nf, why, sizeof(why));
+		if (rc < 0)
+			snprintf(err, errlen, "the new file %.300s %s", arg, why);
+	}
+	if (rc == 0)
+		rc = img->snapshot(v->ctx, sp.path, sp.layers[sp.nlayers - 1].opts, arg, nf.fd, err,
+				   errlen);
+	if (nf.fd >= 0)
+		close(nf.fd);
+	if (rc == 0 && img->snapshot_kind == TD_SNAP_FILE) {
+		/* the chain must reopen on the new top image, paused or not */
+		free(sp.path);
+		sp.path = strdup(arg);
+		rc = sp.path ? td_spec_format(&sp, spec, sizeof(spec)) : -ENOMEM;
+		if (rc == 0)
+			rc = vbd_unpause(v, spec, err, errlen);
+	} else if (rc == 0 && resume) {
+		rc = vbd_unpause(v, NULL, err, errlen);
+	}
+	td_spec_free(&sp);
+	if (rc < 0 && resume && v->paused) {
+		/* back to the image we had, so the guest keeps running */
+		char e2[512];
+
+		if (vbd_unpause(v, NULL, e2, sizeof(e2)) < 0)
+			td_err("snapshot: cannot reopen the original image either: %s", e2);
+	}
+	return rc;
 }
 
 void vbd_fail_waiting(struct vbd *v, int err)

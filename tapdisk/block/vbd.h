@@ -82,6 +82,15 @@ void vbd_pause(struct vbd *v, void (*cb)(void *opaque, int err), void *opaque);
  * chain knows one, the same UUID. */
 int vbd_unpause(struct vbd *v, const char *newspec, char *err, size_t errlen);
 
+/* Live snapshot of a paused VBD, through its image driver's snapshot
+ * capability: TD_SNAP_FILE writes a new image into the file arg (already in
+ * the file table: root created it) over the current one and reopens the
+ * chain on it; TD_SNAP_NAMED makes snapshot arg of the image and, with
+ * resume, reopens the chain unchanged. On failure the VBD goes back to its
+ * image (with resume) and err says why. At the top of the loop only (it
+ * opens a chain). */
+int vbd_snapshot(struct vbd *v, const char *arg, bool resume, char *err, size_t errlen);
+
 /* Fails every request waiting for unpause (used when destroying a paused
  * VBD). */
 void vbd_fail_waiting(struct vbd *v, int err);

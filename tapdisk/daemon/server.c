@@ -234,55 +234,18 @@ static void start_task(struct td_server *s, struct ctl_conn *c,
 
 static void snapshot_task(struct td_server *s, struct ctl_conn *c)
 {
-	const struct td_driver *img = vbd_image_driver(s->vbd);
-	char e[1024], spec[TD_SPEC_MAX_LEN + 64];
-	struct td_spec sp;
-	struct td_file nf = {.fd = -1};
-	int rc;
+	char e[1024];
 
 	if (s->snap_pause_err) {
 		ctl_errorf(c, "snapshot: pause failed (%s); nothing changed",
 			   strerror(-s->snap_pause_err));
 		return;
 	}
-	rc = td_spec_parse(vbd_spec(s->vbd), &sp, e, sizeof(e));
-	if (rc < 0)
-		goto undo;
-	if (img->snapshot_kind == TD_SNAP_FILE) {
-		char why[512];
-
-		rc = td_file_open(&s->ctx, s->snap_arg, TD_FILE_RW, &nf, why, sizeof(why));
-		if (rc < 0)
-			snprintf(e, sizeof(e), "the new file %.300s %s", s->snap_arg, why);
-	}
-	if (rc == 0)
-		rc = img->snapshot(&s->ctx, sp.path, sp.layers[sp.nlayers - 1].opts, s->snap_arg,
-				   nf.fd, e, sizeof(e));
-	if (nf.fd >= 0)
-		close(nf.fd);
-	if (rc == 0 && img->snapshot_kind == TD_SNAP_FILE) {
-		free(sp.path);
-		sp.path = strdup(s->snap_arg);
-		rc = sp.path ? td_spec_format(&sp, spec, sizeof(spec)) : -ENOMEM;
-		if (rc == 0) /* the chain must reopen on the new top image */
-			rc = vbd_unpause(s->vbd, spec, e, sizeof(e));
-	} else if (rc == 0 && !s->snap_was_paused) {
-		rc = vbd_unpause(s->vbd, NULL, e, sizeof(e));
-	}
-	td_spec_free(&sp);
-	if (rc == 0) {
-		ctl_reply(c, "ok\n");
+	if (vbd_snapshot(s->vbd, s->snap_arg, !s->snap_was_paused, e, sizeof(e)) < 0) {
+		ctl_errorf(c, "snapshot failed: %s", e);
 		return;
 	}
-undo:
-	/* back to the image we had, so the guest keeps running */
-	if (!s->snap_was_paused) {
-		char e2[512];
-
-		if (vbd_unpause(s->vbd, NULL, e2, sizeof(e2)) < 0)
-			td_err("snapshot: cannot reopen the original image either: %s", e2);
-	}
-	ctl_errorf(c, "snapshot failed: %s", e);
+	ctl_reply(c, "ok\n");
 }
 
 static void snapshot_paused(void *opaque, int err)
