@@ -243,14 +243,6 @@ static void *heap_realloc(void *p, size_t n, const char *file, int line)
 	return q;
 }
 
-#if defined(__SANITIZE_ADDRESS__)
-#define TD_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TD_SANITIZED 1
-#endif
-#endif
-
 int td_secure_crypto_heap(void)
 {
 #ifdef TD_SANITIZED

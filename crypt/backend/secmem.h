@@ -6,6 +6,16 @@
 
 #include <stddef.h>
 
+/* Defined in AddressSanitizer builds, whose runtime makes mlock a no-op and
+ * needs system calls a seccomp filter would refuse. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TD_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TD_SANITIZED 1
+#endif
+#endif
+
 /* Page-granular mmap, mlock (an EPERM/ENOMEM failure is tolerated and
  * counted, see td_secure_mlock_failures), MADV_DONTDUMP, zero-filled.
  * Returns NULL with errno set on failure.  Not for hot paths: every call

@@ -17,6 +17,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "crypt/backend/secmem.h" /* TD_SANITIZED */
 #include "tapdisk/core/log.h"
 #include "tapdisk/daemon/sandbox.h"
 
@@ -40,14 +41,6 @@ int td_sandbox_lookup(const char *user, uid_t *uid, gid_t *gid, char *err, size_
 	snprintf(err, errlen, "no such user '%s' (create it, e.g. scripts/setup-user.sh)", user);
 	return -ENOENT;
 }
-
-#if defined(__SANITIZE_ADDRESS__)
-#define TD_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TD_SANITIZED 1
-#endif
-#endif
 
 /* ---- locked memory ------------------------------------------------------- */
 
