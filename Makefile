@@ -35,13 +35,13 @@ CFLAGS   += $(OPT) -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
             -fstack-protector-strong -D_FORTIFY_SOURCE=2 -I. $(SANFLAGS)
 LDFLAGS  += -pthread $(SANFLAGS)
 # librbd/librados are dlopen()ed by the rbd driver on first use (tapdisk/drivers/rbd_dl.h)
-LIBS     := -laio -lcrypto -lkeyutils -largon2 -lseccomp -lm -ldl
+LIBS     := -laio -lcrypto -lkeyutils -largon2 -lseccomp -lxengnttab -lxenevtchn -lm -ldl
 TESTLIBS := -lcmocka
 
 # bottom to top (docs/ARCHITECTURE.md, scripts/check-layers.py)
 LIB_DIRS := crypt/backend tapdisk/core tapdisk/block tapdisk/drivers tapdisk/qcow2 \
-            tapdisk/nbd integrity crypt keymgr tapdisk/registry tapdisk/control \
-            keymgr/vdkey tapdisk/daemon
+            tapdisk/nbd tapdisk/blkif integrity crypt keymgr tapdisk/registry \
+            tapdisk/control keymgr/vdkey tapdisk/daemon
 ALL_SRCS := $(wildcard $(addsuffix /*.c,$(LIB_DIRS)))
 MAIN_SRCS := $(filter %_main.c,$(ALL_SRCS))
 LIB_SRCS := $(filter-out %_main.c,$(ALL_SRCS))

@@ -1,0 +1,515 @@
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tapdisk/blkif/blkif.h"
+#include "tapdisk/core/bufpool.h"
+#include "tapdisk/core/log.h"
+#include "tapdisk/core/pool.h"
+
+/* One request taken off the ring, until its response is on the ring. */
+struct bio {
+	struct vbd_io vio;
+	struct td_blkif *b;
+	struct td_blkif_req req;
+	const struct td_blkif_seg *segs;
+	void *buf;
+	size_t buflen;
+	uint64_t bytes;
+	bool barrier_data; /* a barrier: its flush is done, now its data */
+	/* last: not cleared between uses (only what a request reads) */
+	struct td_blkif_seg isegs[TD_BLKIF_MAX_INDIRECT_SEGS]; /* an indirect request's */
+};
+
+struct td_blkif {
+	struct td_loop *loop;
+	struct vbd *vbd;
+	const struct td_xenio_ops *ops;
+	struct td_xenio *x;
+	uint32_t domid, port;
+	enum td_blkif_abi abi;
+	volatile uint8_t *ring;
+	unsigned npages, slots;
+	uint32_t req_cons, rsp_prod_pvt;
+	struct td_watch *watch;
+	struct td_defer push_defer, kick_defer, done_defer;
+	bool push_pending;
+	unsigned in_flight;	 /* taken off the ring, not yet answered */
+	struct bio *barrier;	 /* waits for the requests before it */
+	bool hostile, closing;
+	void (*closed_cb)(void *opaque);
+	void *closed_opaque;
+	struct td_pool pool;
+	struct td_blkif_stats st;
+	unsigned log_left;
+};
+
+static void process(struct td_blkif *b);
+
+static void process_cb(void *opaque)
+{
+	process(opaque);
+}
+
+static volatile struct td_blkif_sring_hdr *hdr(struct td_blkif *b)
+{
+	return (volatile struct td_blkif_sring_hdr *)b->ring;
+}
+
+static void lograte(struct td_blkif *b, const char *what, const char *why)
+{
+	if (!b->log_left)
+		return;
+	b->log_left--;
+	td_warn("blkif: domain %u: %s: %s%s", (unsigned)b->domid, what, why,
+		b->log_left ? "" : " (further messages suppressed)");
+}
+
+/* ---- responses ----------------------------------------------------------- */
+
+static void push(void *opaque)
+{
+	struct td_blkif *b = opaque;
+	uint32_t old, new;
+	bool notify;
+
+	b->push_pending = false;
+	if (!b->ring)
+		return;
+	old = hdr(b)->rsp_prod;
+	new = b->rsp_prod_pvt;
+	/* the frontend sees the responses before the index that covers them */
+	__atomic_store_n(&hdr(b)->rsp_prod, new, __ATOMIC_RELEASE);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	notify = (uint32_t)(new - hdr(b)->rsp_event) < (uint32_t)(new - old);
+	if (notify)
+		b->ops->notify(b->x, b->port);
+}
+
+static void finished(void *opaque);
+
+static void respond(struct td_blkif *b, uint64_t id, uint8_t op, int16_t status)
+{
+	td_blkif_put_rsp(b->abi, b->ring, b->slots, b->rsp_prod_pvt++, id, op, status);
+	if (status != TD_BLKIF_RSP_OKAY)
+		b->st.errors++;
+	if (!b->push_pending) {
+		b->push_pending = true;
+		td_defer_init(&b->push_defer, push, b);
+		td_loop_defer(b->loop, &b->push_defer);
+	}
+}
+
+static void bio_end(struct bio *io, int16_t status)
+{
+	struct td_blkif *b = io->b;
+
+	respond(b, io->req.id, io->req.wire_op, status);
+	if (io->buf)
+		td_buf_put(io->buf, io->buflen);
+	td_pool_put(&b->pool, io);
+	b->in_flight--;
+	if (b->barrier && b->in_flight == 1) {
+		/* only the barrier itself is left: it may start */
+		struct bio *bar = b->barrier;
+
+		b->barrier = NULL;
+		bar->vio.op = TD_OP_FLUSH;
+		vbd_submit(b->vbd, &bar->vio);
+		return;
+	}
+	if (b->closing && !b->in_flight) {
+		td_defer_init(&b->done_defer, finished, b);
+		td_loop_defer(b->loop, &b->done_defer);
+		return;
+	}
+	/* a full ring waited for this slot; or the barrier is gone */
+	if (!b->barrier) {
+		td_defer_init(&b->kick_defer, process_cb, b);
+		td_loop_defer(b->loop, &b->kick_defer);
+	}
+}
+
+/* ---- data ------------------------------------------------------------------ */
+
+/* Moves the request's data between the guest's granted pages and io->buf:
+ * one grant copy per segment, in one call. */
+static int copy_data(struct bio *io, bool to_guest)
+{
+	struct td_blkif *b = io->b;
+	struct td_xenio_copy c[TD_BLKIF_MAX_INDIRECT_SEGS];
+	size_t at = 0;
+	unsigned i;
+	int rc;
+
+	for (i = 0; i < io->req.nseg; i++) {
+		const struct td_blkif_seg *s = &io->segs[i];
+		size_t len = (size_t)(s->last - s->first + 1) * TD_BLKIF_SECTOR;
+
+		c[i].gref = s->gref;
+		c[i].offset = (uint16_t)(s->first * TD_BLKIF_SECTOR);
+		c[i].len = (uint16_t)len;
+		c[i].local = (uint8_t *)io->buf + at;
+		c[i].to_guest = to_guest;
+		c[i].status = 0;
+		at += len;
+	}
+	rc = b->ops->copy(b->x, b->domid, c, io->req.nseg);
+	for (i = 0; rc == 0 && i < io->req.nseg; i++)
+		if (c[i].status)
+			rc = -EFAULT;
+	return rc;
+}
+
+static void vio_done(struct vbd_io *vio, int err)
+{
+	struct bio *io = (struct bio *)vio;
+	struct td_blkif *b = io->b;
+
+	if (err) {
+		lograte(b, "request failed", strerror(-err));
+		bio_end(io, err == -EOPNOTSUPP ? TD_BLKIF_RSP_EOPNOTSUPP : TD_BLKIF_RSP_ERROR);
+		return;
+	}
+	if (io->req.op == TD_BLKIF_OP_READ) {
+		if (copy_data(io, true) < 0) {
+			lograte(b, "read", "a granted page could not be written");
+			bio_end(io, TD_BLKIF_RSP_ERROR);
+			return;
+		}
+	} else if (io->req.op == TD_BLKIF_OP_WRITE_BARRIER && !io->barrier_data && io->req.nseg) {
+		/* flushed: now the barrier's own data, durable before it answers */
+		io->barrier_data = true;
+		io->vio.op = TD_OP_WRITE;
+		io->vio.flags = TD_REQ_FUA;
+		io->vio.off = io->req.sector * TD_BLKIF_SECTOR;
+		io->vio.len = io->bytes;
+		io->vio.buf = io->buf;
+		vbd_submit(b->vbd, &io->vio);
+		return;
+	}
+	bio_end(io, TD_BLKIF_RSP_OKAY);
+}
+
+/* ---- requests ------------------------------------------------------------------ */
+
+static int load_indirect(struct bio *io, char *why, size_t whylen)
+{
+	struct td_blkif *b = io->b;
+	struct td_xenio_copy c[TD_BLKIF_MAX_INDIRECT_PAGES];
+	static uint8_t pages[TD_BLKIF_MAX_INDIRECT_PAGES][TD_BLKIF_PAGE]; /* loop thread only */
+	unsigned i, left = io->req.nseg;
+	int rc;
+
+	for (i = 0; i < io->req.nindirect; i++) {
+		unsigned n = left < TD_BLKIF_SEGS_PER_INDIRECT_PAGE ? left
+								     : TD_BLKIF_SEGS_PER_INDIRECT_PAGE;
+
+		c[i].gref = io->req.indirect_grefs[i];
+		c[i].offset = 0;
+		c[i].len = (uint16_t)(n * 8);
+		c[i].local = pages[i];
+		c[i].to_guest = false;
+		c[i].status = 0;
+		left -= n;
+	}
+	rc = b->ops->copy(b->x, b->domid, c, io->req.nindirect);
+	for (i = 0; rc == 0 && i < io->req.nindirect; i++)
+		if (c[i].status)
+			rc = -EFAULT;
+	if (rc < 0) {
+		snprintf(why, whylen, "an indirect page could not be read (grant %u)",
+			 (unsigned)io->req.indirect_grefs[i < io->req.nindirect ? i : 0]);
+		return rc;
+	}
+	left = io->req.nseg;
+	for (i = 0; i < io->req.nindirect; i++) {
+		unsigned n = left < TD_BLKIF_SEGS_PER_INDIRECT_PAGE ? left
+								     : TD_BLKIF_SEGS_PER_INDIRECT_PAGE;
+
+		td_blkif_indirect_segs(pages[i], n, io->isegs + i * TD_BLKIF_SEGS_PER_INDIRECT_PAGE);
+		left -= n;
+	}
+	io->segs = io->isegs;
+	return 0;
+}
+
+/* Takes one request off the ring (its slot is read once) and starts it. */
+static void start(struct td_blkif *b, uint32_t idx)
+{
+	uint64_t disk = vbd_size(b->vbd) / TD_BLKIF_SECTOR;
+	struct bio *io = td_pool_get(&b->pool);
+	char why[200];
+	int rc;
+
+	b->st.requests++;
+	if (!io) {
+		struct td_blkif_req r;
+
+		/* no memory: answer the request with an error, never leave it */
+		td_blkif_fetch(b->abi, b->ring, b->slots, idx, &r, why, sizeof(why));
+		respond(b, r.id, r.wire_op, TD_BLKIF_RSP_ERROR);
+		return;
+	}
+	memset(io, 0, offsetof(struct bio, isegs));
+	io->b = b;
+	b->in_flight++;
+	rc = td_blkif_fetch(b->abi, b->ring, b->slots, idx, &io->req, why, sizeof(why));
+	io->segs = io->req.seg;
+	if (rc == 0 && io->req.indirect)
+		rc = load_indirect(io, why, sizeof(why));
+	if (rc == 0)
+		rc = td_blkif_check(&io->req, io->segs, disk, vbd_readonly(b->vbd), &io->bytes, why,
+				    sizeof(why));
+	if (rc < 0) {
+		b->st.bad_requests++;
+		lograte(b, "request refused", why);
+		bio_end(io, rc == -EOPNOTSUPP ? TD_BLKIF_RSP_EOPNOTSUPP : TD_BLKIF_RSP_ERROR);
+		return;
+	}
+	io->vio.done = vio_done;
+	io->vio.opaque = io;
+	io->vio.off = io->req.sector * TD_BLKIF_SECTOR;
+	if (io->bytes) {
+		io->buflen = (size_t)((io->bytes + 4095) & ~4095ull);
+		io->buf = td_buf_get(io->buflen);
+		if (!io->buf) {
+			bio_end(io, TD_BLKIF_RSP_ERROR);
+			return;
+		}
+	}
+	switch (io->req.op) {
+	case TD_BLKIF_OP_READ:
+		io->vio.op = TD_OP_READ;
+		io->vio.len = io->bytes;
+		io->vio.buf = io->buf;
+		break;
+	case TD_BLKIF_OP_WRITE:
+	case TD_BLKIF_OP_WRITE_BARRIER:
+		if (io->bytes && copy_data(io, false) < 0) {
+			lograte(b, "write", "a granted page could not be read");
+			bio_end(io, TD_BLKIF_RSP_ERROR);
+			return;
+		}
+		if (io->req.op == TD_BLKIF_OP_WRITE_BARRIER) {
+			/* everything before it completes first (bio_end starts it) */
+			if (b->in_flight > 1) {
+				b->barrier = io;
+				return;
+			}
+			io->vio.op = TD_OP_FLUSH;
+			break;
+		}
+		io->vio.op = TD_OP_WRITE;
+		io->vio.len = io->bytes;
+		io->vio.buf = io->buf;
+		break;
+	case TD_BLKIF_OP_FLUSH_DISKCACHE:
+		io->vio.op = TD_OP_FLUSH;
+		break;
+	case TD_BLKIF_OP_DISCARD:
+		io->vio.op = TD_OP_DISCARD;
+		io->vio.len = io->req.nr_sectors * TD_BLKIF_SECTOR;
+		break;
+	}
+	vbd_submit(b->vbd, &io->vio);
+}
+
+/* The consumer loop, Xen's way: take what the producer index covers, then
+ * set req_event and look once more, so no notification is lost. */
+static void process(struct td_blkif *b)
+{
+	for (;;) {
+		uint32_t rp;
+
+		if (b->hostile || b->closing || b->barrier || !b->ring)
+			return;
+		rp = __atomic_load_n(&hdr(b)->req_prod, __ATOMIC_ACQUIRE);
+		if ((uint32_t)(rp - b->req_cons) > b->slots) {
+			/* more requests than slots: the index is garbage, and the
+			 * slots behind it cannot be trusted either */
+			char why[120];
+
+			snprintf(why, sizeof(why),
+				 "producer index %u is %u past our %u (the ring has %u slots)", rp,
+				 rp - b->req_cons, b->req_cons, b->slots);
+			b->log_left = b->log_left ? b->log_left : 1;
+			lograte(b, "hostile frontend, ring no longer served", why);
+			b->hostile = true;
+			b->st.hostile = true;
+			return;
+		}
+		while (b->req_cons != rp && !b->barrier && !b->closing) {
+			/* a frontend can have at most one request per slot outstanding */
+			if (b->in_flight >= b->slots)
+				return;
+			start(b, b->req_cons++);
+		}
+		if (b->barrier)
+			return;
+		__atomic_store_n(&hdr(b)->req_event, b->req_cons + 1, __ATOMIC_RELEASE);
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&hdr(b)->req_prod, __ATOMIC_ACQUIRE) == b->req_cons)
+			return;
+	}
+}
+
+void td_blkif_kick(struct td_blkif *b)
+{
+	process(b);
+}
+
+static void on_event(void *opaque, uint32_t events)
+{
+	struct td_blkif *b = opaque;
+	uint32_t port;
+
+	/* drain the notifications (each is unmasked again); ours is the
+	 * only port bound on this handle */
+	while (b->ops->pending(b->x, &port) == 0)
+		continue;
+	process(b);
+}
+
+/* ---- connect / disconnect -------------------------------------------------------- */
+
+int td_blkif_params_parse(const char *s, struct td_blkif_params *p, char *err, size_t errlen)
+{
+	char refs[256], proto[32];
+	unsigned long domid, evtchn;
+	char *tok, *save = NULL;
+
+	memset(p, 0, sizeof(*p));
+	proto[0] = 0;
+	if (sscanf(s, "%lu %255s %lu %31s", &domid, refs, &evtchn, proto) < 3 || domid >= 0x7ff0 ||
+	    evtchn > UINT32_MAX) {
+		snprintf(err, errlen, "expected DOMID REFS EVTCHN [PROTOCOL]");
+		return -EINVAL;
+	}
+	p->domid = (uint32_t)domid;
+	p->evtchn = (uint32_t)evtchn;
+	for (tok = strtok_r(refs, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *end;
+		unsigned long v = strtoul(tok, &end, 10);
+
+		if (*end || end == tok || v > UINT32_MAX ||
+		    p->nring == (1u << TD_BLKIF_MAX_RING_ORDER)) {
+			snprintf(err, errlen, "bad ring references '%.100s' (at most %u)", s,
+				 1u << TD_BLKIF_MAX_RING_ORDER);
+			return -EINVAL;
+		}
+		p->ring_refs[p->nring++] = (uint32_t)v;
+	}
+	if (!p->nring || (p->nring & (p->nring - 1))) {
+		snprintf(err, errlen, "%u ring pages: a power of two from 1 to %u", p->nring,
+			 1u << TD_BLKIF_MAX_RING_ORDER);
+		return -EINVAL;
+	}
+	if (td_blkif_abi_parse(proto, &p->abi) < 0) {
+		snprintf(err, errlen, "unknown protocol '%s' (x86_64-abi, x86_32-abi)", proto);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+struct td_blkif *td_blkif_connect(struct td_loop *loop, struct vbd *vbd,
+				  const struct td_xenio_ops *ops, struct td_xenio *x,
+				  const struct td_blkif_params *p, char *err, size_t errlen)
+{
+	struct td_blkif *b = calloc(1, sizeof(*b));
+	int rc;
+
+	if (!b) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	b->loop = loop;
+	b->vbd = vbd;
+	b->ops = ops;
+	b->x = x;
+	b->domid = p->domid;
+	b->abi = p->abi;
+	b->npages = p->nring;
+	b->slots = td_blkif_ring_slots(p->abi, p->nring);
+	b->log_left = 20;
+	td_pool_init(&b->pool, sizeof(struct bio));
+	b->ring = ops->map(x, p->domid, p->ring_refs, p->nring);
+	if (!b->ring) {
+		snprintf(err, errlen, "cannot map the %u ring page(s) of domain %u", p->nring,
+			 (unsigned)p->domid);
+		free(b);
+		return NULL;
+	}
+	rc = ops->bind(x, p->domid, p->evtchn, &b->port);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot bind event channel %u of domain %u: %s",
+			 (unsigned)p->evtchn, (unsigned)p->domid, strerror(-rc));
+		ops->unmap(x, (void *)b->ring, b->npages);
+		free(b);
+		return NULL;
+	}
+	/* the ring may hold requests already: start with the indexes we find */
+	b->req_cons = hdr(b)->rsp_prod;
+	b->rsp_prod_pvt = b->req_cons;
+	b->watch = td_loop_add_fd(loop, ops->fd(x), EPOLLIN, on_event, b);
+	if (!b->watch) {
+		snprintf(err, errlen, "cannot watch the event channel");
+		ops->unbind(x, b->port);
+		ops->unmap(x, (void *)b->ring, b->npages);
+		free(b);
+		return NULL;
+	}
+	td_info("blkif: domain %u connected: %u ring page(s), %u slots, %s, event channel %u",
+		(unsigned)p->domid, p->nring, b->slots,
+		p->abi == TD_BLKIF_ABI_X86_32 ? "x86_32-abi" : "x86_64-abi", (unsigned)p->evtchn);
+	td_defer_init(&b->kick_defer, process_cb, b);
+	td_loop_defer(loop, &b->kick_defer);
+	return b;
+}
+
+static void finished(void *opaque)
+{
+	struct td_blkif *b = opaque;
+	void (*cb)(void *) = b->closed_cb;
+	void *cb_opaque = b->closed_opaque;
+
+	if (b->push_pending)
+		push(b);
+	if (b->watch)
+		td_loop_del_fd(b->loop, b->watch);
+	b->ops->unbind(b->x, b->port);
+	b->ops->unmap(b->x, (void *)b->ring, b->npages);
+	b->ring = NULL;
+	td_pool_drain(&b->pool);
+	td_info("blkif: domain %u disconnected (%llu requests, %llu errors%s)", (unsigned)b->domid,
+		(unsigned long long)b->st.requests, (unsigned long long)b->st.errors,
+		b->st.hostile ? ", hostile" : "");
+	free(b);
+	if (cb)
+		cb(cb_opaque);
+}
+
+void td_blkif_disconnect(struct td_blkif *b, void (*cb)(void *opaque), void *opaque)
+{
+	b->closing = true;
+	b->closed_cb = cb;
+	b->closed_opaque = opaque;
+	if (b->barrier && b->in_flight == 1) {
+		/* a barrier that never started: answer it */
+		struct bio *bar = b->barrier;
+
+		b->barrier = NULL;
+		bio_end(bar, TD_BLKIF_RSP_ERROR);
+		return;
+	}
+	if (!b->in_flight) {
+		td_defer_init(&b->done_defer, finished, b);
+		td_loop_defer(b->loop, &b->done_defer);
+	}
+}
+
+void td_blkif_get_stats(const struct td_blkif *b, struct td_blkif_stats *out)
+{
+	*out = b->st;
+}

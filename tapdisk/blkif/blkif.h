@@ -1,0 +1,65 @@
+/* The Xen blkif front end: a guest's blkfront talks to the VBD over a
+ * shared ring, beside the NBD front end and feeding the same entry point
+ * (vbd_submit).
+ *
+ * tapback (the backend's xenstore half, xen/tapback.c) reads the ring
+ * references, the event channel and the protocol the frontend published
+ * and hands them to this tapdisk (control command "xen-connect"); the ring
+ * pages are grant-mapped, the event channel bound into the event loop, and
+ * every request is copied off the ring once, checked once
+ * (blkif_proto.h), its data moved by grant copy into a buffer of ours,
+ * then submitted like an NBD request. A frontend that breaks the protocol
+ * gets BLKIF_RSP_ERROR for the request, or — for a producer index that
+ * jumps past the ring — the ring is no longer served ("hostile frontend")
+ * until it is disconnected; never a crash, a hang or an access outside its
+ * disk.
+ *
+ * Operations: READ, WRITE (direct, and indirect up to
+ * TD_BLKIF_MAX_INDIRECT_SEGS segments), FLUSH_DISKCACHE, WRITE_BARRIER
+ * (the writes before it complete, then a flush, then its own data with
+ * FUA, before anything after it starts) and DISCARD. All on the loop
+ * thread. */
+#ifndef TD_BLKIF_H
+#define TD_BLKIF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tapdisk/blkif/blkif_proto.h"
+#include "tapdisk/blkif/xenio.h"
+#include "tapdisk/block/vbd.h"
+#include "tapdisk/core/loop.h"
+
+struct td_blkif;
+
+struct td_blkif_params {
+	uint32_t domid;
+	uint32_t ring_refs[1u << TD_BLKIF_MAX_RING_ORDER];
+	unsigned nring; /* 1, 2, 4, 8 or 16 */
+	uint32_t evtchn;
+	enum td_blkif_abi abi;
+};
+
+struct td_blkif_stats {
+	uint64_t requests, errors, bad_requests;
+	bool hostile; /* the ring was given up on */
+};
+
+/* Parses "DOMID REFS EVTCHN PROTOCOL" (REFS: comma separated), what the
+ * control command carries. -EINVAL with a reason. */
+int td_blkif_params_parse(const char *s, struct td_blkif_params *p, char *err, size_t errlen);
+
+/* Maps the ring and binds the event channel; requests are served from the
+ * next loop turn. NULL with a message. */
+struct td_blkif *td_blkif_connect(struct td_loop *loop, struct vbd *vbd,
+				  const struct td_xenio_ops *ops, struct td_xenio *x,
+				  const struct td_blkif_params *p, char *err, size_t errlen);
+/* Stops taking requests, waits for those in flight, unmaps and unbinds,
+ * frees, then cb(opaque) from the loop. */
+void td_blkif_disconnect(struct td_blkif *b, void (*cb)(void *opaque), void *opaque);
+void td_blkif_get_stats(const struct td_blkif *b, struct td_blkif_stats *out);
+/* Looks at the ring now (the event channel does this; tests too). */
+void td_blkif_kick(struct td_blkif *b);
+
+#endif

@@ -1,0 +1,683 @@
+/* The Xen blkif front end (tapdisk/blkif/) without a hypervisor: a fake
+ * xenio (a grant table of local pages, an eventfd for the event channel)
+ * lets this test play the guest's blkfront. It writes requests into the
+ * shared ring in both x86 ABIs and checks the responses and the data:
+ * every request type (direct and indirect reads and writes, flush, barrier,
+ * discard), a multi-page ring of 256 slots full of indirect requests, and a
+ * hostile frontend (too many segments, bad grant references, sectors past
+ * the disk or the page, garbage indirect pages, unknown operations, writes
+ * to a read-only disk, a producer index that jumps past the ring), which
+ * gets errors or a ring no longer served, never a crash or a hang. The
+ * same layouts are checked against Xen's own header (x86_64). */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <xen/io/blkif.h>
+
+#include "tapdisk/blkif/blkif.h"
+#include "tapdisk/block/vbd.h"
+#include "tapdisk/core/io.h"
+#include "tapdisk/core/workers.h"
+#include "tapdisk/registry/registry.h"
+
+/* ---- the fake Xen ----------------------------------------------------------- */
+
+#define NGRANTS 8192
+
+struct td_xenio {
+	uint8_t *page[NGRANTS];
+	int efd;	 /* frontend -> backend events */
+	unsigned notified; /* backend -> frontend notifications */
+	bool bound;
+	unsigned copies;
+};
+
+static void *fx_map(struct td_xenio *x, uint32_t domid, const uint32_t *refs, unsigned n)
+{
+	/* the test grants ring pages as one contiguous run */
+	for (unsigned i = 0; i < n; i++)
+		if (refs[i] >= NGRANTS || !x->page[refs[i]] ||
+		    x->page[refs[i]] != x->page[refs[0]] + (size_t)i * 4096)
+			return NULL;
+	return x->page[refs[0]];
+}
+
+static void fx_unmap(struct td_xenio *x, void *addr, unsigned n)
+{
+}
+
+static int fx_copy(struct td_xenio *x, uint32_t domid, struct td_xenio_copy *c, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		x->copies++;
+		if (c[i].gref >= NGRANTS || !x->page[c[i].gref] ||
+		    (unsigned)c[i].offset + c[i].len > 4096) {
+			c[i].status = -4; /* GNTST_bad_gntref */
+			continue;
+		}
+		if (c[i].to_guest)
+			memcpy(x->page[c[i].gref] + c[i].offset, c[i].local, c[i].len);
+		else
+			memcpy(c[i].local, x->page[c[i].gref] + c[i].offset, c[i].len);
+		c[i].status = 0;
+	}
+	return 0;
+}
+
+static int fx_bind(struct td_xenio *x, uint32_t domid, uint32_t remote, uint32_t *local)
+{
+	x->bound = true;
+	*local = 7;
+	return 0;
+}
+
+static void fx_unbind(struct td_xenio *x, uint32_t local)
+{
+	x->bound = false;
+}
+
+static int fx_notify(struct td_xenio *x, uint32_t local)
+{
+	x->notified++;
+	return 0;
+}
+
+static int fx_fd(struct td_xenio *x)
+{
+	return x->efd;
+}
+
+static int fx_pending(struct td_xenio *x, uint32_t *port)
+{
+	uint64_t v;
+
+	if (read(x->efd, &v, sizeof(v)) != sizeof(v))
+		return -EAGAIN;
+	*port = 7;
+	return 0;
+}
+
+static const struct td_xenio_ops fake_ops = {
+	.map = fx_map,
+	.unmap = fx_unmap,
+	.copy = fx_copy,
+	.bind = fx_bind,
+	.unbind = fx_unbind,
+	.notify = fx_notify,
+	.fd = fx_fd,
+	.pending = fx_pending,
+};
+
+/* ---- the guest ---------------------------------------------------------------- */
+
+struct env {
+	struct td_ctx ctx;
+	struct vbd *vbd;
+	struct td_xenio x;
+	struct td_blkif *b;
+	enum td_blkif_abi abi;
+	unsigned npages, slots;
+	uint8_t *ring;	/* grants 0..npages-1 */
+	uint32_t next_grant;
+	uint32_t req_prod, rsp_cons;
+	char dir[64], img[128];
+};
+
+static char err[1024];
+
+static uint32_t grant_page(struct env *e)
+{
+	uint32_t g = e->next_grant++;
+
+	assert_true(g < NGRANTS);
+	if (!e->x.page[g])
+		assert_int_equal(posix_memalign((void **)&e->x.page[g], 4096, 4096), 0);
+	return g;
+}
+
+static void put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint8_t *slot(struct env *e, uint32_t idx)
+{
+	return e->ring + 64 + (size_t)(idx & (e->slots - 1)) * td_blkif_slot_size(e->abi);
+}
+
+/* offsets of the ABI the test speaks (see tapdisk/blkif/blkif_proto.c) */
+static size_t off_id(const struct env *e)
+{
+	return e->abi == TD_BLKIF_ABI_X86_64 ? 8 : 4;
+}
+
+static void req_rw(struct env *e, uint8_t op, uint64_t id, uint64_t sector, unsigned nseg,
+		   const uint32_t *grefs, const uint8_t *first, const uint8_t *last)
+{
+	uint8_t *s = slot(e, e->req_prod++);
+	size_t seg = e->abi == TD_BLKIF_ABI_X86_64 ? 24 : 20;
+
+	memset(s, 0, td_blkif_slot_size(e->abi));
+	s[0] = op;
+	s[1] = (uint8_t)nseg;
+	put16(s + 2, 0x51);
+	put64(s + off_id(e), id);
+	put64(s + off_id(e) + 8, sector);
+	for (unsigned i = 0; i < nseg && i < 11; i++) {
+		put32(s + seg + 8 * i, grefs[i]);
+		s[seg + 8 * i + 4] = first ? first[i] : 0;
+		s[seg + 8 * i + 5] = last ? last[i] : 7;
+	}
+}
+
+static void req_discard(struct env *e, uint64_t id, uint64_t sector, uint64_t n)
+{
+	uint8_t *s = slot(e, e->req_prod++);
+
+	memset(s, 0, td_blkif_slot_size(e->abi));
+	s[0] = TD_BLKIF_OP_DISCARD;
+	put64(s + off_id(e), id);
+	put64(s + off_id(e) + 8, sector);
+	put64(s + off_id(e) + 16, n);
+}
+
+/* An indirect request of nseg whole pages (grants data[0..nseg-1]). */
+static void req_indirect(struct env *e, uint8_t op, uint64_t id, uint64_t sector, unsigned nseg,
+			 const uint32_t *data)
+{
+	uint8_t *s = slot(e, e->req_prod++);
+	size_t grefs = e->abi == TD_BLKIF_ABI_X86_64 ? 28 : 24;
+	unsigned pages = (nseg + 511) / 512, i;
+
+	memset(s, 0, td_blkif_slot_size(e->abi));
+	s[0] = TD_BLKIF_OP_INDIRECT;
+	s[1] = op;
+	put16(s + 2, (uint16_t)nseg);
+	put64(s + off_id(e), id);
+	put64(s + off_id(e) + 8, sector);
+	for (i = 0; i < pages; i++) {
+		uint32_t g = grant_page(e);
+
+		memset(e->x.page[g], 0, 4096);
+		for (unsigned k = 0; k < 512 && i * 512 + k < nseg; k++) {
+			put32(e->x.page[g] + 8 * k, data[i * 512 + k]);
+			e->x.page[g][8 * k + 4] = 0;
+			e->x.page[g][8 * k + 5] = 7;
+		}
+		put32(s + grefs + 4 * i, g);
+	}
+}
+
+static void ring_push(struct env *e)
+{
+	uint64_t one = 1;
+
+	__atomic_store_n((uint32_t *)e->ring, e->req_prod, __ATOMIC_RELEASE);
+	assert_int_equal(write(e->x.efd, &one, sizeof(one)), sizeof(one));
+}
+
+/* Runs the loop until n more responses are on the ring (bounded). */
+static void wait_rsp(struct env *e, unsigned n)
+{
+	for (int i = 0; i < 20000; i++) {
+		uint32_t rp = __atomic_load_n((uint32_t *)(e->ring + 8), __ATOMIC_ACQUIRE);
+
+		if ((uint32_t)(rp - e->rsp_cons) >= n)
+			return;
+		td_loop_run_once(e->ctx.loop, 10);
+	}
+	fail_msg("no %u responses (have %u)", n,
+		 (unsigned)(*(uint32_t *)(e->ring + 8) - e->rsp_cons));
+}
+
+/* The next response: its id and status. */
+static int16_t rsp(struct env *e, uint64_t *id)
+{
+	uint8_t *s = slot(e, e->rsp_cons++);
+
+	*id = (uint64_t)s[0] | (uint64_t)s[1] << 8 | (uint64_t)s[2] << 16 | (uint64_t)s[3] << 24 |
+	      (uint64_t)s[4] << 32 | (uint64_t)s[5] << 40 | (uint64_t)s[6] << 48 |
+	      (uint64_t)s[7] << 56;
+	return (int16_t)(s[10] | s[11] << 8);
+}
+
+static void expect_rsp(struct env *e, uint64_t want_id, int16_t want)
+{
+	uint64_t id;
+	int16_t st;
+
+	wait_rsp(e, 1);
+	st = rsp(e, &id);
+	assert_int_equal(id, want_id);
+	if (st != want)
+		fail_msg("request %llu: status %d, want %d", (unsigned long long)id, st, want);
+}
+
+static void env_up(struct env *e, enum td_blkif_abi abi, unsigned npages, bool readonly)
+{
+	struct td_blkif_params p;
+	char spec[200];
+	int fd;
+
+	memset(e, 0, sizeof(*e));
+	e->abi = abi;
+	e->npages = npages;
+	snprintf(e->dir, sizeof(e->dir), "/tmp/tdblkif.XXXXXX");
+	assert_non_null(mkdtemp(e->dir));
+	snprintf(e->img, sizeof(e->img), "%s/disk.img", e->dir);
+	fd = open(e->img, O_RDWR | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 64 << 20), 0);
+	close(fd);
+	e->ctx.loop = td_loop_new();
+	e->ctx.io = td_io_new(e->ctx.loop, 256);
+	e->ctx.workers = td_workers_new(e->ctx.loop, 0);
+	e->ctx.readonly = readonly;
+	snprintf(spec, sizeof(spec), "aio:%s", e->img);
+	assert_int_equal(vbd_open(&e->ctx, spec, &e->vbd, err, sizeof(err)), 0);
+	e->x.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	assert_true(e->x.efd >= 0);
+	/* the ring: npages contiguous pages, granted as 0..npages-1 */
+	assert_int_equal(posix_memalign((void **)&e->ring, 4096, (size_t)npages * 4096), 0);
+	memset(e->ring, 0, (size_t)npages * 4096);
+	/* SHARED_RING_INIT: both event indexes at 1 */
+	((uint32_t *)e->ring)[1] = 1;
+	((uint32_t *)e->ring)[3] = 1;
+	for (unsigned i = 0; i < npages; i++)
+		e->x.page[i] = e->ring + (size_t)i * 4096;
+	e->next_grant = npages;
+	e->slots = td_blkif_ring_slots(abi, npages);
+	memset(&p, 0, sizeof(p));
+	p.domid = 3;
+	p.nring = npages;
+	for (unsigned i = 0; i < npages; i++)
+		p.ring_refs[i] = i;
+	p.evtchn = 9;
+	p.abi = abi;
+	e->b = td_blkif_connect(e->ctx.loop, e->vbd, &fake_ops, &e->x, &p, err, sizeof(err));
+	assert_non_null(e->b);
+	td_loop_run_once(e->ctx.loop, 0);
+}
+
+static void closed(void *opaque)
+{
+	*(bool *)opaque = true;
+}
+
+static void env_down(struct env *e)
+{
+	bool done = false;
+
+	td_blkif_disconnect(e->b, closed, &done);
+	for (int i = 0; i < 1000 && !done; i++)
+		td_loop_run_once(e->ctx.loop, 10);
+	assert_true(done);
+	assert_false(e->x.bound);
+	vbd_close(e->vbd);
+	td_workers_free(e->ctx.workers);
+	td_io_free(e->ctx.io);
+	td_loop_free(e->ctx.loop);
+	for (unsigned i = e->npages; i < NGRANTS; i++)
+		free(e->x.page[i]);
+	free(e->ring);
+	close(e->x.efd);
+	unlink(e->img);
+	rmdir(e->dir);
+}
+
+static void fill_pages(struct env *e, const uint32_t *g, unsigned n, uint8_t seed)
+{
+	for (unsigned i = 0; i < n; i++)
+		for (unsigned k = 0; k < 4096; k++)
+			e->x.page[g[i]][k] = (uint8_t)(seed + i * 7 + k);
+}
+
+static void check_pages(struct env *e, const uint32_t *g, unsigned n, uint8_t seed)
+{
+	for (unsigned i = 0; i < n; i++)
+		for (unsigned k = 0; k < 4096; k++)
+			if (e->x.page[g[i]][k] != (uint8_t)(seed + i * 7 + k))
+				fail_msg("page %u byte %u: %02x, want %02x", i, k, e->x.page[g[i]][k],
+					 (uint8_t)(seed + i * 7 + k));
+}
+
+/* ---- tests ------------------------------------------------------------------------ */
+
+static void test_layout_matches_xen(void **state)
+{
+	(void)state;
+	/* x86_64 is the native ABI here: Xen's own header tells its layout */
+	assert_int_equal(td_blkif_slot_size(TD_BLKIF_ABI_X86_64), sizeof(union blkif_sring_entry));
+	assert_int_equal(offsetof(struct blkif_request, id), 8);
+	assert_int_equal(offsetof(struct blkif_request, seg), 24);
+	assert_int_equal(offsetof(struct blkif_request_indirect, indirect_grefs), 28);
+	assert_int_equal(offsetof(struct blkif_request_discard, nr_sectors), 24);
+	assert_int_equal(offsetof(struct blkif_sring, ring), TD_BLKIF_RING_HDR);
+	assert_int_equal(td_blkif_ring_slots(TD_BLKIF_ABI_X86_64, 1),
+			 __CONST_RING_SIZE(blkif, 4096));
+	assert_int_equal(td_blkif_ring_slots(TD_BLKIF_ABI_X86_64, 8), 256);
+	/* i386: 108-byte requests, still 32 slots in a page */
+	assert_int_equal(td_blkif_slot_size(TD_BLKIF_ABI_X86_32), 108);
+	assert_int_equal(td_blkif_ring_slots(TD_BLKIF_ABI_X86_32, 1), 32);
+}
+
+static void roundtrip(enum td_blkif_abi abi)
+{
+	struct env e;
+	uint32_t w[11], r[11];
+	uint32_t iw[256], ir[256];
+	uint64_t id;
+
+	env_up(&e, abi, 1, false);
+	for (int i = 0; i < 11; i++) {
+		w[i] = grant_page(&e);
+		r[i] = grant_page(&e);
+	}
+	fill_pages(&e, w, 11, 0x21);
+	req_rw(&e, TD_BLKIF_OP_WRITE, 100, 2048, 11, w, NULL, NULL);
+	ring_push(&e);
+	expect_rsp(&e, 100, TD_BLKIF_RSP_OKAY);
+	req_rw(&e, TD_BLKIF_OP_READ, 101, 2048, 11, r, NULL, NULL);
+	ring_push(&e);
+	expect_rsp(&e, 101, TD_BLKIF_RSP_OKAY);
+	check_pages(&e, r, 11, 0x21);
+	assert_true(e.x.notified > 0);
+
+	/* partial pages: sectors 3..5 of a page, 512-byte aligned on the disk */
+	{
+		uint8_t first = 3, last = 5;
+		uint32_t g = grant_page(&e), g2 = grant_page(&e);
+
+		memset(e.x.page[g], 0x77, 4096);
+		req_rw(&e, TD_BLKIF_OP_WRITE, 102, 7, 1, &g, &first, &last);
+		ring_push(&e);
+		expect_rsp(&e, 102, TD_BLKIF_RSP_OKAY);
+		memset(e.x.page[g2], 0, 4096);
+		req_rw(&e, TD_BLKIF_OP_READ, 103, 7, 1, &g2, &first, &last);
+		ring_push(&e);
+		expect_rsp(&e, 103, TD_BLKIF_RSP_OKAY);
+		for (int k = 0; k < 4096; k++)
+			assert_int_equal(e.x.page[g2][k], k >= 3 * 512 && k < 6 * 512 ? 0x77 : 0);
+	}
+
+	/* indirect: 256 pages (1 MiB) written, read back */
+	for (int i = 0; i < 256; i++) {
+		iw[i] = grant_page(&e);
+		ir[i] = grant_page(&e);
+	}
+	fill_pages(&e, iw, 256, 0x5a);
+	req_indirect(&e, TD_BLKIF_OP_WRITE, 200, 8192, 256, iw);
+	ring_push(&e);
+	expect_rsp(&e, 200, TD_BLKIF_RSP_OKAY);
+	req_indirect(&e, TD_BLKIF_OP_READ, 201, 8192, 256, ir);
+	ring_push(&e);
+	expect_rsp(&e, 201, TD_BLKIF_RSP_OKAY);
+	check_pages(&e, ir, 256, 0x5a);
+
+	/* flush, barrier with data, discard */
+	req_rw(&e, TD_BLKIF_OP_FLUSH_DISKCACHE, 300, 0, 0, NULL, NULL, NULL);
+	fill_pages(&e, w, 2, 0x33);
+	req_rw(&e, TD_BLKIF_OP_WRITE_BARRIER, 301, 4096, 2, w, NULL, NULL);
+	req_discard(&e, 302, 2048, 88);
+	ring_push(&e);
+	wait_rsp(&e, 3);
+	for (int i = 0; i < 3; i++) {
+		int16_t st = rsp(&e, &id);
+
+		assert_true(id >= 300 && id <= 302);
+		assert_int_equal(st, TD_BLKIF_RSP_OKAY);
+	}
+	req_rw(&e, TD_BLKIF_OP_READ, 303, 4096, 2, r, NULL, NULL);
+	req_rw(&e, TD_BLKIF_OP_READ, 304, 2048, 9, r + 2, NULL, NULL);
+	ring_push(&e);
+	wait_rsp(&e, 2);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(rsp(&e, &id), TD_BLKIF_RSP_OKAY);
+	check_pages(&e, r, 2, 0x33);
+	for (int k = 0; k < 4096; k++)
+		assert_int_equal(e.x.page[r[2]][k], 0); /* discarded: reads zeros */
+	env_down(&e);
+}
+
+static void test_roundtrip_x86_64(void **state)
+{
+	(void)state;
+	roundtrip(TD_BLKIF_ABI_X86_64);
+}
+
+static void test_roundtrip_x86_32(void **state)
+{
+	(void)state;
+	roundtrip(TD_BLKIF_ABI_X86_32);
+}
+
+/* 8 ring pages: 256 slots, every one an indirect write of 16 pages at a
+ * place of its own, all pushed at once; then read back. */
+static void test_full_ring_indirect(void **state)
+{
+	static uint32_t g[256][16];
+	struct env e;
+	uint64_t id;
+	unsigned i;
+
+	(void)state;
+	env_up(&e, TD_BLKIF_ABI_X86_64, 8, false);
+	assert_int_equal(e.slots, 256);
+	for (i = 0; i < 256; i++) {
+		for (int k = 0; k < 16; k++)
+			g[i][k] = grant_page(&e);
+		fill_pages(&e, g[i], 16, (uint8_t)i);
+		req_indirect(&e, TD_BLKIF_OP_WRITE, 1000 + i, (uint64_t)i * 128, 16, g[i]);
+	}
+	ring_push(&e);
+	wait_rsp(&e, 256);
+	for (i = 0; i < 256; i++)
+		assert_int_equal(rsp(&e, &id), TD_BLKIF_RSP_OKAY);
+	for (i = 0; i < 256; i++)
+		for (int k = 0; k < 16; k++)
+			memset(e.x.page[g[i][k]], 0, 4096);
+	for (i = 0; i < 256; i++)
+		req_indirect(&e, TD_BLKIF_OP_READ, 2000 + i, (uint64_t)i * 128, 16, g[i]);
+	ring_push(&e);
+	wait_rsp(&e, 256);
+	for (i = 0; i < 256; i++)
+		assert_int_equal(rsp(&e, &id), TD_BLKIF_RSP_OKAY);
+	for (i = 0; i < 256; i++)
+		check_pages(&e, g[i], 16, (uint8_t)i);
+	env_down(&e);
+}
+
+static void test_hostile(void **state)
+{
+	struct env e;
+	struct td_blkif_stats st;
+	uint32_t g[11], bad = 99999;
+	uint8_t first = 5, last = 2, big = 9;
+	uint64_t disk = (64 << 20) / 512;
+
+	(void)state;
+	env_up(&e, TD_BLKIF_ABI_X86_64, 1, false);
+	for (int i = 0; i < 11; i++)
+		g[i] = grant_page(&e);
+
+	/* 12 segments in a direct request */
+	req_rw(&e, TD_BLKIF_OP_WRITE, 1, 0, 11, g, NULL, NULL);
+	slot(&e, e.req_prod - 1)[1] = 12;
+	ring_push(&e);
+	expect_rsp(&e, 1, TD_BLKIF_RSP_ERROR);
+	/* a grant that does not exist */
+	req_rw(&e, TD_BLKIF_OP_WRITE, 2, 0, 1, &bad, NULL, NULL);
+	req_rw(&e, TD_BLKIF_OP_READ, 3, 0, 1, &bad, NULL, NULL);
+	ring_push(&e);
+	expect_rsp(&e, 2, TD_BLKIF_RSP_ERROR);
+	expect_rsp(&e, 3, TD_BLKIF_RSP_ERROR);
+	/* sectors reversed, and past the page */
+	req_rw(&e, TD_BLKIF_OP_WRITE, 4, 0, 1, g, &first, &last);
+	req_rw(&e, TD_BLKIF_OP_WRITE, 5, 0, 1, g, NULL, &big);
+	ring_push(&e);
+	expect_rsp(&e, 4, TD_BLKIF_RSP_ERROR);
+	expect_rsp(&e, 5, TD_BLKIF_RSP_ERROR);
+	/* past the end of the disk, and wrapping around */
+	req_rw(&e, TD_BLKIF_OP_READ, 6, disk - 4, 1, g, NULL, NULL);
+	req_rw(&e, TD_BLKIF_OP_READ, 7, UINT64_MAX - 2, 1, g, NULL, NULL);
+	req_discard(&e, 8, disk - 1, 2);
+	req_discard(&e, 9, 8, UINT64_MAX);
+	ring_push(&e);
+	expect_rsp(&e, 6, TD_BLKIF_RSP_ERROR);
+	expect_rsp(&e, 7, TD_BLKIF_RSP_ERROR);
+	expect_rsp(&e, 8, TD_BLKIF_RSP_ERROR);
+	expect_rsp(&e, 9, TD_BLKIF_RSP_ERROR);
+	/* the last sector itself is fine */
+	req_rw(&e, TD_BLKIF_OP_READ, 10, disk - 8, 1, g, NULL, NULL);
+	ring_push(&e);
+	expect_rsp(&e, 10, TD_BLKIF_RSP_OKAY);
+	/* unknown operations; a read without segments; a flush with some */
+	req_rw(&e, 77, 11, 0, 1, g, NULL, NULL);
+	req_rw(&e, TD_BLKIF_OP_READ, 12, 0, 0, g, NULL, NULL);
+	req_rw(&e, TD_BLKIF_OP_FLUSH_DISKCACHE, 13, 0, 1, g, NULL, NULL);
+	ring_push(&e);
+	expect_rsp(&e, 11, TD_BLKIF_RSP_EOPNOTSUPP);
+	expect_rsp(&e, 12, TD_BLKIF_RSP_ERROR);
+	expect_rsp(&e, 13, TD_BLKIF_RSP_ERROR);
+	/* indirect: 0 and 257 segments; an indirect flush; garbage pages */
+	req_indirect(&e, TD_BLKIF_OP_WRITE, 14, 0, 2, g);
+	put16(slot(&e, e.req_prod - 1) + 2, 0);
+	req_indirect(&e, TD_BLKIF_OP_WRITE, 15, 0, 2, g);
+	put16(slot(&e, e.req_prod - 1) + 2, 257);
+	req_indirect(&e, TD_BLKIF_OP_FLUSH_DISKCACHE, 16, 0, 2, g);
+	req_indirect(&e, TD_BLKIF_OP_WRITE, 17, 0, 2, g);
+	{
+		/* the indirect page the request names, overwritten with garbage */
+		uint32_t ip = (uint32_t)slot(&e, e.req_prod - 1)[28] |
+			      (uint32_t)slot(&e, e.req_prod - 1)[29] << 8;
+
+		for (int k = 0; k < 4096; k++)
+			e.x.page[ip][k] = (uint8_t)(k * 131 + 17);
+	}
+	req_indirect(&e, TD_BLKIF_OP_READ, 18, 0, 2, g);
+	put32(slot(&e, e.req_prod - 1) + 28, bad); /* an indirect page not granted */
+	ring_push(&e);
+	for (uint64_t id = 14; id <= 18; id++)
+		expect_rsp(&e, id, id == 16 ? TD_BLKIF_RSP_ERROR : TD_BLKIF_RSP_ERROR);
+	td_blkif_get_stats(e.b, &st);
+	assert_false(st.hostile);
+	assert_true(st.bad_requests >= 15);
+
+	/* the producer index jumps past the ring: no longer served */
+	req_rw(&e, TD_BLKIF_OP_READ, 19, 0, 1, g, NULL, NULL);
+	e.req_prod += 1000;
+	ring_push(&e);
+	for (int i = 0; i < 20; i++)
+		td_loop_run_once(e.ctx.loop, 5);
+	td_blkif_get_stats(e.b, &st);
+	assert_true(st.hostile);
+	assert_int_equal(*(uint32_t *)(e.ring + 8), e.rsp_cons); /* nothing answered */
+	env_down(&e);
+
+	/* writes, barriers and discards to a read-only disk */
+	env_up(&e, TD_BLKIF_ABI_X86_32, 1, true);
+	for (int i = 0; i < 2; i++)
+		g[i] = grant_page(&e);
+	req_rw(&e, TD_BLKIF_OP_WRITE, 30, 0, 1, g, NULL, NULL);
+	req_rw(&e, TD_BLKIF_OP_WRITE_BARRIER, 31, 0, 1, g, NULL, NULL);
+	req_discard(&e, 32, 0, 8);
+	req_rw(&e, TD_BLKIF_OP_READ, 33, 0, 1, g + 1, NULL, NULL);
+	ring_push(&e);
+	expect_rsp(&e, 30, TD_BLKIF_RSP_ERROR);
+	expect_rsp(&e, 31, TD_BLKIF_RSP_ERROR);
+	expect_rsp(&e, 32, TD_BLKIF_RSP_ERROR);
+	expect_rsp(&e, 33, TD_BLKIF_RSP_OKAY);
+	env_down(&e);
+}
+
+/* A disconnect while requests are in flight answers them first. */
+static void test_disconnect_in_flight(void **state)
+{
+	struct env e;
+	uint32_t g[8];
+	bool done = false;
+
+	(void)state;
+	env_up(&e, TD_BLKIF_ABI_X86_64, 1, false);
+	for (int i = 0; i < 8; i++)
+		g[i] = grant_page(&e);
+	for (int i = 0; i < 8; i++)
+		req_rw(&e, TD_BLKIF_OP_WRITE, 40 + i, (uint64_t)i * 8, 1, g + i, NULL, NULL);
+	ring_push(&e);
+	td_loop_run_once(e.ctx.loop, 0); /* taken off the ring, not done yet */
+	td_blkif_disconnect(e.b, closed, &done);
+	for (int i = 0; i < 1000 && !done; i++)
+		td_loop_run_once(e.ctx.loop, 10);
+	assert_true(done);
+	assert_int_equal(*(uint32_t *)(e.ring + 8), 8); /* every request answered */
+	e.b = NULL;
+	vbd_close(e.vbd);
+	td_workers_free(e.ctx.workers);
+	td_io_free(e.ctx.io);
+	td_loop_free(e.ctx.loop);
+	for (unsigned i = e.npages; i < NGRANTS; i++)
+		free(e.x.page[i]);
+	free(e.ring);
+	close(e.x.efd);
+	unlink(e.img);
+	rmdir(e.dir);
+}
+
+static void test_params(void **state)
+{
+	struct td_blkif_params p;
+
+	(void)state;
+	assert_int_equal(td_blkif_params_parse("3 8 15 x86_64-abi", &p, err, sizeof(err)), 0);
+	assert_int_equal(p.nring, 1);
+	assert_int_equal(td_blkif_params_parse("3 8,9,10,11 15", &p, err, sizeof(err)), 0);
+	assert_int_equal(p.nring, 4);
+	assert_int_equal(p.abi, TD_BLKIF_ABI_X86_64);
+	assert_int_equal(td_blkif_params_parse("3 8,9,10 15", &p, err, sizeof(err)), -EINVAL);
+	assert_int_equal(td_blkif_params_parse("3 8 15 x86_33-abi", &p, err, sizeof(err)), -EINVAL);
+	assert_int_equal(td_blkif_params_parse("70000 8 15", &p, err, sizeof(err)), -EINVAL);
+	assert_int_equal(td_blkif_params_parse(
+			     "1 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17 2", &p, err, sizeof(err)),
+			 -EINVAL);
+	assert_int_equal(td_blkif_params_parse("garbage", &p, err, sizeof(err)), -EINVAL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_layout_matches_xen),
+	    cmocka_unit_test(test_params),
+	    cmocka_unit_test(test_roundtrip_x86_64),
+	    cmocka_unit_test(test_roundtrip_x86_32),
+	    cmocka_unit_test(test_full_ring_indirect),
+	    cmocka_unit_test(test_hostile),
+	    cmocka_unit_test(test_disconnect_in_flight),
+	};
+
+	td_drivers_set(td_registry());
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
