@@ -48,6 +48,10 @@ static void usage(FILE *f)
 		"                                     is then never written again\n"
 		"  snapshot SELECTOR SNAPNAME         live snapshot of an rbd VBD: RBD snapshot\n"
 		"                                     POOL/IMAGE@SNAPNAME\n"
+		"  xen-connect SELECTOR DOMID RING-REFS EVTCHN [PROTOCOL]\n"
+		"                                     serve a Xen guest's blkif ring (a tapdisk\n"
+		"                                     created with --xen; tapback does this)\n"
+		"  xen-disconnect SELECTOR            answer what is in flight, let the ring go\n"
 		"\n"
 		"SELECTOR is -p PID -m MINOR (either or both), or -s SOCKET (the NBD socket).\n"
 		"SPEC is [tap:]DRIVER[:DRIVER...]:PATH, e.g. aio:/srv/vm.img or\n"
@@ -62,7 +66,7 @@ static void cmd_usage(const char *cmd)
 {
 	if (!strcmp(cmd, "create"))
 		printf("Usage: tap-ctl create -a SPEC [-s SOCKET] [-r|--readonly] [-t SECONDS] [-u USER]\n"
-		       "                     [--ceph-conf PATH] [--ceph-id NAME]\n\n"
+		       "                     [--xen] [--ceph-conf PATH] [--ceph-id NAME]\n\n"
 		       "Starts one isolated tapdisk process serving SPEC and prints exactly one\n"
 		       "line, its NBD URI. -s sets the socket path (default\n"
 		       "$TAPDISK_RUNDIR/nbd.<minor>.sock); -t how long to wait for it (30 s).\n"
@@ -73,6 +77,7 @@ static void cmd_usage(const char *cmd)
 		       "-u/--user runs it as USER instead. Nothing is chowned either way: the\n"
 		       "image and the sockets stay whose they are (the sockets are root's, 0600).\n"
 		       "A loaded key opens only the file it was loaded for ('vdkey load').\n"
+		       "--xen: it can also serve a Xen guest's blkif ring (tap-ctl xen-connect).\n"
 		       "--ceph-conf/--ceph-id: the Ceph cluster of an rbd: SPEC (default\n"
 		       "$CEPH_CONF / $CEPH_ID, then /etc/ceph/ceph.conf and client.admin).\n");
 	else if (!strcmp(cmd, "list"))
@@ -82,6 +87,17 @@ static void cmd_usage(const char *cmd)
 		printf("Usage: tap-ctl stats (-p PID | -m MINOR | -s SOCKET) [--json]\n\n"
 		       "Counters: reads, writes, flushes, discards, write_zeroes, bytes, errors,\n"
 		       "in-flight, integrity failures, lower-image traffic, latency mean/p50/p99.\n");
+	else if (!strcmp(cmd, "xen-connect"))
+		printf("Usage: tap-ctl xen-connect (-p PID | -m MINOR | -s SOCKET) DOMID RING-REFS "
+		       "EVTCHN [PROTOCOL]\n\n"
+		       "Hands a Xen guest's block ring to a tapdisk started with --xen (tap-ctl\n"
+		       "create --xen): RING-REFS are the grant references of its ring pages, comma\n"
+		       "separated (1, 2, 4, 8 or 16 of them), EVTCHN its event channel, PROTOCOL\n"
+		       "x86_64-abi (the default) or x86_32-abi. tapback reads them from xenstore\n"
+		       "and calls this; it is here for tests and debugging.\n");
+	else if (!strcmp(cmd, "xen-disconnect"))
+		printf("Usage: tap-ctl xen-disconnect (-p PID | -m MINOR | -s SOCKET)\n\n"
+		       "Stops taking requests from the ring, answers those in flight, unmaps it.\n");
 	else if (!strcmp(cmd, "unpause"))
 		printf("Usage: tap-ctl unpause (-p PID | -m MINOR | -s SOCKET) [-a NEWSPEC]\n\n"
 		       "Reopens the image and resumes the requests that waited. The tapdisk\n"
@@ -324,6 +340,7 @@ static void explain_lock(const char *spec)
 }
 
 static const char *ceph_conf, *ceph_id;
+static bool xen_mode;
 
 static int cmd_create(const char *spec, const char *sock, bool ro, int timeout_s, const char *user)
 {
@@ -383,6 +400,8 @@ static int cmd_create(const char *spec, const char *sock, bool ro, int timeout_s
 			args[a++] = "--user";
 			args[a++] = (char *)user;
 		}
+		if (xen_mode)
+			args[a++] = "--xen";
 		if (ceph_conf) {
 			args[a++] = "--ceph-conf";
 			args[a++] = (char *)ceph_conf;
@@ -732,6 +751,7 @@ int main(int argc, char **argv)
 		{"readonly", no_argument, NULL, 'r'},
 		{"user", required_argument, NULL, 'u'},
 		{"ceph-conf", required_argument, NULL, 'C'},
+		{"xen", no_argument, NULL, 'X'},
 		{"ceph-id", required_argument, NULL, 'I'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -781,6 +801,9 @@ int main(int argc, char **argv)
 		case 'C':
 			ceph_conf = optarg;
 			break;
+		case 'X':
+			xen_mode = true;
+			break;
 		case 'I':
 			ceph_id = optarg;
 			break;
@@ -791,6 +814,28 @@ int main(int argc, char **argv)
 			fprintf(stderr, "%s: see tap-ctl %s --help\n", prog, cmd);
 			return 2;
 		}
+	}
+	if (!strcmp(cmd, "xen-connect")) {
+		char line[512], ctl[PATH_MAX], err[1024];
+		struct td_kv info = {0};
+		int rc;
+
+		if (argc - optind < 3 || argc - optind > 4) {
+			fprintf(stderr,
+				"%s xen-connect: expected DOMID RING-REFS EVTCHN [PROTOCOL] (see tap-ctl "
+				"xen-connect --help)\n",
+				prog);
+			return 2;
+		}
+		snprintf(line, sizeof(line), "xen-connect %s %s %s %s", argv[optind], argv[optind + 1],
+			 argv[optind + 2], argc - optind == 4 ? argv[optind + 3] : "");
+		if (find_one(&sel, ctl, sizeof(ctl), &info) < 0)
+			return 1;
+		td_kv_free(&info);
+		rc = td_ctl_call(ctl, line, NULL, 30000, err, sizeof(err));
+		if (rc < 0)
+			fprintf(stderr, "%s xen-connect: %s\n", prog, err);
+		return rc < 0 ? 1 : 0;
 	}
 	if (!strcmp(cmd, "snapshot")) {
 		if (optind != argc - 1) {
@@ -813,6 +858,8 @@ int main(int argc, char **argv)
 		return cmd_simple(cmd, &sel, NULL, json);
 	if (!strcmp(cmd, "unpause"))
 		return cmd_simple(cmd, &sel, spec, json);
+	if (!strcmp(cmd, "xen-disconnect"))
+		return cmd_simple(cmd, &sel, NULL, json);
 	fprintf(stderr, "%s: unknown command '%s' (see tap-ctl --help)\n", prog, cmd);
 	return 2;
 }

@@ -7,6 +7,10 @@
 #include <sched.h>
 #include <seccomp.h>
 #include <stdbool.h>
+#include <xen/xen.h> /* domid_t, for the ioctl headers */
+#include <xen/sys/evtchn.h>
+#include <xen/sys/gntdev.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,17 +167,37 @@ static const unsigned long ioctl_allow[] = {
     BLKZEROOUT,
 };
 
-static int load_filter(const char *const *extra, size_t nextra, char *err, size_t errlen);
+/* A Xen tapdisk's ring (tapdisk/blkif): grant mapping and copies on
+ * /dev/xen/gntdev, the event channel on /dev/xen/evtchn. */
+static const unsigned long xen_ioctl_allow[] = {
+    IOCTL_GNTDEV_MAP_GRANT_REF,	  IOCTL_GNTDEV_UNMAP_GRANT_REF,	 IOCTL_GNTDEV_GET_OFFSET_FOR_VADDR,
+    IOCTL_GNTDEV_SET_MAX_GRANTS,  IOCTL_GNTDEV_SET_UNMAP_NOTIFY, IOCTL_GNTDEV_GRANT_COPY,
+    IOCTL_EVTCHN_BIND_INTERDOMAIN, IOCTL_EVTCHN_UNBIND,		 IOCTL_EVTCHN_NOTIFY,
+    IOCTL_EVTCHN_RESET,
+};
+
+static int load_filter(const char *const *extra, size_t nextra, bool xen, char *err,
+		       size_t errlen);
 
 int td_sandbox_seccomp(char *err, size_t errlen)
 {
-	return load_filter(NULL, 0, err, errlen);
+	return load_filter(NULL, 0, false, err, errlen);
+}
+
+int td_sandbox_seccomp_profile(unsigned profile, char *err, size_t errlen)
+{
+	bool xen = (profile & TD_SANDBOX_XEN) != 0;
+
+	if (profile & TD_SANDBOX_NETWORK)
+		return load_filter(cluster_allow, sizeof(cluster_allow) / sizeof(cluster_allow[0]),
+				   xen, err, errlen);
+	return load_filter(NULL, 0, xen, err, errlen);
 }
 
 int td_sandbox_seccomp_cluster(char *err, size_t errlen)
 {
-	return load_filter(cluster_allow, sizeof(cluster_allow) / sizeof(cluster_allow[0]), err,
-			   errlen);
+	return load_filter(cluster_allow, sizeof(cluster_allow) / sizeof(cluster_allow[0]), false,
+			   err, errlen);
 }
 
 static int allow_list(scmp_filter_ctx ctx, const char *const *names, size_t n, char *err,
@@ -199,17 +223,17 @@ static int allow_list(scmp_filter_ctx ctx, const char *const *names, size_t n, c
 /* ioctl only with the requests of ioctl_allow. The kernel reads the
  * request as a 32-bit number, so only the low 32 bits are compared: a
  * request with junk in the upper half is the same request to the kernel. */
-static int allow_ioctls(scmp_filter_ctx ctx, char *err, size_t errlen)
+static int allow_ioctls(scmp_filter_ctx ctx, const unsigned long *list, size_t n, char *err,
+			size_t errlen)
 {
 	size_t i;
 	int rc;
 
-	for (i = 0; i < sizeof(ioctl_allow) / sizeof(ioctl_allow[0]); i++) {
-		rc = seccomp_rule_add(
-		    ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-		    SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, ioctl_allow[i] & 0xffffffffu));
+	for (i = 0; i < n; i++) {
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+				      SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, list[i] & 0xffffffffu));
 		if (rc < 0) {
-			snprintf(err, errlen, "seccomp rule for ioctl 0x%lx: %s", ioctl_allow[i],
+			snprintf(err, errlen, "seccomp rule for ioctl 0x%lx: %s", list[i],
 				 strerror(-rc));
 			return rc;
 		}
@@ -217,7 +241,8 @@ static int allow_ioctls(scmp_filter_ctx ctx, char *err, size_t errlen)
 	return 0;
 }
 
-static int load_filter(const char *const *extra, size_t nextra, char *err, size_t errlen)
+static int load_filter(const char *const *extra, size_t nextra, bool xen, char *err,
+		       size_t errlen)
 {
 	/* what the event loop, libaio, the NBD and control sockets, the worker
 	 * threads, the allocators, logging, pause/unpause (reopening the image
@@ -269,7 +294,11 @@ static int load_filter(const char *const *extra, size_t nextra, char *err, size_
 	if (rc == 0 && extra)
 		rc = allow_list(ctx, extra, nextra, err, errlen);
 	if (rc == 0)
-		rc = allow_ioctls(ctx, err, errlen);
+		rc = allow_ioctls(ctx, ioctl_allow, sizeof(ioctl_allow) / sizeof(ioctl_allow[0]), err,
+				  errlen);
+	if (rc == 0 && xen)
+		rc = allow_ioctls(ctx, xen_ioctl_allow,
+				  sizeof(xen_ioctl_allow) / sizeof(xen_ioctl_allow[0]), err, errlen);
 	if (rc == 0 && extra) {
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
 				      SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));

@@ -29,4 +29,9 @@ int td_sandbox_seccomp(char *err, size_t errlen);
  * cluster, thread creation): for chains with an rbd layer only. */
 int td_sandbox_seccomp_cluster(char *err, size_t errlen);
 
+#define TD_SANDBOX_NETWORK 0x1u /* the image is reached over the network (rbd) */
+#define TD_SANDBOX_XEN 0x2u	/* a blkif ring: the gntdev and evtchn ioctls */
+/* The list for a profile: the file list, plus the cluster's and/or Xen's. */
+int td_sandbox_seccomp_profile(unsigned profile, char *err, size_t errlen);
+
 #endif

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "keymgr/keyring.h"
+#include "tapdisk/blkif/blkif.h"
 #include "keymgr/statedir.h"
 #include "crypt/backend/volkey.h"
 #include "tapdisk/core/bufpool.h"
@@ -79,6 +80,12 @@ struct td_server {
 	bool dropped;
 	struct td_volkey *key; /* the key this tapdisk serves with, for reopening */
 	uint8_t key_uuid[16];
+	/* a Xen guest's ring (tapdisk serve --xen; xen-connect) */
+	struct td_xenio *xen;
+	const struct td_xenio_ops *xen_ops;
+	struct td_blkif *blkif;
+	struct ctl_conn *xen_disconnect_conn;
+	bool blkif_closing;
 };
 
 #define CTL_MAX_FDS 128
@@ -159,13 +166,14 @@ static void do_info(struct ctl_conn *c)
 	snprintf(out, sizeof(out),
 		 "ok\npid=%d\nminor=%d\nstate=%s\nspec=%s\nsocket=%s\nuri=nbd+unix:///?socket=%s\n"
 		 "path=%s\nsize=%llu\nuid=%u\nreadonly=%d\nconnections=%u\ndumpable=%d\n"
-		 "snapshot=%s\nimage_owner=%u:%u\n",
+		 "snapshot=%s\nimage_owner=%u:%u\nxen=%s\n",
 		 (int)getpid(), s->minor, state_name(s), vbd_spec(s->vbd), s->nbd_path, s->nbd_path,
 		 vbd_path(s->vbd) ? vbd_path(s->vbd) : "", (unsigned long long)vbd_size(s->vbd),
 		 (unsigned)getuid(), vbd_readonly(s->vbd) ? 1 : 0,
 		 s->nbd ? nbd_server_connections(s->nbd) : 0, prctl(PR_GET_DUMPABLE),
 		 snapshot_kind_name(img->snapshot_kind), (unsigned)s->image_uid,
-		 (unsigned)s->image_gid);
+		 (unsigned)s->image_gid,
+		 !s->xen ? "no" : s->blkif ? (s->blkif_closing ? "closing" : "connected") : "ready");
 	ctl_reply(c, out);
 }
 
@@ -295,10 +303,33 @@ static void nbd_stopped(void *opaque)
 	vbd_pause(s->vbd, shutdown_done, s);
 }
 
+static void server_shutdown(struct td_server *s);
+
+static void shutdown_after_blkif(void *opaque)
+{
+	struct td_server *s = opaque;
+
+	s->blkif = NULL;
+	s->blkif_closing = false;
+	s->shutting_down = false;
+	server_shutdown(s);
+}
+
 static void server_shutdown(struct td_server *s)
 {
 	if (s->shutting_down)
 		return;
+	if (s->blkif) {
+		/* the ring's requests are answered before the VBD pauses (those
+		 * parked by a pause fail: they would never run now) */
+		s->shutting_down = true;
+		vbd_fail_waiting(s->vbd, -ESHUTDOWN);
+		if (!s->blkif_closing) {
+			s->blkif_closing = true;
+			td_blkif_disconnect(s->blkif, shutdown_after_blkif, s);
+		}
+		return;
+	}
 	s->shutting_down = true;
 	td_info("shutting down: draining and flushing %s", vbd_spec(s->vbd));
 	if (s->ctl_watch) {
@@ -358,6 +389,18 @@ static int take_files(struct ctl_conn *c, char *line, char *err, size_t errlen)
 		close(c->fds[i]);
 	c->nfds = 0;
 	return rc;
+}
+
+static void xen_disconnected(void *opaque)
+{
+	struct td_server *s = opaque;
+	struct ctl_conn *c = s->xen_disconnect_conn;
+
+	s->blkif = NULL;
+	s->blkif_closing = false;
+	s->xen_disconnect_conn = NULL;
+	if (c)
+		ctl_reply(c, "ok\n");
 }
 
 static void ctl_command(struct ctl_conn *c, char *line)
@@ -424,6 +467,32 @@ static void ctl_command(struct ctl_conn *c, char *line)
 		td_loop_del_fd(s->loop, c->w);
 		c->w = NULL;
 		vbd_pause(s->vbd, snapshot_paused, s);
+	} else if (!strncmp(line, "xen-connect ", 12)) {
+		struct td_blkif_params bp;
+
+		if (!s->xen)
+			ctl_errorf(c, "this tapdisk was not started for Xen (tapdisk serve --xen)");
+		else if (s->blkif)
+			ctl_errorf(c, "a ring is connected already (xen-disconnect first)");
+		else if (s->shutting_down)
+			ctl_errorf(c, "tapdisk is shutting down");
+		else if (td_blkif_params_parse(line + 12, &bp, err, sizeof(err)) < 0)
+			ctl_errorf(c, "xen-connect: %s", err);
+		else if (!(s->blkif = td_blkif_connect(s->loop, s->vbd, s->xen_ops, s->xen, &bp, err,
+						       sizeof(err))))
+			ctl_errorf(c, "xen-connect: %s", err);
+		else
+			ctl_reply(c, "ok\n");
+	} else if (!strcmp(line, "xen-disconnect")) {
+		if (!s->blkif || s->blkif_closing) {
+			ctl_errorf(c, "no ring is connected");
+		} else {
+			s->blkif_closing = true;
+			s->xen_disconnect_conn = c;
+			td_loop_del_fd(s->loop, c->w);
+			c->w = NULL;
+			td_blkif_disconnect(s->blkif, xen_disconnected, s);
+		}
 	} else if (!strcmp(line, "destroy")) {
 		if (s->destroy_conn) {
 			ctl_errorf(c, "already shutting down");
@@ -435,7 +504,8 @@ static void ctl_command(struct ctl_conn *c, char *line)
 		server_shutdown(s);
 	} else {
 		ctl_errorf(c, "unknown command '%.64s' (known: info, stats, pause, unpause [SPEC], "
-			      "snapshot FILE|NAME, destroy)", line);
+			      "snapshot FILE|NAME, xen-connect DOMID REFS EVTCHN [PROTOCOL], "
+			      "xen-disconnect, destroy)", line);
 	}
 }
 
@@ -828,6 +898,8 @@ int td_server_main(const struct td_server_opts *o)
 		snprintf(err, sizeof(err), "cannot start the NBD server");
 		goto fail;
 	}
+	if (o->xen && !(s.xen = td_xenio_open(&s.xen_ops, err, sizeof(err))))
+		goto fail;
 	if (choose_identity(&s, o, hc, &uid, &gid, &drop, err, sizeof(err)) < 0)
 		goto fail;
 	/* the key schedules are in libcrypto's locked heap already
@@ -846,7 +918,8 @@ int td_server_main(const struct td_server_opts *o)
 			o->user ? o->user : "");
 	}
 	if (!o->no_seccomp &&
-	    (net ? td_sandbox_seccomp_cluster(err, sizeof(err)) : td_sandbox_seccomp(err, sizeof(err))) < 0)
+	    td_sandbox_seccomp_profile((net ? TD_SANDBOX_NETWORK : 0) | (o->xen ? TD_SANDBOX_XEN : 0),
+				       err, sizeof(err)) < 0)
 		goto fail;
 	td_info("serving %s (%llu bytes) on %s, minor %d", vbd_spec(s.vbd),
 		(unsigned long long)vbd_size(s.vbd), s.nbd_path, s.minor);
@@ -883,6 +956,7 @@ out:
 	if (s.sig_fd >= 0)
 		close(s.sig_fd);
 	vbd_close(s.vbd);
+	td_xenio_close(s.xen);
 	td_volkey_free(&s.key);
 	td_files_free(s.files);
 	td_workers_free(s.ctx.workers);

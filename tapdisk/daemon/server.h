@@ -14,6 +14,7 @@ struct td_server_opts {
 	const char *user; /* run as this user once the image is open (NULL: stay) */
 	bool no_seccomp;
 	int workers; /* crypto worker threads; -1 = one per CPU, at most 8 */
+	bool xen;    /* serve a Xen blkif ring too (xen-connect): open the Xen devices */
 };
 
 /* Runs until SIGTERM/SIGINT or a destroy command; returns the exit code. */

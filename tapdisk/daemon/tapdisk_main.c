@@ -43,6 +43,9 @@ static void usage(FILE *f)
 		"      --inline-bytes N  requests with at most N bytes of crypto work stay on the\n"
 		"                        loop's thread (default 8192; 0 = always hand off)\n"
 		"  -v, --verbose         debug logging\n"
+		"      --xen             also serve a Xen guest's blkif ring, once tapback (or\n"
+		"                        tap-ctl xen-connect) hands over its ring references and\n"
+		"                        event channel; opens /dev/xen/gntdev and /dev/xen/evtchn\n"
 		"      --ceph-conf PATH  ceph.conf for an rbd: SPEC (sets CEPH_CONF)\n"
 		"      --ceph-id NAME    Ceph client id for an rbd: SPEC (sets CEPH_ID)\n"
 		"  -h, --help            this text\n"
@@ -86,6 +89,7 @@ int main(int argc, char **argv)
 		{"workers", required_argument, NULL, 'W'},
 		{"inline-bytes", required_argument, NULL, 'B'},
 		{"verbose", no_argument, NULL, 'v'},
+		{"xen", no_argument, NULL, 'X'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -161,6 +165,9 @@ int main(int argc, char **argv)
 			break;
 		case 'v':
 			td_log_set_level(TD_LOG_DEBUG);
+			break;
+		case 'X':
+			o.xen = true;
 			break;
 		case 'h':
 			usage(stdout);
