@@ -424,6 +424,97 @@ static void gen_qcow2(void)
 	put_qcow2("v2-4k", 0, 16 << 12, buf, 200);
 }
 
+/* ---- blkif: [mode][idx le32][disk sectors le64] ring page [indirect pages] ---- */
+
+static void blkif_hdr(uint8_t *b, uint8_t mode, uint32_t idx, uint64_t disk)
+{
+	b[0] = mode;
+	for (int i = 0; i < 4; i++)
+		b[1 + i] = (uint8_t)(idx >> (8 * i));
+	le64(b + 5, disk);
+}
+
+static void blkif_seg(uint8_t *p, uint32_t gref, uint8_t first, uint8_t last)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(gref >> (8 * i));
+	p[4] = first;
+	p[5] = last;
+}
+
+static void gen_blkif(void)
+{
+	/* field offsets of a request: x86_64 / x86_32 (blkif_proto.c) */
+	static const struct {
+		const char *abi;
+		uint8_t mode;
+		size_t id, sector, seg, ind_grefs;
+	} L[] = {{"64", 0, 8, 16, 24, 28}, {"32", 1, 4, 12, 20, 24}};
+	static uint8_t b[13 + 4096 + 4096];
+
+	for (unsigned a = 0; a < 2; a++) {
+		uint8_t *s = b + 13 + 64; /* slot 0 */
+		char name[64];
+
+		/* a read of 3 segments */
+		memset(b, 0, sizeof(b));
+		blkif_hdr(b, L[a].mode, 0, 1 << 20);
+		s[0] = 0, s[1] = 3;
+		le64(s + L[a].id, 0x1234);
+		le64(s + L[a].sector, 64);
+		for (int i = 0; i < 3; i++)
+			blkif_seg(s + L[a].seg + 8 * i, 100 + i, 0, 7);
+		snprintf(name, sizeof(name), "read-%s", L[a].abi);
+		put("blkif", name, b, 13 + 4096, NULL, 0);
+		/* the same as a write, on a read-only disk, at a wrapped index */
+		blkif_hdr(b, L[a].mode | 2, 32, 1 << 20);
+		s[0] = 1;
+		snprintf(name, sizeof(name), "write-ro-%s", L[a].abi);
+		put("blkif", name, b, 13 + 4096, NULL, 0);
+		/* a write that ends past the disk */
+		blkif_hdr(b, L[a].mode, 0, 66);
+		snprintf(name, sizeof(name), "write-past-%s", L[a].abi);
+		put("blkif", name, b, 13 + 4096, NULL, 0);
+		/* flush, barrier with one segment */
+		memset(b, 0, sizeof(b));
+		blkif_hdr(b, L[a].mode, 0, 1 << 20);
+		s[0] = 3;
+		le64(s + L[a].id, 7);
+		snprintf(name, sizeof(name), "flush-%s", L[a].abi);
+		put("blkif", name, b, 13 + 4096, NULL, 0);
+		s[0] = 2, s[1] = 1;
+		blkif_seg(s + L[a].seg, 9, 2, 5);
+		snprintf(name, sizeof(name), "barrier-%s", L[a].abi);
+		put("blkif", name, b, 13 + 4096, NULL, 0);
+		/* discard (nr_sectors sits where the segments start) */
+		memset(b, 0, sizeof(b));
+		blkif_hdr(b, L[a].mode, 0, 1 << 20);
+		s[0] = 5, s[1] = 1;
+		le64(s + L[a].id, 8);
+		le64(s + L[a].sector, 4096);
+		le64(s + L[a].seg, 8192);
+		snprintf(name, sizeof(name), "discard-%s", L[a].abi);
+		put("blkif", name, b, 13 + 4096, NULL, 0);
+		/* an indirect write of 256 segments in one indirect page */
+		memset(b, 0, sizeof(b));
+		blkif_hdr(b, L[a].mode, 5, 1 << 22);
+		s = b + 13 + 64 + 5 * (a ? 108 : 112);
+		s[0] = 6, s[1] = 1, s[2] = 0, s[3] = 1; /* 256 segments */
+		le64(s + L[a].id, 9);
+		le64(s + L[a].sector, 2048);
+		s[L[a].ind_grefs] = 77;
+		for (int i = 0; i < 256; i++)
+			blkif_seg(b + 13 + 4096 + 8 * i, 1000 + i, 0, 7);
+		snprintf(name, sizeof(name), "indirect-%s", L[a].abi);
+		put("blkif", name, b, 13 + 8192, NULL, 0);
+		/* the same slot in a ring of 16 pages (the input holds the
+		 * first; the rest reads as zero) */
+		b[0] |= 4 << 2;
+		snprintf(name, sizeof(name), "ring16-%s", L[a].abi);
+		put("blkif", name, b, 13 + 4096, NULL, 0);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -438,5 +529,6 @@ int main(int argc, char **argv)
 	gen_integrity();
 	gen_nbd();
 	gen_qcow2();
+	gen_blkif();
 	return 0;
 }

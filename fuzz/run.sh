@@ -11,7 +11,7 @@
 #                checked-in corpus; crashes land in build-fuzz/crashes/.
 #   --seeds      regenerate fuzz/corpus/ from fuzz/gen_seeds.c and exit.
 #   --build      build only.
-#   TARGET       spec, crypt_header, keyslot, integrity, nbd_proto, qcow2, keylog
+#   TARGET       spec, crypt_header, keyslot, integrity, nbd_proto, qcow2, keylog, blkif
 #                (default: all).
 #
 # Everything is compiled with clang from the sources directly into
@@ -25,7 +25,7 @@ OUT=${BUILD_FUZZ:-$SRC/build-fuzz}
 CLANG=${CLANG:-}
 mode=smoke secs=0 targets=()
 
-ALL_TARGETS="spec crypt_header keyslot integrity nbd_proto qcow2 keylog"
+ALL_TARGETS="spec crypt_header keyslot integrity nbd_proto qcow2 keylog blkif"
 # project sources each harness links (pure functions only, no I/O)
 declare -A SRCS=(
 	[spec]="tapdisk/block/spec.c"
@@ -35,11 +35,12 @@ declare -A SRCS=(
 	[nbd_proto]="tapdisk/nbd/nbd_proto.c"
 	[qcow2]="tapdisk/qcow2/qcow2_format.c"
 	[keylog]="keymgr/keylog_fmt.c crypt/backend/cipher.c crypt/backend/secmem.c"
+	[blkif]="tapdisk/blkif/blkif_proto.c"
 )
 # largest input libFuzzer generates for each target
 declare -A MAXLEN=(
 	[spec]=4200 [crypt_header]=33000 [keyslot]=16500 [integrity]=4400
-	[nbd_proto]=4400 [qcow2]=8300 [keylog]=4200
+	[nbd_proto]=4400 [qcow2]=8300 [keylog]=4200 [blkif]=8300
 )
 GEN_SRCS="tapdisk/nbd/nbd_proto.c crypt/header.c crypt/backend/cipher.c crypt/backend/secmem.c crypt/backend/volkey.c keymgr/keyslot.c
 	integrity/format.c tapdisk/qcow2/qcow2_format.c"
