@@ -26,7 +26,7 @@
 #include "tapdisk/core/bufpool.h"
 #include "tapdisk/block/chain.h"
 #include "tapdisk/registry/registry.h"
-#include "tapdisk/control/ctl.h"
+#include "tapdisk/core/util.h"
 #include "tapdisk/core/log.h"
 #include "tapdisk/block/vbd.h"
 
