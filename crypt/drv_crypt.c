@@ -430,4 +430,5 @@ const struct td_driver td_drv_crypt = {
 	.discard = crypt_shift,
 	.write_zeroes = crypt_shift,
 	.uuid = crypt_uuid,
+	.needs_key = true,
 };
