@@ -6,27 +6,10 @@
 #include <unistd.h>
 
 #include "crypt/backend/volkey.h"
+#include "keymgr/keyslot.h"
 #include "keymgr/vdkey/vdkey.h"
 #include "keymgr/vreport.h"
 #include "tapdisk/core/util.h"
-
-static void kdf_desc(const struct td_kdf_params *k, char *buf, size_t len)
-{
-	switch (k->id) {
-	case TD_KDF_ARGON2ID:
-		snprintf(buf, len, "argon2id t=%u m=%u KiB p=%u", k->t_cost, k->m_cost_kib,
-			 k->parallelism);
-		break;
-	case TD_KDF_PBKDF2_SHA256:
-		snprintf(buf, len, "pbkdf2-sha256 iterations=%u", k->iterations);
-		break;
-	case TD_KDF_SCRYPT:
-		snprintf(buf, len, "scrypt N=%llu r=%u p=%u", (unsigned long long)k->n, k->r, k->p);
-		break;
-	default:
-		snprintf(buf, len, "unknown");
-	}
-}
 
 static void kdf_json(const struct td_kdf_params *k, char *buf, size_t len)
 {
@@ -244,7 +227,7 @@ static void print_text(const struct td_volume *v, const struct td_report *r, boo
 	for (i = 0; i < TD_HDR_KEYSLOTS; i++) {
 		if (h->slots[i].state != TD_KEYSLOT_ACTIVE)
 			continue;
-		kdf_desc(&h->slots[i].kdf, kd, sizeof(kd));
+		td_kdf_desc(&h->slots[i].kdf, kd, sizeof(kd));
 		printf("  %2d: %s\n", i, kd);
 	}
 	if (sres)
