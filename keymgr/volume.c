@@ -105,11 +105,15 @@ int td_volume_open_lower(struct td_volume *v, const char *spec, unsigned flags, 
 
 	lower_spec(spec, v->spec, sizeof(v->spec));
 	v->h = calloc(1, sizeof(*v->h));
+	if (!v->h) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
 	v->ctx.loop = td_loop_new();
 	v->ctx.io = v->ctx.loop ? td_io_new(v->ctx.loop, 64) : NULL;
 	v->ctx.workers = v->ctx.loop ? td_workers_new(v->ctx.loop, 0) : NULL;
 	v->ctx.trust = &td_statedir_trust;
-	if (!v->h || !v->ctx.io || !v->ctx.workers) {
+	if (!v->ctx.io || !v->ctx.workers) {
 		snprintf(err, errlen, "cannot set up asynchronous I/O");
 		return -ENOMEM;
 	}
