@@ -48,13 +48,11 @@ static void lower_spec(const char *spec, char *out, size_t len)
 {
 	struct td_spec s;
 	char err[512];
-	int drop;
 
 	snprintf(out, len, "%s", spec);
 	if (td_spec_parse(spec, &s, err, sizeof(err)) < 0)
 		return;
-	drop = s.nlayers > 1 && s.layers[0].drv->needs_key;
-	if (drop) {
+	if (s.nlayers > 1 && s.layers[0].drv->needs_key) {
 		free(s.layers[0].opts);
 		memmove(&s.layers[0], &s.layers[1], (size_t)(s.nlayers - 1) * sizeof(s.layers[0]));
 		s.nlayers--;
