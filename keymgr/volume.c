@@ -236,13 +236,6 @@ int td_volume_key_from_keyring(struct td_volume *v)
 	return td_volume_adopt_key(v, &vk) == 0 ? 0 : -ENOKEY;
 }
 
-int td_volume_get_key(struct td_volume *v, const char *key_file, char *err, size_t errlen)
-{
-	if (td_volume_key_from_keyring(v) == 0)
-		return 0;
-	return td_volume_unlock(v, key_file, NULL, err, errlen);
-}
-
 int td_volume_identity(const struct td_volume *v, uint8_t id[TD_IMAGE_ID_LEN], char *err,
 		       size_t errlen)
 {

@@ -97,8 +97,6 @@ int td_volume_unlock(struct td_volume *v, const char *key_file, const char *op, 
 /* The key loaded for this image, read without consuming it, as the
  * session's key when it opens v->h (digest and MAC): 0 or -ENOKEY. */
 int td_volume_key_from_keyring(struct td_volume *v);
-/* The loaded key, else td_volume_unlock (no key event). */
-int td_volume_get_key(struct td_volume *v, const char *key_file, char *err, size_t errlen);
 /* *vk becomes the session's key when it opens v->h (0), else it is freed
  * (-EBADMSG); *vk is NULL afterwards either way. */
 int td_volume_adopt_key(struct td_volume *v, struct td_volkey **vk);

@@ -24,16 +24,12 @@
 struct td_format_args {
 	const char *integrity;	    /* TD_HDR_INTEGRITY_HMAC_SHA256 (NULL) or _NONE */
 	unsigned integrity_version; /* of the integrity metadata: 1 or 2 (0: TI_PARAMS_VERSION) */
-	uint32_t journal_blocks;    /* TI_JOURNAL_BLOCKS_MIN..MAX (0: td_format_journal_default) */
+	uint32_t journal_blocks;    /* TI_JOURNAL_BLOCKS_MIN..MAX (0: the default, on rbd more) */
 	struct td_kdf_params kdf;   /* keyslot 0's */
 	const char *key_file;	    /* the passphrase: a file, "-" or NULL (prompt) */
 	bool force;		    /* over an existing crypt header */
 };
 
-/* The MAC journal (4 KiB blocks) when none is asked for: TI_JOURNAL_BLOCKS_DEFAULT,
- * or on an image reached over the network, where every checkpoint costs
- * round trips, 1/64 of the image within 1..8 times that. */
-uint32_t td_format_journal_default(struct td_layer *lower);
 /* Formats the image of v (td_volume_open_lower, TD_VOL_WRITE): a new crypt
  * header with a fresh random volume key and keyslot 0, the integrity
  * metadata it records, and the first key event. Afterwards v->h and v->vk
