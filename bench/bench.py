@@ -167,11 +167,11 @@ def make_servers(kind, d, size_bytes):
         keyfile = os.path.join(d, "key")
         with open(keyfile, "w") as f:
             f.write(PASS)
-        fenv = dict(env)
+        fopts = []
         if kind.endswith("-v1"):
             # integrity layout version 1: the same MACs and journal, no
             # freshness tree (what the tree costs is the difference)
-            fenv["TD_INTEGRITY_LAYOUT_VERSION"] = "1"
+            fopts = ["--integrity-version", "1"]
         if kind in ("crypt-aio", "crypt-aio-noint", "crypt-aio-v1"):
             # room for the crypt header and the integrity metadata
             run(["truncate", "-s", str(size_bytes + size_bytes // 32 + (8 << 20)), raw])
@@ -182,7 +182,7 @@ def make_servers(kind, d, size_bytes):
             lower = "qcow2:" + q
         integ = "none" if kind.endswith("noint") else "hmac-sha256"
         run([vdkey, "format", lower, "--key-file", keyfile, "--pbkdf", "pbkdf2",
-             "--pbkdf-iterations", "1000", "--integrity", integ], env=fenv,
+             "--pbkdf-iterations", "1000", "--integrity", integ] + fopts, env=env,
             stdout=subprocess.DEVNULL)
         run([vdkey, "load", lower, "--key-file", keyfile], env=env, stdout=subprocess.DEVNULL)
         spec = "crypt:" + lower

@@ -423,4 +423,5 @@ const struct td_driver td_drv_crypt = {
 	.discard = crypt_shift,
 	.write_zeroes = crypt_shift,
 	.uuid = crypt_uuid,
+	.needs_key = true,
 };

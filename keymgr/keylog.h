@@ -12,7 +12,7 @@
  *	td_hdr_keylog_anchor_set(h, &next);
  *	h->seqno++; td_hdr_seal(h, vk); td_hdr_store(...);
  *
- * (vdkey_main.c wraps this in keylog_record / keylog_commit.) A command
+ * (keymgr/vevent.c wraps this in td_volume_record / td_volume_commit.) A command
  * without the key passes cur = NULL and leaves the header alone: its
  * entry is "unanchored" until the next keyed event.
  *

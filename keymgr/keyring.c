@@ -8,7 +8,6 @@
 #include "tapdisk/core/util.h"
 #include "crypt/backend/secmem.h"
 
-
 static void hex(const uint8_t *b, size_t n, char *out)
 {
 	static const char d[] = "0123456789abcdef";
@@ -109,8 +108,9 @@ int td_keyring_count_others(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID
 	return count;
 }
 
-int td_keyring_fetch(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN], const char *where,
-		     struct td_volkey **out, char *err, size_t errlen)
+/* fetch and peek: consume invalidates a key loaded with TD_KEYRING_ONCE */
+static int keyring_get(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN], const char *where,
+		       bool consume, struct td_volkey **out, char *err, size_t errlen)
 {
 	char desc[128], us[37];
 	uint8_t *buf = NULL;
@@ -169,13 +169,25 @@ int td_keyring_fetch(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN], 
 		snprintf(err, errlen, "out of secure memory");
 		goto out;
 	}
-	if (buf[TD_VOLKEY_LEN] & 1)
+	if (consume && (buf[TD_VOLKEY_LEN] & 1))
 		keyctl_invalidate(kid); /* loaded with --once */
 	rc = 0;
 out:
 	if (buf)
 		td_secure_free(buf);
 	return rc;
+}
+
+int td_keyring_fetch(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN], const char *where,
+		     struct td_volkey **out, char *err, size_t errlen)
+{
+	return keyring_get(uuid, id, where, true, out, err, errlen);
+}
+
+int td_keyring_peek(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN],
+		    struct td_volkey **out, char *err, size_t errlen)
+{
+	return keyring_get(uuid, id, NULL, false, out, err, errlen);
 }
 
 int td_keyring_key_fn(void *opaque, const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN],

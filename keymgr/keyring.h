@@ -40,6 +40,11 @@ int td_keyring_store(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN],
  * messages. */
 int td_keyring_fetch(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN], const char *where,
 		     struct td_volkey **out, char *err, size_t errlen);
+/* The same without consuming it: a key loaded with TD_KEYRING_ONCE stays
+ * for the tapdisk it is meant for (vdkey reads it to authenticate a
+ * header). */
+int td_keyring_peek(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN],
+		    struct td_volkey **out, char *err, size_t errlen);
 /* The same as a chain's key source (tapdisk/block/driver.h td_key_fn). */
 int td_keyring_key_fn(void *opaque, const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN],
 		      const char *where, struct td_volkey **out, char *err, size_t errlen);

@@ -181,7 +181,7 @@ uint64_t td_kdf_cost(const struct td_kdf_params *kp)
 	}
 }
 
-static void kdf_describe(const struct td_kdf_params *k, char *buf, size_t len)
+void td_kdf_desc(const struct td_kdf_params *k, char *buf, size_t len)
 {
 	switch (k->id) {
 	case TD_KDF_ARGON2ID:
@@ -189,14 +189,25 @@ static void kdf_describe(const struct td_kdf_params *k, char *buf, size_t len)
 			 k->parallelism);
 		break;
 	case TD_KDF_PBKDF2_SHA256:
-		snprintf(buf, len, "pbkdf2-sha256 with %u iterations", k->iterations);
+		snprintf(buf, len, "pbkdf2-sha256 iterations=%u", k->iterations);
 		break;
 	case TD_KDF_SCRYPT:
 		snprintf(buf, len, "scrypt N=%llu r=%u p=%u", (unsigned long long)k->n, k->r, k->p);
 		break;
 	default:
-		snprintf(buf, len, "KDF %u", (unsigned)k->id);
+		snprintf(buf, len, "unknown");
 	}
+}
+
+/* The same in the budget's messages. */
+static void kdf_describe(const struct td_kdf_params *k, char *buf, size_t len)
+{
+	if (k->id == TD_KDF_PBKDF2_SHA256)
+		snprintf(buf, len, "pbkdf2-sha256 with %u iterations", k->iterations);
+	else if (k->id == TD_KDF_ARGON2ID || k->id == TD_KDF_SCRYPT)
+		td_kdf_desc(k, buf, len);
+	else
+		snprintf(buf, len, "KDF %u", (unsigned)k->id);
 }
 
 static void fmt_mib(uint64_t bytes, char *buf, size_t len)

@@ -25,6 +25,10 @@ struct td_kdf_params td_kdf_params_minimal(enum td_kdf_id kind);
 const char *td_kdf_name(enum td_kdf_id id);
 /* Accepts the names above plus "pbkdf2"; TD_KDF_NONE if unknown. */
 enum td_kdf_id td_kdf_from_name(const char *name);
+/* A KDF and its parameters for people: "argon2id t=3 m=262144 KiB p=4",
+ * "pbkdf2-sha256 iterations=600000", "scrypt N=131072 r=8 p=1" ("unknown"
+ * for another id). */
+void td_kdf_desc(const struct td_kdf_params *k, char *buf, size_t len);
 
 /* ---- the KDF budget ----------------------------------------------------------
  *

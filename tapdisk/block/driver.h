@@ -129,6 +129,10 @@ struct td_driver {
 	/* The image is reached over the network (the sandbox must allow it);
 	 * there is no local file. */
 	bool needs_network;
+	/* The layer takes a volume key (ctx->get_key) and keeps its header in
+	 * the layer below (crypt): the key manager reaches that header by
+	 * dropping this layer from a spec. */
+	bool needs_key;
 	/* Live snapshot of a paused VBD's image (the chain is closed).
 	 * TD_SNAP_FILE: write into new_fd a new image at new_path whose backing
 	 * file is the image at path; the chain then reopens on new_path.

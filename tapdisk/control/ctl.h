@@ -40,7 +40,4 @@ int td_ctl_call_fds(const char *path, const char *cmd, const int *fds, int nfds,
 const char *td_kv_get(const struct td_kv *kv, const char *key);
 void td_kv_free(struct td_kv *kv);
 
-/* JSON string literal with escaping. */
-void td_json_str(char *out, size_t len, const char *s);
-
 #endif

@@ -25,6 +25,7 @@
 #include "tapdisk/registry/registry.h"
 #include "tapdisk/block/files.h"
 #include "tapdisk/core/log.h"
+#include "tapdisk/core/util.h"
 #include "tapdisk/block/spec.h"
 
 static const char *prog = "tap-ctl";

@@ -29,3 +29,29 @@ void td_uuid_str(const uint8_t u[16], char out[37])
 		 u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13],
 		 u[14], u[15]);
 }
+
+void td_json_str(char *out, size_t len, const char *s)
+{
+	size_t n = 0;
+
+	if (len < 3) {
+		if (len)
+			out[0] = 0;
+		return;
+	}
+	out[n++] = '"';
+	for (; s && *s && n + 8 < len; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\') {
+			out[n++] = '\\';
+			out[n++] = (char)c;
+		} else if (c < 0x20) {
+			n += (size_t)snprintf(out + n, len - n, "\\u%04x", c);
+		} else {
+			out[n++] = (char)c;
+		}
+	}
+	out[n++] = '"';
+	out[n] = 0;
+}

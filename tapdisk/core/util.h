@@ -1,5 +1,5 @@
 /* Small helpers every layer uses: arithmetic, scatter-gather lists, whole
- * writes, UUID text. One copy each, here. */
+ * writes, UUID and JSON string text. One copy each, here. */
 #ifndef TD_UTIL_H
 #define TD_UTIL_H
 
@@ -32,5 +32,9 @@ int td_write_all(int fd, const void *buf, size_t len, uint64_t off);
 
 /* The canonical text of a UUID: 36 characters and a NUL. */
 void td_uuid_str(const uint8_t uuid[16], char out[37]);
+
+/* s as a JSON string literal, quotes included, escaped; cut short (still
+ * quoted) when out is too small. */
+void td_json_str(char *out, size_t len, const char *s);
 
 #endif

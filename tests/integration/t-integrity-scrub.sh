@@ -16,7 +16,7 @@ SOCK=$T/nbd.sock
 URI=$(uri_of "$SOCK")
 truncate -s 33M "$IMG"
 printf 'scrub %s' "$RANDOM" >"$KEY"
-TD_INTEGRITY_LAYOUT_VERSION=1 crypt_image "aio:$IMG" "$KEY"
+crypt_image "aio:$IMG" "$KEY" --integrity-version 1
 
 # scrub_json -> "TOTAL VERIFIED UNWRITTEN FAILED [BLOCKS,...] TRUNCATED DATA_START TAGS_OFF"
 scrub_json() {

@@ -29,8 +29,8 @@ FIRST=8 LAST=15 # the window of blocks written and checked
 truncate -s 33M "$A" "$B"
 printf 'tamper test passphrase %s' "$RANDOM" >"$KEY"
 for img in "$A" "$B"; do
-	TD_INTEGRITY_LAYOUT_VERSION=1 vdkey format "aio:$img" --key-file "$KEY" --pbkdf pbkdf2 --pbkdf-iterations 1000 \
-		>/dev/null || fail "format $img"
+	vdkey format "aio:$img" --key-file "$KEY" --pbkdf pbkdf2 --pbkdf-iterations 1000 \
+		--integrity-version 1 >/dev/null || fail "format $img"
 	td_on_exit "vdkey unload aio:$img >/dev/null 2>&1"
 	vdkey load "aio:$img" --key-file "$KEY" >/dev/null || fail "load $img"
 done

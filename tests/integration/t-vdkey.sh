@@ -135,7 +135,7 @@ timeout 60 qemu-io -f raw -r -c "read -P 0x44 0 32M" "$(uri_of "$JS")" >"$T/jq.o
 td_stop "$TD_PID" || fail "stop"
 # a journal smaller than vdkey writes (the format allows 16 blocks): a
 # write that cannot fit an empty epoch is refused, not left waiting
-TD_JOURNAL_BLOCKS=16 vdkey format "aio:$JI" --key-file "$K1" $FAST --force >/dev/null ||
+vdkey format "aio:$JI" --key-file "$K1" $FAST --journal-blocks 16 --force >/dev/null ||
 	fail "format a 16-block journal"
 vdkey list "aio:$JI" --json | grep -q '"journal_blocks": 16,' || fail "16-block journal"
 vdkey load "aio:$JI" --key-file "$K1" >/dev/null || fail "load"

@@ -1,0 +1,286 @@
+/* vdkey list and audit [--scrub]: the report of keymgr/vreport.h as text
+ * or JSON (docs/AUDIT.md). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "crypt/backend/volkey.h"
+#include "keymgr/keyslot.h"
+#include "keymgr/vdkey/vdkey.h"
+#include "keymgr/vreport.h"
+#include "tapdisk/core/util.h"
+
+static void kdf_json(const struct td_kdf_params *k, char *buf, size_t len)
+{
+	switch (k->id) {
+	case TD_KDF_ARGON2ID:
+		snprintf(buf, len,
+			 "{\"type\": \"argon2id\", \"time\": %u, \"memory_kib\": %u, "
+			 "\"parallelism\": %u}",
+			 k->t_cost, k->m_cost_kib, k->parallelism);
+		break;
+	case TD_KDF_PBKDF2_SHA256:
+		snprintf(buf, len, "{\"type\": \"pbkdf2-sha256\", \"iterations\": %u}",
+			 k->iterations);
+		break;
+	case TD_KDF_SCRYPT:
+		snprintf(buf, len, "{\"type\": \"scrypt\", \"n\": %llu, \"r\": %u, \"p\": %u}",
+			 (unsigned long long)k->n, k->r, k->p);
+		break;
+	default:
+		snprintf(buf, len, "{\"type\": \"unknown\"}");
+	}
+}
+
+/* On a terminal: a progress line on standard error. */
+static void scrub_progress(uint64_t done, uint64_t total, void *opaque)
+{
+	unsigned *last = opaque;
+	unsigned pct = total ? (unsigned)(done * 100 / total) : 100;
+
+	if (pct == *last)
+		return;
+	*last = pct;
+	fprintf(stderr, "\rscrub: %3u%% (%llu of %llu blocks)", pct, (unsigned long long)done,
+		(unsigned long long)total);
+	if (done == total)
+		fputc('\n', stderr);
+}
+
+static void print_layout_json(const struct ti_params *prm)
+{
+	printf(",\n  \"integrity_layout\": {\"data_start\": %llu, \"data_blocks\": %llu, "
+	       "\"block_size\": %u, \"super_off\": %llu, \"journal_off\": %llu, "
+	       "\"journal_blocks\": %u, \"tags_off\": %llu, \"tags_pages\": %llu, "
+	       "\"tag_entry_size\": %u, \"tag_offset_in_entry\": 8, \"tag_size\": %u, "
+	       "\"tree_off\": %llu, \"tree_pages\": %llu}",
+	       (unsigned long long)prm->data_start, (unsigned long long)prm->data_blocks, TI_BLOCK,
+	       (unsigned long long)prm->super_off, (unsigned long long)prm->journal_off,
+	       prm->journal_blocks, (unsigned long long)prm->tags_off,
+	       (unsigned long long)prm->tags_pages, TI_ENTRY_LEN, TI_TAG_LEN,
+	       (unsigned long long)prm->tree_off, (unsigned long long)prm->tree_pages);
+}
+
+static void print_scrub_json(const struct ti_scrub_result *r)
+{
+	size_t i;
+
+	printf(",\n  \"scrub\": {\"blocks_total\": %llu, \"verified\": %llu, "
+	       "\"unwritten\": %llu, \"failed\": %llu, \"failed_blocks\": [",
+	       (unsigned long long)r->blocks_total, (unsigned long long)r->verified,
+	       (unsigned long long)r->unwritten, (unsigned long long)r->failed);
+	for (i = 0; i < r->nlisted; i++)
+		printf("%s%llu", i ? ", " : "", (unsigned long long)r->failed_blocks[i]);
+	printf("], \"failed_blocks_truncated\": %s}", r->truncated ? "true" : "false");
+}
+
+static void print_scrub_text(const struct ti_scrub_result *r)
+{
+	size_t i;
+
+	printf("Scrub:        %llu blocks: %llu verified, %llu unwritten, %llu FAILED\n",
+	       (unsigned long long)r->blocks_total, (unsigned long long)r->verified,
+	       (unsigned long long)r->unwritten, (unsigned long long)r->failed);
+	if (!r->failed)
+		return;
+	printf("Failed:      ");
+	for (i = 0; i < r->nlisted; i++)
+		printf(" %llu", (unsigned long long)r->failed_blocks[i]);
+	printf("%s\n", r->truncated ? " ... (list truncated)" : "");
+}
+
+static void print_fresh_json(const struct td_fresh_report *fr)
+{
+	char js[1100];
+
+	printf(",\n  \"freshness\": {");
+	if (fr->rc == 0) {
+		printf("\"integrity_version\": %u, \"tree\": %s, \"tree_root_verified\": %s, "
+		       "\"generation\": %llu, \"trusted_generation\": %llu, \"rollback\": %s, ",
+		       fr->st.version, fr->st.version >= 2 ? "true" : "false",
+		       fr->st.root_ok < 0 ? "null"
+		       : fr->st.root_ok	  ? "true"
+					  : "false",
+		       (unsigned long long)fr->st.generation, (unsigned long long)fr->st.trusted,
+		       fr->st.rollback ? "true" : "false");
+	} else {
+		td_json_str(js, sizeof(js), fr->err);
+		printf("\"verified\": false, \"error\": %s, ", js);
+	}
+	if (fr->scrub_seen)
+		printf("\"last_scrub\": {\"time\": %llu, \"outcome\": \"%s\"}}",
+		       (unsigned long long)fr->scrub_time, fr->scrub_outcome);
+	else
+		printf("\"last_scrub\": null}");
+}
+
+static void print_fresh_text(const struct td_fresh_report *fr)
+{
+	if (fr->rc == 0)
+		printf("Freshness:    %s, generation %llu (this host trusts %llu)%s%s\n",
+		       fr->st.version >= 2 ? "hash tree"
+					   : "none (integrity version 1: re-create the image for "
+					     "replay protection)",
+		       (unsigned long long)fr->st.generation, (unsigned long long)fr->st.trusted,
+		       fr->st.root_ok == 1   ? ", tree root verified"
+		       : fr->st.root_ok == 0 ? ", TREE ROOT DOES NOT VERIFY"
+					     : "",
+		       fr->st.rollback ? ", ROLLED BACK" : "");
+	else
+		printf("Freshness:    not verified (%s)\n", fr->err);
+	if (fr->scrub_seen)
+		printf("Last scrub:   %llu (unix time), %s\n", (unsigned long long)fr->scrub_time,
+		       fr->scrub_outcome);
+}
+
+static void print_keylog_json(const struct td_keylog_status *ks)
+{
+	char head[2 * TD_KEYLOG_HASH_LEN + 1], js[1600];
+
+	vdkey_hex(head, ks->r.head, TD_KEYLOG_HASH_LEN);
+	printf(",\n  \"keylog\": {\"entries\": %" PRIu64 ", \"anchored\": %" PRIu64
+	       ", \"unanchored\": %" PRIu64 ", \"head\": \"%s\", \"anchor_authenticated\": %s, "
+	       "\"verified\": %s, \"reset_at\": ",
+	       ks->r.entries, ks->r.anchored, ks->r.unanchored, head,
+	       ks->authenticated ? "true" : "false", ks->verified ? "true" : "false");
+	if (ks->r.reset_at != UINT64_MAX)
+		printf("%" PRIu64, ks->r.reset_at);
+	else
+		printf("null");
+	printf(", \"error\": ");
+	if (ks->error[0]) {
+		td_json_str(js, sizeof(js), ks->error);
+		printf("%s}", js);
+	} else {
+		printf("null}");
+	}
+}
+
+static void print_json(const struct td_volume *v, const struct td_report *r, bool audit,
+		       const struct ti_scrub_result *sres)
+{
+	const struct td_crypt_hdr *h = v->h;
+	char uuid[TD_HDR_UUID_STR_LEN], kd[160], js[8192];
+	int i, n = 0;
+
+	td_hdr_uuid_str(h->uuid, uuid);
+	td_json_str(js, sizeof(js), v->spec);
+	printf("{\n  \"spec\": %s,\n  \"uuid\": \"%s\",\n  \"format_version\": %d,\n"
+	       "  \"sequence\": %llu,\n  \"header_copies\": {\"primary\": \"%s\", "
+	       "\"secondary\": \"%s\"},\n"
+	       "  \"cipher\": \"%s\",\n  \"key_bits\": %u,\n  \"sector_size\": %u,\n"
+	       "  \"tweak\": \"plain64\",\n  \"integrity\": \"%s\",\n  \"tag_size\": %u,\n"
+	       "  \"data_offset\": %llu,\n  \"data_size\": %llu,\n  \"key_loaded\": %s,\n"
+	       "  \"keyring_description\": \"%s\",\n"
+	       "  \"keyslots_total\": %d,\n  \"keyslots_active\": %d,\n  \"keyslots\": [",
+	       js, uuid, TD_HDR_VERSION, (unsigned long long)h->seqno, r->copy_state[0],
+	       r->copy_state[1], h->cipher, h->key_bits, h->sector_size, h->integrity, h->tag_size,
+	       (unsigned long long)h->data_offset, (unsigned long long)h->data_size,
+	       r->key_loaded ? "true" : "false", r->keyring_desc, TD_HDR_KEYSLOTS,
+	       r->keyslots_active);
+	for (i = 0; i < TD_HDR_KEYSLOTS; i++) {
+		if (h->slots[i].state != TD_KEYSLOT_ACTIVE)
+			continue;
+		kdf_json(&h->slots[i].kdf, kd, sizeof(kd));
+		printf("%s\n    {\"slot\": %d, \"kdf\": %s}", n++ ? "," : "", i, kd);
+	}
+	printf("\n  ]");
+	if (audit)
+		printf(",\n  \"at_rest_encryption\": true,\n  \"header_authenticated\": "
+		       "\"verified when a tapdisk or vdkey opens it with the key\"");
+	if (r->have_layout)
+		print_layout_json(&r->layout);
+	if (sres)
+		print_scrub_json(sres);
+	if (audit && r->fresh.have)
+		print_fresh_json(&r->fresh);
+	if (audit)
+		print_keylog_json(&r->keylog);
+	printf("\n}\n");
+}
+
+static void print_text(const struct td_volume *v, const struct td_report *r, bool audit,
+		       const struct ti_scrub_result *sres)
+{
+	const struct td_crypt_hdr *h = v->h;
+	char uuid[TD_HDR_UUID_STR_LEN], kd[160];
+	int i;
+
+	td_hdr_uuid_str(h->uuid, uuid);
+	printf("Image:        %s\n", v->spec);
+	printf("UUID:         %s\n", uuid);
+	printf("Header:       version %d, sequence %llu, primary %s, secondary %s\n",
+	       TD_HDR_VERSION, (unsigned long long)h->seqno, r->copy_state[0], r->copy_state[1]);
+	printf("Cipher:       %s, %u-bit key, %u-byte sectors, 64-bit block-number tweak\n",
+	       h->cipher, h->key_bits, h->sector_size);
+	printf("Integrity:    %s", h->integrity);
+	if (h->tag_size && r->have_layout)
+		printf(" (%u-byte tags, %u KiB MAC journal)", h->tag_size,
+		       r->layout.journal_blocks * (TI_BLOCK / 1024));
+	else if (h->tag_size)
+		printf(" (%u-byte tags)", h->tag_size);
+	printf("\nData:         %llu bytes at offset %llu\n", (unsigned long long)h->data_size,
+	       (unsigned long long)h->data_offset);
+	printf("Key loaded:   %s\n", r->key_loaded ? "yes (kernel keyring)" : "no");
+	printf("Keyslots:     %d of %d active\n", r->keyslots_active, TD_HDR_KEYSLOTS);
+	for (i = 0; i < TD_HDR_KEYSLOTS; i++) {
+		if (h->slots[i].state != TD_KEYSLOT_ACTIVE)
+			continue;
+		td_kdf_desc(&h->slots[i].kdf, kd, sizeof(kd));
+		printf("  %2d: %s\n", i, kd);
+	}
+	if (sres)
+		print_scrub_text(sres);
+	if (audit && r->fresh.have)
+		print_fresh_text(&r->fresh);
+	if (audit) {
+		printf("Key log:      %" PRIu64 " entries, %" PRIu64 " anchored: %s",
+		       r->keylog.r.entries, r->keylog.r.anchored,
+		       r->keylog.verified ? "verified" : "NOT verified");
+		if (r->keylog.error[0])
+			printf(" (%s)", r->keylog.error);
+		printf("\n");
+	}
+}
+
+/* list and audit: the header, both copies' state, every keyslot. */
+int vdkey_list(const char *spec, const struct vdkey_opts *o, bool audit)
+{
+	struct ti_scrub_result sres = {0};
+	struct td_volkey *key = NULL;
+	struct td_report r;
+	struct td_volume v;
+	bool scrubbed = false;
+	unsigned last = ~0u;
+	char err[1024];
+	int rc = vdkey_open(&v, spec, TD_VOL_READ, true);
+
+	if (rc < 0)
+		goto out;
+	td_report_header(&v, &r);
+	if (audit && o->scrub) {
+		rc = td_volume_scrub(&v, isatty(STDERR_FILENO) ? scrub_progress : NULL, &last,
+				     &sres, &key, err, sizeof(err));
+		if (rc < 0) {
+			fprintf(stderr, "%s audit --scrub: %s\n", VDKEY_PROG, err);
+			goto out;
+		}
+		scrubbed = true;
+	}
+	if (audit)
+		td_report_audit(&v, key, &r);
+	if (o->json)
+		print_json(&v, &r, audit, scrubbed ? &sres : NULL);
+	else
+		print_text(&v, &r, audit, scrubbed ? &sres : NULL);
+	/* a block that fails verification fails the audit, and so does a
+	 * tree root that does not verify or a rolled-back image */
+	if ((scrubbed && sres.failed) || (audit && td_report_alarm(&r)))
+		rc = -EBADMSG;
+out:
+	td_volkey_free(&key);
+	ti_scrub_result_free(&sres);
+	td_volume_close(&v);
+	return rc < 0 ? 1 : 0;
+}

@@ -1,0 +1,63 @@
+/* vdkey enroll and remove: keyslots (keymgr/vops.h, vslots.c). */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "keymgr/keylog.h"
+#include "keymgr/keyslot.h"
+#include "keymgr/vdkey/vdkey.h"
+#include "keymgr/vops.h"
+
+int vdkey_enroll(const char *spec, const struct vdkey_opts *o)
+{
+	struct td_kdf_params kp;
+	struct td_volume v;
+	char err[1024];
+	int rc;
+
+	if (!o->new_key_file && !isatty(STDIN_FILENO) && o->key_file && !strcmp(o->key_file, "-")) {
+		fprintf(stderr, "%s enroll: --new-key-file G is required\n", VDKEY_PROG);
+		return 2;
+	}
+	rc = vdkey_kdf_params(o, &kp);
+	if (rc < 0)
+		return rc == -E2BIG ? 1 : 2;
+	rc = vdkey_open(&v, spec, TD_VOL_WRITE, true);
+	if (rc == 0)
+		rc = vdkey_unlock(&v, o->key_file, TD_KEYLOG_OP_ENROLL);
+	if (rc == 0) {
+		rc = td_volume_enroll(&v, o->slot >= 0 ? (int)o->slot : -1, o->new_key_file, &kp,
+				      err, sizeof(err));
+		if (rc < 0)
+			vdkey_say("%s", err);
+		else
+			printf("added keyslot %d (%s)\n", rc, td_kdf_name(kp.id));
+	}
+	td_volume_close(&v);
+	return rc < 0 ? 1 : 0;
+}
+
+int vdkey_remove(const char *spec, const struct vdkey_opts *o)
+{
+	struct td_volume v;
+	char err[1024];
+	int rc;
+
+	if (o->slot < 0) {
+		fprintf(stderr, "%s remove: --slot N is required\n", VDKEY_PROG);
+		return 2;
+	}
+	rc = vdkey_open(&v, spec, TD_VOL_WRITE, true);
+	if (rc == 0)
+		rc = vdkey_unlock(&v, o->key_file, TD_KEYLOG_OP_REMOVE);
+	if (rc == 0) {
+		rc = td_volume_remove_slot(&v, (int)o->slot, err, sizeof(err));
+		if (rc < 0)
+			vdkey_say("%s", err);
+		else
+			printf("removed keyslot %ld\n", o->slot);
+	}
+	td_volume_close(&v);
+	return rc < 0 ? 1 : 0;
+}
