@@ -222,6 +222,7 @@ MAN8 := $(filter %.8,$(MANPAGES))
 MAN5 := $(filter %.5,$(MANPAGES))
 INSTALLED := $(DESTDIR)$(bindir)/tap-ctl $(DESTDIR)$(bindir)/vdkey \
 	$(DESTDIR)$(pkglibexecdir)/tapdisk $(DESTDIR)$(pkglibexecdir)/vbd-key \
+	$(DESTDIR)$(pkglibexecdir)/setup-user \
 	$(DESTDIR)$(sbindir)/tapback \
 	$(patsubst $(BUILD)/man/%,$(DESTDIR)$(mandir)/man8/%,$(MAN8)) \
 	$(patsubst $(BUILD)/man/%,$(DESTDIR)$(mandir)/man5/%,$(MAN5)) \
@@ -237,6 +238,7 @@ install: $(PROGS) $(BUILD)/xen/tapback man units
 		$(DESTDIR)$(sysconfdir)/tdcrypt/vbd
 	$(INSTALL) -m 0755 $(BUILD)/bin/tap-ctl $(BUILD)/bin/vdkey $(DESTDIR)$(bindir)/
 	$(INSTALL) -m 0755 $(BUILD)/bin/tapdisk $(BUILD)/systemd/vbd-key $(DESTDIR)$(pkglibexecdir)/
+	$(INSTALL) -m 0755 scripts/setup-user.sh $(DESTDIR)$(pkglibexecdir)/setup-user
 	$(INSTALL) -m 0755 $(BUILD)/xen/tapback $(DESTDIR)$(sbindir)/
 	$(INSTALL) -m 0644 $(MAN8) $(DESTDIR)$(mandir)/man8/
 	$(INSTALL) -m 0644 $(MAN5) $(DESTDIR)$(mandir)/man5/
@@ -257,10 +259,11 @@ uninstall:
 	rmdir $(DESTDIR)$(pkglibexecdir) $(DESTDIR)$(docdir)/examples $(DESTDIR)$(docdir) \
 		$(DESTDIR)$(sysconfdir)/tdcrypt/vbd $(DESTDIR)$(sysconfdir)/tdcrypt 2>/dev/null || true
 
-# Debian packages (debian/), written to the parent directory; deb-check
-# builds them, installs them into a throwaway root, runs the demo flow from
-# the installed programs and leaves the machine as it was.
+# Debian packages (debian/), built from a copy of the tree into
+# $(BUILD)/deb; deb-check builds them, runs lintian, installs them, runs
+# the demo flow from the installed programs, purges them and leaves the
+# machine as it was.
 deb:
-	dpkg-buildpackage -us -uc -b
+	scripts/deb-build.sh $(BUILD)/deb
 deb-check:
-	scripts/deb-check.sh
+	scripts/deb-check.sh $(BUILD)/deb

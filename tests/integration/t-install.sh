@@ -16,7 +16,7 @@ info "make install DESTDIR=$D PREFIX=$P"
 find "$D" -type f -o -type l | sort >"$T/files"
 sed "s|^$D||" "$T/files" | sed 's/^/   /'
 for f in $P/bin/tap-ctl $P/bin/vdkey $P/libexec/tdcrypt/tapdisk $P/libexec/tdcrypt/vbd-key \
-	$P/sbin/tapback $P/share/man/man8/tapdisk.8 $P/share/man/man8/tap-ctl.8 \
+	$P/sbin/tapback $P/libexec/tdcrypt/setup-user $P/share/man/man8/tapdisk.8 $P/share/man/man8/tap-ctl.8 \
 	$P/share/man/man8/vdkey.8 $P/share/man/man8/tapback.8 $P/share/man/man5/tdcrypt.5 \
 	$P/lib/systemd/system/tapdisk@.service $P/lib/systemd/system/tapback.service \
 	$P/share/bash-completion/completions/tap-ctl $P/share/bash-completion/completions/vdkey \
