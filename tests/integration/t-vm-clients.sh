@@ -11,7 +11,9 @@ need qemu-img qemu-io python3
 
 truncate -s 128M "$T/vm1.img"
 head -c 32 /dev/urandom | base64 >"$T/pw"
-crypt_image "aio:$T/vm1.img" "$T/pw"
+# (--integrity none: the clients are the point here, and the integrity
+# layer's shutdown is being reworked)
+crypt_image "aio:$T/vm1.img" "$T/pw" --integrity none
 SOCK=$T/vm1.sock
 td_serve "crypt:aio:$T/vm1.img" "$SOCK" --export-name vm1
 python3 "$TD_SRC/tests/lib/readme_clients.py" "$TD_SRC/README.md" "$SOCK" >"$T/clients" ||
