@@ -5,6 +5,9 @@
 #   make check SANITIZE=1   the same with ASan+UBSan (separate build dir)
 #   make demo         create an encrypted image, serve it, read it back
 #   make format       clang-format the whole tree (make check fails on a difference)
+#   make install      install programs, man pages, units, completion (PREFIX, DESTDIR, ...)
+#   make uninstall    remove what make install installed
+#   make deb / deb-check   the Debian packages; build, install in a throwaway root, demo
 #   make clean
 #
 # The tree is layered (docs/ARCHITECTURE.md): every folder of LIB_DIRS is
@@ -71,7 +74,7 @@ FORMAT_SRCS = $(shell git ls-files '*.c' '*.h' 2>/dev/null | grep -v '^fuzz/corp
 .SECONDARY:
 
 .PHONY: all check unit demo clean format check-format check-layers deps bench fuzz
-all: $(PROGS) $(XEN_PROGS)
+all: $(PROGS) $(XEN_PROGS) man units
 
 # Missing Debian packages are installed once, before the first compile.
 $(BUILD)/.deps-ok: scripts/install-deps.sh
@@ -158,3 +161,109 @@ clean:
 	rm -rf build build-san build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# ---------------------------------------------------------------------------
+# Installing (README, "Installing"): the GNU directory variables, and DESTDIR
+# to stage the whole tree below another root (packages, tests). sysconfdir
+# stays /etc whatever the prefix: the programs read /etc/tdcrypt/tapdisk.conf.
+PREFIX         ?= /usr/local
+prefix         ?= $(PREFIX)
+exec_prefix    ?= $(prefix)
+bindir         ?= $(exec_prefix)/bin
+sbindir        ?= $(exec_prefix)/sbin
+libexecdir     ?= $(exec_prefix)/libexec
+pkglibexecdir  ?= $(libexecdir)/tdcrypt
+datarootdir    ?= $(prefix)/share
+mandir         ?= $(datarootdir)/man
+docdir         ?= $(datarootdir)/doc/tdcrypt
+sysconfdir     ?= /etc
+systemdunitdir ?= $(prefix)/lib/systemd/system
+bashcompdir    ?= $(datarootdir)/bash-completion/completions
+INSTALL        ?= install
+
+# tap-ctl finds the installed tapdisk in $(pkglibexecdir) (after TAPDISK_BIN
+# and its own directory, before PATH), and the units name the programs: the
+# directories are baked in, so what uses them is rebuilt when they change
+# (the stamp's contents, and so its time, change only then).
+DIRS_STAMP := $(BUILD)/.installdirs
+DIRS_DEFS  := -DTD_BINDIR='"$(bindir)"' -DTD_PKGLIBEXECDIR='"$(pkglibexecdir)"'
+DIRS_LINE  := $(DIRS_DEFS) $(sbindir) $(sysconfdir)
+$(DIRS_STAMP): FORCE
+	@mkdir -p $(@D)
+	@echo '$(DIRS_LINE)' | cmp -s - $@ 2>/dev/null || echo '$(DIRS_LINE)' >$@
+TAPCTL_OBJS := $(BUILD)/obj/$(PROG_MAIN_tap-ctl:.c=.o) $(BUILD)/obj-test/$(PROG_MAIN_tap-ctl:.c=.o)
+$(TAPCTL_OBJS): CFLAGS += $(DIRS_DEFS)
+$(TAPCTL_OBJS): $(DIRS_STAMP)
+.PHONY: FORCE install uninstall man units deb deb-check
+FORCE:
+
+# Man pages: scdoc sources in man/, generated at build time.
+MAN_SRCS := $(wildcard man/*.scd)
+MANPAGES := $(patsubst man/%.scd,$(BUILD)/man/%,$(MAN_SRCS))
+man: $(MANPAGES)
+$(BUILD)/man/%: man/%.scd | $(BUILD)/.deps-ok
+	@mkdir -p $(@D)
+	@echo "  SCDOC   $@"
+	@scdoc <$< >$@.tmp && mv $@.tmp $@
+
+# systemd units and the key helper, with the install directories filled in.
+UNIT_SRCS := $(wildcard systemd/*.in)
+UNITS     := $(patsubst systemd/%.in,$(BUILD)/systemd/%,$(UNIT_SRCS))
+units: $(UNITS)
+$(BUILD)/systemd/%: systemd/%.in $(DIRS_STAMP)
+	@mkdir -p $(@D)
+	@echo "  GEN     $@"
+	@sed -e 's|@bindir@|$(bindir)|g' -e 's|@sbindir@|$(sbindir)|g' \
+	     -e 's|@pkglibexecdir@|$(pkglibexecdir)|g' -e 's|@sysconfdir@|$(sysconfdir)|g' \
+	     $< >$@.tmp && mv $@.tmp $@
+
+# What make install puts where; make uninstall removes exactly these.
+MAN8 := $(filter %.8,$(MANPAGES))
+MAN5 := $(filter %.5,$(MANPAGES))
+INSTALLED := $(DESTDIR)$(bindir)/tap-ctl $(DESTDIR)$(bindir)/vdkey \
+	$(DESTDIR)$(pkglibexecdir)/tapdisk $(DESTDIR)$(pkglibexecdir)/vbd-key \
+	$(DESTDIR)$(pkglibexecdir)/setup-user \
+	$(DESTDIR)$(sbindir)/tapback \
+	$(patsubst $(BUILD)/man/%,$(DESTDIR)$(mandir)/man8/%,$(MAN8)) \
+	$(patsubst $(BUILD)/man/%,$(DESTDIR)$(mandir)/man5/%,$(MAN5)) \
+	$(DESTDIR)$(systemdunitdir)/tapdisk@.service $(DESTDIR)$(systemdunitdir)/tapback.service \
+	$(DESTDIR)$(bashcompdir)/tap-ctl $(DESTDIR)$(bashcompdir)/vdkey \
+	$(DESTDIR)$(docdir)/examples/vbd.conf $(DESTDIR)$(docdir)/examples/tapdisk.conf
+HOSTCONF := $(DESTDIR)$(sysconfdir)/tdcrypt/tapdisk.conf
+
+install: $(PROGS) $(BUILD)/xen/tapback man units
+	$(INSTALL) -d $(DESTDIR)$(bindir) $(DESTDIR)$(sbindir) $(DESTDIR)$(pkglibexecdir) \
+		$(DESTDIR)$(mandir)/man5 $(DESTDIR)$(mandir)/man8 $(DESTDIR)$(systemdunitdir) \
+		$(DESTDIR)$(bashcompdir) $(DESTDIR)$(docdir)/examples \
+		$(DESTDIR)$(sysconfdir)/tdcrypt/vbd
+	$(INSTALL) -m 0755 $(BUILD)/bin/tap-ctl $(BUILD)/bin/vdkey $(DESTDIR)$(bindir)/
+	$(INSTALL) -m 0755 $(BUILD)/bin/tapdisk $(BUILD)/systemd/vbd-key $(DESTDIR)$(pkglibexecdir)/
+	$(INSTALL) -m 0755 scripts/setup-user.sh $(DESTDIR)$(pkglibexecdir)/setup-user
+	$(INSTALL) -m 0755 $(BUILD)/xen/tapback $(DESTDIR)$(sbindir)/
+	$(INSTALL) -m 0644 $(MAN8) $(DESTDIR)$(mandir)/man8/
+	$(INSTALL) -m 0644 $(MAN5) $(DESTDIR)$(mandir)/man5/
+	$(INSTALL) -m 0644 $(BUILD)/systemd/tapdisk@.service $(BUILD)/systemd/tapback.service \
+		$(DESTDIR)$(systemdunitdir)/
+	$(INSTALL) -m 0644 completion/tap-ctl completion/vdkey $(DESTDIR)$(bashcompdir)/
+	$(INSTALL) -m 0644 conf/vbd.conf conf/tapdisk.conf $(DESTDIR)$(docdir)/examples/
+	@if [ -e $(HOSTCONF) ]; then echo "keeping the existing $(HOSTCONF)"; else \
+		echo "$(INSTALL) -m 0644 conf/tapdisk.conf $(HOSTCONF)"; \
+		$(INSTALL) -m 0644 conf/tapdisk.conf $(HOSTCONF); fi
+
+# The host settings file goes only while it is still the example.
+uninstall:
+	rm -f $(INSTALLED)
+	@if [ -f $(HOSTCONF) ] && cmp -s $(HOSTCONF) conf/tapdisk.conf; then \
+		echo "rm -f $(HOSTCONF)"; rm -f $(HOSTCONF); \
+	elif [ -e $(HOSTCONF) ]; then echo "keeping $(HOSTCONF) (changed since make install)"; fi
+	rmdir $(DESTDIR)$(pkglibexecdir) $(DESTDIR)$(docdir)/examples $(DESTDIR)$(docdir) \
+		$(DESTDIR)$(sysconfdir)/tdcrypt/vbd $(DESTDIR)$(sysconfdir)/tdcrypt 2>/dev/null || true
+
+# Debian packages (debian/), built from a copy of the tree into
+# $(BUILD)/deb; deb-check builds them, runs lintian, installs them, runs
+# the demo flow from the installed programs, purges them and leaves the
+# machine as it was.
+deb:
+	scripts/deb-build.sh $(BUILD)/deb
+deb-check:
+	scripts/deb-check.sh $(BUILD)/deb

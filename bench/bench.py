@@ -6,6 +6,10 @@ image size and the same workloads; the report gives figures and
 ours/peer ratios, as a table, as JSON and (with --png) as a bar chart.
 
     bench/run.sh [--pairs aio,crypt-aio,...] [--runtime 10] [--repeat N] [--json out.json] [--png out.png]
+    bench/run.sh --png-only out.json --png out.png    # the chart of a saved run
+
+The chart needs gnuplot (apt-get install gnuplot-nox): without it --png
+fails at once, before anything runs.
 
 Pairs (ours vs peer):
   aio        aio:RAW              vs qemu-nbd -f raw
@@ -203,6 +207,70 @@ PAIRS = {
 }
 
 
+def gnuplot_or_exit():
+    """The gnuplot program; without it, a message and exit status 2."""
+    g = shutil.which("gnuplot")
+    if not g:
+        sys.exit("bench: --png needs gnuplot, which is not installed (apt-get install "
+                 "gnuplot-nox); the table and --json hold the same figures")
+    return g
+
+
+def gp_str(s):
+    """A gnuplot string literal (single quotes, doubled inside)."""
+    return "'" + s.replace("'", "''") + "'"
+
+
+def draw_png(results, png):
+    """A bar chart of the ours/peer ratios of results (as --json writes
+    them), each bar labelled with its ratio and both absolute figures."""
+    gnuplot = gnuplot_or_exit()
+    ratios = results.get("ratios", [])
+    if not ratios:
+        sys.exit("bench: no ratios to draw (run with --pairs, or a JSON from a run)")
+    dat = png + ".dat"
+    with open(dat, "w") as f:
+        for r in ratios:
+            label = "%s vs %s\\n%s" % (r["ours"], r["peer"], r["workload"])
+            figures = "%.2f\\n%s / %s %s" % (r["ratio"], fmt(r["ours_value"]),
+                                             fmt(r["peer_value"]), r["unit"])
+            f.write('"%s" %.4f "%s"\n' % (label, r["ratio"], figures))
+    top = max(r["ratio"] for r in ratios)
+    terms = subprocess.run([gnuplot, "-e", "set terminal"], capture_output=True, text=True)
+    term = "pngcairo" if "pngcairo" in terms.stdout + terms.stderr else "png"
+    title = "tdcrypt vs its peers: ours / peer (above 1: ours is faster)\\n%s, %s CPUs, %s image, %s s per job" % (
+        results.get("machine", "?"), results.get("cpus", "?"), results.get("size", "?"),
+        results.get("runtime", "?"))
+    script = "\n".join([
+        "set terminal %s size %d,720%s" % (term, max(900, 110 * len(ratios) + 200),
+                                           " font 'sans,10'" if term == "pngcairo" else ""),
+        "set output %s" % gp_str(png),
+        'set title "%s"' % title,
+        "set style fill solid 0.6 border -1",
+        "set boxwidth 0.6",
+        "set yrange [0:%.3f]" % (max(1.2, top) * 1.3),
+        "set ylabel 'ratio ours / peer (p99 latency: peer / ours)'",
+        "set xtics rotate by -30 left",
+        "set grid ytics",
+        "set bmargin 9",
+        "set key top right",
+        "plot %s using 0:2:xtic(1) with boxes lc rgb '#4a7ab5' title 'ours / peer', "
+        "'' using 0:2:3 with labels offset 0,1.6 notitle, "
+        "1 with lines lw 2 lc rgb '#b03030' title 'parity'" % gp_str(dat),
+    ])
+    try:
+        r = subprocess.run([gnuplot], input=script, text=True, capture_output=True)
+        if r.returncode != 0 or not os.path.exists(png):
+            sys.exit("bench: gnuplot failed: %s" % r.stderr.strip())
+    finally:
+        os.unlink(dat)
+    print("chart: %s" % png)
+
+
+def fmt(v):
+    return "%.0f" % v if v >= 100 else "%.1f" % v
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -216,9 +284,19 @@ def main():
                     help="run every workload N times, configs in turn each time, and report "
                          "the median run (for noisy machines; default 1)")
     ap.add_argument("--json", help="write results here")
-    ap.add_argument("--png", help="draw a bar chart of the ratios here (gnuplot)")
+    ap.add_argument("--png", help="draw a bar chart of the ratios here (needs gnuplot)")
+    ap.add_argument("--png-only", metavar="JSON",
+                    help="run nothing: draw --png from the results a run saved with --json")
     ap.add_argument("--dir", help="where images go (default a temp dir under /var/tmp)")
     a = ap.parse_args()
+    if a.png:
+        gnuplot_or_exit()  # before the bench runs, not after
+    if a.png_only:
+        if not a.png:
+            ap.error("--png-only needs --png FILE")
+        with open(a.png_only) as f:
+            draw_png(json.load(f), a.png)
+        return
 
     mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     size_bytes = int(a.size[:-1]) * mult[a.size[-1]] if a.size[-1] in mult else int(a.size)
@@ -292,20 +370,8 @@ def main():
     if a.json:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=2)
-    if a.png and shutil.which("gnuplot"):
-        dat = a.png + ".dat"
-        with open(dat, "w") as f:
-            for r in results["ratios"]:
-                f.write('"%s vs %s\\n%s" %.3f\n' % (r["ours"], r["peer"], r["workload"],
-                                                    r["ratio"]))
-        script = ("set terminal png size 1400,600; set output '%s'; set style fill solid;"
-                  "set boxwidth 0.6; set yrange [0:*]; set ylabel 'ours / peer';"
-                  "set xtics rotate by -45 font ',8'; set grid ytics;"
-                  "plot '%s' using 0:2:xtic(1) with boxes notitle, 1 with lines lw 2 "
-                  "title 'parity'" % (a.png, dat))
-        run(["gnuplot", "-e", script])
-        os.unlink(dat)
-
+    if a.png:
+        draw_png(results, a.png)
 
 if __name__ == "__main__":
     main()

@@ -30,6 +30,12 @@
 
 static const char *prog = "tap-ctl";
 
+#if defined(TD_BINDIR) && defined(TD_PKGLIBEXECDIR)
+#define TD_TAPDISK_INSTALLED "\nthe installed one (" TD_PKGLIBEXECDIR "/tapdisk), else "
+#else
+#define TD_TAPDISK_INSTALLED " "
+#endif /* the directories come from the Makefile (make install) */
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -59,7 +65,8 @@ static void usage(FILE *f)
 		"crypt:qcow2:/srv/vm.qcow2.\n"
 		"\n"
 		"Environment: TAPDISK_RUNDIR (default /run/tapdisk) holds control sockets,\n"
-		"default NBD sockets and tapdisk.log; TAPDISK_BIN overrides the tapdisk binary.\n"
+		"default NBD sockets and tapdisk.log. The tapdisk program is $TAPDISK_BIN, else\n"
+		"the one beside tap-ctl, else" TD_TAPDISK_INSTALLED "the one on PATH.\n"
 		"'tap-ctl COMMAND --help' describes one command.\n");
 }
 
@@ -300,7 +307,7 @@ static int cmd_list(bool json)
 static int tapdisk_binary(char *buf, size_t len)
 {
 	const char *env = getenv("TAPDISK_BIN");
-	char self[PATH_MAX];
+	char self[PATH_MAX], *dir = NULL;
 	ssize_t n;
 
 	if (env && *env) {
@@ -310,10 +317,28 @@ static int tapdisk_binary(char *buf, size_t len)
 	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	if (n > 0) {
 		self[n] = 0;
-		snprintf(buf, len, "%s/tapdisk", dirname(self));
+		dir = dirname(self);
+		snprintf(buf, len, "%s/tapdisk", dir);
 		if (access(buf, X_OK) == 0)
 			return 0;
 	}
+#if defined(TD_BINDIR) && defined(TD_PKGLIBEXECDIR)
+	/* installed (make install): tapdisk is in $(libexecdir)/tdcrypt. When
+	 * this tap-ctl sits in $(bindir) below some root (a staged DESTDIR
+	 * tree), look below the same root first. */
+	if (dir) {
+		size_t dl = strlen(dir), bl = strlen(TD_BINDIR);
+
+		if (dl >= bl && !strcmp(dir + dl - bl, TD_BINDIR)) {
+			snprintf(buf, len, "%.*s%s/tapdisk", (int)(dl - bl), dir, TD_PKGLIBEXECDIR);
+			if (access(buf, X_OK) == 0)
+				return 0;
+		}
+	}
+	snprintf(buf, len, "%s/tapdisk", TD_PKGLIBEXECDIR);
+	if (access(buf, X_OK) == 0)
+		return 0;
+#endif
 	snprintf(buf, len, "tapdisk"); /* from PATH */
 	return 0;
 }

@@ -36,6 +36,7 @@
 #include "tapdisk/core/io.h"
 #include "tapdisk/core/log.h"
 #include "tapdisk/nbd/nbd.h"
+#include "tapdisk/daemon/notify.h"
 #include "tapdisk/daemon/reaper.h"
 #include "tapdisk/daemon/sandbox.h"
 #include "tapdisk/daemon/server.h"
@@ -924,6 +925,7 @@ int td_server_main(const struct td_server_opts *o)
 	td_info("serving %s (%llu bytes) on %s, minor %d", vbd_spec(s.vbd),
 		(unsigned long long)vbd_size(s.vbd), s.nbd_path, s.minor);
 	ready(o->ready_fd, "ok minor=%d socket=%s pid=%d\n", s.minor, s.nbd_path, (int)getpid());
+	td_notify_ready("serving %s on %s, minor %d", vbd_spec(s.vbd), s.nbd_path, s.minor);
 	s.exit_code = 0;
 	rc = td_loop_run(s.loop);
 	if (rc < 0) {

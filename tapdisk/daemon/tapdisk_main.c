@@ -11,6 +11,7 @@
 #include "tapdisk/core/workers.h"
 #include "tapdisk/registry/registry.h"
 #include "tapdisk/core/log.h"
+#include "tapdisk/daemon/notify.h"
 #include "tapdisk/daemon/server.h"
 
 #define TD_VERSION "0.1"
@@ -60,7 +61,9 @@ static void usage(FILE *f)
 		"Environment: TAPDISK_RUNDIR (default /run/tapdisk) holds the control socket\n"
 		"tapdisk.<minor>.ctl; TDCRYPT_CONF names the host settings file (default\n"
 		"/etc/tdcrypt/tapdisk.conf); TD_DEBUG=1 is the same as --verbose; CEPH_CONF,\n"
-		"CEPH_ID and CEPH_ARGS configure the cluster connection of an rbd: SPEC.\n");
+		"CEPH_ID and CEPH_ARGS configure the cluster connection of an rbd: SPEC;\n"
+		"NOTIFY_SOCKET (set by systemd for Type=notify) receives READY=1 once the NBD\n"
+		"socket is listening.\n");
 }
 
 static int list_drivers(void)
@@ -97,7 +100,7 @@ int main(int argc, char **argv)
 	struct td_server_opts o = {.minor = -1, .ready_fd = -1, .workers = -1};
 	char *end;
 	long v;
-	int c;
+	int c, rc;
 
 	/* before libcrypto allocates anything: its key schedules in locked, wiped memory */
 	td_secure_crypto_heap();
@@ -189,5 +192,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "tapdisk serve: --socket PATH is required (or --socket auto)\n");
 		return 2;
 	}
+	/* systemd's Type=notify: connect now, while sockets may still be made */
+	if ((rc = td_notify_open()) < 0)
+		td_warn("cannot reach $NOTIFY_SOCKET (%s): readiness is not reported",
+			strerror(-rc));
 	return td_server_main(&o);
 }
