@@ -662,8 +662,13 @@ static int cmd_format(const char *spec, const struct opts *o)
 	}
 	if (strcmp(integ, TD_HDR_INTEGRITY_HMAC_SHA256) == 0) {
 		/* data first, then its metadata, all inside the lower image */
-		rc = ti_layout(lo.chain->top->size, h->data_offset,
-			       jblocks ? jblocks : default_journal_blocks(lo.chain->top), &prm);
+		/* integrity/ no longer reads the environment: until vdkey has an
+		 * option for it, TD_INTEGRITY_LAYOUT_VERSION=1 is read here */
+		const char *lv = getenv("TD_INTEGRITY_LAYOUT_VERSION");
+
+		rc = ti_layout_version(lo.chain->top->size, h->data_offset,
+				       jblocks ? jblocks : default_journal_blocks(lo.chain->top),
+				       lv && !strcmp(lv, "1") ? 1 : TI_PARAMS_VERSION, &prm);
 		if (rc < 0) {
 			fprintf(stderr, "%s: %s is too small for data and integrity metadata\n",
 				prog, lo.spec);
@@ -1324,7 +1329,7 @@ static int cmd_accept_rollback(const char *spec, const struct opts *o)
 		       uuid, (unsigned long long)st.generation, (unsigned long long)st.trusted);
 		goto out;
 	}
-	rc = ti_accept_generation(v.h->uuid, st.generation, err, sizeof(err));
+	rc = ti_accept_generation(v.lo.ctx.trust, v.h->uuid, st.generation, err, sizeof(err));
 	keylog_record(&v, TD_KEYLOG_OP_ACCEPT_ROLLBACK, v.slot, rc == 0, true);
 	keylog_commit(&v, TD_KEYLOG_OP_ACCEPT_ROLLBACK);
 	if (rc < 0) {
