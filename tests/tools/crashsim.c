@@ -351,14 +351,14 @@ static int setup(struct sim *s, struct td_env *e, struct rng *r)
 	/* a lower image holding exactly `blocks` data blocks and their metadata */
 	tp = div_up(s->cfg.blocks, TI_BLOCK / TI_ENTRY_LEN);
 	if (s->cfg.version == 1)
-		s->lower_size = DATA_START + (uint64_t)s->cfg.blocks * BS +
-				(2 + (uint64_t)s->cfg.journal + tp + 2 * div_up(tp, BS / 32) + 16) *
-					BS;
+		s->lower_size =
+		    DATA_START + (uint64_t)s->cfg.blocks * BS +
+		    (2 + (uint64_t)s->cfg.journal + tp + 2 * div_up(tp, BS / 32) + 16) * BS;
 	else /* v2: two slots per tag page and L1 page, two L2 regions */
 		s->lower_size = DATA_START + (uint64_t)s->cfg.blocks * BS +
 				(2 + (uint64_t)s->cfg.journal + 2 * tp + 2 * div_up(tp, 128) +
 				 2 * div_up(div_up(tp, 128), 128)) *
-					BS;
+				    BS;
 	rc = ti_layout_version(s->lower_size, DATA_START, s->cfg.journal, s->cfg.version, &s->prm);
 	if (rc < 0 || s->prm.data_blocks != s->cfg.blocks) {
 		printf("crashsim: layout gives %" PRIu64 " data blocks, wanted %u\n",
@@ -1206,22 +1206,23 @@ static int cmp_u64(const void *a, const void *b)
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: crashsim [--seed N] [--points N] [--ops N] [--blocks N] [--qd N]\n"
-		"                [--journal N] [--version 1|2] [--dir DIR] [--long] [--strict-torn]\n"
-		"                [--break no-journal-wait|fp-off|fp-early|fp-noexcl] [--verbose]\n");
+	fprintf(
+	    f,
+	    "usage: crashsim [--seed N] [--points N] [--ops N] [--blocks N] [--qd N]\n"
+	    "                [--journal N] [--version 1|2] [--dir DIR] [--long] [--strict-torn]\n"
+	    "                [--break no-journal-wait|fp-off|fp-early|fp-noexcl] [--verbose]\n");
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option lo[] = {
-	    {"seed", required_argument, NULL, 's'}, {"points", required_argument, NULL, 'p'},
-	    {"ops", required_argument, NULL, 'o'},  {"blocks", required_argument, NULL, 'b'},
-	    {"qd", required_argument, NULL, 'q'},   {"journal", required_argument, NULL, 'j'},
-	    {"dir", required_argument, NULL, 'd'},  {"long", no_argument, NULL, 'L'},
-	    {"verbose", no_argument, NULL, 'v'},    {"strict-torn", no_argument, NULL, 'T'},
+	    {"seed", required_argument, NULL, 's'},    {"points", required_argument, NULL, 'p'},
+	    {"ops", required_argument, NULL, 'o'},     {"blocks", required_argument, NULL, 'b'},
+	    {"qd", required_argument, NULL, 'q'},      {"journal", required_argument, NULL, 'j'},
+	    {"dir", required_argument, NULL, 'd'},     {"long", no_argument, NULL, 'L'},
+	    {"verbose", no_argument, NULL, 'v'},       {"strict-torn", no_argument, NULL, 'T'},
 	    {"version", required_argument, NULL, 'V'}, {"break", required_argument, NULL, 'B'},
-	    {"help", no_argument, NULL, 'h'},	    {NULL, 0, NULL, 0},
+	    {"help", no_argument, NULL, 'h'},	       {NULL, 0, NULL, 0},
 	};
 	static const struct {
 		const char *name;
