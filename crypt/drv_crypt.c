@@ -66,8 +66,12 @@ static int crypt_open(struct td_layer *l, const char *path, const char *opts, ch
 	struct td_volkey *vk = NULL;
 	uint8_t *xkey = NULL, id[TD_IMAGE_ID_LEN];
 	char note[512], where[512];
+	struct ti_tuning tuning = {0}; /* options: the integrity layer's, passed on */
 	int rc, which, other_bad, i;
 
+	rc = ti_tuning_parse(opts, &tuning, "crypt", err, errlen);
+	if (rc < 0)
+		return rc;
 	td_pool_init(&p->reqs, sizeof(struct crypt_req));
 	h = calloc(1, sizeof(*h));
 	if (!h)
@@ -144,6 +148,7 @@ static int crypt_open(struct td_layer *l, const char *path, const char *opts, ch
 		memcpy(a.uuid, h->uuid, 16);
 		a.mac_key = mk;
 		a.tree_key = mk + 32;
+		a.tuning = tuning;
 		if (rc == 0)
 			rc = td_chain_insert_below(l, &td_drv_integrity, NULL, &a, err, errlen);
 		td_secure_free(mk);

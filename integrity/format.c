@@ -1,10 +1,11 @@
+/* On-disk codecs of the integrity layer: see format.h. */
 #include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "crypt/backend/cipher.h"
 #include "integrity/format.h"
+#include "tapdisk/core/util.h"
 
 static const uint8_t SUPER_MAGIC[8] = {'T', 'D', 'J', 'S', 'U', 'P', 'E', 'R'};
 static const uint8_t JBLOCK_MAGIC[8] = {'T', 'D', 'J', 'R', 'N', 'L', '0', '1'};
@@ -22,11 +23,6 @@ static uint32_t le32(const uint8_t *p)
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-static uint64_t div_up(uint64_t a, uint64_t b)
-{
-	return (a + b - 1) / b;
-}
-
 static void fill_meta(struct ti_params *p)
 {
 	uint64_t meta = p->data_start + p->data_blocks * TI_BLOCK;
@@ -34,9 +30,9 @@ static void fill_meta(struct ti_params *p)
 	p->super_off = meta;
 	p->journal_off = meta + 2 * TI_BLOCK;
 	p->tags_off = p->journal_off + (uint64_t)p->journal_blocks * TI_BLOCK;
-	p->tags_pages = div_up(p->data_blocks, TI_ENTRIES_PER_PAGE);
-	p->l1_pages = div_up(p->tags_pages, TI_HASHES_PER_PAGE);
-	p->l2_pages = div_up(p->l1_pages, TI_HASHES_PER_PAGE);
+	p->tags_pages = td_div_up(p->data_blocks, TI_ENTRIES_PER_PAGE);
+	p->l1_pages = td_div_up(p->tags_pages, TI_HASHES_PER_PAGE);
+	p->l2_pages = td_div_up(p->l1_pages, TI_HASHES_PER_PAGE);
 	if (p->version >= 2) {
 		/* two slots per tag page and per L1 page, two L2 regions */
 		p->tree_off = p->tags_off + 2 * p->tags_pages * TI_BLOCK;
@@ -44,7 +40,7 @@ static void fill_meta(struct ti_params *p)
 	} else {
 		p->tree_off = p->tags_off + p->tags_pages * TI_BLOCK;
 		/* v1: reserved room */
-		p->tree_pages = 2 * div_up(p->tags_pages, TI_BLOCK / 32) + 16;
+		p->tree_pages = 2 * td_div_up(p->tags_pages, TI_BLOCK / 32) + 16;
 	}
 }
 
@@ -56,10 +52,7 @@ uint64_t ti_layout_end(const struct ti_params *p)
 int ti_layout(uint64_t lower_size, uint64_t data_start, uint32_t journal_blocks,
 	      struct ti_params *p)
 {
-	const char *e = getenv("TD_INTEGRITY_LAYOUT_VERSION");
-	unsigned v = e && !strcmp(e, "1") ? 1 : TI_PARAMS_VERSION;
-
-	return ti_layout_version(lower_size, data_start, journal_blocks, v, p);
+	return ti_layout_version(lower_size, data_start, journal_blocks, TI_PARAMS_VERSION, p);
 }
 
 int ti_layout_version(uint64_t lower_size, uint64_t data_start, uint32_t journal_blocks,
@@ -424,8 +417,8 @@ int ti_tree_hash(struct td_hmac *tmac, const uint8_t uuid[16], int level, uint64
 	return rc;
 }
 
-int ti_tree_root(struct td_hmac *tmac, const uint8_t uuid[16], uint64_t l2_pages,
-		 const uint8_t *l2, uint8_t out[TI_HASH_LEN])
+int ti_tree_root(struct td_hmac *tmac, const uint8_t uuid[16], uint64_t l2_pages, const uint8_t *l2,
+		 uint8_t out[TI_HASH_LEN])
 {
 	uint8_t hdr[28];
 	int rc;

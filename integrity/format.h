@@ -19,8 +19,8 @@
  * at most 64 MiB of it, i.e. 128 TiB of data (2^35 blocks). A larger image
  * gets a 128 TiB data area; hostile parameters beyond it are refused. */
 #define TI_V2_MAX_BLOCKS (1ull << 35)
-#define TI_TAG_LEN 24	    /* bytes of HMAC-SHA256 kept per block */
-#define TI_ENTRY_LEN 32	    /* seq (8) + tag (24) */
+#define TI_TAG_LEN 24	/* bytes of HMAC-SHA256 kept per block */
+#define TI_ENTRY_LEN 32 /* seq (8) + tag (24) */
 #define TI_ENTRIES_PER_PAGE (TI_BLOCK / TI_ENTRY_LEN)
 #define TI_JOURNAL_BLOCKS_DEFAULT 1024 /* 4 MiB */
 #define TI_JOURNAL_BLOCKS_MIN 16
@@ -34,7 +34,9 @@
  * TI_JOURNAL_BLOCKS_FOR(recs) + 1 >= journal_blocks never fits. */
 #define TI_JOURNAL_BLOCKS_FOR(recs) (((recs) + TI_RECS_PER_BLOCK - 1) / TI_RECS_PER_BLOCK + 1)
 #define TI_MAC_OFF (TI_BLOCK - 32) /* HMAC of a superblock / journal block */
-#define TI_SEQ_ZERO_RANGE (1ull << 63) /* record flag: blocks [block, block+count) read as zeros */
+#define TI_SEQ_ZERO_RANGE                                                                          \
+	(1ull << 63) /* record flag: blocks [block, block+count) read as zeros                     \
+		      */
 
 /* Where everything lives in the lower image (byte offsets). */
 struct ti_params {
@@ -74,8 +76,8 @@ static inline uint64_t ti_l2_off(const struct ti_params *p, unsigned region)
  * them. -ENOSPC if not even one block fits. */
 int ti_layout(uint64_t lower_size, uint64_t data_start, uint32_t journal_blocks,
 	      struct ti_params *p);
-/* The same for a given parameters version (1 or 2). ti_layout uses 2, or
- * TD_INTEGRITY_LAYOUT_VERSION from the environment. */
+/* The same for a given parameters version (1 or 2); ti_layout lays out
+ * TI_PARAMS_VERSION (2). */
 int ti_layout_version(uint64_t lower_size, uint64_t data_start, uint32_t journal_blocks,
 		      unsigned version, struct ti_params *p);
 /* Bytes the layout needs in the lower image (its end offset). */
@@ -106,8 +108,8 @@ int ti_super_decode(const uint8_t in[TI_BLOCK], const uint8_t uuid[16], struct t
 int ti_tree_hash(struct td_hmac *tmac, const uint8_t uuid[16], int level, uint64_t idx,
 		 const uint8_t page[TI_BLOCK], uint8_t out[TI_HASH_LEN]);
 /* The root over the L2 array (l2_pages pages). */
-int ti_tree_root(struct td_hmac *tmac, const uint8_t uuid[16], uint64_t l2_pages,
-		 const uint8_t *l2, uint8_t out[TI_HASH_LEN]);
+int ti_tree_root(struct td_hmac *tmac, const uint8_t uuid[16], uint64_t l2_pages, const uint8_t *l2,
+		 uint8_t out[TI_HASH_LEN]);
 
 struct ti_rec {
 	uint64_t block;

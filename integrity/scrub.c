@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "crypt/backend/cipher.h"
-#include "integrity/integ.h"
+#include "integrity/priv.h"
 #include "integrity/scrub.h"
 #include "tapdisk/core/bufpool.h"
 
@@ -33,10 +33,9 @@ static void note_failure(struct ti_scrub_result *out, uint64_t b)
 
 /* Verifies blocks [b0, b0 + n) whose entries are in `tab` (entry of b0
  * first), reading the data between the first and last written one. */
-static int scrub_batch(struct td_layer *l, const uint8_t *tab, uint64_t b0, uint64_t n,
+static int scrub_batch(struct ti_core *c, const uint8_t *tab, uint64_t b0, uint64_t n,
 		       uint8_t *data, struct ti_scrub_result *out)
 {
-	struct ti_priv *p = l->priv;
 	uint64_t first = n, last = 0, k;
 	uint8_t tag[TI_TAG_LEN];
 	int rc;
@@ -52,8 +51,8 @@ static int scrub_batch(struct td_layer *l, const uint8_t *tab, uint64_t b0, uint
 	}
 	if (first == n)
 		return 0;
-	rc = td_layer_sync_io(l->below, TD_OP_READ, p->p.data_start + (b0 + first) * TI_BLOCK, data,
-			      (last - first + 1) * TI_BLOCK, 0);
+	rc = td_layer_sync_io(ti_lower(c), TD_OP_READ, c->p.data_start + (b0 + first) * TI_BLOCK,
+			      data, (last - first + 1) * TI_BLOCK, 0);
 	if (rc < 0)
 		return rc;
 	for (k = first; k <= last; k++) {
@@ -61,7 +60,7 @@ static int scrub_batch(struct td_layer *l, const uint8_t *tab, uint64_t b0, uint
 
 		if (entry_zero(e))
 			continue;
-		rc = ti_block_tag(p->mac_loop, p->uuid, b0 + k, ti_le64(e),
+		rc = ti_block_tag(c->mac_loop, c->uuid, b0 + k, ti_le64(e),
 				  data + (k - first) * TI_BLOCK, tag);
 		if (rc < 0)
 			return rc;
@@ -73,19 +72,58 @@ static int scrub_batch(struct td_layer *l, const uint8_t *tab, uint64_t b0, uint
 	return 0;
 }
 
+/* The table entries of pages [pg, pg + np) into tab: v2 every page through
+ * the freshness tree (a page that matches no slot fails every block it
+ * covers); v1 the pages on disk, or the cached ones. */
+static int read_table(struct ti_priv *p, uint64_t pg, uint64_t np, uint8_t *tab,
+		      struct ti_scrub_result *out)
+{
+	uint64_t total = p->c.p.data_blocks, i, k;
+	int rc;
+
+	if (!p->c.tree) {
+		rc = td_layer_sync_io(ti_lower(&p->c), TD_OP_READ, p->c.p.tags_off + pg * TI_BLOCK,
+				      tab, np * TI_BLOCK, 0);
+		for (i = 0; rc == 0 && i < np; i++) {
+			struct ti_page *cp = ti_page_find(&p->tc, 0, pg + i);
+
+			if (cp && cp->loaded)
+				memcpy(tab + i * TI_BLOCK, cp->data, TI_BLOCK);
+		}
+		return rc;
+	}
+	for (i = 0; i < np; i++) {
+		int e = 0;
+		struct ti_page *cp = ti_page_get_sync(&p->tc, pg + i, &e);
+
+		if (cp) {
+			memcpy(tab + i * TI_BLOCK, cp->data, TI_BLOCK);
+			continue;
+		}
+		if (e != -EBADMSG)
+			return e;
+		memset(tab + i * TI_BLOCK, 0, TI_BLOCK);
+		for (k = 0; k < TI_ENTRIES_PER_PAGE && (pg + i) * TI_ENTRIES_PER_PAGE + k < total;
+		     k++)
+			note_failure(out, (pg + i) * TI_ENTRIES_PER_PAGE + k);
+	}
+	return 0;
+}
+
 int ti_scrub(struct td_layer *l, void (*progress)(uint64_t done, uint64_t total, void *opaque),
 	     void *opaque, struct ti_scrub_result *out)
 {
 	struct ti_priv *p;
 	uint8_t *tab = NULL, *data = NULL;
-	uint64_t pg, total;
+	uint64_t pg, total, pages;
 	int rc = -EINVAL;
 
 	memset(out, 0, sizeof(*out));
 	if (!l || l->drv != &td_drv_integrity)
 		return rc;
 	p = l->priv;
-	total = p->p.data_blocks;
+	total = p->c.p.data_blocks;
+	pages = p->c.p.tags_pages;
 	out->blocks_total = total;
 	rc = -ENOMEM;
 	out->failed_blocks = calloc(TI_SCRUB_MAX_LISTED, sizeof(*out->failed_blocks));
@@ -94,47 +132,16 @@ int ti_scrub(struct td_layer *l, void (*progress)(uint64_t done, uint64_t total,
 	if (!out->failed_blocks || !tab || !data)
 		goto out;
 	rc = 0;
-	for (pg = 0; pg < p->p.tags_pages && rc == 0; pg += PAGES_PER_BATCH) {
-		uint64_t np =
-		    p->p.tags_pages - pg < PAGES_PER_BATCH ? p->p.tags_pages - pg : PAGES_PER_BATCH;
-		uint64_t b0 = pg * TI_ENTRIES_PER_PAGE, n, i;
+	for (pg = 0; pg < pages && rc == 0; pg += PAGES_PER_BATCH) {
+		uint64_t np = pages - pg < PAGES_PER_BATCH ? pages - pg : PAGES_PER_BATCH;
+		uint64_t b0 = pg * TI_ENTRIES_PER_PAGE, n;
 
-		if (p->tree) {
-			/* v2: every page through the freshness tree; a page that
-			 * matches no slot fails every block it covers */
-			for (i = 0; i < np && rc == 0; i++) {
-				int e = 0;
-				struct ti_page *cp = ti_page_get_sync(l, pg + i, &e);
-
-				if (cp) {
-					memcpy(tab + i * TI_BLOCK, cp->data, TI_BLOCK);
-					continue;
-				}
-				if (e != -EBADMSG) {
-					rc = e;
-					break;
-				}
-				memset(tab + i * TI_BLOCK, 0, TI_BLOCK);
-				for (uint64_t k = 0; k < TI_ENTRIES_PER_PAGE &&
-						     (pg + i) * TI_ENTRIES_PER_PAGE + k < total;
-				     k++)
-					note_failure(out, (pg + i) * TI_ENTRIES_PER_PAGE + k);
-			}
-		} else {
-			rc = td_layer_sync_io(l->below, TD_OP_READ, p->p.tags_off + pg * TI_BLOCK,
-					      tab, np * TI_BLOCK, 0);
-			for (i = 0; rc == 0 && i < np; i++) {
-				struct ti_page *cp = ti_page_find(p, pg + i);
-
-				if (cp && cp->loaded)
-					memcpy(tab + i * TI_BLOCK, cp->data, TI_BLOCK);
-			}
-		}
+		rc = read_table(p, pg, np, tab, out);
 		if (rc < 0)
 			break;
 		/* the last page may describe fewer blocks than it has room for */
 		n = total - b0 < np * TI_ENTRIES_PER_PAGE ? total - b0 : np * TI_ENTRIES_PER_PAGE;
-		rc = scrub_batch(l, tab, b0, n, data, out);
+		rc = scrub_batch(&p->c, tab, b0, n, data, out);
 		if (rc == 0 && progress)
 			progress(b0 + n, total, opaque);
 	}

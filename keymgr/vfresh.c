@@ -49,7 +49,7 @@ int td_volume_accept_rollback(struct td_volume *v, struct ti_fresh_status *st, b
 	rc = td_volume_fresh_status(v, v->vk, st, err, errlen);
 	if (rc < 0 || !st->rollback)
 		return rc;
-	rc = ti_accept_generation(v->h->uuid, st->generation, err, errlen);
+	rc = ti_accept_generation(v->ctx.trust, v->h->uuid, st->generation, err, errlen);
 	td_volume_record(v, TD_KEYLOG_OP_ACCEPT_ROLLBACK, v->slot, rc == 0, true);
 	td_volume_commit(v, TD_KEYLOG_OP_ACCEPT_ROLLBACK);
 	*accepted = rc == 0;

@@ -11,7 +11,8 @@
 # simulator against layers broken on purpose must report violations: the
 # ordering (data before its journal records), and flush points that are not
 # written ("off"), go out before the lower flush ("early") or also claim the
-# writes still in flight ("noexcl"). The test can fail.
+# writes still in flight ("noexcl"); crashsim --break selects those switches
+# of the test build (ti_test_break). The test can fail.
 #
 # CRASHSIM_SEED=N reproduces a run; CRASHSIM_LONG=1 runs thousands of points.
 . "$TD_SRC/tests/lib/common.sh"
@@ -46,7 +47,7 @@ rolled=$(sed -n 's/.* rolled_back=\([0-9]*\).*/\1/p' <<<"$summary")
 [ "${rolled:-0}" -ge 50 ] || fail "the rollback attacker changed only ${rolled:-0} blocks"
 
 info "the same run with the journal wait switched off must fail"
-TD_TEST_INTEGRITY_NO_JOURNAL_WAIT=1 "$SIM" --seed "$seed" --points 250 --dir "$DIR" \
+"$SIM" --break no-journal-wait --seed "$seed" --points 250 --dir "$DIR" \
 	>"$T/bad.out" 2>"$T/bad.err"
 rc=$?
 tail -n 3 "$T/bad.out"
@@ -57,7 +58,7 @@ nbad=$(sed -n 's/.* violations=\([0-9]*\).*/\1/p' <<<"$bad")
 grep -q '^VIOLATION seed=' "$T/bad.out" || fail "violations are not reported with seed and point"
 for mode in off early noexcl; do
 	info "flush points broken on purpose ($mode) must fail"
-	TD_TEST_INTEGRITY_FLUSH_POINTS=$mode "$SIM" --seed "$seed" --points 250 --dir "$DIR" \
+	"$SIM" --break "fp-$mode" --seed "$seed" --points 250 --dir "$DIR" \
 		>"$T/fp-$mode.out" 2>"$T/fp-$mode.err"
 	rc=$?
 	grep -m 3 '^VIOLATION' "$T/fp-$mode.out" | cut -c 1-220

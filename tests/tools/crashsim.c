@@ -1,13 +1,20 @@
 /* crashsim: power-loss simulation of the integrity layer.
  *
  *   crashsim [--seed N] [--points N] [--ops N] [--blocks N] [--qd N]
- *            [--journal N] [--dir DIR] [--long] [--strict-torn] [--verbose]
+ *            [--journal N] [--version 1|2] [--dir DIR] [--long] [--strict-torn]
+ *            [--break MODE] [--verbose]
  *
  * Defaults: 250 crash points over 1500 client requests on 2048 blocks,
  * journal of 16-128 blocks (small, so that checkpoints happen often);
  * --long: 4000 points over 6000 requests. Images go to /dev/shm (a flush
  * is free there) unless --dir says otherwise. CRASHSIM_DEBUG_POINT=C dumps
- * the lower log and what landed for crash point C.
+ * the lower log and what landed for crash point C. --version 1 lays the
+ * image out without the freshness tree (integrity parameters version 1).
+ * --break MODE runs against an integrity layer broken on purpose (a switch
+ * of the test build, ti_test_break): no-journal-wait (data before its
+ * journal records), fp-off, fp-early, fp-noexcl (flush points not written,
+ * written before the lower flush, claiming writes in flight); the run must
+ * then report violations.
  *
  * 1. Formats a small raw image with integrity metadata (ti_layout,
  *    ti_format: what 'vdkey format' does below the crypt header) and opens
@@ -52,8 +59,8 @@
  *    EIO (or as zeros when a write-zeroes/discard after the flushed
  *    version was issued); an older version or zeros otherwise are
  *    violations. This is what fails when the layer writes no flush points
- *    (TD_TEST_INTEGRITY_FLUSH_POINTS=off), and claims that are not durable
- *    ("early", "noexcl") fail the false-alarm check of step 4.
+ *    (--break fp-off), and claims that are not durable (fp-early,
+ *    fp-noexcl) fail the false-alarm check of step 4.
  *
  * The torn block of step 4 must never read as zeros or as an older
  * version when its newest flushed version is a write: with flush points
@@ -122,7 +129,7 @@ static double unit(struct rng *r)
 
 struct cfg {
 	uint64_t seed;
-	unsigned points, ops, blocks, qd, journal;
+	unsigned points, ops, blocks, qd, journal, version;
 	const char *dir;
 	bool verbose, strict_torn;
 };
@@ -310,6 +317,7 @@ static int open_integrity(struct sim *s, struct td_env *e, const char *spec, str
 		td_chain_close(c);
 		return rc;
 	}
+	memset(&a, 0, sizeof(a));
 	a.params = s->prm;
 	memcpy(a.uuid, s->uuid, 16);
 	a.mac_key = s->mac_key;
@@ -342,17 +350,16 @@ static int setup(struct sim *s, struct td_env *e, struct rng *r)
 
 	/* a lower image holding exactly `blocks` data blocks and their metadata */
 	tp = div_up(s->cfg.blocks, TI_BLOCK / TI_ENTRY_LEN);
-	if (getenv("TD_INTEGRITY_LAYOUT_VERSION") &&
-	    !strcmp(getenv("TD_INTEGRITY_LAYOUT_VERSION"), "1"))
-		s->lower_size = DATA_START + (uint64_t)s->cfg.blocks * BS +
-				(2 + (uint64_t)s->cfg.journal + tp + 2 * div_up(tp, BS / 32) + 16) *
-					BS;
+	if (s->cfg.version == 1)
+		s->lower_size =
+		    DATA_START + (uint64_t)s->cfg.blocks * BS +
+		    (2 + (uint64_t)s->cfg.journal + tp + 2 * div_up(tp, BS / 32) + 16) * BS;
 	else /* v2: two slots per tag page and L1 page, two L2 regions */
 		s->lower_size = DATA_START + (uint64_t)s->cfg.blocks * BS +
 				(2 + (uint64_t)s->cfg.journal + 2 * tp + 2 * div_up(tp, 128) +
 				 2 * div_up(div_up(tp, 128), 128)) *
-					BS;
-	rc = ti_layout(s->lower_size, DATA_START, s->cfg.journal, &s->prm);
+				    BS;
+	rc = ti_layout_version(s->lower_size, DATA_START, s->cfg.journal, s->cfg.version, &s->prm);
 	if (rc < 0 || s->prm.data_blocks != s->cfg.blocks) {
 		printf("crashsim: layout gives %" PRIu64 " data blocks, wanted %u\n",
 		       s->prm.data_blocks, s->cfg.blocks);
@@ -645,7 +652,8 @@ static int workload(struct sim *s, struct td_env *e)
 		if (rc < 0)
 			goto out;
 	}
-	/* a last flush, then a clean close (final checkpoint) */
+	/* a last flush, then a clean close (flush, quiesce: the final
+	 * checkpoint) */
 	if (submit_one(s, c->top, true) != 1) {
 		rc = -EIO;
 		goto out;
@@ -654,10 +662,13 @@ static int workload(struct sim *s, struct td_env *e)
 	while (s->inflight)
 		if ((rc = td_loop_run_once(e->ctx.loop, 1000)) < 0)
 			goto out;
-	rc = 0;
+	rc = td_chain_close_sync(c);
+	c = NULL;
+	if (rc < 0)
+		printf("crashsim: the clean close failed: %s\n", strerror(-rc));
 out:
 	if (c)
-		td_chain_close(c);
+		td_chain_close(c); /* as a crash leaves it */
 	td_record_attach(NULL);
 	return rc;
 }
@@ -1195,21 +1206,34 @@ static int cmp_u64(const void *a, const void *b)
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: crashsim [--seed N] [--points N] [--ops N] [--blocks N] [--qd N]\n"
-		"                [--journal N] [--dir DIR] [--long] [--strict-torn] [--verbose]\n");
+	fprintf(
+	    f,
+	    "usage: crashsim [--seed N] [--points N] [--ops N] [--blocks N] [--qd N]\n"
+	    "                [--journal N] [--version 1|2] [--dir DIR] [--long] [--strict-torn]\n"
+	    "                [--break no-journal-wait|fp-off|fp-early|fp-noexcl] [--verbose]\n");
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option lo[] = {
-	    {"seed", required_argument, NULL, 's'}, {"points", required_argument, NULL, 'p'},
-	    {"ops", required_argument, NULL, 'o'},  {"blocks", required_argument, NULL, 'b'},
-	    {"qd", required_argument, NULL, 'q'},   {"journal", required_argument, NULL, 'j'},
-	    {"dir", required_argument, NULL, 'd'},  {"long", no_argument, NULL, 'L'},
-	    {"verbose", no_argument, NULL, 'v'},    {"strict-torn", no_argument, NULL, 'T'},
-	    {"help", no_argument, NULL, 'h'},	    {NULL, 0, NULL, 0},
+	    {"seed", required_argument, NULL, 's'},    {"points", required_argument, NULL, 'p'},
+	    {"ops", required_argument, NULL, 'o'},     {"blocks", required_argument, NULL, 'b'},
+	    {"qd", required_argument, NULL, 'q'},      {"journal", required_argument, NULL, 'j'},
+	    {"dir", required_argument, NULL, 'd'},     {"long", no_argument, NULL, 'L'},
+	    {"verbose", no_argument, NULL, 'v'},       {"strict-torn", no_argument, NULL, 'T'},
+	    {"version", required_argument, NULL, 'V'}, {"break", required_argument, NULL, 'B'},
+	    {"help", no_argument, NULL, 'h'},	       {NULL, 0, NULL, 0},
 	};
+	static const struct {
+		const char *name;
+		enum ti_test_break mode;
+	} breaks[] = {
+	    {"no-journal-wait", TI_TEST_NO_JOURNAL_WAIT},
+	    {"fp-off", TI_TEST_FP_OFF},
+	    {"fp-early", TI_TEST_FP_EARLY},
+	    {"fp-noexcl", TI_TEST_FP_NOEXCL},
+	};
+	size_t bi;
 	static struct sim S;
 	static struct td_env E;
 	struct sim *s = &S;
@@ -1227,6 +1251,7 @@ int main(int argc, char **argv)
 	s->cfg.points = 250;
 	s->cfg.ops = 1500;
 	s->cfg.blocks = 2048;
+	s->cfg.version = TI_PARAMS_VERSION;
 	while ((opt = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (opt) {
 		case 's':
@@ -1259,6 +1284,23 @@ int main(int argc, char **argv)
 			break;
 		case 'T':
 			s->cfg.strict_torn = true;
+			break;
+		case 'V':
+			s->cfg.version = (unsigned)strtoul(optarg, NULL, 0);
+			if (s->cfg.version < 1 || s->cfg.version > 2) {
+				usage(stderr);
+				return 2;
+			}
+			break;
+		case 'B':
+			for (bi = 0; bi < sizeof(breaks) / sizeof(breaks[0]); bi++)
+				if (!strcmp(optarg, breaks[bi].name))
+					break;
+			if (bi == sizeof(breaks) / sizeof(breaks[0])) {
+				usage(stderr);
+				return 2;
+			}
+			ti_test_break(breaks[bi].mode);
 			break;
 		case 'h':
 			usage(stdout);
