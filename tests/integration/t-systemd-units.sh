@@ -55,11 +55,8 @@ mkdir -p "$P/etc/tdcrypt/vbd" "$T/imgs" "$T/creds"
 IMG=$T/imgs/vm1.qcow2
 qemu-img create -q -f qcow2 "$IMG" 256M
 head -c 32 /dev/urandom | base64 >"$T/creds/passphrase"
-# (--integrity none: this test is about the unit, not the integrity layer,
-# whose shutdown is being reworked; crypt:qcow2 with integrity is served
-# by t-install from the installed tree)
 vdkey format "qcow2:$IMG" --key-file "$T/creds/passphrase" --pbkdf pbkdf2 --pbkdf-iterations 1000 \
-	--integrity none >/dev/null || fail "vdkey format"
+	>/dev/null || fail "vdkey format"
 td_on_exit "vdkey unload qcow2:$IMG >/dev/null 2>&1"
 chown -R nobody: "$T/imgs"
 chmod 0700 "$T/imgs"

@@ -11,9 +11,7 @@ need qemu-img qemu-io python3
 
 truncate -s 128M "$T/vm1.img"
 head -c 32 /dev/urandom | base64 >"$T/pw"
-# (--integrity none: the clients are the point here, and the integrity
-# layer's shutdown is being reworked)
-crypt_image "aio:$T/vm1.img" "$T/pw" --integrity none
+crypt_image "aio:$T/vm1.img" "$T/pw"
 SOCK=$T/vm1.sock
 td_serve "crypt:aio:$T/vm1.img" "$SOCK" --export-name vm1
 python3 "$TD_SRC/tests/lib/readme_clients.py" "$TD_SRC/README.md" "$SOCK" >"$T/clients" ||
