@@ -57,7 +57,6 @@ struct crypt_priv {
 	uint8_t uuid_raw[16];
 };
 
-
 static int crypt_open(struct td_layer *l, const char *path, const char *opts, char *err,
 		      size_t errlen)
 {
@@ -142,8 +141,8 @@ static int crypt_open(struct td_layer *l, const char *path, const char *opts, ch
 		if (rc == 0 && (a.params.data_start != h->data_offset ||
 				a.params.data_blocks * TD_BLOCK_SIZE != h->data_size)) {
 			rc = -EBADMSG;
-			snprintf(err, errlen, "image %s: integrity layout disagrees with the header",
-				 p->uuid);
+			snprintf(err, errlen,
+				 "image %s: integrity layout disagrees with the header", p->uuid);
 		}
 		memcpy(a.uuid, h->uuid, 16);
 		a.mac_key = mk;
@@ -157,7 +156,8 @@ static int crypt_open(struct td_layer *l, const char *path, const char *opts, ch
 		p->data_offset = 0; /* the integrity layer exports the data area from 0 */
 	} else if (strcmp(h->integrity, TD_HDR_INTEGRITY_NONE) != 0) {
 		rc = -EOPNOTSUPP;
-		snprintf(err, errlen, "image %s: unknown integrity mode '%s'", p->uuid, h->integrity);
+		snprintf(err, errlen, "image %s: unknown integrity mode '%s'", p->uuid,
+			 h->integrity);
 		goto out;
 	}
 	rc = -EIO;
@@ -186,8 +186,7 @@ static int crypt_open(struct td_layer *l, const char *path, const char *opts, ch
 		if (!p->xts[i])
 			goto out;
 	}
-	td_info("crypt: image %s unlocked (aes-xts-plain64, integrity %s)", p->uuid,
-		h->integrity);
+	td_info("crypt: image %s unlocked (aes-xts-plain64, integrity %s)", p->uuid, h->integrity);
 	rc = 0;
 out:
 	if (rc < 0 && p->xts) {
@@ -275,8 +274,8 @@ static void encrypt_fn(struct td_fanout_part *part, int worker)
 	for (k = 0; k < part->n; k++) {
 		uint64_t off = (part->first + k) * TD_BLOCK_SIZE;
 
-		if (td_xts_encrypt(x, first + k, iov_at(cr->parent, off), (uint8_t *)cr->bounce + off,
-				   TD_BLOCK_SIZE) < 0)
+		if (td_xts_encrypt(x, first + k, iov_at(cr->parent, off),
+				   (uint8_t *)cr->bounce + off, TD_BLOCK_SIZE) < 0)
 			part->err = -EIO;
 	}
 }
@@ -418,15 +417,16 @@ static void crypt_shift(struct td_layer *l, struct td_req *req)
 }
 
 const struct td_driver td_drv_crypt = {
-	.name = "crypt",
-	.summary = "AES-256-XTS encryption of each 4 KiB block (+ the integrity layer its header records)",
-	.priv_size = sizeof(struct crypt_priv),
-	.open = crypt_open,
-	.close = crypt_close,
-	.read = crypt_read,
-	.write = crypt_write,
-	.discard = crypt_shift,
-	.write_zeroes = crypt_shift,
-	.uuid = crypt_uuid,
-	.needs_key = true,
+    .name = "crypt",
+    .summary =
+	"AES-256-XTS encryption of each 4 KiB block (+ the integrity layer its header records)",
+    .priv_size = sizeof(struct crypt_priv),
+    .open = crypt_open,
+    .close = crypt_close,
+    .read = crypt_read,
+    .write = crypt_write,
+    .discard = crypt_shift,
+    .write_zeroes = crypt_shift,
+    .uuid = crypt_uuid,
+    .needs_key = true,
 };

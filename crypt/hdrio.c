@@ -36,8 +36,9 @@ int td_hdr_load(struct td_layer *lower, struct td_crypt_hdr *h, int *which, int 
 			 other_bad, note, notelen);
 	if (rc < 0) {
 		if (rc == -ENOMSG)
-			snprintf(err, errlen, "no crypt header on this image (format it with 'vdkey "
-					      "format')");
+			snprintf(err, errlen,
+				 "no crypt header on this image (format it with 'vdkey "
+				 "format')");
 		else
 			snprintf(err, errlen, "crypt header is corrupt in both copies: %s", note);
 		note[0] = 0;

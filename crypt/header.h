@@ -196,8 +196,8 @@ int td_kdf_params_check(const struct td_kdf_params *p, char *err, size_t errlen)
 #define TD_HDR_KEYLOG_HEAD_LEN 32
 
 struct td_keylog_anchor {
-	uint64_t count;				/* entries covered; 0 = no anchor */
-	uint8_t head[TD_HDR_KEYLOG_HEAD_LEN];	/* hash of entry count-1 */
+	uint64_t count;			      /* entries covered; 0 = no anchor */
+	uint8_t head[TD_HDR_KEYLOG_HEAD_LEN]; /* hash of entry count-1 */
 };
 
 /* Reads the anchor out of h->freshness: 0 with a->count = 0 (head zero)

@@ -128,7 +128,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 
 				assert(page);
 				if (off < n) {
-					size_t take = n - off < TD_BLKIF_PAGE ? n - off : TD_BLKIF_PAGE;
+					size_t take =
+					    n - off < TD_BLKIF_PAGE ? n - off : TD_BLKIF_PAGE;
 
 					memcpy(page, d + off, take);
 					off += take;
@@ -144,7 +145,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 
 	/* a response touches its own slot only */
 	memcpy(before, ring, ringlen);
-	td_blkif_put_rsp(abi, ring, slots, idx, rc ? 0 : r.id, rc ? 0 : r.wire_op, TD_BLKIF_RSP_ERROR);
+	td_blkif_put_rsp(abi, ring, slots, idx, rc ? 0 : r.id, rc ? 0 : r.wire_op,
+			 TD_BLKIF_RSP_ERROR);
 	{
 		size_t s0 = TD_BLKIF_RING_HDR + (size_t)(idx & (slots - 1)) * slot_size;
 

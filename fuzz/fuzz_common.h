@@ -27,8 +27,8 @@ static inline void fz_hdr_fix_checksum(uint8_t *copy)
 static inline int fz_kdf_equal(const struct td_kdf_params *a, const struct td_kdf_params *b)
 {
 	return a->id == b->id && a->t_cost == b->t_cost && a->m_cost_kib == b->m_cost_kib &&
-	       a->parallelism == b->parallelism && a->iterations == b->iterations &&
-	       a->n == b->n && a->r == b->r && a->p == b->p;
+	       a->parallelism == b->parallelism && a->iterations == b->iterations && a->n == b->n &&
+	       a->r == b->r && a->p == b->p;
 }
 
 static inline int fz_hdr_equal(const struct td_crypt_hdr *a, const struct td_crypt_hdr *b)

@@ -100,7 +100,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rp = td_hdr_pick(a, b, len, &hp, &which, &other, err, sizeof(err));
 	if (ra < 0 && rb < 0) {
 		assert(rp < 0);
-		assert(rp == ((ra == -ENOMSG && rb == -ENOMSG) ? -ENOMSG : (ra != -ENOMSG ? ra : rb)));
+		assert(rp ==
+		       ((ra == -ENOMSG && rb == -ENOMSG) ? -ENOMSG : (ra != -ENOMSG ? ra : rb)));
 	} else {
 		assert(rp == 0 && (which == 0 || which == 1));
 		assert(which == 0 ? ra == 0 : rb == 0);
@@ -111,7 +112,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			assert(other == TD_HDR_OTHER_CORRUPT);
 		else
 			assert(other == (memcmp(a, b, TD_HDR_COPY_SIZE) ? TD_HDR_OTHER_STALE
-									 : TD_HDR_OTHER_OK));
+									: TD_HDR_OTHER_OK));
 	}
 	/* one copy unreadable */
 	rp = td_hdr_pick(NULL, b, len, &hp, &which, &other, err, sizeof(err));

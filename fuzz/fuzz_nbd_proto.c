@@ -140,7 +140,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	switch (data[0] % 6) {
 	case 0:
-		if (size < 1 + NBD_CLIENT_FLAGS_LEN || !(buf = dup_exact(data + 1, NBD_CLIENT_FLAGS_LEN)))
+		if (size < 1 + NBD_CLIENT_FLAGS_LEN ||
+		    !(buf = dup_exact(data + 1, NBD_CLIENT_FLAGS_LEN)))
 			break;
 		(void)nbd_parse_client_flags(buf, &nz);
 		free(buf);

@@ -20,8 +20,8 @@
 #include "tapdisk/nbd/nbd_proto.h"
 #include "tapdisk/qcow2/qcow2_format.h"
 
-#define FZ_PASSPHRASE "fuzz passphrase"			  /* fuzz_keyslot.c */
-#define FZ_KEY "fuzz integrity mac key 32 bytes!"	  /* fuzz_integrity.c */
+#define FZ_PASSPHRASE "fuzz passphrase"		  /* fuzz_keyslot.c */
+#define FZ_KEY "fuzz integrity mac key 32 bytes!" /* fuzz_integrity.c */
 static const uint8_t fz_uuid[16] = {0xf0, 0x22, 0x1d, 0x3a, 0x55, 0x10, 0x4e, 0x7c,
 				    0x9b, 0x01, 0x2c, 0x3d, 0x4e, 0x5f, 0x60, 0x71};
 

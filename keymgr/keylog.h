@@ -27,8 +27,8 @@
 #include "crypt/header.h"
 
 #define TD_KEYLOG_HASH_LEN 32
-#define TD_KEYLOG_LINE_MAX 512 /* bytes of one entry, the '\n' included */
-#define TD_KEYLOG_OP_MAX 32    /* characters of op */
+#define TD_KEYLOG_LINE_MAX 512	       /* bytes of one entry, the '\n' included */
+#define TD_KEYLOG_OP_MAX 32	       /* characters of op */
 #define TD_KEYLOG_FILE_MAX (64u << 20) /* a longer log is refused as hostile */
 #define TD_KEYLOG_SLOT_NONE (-1)
 #define TD_KEYLOG_OK "ok"
@@ -53,7 +53,7 @@ struct td_keylog_entry {
 	uint32_t uid;
 	uint8_t uuid[16];
 	char op[TD_KEYLOG_OP_MAX + 1];
-	int slot; /* 0..15 or TD_KEYLOG_SLOT_NONE */
+	int slot;	 /* 0..15 or TD_KEYLOG_SLOT_NONE */
 	char outcome[8]; /* TD_KEYLOG_OK or TD_KEYLOG_FAIL */
 	uint8_t prev[TD_KEYLOG_HASH_LEN];
 	uint8_t hash[TD_KEYLOG_HASH_LEN];

@@ -59,10 +59,12 @@ int td_keyring_store(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN],
 	kid = add_key("user", desc, payload, TD_VOLKEY_LEN + 1, KEY_SPEC_USER_KEYRING);
 	td_secure_free(payload);
 	if (kid < 0) {
-		snprintf(err, errlen, "cannot add the key to the user keyring: %s", strerror(errno));
+		snprintf(err, errlen, "cannot add the key to the user keyring: %s",
+			 strerror(errno));
 		return -errno;
 	}
-	if (keyctl_setperm(kid, perm) < 0 || (timeout_s && keyctl_set_timeout(kid, timeout_s) < 0)) {
+	if (keyctl_setperm(kid, perm) < 0 ||
+	    (timeout_s && keyctl_set_timeout(kid, timeout_s) < 0)) {
 		int e = errno;
 
 		keyctl_invalidate(kid);
@@ -125,15 +127,16 @@ static int keyring_get(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN]
 	if (kid < 0) {
 		rc = errno == EACCES ? -EACCES : -ENOKEY;
 		if (rc == -EACCES)
-			snprintf(err, errlen, "the key for image %s is not searchable by this process",
-				 us);
-		else if (td_keyring_count_others(uuid, id) > 0)
 			snprintf(err, errlen,
-				 "the key loaded for image %s belongs to another file, not to %s: a "
-				 "loaded key opens only the file it was loaded for (a copy, a renamed "
-				 "file or another file with the same UUID is refused). If this is the "
-				 "image you mean, run 'vdkey load SPEC' for it",
-				 us, where ? where : "this one");
+				 "the key for image %s is not searchable by this process", us);
+		else if (td_keyring_count_others(uuid, id) > 0)
+			snprintf(
+			    err, errlen,
+			    "the key loaded for image %s belongs to another file, not to %s: a "
+			    "loaded key opens only the file it was loaded for (a copy, a renamed "
+			    "file or another file with the same UUID is refused). If this is the "
+			    "image you mean, run 'vdkey load SPEC' for it",
+			    us, where ? where : "this one");
 		else
 			snprintf(err, errlen,
 				 "no key loaded for image %s: run 'vdkey load SPEC' (as this user) "
@@ -159,8 +162,8 @@ static int keyring_get(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN]
 	}
 	if (n != TD_VOLKEY_LEN + 1) {
 		rc = -EINVAL;
-		snprintf(err, errlen, "the keyring entry %s holds %ld bytes, not a volume key", desc,
-			 n);
+		snprintf(err, errlen, "the keyring entry %s holds %ld bytes, not a volume key",
+			 desc, n);
 		goto out;
 	}
 	*out = td_volkey_from_bytes(buf, TD_VOLKEY_LEN);

@@ -23,7 +23,7 @@
 #include "tapdisk/block/files.h"
 
 #define TD_KEYRING_USER_READABLE 0x1u /* also let same-uid non-possessors read it */
-#define TD_KEYRING_ONCE 0x2u /* the first tapdisk that reads it invalidates it */
+#define TD_KEYRING_ONCE 0x2u	      /* the first tapdisk that reads it invalidates it */
 
 void td_keyring_desc(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN], char *out,
 		     size_t len);

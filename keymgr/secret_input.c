@@ -93,7 +93,8 @@ int td_secret_read(const char *file, const char *prompt, bool confirm, struct td
 		fd = strcmp(file, "-") == 0 ? STDIN_FILENO : open(file, O_RDONLY | O_CLOEXEC);
 		if (fd < 0) {
 			rc = -errno;
-			snprintf(err, errlen, "cannot open key file '%s': %s", file, strerror(errno));
+			snprintf(err, errlen, "cannot open key file '%s': %s", file,
+				 strerror(errno));
 			goto out;
 		}
 		rc = read_fd_all(fd, out, err, errlen);
@@ -104,8 +105,9 @@ int td_secret_read(const char *file, const char *prompt, bool confirm, struct td
 		fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
 		if (fd < 0) {
 			rc = -ENOTTY;
-			snprintf(err, errlen, "no terminal to ask for the passphrase: use --key-file FILE "
-					      "(or - for standard input)");
+			snprintf(err, errlen,
+				 "no terminal to ask for the passphrase: use --key-file FILE "
+				 "(or - for standard input)");
 			goto out;
 		}
 		rc = prompt_once(fd, prompt, out->buf, &out->len, err, errlen);
@@ -114,7 +116,8 @@ int td_secret_read(const char *file, const char *prompt, bool confirm, struct td
 			rc = again ? prompt_once(fd, "Verify passphrase: ", again, &again_len, err,
 						 errlen)
 				   : -ENOMEM;
-			if (!rc && (again_len != out->len || memcmp(again, out->buf, out->len) != 0)) {
+			if (!rc &&
+			    (again_len != out->len || memcmp(again, out->buf, out->len) != 0)) {
 				rc = -EINVAL;
 				snprintf(err, errlen, "the passphrases do not match");
 			}

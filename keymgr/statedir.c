@@ -26,8 +26,8 @@ static int mkdir_one(const char *p, char *err, size_t errlen)
 	return rc;
 }
 
-int td_statedir_path(const uint8_t uuid[16], const char *name, int create, char *out,
-		     size_t outlen, char *err, size_t errlen)
+int td_statedir_path(const uint8_t uuid[16], const char *name, int create, char *out, size_t outlen,
+		     char *err, size_t errlen)
 {
 	char u[37], dir[4096];
 	int rc;
@@ -157,7 +157,7 @@ int td_state_gen_write(const uint8_t uuid[16], uint64_t gen, char *err, size_t e
 }
 
 const struct td_trust_ops td_statedir_trust = {
-	.gen_prepare = td_state_gen_prepare,
-	.gen_read = td_state_gen_read,
-	.gen_write = td_state_gen_write,
+    .gen_prepare = td_state_gen_prepare,
+    .gen_read = td_state_gen_read,
+    .gen_write = td_state_gen_write,
 };

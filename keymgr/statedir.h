@@ -23,8 +23,8 @@ const char *td_statedir(void);
 
 /* Builds "<statedir>/<uuid>/<name>" into out, creating the directories
  * (0700) when create is set. Negative errno with a message in err. */
-int td_statedir_path(const uint8_t uuid[16], const char *name, int create, char *out,
-		     size_t outlen, char *err, size_t errlen);
+int td_statedir_path(const uint8_t uuid[16], const char *name, int create, char *out, size_t outlen,
+		     char *err, size_t errlen);
 
 /* The trusted generation for uuid: 0 with *gen = 0 when none is recorded,
  * negative errno on an unreadable or malformed file. */

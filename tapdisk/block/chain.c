@@ -6,8 +6,7 @@
 #include "tapdisk/block/chain.h"
 #include "tapdisk/core/log.h"
 
-static struct td_layer *layer_new(struct td_ctx *ctx, const struct td_driver *drv,
-				  const char *opts)
+static struct td_layer *layer_new(struct td_ctx *ctx, const struct td_driver *drv, const char *opts)
 {
 	struct td_layer *l = calloc(1, sizeof(*l));
 

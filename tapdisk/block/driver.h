@@ -40,7 +40,7 @@ enum td_op {
 };
 
 /* request flags */
-#define TD_REQ_FUA 0x1u	    /* write: durable before completion */
+#define TD_REQ_FUA 0x1u	     /* write: durable before completion */
 #define TD_REQ_NO_UNMAP 0x2u /* write-zeroes: keep the space allocated */
 
 struct td_req {
@@ -59,9 +59,9 @@ struct td_req {
 
 /* A request over one buffer (iov is the caller's, kept alive with req):
  * the fields a submitter sets; buf NULL for a flush. */
-static inline void td_req_init1(struct td_req *req, struct iovec *iov, enum td_op op,
-				uint64_t off, void *buf, uint64_t len,
-				void (*done)(struct td_req *, int), void *opaque)
+static inline void td_req_init1(struct td_req *req, struct iovec *iov, enum td_op op, uint64_t off,
+				void *buf, uint64_t len, void (*done)(struct td_req *, int),
+				void *opaque)
 {
 	req->op = op;
 	req->flags = 0;
@@ -189,8 +189,8 @@ struct td_layer {
 	struct td_layer *below;
 	struct td_ctx *ctx;
 	void *priv;
-	uint64_t size; /* exported bytes, multiple of TD_BLOCK_SIZE */
-	char *opts;    /* driver options from the spec, or NULL */
+	uint64_t size;	 /* exported bytes, multiple of TD_BLOCK_SIZE */
+	char *opts;	 /* driver options from the spec, or NULL */
 	const void *arg; /* set by the layer that inserted this one, for open() */
 	/* private to tapdisk/block/chain.c: the quiesce under way */
 	void (*quiesced)(struct td_layer *l, int err);

@@ -120,8 +120,8 @@ int td_files_add(struct td_files *f, const char *path, unsigned how, int fd, cha
 
 	how &= TD_FILE_RW | TD_FILE_DIRECT;
 	if (fl < 0 || (fl & O_PATH) || ((how & TD_FILE_RW) && (fl & O_ACCMODE) != O_RDWR)) {
-		snprintf(err, errlen, "the descriptor passed for %.300s is not an open file%s", path,
-			 (how & TD_FILE_RW) ? " open for reading and writing" : "");
+		snprintf(err, errlen, "the descriptor passed for %.300s is not an open file%s",
+			 path, (how & TD_FILE_RW) ? " open for reading and writing" : "");
 		close(fd);
 		return -EBADF;
 	}
@@ -153,8 +153,8 @@ static const struct td_file_ent *table_find(const struct td_files *f, const char
 	return best;
 }
 
-static int from_table(const struct td_files *f, const char *path, unsigned how,
-		      struct td_file *out, char *why, size_t whylen)
+static int from_table(const struct td_files *f, const char *path, unsigned how, struct td_file *out,
+		      char *why, size_t whylen)
 {
 	const struct td_file_ent *e = table_find(f, path, how);
 	int fd;
@@ -201,7 +201,8 @@ static int check_opened(int fd, unsigned how, struct td_file *out, char *why, si
 	}
 	if (!S_ISREG(out->st.st_mode) && !((how & TD_FILE_BLKDEV) && S_ISBLK(out->st.st_mode))) {
 		snprintf(why, whylen, "is not a regular file%s (%s)",
-			 (how & TD_FILE_BLKDEV) ? " or a block device" : "", kind_of(out->st.st_mode));
+			 (how & TD_FILE_BLKDEV) ? " or a block device" : "",
+			 kind_of(out->st.st_mode));
 		return -EINVAL;
 	}
 	if ((long)sfs.f_type == PROC_MAGIC || (long)sfs.f_type == SYSFS_MAGIC_) {
@@ -228,7 +229,8 @@ static void describe_errno(int e, unsigned how, char *why, size_t whylen)
 	if (e == ENOENT)
 		snprintf(why, whylen, "does not exist");
 	else if (e == EACCES || e == EPERM || e == EROFS)
-		snprintf(why, whylen, "permission denied opening it %s (check its owner and mode%s)",
+		snprintf(why, whylen,
+			 "permission denied opening it %s (check its owner and mode%s)",
 			 (how & TD_FILE_RW) ? "for writing" : "read-only",
 			 (how & TD_FILE_RW) ? ", or open it read-only" : "");
 	else
@@ -256,8 +258,8 @@ static int record(struct td_ctx *ctx, const char *path, unsigned how, const stru
 	return rc;
 }
 
-int td_file_open(struct td_ctx *ctx, const char *path, unsigned how, struct td_file *out,
-		 char *why, size_t whylen)
+int td_file_open(struct td_ctx *ctx, const char *path, unsigned how, struct td_file *out, char *why,
+		 size_t whylen)
 {
 	unsigned want = how;
 	int rc;
@@ -311,8 +313,8 @@ static int add_dir(struct td_confine *c, const char *d, char *err, size_t errlen
 	return 0;
 }
 
-int td_confine_init(struct td_confine *c, const char *top_path, int top_fd,
-		    const char *const *dirs, int ndirs, char *err, size_t errlen)
+int td_confine_init(struct td_confine *c, const char *top_path, int top_fd, const char *const *dirs,
+		    int ndirs, char *err, size_t errlen)
 {
 	const struct td_hostconf *hc;
 	char top[4096], *slash;
@@ -393,7 +395,8 @@ static int walk_beneath(int dirfd, const char *rel, int flags)
 			break;
 		}
 		fd = openat(cur, comp,
-			    next ? O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC : flags | O_NOFOLLOW);
+			    next ? O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
+				 : flags | O_NOFOLLOW);
 		if (cur != dirfd)
 			close(cur);
 		if (fd < 0)
@@ -413,8 +416,8 @@ static int walk_beneath(int dirfd, const char *rel, int flags)
 static int open_beneath(int dirfd, const char *rel, int flags)
 {
 	struct open_how oh = {
-		.flags = (uint64_t)flags,
-		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	    .flags = (uint64_t)flags,
+	    .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
 	};
 	long fd = syscall(SYS_openat2, dirfd, rel, &oh, sizeof(oh));
 
@@ -515,23 +518,27 @@ int td_file_open_named(struct td_ctx *ctx, const struct td_confine *c, const cha
 			 strerror(errno));
 		return rc;
 	}
-	out->fd = open_as_owner(c, dirfd, rel, open_flags(how) | ((how & TD_FILE_DIRECT) ? O_DIRECT : 0));
+	out->fd =
+	    open_as_owner(c, dirfd, rel, open_flags(how) | ((how & TD_FILE_DIRECT) ? O_DIRECT : 0));
 	if (out->fd < 0 && errno == EINVAL && (how & TD_FILE_DIRECT))
 		out->fd = open_as_owner(c, dirfd, rel, open_flags(how));
 	if (out->fd < 0) {
 		rc = -errno;
 		if (errno == ELOOP)
-			snprintf(why, whylen,
-				 "'%.300s' goes through a symbolic link: refused (backing files are "
-				 "opened without following links)",
-				 norm);
+			snprintf(
+			    why, whylen,
+			    "'%.300s' goes through a symbolic link: refused (backing files are "
+			    "opened without following links)",
+			    norm);
 		else if (errno == EXDEV)
-			snprintf(why, whylen, "'%.300s' climbs out of %s: refused", norm, c->dirs[i]);
+			snprintf(why, whylen, "'%.300s' climbs out of %s: refused", norm,
+				 c->dirs[i]);
 		else if (errno == EACCES || errno == EPERM)
-			snprintf(why, whylen,
-				 "'%.300s' cannot be read by the top image's owner (uid %u, gid %u): "
-				 "refused (backing files are opened with that owner's rights)",
-				 norm, (unsigned)c->owner, (unsigned)c->group);
+			snprintf(
+			    why, whylen,
+			    "'%.300s' cannot be read by the top image's owner (uid %u, gid %u): "
+			    "refused (backing files are opened with that owner's rights)",
+			    norm, (unsigned)c->owner, (unsigned)c->group);
 		else
 			describe_errno(errno, how, why, whylen);
 		goto out;

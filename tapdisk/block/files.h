@@ -59,14 +59,14 @@ struct td_confine {
 /* The confinement of the chain whose top image is top_path, opened as
  * top_fd. dirs: extra directories from the VBD's options (may be NULL);
  * the host's backing-dirs are added. -errno with a message. */
-int td_confine_init(struct td_confine *c, const char *top_path, int top_fd,
-		    const char *const *dirs, int ndirs, char *err, size_t errlen);
+int td_confine_init(struct td_confine *c, const char *top_path, int top_fd, const char *const *dirs,
+		    int ndirs, char *err, size_t errlen);
 void td_confine_free(struct td_confine *c);
 
 /* Opens the image a spec names. 0 or -errno with the reason (without the
  * path) in why. */
-int td_file_open(struct td_ctx *ctx, const char *path, unsigned how, struct td_file *out,
-		 char *why, size_t whylen);
+int td_file_open(struct td_ctx *ctx, const char *path, unsigned how, struct td_file *out, char *why,
+		 size_t whylen);
 /* Opens a file an image names; path is already resolved the way the
  * format resolves names (absolute, e.g. QEMU's "relative to the naming
  * image's directory"). */

@@ -103,8 +103,10 @@ static int parse_dirs(char *v, struct td_hostconf *c, char *why, size_t whylen)
 		if (!copy)
 			return -ENOMEM;
 		if (td_path_normalize(copy) < 0 || !strcmp(copy, "/")) {
-			snprintf(why, whylen, "backing-dirs entry '%.200s' is not an absolute "
-					      "directory below /", d);
+			snprintf(why, whylen,
+				 "backing-dirs entry '%.200s' is not an absolute "
+				 "directory below /",
+				 d);
 			free(copy);
 			return -EINVAL;
 		}
@@ -147,8 +149,9 @@ int td_hostconf_parse(const char *text, struct td_hostconf *out, char *err, size
 		if (!strcmp(key, "uid-range")) {
 			rc = parse_uid_range(val, out);
 			if (rc < 0)
-				snprintf(why, sizeof(why),
-					 "uid-range must be FIRST-LAST, 0 < FIRST <= LAST < 2^31-1");
+				snprintf(
+				    why, sizeof(why),
+				    "uid-range must be FIRST-LAST, 0 < FIRST <= LAST < 2^31-1");
 		} else if (!strcmp(key, "backing-dirs")) {
 			rc = parse_dirs(val, out, why, sizeof(why));
 		} else {
@@ -209,7 +212,8 @@ const struct td_hostconf *td_hostconf(char *err, size_t errlen)
 	n = read(fd, text, sizeof(text) - 1);
 	close(fd);
 	if (n < 0 || n == (ssize_t)sizeof(text) - 1) {
-		snprintf(err, errlen, "cannot read %s: %s", path, n < 0 ? strerror(errno) : "too long");
+		snprintf(err, errlen, "cannot read %s: %s", path,
+			 n < 0 ? strerror(errno) : "too long");
 		return NULL;
 	}
 	text[n] = 0;

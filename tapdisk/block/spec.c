@@ -89,15 +89,17 @@ int td_spec_parse(const char *s, struct td_spec *out, char *err, size_t errlen)
 		colon = strchr(p, ':');
 		if (!colon) {
 			if (out->nlayers == 0)
-				snprintf(err, errlen,
-					 "spec '%s' names no driver (expected [tap:]DRIVER:PATH, e.g. "
-					 "aio:%s)",
-					 s, p);
+				snprintf(
+				    err, errlen,
+				    "spec '%s' names no driver (expected [tap:]DRIVER:PATH, e.g. "
+				    "aio:%s)",
+				    s, p);
 			else
-				snprintf(err, errlen,
-					 "spec '%s' has no image driver before the path (add aio: or "
-					 "qcow2:, e.g. %.*saio:%s)",
-					 s, (int)(p - s), s, p);
+				snprintf(
+				    err, errlen,
+				    "spec '%s' has no image driver before the path (add aio: or "
+				    "qcow2:, e.g. %.*saio:%s)",
+				    s, (int)(p - s), s, p);
 			goto fail;
 		}
 		tok = (size_t)(colon - p);
@@ -105,8 +107,9 @@ int td_spec_parse(const char *s, struct td_spec *out, char *err, size_t errlen)
 		if (comma)
 			tok = (size_t)(comma - p);
 		if (tok == 0 || tok >= sizeof(name)) {
-			snprintf(err, errlen, "spec '%s': empty or overlong driver name at offset %zu",
-				 s, (size_t)(p - s));
+			snprintf(err, errlen,
+				 "spec '%s': empty or overlong driver name at offset %zu", s,
+				 (size_t)(p - s));
 			goto fail;
 		}
 		memcpy(name, p, tok);
@@ -114,8 +117,8 @@ int td_spec_parse(const char *s, struct td_spec *out, char *err, size_t errlen)
 		drv = td_driver_find(name);
 		if (!drv) {
 			known_drivers(known, sizeof(known));
-			snprintf(err, errlen, "unknown driver '%s' in spec '%s' (known: %s)", name, s,
-				 known);
+			snprintf(err, errlen, "unknown driver '%s' in spec '%s' (known: %s)", name,
+				 s, known);
 			goto fail;
 		}
 		if (out->nlayers == TD_SPEC_MAX_LAYERS) {
@@ -140,8 +143,10 @@ int td_spec_parse(const char *s, struct td_spec *out, char *err, size_t errlen)
 			}
 			if (!valid_opts(out->layers[out->nlayers].opts)) {
 				out->nlayers++;
-				snprintf(err, errlen, "spec '%s': options of '%s' contain spaces or "
-						      "control characters", s, name);
+				snprintf(err, errlen,
+					 "spec '%s': options of '%s' contain spaces or "
+					 "control characters",
+					 s, name);
 				goto fail;
 			}
 		}
@@ -180,7 +185,8 @@ int td_spec_format(const struct td_spec *s, char *buf, size_t len)
 
 	for (i = 0; i < s->nlayers; i++) {
 		w = snprintf(buf + n, len - n, "%s%s%s:", s->layers[i].drv->name,
-			     s->layers[i].opts ? "," : "", s->layers[i].opts ? s->layers[i].opts : "");
+			     s->layers[i].opts ? "," : "",
+			     s->layers[i].opts ? s->layers[i].opts : "");
 		if (w < 0 || (size_t)w >= len - n)
 			return -ENAMETOOLONG;
 		n += (size_t)w;
@@ -214,7 +220,8 @@ int td_spec_same_layers(const char *old, const char *new, char *err, size_t errl
 
 		names[0] = 0;
 		for (i = 0; i < a.nlayers && n < sizeof(names); i++)
-			n += (size_t)snprintf(names + n, sizeof(names) - n, "%s:", a.layers[i].drv->name);
+			n += (size_t)snprintf(names + n, sizeof(names) - n,
+					      "%s:", a.layers[i].drv->name);
 		snprintf(err, errlen,
 			 "the new spec must stack the same drivers as the VBD (%s...): refusing to "
 			 "change the layers of a running disk",

@@ -516,8 +516,9 @@ int vbd_unpause(struct vbd *v, const char *newspec, char *err, size_t errlen)
 		uint8_t u[16];
 
 		if (td_layer_uuid(c->top, u) < 0 || memcmp(u, v->uuid, 16) != 0) {
-			snprintf(err, errlen, "the new spec opens another image (its UUID differs): "
-					      "refusing, a VBD keeps its image");
+			snprintf(err, errlen,
+				 "the new spec opens another image (its UUID differs): "
+				 "refusing, a VBD keeps its image");
 			td_chain_close(c);
 			return -EINVAL;
 		}
@@ -553,8 +554,8 @@ int vbd_snapshot(struct vbd *v, const char *arg, bool resume, char *err, size_t 
 	int rc;
 
 	if (!v->paused || !img->snapshot) {
-		snprintf(err, errlen, "%s", v->paused ? "the image driver takes no snapshots"
-						      : "not paused");
+		snprintf(err, errlen, "%s",
+			 v->paused ? "the image driver takes no snapshots" : "not paused");
 		return -EINVAL;
 	}
 	rc = td_spec_parse(v->spec, &sp, err, errlen);

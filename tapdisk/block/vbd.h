@@ -32,7 +32,7 @@ struct vbd_io {
 	void *opaque;
 	/* private */
 	uint64_t t_start;
-	struct vbd_io *next; /* paused list */
+	struct vbd_io *next;  /* paused list */
 	struct td_rl_item rl; /* block range lock */
 	struct td_defer defer;
 	struct vbd *vbd;

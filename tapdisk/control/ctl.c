@@ -212,7 +212,8 @@ int td_ctl_call_fds(const char *path, const char *cmd, const int *fds, int nfds,
 	}
 	if (!buf) {
 		rc = -EPIPE;
-		snprintf(err, errlen, "tapdisk at %s closed the connection without answering", path);
+		snprintf(err, errlen, "tapdisk at %s closed the connection without answering",
+			 path);
 		goto out;
 	}
 	buf[len] = 0;

@@ -38,42 +38,44 @@ static const char *prog = "tap-ctl";
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"Usage: tap-ctl COMMAND [OPTIONS]\n"
-		"\n"
-		"Commands:\n"
-		"  create -a SPEC [-s SOCKET] [-r]    start a tapdisk serving SPEC over NBD; prints\n"
-		"                                     its URI: nbd+unix:///?socket=PATH\n"
-		"  list [--json]                      running tapdisks: pid, minor, state, spec, URI\n"
-		"  destroy SELECTOR                   drain, flush, close and stop a tapdisk\n"
-		"  pause SELECTOR                     drain in-flight I/O, make it durable, release\n"
-		"                                     the image (requests wait until unpause)\n"
-		"  unpause SELECTOR [-a NEWSPEC]      reopen the image (or NEWSPEC) and resume\n"
-		"  stats SELECTOR [--json]            request, byte, error and latency counters\n"
-		"  snapshot SELECTOR NEWFILE          live snapshot of a qcow2 VBD: NEWFILE becomes\n"
-		"                                     a qcow2 overlay over the current image, which\n"
-		"                                     is then never written again\n"
-		"  snapshot SELECTOR SNAPNAME         live snapshot of an rbd VBD: RBD snapshot\n"
-		"                                     POOL/IMAGE@SNAPNAME\n"
-		"  xen-connect SELECTOR DOMID RING-REFS EVTCHN [PROTOCOL]\n"
-		"                                     serve a Xen guest's blkif ring (a tapdisk\n"
-		"                                     created with --xen; tapback does this)\n"
-		"  xen-disconnect SELECTOR            answer what is in flight, let the ring go\n"
-		"\n"
-		"SELECTOR is -p PID -m MINOR (either or both), or -s SOCKET (the NBD socket).\n"
-		"SPEC is [tap:]DRIVER[:DRIVER...]:PATH, e.g. aio:/srv/vm.img or\n"
-		"crypt:qcow2:/srv/vm.qcow2.\n"
-		"\n"
-		"Environment: TAPDISK_RUNDIR (default /run/tapdisk) holds control sockets,\n"
-		"default NBD sockets and tapdisk.log. The tapdisk program is $TAPDISK_BIN, else\n"
-		"the one beside tap-ctl, else" TD_TAPDISK_INSTALLED "the one on PATH.\n"
-		"'tap-ctl COMMAND --help' describes one command.\n");
+	fprintf(
+	    f,
+	    "Usage: tap-ctl COMMAND [OPTIONS]\n"
+	    "\n"
+	    "Commands:\n"
+	    "  create -a SPEC [-s SOCKET] [-r]    start a tapdisk serving SPEC over NBD; prints\n"
+	    "                                     its URI: nbd+unix:///?socket=PATH\n"
+	    "  list [--json]                      running tapdisks: pid, minor, state, spec, URI\n"
+	    "  destroy SELECTOR                   drain, flush, close and stop a tapdisk\n"
+	    "  pause SELECTOR                     drain in-flight I/O, make it durable, release\n"
+	    "                                     the image (requests wait until unpause)\n"
+	    "  unpause SELECTOR [-a NEWSPEC]      reopen the image (or NEWSPEC) and resume\n"
+	    "  stats SELECTOR [--json]            request, byte, error and latency counters\n"
+	    "  snapshot SELECTOR NEWFILE          live snapshot of a qcow2 VBD: NEWFILE becomes\n"
+	    "                                     a qcow2 overlay over the current image, which\n"
+	    "                                     is then never written again\n"
+	    "  snapshot SELECTOR SNAPNAME         live snapshot of an rbd VBD: RBD snapshot\n"
+	    "                                     POOL/IMAGE@SNAPNAME\n"
+	    "  xen-connect SELECTOR DOMID RING-REFS EVTCHN [PROTOCOL]\n"
+	    "                                     serve a Xen guest's blkif ring (a tapdisk\n"
+	    "                                     created with --xen; tapback does this)\n"
+	    "  xen-disconnect SELECTOR            answer what is in flight, let the ring go\n"
+	    "\n"
+	    "SELECTOR is -p PID -m MINOR (either or both), or -s SOCKET (the NBD socket).\n"
+	    "SPEC is [tap:]DRIVER[:DRIVER...]:PATH, e.g. aio:/srv/vm.img or\n"
+	    "crypt:qcow2:/srv/vm.qcow2.\n"
+	    "\n"
+	    "Environment: TAPDISK_RUNDIR (default /run/tapdisk) holds control sockets,\n"
+	    "default NBD sockets and tapdisk.log. The tapdisk program is $TAPDISK_BIN, else\n"
+	    "the one beside tap-ctl, else" TD_TAPDISK_INSTALLED "the one on PATH.\n"
+	    "'tap-ctl COMMAND --help' describes one command.\n");
 }
 
 static void cmd_usage(const char *cmd)
 {
 	if (!strcmp(cmd, "create"))
-		printf("Usage: tap-ctl create -a SPEC [-s SOCKET] [-r|--readonly] [-t SECONDS] [-u USER]\n"
+		printf("Usage: tap-ctl create -a SPEC [-s SOCKET] [-r|--readonly] [-t SECONDS] [-u "
+		       "USER]\n"
 		       "                     [--xen] [--ceph-conf PATH] [--ceph-id NAME]\n\n"
 		       "Starts one isolated tapdisk process serving SPEC and prints exactly one\n"
 		       "line, its NBD URI. -s sets the socket path (default\n"
@@ -92,20 +94,23 @@ static void cmd_usage(const char *cmd)
 		printf("Usage: tap-ctl list [--json]\n\nLists running tapdisks. Stale control "
 		       "sockets left by killed tapdisks are removed.\n");
 	else if (!strcmp(cmd, "stats"))
-		printf("Usage: tap-ctl stats (-p PID | -m MINOR | -s SOCKET) [--json]\n\n"
-		       "Counters: reads, writes, flushes, discards, write_zeroes, bytes, errors,\n"
-		       "in-flight, integrity failures, lower-image traffic, latency mean/p50/p99.\n");
+		printf(
+		    "Usage: tap-ctl stats (-p PID | -m MINOR | -s SOCKET) [--json]\n\n"
+		    "Counters: reads, writes, flushes, discards, write_zeroes, bytes, errors,\n"
+		    "in-flight, integrity failures, lower-image traffic, latency mean/p50/p99.\n");
 	else if (!strcmp(cmd, "xen-connect"))
-		printf("Usage: tap-ctl xen-connect (-p PID | -m MINOR | -s SOCKET) DOMID RING-REFS "
-		       "EVTCHN [PROTOCOL]\n\n"
-		       "Hands a Xen guest's block ring to a tapdisk started with --xen (tap-ctl\n"
-		       "create --xen): RING-REFS are the grant references of its ring pages, comma\n"
-		       "separated (1, 2, 4, 8 or 16 of them), EVTCHN its event channel, PROTOCOL\n"
-		       "x86_64-abi (the default) or x86_32-abi. tapback reads them from xenstore\n"
-		       "and calls this; it is here for tests and debugging.\n");
+		printf(
+		    "Usage: tap-ctl xen-connect (-p PID | -m MINOR | -s SOCKET) DOMID RING-REFS "
+		    "EVTCHN [PROTOCOL]\n\n"
+		    "Hands a Xen guest's block ring to a tapdisk started with --xen (tap-ctl\n"
+		    "create --xen): RING-REFS are the grant references of its ring pages, comma\n"
+		    "separated (1, 2, 4, 8 or 16 of them), EVTCHN its event channel, PROTOCOL\n"
+		    "x86_64-abi (the default) or x86_32-abi. tapback reads them from xenstore\n"
+		    "and calls this; it is here for tests and debugging.\n");
 	else if (!strcmp(cmd, "xen-disconnect"))
-		printf("Usage: tap-ctl xen-disconnect (-p PID | -m MINOR | -s SOCKET)\n\n"
-		       "Stops taking requests from the ring, answers those in flight, unmaps it.\n");
+		printf(
+		    "Usage: tap-ctl xen-disconnect (-p PID | -m MINOR | -s SOCKET)\n\n"
+		    "Stops taking requests from the ring, answers those in flight, unmaps it.\n");
 	else if (!strcmp(cmd, "unpause"))
 		printf("Usage: tap-ctl unpause (-p PID | -m MINOR | -s SOCKET) [-a NEWSPEC]\n\n"
 		       "Reopens the image and resumes the requests that waited. The tapdisk\n"
@@ -115,17 +120,18 @@ static void cmd_usage(const char *cmd)
 		       "image (same size and, under crypt:, the same UUID), else it is refused\n"
 		       "and the VBD stays paused.\n");
 	else if (!strcmp(cmd, "snapshot"))
-		printf("Usage: tap-ctl snapshot (-p PID | -m MINOR | -s SOCKET) NEWFILE|SNAPNAME\n\n"
-		       "Pauses the VBD (drain, flush), creates NEWFILE as a qcow2 overlay whose\n"
-		       "backing file is the current image, reopens the chain on it and resumes.\n"
-		       "Clients see no error. Under crypt:, the overlay is covered by the same\n"
-		       "key and integrity metadata (they live in the image's address space);\n"
-		       "a later tapdisk on NEWFILE needs 'vdkey load' for NEWFILE (a loaded key\n"
-		       "opens only its own file). tap-ctl creates NEWFILE (it must not exist),\n"
-		       "gives it the image owner's ownership and passes it to the tapdisk.\n"
-		       "On an rbd: VBD the argument is a snapshot name: pause, flush, RBD\n"
-		       "snapshot POOL/IMAGE@SNAPNAME, resume. It opens read-only as\n"
-		       "crypt:rbd:POOL/IMAGE@SNAPNAME with the same key.\n");
+		printf(
+		    "Usage: tap-ctl snapshot (-p PID | -m MINOR | -s SOCKET) NEWFILE|SNAPNAME\n\n"
+		    "Pauses the VBD (drain, flush), creates NEWFILE as a qcow2 overlay whose\n"
+		    "backing file is the current image, reopens the chain on it and resumes.\n"
+		    "Clients see no error. Under crypt:, the overlay is covered by the same\n"
+		    "key and integrity metadata (they live in the image's address space);\n"
+		    "a later tapdisk on NEWFILE needs 'vdkey load' for NEWFILE (a loaded key\n"
+		    "opens only its own file). tap-ctl creates NEWFILE (it must not exist),\n"
+		    "gives it the image owner's ownership and passes it to the tapdisk.\n"
+		    "On an rbd: VBD the argument is a snapshot name: pause, flush, RBD\n"
+		    "snapshot POOL/IMAGE@SNAPNAME, resume. It opens read-only as\n"
+		    "crypt:rbd:POOL/IMAGE@SNAPNAME with the same key.\n");
 	else
 		printf("Usage: tap-ctl %s (-p PID | -m MINOR | -s SOCKET)\n", cmd);
 }
@@ -284,12 +290,13 @@ static int cmd_list(bool json)
 			td_json_str(uri, sizeof(uri), kvs(kv, "uri"));
 			td_json_str(sock, sizeof(sock), kvs(kv, "socket"));
 			td_json_str(path, sizeof(path), kvs(kv, "path"));
-			printf("%s\n  {\"pid\": %s, \"minor\": %s, \"state\": \"%s\", \"spec\": %s, "
-			       "\"uri\": %s, \"socket\": %s, \"path\": %s, \"size\": %s, "
-			       "\"readonly\": %s, \"connections\": %s}",
-			       i ? "," : "", kvs(kv, "pid"), kvs(kv, "minor"), kvs(kv, "state"), spec,
-			       uri, sock, path, kvs(kv, "size"),
-			       atoi(kvs(kv, "readonly")) ? "true" : "false", kvs(kv, "connections"));
+			printf(
+			    "%s\n  {\"pid\": %s, \"minor\": %s, \"state\": \"%s\", \"spec\": %s, "
+			    "\"uri\": %s, \"socket\": %s, \"path\": %s, \"size\": %s, "
+			    "\"readonly\": %s, \"connections\": %s}",
+			    i ? "," : "", kvs(kv, "pid"), kvs(kv, "minor"), kvs(kv, "state"), spec,
+			    uri, sock, path, kvs(kv, "size"),
+			    atoi(kvs(kv, "readonly")) ? "true" : "false", kvs(kv, "connections"));
 		}
 		printf("%s]\n", n ? "\n" : "");
 	} else {
@@ -297,8 +304,8 @@ static int cmd_list(bool json)
 			printf("%-8s %-5s %-8s %-40s %s\n", "PID", "MINOR", "STATE", "SPEC", "URI");
 		for (i = 0; i < n; i++)
 			printf("%-8s %-5s %-8s %-40s %s\n", kvs(&v[i].kv, "pid"),
-			       kvs(&v[i].kv, "minor"), kvs(&v[i].kv, "state"), kvs(&v[i].kv, "spec"),
-			       kvs(&v[i].kv, "uri"));
+			       kvs(&v[i].kv, "minor"), kvs(&v[i].kv, "state"),
+			       kvs(&v[i].kv, "spec"), kvs(&v[i].kv, "uri"));
 	}
 	scan_free(v, n);
 	return 0;
@@ -356,7 +363,8 @@ static void explain_lock(const char *spec)
 	for (i = 0; i < n; i++) {
 		if (stat(kvs(&v[i].kv, "path"), &b) == 0 && a.st_dev == b.st_dev &&
 		    a.st_ino == b.st_ino) {
-			fprintf(stderr, "%s: the lock holder is tapdisk pid %s (minor %s), serving %s\n",
+			fprintf(stderr,
+				"%s: the lock holder is tapdisk pid %s (minor %s), serving %s\n",
 				prog, kvs(&v[i].kv, "pid"), kvs(&v[i].kv, "minor"),
 				kvs(&v[i].kv, "spec"));
 			break;
@@ -449,7 +457,8 @@ static int cmd_create(const char *spec, const char *sock, bool ro, int timeout_s
 		ssize_t n;
 
 		if (left <= 0) {
-			fprintf(stderr, "%s: tapdisk pid %d did not report ready within %d s; see %s\n",
+			fprintf(stderr,
+				"%s: tapdisk pid %d did not report ready within %d s; see %s\n",
 				prog, (int)pid, timeout_s, logpath);
 			kill(pid, SIGTERM);
 			close(pfd[0]);
@@ -566,7 +575,8 @@ static int call_with_files(const char *ctl, const char *line, struct td_files *f
 		return -ENOMEM;
 	if (n > sizeof(fds) / sizeof(fds[0])) {
 		free(full);
-		snprintf(err, errlen, "the chain has more than %zu files", sizeof(fds) / sizeof(fds[0]));
+		snprintf(err, errlen, "the chain has more than %zu files",
+			 sizeof(fds) / sizeof(fds[0]));
 		return -E2BIG;
 	}
 	memcpy(full, line, len + 1);
@@ -636,8 +646,7 @@ out:
 	return rc;
 }
 
-static int cmd_simple(const char *cmd, const struct selector *sel, const char *newspec,
-		      bool json)
+static int cmd_simple(const char *cmd, const struct selector *sel, const char *newspec, bool json)
 {
 	char ctl[PATH_MAX], err[1024], line[8192];
 	struct td_kv info = {0}, kv = {0};
@@ -651,7 +660,7 @@ static int cmd_simple(const char *cmd, const struct selector *sel, const char *n
 		rc = td_spec_same_layers(kvs(&info, "spec"), newspec, err, sizeof(err));
 		if (rc == 0)
 			rc = collect_files(newspec, atoi(kvs(&info, "readonly")) != 0, &files, err,
-				   sizeof(err));
+					   sizeof(err));
 		if (rc < 0) {
 			fprintf(stderr, "%s unpause: %s\n", prog, err);
 			td_kv_free(&info);
@@ -672,7 +681,8 @@ static int cmd_simple(const char *cmd, const struct selector *sel, const char *n
 	}
 	if (!strcmp(cmd, "stats")) {
 		if (json) {
-			printf("{\"pid\": %s, \"minor\": %s", kvs(&info, "pid"), kvs(&info, "minor"));
+			printf("{\"pid\": %s, \"minor\": %s", kvs(&info, "pid"),
+			       kvs(&info, "minor"));
 			for (i = 0; i < kv.n; i++)
 				printf(", \"%s\": %s", kv.key[i], kv.val[i]);
 			printf("}\n");
@@ -773,14 +783,10 @@ out:
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"json", no_argument, NULL, 'j'},
-		{"readonly", no_argument, NULL, 'r'},
-		{"user", required_argument, NULL, 'u'},
-		{"ceph-conf", required_argument, NULL, 'C'},
-		{"xen", no_argument, NULL, 'X'},
-		{"ceph-id", required_argument, NULL, 'I'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"json", no_argument, NULL, 'j'},	    {"readonly", no_argument, NULL, 'r'},
+	    {"user", required_argument, NULL, 'u'}, {"ceph-conf", required_argument, NULL, 'C'},
+	    {"xen", no_argument, NULL, 'X'},	    {"ceph-id", required_argument, NULL, 'I'},
+	    {"help", no_argument, NULL, 'h'},	    {NULL, 0, NULL, 0},
 	};
 	struct selector sel = {.pid = -1, .minor = -1};
 	const char *cmd, *spec = NULL, *user = NULL;
@@ -848,13 +854,15 @@ int main(int argc, char **argv)
 
 		if (argc - optind < 3 || argc - optind > 4) {
 			fprintf(stderr,
-				"%s xen-connect: expected DOMID RING-REFS EVTCHN [PROTOCOL] (see tap-ctl "
+				"%s xen-connect: expected DOMID RING-REFS EVTCHN [PROTOCOL] (see "
+				"tap-ctl "
 				"xen-connect --help)\n",
 				prog);
 			return 2;
 		}
-		snprintf(line, sizeof(line), "xen-connect %s %s %s %s", argv[optind], argv[optind + 1],
-			 argv[optind + 2], argc - optind == 4 ? argv[optind + 3] : "");
+		snprintf(line, sizeof(line), "xen-connect %s %s %s %s", argv[optind],
+			 argv[optind + 1], argv[optind + 2],
+			 argc - optind == 4 ? argv[optind + 3] : "");
 		if (find_one(&sel, ctl, sizeof(ctl), &info) < 0)
 			return 1;
 		td_kv_free(&info);
@@ -866,7 +874,8 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "snapshot")) {
 		if (optind != argc - 1) {
 			fprintf(stderr,
-				"%s snapshot: expected NEWFILE or SNAPNAME (see tap-ctl snapshot --help)\n",
+				"%s snapshot: expected NEWFILE or SNAPNAME (see tap-ctl snapshot "
+				"--help)\n",
 				prog);
 			return 2;
 		}

@@ -7,6 +7,6 @@
 
 void *td_buf_get(size_t len); /* 4096-aligned, at least len bytes; NULL if out of memory */
 void td_buf_put(void *buf, size_t len); /* len: the same len passed to get */
-void td_buf_trim(void);		       /* drop every cached buffer */
+void td_buf_trim(void);			/* drop every cached buffer */
 
 #endif

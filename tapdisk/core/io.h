@@ -20,7 +20,7 @@ struct td_io_op {
 	const struct iovec *iov;
 	int iovcnt;
 	uint64_t off;
-	int rwflags; /* RWF_DSYNC for FUA writes */
+	int rwflags;					/* RWF_DSYNC for FUA writes */
 	void (*done)(struct td_io_op *op, ssize_t res); /* res: bytes or -errno */
 	void *opaque;
 	/* private to the backend */

@@ -37,7 +37,7 @@ void td_io_set_stats(struct td_io *io, struct td_stats_shared *stats)
 static void complete(struct td_io *io, struct td_io_op *op, ssize_t res)
 {
 	td_stats_lower(io->stats,
-		       op->cmd == TD_IO_READ    ? TD_STAT_READ
+		       op->cmd == TD_IO_READ	? TD_STAT_READ
 		       : op->cmd == TD_IO_WRITE ? TD_STAT_WRITE
 						: TD_STAT_FLUSH,
 		       res);
@@ -90,8 +90,7 @@ static void prep(struct td_io *io, struct td_io_op *op)
 		io_prep_preadv2(cb, op->fd, op->iov, op->iovcnt, (long long)op->off, 0);
 		break;
 	case TD_IO_WRITE:
-		io_prep_pwritev2(cb, op->fd, op->iov, op->iovcnt, (long long)op->off,
-				 op->rwflags);
+		io_prep_pwritev2(cb, op->fd, op->iov, op->iovcnt, (long long)op->off, op->rwflags);
 		break;
 	case TD_IO_FDSYNC:
 		io_prep_fdsync(cb, op->fd);

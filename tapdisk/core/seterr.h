@@ -8,7 +8,7 @@
 #include <stdio.h>
 
 __attribute__((format(printf, 3, 4))) static inline void td_seterr(char *err, size_t errlen,
-								  const char *fmt, ...)
+								   const char *fmt, ...)
 {
 	va_list ap;
 

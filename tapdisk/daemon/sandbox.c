@@ -115,7 +115,8 @@ int td_sandbox_drop(uid_t uid, gid_t gid, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot leave the session keyring: %s", strerror(errno));
 		return -errno;
 	}
-	if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0) {
+	if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 ||
+	    setresuid(uid, uid, uid) < 0) {
 		snprintf(err, errlen, "cannot become uid %u: %s", (unsigned)uid, strerror(errno));
 		return -errno;
 	}
@@ -138,19 +139,66 @@ int td_sandbox_drop(uid_t uid, gid_t gid, char *err, size_t errlen)
  * clone only with CLONE_THREAD, and clone3 (whose flags a filter cannot
  * read) fails with ENOSYS, so glibc's pthread_create falls back to clone. */
 static const char *const cluster_allow[] = {
-	/* librados and librbd open configuration, keyrings and /proc files
-	 * whenever they reconnect or start threads */
-	"open", "openat", "access", "faccessat", "faccessat2", "unlink", "unlinkat", "rename",
-	"renameat", "renameat2", "fchmod", "fchown",
-	"socket", "connect", "bind", "getpeername", "poll", "ppoll", "select", "pselect6",
-	"pipe", "pipe2", "epoll_create", "epoll_create1", "eventfd", "timerfd_create",
-	"timerfd_settime", "timerfd_gettime", "sendmmsg", "recvmmsg",
-	"rseq", "set_tid_address", "sched_getaffinity", "sched_setaffinity",
-	"sched_getparam", "sched_setscheduler", "sched_getscheduler",
-	"sched_get_priority_min", "sched_get_priority_max", "getrusage", "sysinfo", "prlimit64",
-	"getrlimit", "getppid", "getpgrp", "getdents64", "membarrier", "times", "rt_sigtimedwait",
-	"ioprio_get", "ioprio_set", "capget", "mkdir", "mkdirat", "msync", "mincore",
-	"get_mempolicy", "sched_yield",
+    /* librados and librbd open configuration, keyrings and /proc files
+     * whenever they reconnect or start threads */
+    "open",
+    "openat",
+    "access",
+    "faccessat",
+    "faccessat2",
+    "unlink",
+    "unlinkat",
+    "rename",
+    "renameat",
+    "renameat2",
+    "fchmod",
+    "fchown",
+    "socket",
+    "connect",
+    "bind",
+    "getpeername",
+    "poll",
+    "ppoll",
+    "select",
+    "pselect6",
+    "pipe",
+    "pipe2",
+    "epoll_create",
+    "epoll_create1",
+    "eventfd",
+    "timerfd_create",
+    "timerfd_settime",
+    "timerfd_gettime",
+    "sendmmsg",
+    "recvmmsg",
+    "rseq",
+    "set_tid_address",
+    "sched_getaffinity",
+    "sched_setaffinity",
+    "sched_getparam",
+    "sched_setscheduler",
+    "sched_getscheduler",
+    "sched_get_priority_min",
+    "sched_get_priority_max",
+    "getrusage",
+    "sysinfo",
+    "prlimit64",
+    "getrlimit",
+    "getppid",
+    "getpgrp",
+    "getdents64",
+    "membarrier",
+    "times",
+    "rt_sigtimedwait",
+    "ioprio_get",
+    "ioprio_set",
+    "capget",
+    "mkdir",
+    "mkdirat",
+    "msync",
+    "mincore",
+    "get_mempolicy",
+    "sched_yield",
 };
 
 /* The only ioctl requests a tapdisk makes once the filter is in place, in
@@ -170,14 +218,19 @@ static const unsigned long ioctl_allow[] = {
 /* A Xen tapdisk's ring (tapdisk/blkif): grant mapping and copies on
  * /dev/xen/gntdev, the event channel on /dev/xen/evtchn. */
 static const unsigned long xen_ioctl_allow[] = {
-    IOCTL_GNTDEV_MAP_GRANT_REF,	  IOCTL_GNTDEV_UNMAP_GRANT_REF,	 IOCTL_GNTDEV_GET_OFFSET_FOR_VADDR,
-    IOCTL_GNTDEV_SET_MAX_GRANTS,  IOCTL_GNTDEV_SET_UNMAP_NOTIFY, IOCTL_GNTDEV_GRANT_COPY,
-    IOCTL_EVTCHN_BIND_INTERDOMAIN, IOCTL_EVTCHN_UNBIND,		 IOCTL_EVTCHN_NOTIFY,
+    IOCTL_GNTDEV_MAP_GRANT_REF,
+    IOCTL_GNTDEV_UNMAP_GRANT_REF,
+    IOCTL_GNTDEV_GET_OFFSET_FOR_VADDR,
+    IOCTL_GNTDEV_SET_MAX_GRANTS,
+    IOCTL_GNTDEV_SET_UNMAP_NOTIFY,
+    IOCTL_GNTDEV_GRANT_COPY,
+    IOCTL_EVTCHN_BIND_INTERDOMAIN,
+    IOCTL_EVTCHN_UNBIND,
+    IOCTL_EVTCHN_NOTIFY,
     IOCTL_EVTCHN_RESET,
 };
 
-static int load_filter(const char *const *extra, size_t nextra, bool xen, char *err,
-		       size_t errlen);
+static int load_filter(const char *const *extra, size_t nextra, bool xen, char *err, size_t errlen);
 
 int td_sandbox_seccomp(char *err, size_t errlen)
 {
@@ -230,8 +283,9 @@ static int allow_ioctls(scmp_filter_ctx ctx, const unsigned long *list, size_t n
 	int rc;
 
 	for (i = 0; i < n; i++) {
-		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-				      SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, list[i] & 0xffffffffu));
+		rc = seccomp_rule_add(
+		    ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+		    SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, list[i] & 0xffffffffu));
 		if (rc < 0) {
 			snprintf(err, errlen, "seccomp rule for ioctl 0x%lx: %s", list[i],
 				 strerror(-rc));
@@ -241,8 +295,7 @@ static int allow_ioctls(scmp_filter_ctx ctx, const unsigned long *list, size_t n
 	return 0;
 }
 
-static int load_filter(const char *const *extra, size_t nextra, bool xen, char *err,
-		       size_t errlen)
+static int load_filter(const char *const *extra, size_t nextra, bool xen, char *err, size_t errlen)
 {
 	/* what the event loop, libaio, the NBD and control sockets, the worker
 	 * threads, the allocators, logging, pause/unpause (reopening the image
@@ -254,25 +307,90 @@ static int load_filter(const char *const *extra, size_t nextra, bool xen, char *
 	 * its mode. (readlink stays: the identity of an open file is read from
 	 * /proc/self/fd.) */
 	static const char *const allow[] = {
-		"read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev",
-		"preadv2", "pwritev2", "close", "fstat", "newfstatat", "statx", "stat", "lstat",
-		"lseek", "readlink", "ftruncate", "fallocate", "fdatasync",
-		"fsync", "fcntl", "getcwd", "fstatfs", "statfs",
-		"readlinkat", "dup", "dup3", "uname",
-		"mmap", "munmap", "mprotect", "madvise", "brk", "mremap", "mlock", "munlock",
-		"futex", "set_robust_list", "sched_yield", "nanosleep", "clock_nanosleep",
-		"clock_gettime", "gettimeofday", "getrandom",
-		"epoll_wait", "epoll_pwait", "epoll_ctl", "eventfd2",
-		"accept4", "accept", "recvmsg", "sendmsg", "recvfrom", "sendto", "shutdown",
-		"getsockopt", "setsockopt", "getsockname",
-		"io_setup", "io_destroy", "io_submit", "io_getevents", "io_cancel",
-		"rt_sigprocmask", "rt_sigreturn", "rt_sigaction", "sigaltstack",
-		"getpid", "gettid", "getuid", "geteuid", "getgid", "getegid", "prctl", "tgkill",
-		"exit", "exit_group", "restart_syscall",
-		/* a worker thread started just before the filter may still be
-		 * registering itself with the kernel when the filter reaches it
-		 * (glibc aborts when this fails) */
-		"rseq",
+	    "read",
+	    "write",
+	    "readv",
+	    "writev",
+	    "pread64",
+	    "pwrite64",
+	    "preadv",
+	    "pwritev",
+	    "preadv2",
+	    "pwritev2",
+	    "close",
+	    "fstat",
+	    "newfstatat",
+	    "statx",
+	    "stat",
+	    "lstat",
+	    "lseek",
+	    "readlink",
+	    "ftruncate",
+	    "fallocate",
+	    "fdatasync",
+	    "fsync",
+	    "fcntl",
+	    "getcwd",
+	    "fstatfs",
+	    "statfs",
+	    "readlinkat",
+	    "dup",
+	    "dup3",
+	    "uname",
+	    "mmap",
+	    "munmap",
+	    "mprotect",
+	    "madvise",
+	    "brk",
+	    "mremap",
+	    "mlock",
+	    "munlock",
+	    "futex",
+	    "set_robust_list",
+	    "sched_yield",
+	    "nanosleep",
+	    "clock_nanosleep",
+	    "clock_gettime",
+	    "gettimeofday",
+	    "getrandom",
+	    "epoll_wait",
+	    "epoll_pwait",
+	    "epoll_ctl",
+	    "eventfd2",
+	    "accept4",
+	    "accept",
+	    "recvmsg",
+	    "sendmsg",
+	    "recvfrom",
+	    "sendto",
+	    "shutdown",
+	    "getsockopt",
+	    "setsockopt",
+	    "getsockname",
+	    "io_setup",
+	    "io_destroy",
+	    "io_submit",
+	    "io_getevents",
+	    "io_cancel",
+	    "rt_sigprocmask",
+	    "rt_sigreturn",
+	    "rt_sigaction",
+	    "sigaltstack",
+	    "getpid",
+	    "gettid",
+	    "getuid",
+	    "geteuid",
+	    "getgid",
+	    "getegid",
+	    "prctl",
+	    "tgkill",
+	    "exit",
+	    "exit_group",
+	    "restart_syscall",
+	    /* a worker thread started just before the filter may still be
+	     * registering itself with the kernel when the filter reaches it
+	     * (glibc aborts when this fails) */
+	    "rseq",
 	};
 	scmp_filter_ctx ctx;
 	int rc;
@@ -294,11 +412,12 @@ static int load_filter(const char *const *extra, size_t nextra, bool xen, char *
 	if (rc == 0 && extra)
 		rc = allow_list(ctx, extra, nextra, err, errlen);
 	if (rc == 0)
-		rc = allow_ioctls(ctx, ioctl_allow, sizeof(ioctl_allow) / sizeof(ioctl_allow[0]), err,
-				  errlen);
+		rc = allow_ioctls(ctx, ioctl_allow, sizeof(ioctl_allow) / sizeof(ioctl_allow[0]),
+				  err, errlen);
 	if (rc == 0 && xen)
-		rc = allow_ioctls(ctx, xen_ioctl_allow,
-				  sizeof(xen_ioctl_allow) / sizeof(xen_ioctl_allow[0]), err, errlen);
+		rc =
+		    allow_ioctls(ctx, xen_ioctl_allow,
+				 sizeof(xen_ioctl_allow) / sizeof(xen_ioctl_allow[0]), err, errlen);
 	if (rc == 0 && extra) {
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
 				      SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));

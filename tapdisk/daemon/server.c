@@ -98,7 +98,7 @@ struct ctl_conn {
 	char buf[16384];
 	size_t len;
 	bool busy;
-	bool refused; /* not root, not our starter: answered with an error */
+	bool refused;	      /* not root, not our starter: answered with an error */
 	int fds[CTL_MAX_FDS]; /* descriptors root passed with the command */
 	int nfds;
 };
@@ -129,7 +129,7 @@ static void ctl_reply(struct ctl_conn *c, const char *text)
 }
 
 static void ctl_errorf(struct ctl_conn *c, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 static void ctl_errorf(struct ctl_conn *c, const char *fmt, ...)
 {
 	char msg[1024], line[1100];
@@ -174,7 +174,9 @@ static void do_info(struct ctl_conn *c)
 		 s->nbd ? nbd_server_connections(s->nbd) : 0, prctl(PR_GET_DUMPABLE),
 		 snapshot_kind_name(img->snapshot_kind), (unsigned)s->image_uid,
 		 (unsigned)s->image_gid,
-		 !s->xen ? "no" : s->blkif ? (s->blkif_closing ? "closing" : "connected") : "ready");
+		 !s->xen    ? "no"
+		 : s->blkif ? (s->blkif_closing ? "closing" : "connected")
+			    : "ready");
 	ctl_reply(c, out);
 }
 
@@ -195,9 +197,9 @@ static void do_stats(struct ctl_conn *c)
 		 (unsigned long long)st.write_zeroes, (unsigned long long)st.bytes_read,
 		 (unsigned long long)st.bytes_written, (unsigned long long)st.errors,
 		 (unsigned long long)st.in_flight, (unsigned long long)st.integrity_failures,
-		 (unsigned long long)st.lower_bytes_read, (unsigned long long)st.lower_bytes_written,
-		 (unsigned long long)st.lower_flushes, st.lat_mean_us, st.lat_p50_us,
-		 st.lat_p99_us);
+		 (unsigned long long)st.lower_bytes_read,
+		 (unsigned long long)st.lower_bytes_written, (unsigned long long)st.lower_flushes,
+		 st.lat_mean_us, st.lat_p50_us, st.lat_p99_us);
 	ctl_reply(c, out);
 }
 
@@ -378,7 +380,8 @@ static int take_files(struct ctl_conn *c, char *line, char *err, size_t errlen)
 		unsigned long how = strtoul(path, &colon, 10);
 
 		if (*colon != ':' || colon == path || how > (TD_FILE_RW | TD_FILE_DIRECT)) {
-			snprintf(err, errlen, "malformed file entry '%.200s' (expected HOW:PATH)", path);
+			snprintf(err, errlen, "malformed file entry '%.200s' (expected HOW:PATH)",
+				 path);
 			rc = -EINVAL;
 			break;
 		}
@@ -453,7 +456,8 @@ static void ctl_command(struct ctl_conn *c, char *line)
 			return;
 		}
 		if (img->snapshot_kind == TD_SNAP_NONE || !img->snapshot) {
-			ctl_errorf(c, "snapshot: the %s driver cannot take live snapshots", img->name);
+			ctl_errorf(c, "snapshot: the %s driver cannot take live snapshots",
+				   img->name);
 			return;
 		}
 		if (img->snapshot_arg_ok && !img->snapshot_arg_ok(arg)) {
@@ -479,8 +483,8 @@ static void ctl_command(struct ctl_conn *c, char *line)
 			ctl_errorf(c, "tapdisk is shutting down");
 		else if (td_blkif_params_parse(line + 12, &bp, err, sizeof(err)) < 0)
 			ctl_errorf(c, "xen-connect: %s", err);
-		else if (!(s->blkif = td_blkif_connect(s->loop, s->vbd, s->xen_ops, s->xen, &bp, err,
-						       sizeof(err))))
+		else if (!(s->blkif = td_blkif_connect(s->loop, s->vbd, s->xen_ops, s->xen, &bp,
+						       err, sizeof(err))))
 			ctl_errorf(c, "xen-connect: %s", err);
 		else
 			ctl_reply(c, "ok\n");
@@ -504,9 +508,11 @@ static void ctl_command(struct ctl_conn *c, char *line)
 		c->w = NULL;
 		server_shutdown(s);
 	} else {
-		ctl_errorf(c, "unknown command '%.64s' (known: info, stats, pause, unpause [SPEC], "
-			      "snapshot FILE|NAME, xen-connect DOMID REFS EVTCHN [PROTOCOL], "
-			      "xen-disconnect, destroy)", line);
+		ctl_errorf(c,
+			   "unknown command '%.64s' (known: info, stats, pause, unpause [SPEC], "
+			   "snapshot FILE|NAME, xen-connect DOMID REFS EVTCHN [PROTOCOL], "
+			   "xen-disconnect, destroy)",
+			   line);
 	}
 }
 
@@ -518,8 +524,8 @@ static void on_ctl_data(void *opaque, uint32_t events)
 		char buf[CMSG_SPACE(sizeof(int) * CTL_MAX_FDS)];
 	} cm;
 	struct iovec iov = {.iov_base = c->buf + c->len, .iov_len = sizeof(c->buf) - 1 - c->len};
-	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &cm,
-			    .msg_controllen = sizeof(cm)};
+	struct msghdr mh = {
+	    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &cm, .msg_controllen = sizeof(cm)};
 	struct cmsghdr *ch;
 	ssize_t n;
 	char *nl;
@@ -698,8 +704,8 @@ static int listen_unix(const char *path, char *err, size_t errlen)
 			goto out;
 		}
 		if (fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISSOCK(st.st_mode)) {
-			snprintf(err, errlen, "cannot listen on '%s': it exists and is not a socket",
-				 path);
+			snprintf(err, errlen,
+				 "cannot listen on '%s': it exists and is not a socket", path);
 			unlinkat(dfd, priv, 0);
 			rc = -EEXIST;
 			goto out;
@@ -856,8 +862,8 @@ int td_server_main(const struct td_server_opts *o)
 	if (!(hc = td_hostconf(err, sizeof(err))))
 		goto fail;
 	if (!s.loop || !(s.ctx.io = td_io_new(s.loop, 256)) ||
-	    !(s.ctx.workers = td_workers_new(s.loop, o->workers >= 0 ? o->workers
-								  : td_workers_default_count())) ||
+	    !(s.ctx.workers = td_workers_new(
+		  s.loop, o->workers >= 0 ? o->workers : td_workers_default_count())) ||
 	    !(s.files = td_files_new())) {
 		snprintf(err, sizeof(err), "cannot set up the event loop, aio or worker threads");
 		goto fail;
@@ -915,12 +921,12 @@ int td_server_main(const struct td_server_opts *o)
 		if (td_sandbox_drop(uid, gid, err, sizeof(err)) < 0)
 			goto fail;
 		s.dropped = true;
-		td_info("running as uid %u%s%s", (unsigned)uid, o->user ? ", user " : " (a uid of its own)",
-			o->user ? o->user : "");
+		td_info("running as uid %u%s%s", (unsigned)uid,
+			o->user ? ", user " : " (a uid of its own)", o->user ? o->user : "");
 	}
-	if (!o->no_seccomp &&
-	    td_sandbox_seccomp_profile((net ? TD_SANDBOX_NETWORK : 0) | (o->xen ? TD_SANDBOX_XEN : 0),
-				       err, sizeof(err)) < 0)
+	if (!o->no_seccomp && td_sandbox_seccomp_profile((net ? TD_SANDBOX_NETWORK : 0) |
+							     (o->xen ? TD_SANDBOX_XEN : 0),
+							 err, sizeof(err)) < 0)
 		goto fail;
 	td_info("serving %s (%llu bytes) on %s, minor %d", vbd_spec(s.vbd),
 		(unsigned long long)vbd_size(s.vbd), s.nbd_path, s.minor);

@@ -28,11 +28,13 @@ static void usage(FILE *f)
 		"flushes, releases the image and exits 0.\n"
 		"\n"
 		"Options:\n"
-		"  -s, --socket PATH     NBD socket to listen on ('auto': $TAPDISK_RUNDIR/nbd.<minor>.sock)\n"
+		"  -s, --socket PATH     NBD socket to listen on ('auto': "
+		"$TAPDISK_RUNDIR/nbd.<minor>.sock)\n"
 		"  -r, --readonly        open the image read-only and refuse writes\n"
 		"  -m, --minor N         claim this minor number (default: the first free one)\n"
 		"  -e, --export-name N   NBD export name accepted besides \"\"\n"
-		"      --ready-fd FD     write \"ok minor=N socket=PATH pid=P\" or \"error: MSG\" to FD\n"
+		"      --ready-fd FD     write \"ok minor=N socket=PATH pid=P\" or \"error: MSG\" "
+		"to FD\n"
 		"                        once serving or failed (used by tap-ctl)\n"
 		"  -u, --user NAME       run as NAME once the image is open and the key read,\n"
 		"                        instead of a uid of its own (started as root, a tapdisk\n"
@@ -72,30 +74,30 @@ static int list_drivers(void)
 
 	for (d = td_driver_list(); *d; d++)
 		printf("%-10s %-6s %s%s%s%s\n", (*d)->name, (*d)->is_image ? "image" : "layer",
-		       (*d)->summary, (*d)->alias ? " (alias: " : "", (*d)->alias ? (*d)->alias : "",
-		       (*d)->alias ? ")" : "");
+		       (*d)->summary, (*d)->alias ? " (alias: " : "",
+		       (*d)->alias ? (*d)->alias : "", (*d)->alias ? ")" : "");
 	return 0;
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"socket", required_argument, NULL, 's'},
-		{"readonly", no_argument, NULL, 'r'},
-		{"minor", required_argument, NULL, 'm'},
-		{"export-name", required_argument, NULL, 'e'},
-		{"ready-fd", required_argument, NULL, 'R'},
-		{"user", required_argument, NULL, 'u'},
-		{"no-seccomp", no_argument, NULL, 'S'},
-		{"ceph-conf", required_argument, NULL, 'C'},
-		{"ceph-id", required_argument, NULL, 'I'},
-		{"workers", required_argument, NULL, 'W'},
-		{"inline-bytes", required_argument, NULL, 'B'},
-		{"verbose", no_argument, NULL, 'v'},
-		{"xen", no_argument, NULL, 'X'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0},
+	    {"socket", required_argument, NULL, 's'},
+	    {"readonly", no_argument, NULL, 'r'},
+	    {"minor", required_argument, NULL, 'm'},
+	    {"export-name", required_argument, NULL, 'e'},
+	    {"ready-fd", required_argument, NULL, 'R'},
+	    {"user", required_argument, NULL, 'u'},
+	    {"no-seccomp", no_argument, NULL, 'S'},
+	    {"ceph-conf", required_argument, NULL, 'C'},
+	    {"ceph-id", required_argument, NULL, 'I'},
+	    {"workers", required_argument, NULL, 'W'},
+	    {"inline-bytes", required_argument, NULL, 'B'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"xen", no_argument, NULL, 'X'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct td_server_opts o = {.minor = -1, .ready_fd = -1, .workers = -1};
 	char *end;
@@ -117,7 +119,8 @@ int main(int argc, char **argv)
 	if (argc >= 2 && !strcmp(argv[1], "drivers"))
 		return list_drivers();
 	if (argc < 2 || strcmp(argv[1], "serve") != 0) {
-		fprintf(stderr, "tapdisk: expected a command: serve or drivers (see tapdisk --help)\n");
+		fprintf(stderr,
+			"tapdisk: expected a command: serve or drivers (see tapdisk --help)\n");
 		return 2;
 	}
 	optind = 2;

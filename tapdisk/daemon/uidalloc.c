@@ -82,7 +82,8 @@ int td_uid_allocate(const struct td_hostconf *hc, uid_t *uid, int *lock_fd, char
 	}
 	close(dir);
 	if (rc < 0)
-		snprintf(err, errlen, "no free uid in the VBD range %u-%u (%s): every one is in use",
+		snprintf(err, errlen,
+			 "no free uid in the VBD range %u-%u (%s): every one is in use",
 			 (unsigned)hc->uid_first, (unsigned)hc->uid_last,
 			 hc->path[0] ? hc->path : "the default range");
 	return rc;

@@ -33,10 +33,10 @@ struct aio_priv {
 static int lock_image(int fd, bool readonly, const char *path, char *err, size_t errlen)
 {
 	struct flock fl = {
-		.l_type = readonly ? F_RDLCK : F_WRLCK,
-		.l_whence = SEEK_SET,
-		.l_start = 0,
-		.l_len = 0,
+	    .l_type = readonly ? F_RDLCK : F_WRLCK,
+	    .l_whence = SEEK_SET,
+	    .l_start = 0,
+	    .l_len = 0,
 	};
 
 	if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
@@ -215,7 +215,8 @@ static void aio_zero_range(struct td_layer *l, struct td_req *req, bool punch)
 		if (ioctl(p->fd, punch ? BLKDISCARD : BLKZEROOUT, range) < 0)
 			rc = -errno;
 	} else {
-		int mode = FALLOC_FL_KEEP_SIZE | (punch ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE);
+		int mode =
+		    FALLOC_FL_KEEP_SIZE | (punch ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE);
 
 		if (fallocate(p->fd, mode, (off_t)req->off, (off_t)req->len) < 0)
 			rc = -errno;
@@ -238,16 +239,16 @@ static void aio_write_zeroes(struct td_layer *l, struct td_req *req)
 }
 
 const struct td_driver td_drv_aio = {
-	.name = "aio",
-	.summary = "raw file or block device, O_DIRECT, asynchronous I/O",
-	.is_image = true,
-	.priv_size = sizeof(struct aio_priv),
-	.open = aio_open,
-	.close = aio_close,
-	.read = aio_rw,
-	.write = aio_rw,
-	.flush = aio_rw,
-	.discard = aio_discard,
-	.write_zeroes = aio_write_zeroes,
-	.identity = aio_identity,
+    .name = "aio",
+    .summary = "raw file or block device, O_DIRECT, asynchronous I/O",
+    .is_image = true,
+    .priv_size = sizeof(struct aio_priv),
+    .open = aio_open,
+    .close = aio_close,
+    .read = aio_rw,
+    .write = aio_rw,
+    .flush = aio_rw,
+    .discard = aio_discard,
+    .write_zeroes = aio_write_zeroes,
+    .identity = aio_identity,
 };

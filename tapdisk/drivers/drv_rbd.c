@@ -50,10 +50,10 @@
 #define RBD_NAME_MAX 256
 
 struct rbd_opts {
-	char conf[PATH_MAX];	/* "" = default search */
-	char id[128];		/* "" = admin */
-	unsigned timeout;	/* seconds */
-	unsigned open_timeout;	/* seconds */
+	char conf[PATH_MAX];   /* "" = default search */
+	char id[128];	       /* "" = admin */
+	unsigned timeout;      /* seconds */
+	unsigned open_timeout; /* seconds */
 };
 
 /* One cluster connection per distinct option set, for the process's life. */
@@ -63,7 +63,6 @@ struct rbd_conn {
 	char mon_host[512];
 	struct rbd_conn *next;
 };
-
 
 static struct rbd_conn *conns;
 static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -125,7 +124,8 @@ static int parse_path(const char *path, struct rbd_priv *p, char *err, size_t er
 	if (!name_ok(path, (size_t)(slash - path)))
 		goto bad;
 	if (at) {
-		if (!name_ok(slash + 1, (size_t)(at - slash - 1)) || !name_ok(at + 1, strlen(at + 1)))
+		if (!name_ok(slash + 1, (size_t)(at - slash - 1)) ||
+		    !name_ok(at + 1, strlen(at + 1)))
 			goto bad;
 	} else if (!name_ok(slash + 1, strlen(slash + 1))) {
 		goto bad;
@@ -260,10 +260,11 @@ static int conn_get(const struct rbd_opts *o, struct rbd_conn **out, char *err, 
 			snprintf(err, errlen, "rbd: cannot read the Ceph configuration '%s': %s",
 				 o->conf, strerror(-rc));
 		else
-			snprintf(err, errlen,
-				 "rbd: no Ceph configuration found (set CEPH_CONF, use --ceph-conf, "
-				 "or rbd,conf=PATH:...; default /etc/ceph/ceph.conf): %s",
-				 strerror(-rc));
+			snprintf(
+			    err, errlen,
+			    "rbd: no Ceph configuration found (set CEPH_CONF, use --ceph-conf, "
+			    "or rbd,conf=PATH:...; default /etc/ceph/ceph.conf): %s",
+			    strerror(-rc));
 		goto fail;
 	}
 	rados_conf_parse_env(c->cluster, NULL); /* CEPH_ARGS, like the ceph tools */
@@ -351,8 +352,9 @@ static int map_err(struct rbd_priv *p, const struct td_req *req, ssize_t ret)
 		return 0;
 	if (p->errors_logged < 20) {
 		p->errors_logged++;
-		td_err("rbd: %s/%s: op %d at %llu+%llu failed: %s%s", p->pool, p->name, (int)req->op,
-		       (unsigned long long)req->off, (unsigned long long)req->len, strerror(e),
+		td_err("rbd: %s/%s: op %d at %llu+%llu failed: %s%s", p->pool, p->name,
+		       (int)req->op, (unsigned long long)req->off, (unsigned long long)req->len,
+		       strerror(e),
 		       e == ETIMEDOUT ? " (cluster unreachable within the timeout)" : "");
 	}
 	switch (e) {
@@ -400,7 +402,7 @@ static void on_done(void *opaque, uint32_t events)
 		err = map_err(p, req, op->ret);
 		if (!err && req->op != TD_OP_DISCARD && req->op != TD_OP_WRITE_ZEROES)
 			td_stats_lower(st,
-				       req->op == TD_OP_READ    ? TD_STAT_READ
+				       req->op == TD_OP_READ	? TD_STAT_READ
 				       : req->op == TD_OP_WRITE ? TD_STAT_WRITE
 								: TD_STAT_FLUSH,
 				       req->op == TD_OP_FLUSH ? 0 : (int64_t)req->len);
@@ -494,13 +496,15 @@ static int rbd_open_layer(struct td_layer *l, const char *path, const char *opts
 		rc = rbd_open(p->io, p->name, &p->image, NULL);
 	if (rc < 0) {
 		if (rc == -ENOENT && p->snap[0])
-			snprintf(err, errlen, "rbd: image %s/%s or its snapshot '%s' does not exist",
-				 p->pool, p->name, p->snap);
-		else if (rc == -ENOENT)
 			snprintf(err, errlen,
-				 "rbd: image %s/%s does not exist (create it: rbd create --size ... "
-				 "%s/%s)",
-				 p->pool, p->name, p->pool, p->name);
+				 "rbd: image %s/%s or its snapshot '%s' does not exist", p->pool,
+				 p->name, p->snap);
+		else if (rc == -ENOENT)
+			snprintf(
+			    err, errlen,
+			    "rbd: image %s/%s does not exist (create it: rbd create --size ... "
+			    "%s/%s)",
+			    p->pool, p->name, p->pool, p->name);
 		else
 			snprintf(err, errlen, "rbd: cannot open image %s/%s: %s", p->pool, p->name,
 				 strerror(-rc));
@@ -524,10 +528,11 @@ static int rbd_open_layer(struct td_layer *l, const char *path, const char *opts
 
 			describe_owner(p, who, sizeof(who));
 			if (rc == -EROFS || rc == -EBUSY)
-				snprintf(err, errlen,
-					 "image %s/%s is locked by another client (%s); is another "
-					 "tapdisk serving it on some host? (see 'rbd lock ls %s/%s')",
-					 p->pool, p->name, who, p->pool, p->name);
+				snprintf(
+				    err, errlen,
+				    "image %s/%s is locked by another client (%s); is another "
+				    "tapdisk serving it on some host? (see 'rbd lock ls %s/%s')",
+				    p->pool, p->name, who, p->pool, p->name);
 			else
 				snprintf(err, errlen,
 					 "image %s/%s: cannot take the exclusive lock (%s): %s",
@@ -545,8 +550,8 @@ static int rbd_open_layer(struct td_layer *l, const char *path, const char *opts
 	if (size % TD_BLOCK_SIZE) {
 		rc = -EINVAL;
 		snprintf(err, errlen,
-			 "rbd: image %s/%s is %llu bytes, not a multiple of %u (rbd resize)", p->pool,
-			 p->name, (unsigned long long)size, TD_BLOCK_SIZE);
+			 "rbd: image %s/%s is %llu bytes, not a multiple of %u (rbd resize)",
+			 p->pool, p->name, (unsigned long long)size, TD_BLOCK_SIZE);
 		goto fail;
 	}
 	p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -562,10 +567,10 @@ static int rbd_open_layer(struct td_layer *l, const char *path, const char *opts
 		goto fail;
 	}
 	l->size = size;
-	td_dbg("rbd: opened %s/%s%s%s (%llu bytes, %s, cluster %s, timeout %u s)", p->pool,
-		p->name, p->snap[0] ? "@" : "", p->snap, (unsigned long long)size,
-		ro ? "read-only" : (l->ctx->nolock ? "read-write, no lock" : "exclusive lock held"),
-		p->conn->mon_host, o.timeout);
+	td_dbg("rbd: opened %s/%s%s%s (%llu bytes, %s, cluster %s, timeout %u s)", p->pool, p->name,
+	       p->snap[0] ? "@" : "", p->snap, (unsigned long long)size,
+	       ro ? "read-only" : (l->ctx->nolock ? "read-write, no lock" : "exclusive lock held"),
+	       p->conn->mon_host, o.timeout);
 	return 0;
 fail:
 	rbd_close_layer(l);
@@ -652,11 +657,9 @@ static void rbd_submit(struct td_layer *l, struct td_req *req)
 		rc = rbd_aio_discard(p->image, req->off, req->len, comp);
 		break;
 	case TD_OP_WRITE_ZEROES:
-		rc = rbd_aio_write_zeroes(p->image, req->off, (size_t)req->len, comp,
-					  (req->flags & TD_REQ_NO_UNMAP)
-						  ? RBD_WRITE_ZEROES_FLAG_THICK_PROVISION
-						  : 0,
-					  0);
+		rc = rbd_aio_write_zeroes(
+		    p->image, req->off, (size_t)req->len, comp,
+		    (req->flags & TD_REQ_NO_UNMAP) ? RBD_WRITE_ZEROES_FLAG_THICK_PROVISION : 0, 0);
 		break;
 	default:
 		rc = -EINVAL;
@@ -685,8 +688,8 @@ static int rbd_identity(struct td_layer *l, uint8_t id[TD_IMAGE_ID_LEN], char *w
 	if (rados_cluster_fsid(p->conn->cluster, fsid, sizeof(fsid)) < 0 ||
 	    rbd_get_id(p->image, imgid, sizeof(imgid)) < 0)
 		return -EIO;
-	n = snprintf(buf, sizeof(buf), "rbd\n%s\n%lld\n%s", fsid, (long long)rados_ioctx_get_id(p->io),
-		     imgid);
+	n = snprintf(buf, sizeof(buf), "rbd\n%s\n%lld\n%s", fsid,
+		     (long long)rados_ioctx_get_id(p->io), imgid);
 	td_image_id_from(buf, (size_t)n, id);
 	if (where)
 		snprintf(where, wlen, "rbd:%s/%s (id %s)", p->pool, p->name, imgid);
@@ -702,10 +705,11 @@ static int rbd_snapshot(struct td_ctx *ctx, const char *path, const char *opts, 
 
 	memset(&p, 0, sizeof(p));
 	if (!td_rbd_snap_name_ok(name)) {
-		snprintf(err, errlen,
-			 "bad snapshot name '%s' (letters, digits, '-', '_', '.'; no '/', '@', ':', "
-			 "',' or spaces)",
-			 name ? name : "");
+		snprintf(
+		    err, errlen,
+		    "bad snapshot name '%s' (letters, digits, '-', '_', '.'; no '/', '@', ':', "
+		    "',' or spaces)",
+		    name ? name : "");
 		return -EINVAL;
 	}
 	rc = parse_path(path, &p, err, errlen);
@@ -737,21 +741,21 @@ static int rbd_snapshot(struct td_ctx *ctx, const char *path, const char *opts, 
 }
 
 const struct td_driver td_drv_rbd = {
-	.name = "rbd",
-	.summary = "Ceph RBD image (librbd, asynchronous; exclusive lock; POOL/IMAGE[@SNAP])",
-	.is_image = true,
-	.priv_size = sizeof(struct rbd_priv),
-	.open = rbd_open_layer,
-	.quiesce = rbd_quiesce_layer,
-	.close = rbd_close_layer,
-	.read = rbd_submit,
-	.write = rbd_submit,
-	.flush = rbd_submit,
-	.discard = rbd_submit,
-	.write_zeroes = rbd_submit,
-	.identity = rbd_identity,
-	.needs_network = true,
-	.snapshot_kind = TD_SNAP_NAMED,
-	.snapshot = rbd_snapshot,
-	.snapshot_arg_ok = td_rbd_snap_name_ok,
+    .name = "rbd",
+    .summary = "Ceph RBD image (librbd, asynchronous; exclusive lock; POOL/IMAGE[@SNAP])",
+    .is_image = true,
+    .priv_size = sizeof(struct rbd_priv),
+    .open = rbd_open_layer,
+    .quiesce = rbd_quiesce_layer,
+    .close = rbd_close_layer,
+    .read = rbd_submit,
+    .write = rbd_submit,
+    .flush = rbd_submit,
+    .discard = rbd_submit,
+    .write_zeroes = rbd_submit,
+    .identity = rbd_identity,
+    .needs_network = true,
+    .snapshot_kind = TD_SNAP_NAMED,
+    .snapshot = rbd_snapshot,
+    .snapshot_arg_ok = td_rbd_snap_name_ok,
 };

@@ -25,15 +25,15 @@ static int load(void)
 			 rados ? "librbd.so.1" : "librados.so.2", dlerror());
 		return -ENOENT;
 	}
-#define TD_RBD_SYM(f)                                                                            \
-	do {                                                                                     \
-		void *s = dlsym(#f[1] == 'b' ? rbd : rados, #f);                                 \
-		if (!s) {                                                                        \
-			snprintf(load_err, sizeof(load_err), "the Ceph libraries lack %s: too old?", \
-				 #f);                                                            \
-			return -ENOENT;                                                          \
-		}                                                                                \
-		*(void **)&td_rbd_api.f = s;                                                     \
+#define TD_RBD_SYM(f)                                                                              \
+	do {                                                                                       \
+		void *s = dlsym(#f[1] == 'b' ? rbd : rados, #f);                                   \
+		if (!s) {                                                                          \
+			snprintf(load_err, sizeof(load_err),                                       \
+				 "the Ceph libraries lack %s: too old?", #f);                      \
+			return -ENOENT;                                                            \
+		}                                                                                  \
+		*(void **)&td_rbd_api.f = s;                                                       \
 	} while (0);
 	TD_RBD_FUNCS(TD_RBD_SYM)
 #undef TD_RBD_SYM

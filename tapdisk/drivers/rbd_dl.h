@@ -13,36 +13,36 @@
 #include <rados/librados.h>
 #include <rbd/librbd.h>
 
-#define TD_RBD_FUNCS(X)                                                                          \
-	X(rados_cluster_fsid)                                                                    \
-	X(rados_conf_get)                                                                        \
-	X(rados_conf_parse_env)                                                                  \
-	X(rados_conf_read_file)                                                                  \
-	X(rados_conf_set)                                                                        \
-	X(rados_connect)                                                                         \
-	X(rados_create)                                                                          \
-	X(rados_ioctx_create)                                                                    \
-	X(rados_ioctx_destroy)                                                                   \
-	X(rados_ioctx_get_id)                                                                    \
-	X(rados_shutdown)                                                                        \
-	X(rbd_aio_close)                                                                         \
-	X(rbd_aio_create_completion)                                                             \
-	X(rbd_aio_discard)                                                                       \
-	X(rbd_aio_flush)                                                                         \
-	X(rbd_aio_get_return_value)                                                              \
-	X(rbd_aio_readv)                                                                         \
-	X(rbd_aio_release)                                                                       \
-	X(rbd_aio_write_zeroes)                                                                  \
-	X(rbd_aio_writev)                                                                        \
-	X(rbd_close)                                                                             \
-	X(rbd_get_features)                                                                      \
-	X(rbd_get_id)                                                                            \
-	X(rbd_get_size)                                                                          \
-	X(rbd_lock_acquire)                                                                      \
-	X(rbd_lock_get_owners)                                                                   \
-	X(rbd_lock_get_owners_cleanup)                                                           \
-	X(rbd_open)                                                                              \
-	X(rbd_open_read_only)                                                                    \
+#define TD_RBD_FUNCS(X)                                                                            \
+	X(rados_cluster_fsid)                                                                      \
+	X(rados_conf_get)                                                                          \
+	X(rados_conf_parse_env)                                                                    \
+	X(rados_conf_read_file)                                                                    \
+	X(rados_conf_set)                                                                          \
+	X(rados_connect)                                                                           \
+	X(rados_create)                                                                            \
+	X(rados_ioctx_create)                                                                      \
+	X(rados_ioctx_destroy)                                                                     \
+	X(rados_ioctx_get_id)                                                                      \
+	X(rados_shutdown)                                                                          \
+	X(rbd_aio_close)                                                                           \
+	X(rbd_aio_create_completion)                                                               \
+	X(rbd_aio_discard)                                                                         \
+	X(rbd_aio_flush)                                                                           \
+	X(rbd_aio_get_return_value)                                                                \
+	X(rbd_aio_readv)                                                                           \
+	X(rbd_aio_release)                                                                         \
+	X(rbd_aio_write_zeroes)                                                                    \
+	X(rbd_aio_writev)                                                                          \
+	X(rbd_close)                                                                               \
+	X(rbd_get_features)                                                                        \
+	X(rbd_get_id)                                                                              \
+	X(rbd_get_size)                                                                            \
+	X(rbd_lock_acquire)                                                                        \
+	X(rbd_lock_get_owners)                                                                     \
+	X(rbd_lock_get_owners_cleanup)                                                             \
+	X(rbd_open)                                                                                \
+	X(rbd_open_read_only)                                                                      \
 	X(rbd_snap_create)
 
 struct td_rbd_api {

@@ -22,8 +22,7 @@
 /* Driver options: cache=SIZE (bytes of L2 tables held, K/M/G suffixes),
  * backing-dir=DIR (repeatable: a directory backing files may come from,
  * besides the top image's own and the host's, tapdisk/block/files.h). */
-static int parse_opts(struct q2 *q, const char *opts, uint64_t *l2_cache, char *err,
-		      size_t errlen)
+static int parse_opts(struct q2 *q, const char *opts, uint64_t *l2_cache, char *err, size_t errlen)
 {
 	char *copy, *tok, *save = NULL;
 	int rc = 0;
@@ -38,12 +37,14 @@ static int parse_opts(struct q2 *q, const char *opts, uint64_t *l2_cache, char *
 		unsigned long long v;
 
 		if (!strncmp(tok, "backing-dir=", 12)) {
-			if (tok[12] != '/' || q->nbacking_dirs == (int)(sizeof(q->backing_dirs) /
-									 sizeof(q->backing_dirs[0]))) {
-				snprintf(err, errlen,
-					 "qcow2: bad option '%s' (backing-dir=ABSOLUTE_DIR, at most "
-					 "8)",
-					 tok);
+			if (tok[12] != '/' ||
+			    q->nbacking_dirs ==
+				(int)(sizeof(q->backing_dirs) / sizeof(q->backing_dirs[0]))) {
+				snprintf(
+				    err, errlen,
+				    "qcow2: bad option '%s' (backing-dir=ABSOLUTE_DIR, at most "
+				    "8)",
+				    tok);
 				rc = -EINVAL;
 				break;
 			}
@@ -56,7 +57,8 @@ static int parse_opts(struct q2 *q, const char *opts, uint64_t *l2_cache, char *
 		}
 		if (strncmp(tok, "cache=", 6)) {
 			snprintf(err, errlen,
-				 "qcow2: bad option '%s' (known: cache=SIZE, backing-dir=DIR)", tok);
+				 "qcow2: bad option '%s' (known: cache=SIZE, backing-dir=DIR)",
+				 tok);
 			rc = -EINVAL;
 			break;
 		}

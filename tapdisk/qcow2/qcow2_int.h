@@ -249,9 +249,9 @@ struct q2 {
 	size_t rt_len;
 	uint64_t l1_dirty_lo, l1_dirty_hi; /* byte ranges of the in-memory tables to write */
 	uint64_t rt_dirty_lo, rt_dirty_hi;
-	uint64_t alloc_next;  /* next cluster the allocator hands out */
-	uint64_t alloc_floor; /* the first cluster we may ever allocate */
-	bool alloc_full;      /* the refcount table is full: logged once */
+	uint64_t alloc_next;   /* next cluster the allocator hands out */
+	uint64_t alloc_floor;  /* the first cluster we may ever allocate */
+	bool alloc_full;       /* the refcount table is full: logged once */
 	uint64_t prealloc_end; /* the file is this long (sparse tail past alloc_next) */
 	struct q2claim *claims[Q2_CLAIM_BUCKETS];
 

@@ -218,13 +218,13 @@ static void fault_submit(struct td_layer *l, struct td_req *req)
 }
 
 const struct td_driver td_drv_fault = {
-	.name = "fault",
-	.summary = "error and delay injection (tests)",
-	.priv_size = sizeof(struct fault_priv),
-	.open = fault_open,
-	.read = fault_submit,
-	.write = fault_submit,
-	.flush = fault_submit,
-	.discard = fault_submit,
-	.write_zeroes = fault_submit,
+    .name = "fault",
+    .summary = "error and delay injection (tests)",
+    .priv_size = sizeof(struct fault_priv),
+    .open = fault_open,
+    .read = fault_submit,
+    .write = fault_submit,
+    .flush = fault_submit,
+    .discard = fault_submit,
+    .write_zeroes = fault_submit,
 };

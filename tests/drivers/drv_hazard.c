@@ -49,8 +49,7 @@ static void file_unref(struct hz_file *f)
 	}
 }
 
-static int hz_open(struct td_layer *l, const char *path, const char *opts, char *err,
-		   size_t errlen)
+static int hz_open(struct td_layer *l, const char *path, const char *opts, char *err, size_t errlen)
 {
 	struct hz_priv *p = l->priv;
 	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
@@ -162,16 +161,16 @@ static void hz_close(struct td_layer *l)
 }
 
 const struct td_driver td_drv_hazard = {
-	.name = "hazard",
-	.summary = "TEST: a raw image whose pause releases the lock with writes still held",
-	.is_image = true,
-	.priv_size = sizeof(struct hz_priv),
-	.open = hz_open,
-	.quiesce = hz_quiesce,
-	.close = hz_close,
-	.read = hz_read,
-	.write = hz_write,
-	.flush = hz_ok,
-	.discard = hz_ok,
-	.write_zeroes = hz_ok,
+    .name = "hazard",
+    .summary = "TEST: a raw image whose pause releases the lock with writes still held",
+    .is_image = true,
+    .priv_size = sizeof(struct hz_priv),
+    .open = hz_open,
+    .quiesce = hz_quiesce,
+    .close = hz_close,
+    .read = hz_read,
+    .write = hz_write,
+    .flush = hz_ok,
+    .discard = hz_ok,
+    .write_zeroes = hz_ok,
 };

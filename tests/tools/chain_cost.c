@@ -56,7 +56,7 @@ static int run_chain(const char *spec, unsigned mib)
 	ctx.loop = td_loop_new();
 	ctx.io = td_io_new(ctx.loop, 64);
 	ctx.workers = td_workers_new(ctx.loop, 0); /* everything on this thread */
-	ctx.get_key = td_keyring_key_fn;	    /* the key vdkey loaded for the image */
+	ctx.get_key = td_keyring_key_fn;	   /* the key vdkey loaded for the image */
 	ctx.stats = &st;
 	if (td_chain_open(&ctx, spec, &c, err, sizeof(err)) < 0) {
 		fprintf(stderr, "chain_cost: %s\n", err);

@@ -92,12 +92,12 @@ int main(int argc, char **argv)
 		fill(w1, 0x10000000u | (uint32_t)r);
 		fill(w2, 0x20000000u | (uint32_t)r);
 		if (broken)
-			snprintf(cmd, sizeof(cmd), "tap-ctl create -a 'hazard,delay_ms=%d:%s'", delay,
-				 img);
+			snprintf(cmd, sizeof(cmd), "tap-ctl create -a 'hazard,delay_ms=%d:%s'",
+				 delay, img);
 		else
 			snprintf(cmd, sizeof(cmd),
-				 "tap-ctl create -a 'fault,delay_submit_ms=%d,op=write:aio:%s'", delay,
-				 img);
+				 "tap-ctl create -a 'fault,delay_submit_ms=%d,op=write:aio:%s'",
+				 delay, img);
 		if (run(cmd, uri1, sizeof(uri1)) != 0)
 			die("create source");
 		if (!h1 || !h2 || nbd_connect_uri(h1, uri1) < 0)
@@ -110,7 +110,8 @@ int main(int argc, char **argv)
 		       nbd_aio_get_direction(h1) & LIBNBD_AIO_DIRECTION_WRITE)
 			nbd_poll(h1, 1);
 		usleep((useconds_t)(5000 + rand() % 20000));
-		snprintf(cmd, sizeof(cmd), "tap-ctl pause -s '%s'", uri1 + strlen("nbd+unix:///?socket="));
+		snprintf(cmd, sizeof(cmd), "tap-ctl pause -s '%s'",
+			 uri1 + strlen("nbd+unix:///?socket="));
 		if (run(cmd, NULL, 0) != 0)
 			die("pause source");
 		snprintf(cmd, sizeof(cmd), "tap-ctl create -a 'aio:%s'", img);
@@ -132,10 +133,12 @@ int main(int argc, char **argv)
 		 * land before the source goes */
 		if (broken)
 			usleep((useconds_t)(2 * delay + 200) * 1000);
-		snprintf(cmd, sizeof(cmd), "tap-ctl destroy -s '%s'", uri2 + strlen("nbd+unix:///?socket="));
+		snprintf(cmd, sizeof(cmd), "tap-ctl destroy -s '%s'",
+			 uri2 + strlen("nbd+unix:///?socket="));
 		if (run(cmd, NULL, 0) != 0)
 			die("destroy destination");
-		snprintf(cmd, sizeof(cmd), "tap-ctl destroy -s '%s'", uri1 + strlen("nbd+unix:///?socket="));
+		snprintf(cmd, sizeof(cmd), "tap-ctl destroy -s '%s'",
+			 uri1 + strlen("nbd+unix:///?socket="));
 		if (run(cmd, NULL, 0) != 0)
 			die("destroy source");
 		fd = open(img, O_RDONLY);
@@ -144,7 +147,8 @@ int main(int argc, char **argv)
 		close(fd);
 		if (memcmp(got, w2, BS) != 0) {
 			hazards++;
-			fprintf(stderr, "repetition %d: block %" PRIu64 " holds %s after migration\n", r,
+			fprintf(stderr,
+				"repetition %d: block %" PRIu64 " holds %s after migration\n", r,
 				block, memcmp(got, w1, BS) == 0 ? "the stale W1" : "neither write");
 		}
 	}

@@ -26,7 +26,8 @@ static void fill(uint8_t *b, unsigned round, unsigned blk, unsigned sec)
 	unsigned i;
 
 	for (i = 0; i < SECT; i += 8) {
-		uint64_t v = ((uint64_t)round << 40) | ((uint64_t)blk << 20) | ((uint64_t)sec << 12) | i;
+		uint64_t v =
+		    ((uint64_t)round << 40) | ((uint64_t)blk << 20) | ((uint64_t)sec << 12) | i;
 
 		memcpy(b + i, &v, 8);
 	}
@@ -59,7 +60,8 @@ int main(int argc, char **argv)
 				uint8_t *buf = bufs[conn][b * 4 + sec / 2];
 
 				fill(buf, r, b, sec);
-				if (nbd_aio_pwrite(h[conn], buf, SECT, (uint64_t)b * 4096 + sec * SECT,
+				if (nbd_aio_pwrite(h[conn], buf, SECT,
+						   (uint64_t)b * 4096 + sec * SECT,
 						   NBD_NULL_COMPLETION, 0) < 0)
 					die("aio_pwrite");
 			}
@@ -84,8 +86,10 @@ int main(int argc, char **argv)
 				fill(want, r, b, s);
 				if (memcmp(rd + b * 4096 + s * SECT, want, SECT) != 0) {
 					if (bad < 10)
-						fprintf(stderr, "round %u block %u sector %u: lost update\n",
-							r, b, s);
+						fprintf(
+						    stderr,
+						    "round %u block %u sector %u: lost update\n", r,
+						    b, s);
 					bad++;
 				}
 			}

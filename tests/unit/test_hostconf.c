@@ -156,8 +156,8 @@ static void test_same_layers(void **state)
 
 	(void)state;
 	assert_int_equal(td_spec_same_layers("crypt:aio:/a", "crypt:aio:/b", err, sizeof(err)), 0);
-	assert_int_equal(td_spec_same_layers("tap:crypt:qcow:/a", "crypt:qcow2:/b", err, sizeof(err)),
-			 0);
+	assert_int_equal(
+	    td_spec_same_layers("tap:crypt:qcow:/a", "crypt:qcow2:/b", err, sizeof(err)), 0);
 	assert_int_equal(td_spec_same_layers("crypt:aio:/a", "aio:/a", err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "must stack the same drivers as the VBD (crypt:aio:...)"));
 	assert_int_equal(td_spec_same_layers("crypt:aio:/a", "crypt:qcow2:/a", err, sizeof(err)),

@@ -110,9 +110,9 @@ static void test_super_v2(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_layout_v2_geometry),
-		cmocka_unit_test(test_tree_hash_rules),
-		cmocka_unit_test(test_super_v2),
+	    cmocka_unit_test(test_layout_v2_geometry),
+	    cmocka_unit_test(test_tree_hash_rules),
+	    cmocka_unit_test(test_super_v2),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -148,8 +148,8 @@ static char *line_start(char *buf, int n)
 }
 
 /* One entry continuing from (seq, prev) into buf; its hash into out. */
-static size_t add_entry(char *buf, size_t cap, uint64_t seq, const char *op,
-			const uint8_t prev[32], uint8_t out[32])
+static size_t add_entry(char *buf, size_t cap, uint64_t seq, const char *op, const uint8_t prev[32],
+			uint8_t out[32])
 {
 	struct td_keylog_entry e;
 	int m;
@@ -255,7 +255,9 @@ static pid_t spawn_append(void)
 	assert_true(pid >= 0);
 	if (pid == 0)
 		_exit(td_keylog_append(U, "unload", TD_KEYLOG_SLOT_NONE, "fail", NULL, NULL, err,
-				       sizeof(err)) == 0 ? 0 : 1);
+				       sizeof(err)) == 0
+			  ? 0
+			  : 1);
 	return pid;
 }
 
@@ -292,7 +294,8 @@ static void test_log_set_aside_while_waiting(void **state)
 	assert_non_null(mkdtemp(dir));
 	setenv("TDCRYPT_STATE_DIR", dir, 1);
 	for (i = 0; i < 3; i++)
-		assert_int_equal(td_keylog_append(U, "load", 0, "ok", NULL, &next, err, sizeof(err)), 0);
+		assert_int_equal(
+		    td_keylog_append(U, "load", 0, "ok", NULL, &next, err, sizeof(err)), 0);
 	assert_int_equal(td_statedir_path(U, "keylog", 0, path, sizeof(path), err, sizeof(err)), 0);
 	snprintf(dpath, sizeof(dpath), "%s", path);
 	*strrchr(dpath, '/') = '\0';
@@ -427,12 +430,12 @@ static void test_strict_parse(void **state)
 	assert_int_equal(e.slot, 0);
 	assert_int_equal(e.uid, 1000);
 
-#define WITH(from, to)                                                                         \
-	do {                                                                                   \
-		char *q_ = strstr(strcpy(l, good), from);                                      \
-		assert_non_null(q_);                                                           \
-		memmove(q_ + strlen(to), q_ + strlen(from), strlen(q_ + strlen(from)) + 1);    \
-		memcpy(q_, to, strlen(to));                                                    \
+#define WITH(from, to)                                                                             \
+	do {                                                                                       \
+		char *q_ = strstr(strcpy(l, good), from);                                          \
+		assert_non_null(q_);                                                               \
+		memmove(q_ + strlen(to), q_ + strlen(from), strlen(q_ + strlen(from)) + 1);        \
+		memcpy(q_, to, strlen(to));                                                        \
 	} while (0)
 	WITH("seq=0", "seq=00");
 	parse_bad(l, "bad seq");
@@ -568,10 +571,14 @@ static void test_anchor_accessors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_hashes_pinned),   cmocka_unit_test(test_roundtrip_and_verify),
-	    cmocka_unit_test(test_tampering),	    cmocka_unit_test(test_strict_parse),
-	    cmocka_unit_test(test_random_lines),    cmocka_unit_test(test_anchor_accessors),
-	    cmocka_unit_test(test_reset),	    cmocka_unit_test(test_log_set_aside_while_waiting),
+	    cmocka_unit_test(test_hashes_pinned),
+	    cmocka_unit_test(test_roundtrip_and_verify),
+	    cmocka_unit_test(test_tampering),
+	    cmocka_unit_test(test_strict_parse),
+	    cmocka_unit_test(test_random_lines),
+	    cmocka_unit_test(test_anchor_accessors),
+	    cmocka_unit_test(test_reset),
+	    cmocka_unit_test(test_log_set_aside_while_waiting),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -31,8 +31,7 @@ static void test_good(void **state)
 	assert_string_equal(s.path, "/tmp/a:b:c");
 	td_spec_free(&s);
 
-	assert_int_equal(td_spec_parse("fault,fail_nth=3,op=read:aio:/x", &s, err, sizeof(err)),
-			 0);
+	assert_int_equal(td_spec_parse("fault,fail_nth=3,op=read:aio:/x", &s, err, sizeof(err)), 0);
 	assert_int_equal(s.nlayers, 2);
 	assert_string_equal(s.layers[0].drv->name, "fault");
 	assert_string_equal(s.layers[0].opts, "fail_nth=3,op=read");
@@ -55,26 +54,26 @@ struct bad {
 static void test_bad(void **state)
 {
 	static const struct bad cases[] = {
-		{"", "empty"},
-		{"tap:", "names no driver"},
-		{"/tmp/x.img", "names no driver"},
-		{"aio:", "empty path"},
-		{"tap:aio:", "empty path"},
-		{"foo:/tmp/x", "unknown driver 'foo'"},
-		{"tap:foo:aio:/x", "unknown driver 'foo'"},
-		{"AIO:/x", "unknown driver 'AIO'"},
-		{":/x", "empty or overlong driver name"},
-		{"::", "empty or overlong driver name"},
-		{"fault:/x", "no image driver"},
-		{"fault:fault", "no image driver"},
-		{"fault,:aio:/x", "empty option list"},
-		{"fault,a b:aio:/x", "spaces or control"},
-		{"aio:/x\ny", "control characters"},
-		{"fault:fault:fault:fault:fault:fault:fault:fault:aio:/x", "more than"},
-		{"tap:tap:aio:/x", "unknown driver 'tap'"},
-		{"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:/x",
-		 "overlong"},
-		{"fault,x=1", "no driver"},
+	    {"", "empty"},
+	    {"tap:", "names no driver"},
+	    {"/tmp/x.img", "names no driver"},
+	    {"aio:", "empty path"},
+	    {"tap:aio:", "empty path"},
+	    {"foo:/tmp/x", "unknown driver 'foo'"},
+	    {"tap:foo:aio:/x", "unknown driver 'foo'"},
+	    {"AIO:/x", "unknown driver 'AIO'"},
+	    {":/x", "empty or overlong driver name"},
+	    {"::", "empty or overlong driver name"},
+	    {"fault:/x", "no image driver"},
+	    {"fault:fault", "no image driver"},
+	    {"fault,:aio:/x", "empty option list"},
+	    {"fault,a b:aio:/x", "spaces or control"},
+	    {"aio:/x\ny", "control characters"},
+	    {"fault:fault:fault:fault:fault:fault:fault:fault:aio:/x", "more than"},
+	    {"tap:tap:aio:/x", "unknown driver 'tap'"},
+	    {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:/x",
+	     "overlong"},
+	    {"fault,x=1", "no driver"},
 	};
 	size_t i;
 
@@ -118,10 +117,10 @@ static void test_unknown_lists_known(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_good),
-		cmocka_unit_test(test_bad),
-		cmocka_unit_test(test_null_and_long),
-		cmocka_unit_test(test_unknown_lists_known),
+	    cmocka_unit_test(test_good),
+	    cmocka_unit_test(test_bad),
+	    cmocka_unit_test(test_null_and_long),
+	    cmocka_unit_test(test_unknown_lists_known),
 	};
 	td_drivers_set(td_registry());
 	return cmocka_run_group_tests(tests, NULL, NULL);
