@@ -105,7 +105,10 @@ static void bio_end(struct bio *io, int16_t status)
 {
 	struct td_blkif *b = io->b;
 
-	respond(b, io->req.id, io->req.wire_op, status);
+	/* an indirect request is answered with its indirect_op, as blkback
+	 * does: Linux's blkfront disables a disk whose response carries
+	 * BLKIF_OP_INDIRECT ("response has wrong operation (6 instead of 0)") */
+	respond(b, io->req.id, io->req.op, status);
 	if (io->buf)
 		td_buf_put(io->buf, io->buflen);
 	td_pool_put(&b->pool, io);
@@ -249,7 +252,7 @@ static void start(struct td_blkif *b, uint32_t idx)
 
 		/* no memory: answer the request with an error, never leave it */
 		td_blkif_fetch(b->abi, b->ring, b->slots, idx, &r, why, sizeof(why));
-		respond(b, r.id, r.wire_op, TD_BLKIF_RSP_ERROR);
+		respond(b, r.id, r.op, TD_BLKIF_RSP_ERROR);
 		return;
 	}
 	memset(io, 0, offsetof(struct bio, isegs));

@@ -254,15 +254,34 @@ static void wait_rsp(struct env *e, unsigned n)
 		 (unsigned)(*(uint32_t *)(e->ring + 8) - e->rsp_cons));
 }
 
-/* The next response: its id and status. */
+static uint8_t last_rsp_op;
+
+/* The next response: its id and status (its operation in last_rsp_op). */
 static int16_t rsp(struct env *e, uint64_t *id)
 {
 	uint8_t *s = slot(e, e->rsp_cons++);
 
+	last_rsp_op = s[8];
 	*id = (uint64_t)s[0] | (uint64_t)s[1] << 8 | (uint64_t)s[2] << 16 | (uint64_t)s[3] << 24 |
 	      (uint64_t)s[4] << 32 | (uint64_t)s[5] << 40 | (uint64_t)s[6] << 48 |
 	      (uint64_t)s[7] << 56;
 	return (int16_t)(s[10] | s[11] << 8);
+}
+
+/* ... and with the operation a Linux blkfront insists on: an indirect
+ * request's indirect_op, never BLKIF_OP_INDIRECT (it disables the disk) */
+static void expect_rsp_op(struct env *e, uint64_t want_id, int16_t want, uint8_t op)
+{
+	uint64_t id;
+	int16_t st;
+
+	wait_rsp(e, 1);
+	st = rsp(e, &id);
+	assert_int_equal(id, want_id);
+	assert_int_equal(st, want);
+	if (last_rsp_op != op)
+		fail_msg("request %llu: response operation %u, want %u", (unsigned long long)id,
+			 last_rsp_op, op);
 }
 
 static void expect_rsp(struct env *e, uint64_t want_id, int16_t want)
@@ -400,7 +419,7 @@ static void roundtrip(enum td_blkif_abi abi)
 	fill_pages(&e, w, 11, 0x21);
 	req_rw(&e, TD_BLKIF_OP_WRITE, 100, 2048, 11, w, NULL, NULL);
 	ring_push(&e);
-	expect_rsp(&e, 100, TD_BLKIF_RSP_OKAY);
+	expect_rsp_op(&e, 100, TD_BLKIF_RSP_OKAY, TD_BLKIF_OP_WRITE);
 	req_rw(&e, TD_BLKIF_OP_READ, 101, 2048, 11, r, NULL, NULL);
 	ring_push(&e);
 	expect_rsp(&e, 101, TD_BLKIF_RSP_OKAY);
@@ -432,10 +451,10 @@ static void roundtrip(enum td_blkif_abi abi)
 	fill_pages(&e, iw, 256, 0x5a);
 	req_indirect(&e, TD_BLKIF_OP_WRITE, 200, 8192, 256, iw);
 	ring_push(&e);
-	expect_rsp(&e, 200, TD_BLKIF_RSP_OKAY);
+	expect_rsp_op(&e, 200, TD_BLKIF_RSP_OKAY, TD_BLKIF_OP_WRITE);
 	req_indirect(&e, TD_BLKIF_OP_READ, 201, 8192, 256, ir);
 	ring_push(&e);
-	expect_rsp(&e, 201, TD_BLKIF_RSP_OKAY);
+	expect_rsp_op(&e, 201, TD_BLKIF_RSP_OKAY, TD_BLKIF_OP_READ);
 	check_pages(&e, ir, 256, 0x5a);
 
 	/* flush, barrier with data, discard */
