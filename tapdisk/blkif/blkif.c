@@ -310,6 +310,7 @@ static void start(struct td_blkif *b, uint32_t idx)
 		break;
 	case TD_BLKIF_OP_FLUSH_DISKCACHE:
 		io->vio.op = TD_OP_FLUSH;
+		io->vio.off = 0; /* the sector of a flush is meaningless */
 		break;
 	case TD_BLKIF_OP_DISCARD:
 		io->vio.op = TD_OP_DISCARD;

@@ -457,6 +457,14 @@ static void roundtrip(enum td_blkif_abi abi)
 	expect_rsp_op(&e, 201, TD_BLKIF_RSP_OKAY, TD_BLKIF_OP_READ);
 	check_pages(&e, ir, 256, 0x5a);
 
+	/* the empty flush of a Linux blkfront: its sector is (sector_t)-1
+	 * (blk_rq_init), and it is still a good flush; an empty barrier too */
+	req_rw(&e, TD_BLKIF_OP_FLUSH_DISKCACHE, 298, UINT64_MAX, 0, NULL, NULL, NULL);
+	req_rw(&e, TD_BLKIF_OP_WRITE_BARRIER, 299, UINT64_MAX, 0, NULL, NULL, NULL);
+	ring_push(&e);
+	expect_rsp_op(&e, 298, TD_BLKIF_RSP_OKAY, TD_BLKIF_OP_FLUSH_DISKCACHE);
+	expect_rsp_op(&e, 299, TD_BLKIF_RSP_OKAY, TD_BLKIF_OP_WRITE_BARRIER);
+
 	/* flush, barrier with data, discard */
 	req_rw(&e, TD_BLKIF_OP_FLUSH_DISKCACHE, 300, 0, 0, NULL, NULL, NULL);
 	fill_pages(&e, w, 2, 0x33);
