@@ -96,7 +96,6 @@ static void respond(struct td_blkif *b, uint64_t id, uint8_t op, int16_t status)
 		b->st.errors++;
 	if (!b->push_pending) {
 		b->push_pending = true;
-		td_defer_init(&b->push_defer, push, b);
 		td_loop_defer(b->loop, &b->push_defer);
 	}
 }
@@ -123,13 +122,11 @@ static void bio_end(struct bio *io, int16_t status)
 		return;
 	}
 	if (b->closing && !b->in_flight) {
-		td_defer_init(&b->done_defer, finished, b);
 		td_loop_defer(b->loop, &b->done_defer);
 		return;
 	}
 	/* a full ring waited for this slot; or the barrier is gone */
 	if (!b->barrier) {
-		td_defer_init(&b->kick_defer, process_cb, b);
 		td_loop_defer(b->loop, &b->kick_defer);
 	}
 }
@@ -438,6 +435,11 @@ struct td_blkif *td_blkif_connect(struct td_loop *loop, struct vbd *vbd,
 	b->slots = td_blkif_ring_slots(p->abi, p->nring);
 	b->log_left = 20;
 	td_pool_init(&b->pool, sizeof(struct bio));
+	/* set up once: td_defer_init on a queued call would cut the loop's
+	 * list of deferred calls and lose those queued after it */
+	td_defer_init(&b->push_defer, push, b);
+	td_defer_init(&b->kick_defer, process_cb, b);
+	td_defer_init(&b->done_defer, finished, b);
 	b->ring = ops->map(x, p->domid, p->ring_refs, p->nring);
 	if (!b->ring) {
 		snprintf(err, errlen, "cannot map the %u ring page(s) of domain %u", p->nring,
@@ -467,7 +469,6 @@ struct td_blkif *td_blkif_connect(struct td_loop *loop, struct vbd *vbd,
 	td_info("blkif: domain %u connected: %u ring page(s), %u slots, %s, event channel %u",
 		(unsigned)p->domid, p->nring, b->slots,
 		p->abi == TD_BLKIF_ABI_X86_32 ? "x86_32-abi" : "x86_64-abi", (unsigned)p->evtchn);
-	td_defer_init(&b->kick_defer, process_cb, b);
 	td_loop_defer(loop, &b->kick_defer);
 	return b;
 }
@@ -478,6 +479,11 @@ static void finished(void *opaque)
 	void (*cb)(void *) = b->closed_cb;
 	void *cb_opaque = b->closed_opaque;
 
+	if (b->kick_defer.queued || b->push_defer.queued) {
+		/* our other calls run first (FIFO): then b may go */
+		td_loop_defer(b->loop, &b->done_defer);
+		return;
+	}
 	if (b->push_pending)
 		push(b);
 	if (b->watch)
@@ -508,7 +514,6 @@ void td_blkif_disconnect(struct td_blkif *b, void (*cb)(void *opaque), void *opa
 		return;
 	}
 	if (!b->in_flight) {
-		td_defer_init(&b->done_defer, finished, b);
 		td_loop_defer(b->loop, &b->done_defer);
 	}
 }
