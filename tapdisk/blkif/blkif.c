@@ -18,6 +18,7 @@ struct bio {
 	size_t buflen;
 	uint64_t bytes;
 	bool barrier_data; /* a barrier: its flush is done, now its data */
+	struct bio *next_copy; /* a read whose data waits for the next push */
 	/* last: not cleared between uses (only what a request reads) */
 	struct td_blkif_seg isegs[TD_BLKIF_MAX_INDIRECT_SEGS]; /* an indirect request's */
 };
@@ -35,6 +36,7 @@ struct td_blkif {
 	struct td_watch *watch;
 	struct td_defer push_defer, kick_defer, done_defer;
 	bool push_pending;
+	struct bio *copy_head, *copy_tail; /* reads done, data not yet copied */
 	unsigned in_flight;	 /* taken off the ring, not yet answered */
 	struct bio *barrier;	 /* waits for the requests before it */
 	bool hostile, closing;
@@ -68,15 +70,22 @@ static void lograte(struct td_blkif *b, const char *what, const char *why)
 
 /* ---- responses ----------------------------------------------------------- */
 
+static void flush_reads(struct td_blkif *b);
+
 static void push(void *opaque)
 {
 	struct td_blkif *b = opaque;
 	uint32_t old, new;
 	bool notify;
 
-	b->push_pending = false;
-	if (!b->ring)
+	if (!b->ring) {
+		b->push_pending = false;
 		return;
+	}
+	/* the reads of this turn: their data in one grant copy, then their
+	 * answers (push_pending is still set: respond() queues nothing) */
+	flush_reads(b);
+	b->push_pending = false;
 	old = hdr(b)->rsp_prod;
 	new = b->rsp_prod_pvt;
 	/* the frontend sees the responses before the index that covers them */
@@ -89,15 +98,20 @@ static void push(void *opaque)
 
 static void finished(void *opaque);
 
+static void queue_push(struct td_blkif *b)
+{
+	if (!b->push_pending) {
+		b->push_pending = true;
+		td_loop_defer(b->loop, &b->push_defer);
+	}
+}
+
 static void respond(struct td_blkif *b, uint64_t id, uint8_t op, int16_t status)
 {
 	td_blkif_put_rsp(b->abi, b->ring, b->slots, b->rsp_prod_pvt++, id, op, status);
 	if (status != TD_BLKIF_RSP_OKAY)
 		b->st.errors++;
-	if (!b->push_pending) {
-		b->push_pending = true;
-		td_loop_defer(b->loop, &b->push_defer);
-	}
+	queue_push(b);
 }
 
 static void bio_end(struct bio *io, int16_t status)
@@ -133,15 +147,12 @@ static void bio_end(struct bio *io, int16_t status)
 
 /* ---- data ------------------------------------------------------------------ */
 
-/* Moves the request's data between the guest's granted pages and io->buf:
- * one grant copy per segment, in one call. */
-static int copy_data(struct bio *io, bool to_guest)
+/* The grant copies of a request's data, one per segment, between the
+ * guest's granted pages and io->buf; returns how many (its nseg). */
+static unsigned fill_copies(struct bio *io, bool to_guest, struct td_xenio_copy *c)
 {
-	struct td_blkif *b = io->b;
-	struct td_xenio_copy c[TD_BLKIF_MAX_INDIRECT_SEGS];
 	size_t at = 0;
 	unsigned i;
-	int rc;
 
 	for (i = 0; i < io->req.nseg; i++) {
 		const struct td_blkif_seg *s = &io->segs[i];
@@ -155,11 +166,56 @@ static int copy_data(struct bio *io, bool to_guest)
 		c[i].status = 0;
 		at += len;
 	}
-	rc = b->ops->copy(b->x, b->domid, c, io->req.nseg);
-	for (i = 0; rc == 0 && i < io->req.nseg; i++)
+	return i;
+}
+
+/* Moves one request's data: all its segments in one call. */
+static int copy_data(struct bio *io, bool to_guest)
+{
+	struct td_blkif *b = io->b;
+	struct td_xenio_copy c[TD_BLKIF_MAX_INDIRECT_SEGS];
+	unsigned i, n = fill_copies(io, to_guest, c);
+	int rc = b->ops->copy(b->x, b->domid, c, n);
+
+	for (i = 0; rc == 0 && i < n; i++)
 		if (c[i].status)
 			rc = -EFAULT;
 	return rc;
+}
+
+/* The data of every read finished since the last push goes to the guest
+ * in as few grant-copy calls as fit (each a system call and hypercalls:
+ * the dear part of a small request), then the reads are answered. */
+#define COPY_BATCH 1024
+static void flush_reads(struct td_blkif *b)
+{
+	static struct td_xenio_copy c[COPY_BATCH]; /* loop thread only */
+
+	while (b->copy_head) {
+		struct bio *first = b->copy_head, *stop, *io;
+		unsigned n = 0, k = 0;
+		int rc;
+
+		/* a request has at most TD_BLKIF_MAX_INDIRECT_SEGS < COPY_BATCH */
+		for (stop = first; stop && n + stop->req.nseg <= COPY_BATCH; stop = stop->next_copy)
+			n += fill_copies(stop, true, c + n);
+		b->copy_head = stop;
+		if (!stop)
+			b->copy_tail = NULL;
+		rc = b->ops->copy(b->x, b->domid, c, n);
+		for (io = first; io != stop;) {
+			struct bio *next = io->next_copy;
+			bool ok = rc == 0;
+
+			for (unsigned i = 0; i < io->req.nseg; i++)
+				ok = ok && c[k + i].status == 0;
+			k += io->req.nseg;
+			if (!ok)
+				lograte(b, "read", "a granted page could not be written");
+			bio_end(io, ok ? TD_BLKIF_RSP_OKAY : TD_BLKIF_RSP_ERROR);
+			io = next;
+		}
+	}
 }
 
 static void vio_done(struct vbd_io *vio, int err)
@@ -173,11 +229,15 @@ static void vio_done(struct vbd_io *vio, int err)
 		return;
 	}
 	if (io->req.op == TD_BLKIF_OP_READ) {
-		if (copy_data(io, true) < 0) {
-			lograte(b, "read", "a granted page could not be written");
-			bio_end(io, TD_BLKIF_RSP_ERROR);
-			return;
-		}
+		/* its data goes with the other reads of this turn (push) */
+		io->next_copy = NULL;
+		if (b->copy_tail)
+			b->copy_tail->next_copy = io;
+		else
+			b->copy_head = io;
+		b->copy_tail = io;
+		queue_push(b);
+		return;
 	} else if (io->req.op == TD_BLKIF_OP_WRITE_BARRIER && !io->barrier_data && io->req.nseg) {
 		/* flushed: now the barrier's own data, durable before it answers */
 		io->barrier_data = true;
@@ -366,10 +426,11 @@ static void on_event(void *opaque, uint32_t events)
 	struct td_blkif *b = opaque;
 	uint32_t port;
 
-	/* drain the notifications (each is unmasked again); ours is the
-	 * only port bound on this handle */
-	while (b->ops->pending(b->x, &port) == 0)
-		continue;
+	/* ours is the only port bound on this handle: one notification
+	 * read (and unmasked) per wakeup; the descriptor is level-triggered,
+	 * so one that came meanwhile wakes us again (a read that finds none
+	 * would be one more system call per request) */
+	b->ops->pending(b->x, &port);
 	process(b);
 }
 
