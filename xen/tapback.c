@@ -480,6 +480,13 @@ static void setup_vbd(struct vbd *v)
 		fail(v, "devid '%s' is not a virtual device number (0..%u)", v->dev, MAX_DEVID);
 		goto out;
 	}
+	/* the kernel's blkback takes every vbd backend it sees: it would map
+	 * this guest's ring too */
+	if (access("/sys/module/xen_blkback", F_OK) == 0) {
+		fail(v, "xen-blkback is loaded: it would serve this VBD's ring too; unload it "
+			"(modprobe -r xen-blkback) and keep it unloaded (docs/XEN.md)");
+		goto out;
+	}
 	mode = xs_get(v->be, "mode");
 	if (!mode || !strcmp(mode, "w") || !strcmp(mode, "rw"))
 		v->ro = false;

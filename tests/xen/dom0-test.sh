@@ -221,38 +221,83 @@ if want wlog; then
 fi
 
 # ---- bench: ours against xen-blkback on the same raw image ------------------------
+# Rounds alternate (ours, then blkback, ROUNDS times) so that a change in the
+# host's load between the two falls on both; a ratio is the sum of our
+# figures over the rounds divided by the sum of blkback's.
+bench_guest() { # LABEL DISK... : one boot of the bench guest
+	label=$1
+	shift
+	EXTRA="xenrig.secs=$SECS xenrig.label=$label" guest rigu bench "$@"
+	expect rigu "domU: done" 600
+	gone rigu
+	guestlog rigu | grep -q "IOBENCH-FAIL" && die "iobench failed ($label)"
+	guestlog rigu | grep "IOBENCH" | sed 's/.*IOBENCH/IOBENCH/' >>/tmp/bench
+}
+sum() { # LABEL TEST FIELD: the sum over the rounds
+	sed -n "s/.*label=$1-r[0-9]* test=$2 .*$3=\([0-9.]*\).*/\1/p" /tmp/bench |
+		awk '{s += $1} END {printf "%.2f", s}'
+}
 if want bench; then
 	t=$(up)
 	SECS=$(cat $XR/bench-secs 2>/dev/null || echo 5)
+	ROUNDS=$(cat $XR/bench-rounds 2>/dev/null || echo 2)
 	dd if=/dev/zero of=/srv/raw.img bs=1M count=256 2>/dev/null
-	EXTRA="xenrig.secs=$SECS xenrig.label=tapdisk-aio" \
-		guest rigu bench "$(ours xvdb aio:/srv/raw.img)" "$(ours xvdc crypt:qcow2:/srv/vm4.qcow2)"
-	expect rigu "domU: done" 600
-	gone rigu
-	guestlog rigu | grep "IOBENCH" >/tmp/bench
-	guestlog rigu | grep -q "IOBENCH-FAIL" && die "iobench failed on our disks"
-	# now the kernel's backend, on the same image through a loop device
-	while read -r m; do insmod "$m" || die "insmod $m"; done </modules-blkback.list
-	losetup /dev/loop0 /srv/raw.img || die "losetup"
-	EXTRA="xenrig.secs=$SECS xenrig.label=blkback-loop" \
-		guest rigu bench "format=raw,vdev=xvdb,access=rw,target=/dev/loop0"
-	expect rigu "domU: done" 600
-	gone rigu
-	guestlog rigu | grep "IOBENCH" >>/tmp/bench
-	guestlog rigu | grep -q "IOBENCH-FAIL" && die "iobench failed on blkback"
-	losetup -d /dev/loop0
-	sed 's/.*IOBENCH/IOBENCH/' /tmp/bench
-	for qd in "" -qd4; do
-		for test in seqread seqwrite randread randwrite; do
-			o=$(sed -n "s/.*label=tapdisk-aio$qd test=$test .*MBps=\([0-9.]*\) IOPS=\([0-9.]*\).*/\1 \2/p" /tmp/bench)
-			k=$(sed -n "s/.*label=blkback-loop$qd test=$test .*MBps=\([0-9.]*\) IOPS=\([0-9.]*\).*/\1 \2/p" /tmp/bench)
-			c=$(sed -n "s/.*label=tapdisk-aio-xvdc test=$test .*MBps=\([0-9.]*\) IOPS=\([0-9.]*\).*/\1 \2/p" /tmp/bench)
-			[ -n "$o" ] && [ -n "$k" ] || die "missing bench figures for $test$qd"
-			[ -z "$qd" ] || c=""
-			q=${qd#-}
-			echo "$test ${q:-qd1} $o $k ${c:-- -}" | awk '{printf "XENRIG-PERF %-9s %-3s tapdisk-aio %8.2f MB/s %8.1f IOPS | blkback-loop %8.2f MB/s %8.1f IOPS | ratio %.2f", $1, $2, $3, $4, $5, $6, ($5 > 0 ? $3 / $5 : 0); if ($7 != "-") printf " | crypt:qcow2 %8.2f MB/s %8.1f IOPS", $7, $8; printf "\n"}'
+	: >/tmp/bench
+	r=1
+	while [ $r -le "$ROUNDS" ]; do
+		if [ $r = 1 ]; then # crypt:qcow2 beside it, once
+			bench_guest "tapdisk-aio-r$r" "$(ours xvdb aio:/srv/raw.img)" \
+				"$(ours xvdc crypt:qcow2:/srv/vm4.qcow2)"
+		else
+			bench_guest "tapdisk-aio-r$r" "$(ours xvdb aio:/srv/raw.img)"
+		fi
+		[ "$(cat $XR/bench-blkback 2>/dev/null)" = 0 ] && break
+		# the kernel's backend, on the same image through a loop device
+		while read -r m; do insmod "$m" || die "insmod $m"; done </modules-blkback.list
+		losetup /dev/loop0 /srv/raw.img || die "losetup"
+		bench_guest "blkback-loop-r$r" "format=raw,vdev=xvdb,access=rw,target=/dev/loop0"
+		losetup -d /dev/loop0
+		if [ $r = 1 ]; then
+			# with xen-blkback loaded, our disks are refused (it would take their rings)
+			cat >/etc/xen/refused.cfg <<EOF
+name = "refused"
+type = "pv"
+kernel = "/guest/vmlinuz"
+ramdisk = "/guest/domu.cpio.gz"
+memory = 192
+disk = [ '$(ours xvdb aio:/srv/raw.img)' ]
+EOF
+			xl create /etc/xen/refused.cfg >/tmp/xl.out 2>&1 &&
+				die "xl create worked with xen-blkback loaded"
+			grep -q "xen-blkback is loaded" /tmp/xl.out || {
+				cat /tmp/xl.out
+				die "xl did not say why the disk was refused"
+			}
+			[ -z "$(tap-ctl list)" ] || die "a tapdisk was started with xen-blkback loaded"
+			log "PASS with xen-blkback loaded, xl create refuses a block-tdcrypt disk: $(grep -o 'script: xen-blkback is loaded[^;]*' /tmp/xl.out | head -n 1)"
+		fi
+		# unloaded again (in reverse order) for our next round
+		for m in $(sed 's#.*/##; s/\.ko$//' /modules-blkback.list | sed -n '1!G;h;$p'); do
+			rmmod "$m" 2>/dev/null
 		done
+		lsmod | grep -q '^xen_blkback' && die "xen-blkback could not be unloaded"
+		r=$((r + 1))
 	done
+	cat /tmp/bench
+	if [ "$(cat $XR/bench-blkback 2>/dev/null)" != 0 ]; then
+		for qd in "" -qd4; do
+			for test in seqread seqwrite randread randwrite; do
+				q=${qd#-}
+				o=$(sum "tapdisk-aio$qd" $test MBps)
+				k=$(sum "blkback-loop$qd" $test MBps)
+				oi=$(sum "tapdisk-aio$qd" $test IOPS)
+				ki=$(sum "blkback-loop$qd" $test IOPS)
+				c=""
+				[ -z "$qd" ] && c=$(sed -n "s/.*label=tapdisk-aio-r1-xvdc test=$test .*MBps=\([0-9.]*\) IOPS=\([0-9.]*\).*/\1 \2/p" /tmp/bench)
+				echo "$test ${q:-qd1} $o $oi $k $ki $ROUNDS ${c:-- -}" | awk '{printf "XENRIG-PERF %-9s %-3s tapdisk-aio %8.2f MB/s %8.1f IOPS | blkback-loop %8.2f MB/s %8.1f IOPS | ratio %.2f (sums of %d rounds)", $1, $2, $3 / $7, $4 / $7, $5 / $7, $6 / $7, ($5 > 0 ? $3 / $5 : 0), $7; if ($8 != "-") printf " | crypt:qcow2 %.2f MB/s %.1f IOPS", $8, $9; printf "\n"}'
+			done
+		done
+	fi
 	log "PASS bench ($(since $t))"
 fi
 

@@ -140,8 +140,9 @@ wlog)
 bench)
 	secs=$(sed -n 's/.*xenrig\.secs=\([0-9]*\).*/\1/p' /proc/cmdline)
 	label=$(sed -n 's/.*xenrig\.label=\([a-z0-9_-]*\).*/\1/p' /proc/cmdline)
+	# labels: NAME-rROUND -> NAME-rROUND (qd 1), NAME-qd4-rROUND (qd 4)
 	/bin/iobench /dev/xvdb "$label" "${secs:-5}" 1
-	/bin/iobench /dev/xvdb "$label-qd4" "${secs:-5}" 4
+	/bin/iobench /dev/xvdb "${label%-r*}-qd4-r${label##*-r}" "${secs:-5}" 4
 	if waitdev xvdc 20; then
 		/bin/iobench /dev/xvdc "$label-xvdc" "${secs:-5}" 1
 	fi

@@ -17,7 +17,10 @@
 # Environment: XENRIG_WORK (default build/xen-rig: debs/ is the package
 # cache, serial.log the whole console), XENRIG_TIMEOUT (seconds, 1200),
 # XENRIG_PHASES (dom0-test phases to run, default all of them),
-# XENRIG_PIN=0 (take the mirror's current versions instead of the pins).
+# XENRIG_PIN=0 (take the mirror's current versions instead of the pins),
+# XENRIG_BENCH_SECS (seconds per iobench test, 5), XENRIG_BENCH_ROUNDS
+# (alternating rounds of ours and xen-blkback, 2), XENRIG_BENCH_BLKBACK=0
+# (bench our disks only).
 set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
@@ -240,6 +243,8 @@ build() {
 	cp "$SRC/tests/xen/dom0-test.sh" "$R/etc/xenrig/"
 	echo "$PHASES" >"$R/etc/xenrig/phases"
 	echo "${XENRIG_BENCH_SECS:-5}" >"$R/etc/xenrig/bench-secs"
+	echo "${XENRIG_BENCH_BLKBACK:-1}" >"$R/etc/xenrig/bench-blkback"
+	echo "${XENRIG_BENCH_ROUNDS:-2}" >"$R/etc/xenrig/bench-rounds"
 	mkcpio "$R" "$W/out/dom0.cpio.gz"
 	log "built: $(cd "$W/out" && ls -s --block-size=M | tr '\n' ' ')"
 }
