@@ -18,7 +18,8 @@ struct bio {
 	size_t buflen;
 	uint64_t bytes;
 	bool barrier_data; /* a barrier: its flush is done, now its data */
-	struct bio *next_copy; /* a read whose data waits for the next push */
+	struct bio *next_copy; /* a read whose data waits for the next push, or a
+				* write whose data waits for the end of the ring pass */
 	/* last: not cleared between uses (only what a request reads) */
 	struct td_blkif_seg isegs[TD_BLKIF_MAX_INDIRECT_SEGS]; /* an indirect request's */
 };
@@ -37,6 +38,7 @@ struct td_blkif {
 	struct td_defer push_defer, kick_defer, done_defer;
 	bool push_pending;
 	struct bio *copy_head, *copy_tail; /* reads done, data not yet copied */
+	struct bio *wcopy_head, *wcopy_tail; /* writes taken, data not yet copied */
 	unsigned in_flight;	 /* taken off the ring, not yet answered */
 	struct bio *barrier;	 /* waits for the requests before it */
 	bool hostile, closing;
@@ -218,6 +220,41 @@ static void flush_reads(struct td_blkif *b)
 	}
 }
 
+/* The writes taken off the ring in this pass: their data from the guest in
+ * as few grant-copy calls as fit, then each goes to the VBD. */
+static void flush_writes(struct td_blkif *b)
+{
+	static struct td_xenio_copy c[COPY_BATCH]; /* loop thread only */
+
+	while (b->wcopy_head) {
+		struct bio *first = b->wcopy_head, *stop, *io;
+		unsigned n = 0, k = 0;
+		int rc;
+
+		for (stop = first; stop && n + stop->req.nseg <= COPY_BATCH; stop = stop->next_copy)
+			n += fill_copies(stop, false, c + n);
+		b->wcopy_head = stop;
+		if (!stop)
+			b->wcopy_tail = NULL;
+		rc = b->ops->copy(b->x, b->domid, c, n);
+		for (io = first; io != stop;) {
+			struct bio *next = io->next_copy;
+			bool ok = rc == 0;
+
+			for (unsigned i = 0; i < io->req.nseg; i++)
+				ok = ok && c[k + i].status == 0;
+			k += io->req.nseg;
+			if (ok) {
+				vbd_submit(b->vbd, &io->vio);
+			} else {
+				lograte(b, "write", "a granted page could not be read");
+				bio_end(io, TD_BLKIF_RSP_ERROR);
+			}
+			io = next;
+		}
+	}
+}
+
 static void vio_done(struct vbd_io *vio, int err)
 {
 	struct bio *io = (struct bio *)vio;
@@ -331,6 +368,9 @@ static void start(struct td_blkif *b, uint32_t idx)
 	io->vio.done = vio_done;
 	io->vio.opaque = io;
 	io->vio.off = io->req.sector * TD_BLKIF_SECTOR;
+	/* what came before it on the ring goes to the VBD before it */
+	if (io->req.op != TD_BLKIF_OP_WRITE && io->req.op != TD_BLKIF_OP_READ)
+		flush_writes(b);
 	if (io->bytes) {
 		io->buflen = (size_t)((io->bytes + 4095) & ~4095ull);
 		io->buf = td_buf_get(io->buflen);
@@ -346,6 +386,17 @@ static void start(struct td_blkif *b, uint32_t idx)
 		io->vio.buf = io->buf;
 		break;
 	case TD_BLKIF_OP_WRITE:
+		/* its data comes with the other writes of this pass (flush_writes) */
+		io->vio.op = TD_OP_WRITE;
+		io->vio.len = io->bytes;
+		io->vio.buf = io->buf;
+		io->next_copy = NULL;
+		if (b->wcopy_tail)
+			b->wcopy_tail->next_copy = io;
+		else
+			b->wcopy_head = io;
+		b->wcopy_tail = io;
+		return;
 	case TD_BLKIF_OP_WRITE_BARRIER:
 		if (io->bytes && copy_data(io, false) < 0) {
 			lograte(b, "write", "a granted page could not be read");
@@ -379,7 +430,7 @@ static void start(struct td_blkif *b, uint32_t idx)
 
 /* The consumer loop, Xen's way: take what the producer index covers, then
  * set req_event and look once more, so no notification is lost. */
-static void process(struct td_blkif *b)
+static void process_ring(struct td_blkif *b)
 {
 	for (;;) {
 		uint32_t rp;
@@ -414,6 +465,12 @@ static void process(struct td_blkif *b)
 		if (__atomic_load_n(&hdr(b)->req_prod, __ATOMIC_ACQUIRE) == b->req_cons)
 			return;
 	}
+}
+
+static void process(struct td_blkif *b)
+{
+	process_ring(b);
+	flush_writes(b); /* the pass's writes, whichever way it ended */
 }
 
 void td_blkif_kick(struct td_blkif *b)
