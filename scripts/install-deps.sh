@@ -7,7 +7,7 @@
 set -e
 PKGS="build-essential pkg-config libaio-dev libssl-dev libcmocka-dev libkeyutils-dev
 keyutils libxen-dev libargon2-dev libseccomp-dev libnbd-dev libnbd-bin
-qemu-utils fio strace e2fsprogs util-linux passwd python3 clang valgrind
+qemu-utils fio strace e2fsprogs util-linux passwd python3 clang valgrind qemu-system-x86 cpio kmod
 librbd-dev librados-dev ceph-mon ceph-mgr ceph-osd ceph-common qemu-block-extra uuid-runtime
 scdoc man-db bash-completion gnuplot-nox debhelper dpkg-dev fakeroot lintian"
 missing=""

@@ -16,4 +16,4 @@ TOUT=$(dirname "$OUT")/tests/xen
 mkdir -p "$OUT" "$TOUT"
 $CC $WARN $CFLAGS -o "$TOUT/xsd_standin" tests/xen/xsd_standin.c
 $CC $WARN $CFLAGS -o "$OUT/xs_cli" xen/xs_cli.c $XS
-$CC $WARN $CFLAGS -o "$OUT/tapback" xen/tapback.c $XS
+$CC $WARN $CFLAGS -I. -o "$OUT/tapback" xen/tapback.c $XS

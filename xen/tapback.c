@@ -1,22 +1,40 @@
 /*
- * tapback — the xenstore side of a tap: VBD.
+ * tapback — the xenstore half of a Xen block backend whose data path is a
+ * tapdisk serving the guest's blkif ring (docs/XEN.md).
  *
- * Watches backend/vbd (relative to dom0's home, i.e.
- * /local/domain/0/backend/vbd) through the real libxenstore. For each
- * backend/vbd/<domid>/<devid> whose `state` the toolstack has written
- * (libxl writes params, mode, frontend and state=1 in one transaction) it
- * starts a tapdisk with `tap-ctl create`, publishes the disk geometry,
- * features and the NBD socket the data path attaches to, sets
- * hotplug-status=connected and state=2 (InitWait), then follows the
- * frontend's state: 3/4 -> Connected, 5 -> Closing, 6 -> Closing, Closed.
- * When the backend node disappears the tapdisk is destroyed.
+ * A long-running dom0 daemon, the user-space counterpart of the kernel's
+ * xen-blkback. It watches backend/vbd (relative to dom0's home, i.e.
+ * /local/domain/0/backend/vbd) through the real libxenstore and takes the
+ * devices whose `script` node names the block-tdcrypt hotplug script
+ * (xl: `script=block-tdcrypt`); every other VBD is left to whoever serves
+ * it. For each of ours it runs blkback's state machine:
  *
- * Any failure (bad node, tap-ctl error, timeout) is written to the device's
- * hotplug-error, hotplug-status=error, and logged; the device is then left
- * alone until its node is removed. Children run with a deadline, so a stuck
- * tap-ctl cannot hang the daemon. On SIGTERM the daemon exits and leaves
- * running tapdisks alone (the VMs keep their disks); a restarted tapback
- * adopts devices whose hotplug-status it finds already set.
+ *   toolstack writes the nodes, state 1
+ *     -> tapback publishes the ring limits and features, state 2 (InitWait)
+ *   libxl runs `block-tdcrypt add`: it starts the tapdisk (tap-ctl create
+ *     --xen) and writes tapdisk-socket and hotplug-status=connected
+ *   frontend Initialised (3) or Connected (4), and the tapdisk is up
+ *     -> tapback reads ring-ref / ring-ref0..N-1 + ring-page-order,
+ *        event-channel and protocol (hostile input: checked strictly),
+ *        runs `tap-ctl xen-connect`, writes sectors/info/sector-size,
+ *        state 4 (Connected)
+ *   frontend Closing -> tap-ctl xen-disconnect, state 5; Closed -> 6;
+ *     a frontend that comes back (Initialising) -> InitWait again
+ *   toolstack writes state 5 (detach, domain destroyed, xl save): once the
+ *     frontend is closed or gone -> xen-disconnect, state 6; libxl then
+ *     runs `block-tdcrypt remove` (tap-ctl destroy) and removes the nodes.
+ *
+ * A failure of ours (tap-ctl xen-connect refused, a frontend that breaks
+ * the protocol) is written to hotplug-error, hotplug-status=error, and the
+ * backend goes to Closing. Children run with a deadline, so a stuck
+ * tap-ctl cannot hang the daemon. Frontend strings never reach a shell:
+ * tap-ctl is exec'd with an argument vector of numbers we formatted.
+ *
+ * The tapdisk also serves its NBD socket (node tapdisk-socket, and
+ * dom0-nbd-uri): for dom0 tools, never the guest's data path.
+ *
+ * On SIGTERM the daemon exits and leaves running tapdisks alone (the VMs
+ * keep their disks); a restarted tapback adopts the devices it finds.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -39,6 +57,8 @@
 #include <unistd.h>
 #include <xenstore.h>
 
+#include "tapdisk/blkif/blkif_proto.h" /* what the ring supports: we advertise that */
+
 enum xenbus_state {
 	XB_UNKNOWN = 0,
 	XB_INITIALISING = 1,
@@ -50,17 +70,22 @@ enum xenbus_state {
 };
 
 #define VDISK_READONLY 4
-#define MAX_DOMID 0x7FEF /* below DOMID_FIRST_RESERVED */
+#define MAX_DOMID 0x7FEF	   /* below DOMID_FIRST_RESERVED */
 #define MAX_DEVID ((1u << 29) - 1) /* covers the extended xvd encoding */
 #define ERRLEN 512
+#define SCRIPT_NAME "block-tdcrypt"
 
 struct vbd {
 	char *dom, *dev; /* node names as found */
-	char *be;	 /* backend path */
-	char *fe;	 /* frontend path */
+	unsigned domid;
+	char *be; /* backend path */
+	char *fe; /* frontend path */
 	char *fe_token;
-	char *sock;
-	int state; /* backend state we last wrote */
+	char *sock;	   /* the tapdisk's socket (tap-ctl -s), from the hotplug script */
+	int state;	   /* backend state we last wrote */
+	bool ring;	   /* the tapdisk serves the ring (xen-connect done) */
+	bool ro;	   /* mode r */
+	bool tool_closing; /* the toolstack wrote state 5 */
 	bool failed;
 	struct vbd *next;
 };
@@ -219,8 +244,8 @@ static int run(char *const argv[], char *out, size_t outsz, char *err, size_t er
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	bool exited = false, killed = false;
 	for (;;) {
-		struct pollfd p[2] = { { .fd = po[0], .events = POLLIN },
-				       { .fd = pe[0], .events = POLLIN } };
+		struct pollfd p[2] = {{.fd = po[0], .events = POLLIN},
+				      {.fd = pe[0], .events = POLLIN}};
 		poll(p, 2, 50);
 		ssize_t r;
 		while (no + 1 < outsz && (r = read(po[0], out + no, outsz - 1 - no)) > 0)
@@ -262,11 +287,49 @@ static int run(char *const argv[], char *out, size_t outsz, char *err, size_t er
 	return -1;
 }
 
+/* ---- hostile input ------------------------------------------------------------ */
+
+/*
+ * A frontend node as an unsigned decimal number no larger than max:
+ * digits only, no sign, no spaces, at most 10 of them. -1 when the node is
+ * missing, -2 when it holds anything else.
+ */
+static long long fe_number(const char *dir, const char *key, unsigned long long max)
+{
+	char *p = xasprintf("%s/%s", dir, key);
+	unsigned int len = 0;
+	char *v = xs_read(g_xs, XBT_NULL, p, &len);
+	long long r = -2;
+
+	free(p);
+	if (!v)
+		return -1;
+	if (len >= 1 && len <= 10 && strlen(v) == len) {
+		unsigned long long n = 0;
+		unsigned int i;
+
+		for (i = 0; i < len && isdigit((unsigned char)v[i]); i++)
+			n = n * 10 + (unsigned)(v[i] - '0');
+		if (i == len && n <= max)
+			r = (long long)n;
+	}
+	free(v);
+	return r;
+}
+
+/* The frontend's state, or -1 when it has none (gone, or not a number). */
+static int fe_state(struct vbd *v)
+{
+	long long s = fe_number(v->fe, "state", XB_CLOSED);
+
+	return s < 0 ? -1 : (int)s;
+}
+
 /* Size in bytes of the tapdisk serving sock, from `tap-ctl list --json`. */
 static long long tapdisk_size(const char *sock, char *err, size_t errsz)
 {
 	static char out[1 << 20];
-	char *argv[] = { g_tapctl, "list", "--json", NULL };
+	char *argv[] = {g_tapctl, "list", "--json", NULL};
 	if (run(argv, out, sizeof(out), err, errsz) != 0)
 		return -1;
 	char *needle = xasprintf("\"socket\": \"%s\"", sock);
@@ -293,39 +356,20 @@ static bool all_digits(const char *s)
 	return true;
 }
 
-/*
- * The tapdisk spec from params: optional "tap:"/"tap2:"/"tapdisk:" prefixes
- * are dropped; what remains must be DRIVER[:DRIVER...]:/PATH. NULL + msg
- * when it is not.
- */
-static char *spec_of(const char *params, char *msg, size_t msgsz)
+/* Is this VBD ours: does its script node name block-tdcrypt? */
+static bool is_ours(const char *be)
 {
-	const char *p = params;
-	for (const char *pre[] = { "tap:", "tap2:", "tapdisk:" }, **q = pre; q < pre + 3; q++)
-		if (!strncmp(p, *q, strlen(*q)))
-			p += strlen(*q);
-	for (const char *c = params; *c; c++)
-		if (!isprint((unsigned char)*c)) {
-			snprintf(msg, msgsz, "params contains a control character");
-			return NULL;
-		}
-	const char *colon = strchr(p, ':');
-	if (!*p || *p == '/' || !colon || colon == p) {
-		snprintf(msg, msgsz, "params '%s' names no driver (expected [tap:]DRIVER:/PATH)",
-			 params);
-		return NULL;
+	char *script = xs_get(be, "script");
+	bool ours = false;
+
+	if (script) {
+		const char *base = strrchr(script, '/');
+
+		base = base ? base + 1 : script;
+		ours = !strcmp(base, SCRIPT_NAME);
 	}
-	const char *path = strrchr(p, ':') + 1;
-	/* driver options (fault,op=read:...) may contain ':'-free commas only */
-	if (*path != '/') {
-		snprintf(msg, msgsz, "params '%s' has no absolute image path", params);
-		return NULL;
-	}
-	if (*p == '-') {
-		snprintf(msg, msgsz, "params '%s' starts with '-'", params);
-		return NULL;
-	}
-	return strdup(p);
+	free(script);
+	return ours;
 }
 
 static struct vbd *find(const char *dom, const char *dev)
@@ -357,17 +401,6 @@ static void forget(struct vbd *v)
 	free(v);
 }
 
-static void destroy_tapdisk(struct vbd *v)
-{
-	char out[4096], err[ERRLEN];
-	char *argv[] = { g_tapctl, "destroy", "-s", v->sock, NULL };
-	int rc = run(argv, out, sizeof(out), err, sizeof(err));
-	if (rc)
-		logmsg("%s: tap-ctl destroy -s %s failed: %s", v->be, v->sock, err);
-	else
-		logmsg("%s: tapdisk on %s destroyed", v->be, v->sock);
-}
-
 static void watch_frontend(struct vbd *v)
 {
 	char *w = xasprintf("%s/state", v->fe);
@@ -380,115 +413,300 @@ static void watch_frontend(struct vbd *v)
 	free(w);
 }
 
-/* Starts the tapdisk for a new device and publishes it. */
-static void connect_vbd(struct vbd *v)
+/* Runs tap-ctl VERB -s SOCK [args...]; 0, or -1 with the reason in err. */
+static int tapctl(struct vbd *v, const char *verb, char *const *args, char *err, size_t errsz)
 {
-	char msg[ERRLEN], out[4096], err[ERRLEN];
-	char *params = NULL, *mode = NULL, *spec = NULL;
+	char out[4096];
+	char *argv[16] = {g_tapctl, (char *)verb, "-s", v->sock};
+	int n = 4, rc;
+
+	while (args && *args && n < 15)
+		argv[n++] = *args++;
+	argv[n] = NULL;
+	rc = run(argv, out, sizeof(out), err, errsz);
+	if (rc > 0 && !*err)
+		snprintf(err, errsz, "tap-ctl %s exited with status %d", verb, rc);
+	return rc ? -1 : 0;
+}
+
+/* Errors of ours: the toolstack's hotplug-error, and the backend closes. */
+static void backend_error(struct vbd *v, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void backend_error(struct vbd *v, const char *fmt, ...)
+{
+	char msg[ERRLEN];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fail(v, "%s", msg);
+	if (v->state != XB_CLOSING && v->state != XB_CLOSED)
+		set_state(v, XB_CLOSING);
+}
+
+/* A frontend that breaks the protocol: said in hotplug-error, and the
+ * backend closes; the device is not given up (a frontend that starts
+ * again from Initialising gets InitWait again). */
+static void frontend_error(struct vbd *v, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void frontend_error(struct vbd *v, const char *fmt, ...)
+{
+	char msg[ERRLEN];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	logmsg("%s: %s", v->be, msg);
+	xs_put(v->be, "hotplug-error", msg, NULL);
+	if (v->state != XB_CLOSING && v->state != XB_CLOSED)
+		set_state(v, XB_CLOSING);
+}
+
+/* A new VBD of ours: check the toolstack's nodes, advertise what the ring
+ * supports, InitWait. The hotplug script starts the tapdisk. */
+static void setup_vbd(struct vbd *v)
+{
+	char *mode = NULL, *fe = NULL;
+	char order[8], segs[8];
 
 	if (!all_digits(v->dom) || strtoul(v->dom, NULL, 10) > MAX_DOMID) {
 		fail(v, "domid '%s' is not a domain id (0..%d)", v->dom, MAX_DOMID);
 		goto out;
 	}
+	v->domid = (unsigned)strtoul(v->dom, NULL, 10);
 	if (!all_digits(v->dev) || strtoul(v->dev, NULL, 10) > MAX_DEVID) {
 		fail(v, "devid '%s' is not a virtual device number (0..%u)", v->dev, MAX_DEVID);
 		goto out;
 	}
-	params = xs_get(v->be, "params");
-	if (!params || !*params) {
-		fail(v, "no params node: the toolstack must write params (e.g. tap:crypt:qcow2:/img)");
-		goto out;
-	}
-	spec = spec_of(params, msg, sizeof(msg));
-	if (!spec) {
-		fail(v, "%s", msg);
+	/* the kernel's blkback takes every vbd backend it sees: it would map
+	 * this guest's ring too */
+	if (access("/sys/module/xen_blkback", F_OK) == 0) {
+		fail(v, "xen-blkback is loaded: it would serve this VBD's ring too; unload it "
+			"(modprobe -r xen-blkback) and keep it unloaded (docs/XEN.md)");
 		goto out;
 	}
 	mode = xs_get(v->be, "mode");
-	bool ro;
 	if (!mode || !strcmp(mode, "w") || !strcmp(mode, "rw"))
-		ro = false;
+		v->ro = false;
 	else if (!strcmp(mode, "r") || !strcmp(mode, "ro"))
-		ro = true;
+		v->ro = true;
 	else {
 		fail(v, "mode '%s' is neither r nor w", mode);
 		goto out;
 	}
-	char *fe = xs_get(v->be, "frontend");
-	if (fe && *fe == '/')
-		v->fe = fe;
-	else {
-		free(fe);
-		v->fe = xasprintf("/local/domain/%s/device/vbd/%s", v->dom, v->dev);
-	}
-
-	char tmo[16];
-	snprintf(tmo, sizeof(tmo), "%d", g_timeout);
-	char *argv[] = { g_tapctl, "create", "-a", spec, "-t", tmo, ro ? "-r" : NULL, NULL };
-	logmsg("%s: starting tapdisk for %s%s", v->be, spec, ro ? " (read-only)" : "");
-	int rc = run(argv, out, sizeof(out), err, sizeof(err));
-	if (rc) {
-		fail(v, "tap-ctl create -a %s: %s", spec, *err ? err : "failed");
+	/* the frontend must live in the guest's own tree */
+	fe = xs_get(v->be, "frontend");
+	char *want = xasprintf("/local/domain/%u/device/vbd/%s", v->domid, v->dev);
+	if (fe && strcmp(fe, want)) {
+		fail(v, "frontend '%s' is not %s", fe, want);
+		free(want);
 		goto out;
 	}
-	char *nl = strchr(out, '\n');
-	if (nl)
-		*nl = 0;
-	const char *s = strstr(out, "socket=");
-	if (strncmp(out, "nbd+unix://", 11) || !s || !s[7]) {
-		fail(v, "tap-ctl create printed '%s', not an nbd+unix URI", out);
-		goto out;
-	}
-	v->sock = strdup(s + 7);
-	long long size = tapdisk_size(v->sock, err, sizeof(err));
-	if (size < 0) {
-		destroy_tapdisk(v);
-		fail(v, "%s", err);
-		goto out;
-	}
-	char sectors[32], info[8];
-	snprintf(sectors, sizeof(sectors), "%lld", size / 512);
-	snprintf(info, sizeof(info), "%d", ro ? VDISK_READONLY : 0);
-	if (!xs_put(v->be, "sectors", sectors, "sector-size", "512", "physical-sector-size", "4096",
-		    "info", info, "feature-flush-cache", "1", "feature-discard", "1", "nbd-socket",
-		    v->sock, "nbd-uri", out, "hotplug-status", "connected", NULL)) {
-		destroy_tapdisk(v);
+	v->fe = want;
+	snprintf(order, sizeof(order), "%d", TD_BLKIF_MAX_RING_ORDER);
+	snprintf(segs, sizeof(segs), "%d", TD_BLKIF_MAX_INDIRECT_SEGS);
+	if (!xs_put(v->be, "max-ring-page-order", order, "feature-max-indirect-segments", segs,
+		    "feature-flush-cache", "1", "feature-barrier", v->ro ? "0" : "1",
+		    "feature-discard", v->ro ? "0" : "1", "discard-granularity", "4096",
+		    "discard-alignment", "0", "discard-secure", "0", "feature-persistent", "0",
+		    "sector-size", "512", "physical-sector-size", "4096", "info",
+		    v->ro ? "4" /* VDISK_READONLY */ : "0", NULL)) {
 		v->failed = true;
 		goto out;
 	}
-	logmsg("%s: serving %s on %s, %s sectors", v->be, spec, v->sock, sectors);
 	set_state(v, XB_INITWAIT);
 	watch_frontend(v);
+	logmsg("%s: InitWait for frontend %s%s", v->be, v->fe, v->ro ? " (read-only)" : "");
 out:
-	free(params);
 	free(mode);
-	free(spec);
+	free(fe);
 }
 
-/* Moves the backend along with the frontend's state. */
-static void follow_frontend(struct vbd *v)
+/* The tapdisk the hotplug script started, once it said so. */
+static bool have_tapdisk(struct vbd *v)
 {
-	int fe = xs_get_int(v->fe, "state", -1);
-	if (fe < 0)
+	if (v->sock)
+		return true;
+	char *hs = xs_get(v->be, "hotplug-status");
+	bool up = hs && !strcmp(hs, "connected");
+	free(hs);
+	if (!up)
+		return false;
+	char *sock = xs_get(v->be, "tapdisk-socket");
+	if (!sock || sock[0] != '/' || strlen(sock) > 256) {
+		free(sock);
+		return false;
+	}
+	v->sock = sock;
+	return true;
+}
+
+/*
+ * Reads what the frontend published (hostile: every node checked) and
+ * hands the ring to the tapdisk. 0, or -1 after backend_error().
+ */
+static int connect_ring(struct vbd *v)
+{
+	char refs[16 * 21 + 1] = "", port[24], dom[16], proto[16], sectors[32], info[8];
+	char err[ERRLEN];
+	long long order = fe_number(v->fe, "ring-page-order", TD_BLKIF_MAX_RING_ORDER);
+	long long nq = fe_number(v->fe, "multi-queue-num-queues", 1);
+	long long evtchn = fe_number(v->fe, "event-channel", UINT32_MAX);
+	char *p;
+
+	if (order == -2) {
+		frontend_error(v, "frontend ring-page-order is not a number 0..%d",
+			       TD_BLKIF_MAX_RING_ORDER);
+		return -1;
+	}
+	if (nq == -2) {
+		frontend_error(v, "frontend asks for several queues (we offer one)");
+		return -1;
+	}
+	if (evtchn < 0) {
+		frontend_error(v, "frontend event-channel is %s",
+			       evtchn == -1 ? "missing" : "not a number");
+		return -1;
+	}
+	if (order == -1 || (order == 0 && fe_number(v->fe, "ring-ref0", UINT32_MAX) == -1)) {
+		/* one page: "ring-ref" (Linux writes ring-page-order only above 0) */
+		long long r = fe_number(v->fe, "ring-ref", UINT32_MAX);
+
+		if (r < 0) {
+			frontend_error(v, "frontend ring-ref is %s",
+				       r == -1 ? "missing" : "not a number");
+			return -1;
+		}
+		snprintf(refs, sizeof(refs), "%lld", r);
+	} else {
+		unsigned n = 1u << order;
+		size_t at = 0;
+
+		for (unsigned i = 0; i < n; i++) {
+			char key[24];
+			long long r;
+
+			snprintf(key, sizeof(key), "ring-ref%u", i);
+			r = fe_number(v->fe, key, UINT32_MAX);
+			if (r < 0) {
+				frontend_error(v, "frontend %s is %s", key,
+					       r == -1 ? "missing" : "not a number");
+				return -1;
+			}
+			at += (size_t)snprintf(refs + at, sizeof(refs) - at, "%s%lld", i ? "," : "",
+					       r);
+		}
+	}
+	p = xs_get(v->fe, "protocol");
+	if (!p)
+		snprintf(proto, sizeof(proto), "x86_64-abi"); /* native */
+	else if (!strcmp(p, "x86_64-abi") || !strcmp(p, "x86_32-abi"))
+		snprintf(proto, sizeof(proto), "%s", p);
+	else {
+		free(p);
+		frontend_error(v, "frontend protocol is neither x86_64-abi nor x86_32-abi");
+		return -1;
+	}
+	free(p);
+	snprintf(port, sizeof(port), "%u", (unsigned)evtchn);
+	snprintf(dom, sizeof(dom), "%u", v->domid);
+	char *args[] = {dom, refs, port, proto, NULL};
+	if (tapctl(v, "xen-connect", args, err, sizeof(err)) < 0) {
+		backend_error(v, "%s", err); /* tap-ctl names itself and the verb */
+		return -1;
+	}
+	v->ring = true;
+	long long size = tapdisk_size(v->sock, err, sizeof(err));
+	if (size < 0) {
+		backend_error(v, "%s", err);
+		return -1;
+	}
+	snprintf(sectors, sizeof(sectors), "%lld", size / 512);
+	snprintf(info, sizeof(info), "%d", v->ro ? VDISK_READONLY : 0);
+	if (!xs_put(v->be, "sectors", sectors, "info", info, NULL)) {
+		v->failed = true;
+		return -1;
+	}
+	logmsg("%s: ring of domain %u connected (refs %s, event channel %s, %s, %s sectors)", v->be,
+	       v->domid, refs, port, proto, sectors);
+	set_state(v, XB_CONNECTED);
+	return 0;
+}
+
+static void disconnect_ring(struct vbd *v)
+{
+	char err[ERRLEN];
+
+	if (!v->ring)
 		return;
+	v->ring = false;
+	if (tapctl(v, "xen-disconnect", NULL, err, sizeof(err)) < 0)
+		logmsg("%s: tap-ctl xen-disconnect: %s", v->be, err);
+	else
+		logmsg("%s: ring of domain %u disconnected", v->be, v->domid);
+}
+
+/* Moves the backend along with the frontend's and the toolstack's wishes. */
+static void step(struct vbd *v)
+{
+	long long be = fe_number(v->be, "state", XB_CLOSED);
+	int fe = fe_state(v);
+
+	have_tapdisk(v); /* remember its socket: the nodes may vanish */
+
+	if (be == XB_CLOSING && v->state != XB_CLOSING && v->state != XB_CLOSED &&
+	    !v->tool_closing) {
+		logmsg("%s: the toolstack closes the device", v->be);
+		v->tool_closing = true;
+		v->state = XB_CLOSING;
+	}
+	if (v->failed) {
+		/* closing still works, so that the toolstack can clean up */
+		if ((fe < XB_INITIALISING || fe == XB_CLOSED || v->tool_closing) &&
+		    v->state != XB_CLOSED) {
+			disconnect_ring(v);
+			set_state(v, XB_CLOSED);
+		}
+		return;
+	}
+	if (fe < XB_INITIALISING) { /* frontend gone (domain destroyed) */
+		disconnect_ring(v);
+		if (v->state != XB_CLOSED && (v->tool_closing || v->state != XB_INITWAIT))
+			set_state(v, XB_CLOSED);
+		return;
+	}
+	if (v->tool_closing) {
+		/* detach: a live frontend closes first (it sees our Closing) */
+		if (fe == XB_CONNECTED || fe == XB_INITIALISED)
+			return;
+		disconnect_ring(v);
+		if (v->state != XB_CLOSED)
+			set_state(v, XB_CLOSED);
+		return;
+	}
 	switch (fe) {
 	case XB_INITIALISING:
 	case XB_INITWAIT:
-		if (v->state == XB_CLOSED) /* frontend came back (e.g. reboot) */
+		if (v->state == XB_CLOSED || v->state == XB_CLOSING) {
+			disconnect_ring(v);
+			logmsg("%s: frontend is back, ready to reconnect", v->be);
 			set_state(v, XB_INITWAIT);
+		}
 		break;
 	case XB_INITIALISED:
 	case XB_CONNECTED:
-		if (v->state == XB_INITWAIT)
-			set_state(v, XB_CONNECTED);
+		if (v->state == XB_INITWAIT && have_tapdisk(v))
+			connect_ring(v);
 		break;
 	case XB_CLOSING:
+		disconnect_ring(v);
 		if (v->state != XB_CLOSING && v->state != XB_CLOSED)
 			set_state(v, XB_CLOSING);
 		break;
 	case XB_CLOSED:
-		if (v->state != XB_CLOSING && v->state != XB_CLOSED)
-			set_state(v, XB_CLOSING);
+		disconnect_ring(v);
 		if (v->state != XB_CLOSED)
 			set_state(v, XB_CLOSED);
 		break;
@@ -496,6 +714,28 @@ static void follow_frontend(struct vbd *v)
 		logmsg("%s: frontend %s/state is %d, ignored", v->be, v->fe, fe);
 		break;
 	}
+}
+
+/* The hotplug script's remove destroys the tapdisk; if the nodes went
+ * without it (no script ran), the tapdisk must not outlive its device. */
+static void removed(struct vbd *v)
+{
+	char out[1 << 12], err[ERRLEN];
+
+	logmsg("%s: removed", v->be);
+	if (!v->sock)
+		return;
+	char *argv[] = {g_tapctl, "list", "--json", NULL};
+	if (run(argv, out, sizeof(out), err, sizeof(err)) != 0)
+		return;
+	char *needle = xasprintf("\"socket\": \"%s\"", v->sock);
+	bool running = strstr(out, needle) != NULL;
+	free(needle);
+	if (!running)
+		return;
+	logmsg("%s: the tapdisk on %s outlived its device: destroying it", v->be, v->sock);
+	if (tapctl(v, "destroy", NULL, err, sizeof(err)) < 0)
+		logmsg("%s: tap-ctl destroy -s %s: %s", v->be, v->sock, err);
 }
 
 /* Brings one backend/vbd/<dom>/<dev> in line with xenstore. */
@@ -510,16 +750,14 @@ static void process(const char *dom, const char *dev)
 
 	if (!exists) {
 		if (v) {
-			logmsg("%s: removed", be);
-			if (v->sock)
-				destroy_tapdisk(v);
+			removed(v);
 			forget(v);
 		}
 		goto out;
 	}
 	if (!v) {
 		int state = xs_get_int(be, "state", -1);
-		if (state < 0) /* toolstack not done writing yet */
+		if (state < 0 || !is_ours(be)) /* toolstack not done writing, or not ours */
 			goto out;
 		v = calloc(1, sizeof(*v));
 		if (!v)
@@ -530,23 +768,28 @@ static void process(const char *dom, const char *dev)
 		v->state = state;
 		v->next = g_vbds;
 		g_vbds = v;
-		char *hs = xs_get(be, "hotplug-status");
-		if (hs && !strcmp(hs, "connected")) { /* adopt after a restart */
-			v->sock = xs_get(be, "nbd-socket");
-			char *fe = xs_get(be, "frontend");
-			v->fe = fe ? fe : xasprintf("/local/domain/%s/device/vbd/%s", dom, dev);
-			logmsg("%s: adopted (tapdisk on %s)", be, v->sock ? v->sock : "?");
-			watch_frontend(v);
-		} else if (hs) {
-			v->failed = true;
+		if (state == XB_INITIALISING) {
+			setup_vbd(v);
 		} else {
-			connect_vbd(v);
+			/* a restarted tapback: take the device as it stands */
+			char *hs = xs_get(be, "hotplug-status");
+			v->failed = hs && strcmp(hs, "connected");
+			free(hs);
+			v->domid = (unsigned)strtoul(dom, NULL, 10);
+			v->fe = xasprintf("/local/domain/%u/device/vbd/%s", v->domid, dev);
+			char *mode = xs_get(be, "mode");
+			v->ro = mode && (!strcmp(mode, "r") || !strcmp(mode, "ro"));
+			free(mode);
+			have_tapdisk(v);
+			v->ring = state == XB_CONNECTED && v->sock;
+			logmsg("%s: adopted in state %d (tapdisk on %s)", be, state,
+			       v->sock ? v->sock : "?");
+			watch_frontend(v);
 		}
-		free(hs);
 		goto out;
 	}
-	if (!v->failed && v->fe)
-		follow_frontend(v);
+	if (v->fe)
+		step(v);
 out:
 	free(be);
 }
@@ -584,6 +827,10 @@ static void on_event(const char *path, const char *token)
 			process(dom, dev);
 		}
 		free(dom);
+		return;
+	}
+	if (!strcmp(token, "rel")) { /* a domain died: its frontends are gone */
+		rescan();
 		return;
 	}
 	/* backend event: backend/vbd/<dom>/<dev>[/key] */
@@ -624,7 +871,7 @@ static void find_tapctl(void)
 	self[n] = 0;
 	char *slash = strrchr(self, '/');
 	*slash = 0;
-	const char *cand[] = { "tap-ctl", "../bin/tap-ctl" };
+	const char *cand[] = {"tap-ctl", "../bin/tap-ctl"};
 	for (int i = 0; i < 2; i++) {
 		char p[PATH_MAX + 32];
 		snprintf(p, sizeof(p), "%s/%s", self, cand[i]);
@@ -639,24 +886,27 @@ static void usage(FILE *f)
 {
 	fprintf(f, "Usage: tapback [--xenstored-path SOCKET] [--tap-ctl PATH] [--timeout S]\n"
 		   "               [--base PATH]\n"
-		   "Serves Xen tap: VBDs: watches BASE (default backend/vbd, i.e.\n"
-		   "/local/domain/0/backend/vbd) in xenstore and runs one tapdisk per\n"
-		   "backend/vbd/<domid>/<devid> through tap-ctl, publishing its NBD socket.\n"
+		   "The backend of Xen VBDs served by tapdisk over the blkif ring: watches\n"
+		   "BASE (default backend/vbd, i.e. /local/domain/0/backend/vbd) in xenstore,\n"
+		   "takes the devices whose script is " SCRIPT_NAME " (xl disk line\n"
+		   "script=" SCRIPT_NAME "), runs the blkback state machine for them and hands\n"
+		   "each guest's ring to the tapdisk the hotplug script started\n"
+		   "(tap-ctl xen-connect). Other VBDs are left alone. docs/XEN.md.\n"
 		   "Runs in the foreground, logs to stderr, exits on SIGTERM (tapdisks keep\n"
 		   "running). tap-ctl is $TAPCTL, else next to tapback, else on PATH.\n"
 		   "  --xenstored-path SOCKET  xenstore socket (sets XENSTORED_PATH)\n"
-		   "  --timeout S              tap-ctl create -t S (default 30)\n");
+		   "  --timeout S              deadline of each tap-ctl call (default 30)\n");
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ "xenstored-path", required_argument, NULL, 'x' },
-		{ "tap-ctl", required_argument, NULL, 'c' },
-		{ "timeout", required_argument, NULL, 't' },
-		{ "base", required_argument, NULL, 'b' },
-		{ 0 },
+	    {"help", no_argument, NULL, 'h'},
+	    {"xenstored-path", required_argument, NULL, 'x'},
+	    {"tap-ctl", required_argument, NULL, 'c'},
+	    {"timeout", required_argument, NULL, 't'},
+	    {"base", required_argument, NULL, 'b'},
+	    {0},
 	};
 	int c;
 	find_tapctl();
@@ -709,10 +959,13 @@ int main(int argc, char **argv)
 		logmsg("cannot watch %s: %s", g_base, strerror(errno));
 		return 1;
 	}
-	logmsg("watching %s (tap-ctl: %s)", g_base, g_tapctl);
+	/* a dead domain's frontends vanish: look at every device again */
+	if (!xs_watch(g_xs, "@releaseDomain", "rel"))
+		logmsg("cannot watch @releaseDomain: %s", strerror(errno));
+	logmsg("watching %s for %s devices (tap-ctl: %s)", g_base, SCRIPT_NAME, g_tapctl);
 	int xfd = xs_fileno(g_xs);
 	for (;;) {
-		struct pollfd p[2] = { { .fd = xfd, .events = POLLIN }, { .fd = sfd, .events = POLLIN } };
+		struct pollfd p[2] = {{.fd = xfd, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
 		if (poll(p, 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;

@@ -18,6 +18,8 @@ struct bio {
 	size_t buflen;
 	uint64_t bytes;
 	bool barrier_data; /* a barrier: its flush is done, now its data */
+	struct bio *next_copy; /* a read whose data waits for the next push, or a
+				* write whose data waits for the end of the ring pass */
 	/* last: not cleared between uses (only what a request reads) */
 	struct td_blkif_seg isegs[TD_BLKIF_MAX_INDIRECT_SEGS]; /* an indirect request's */
 };
@@ -35,6 +37,8 @@ struct td_blkif {
 	struct td_watch *watch;
 	struct td_defer push_defer, kick_defer, done_defer;
 	bool push_pending;
+	struct bio *copy_head, *copy_tail; /* reads done, data not yet copied */
+	struct bio *wcopy_head, *wcopy_tail; /* writes taken, data not yet copied */
 	unsigned in_flight;	 /* taken off the ring, not yet answered */
 	struct bio *barrier;	 /* waits for the requests before it */
 	bool hostile, closing;
@@ -68,15 +72,22 @@ static void lograte(struct td_blkif *b, const char *what, const char *why)
 
 /* ---- responses ----------------------------------------------------------- */
 
+static void flush_reads(struct td_blkif *b);
+
 static void push(void *opaque)
 {
 	struct td_blkif *b = opaque;
 	uint32_t old, new;
 	bool notify;
 
-	b->push_pending = false;
-	if (!b->ring)
+	if (!b->ring) {
+		b->push_pending = false;
 		return;
+	}
+	/* the reads of this turn: their data in one grant copy, then their
+	 * answers (push_pending is still set: respond() queues nothing) */
+	flush_reads(b);
+	b->push_pending = false;
 	old = hdr(b)->rsp_prod;
 	new = b->rsp_prod_pvt;
 	/* the frontend sees the responses before the index that covers them */
@@ -89,23 +100,30 @@ static void push(void *opaque)
 
 static void finished(void *opaque);
 
+static void queue_push(struct td_blkif *b)
+{
+	if (!b->push_pending) {
+		b->push_pending = true;
+		td_loop_defer(b->loop, &b->push_defer);
+	}
+}
+
 static void respond(struct td_blkif *b, uint64_t id, uint8_t op, int16_t status)
 {
 	td_blkif_put_rsp(b->abi, b->ring, b->slots, b->rsp_prod_pvt++, id, op, status);
 	if (status != TD_BLKIF_RSP_OKAY)
 		b->st.errors++;
-	if (!b->push_pending) {
-		b->push_pending = true;
-		td_defer_init(&b->push_defer, push, b);
-		td_loop_defer(b->loop, &b->push_defer);
-	}
+	queue_push(b);
 }
 
 static void bio_end(struct bio *io, int16_t status)
 {
 	struct td_blkif *b = io->b;
 
-	respond(b, io->req.id, io->req.wire_op, status);
+	/* an indirect request is answered with its indirect_op, as blkback
+	 * does: Linux's blkfront disables a disk whose response carries
+	 * BLKIF_OP_INDIRECT ("response has wrong operation (6 instead of 0)") */
+	respond(b, io->req.id, io->req.op, status);
 	if (io->buf)
 		td_buf_put(io->buf, io->buflen);
 	td_pool_put(&b->pool, io);
@@ -120,28 +138,23 @@ static void bio_end(struct bio *io, int16_t status)
 		return;
 	}
 	if (b->closing && !b->in_flight) {
-		td_defer_init(&b->done_defer, finished, b);
 		td_loop_defer(b->loop, &b->done_defer);
 		return;
 	}
 	/* a full ring waited for this slot; or the barrier is gone */
 	if (!b->barrier) {
-		td_defer_init(&b->kick_defer, process_cb, b);
 		td_loop_defer(b->loop, &b->kick_defer);
 	}
 }
 
 /* ---- data ------------------------------------------------------------------ */
 
-/* Moves the request's data between the guest's granted pages and io->buf:
- * one grant copy per segment, in one call. */
-static int copy_data(struct bio *io, bool to_guest)
+/* The grant copies of a request's data, one per segment, between the
+ * guest's granted pages and io->buf; returns how many (its nseg). */
+static unsigned fill_copies(struct bio *io, bool to_guest, struct td_xenio_copy *c)
 {
-	struct td_blkif *b = io->b;
-	struct td_xenio_copy c[TD_BLKIF_MAX_INDIRECT_SEGS];
 	size_t at = 0;
 	unsigned i;
-	int rc;
 
 	for (i = 0; i < io->req.nseg; i++) {
 		const struct td_blkif_seg *s = &io->segs[i];
@@ -155,11 +168,91 @@ static int copy_data(struct bio *io, bool to_guest)
 		c[i].status = 0;
 		at += len;
 	}
-	rc = b->ops->copy(b->x, b->domid, c, io->req.nseg);
-	for (i = 0; rc == 0 && i < io->req.nseg; i++)
+	return i;
+}
+
+/* Moves one request's data: all its segments in one call. */
+static int copy_data(struct bio *io, bool to_guest)
+{
+	struct td_blkif *b = io->b;
+	struct td_xenio_copy c[TD_BLKIF_MAX_INDIRECT_SEGS];
+	unsigned i, n = fill_copies(io, to_guest, c);
+	int rc = b->ops->copy(b->x, b->domid, c, n);
+
+	for (i = 0; rc == 0 && i < n; i++)
 		if (c[i].status)
 			rc = -EFAULT;
 	return rc;
+}
+
+/* The data of every read finished since the last push goes to the guest
+ * in as few grant-copy calls as fit (each a system call and hypercalls:
+ * the dear part of a small request), then the reads are answered. */
+#define COPY_BATCH 1024
+static void flush_reads(struct td_blkif *b)
+{
+	static struct td_xenio_copy c[COPY_BATCH]; /* loop thread only */
+
+	while (b->copy_head) {
+		struct bio *first = b->copy_head, *stop, *io;
+		unsigned n = 0, k = 0;
+		int rc;
+
+		/* a request has at most TD_BLKIF_MAX_INDIRECT_SEGS < COPY_BATCH */
+		for (stop = first; stop && n + stop->req.nseg <= COPY_BATCH; stop = stop->next_copy)
+			n += fill_copies(stop, true, c + n);
+		b->copy_head = stop;
+		if (!stop)
+			b->copy_tail = NULL;
+		rc = b->ops->copy(b->x, b->domid, c, n);
+		for (io = first; io != stop;) {
+			struct bio *next = io->next_copy;
+			bool ok = rc == 0;
+
+			for (unsigned i = 0; i < io->req.nseg; i++)
+				ok = ok && c[k + i].status == 0;
+			k += io->req.nseg;
+			if (!ok)
+				lograte(b, "read", "a granted page could not be written");
+			bio_end(io, ok ? TD_BLKIF_RSP_OKAY : TD_BLKIF_RSP_ERROR);
+			io = next;
+		}
+	}
+}
+
+/* The writes taken off the ring in this pass: their data from the guest in
+ * as few grant-copy calls as fit, then each goes to the VBD. */
+static void flush_writes(struct td_blkif *b)
+{
+	static struct td_xenio_copy c[COPY_BATCH]; /* loop thread only */
+
+	while (b->wcopy_head) {
+		struct bio *first = b->wcopy_head, *stop, *io;
+		unsigned n = 0, k = 0;
+		int rc;
+
+		for (stop = first; stop && n + stop->req.nseg <= COPY_BATCH; stop = stop->next_copy)
+			n += fill_copies(stop, false, c + n);
+		b->wcopy_head = stop;
+		if (!stop)
+			b->wcopy_tail = NULL;
+		rc = b->ops->copy(b->x, b->domid, c, n);
+		for (io = first; io != stop;) {
+			struct bio *next = io->next_copy;
+			bool ok = rc == 0;
+
+			for (unsigned i = 0; i < io->req.nseg; i++)
+				ok = ok && c[k + i].status == 0;
+			k += io->req.nseg;
+			if (ok) {
+				vbd_submit(b->vbd, &io->vio);
+			} else {
+				lograte(b, "write", "a granted page could not be read");
+				bio_end(io, TD_BLKIF_RSP_ERROR);
+			}
+			io = next;
+		}
+	}
 }
 
 static void vio_done(struct vbd_io *vio, int err)
@@ -173,11 +266,15 @@ static void vio_done(struct vbd_io *vio, int err)
 		return;
 	}
 	if (io->req.op == TD_BLKIF_OP_READ) {
-		if (copy_data(io, true) < 0) {
-			lograte(b, "read", "a granted page could not be written");
-			bio_end(io, TD_BLKIF_RSP_ERROR);
-			return;
-		}
+		/* its data goes with the other reads of this turn (push) */
+		io->next_copy = NULL;
+		if (b->copy_tail)
+			b->copy_tail->next_copy = io;
+		else
+			b->copy_head = io;
+		b->copy_tail = io;
+		queue_push(b);
+		return;
 	} else if (io->req.op == TD_BLKIF_OP_WRITE_BARRIER && !io->barrier_data && io->req.nseg) {
 		/* flushed: now the barrier's own data, durable before it answers */
 		io->barrier_data = true;
@@ -249,7 +346,7 @@ static void start(struct td_blkif *b, uint32_t idx)
 
 		/* no memory: answer the request with an error, never leave it */
 		td_blkif_fetch(b->abi, b->ring, b->slots, idx, &r, why, sizeof(why));
-		respond(b, r.id, r.wire_op, TD_BLKIF_RSP_ERROR);
+		respond(b, r.id, r.op, TD_BLKIF_RSP_ERROR);
 		return;
 	}
 	memset(io, 0, offsetof(struct bio, isegs));
@@ -271,6 +368,9 @@ static void start(struct td_blkif *b, uint32_t idx)
 	io->vio.done = vio_done;
 	io->vio.opaque = io;
 	io->vio.off = io->req.sector * TD_BLKIF_SECTOR;
+	/* what came before it on the ring goes to the VBD before it */
+	if (io->req.op != TD_BLKIF_OP_WRITE && io->req.op != TD_BLKIF_OP_READ)
+		flush_writes(b);
 	if (io->bytes) {
 		io->buflen = (size_t)((io->bytes + 4095) & ~4095ull);
 		io->buf = td_buf_get(io->buflen);
@@ -286,6 +386,17 @@ static void start(struct td_blkif *b, uint32_t idx)
 		io->vio.buf = io->buf;
 		break;
 	case TD_BLKIF_OP_WRITE:
+		/* its data comes with the other writes of this pass (flush_writes) */
+		io->vio.op = TD_OP_WRITE;
+		io->vio.len = io->bytes;
+		io->vio.buf = io->buf;
+		io->next_copy = NULL;
+		if (b->wcopy_tail)
+			b->wcopy_tail->next_copy = io;
+		else
+			b->wcopy_head = io;
+		b->wcopy_tail = io;
+		return;
 	case TD_BLKIF_OP_WRITE_BARRIER:
 		if (io->bytes && copy_data(io, false) < 0) {
 			lograte(b, "write", "a granted page could not be read");
@@ -307,6 +418,7 @@ static void start(struct td_blkif *b, uint32_t idx)
 		break;
 	case TD_BLKIF_OP_FLUSH_DISKCACHE:
 		io->vio.op = TD_OP_FLUSH;
+		io->vio.off = 0; /* the sector of a flush is meaningless */
 		break;
 	case TD_BLKIF_OP_DISCARD:
 		io->vio.op = TD_OP_DISCARD;
@@ -318,7 +430,7 @@ static void start(struct td_blkif *b, uint32_t idx)
 
 /* The consumer loop, Xen's way: take what the producer index covers, then
  * set req_event and look once more, so no notification is lost. */
-static void process(struct td_blkif *b)
+static void process_ring(struct td_blkif *b)
 {
 	for (;;) {
 		uint32_t rp;
@@ -355,6 +467,12 @@ static void process(struct td_blkif *b)
 	}
 }
 
+static void process(struct td_blkif *b)
+{
+	process_ring(b);
+	flush_writes(b); /* the pass's writes, whichever way it ended */
+}
+
 void td_blkif_kick(struct td_blkif *b)
 {
 	process(b);
@@ -365,10 +483,11 @@ static void on_event(void *opaque, uint32_t events)
 	struct td_blkif *b = opaque;
 	uint32_t port;
 
-	/* drain the notifications (each is unmasked again); ours is the
-	 * only port bound on this handle */
-	while (b->ops->pending(b->x, &port) == 0)
-		continue;
+	/* ours is the only port bound on this handle: one notification
+	 * read (and unmasked) per wakeup; the descriptor is level-triggered,
+	 * so one that came meanwhile wakes us again (a read that finds none
+	 * would be one more system call per request) */
+	b->ops->pending(b->x, &port);
 	process(b);
 }
 
@@ -434,6 +553,11 @@ struct td_blkif *td_blkif_connect(struct td_loop *loop, struct vbd *vbd,
 	b->slots = td_blkif_ring_slots(p->abi, p->nring);
 	b->log_left = 20;
 	td_pool_init(&b->pool, sizeof(struct bio));
+	/* set up once: td_defer_init on a queued call would cut the loop's
+	 * list of deferred calls and lose those queued after it */
+	td_defer_init(&b->push_defer, push, b);
+	td_defer_init(&b->kick_defer, process_cb, b);
+	td_defer_init(&b->done_defer, finished, b);
 	b->ring = ops->map(x, p->domid, p->ring_refs, p->nring);
 	if (!b->ring) {
 		snprintf(err, errlen, "cannot map the %u ring page(s) of domain %u", p->nring,
@@ -463,7 +587,6 @@ struct td_blkif *td_blkif_connect(struct td_loop *loop, struct vbd *vbd,
 	td_info("blkif: domain %u connected: %u ring page(s), %u slots, %s, event channel %u",
 		(unsigned)p->domid, p->nring, b->slots,
 		p->abi == TD_BLKIF_ABI_X86_32 ? "x86_32-abi" : "x86_64-abi", (unsigned)p->evtchn);
-	td_defer_init(&b->kick_defer, process_cb, b);
 	td_loop_defer(loop, &b->kick_defer);
 	return b;
 }
@@ -474,6 +597,11 @@ static void finished(void *opaque)
 	void (*cb)(void *) = b->closed_cb;
 	void *cb_opaque = b->closed_opaque;
 
+	if (b->kick_defer.queued || b->push_defer.queued) {
+		/* our other calls run first (FIFO): then b may go */
+		td_loop_defer(b->loop, &b->done_defer);
+		return;
+	}
 	if (b->push_pending)
 		push(b);
 	if (b->watch)
@@ -504,7 +632,6 @@ void td_blkif_disconnect(struct td_blkif *b, void (*cb)(void *opaque), void *opa
 		return;
 	}
 	if (!b->in_flight) {
-		td_defer_init(&b->done_defer, finished, b);
 		td_loop_defer(b->loop, &b->done_defer);
 	}
 }

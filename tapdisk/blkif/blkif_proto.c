@@ -187,6 +187,10 @@ int td_blkif_check(const struct td_blkif_req *r, const struct td_blkif_seg *segs
 			snprintf(why, whylen, "a flush with %u segments", r->nseg);
 			return -EINVAL;
 		}
+		/* without data the sector means nothing: Linux's blkfront
+		 * sends its flushes with sector (sector_t)-1 */
+		if (!r->nseg)
+			return 0;
 		break;
 	case TD_BLKIF_OP_DISCARD:
 		if (readonly) {

@@ -60,8 +60,8 @@ struct td_blkif_seg {
  * op is its indirect_op and the segments are still to be read from the
  * indirect pages (td_blkif_indirect_segs). */
 struct td_blkif_req {
-	uint8_t op;	  /* TD_BLKIF_OP_READ ... DISCARD */
-	uint8_t wire_op;  /* what the slot said (INDIRECT stays INDIRECT): echoed */
+	uint8_t op;	  /* TD_BLKIF_OP_READ ... DISCARD: echoed in the response */
+	uint8_t wire_op;  /* what the slot said (INDIRECT stays INDIRECT) */
 	bool indirect;
 	uint16_t nseg;	  /* direct: <= 11; indirect: from the request */
 	uint16_t handle;

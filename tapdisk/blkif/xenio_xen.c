@@ -33,11 +33,12 @@ static void xx_unmap(struct td_xenio *x, void *addr, unsigned n)
 
 static int xx_copy(struct td_xenio *x, uint32_t domid, struct td_xenio_copy *c, unsigned n)
 {
-	xengnttab_grant_copy_segment_t segs[64];
+	/* one call (one ioctl) for up to 1024 segments: a turn's reads */
+	static xengnttab_grant_copy_segment_t segs[1024]; /* loop thread only */
 	unsigned done = 0;
 
 	while (done < n) {
-		unsigned k = n - done < 64 ? n - done : 64, i;
+		unsigned k = n - done < 1024 ? n - done : 1024, i;
 
 		for (i = 0; i < k; i++) {
 			const struct td_xenio_copy *s = &c[done + i];

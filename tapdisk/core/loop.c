@@ -161,6 +161,26 @@ void td_loop_defer(struct td_loop *loop, struct td_defer *d)
 	loop->defer_tail = d;
 }
 
+void td_loop_defer_cancel(struct td_loop *loop, struct td_defer *d)
+{
+	struct td_defer *prev = NULL, *it;
+
+	if (!d->queued)
+		return;
+	for (it = loop->defer_head; it && it != d; it = it->next)
+		prev = it;
+	if (it) {
+		if (prev)
+			prev->next = d->next;
+		else
+			loop->defer_head = d->next;
+		if (loop->defer_tail == d)
+			loop->defer_tail = prev;
+	}
+	d->queued = false;
+	d->next = NULL;
+}
+
 static int run_deferred(struct td_loop *loop)
 {
 	int n = 0;

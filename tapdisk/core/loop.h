@@ -52,6 +52,9 @@ void td_loop_timer_cancel(struct td_loop *loop, struct td_timer *t);
 /* Run cb(opaque) from the loop soon, after the current callback returns. */
 void td_defer_init(struct td_defer *d, td_call_cb cb, void *opaque);
 void td_loop_defer(struct td_loop *loop, struct td_defer *d);
+/* Takes a queued call off the queue (a no-op when it is not queued): an
+ * owner that frees the memory of its td_defer cancels it first. */
+void td_loop_defer_cancel(struct td_loop *loop, struct td_defer *d);
 
 /* Work that must not run inside a callback: work that runs the loop
  * itself (a chain opened with synchronous I/O at unpause or snapshot).

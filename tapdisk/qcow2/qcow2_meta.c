@@ -570,4 +570,14 @@ void q2_meta_stop(struct q2 *q)
 {
 	q->closing = true;
 	td_loop_timer_cancel(q->ctx->loop, &q->wb_timer);
+	/* close frees q: nothing of ours may stay on the loop's queue. A round
+	 * queued after the quiesce with nothing dirty is harmless (a Xen guest's
+	 * disconnect leaves one); one with dirty metadata would be a bug. */
+	if (q->round_defer.queued &&
+	    (q->l2c.ndirty || q->rbc.ndirty || q->l1_dirty_hi || q->rt_dirty_hi || q->round))
+		td_warn("qcow2: closing with a metadata round queued (dirty: l2 %u, refblocks %u, "
+			"l1 %d, reftable %d, round %s)",
+			q->l2c.ndirty, q->rbc.ndirty, q->l1_dirty_hi != 0, q->rt_dirty_hi != 0,
+			q->round ? "running" : "none");
+	td_loop_defer_cancel(q->ctx->loop, &q->round_defer);
 }

@@ -29,6 +29,7 @@
 #include "tapdisk/block/vbd.h"
 #include "tapdisk/core/io.h"
 #include "tapdisk/core/workers.h"
+#include "tapdisk/qcow2/qcow2.h"
 #include "tapdisk/registry/registry.h"
 
 /* ---- the fake Xen ----------------------------------------------------------- */
@@ -135,6 +136,7 @@ struct env {
 };
 
 static char err[1024];
+static bool g_qcow2; /* env_up: a qcow2 image instead of a raw one */
 
 static uint32_t grant_page(struct env *e)
 {
@@ -254,15 +256,34 @@ static void wait_rsp(struct env *e, unsigned n)
 		 (unsigned)(*(uint32_t *)(e->ring + 8) - e->rsp_cons));
 }
 
-/* The next response: its id and status. */
+static uint8_t last_rsp_op;
+
+/* The next response: its id and status (its operation in last_rsp_op). */
 static int16_t rsp(struct env *e, uint64_t *id)
 {
 	uint8_t *s = slot(e, e->rsp_cons++);
 
+	last_rsp_op = s[8];
 	*id = (uint64_t)s[0] | (uint64_t)s[1] << 8 | (uint64_t)s[2] << 16 | (uint64_t)s[3] << 24 |
 	      (uint64_t)s[4] << 32 | (uint64_t)s[5] << 40 | (uint64_t)s[6] << 48 |
 	      (uint64_t)s[7] << 56;
 	return (int16_t)(s[10] | s[11] << 8);
+}
+
+/* ... and with the operation a Linux blkfront insists on: an indirect
+ * request's indirect_op, never BLKIF_OP_INDIRECT (it disables the disk) */
+static void expect_rsp_op(struct env *e, uint64_t want_id, int16_t want, uint8_t op)
+{
+	uint64_t id;
+	int16_t st;
+
+	wait_rsp(e, 1);
+	st = rsp(e, &id);
+	assert_int_equal(id, want_id);
+	assert_int_equal(st, want);
+	if (last_rsp_op != op)
+		fail_msg("request %llu: response operation %u, want %u", (unsigned long long)id,
+			 last_rsp_op, op);
 }
 
 static void expect_rsp(struct env *e, uint64_t want_id, int16_t want)
@@ -289,15 +310,19 @@ static void env_up(struct env *e, enum td_blkif_abi abi, unsigned npages, bool r
 	snprintf(e->dir, sizeof(e->dir), "/tmp/tdblkif.XXXXXX");
 	assert_non_null(mkdtemp(e->dir));
 	snprintf(e->img, sizeof(e->img), "%s/disk.img", e->dir);
-	fd = open(e->img, O_RDWR | O_CREAT, 0600);
-	assert_true(fd >= 0);
-	assert_int_equal(ftruncate(fd, 64 << 20), 0);
-	close(fd);
+	if (g_qcow2) {
+		assert_int_equal(td_qcow2_create(e->img, 64 << 20, 65536, err, sizeof(err)), 0);
+	} else {
+		fd = open(e->img, O_RDWR | O_CREAT, 0600);
+		assert_true(fd >= 0);
+		assert_int_equal(ftruncate(fd, 64 << 20), 0);
+		close(fd);
+	}
 	e->ctx.loop = td_loop_new();
 	e->ctx.io = td_io_new(e->ctx.loop, 256);
 	e->ctx.workers = td_workers_new(e->ctx.loop, 0);
 	e->ctx.readonly = readonly;
-	snprintf(spec, sizeof(spec), "aio:%s", e->img);
+	snprintf(spec, sizeof(spec), "%s:%s", g_qcow2 ? "qcow2" : "aio", e->img);
 	assert_int_equal(vbd_open(&e->ctx, spec, &e->vbd, err, sizeof(err)), 0);
 	e->x.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	assert_true(e->x.efd >= 0);
@@ -400,7 +425,7 @@ static void roundtrip(enum td_blkif_abi abi)
 	fill_pages(&e, w, 11, 0x21);
 	req_rw(&e, TD_BLKIF_OP_WRITE, 100, 2048, 11, w, NULL, NULL);
 	ring_push(&e);
-	expect_rsp(&e, 100, TD_BLKIF_RSP_OKAY);
+	expect_rsp_op(&e, 100, TD_BLKIF_RSP_OKAY, TD_BLKIF_OP_WRITE);
 	req_rw(&e, TD_BLKIF_OP_READ, 101, 2048, 11, r, NULL, NULL);
 	ring_push(&e);
 	expect_rsp(&e, 101, TD_BLKIF_RSP_OKAY);
@@ -432,11 +457,19 @@ static void roundtrip(enum td_blkif_abi abi)
 	fill_pages(&e, iw, 256, 0x5a);
 	req_indirect(&e, TD_BLKIF_OP_WRITE, 200, 8192, 256, iw);
 	ring_push(&e);
-	expect_rsp(&e, 200, TD_BLKIF_RSP_OKAY);
+	expect_rsp_op(&e, 200, TD_BLKIF_RSP_OKAY, TD_BLKIF_OP_WRITE);
 	req_indirect(&e, TD_BLKIF_OP_READ, 201, 8192, 256, ir);
 	ring_push(&e);
-	expect_rsp(&e, 201, TD_BLKIF_RSP_OKAY);
+	expect_rsp_op(&e, 201, TD_BLKIF_RSP_OKAY, TD_BLKIF_OP_READ);
 	check_pages(&e, ir, 256, 0x5a);
+
+	/* the empty flush of a Linux blkfront: its sector is (sector_t)-1
+	 * (blk_rq_init), and it is still a good flush; an empty barrier too */
+	req_rw(&e, TD_BLKIF_OP_FLUSH_DISKCACHE, 298, UINT64_MAX, 0, NULL, NULL, NULL);
+	req_rw(&e, TD_BLKIF_OP_WRITE_BARRIER, 299, UINT64_MAX, 0, NULL, NULL, NULL);
+	ring_push(&e);
+	expect_rsp_op(&e, 298, TD_BLKIF_RSP_OKAY, TD_BLKIF_OP_FLUSH_DISKCACHE);
+	expect_rsp_op(&e, 299, TD_BLKIF_RSP_OKAY, TD_BLKIF_OP_WRITE_BARRIER);
 
 	/* flush, barrier with data, discard */
 	req_rw(&e, TD_BLKIF_OP_FLUSH_DISKCACHE, 300, 0, 0, NULL, NULL, NULL);
@@ -647,6 +680,135 @@ static void test_disconnect_in_flight(void **state)
 	rmdir(e.dir);
 }
 
+/* Completions of every kind in one loop turn: discards complete through
+ * the loop's deferred calls (the aio driver has no discard), reads and
+ * writes through the I/O events, flushes in between. The ring's own
+ * deferred calls must not be queued twice: re-initialising a queued one
+ * cut the loop's list and lost calls queued after it (the response push:
+ * on real Xen the guest hung in mke2fs). */
+static void test_mixed_completions(void **state)
+{
+	struct env e;
+	uint32_t g[16];
+	uint64_t id;
+	unsigned n = 0;
+
+	(void)state;
+	g_qcow2 = true; /* its metadata work runs through deferred calls too */
+	env_up(&e, TD_BLKIF_ABI_X86_64, 1, false);
+	g_qcow2 = false;
+	for (int i = 0; i < 16; i++)
+		g[i] = grant_page(&e);
+	for (int round = 0; round < 40; round++) {
+		for (int i = 0; i < 8; i++) {
+			switch (i % 4) {
+			case 0:
+				req_discard(&e, n++, (uint64_t)(round * 8 + i) * 128, 128);
+				break;
+			case 1:
+				req_rw(&e, TD_BLKIF_OP_WRITE, n++, (uint64_t)(round * 8 + i) * 128, 1,
+				       g + i, NULL, NULL);
+				break;
+			case 2:
+				req_rw(&e, TD_BLKIF_OP_READ, n++, (uint64_t)i * 64, 1, g + 8 + i, NULL,
+				       NULL);
+				break;
+			default:
+				req_rw(&e, TD_BLKIF_OP_FLUSH_DISKCACHE, n++, 0, 0, NULL, NULL, NULL);
+				break;
+			}
+		}
+		ring_push(&e);
+		for (int k = 0; k < 2000; k++) {
+			uint32_t rp = __atomic_load_n((uint32_t *)(e.ring + 8), __ATOMIC_ACQUIRE);
+
+			if ((uint32_t)(rp - e.rsp_cons) >= 8)
+				break;
+			td_loop_run_once(e.ctx.loop, 1);
+		}
+		if ((uint32_t)(*(uint32_t *)(e.ring + 8) - e.rsp_cons) < 8)
+			fail_msg("round %d: %u of 8 responses", round,
+				 (unsigned)(*(uint32_t *)(e.ring + 8) - e.rsp_cons));
+		for (int i = 0; i < 8; i++)
+			assert_int_equal(rsp(&e, &id), TD_BLKIF_RSP_OKAY);
+	}
+	env_down(&e);
+}
+
+/* A refused request is answered at once, from inside the consumer loop;
+ * a discard on a raw image completes through the loop's deferred calls.
+ * [refused, discard, refused] in one push: the second answer must not
+ * re-queue the ring's deferred call over the discard's (that cut the
+ * loop's list: the discard was never answered). */
+static void test_refused_around_deferred(void **state)
+{
+	struct env e;
+	uint32_t g;
+	uint64_t disk = (64 << 20) / 512;
+
+	(void)state;
+	env_up(&e, TD_BLKIF_ABI_X86_64, 1, false);
+	g = grant_page(&e);
+	req_rw(&e, TD_BLKIF_OP_READ, 1, disk, 1, &g, NULL, NULL);
+	req_discard(&e, 2, 0, 8);
+	req_rw(&e, TD_BLKIF_OP_READ, 3, disk, 1, &g, NULL, NULL);
+	req_discard(&e, 4, 8, 8);
+	req_rw(&e, TD_BLKIF_OP_READ, 5, disk, 1, &g, NULL, NULL);
+	ring_push(&e);
+	for (int k = 0; k < 200; k++) {
+		if ((uint32_t)(*(uint32_t *)(e.ring + 8) - e.rsp_cons) >= 5)
+			break;
+		td_loop_run_once(e.ctx.loop, 1);
+	}
+	if ((uint32_t)(*(uint32_t *)(e.ring + 8) - e.rsp_cons) < 5)
+		fail_msg("%u of 5 responses", (unsigned)(*(uint32_t *)(e.ring + 8) - e.rsp_cons));
+	for (int i = 0; i < 5; i++) {
+		uint64_t id;
+		int16_t st = rsp(&e, &id);
+
+		assert_int_equal(st, id % 2 ? TD_BLKIF_RSP_ERROR : TD_BLKIF_RSP_OKAY);
+	}
+	env_down(&e);
+}
+
+/* The writes of one ring pass share one grant copy: a bad grant in one of
+ * them fails that write only; a flush behind them is submitted after them. */
+static void test_write_batch(void **state)
+{
+	struct env e;
+	uint32_t w[3], r[3], bad = 99999;
+
+	(void)state;
+	env_up(&e, TD_BLKIF_ABI_X86_64, 1, false);
+	for (int i = 0; i < 3; i++) {
+		w[i] = grant_page(&e);
+		r[i] = grant_page(&e);
+	}
+	fill_pages(&e, w, 3, 0x3c);
+	req_rw(&e, TD_BLKIF_OP_WRITE, 1, 0, 1, &w[0], NULL, NULL);
+	req_rw(&e, TD_BLKIF_OP_WRITE, 2, 8, 1, &bad, NULL, NULL);
+	req_rw(&e, TD_BLKIF_OP_WRITE, 3, 16, 1, &w[2], NULL, NULL);
+	req_rw(&e, TD_BLKIF_OP_FLUSH_DISKCACHE, 4, 0, 0, NULL, NULL, NULL);
+	ring_push(&e);
+	wait_rsp(&e, 4);
+	for (int i = 0; i < 4; i++) {
+		uint64_t id;
+		int16_t st = rsp(&e, &id);
+
+		assert_int_equal(st, id == 2 ? TD_BLKIF_RSP_ERROR : TD_BLKIF_RSP_OKAY);
+	}
+	req_rw(&e, TD_BLKIF_OP_READ, 5, 0, 1, &r[0], NULL, NULL);
+	req_rw(&e, TD_BLKIF_OP_READ, 6, 16, 1, &r[2], NULL, NULL);
+	ring_push(&e);
+	expect_rsp(&e, 5, TD_BLKIF_RSP_OKAY);
+	expect_rsp(&e, 6, TD_BLKIF_RSP_OKAY);
+	for (int k = 0; k < 4096; k++) {
+		assert_int_equal(e.x.page[r[0]][k], e.x.page[w[0]][k]);
+		assert_int_equal(e.x.page[r[2]][k], e.x.page[w[2]][k]);
+	}
+	env_down(&e);
+}
+
 static void test_params(void **state)
 {
 	struct td_blkif_params p;
@@ -676,6 +838,9 @@ int main(void)
 	    cmocka_unit_test(test_full_ring_indirect),
 	    cmocka_unit_test(test_hostile),
 	    cmocka_unit_test(test_disconnect_in_flight),
+	    cmocka_unit_test(test_mixed_completions),
+	    cmocka_unit_test(test_refused_around_deferred),
+	    cmocka_unit_test(test_write_batch),
 	};
 
 	td_drivers_set(td_registry());
