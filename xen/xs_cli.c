@@ -80,7 +80,7 @@ static int do_wait(struct xs_handle *h, const char *path, const char *want, doub
 		double left = end - now();
 		if (left <= 0)
 			break;
-		struct pollfd p = { .fd = xs_fileno(h), .events = POLLIN };
+		struct pollfd p = {.fd = xs_fileno(h), .events = POLLIN};
 		if (poll(&p, 1, (int)(left * 1000) + 1) > 0) {
 			char **ev;
 			while ((ev = xs_check_watch(h)))

@@ -17,7 +17,7 @@ struct bio {
 	void *buf;
 	size_t buflen;
 	uint64_t bytes;
-	bool barrier_data; /* a barrier: its flush is done, now its data */
+	bool barrier_data;     /* a barrier: its flush is done, now its data */
 	struct bio *next_copy; /* a read whose data waits for the next push, or a
 				* write whose data waits for the end of the ring pass */
 	/* last: not cleared between uses (only what a request reads) */
@@ -37,10 +37,10 @@ struct td_blkif {
 	struct td_watch *watch;
 	struct td_defer push_defer, kick_defer, done_defer;
 	bool push_pending;
-	struct bio *copy_head, *copy_tail; /* reads done, data not yet copied */
+	struct bio *copy_head, *copy_tail;   /* reads done, data not yet copied */
 	struct bio *wcopy_head, *wcopy_tail; /* writes taken, data not yet copied */
-	unsigned in_flight;	 /* taken off the ring, not yet answered */
-	struct bio *barrier;	 /* waits for the requests before it */
+	unsigned in_flight;		     /* taken off the ring, not yet answered */
+	struct bio *barrier;		     /* waits for the requests before it */
 	bool hostile, closing;
 	void (*closed_cb)(void *opaque);
 	void *closed_opaque;
@@ -300,8 +300,8 @@ static int load_indirect(struct bio *io, char *why, size_t whylen)
 	int rc;
 
 	for (i = 0; i < io->req.nindirect; i++) {
-		unsigned n = left < TD_BLKIF_SEGS_PER_INDIRECT_PAGE ? left
-								     : TD_BLKIF_SEGS_PER_INDIRECT_PAGE;
+		unsigned n =
+		    left < TD_BLKIF_SEGS_PER_INDIRECT_PAGE ? left : TD_BLKIF_SEGS_PER_INDIRECT_PAGE;
 
 		c[i].gref = io->req.indirect_grefs[i];
 		c[i].offset = 0;
@@ -322,10 +322,11 @@ static int load_indirect(struct bio *io, char *why, size_t whylen)
 	}
 	left = io->req.nseg;
 	for (i = 0; i < io->req.nindirect; i++) {
-		unsigned n = left < TD_BLKIF_SEGS_PER_INDIRECT_PAGE ? left
-								     : TD_BLKIF_SEGS_PER_INDIRECT_PAGE;
+		unsigned n =
+		    left < TD_BLKIF_SEGS_PER_INDIRECT_PAGE ? left : TD_BLKIF_SEGS_PER_INDIRECT_PAGE;
 
-		td_blkif_indirect_segs(pages[i], n, io->isegs + i * TD_BLKIF_SEGS_PER_INDIRECT_PAGE);
+		td_blkif_indirect_segs(pages[i], n,
+				       io->isegs + i * TD_BLKIF_SEGS_PER_INDIRECT_PAGE);
 		left -= n;
 	}
 	io->segs = io->isegs;

@@ -32,8 +32,8 @@ struct layout {
 };
 
 static const struct layout layouts[] = {
-	[TD_BLKIF_ABI_X86_64] = {112, 16, 8, 16, 24, 24, 8, 16, 24, 28},
-	[TD_BLKIF_ABI_X86_32] = {108, 12, 4, 12, 20, 20, 4, 12, 20, 24},
+    [TD_BLKIF_ABI_X86_64] = {112, 16, 8, 16, 24, 24, 8, 16, 24, 28},
+    [TD_BLKIF_ABI_X86_32] = {108, 12, 4, 12, 20, 20, 4, 12, 20, 24},
 };
 
 static uint16_t le16(const uint8_t *p)
@@ -126,8 +126,8 @@ int td_blkif_fetch(enum td_blkif_abi abi, const volatile uint8_t *ring, unsigned
 		r->id = le64(b + L->id);
 		r->sector = le64(b + L->sector);
 		if (r->nseg > TD_BLKIF_MAX_SEGS) {
-			snprintf(why, whylen, "%u segments in a direct request (at most %u)", r->nseg,
-				 TD_BLKIF_MAX_SEGS);
+			snprintf(why, whylen, "%u segments in a direct request (at most %u)",
+				 r->nseg, TD_BLKIF_MAX_SEGS);
 			return -EINVAL;
 		}
 		decode_segs(b + L->seg, r->nseg, r->seg);
@@ -147,8 +147,8 @@ int td_blkif_fetch(enum td_blkif_abi abi, const volatile uint8_t *ring, unsigned
 		r->sector = le64(b + L->ind_sector);
 		r->handle = le16(b + L->ind_handle);
 		if (r->op != TD_BLKIF_OP_READ && r->op != TD_BLKIF_OP_WRITE) {
-			snprintf(why, whylen, "indirect request for operation %u (only read and write)",
-				 r->op);
+			snprintf(why, whylen,
+				 "indirect request for operation %u (only read and write)", r->op);
 			return -EINVAL;
 		}
 		if (r->nseg == 0 || r->nseg > TD_BLKIF_MAX_INDIRECT_SEGS) {
@@ -199,7 +199,8 @@ int td_blkif_check(const struct td_blkif_req *r, const struct td_blkif_seg *segs
 		}
 		if (r->nr_sectors == 0 || r->sector > disk_sectors ||
 		    r->nr_sectors > disk_sectors - r->sector) {
-			snprintf(why, whylen, "discard of sectors %llu+%llu outside the disk (%llu)",
+			snprintf(why, whylen,
+				 "discard of sectors %llu+%llu outside the disk (%llu)",
 				 (unsigned long long)r->sector, (unsigned long long)r->nr_sectors,
 				 (unsigned long long)disk_sectors);
 			return -EINVAL;
@@ -225,8 +226,8 @@ int td_blkif_check(const struct td_blkif_req *r, const struct td_blkif_seg *segs
 		const struct td_blkif_seg *s = &segs[i];
 
 		if (s->first > s->last || s->last >= TD_BLKIF_SECTORS_PER_PAGE) {
-			snprintf(why, whylen, "segment %u covers sectors %u..%u of its page", i, s->first,
-				 s->last);
+			snprintf(why, whylen, "segment %u covers sectors %u..%u of its page", i,
+				 s->first, s->last);
 			return -EINVAL;
 		}
 		n += (uint64_t)(s->last - s->first + 1);

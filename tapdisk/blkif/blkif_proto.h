@@ -35,8 +35,8 @@
 #define TD_BLKIF_RSP_ERROR (-1)
 #define TD_BLKIF_RSP_OKAY 0
 
-#define TD_BLKIF_MAX_SEGS 11		  /* in a direct request */
-#define TD_BLKIF_MAX_INDIRECT_PAGES 8	  /* grefs in an indirect request */
+#define TD_BLKIF_MAX_SEGS 11		    /* in a direct request */
+#define TD_BLKIF_MAX_INDIRECT_PAGES 8	    /* grefs in an indirect request */
 #define TD_BLKIF_SEGS_PER_INDIRECT_PAGE 512 /* 8-byte segments in a 4 KiB page */
 /* what we advertise (feature-max-indirect-segments): up to 1 MiB a request */
 #define TD_BLKIF_MAX_INDIRECT_SEGS 256
@@ -60,13 +60,13 @@ struct td_blkif_seg {
  * op is its indirect_op and the segments are still to be read from the
  * indirect pages (td_blkif_indirect_segs). */
 struct td_blkif_req {
-	uint8_t op;	  /* TD_BLKIF_OP_READ ... DISCARD: echoed in the response */
-	uint8_t wire_op;  /* what the slot said (INDIRECT stays INDIRECT) */
+	uint8_t op;	 /* TD_BLKIF_OP_READ ... DISCARD: echoed in the response */
+	uint8_t wire_op; /* what the slot said (INDIRECT stays INDIRECT) */
 	bool indirect;
-	uint16_t nseg;	  /* direct: <= 11; indirect: from the request */
+	uint16_t nseg; /* direct: <= 11; indirect: from the request */
 	uint16_t handle;
-	uint64_t id;	  /* the frontend's, echoed in the response */
-	uint64_t sector;  /* first sector on the disk */
+	uint64_t id;	     /* the frontend's, echoed in the response */
+	uint64_t sector;     /* first sector on the disk */
 	uint64_t nr_sectors; /* discard only */
 	uint8_t discard_flags;
 	uint8_t nindirect; /* indirect pages */

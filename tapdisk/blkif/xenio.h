@@ -20,7 +20,7 @@ struct td_xenio_copy {
 	uint32_t gref;
 	uint16_t offset, len;
 	void *local;
-	bool to_guest; /* local -> guest (a read's data), else guest -> local */
+	bool to_guest;	/* local -> guest (a read's data), else guest -> local */
 	int16_t status; /* out: 0, or the hypervisor's (negative) grant status */
 };
 

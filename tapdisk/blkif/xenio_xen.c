@@ -105,14 +105,14 @@ static int xx_pending(struct td_xenio *x, uint32_t *port)
 }
 
 static const struct td_xenio_ops xen_ops = {
-	.map = xx_map,
-	.unmap = xx_unmap,
-	.copy = xx_copy,
-	.bind = xx_bind,
-	.unbind = xx_unbind,
-	.notify = xx_notify,
-	.fd = xx_fd,
-	.pending = xx_pending,
+    .map = xx_map,
+    .unmap = xx_unmap,
+    .copy = xx_copy,
+    .bind = xx_bind,
+    .unbind = xx_unbind,
+    .notify = xx_notify,
+    .fd = xx_fd,
+    .pending = xx_pending,
 };
 
 struct td_xenio *td_xenio_open(const struct td_xenio_ops **ops, char *err, size_t errlen)

@@ -38,7 +38,7 @@
 
 struct td_xenio {
 	uint8_t *page[NGRANTS];
-	int efd;	 /* frontend -> backend events */
+	int efd;	   /* frontend -> backend events */
 	unsigned notified; /* backend -> frontend notifications */
 	bool bound;
 	unsigned copies;
@@ -110,14 +110,14 @@ static int fx_pending(struct td_xenio *x, uint32_t *port)
 }
 
 static const struct td_xenio_ops fake_ops = {
-	.map = fx_map,
-	.unmap = fx_unmap,
-	.copy = fx_copy,
-	.bind = fx_bind,
-	.unbind = fx_unbind,
-	.notify = fx_notify,
-	.fd = fx_fd,
-	.pending = fx_pending,
+    .map = fx_map,
+    .unmap = fx_unmap,
+    .copy = fx_copy,
+    .bind = fx_bind,
+    .unbind = fx_unbind,
+    .notify = fx_notify,
+    .fd = fx_fd,
+    .pending = fx_pending,
 };
 
 /* ---- the guest ---------------------------------------------------------------- */
@@ -129,7 +129,7 @@ struct env {
 	struct td_blkif *b;
 	enum td_blkif_abi abi;
 	unsigned npages, slots;
-	uint8_t *ring;	/* grants 0..npages-1 */
+	uint8_t *ring; /* grants 0..npages-1 */
 	uint32_t next_grant;
 	uint32_t req_prod, rsp_cons;
 	char dir[64], img[128];
@@ -386,8 +386,8 @@ static void check_pages(struct env *e, const uint32_t *g, unsigned n, uint8_t se
 	for (unsigned i = 0; i < n; i++)
 		for (unsigned k = 0; k < 4096; k++)
 			if (e->x.page[g[i]][k] != (uint8_t)(seed + i * 7 + k))
-				fail_msg("page %u byte %u: %02x, want %02x", i, k, e->x.page[g[i]][k],
-					 (uint8_t)(seed + i * 7 + k));
+				fail_msg("page %u byte %u: %02x, want %02x", i, k,
+					 e->x.page[g[i]][k], (uint8_t)(seed + i * 7 + k));
 }
 
 /* ---- tests ------------------------------------------------------------------------ */
@@ -706,15 +706,16 @@ static void test_mixed_completions(void **state)
 				req_discard(&e, n++, (uint64_t)(round * 8 + i) * 128, 128);
 				break;
 			case 1:
-				req_rw(&e, TD_BLKIF_OP_WRITE, n++, (uint64_t)(round * 8 + i) * 128, 1,
-				       g + i, NULL, NULL);
+				req_rw(&e, TD_BLKIF_OP_WRITE, n++, (uint64_t)(round * 8 + i) * 128,
+				       1, g + i, NULL, NULL);
 				break;
 			case 2:
-				req_rw(&e, TD_BLKIF_OP_READ, n++, (uint64_t)i * 64, 1, g + 8 + i, NULL,
-				       NULL);
+				req_rw(&e, TD_BLKIF_OP_READ, n++, (uint64_t)i * 64, 1, g + 8 + i,
+				       NULL, NULL);
 				break;
 			default:
-				req_rw(&e, TD_BLKIF_OP_FLUSH_DISKCACHE, n++, 0, 0, NULL, NULL, NULL);
+				req_rw(&e, TD_BLKIF_OP_FLUSH_DISKCACHE, n++, 0, 0, NULL, NULL,
+				       NULL);
 				break;
 			}
 		}
@@ -822,8 +823,8 @@ static void test_params(void **state)
 	assert_int_equal(td_blkif_params_parse("3 8,9,10 15", &p, err, sizeof(err)), -EINVAL);
 	assert_int_equal(td_blkif_params_parse("3 8 15 x86_33-abi", &p, err, sizeof(err)), -EINVAL);
 	assert_int_equal(td_blkif_params_parse("70000 8 15", &p, err, sizeof(err)), -EINVAL);
-	assert_int_equal(td_blkif_params_parse(
-			     "1 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17 2", &p, err, sizeof(err)),
+	assert_int_equal(td_blkif_params_parse("1 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17 2", &p,
+					       err, sizeof(err)),
 			 -EINVAL);
 	assert_int_equal(td_blkif_params_parse("garbage", &p, err, sizeof(err)), -EINVAL);
 }

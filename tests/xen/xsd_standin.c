@@ -281,7 +281,7 @@ static void queue_out(struct conn *c, const void *d, size_t n)
 static void send_msg(struct conn *c, uint32_t type, uint32_t req_id, uint32_t tx_id,
 		     const void *data, unsigned int len)
 {
-	struct xsd_sockmsg h = { .type = type, .req_id = req_id, .tx_id = tx_id, .len = len };
+	struct xsd_sockmsg h = {.type = type, .req_id = req_id, .tx_id = tx_id, .len = len};
 	queue_out(c, &h, sizeof(h));
 	queue_out(c, data, len);
 }
@@ -378,16 +378,28 @@ static int split(char *body, unsigned int len, char **v, int max)
 static const char *type_name(uint32_t t)
 {
 	static const char *names[] = {
-		[XS_CONTROL] = "CONTROL", [XS_DIRECTORY] = "DIRECTORY", [XS_READ] = "READ",
-		[XS_GET_PERMS] = "GET_PERMS", [XS_WATCH] = "WATCH", [XS_UNWATCH] = "UNWATCH",
-		[XS_TRANSACTION_START] = "TRANSACTION_START",
-		[XS_TRANSACTION_END] = "TRANSACTION_END", [XS_INTRODUCE] = "INTRODUCE",
-		[XS_RELEASE] = "RELEASE", [XS_GET_DOMAIN_PATH] = "GET_DOMAIN_PATH",
-		[XS_WRITE] = "WRITE", [XS_MKDIR] = "MKDIR", [XS_RM] = "RM",
-		[XS_SET_PERMS] = "SET_PERMS", [XS_WATCH_EVENT] = "WATCH_EVENT",
-		[XS_ERROR] = "ERROR", [XS_IS_DOMAIN_INTRODUCED] = "IS_DOMAIN_INTRODUCED",
-		[XS_RESUME] = "RESUME", [XS_SET_TARGET] = "SET_TARGET",
-		[XS_RESET_WATCHES] = "RESET_WATCHES", [XS_DIRECTORY_PART] = "DIRECTORY_PART",
+	    [XS_CONTROL] = "CONTROL",
+	    [XS_DIRECTORY] = "DIRECTORY",
+	    [XS_READ] = "READ",
+	    [XS_GET_PERMS] = "GET_PERMS",
+	    [XS_WATCH] = "WATCH",
+	    [XS_UNWATCH] = "UNWATCH",
+	    [XS_TRANSACTION_START] = "TRANSACTION_START",
+	    [XS_TRANSACTION_END] = "TRANSACTION_END",
+	    [XS_INTRODUCE] = "INTRODUCE",
+	    [XS_RELEASE] = "RELEASE",
+	    [XS_GET_DOMAIN_PATH] = "GET_DOMAIN_PATH",
+	    [XS_WRITE] = "WRITE",
+	    [XS_MKDIR] = "MKDIR",
+	    [XS_RM] = "RM",
+	    [XS_SET_PERMS] = "SET_PERMS",
+	    [XS_WATCH_EVENT] = "WATCH_EVENT",
+	    [XS_ERROR] = "ERROR",
+	    [XS_IS_DOMAIN_INTRODUCED] = "IS_DOMAIN_INTRODUCED",
+	    [XS_RESUME] = "RESUME",
+	    [XS_SET_TARGET] = "SET_TARGET",
+	    [XS_RESET_WATCHES] = "RESET_WATCHES",
+	    [XS_DIRECTORY_PART] = "DIRECTORY_PART",
 	};
 	if (t < sizeof(names) / sizeof(names[0]) && names[t])
 		return names[t];
@@ -398,7 +410,7 @@ static void handle(int ci)
 {
 	struct conn *c = g_conns[ci];
 	struct xsd_sockmsg *h = &c->hdr;
-	char *arg[3] = { NULL, NULL, NULL };
+	char *arg[3] = {NULL, NULL, NULL};
 	char *path = NULL;
 	struct txn *t = NULL;
 	int n = split(c->body, h->len, arg, h->type == XS_WRITE ? 1 : 3);
@@ -518,7 +530,8 @@ static void handle(int ci)
 			break;
 		}
 		for (struct watch *w = g_watches; w; w = w->next)
-			if (w->conn == ci && !strcmp(w->path, arg[0]) && !strcmp(w->token, arg[1])) {
+			if (w->conn == ci && !strcmp(w->path, arg[0]) &&
+			    !strcmp(w->token, arg[1])) {
 				send_error(c, EEXIST);
 				goto out;
 			}
@@ -541,7 +554,8 @@ static void handle(int ci)
 		}
 		for (struct watch **p = &g_watches; *p; p = &(*p)->next) {
 			struct watch *w = *p;
-			if (w->conn == ci && !strcmp(w->path, arg[0]) && !strcmp(w->token, arg[1])) {
+			if (w->conn == ci && !strcmp(w->path, arg[0]) &&
+			    !strcmp(w->token, arg[1])) {
 				*p = w->next;
 				free(w->path);
 				free(w->abs);
@@ -614,7 +628,8 @@ static void handle(int ci)
 	}
 	case XS_GET_DOMAIN_PATH: {
 		char p[64];
-		snprintf(p, sizeof(p), "/local/domain/%u", n ? (unsigned)strtoul(arg[0], NULL, 10) : 0);
+		snprintf(p, sizeof(p), "/local/domain/%u",
+			 n ? (unsigned)strtoul(arg[0], NULL, 10) : 0);
 		send_msg(c, h->type, h->req_id, h->tx_id, p, strlen(p) + 1);
 		break;
 	}
@@ -726,7 +741,8 @@ int main(int argc, char **argv)
 			g_verbose = 1;
 		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
 			printf("Usage: xsd_standin SOCKET [-v]\n"
-			       "A TEST STAND-IN for xenstored: serves the xenstore socket protocol on\n"
+			       "A TEST STAND-IN for xenstored: serves the xenstore socket protocol "
+			       "on\n"
 			       "SOCKET for clients using libxenstore with XENSTORED_PATH=SOCKET.\n"
 			       "-v logs every request to stderr. SIGTERM: exit 0.\n");
 			return 0;
@@ -741,14 +757,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "Usage: xsd_standin SOCKET [-v]\n");
 		return 2;
 	}
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	if (strlen(sockpath) >= sizeof(sa.sun_path)) {
 		logf_("socket path '%s' is too long", sockpath);
 		return 1;
 	}
 	strcpy(sa.sun_path, sockpath);
 	signal(SIGPIPE, SIG_IGN);
-	struct sigaction act = { .sa_handler = on_signal };
+	struct sigaction act = {.sa_handler = on_signal};
 	sigaction(SIGTERM, &act, NULL);
 	sigaction(SIGINT, &act, NULL);
 
@@ -767,13 +783,14 @@ int main(int argc, char **argv)
 	while (!g_stop) {
 		struct pollfd pfd[MAX_CONNS + 1];
 		int idx[MAX_CONNS + 1], np = 0;
-		pfd[np] = (struct pollfd){ .fd = lfd, .events = POLLIN };
+		pfd[np] = (struct pollfd){.fd = lfd, .events = POLLIN};
 		idx[np++] = -1;
 		for (int i = 0; i < MAX_CONNS; i++) {
 			if (!g_conns[i])
 				continue;
-			pfd[np] = (struct pollfd){ .fd = g_conns[i]->fd,
-						   .events = POLLIN | (g_conns[i]->outlen ? POLLOUT : 0) };
+			pfd[np] =
+			    (struct pollfd){.fd = g_conns[i]->fd,
+					    .events = POLLIN | (g_conns[i]->outlen ? POLLOUT : 0)};
 			idx[np++] = i;
 		}
 		if (poll(pfd, np, -1) < 0) {
