@@ -233,7 +233,7 @@ MAN5 := $(filter %.5,$(MANPAGES))
 INSTALLED := $(DESTDIR)$(bindir)/tap-ctl $(DESTDIR)$(bindir)/vdkey \
 	$(DESTDIR)$(pkglibexecdir)/tapdisk $(DESTDIR)$(pkglibexecdir)/vbd-key \
 	$(DESTDIR)$(pkglibexecdir)/setup-user \
-	$(DESTDIR)$(sbindir)/tapback \
+	$(DESTDIR)$(sbindir)/tapback $(DESTDIR)$(sysconfdir)/xen/scripts/block-tdcrypt \
 	$(patsubst $(BUILD)/man/%,$(DESTDIR)$(mandir)/man8/%,$(MAN8)) \
 	$(patsubst $(BUILD)/man/%,$(DESTDIR)$(mandir)/man5/%,$(MAN5)) \
 	$(DESTDIR)$(systemdunitdir)/tapdisk@.service $(DESTDIR)$(systemdunitdir)/tapback.service \
@@ -245,11 +245,12 @@ install: $(PROGS) $(BUILD)/xen/tapback man units
 	$(INSTALL) -d $(DESTDIR)$(bindir) $(DESTDIR)$(sbindir) $(DESTDIR)$(pkglibexecdir) \
 		$(DESTDIR)$(mandir)/man5 $(DESTDIR)$(mandir)/man8 $(DESTDIR)$(systemdunitdir) \
 		$(DESTDIR)$(bashcompdir) $(DESTDIR)$(docdir)/examples \
-		$(DESTDIR)$(sysconfdir)/tdcrypt/vbd
+		$(DESTDIR)$(sysconfdir)/tdcrypt/vbd $(DESTDIR)$(sysconfdir)/xen/scripts
 	$(INSTALL) -m 0755 $(BUILD)/bin/tap-ctl $(BUILD)/bin/vdkey $(DESTDIR)$(bindir)/
 	$(INSTALL) -m 0755 $(BUILD)/bin/tapdisk $(BUILD)/systemd/vbd-key $(DESTDIR)$(pkglibexecdir)/
 	$(INSTALL) -m 0755 scripts/setup-user.sh $(DESTDIR)$(pkglibexecdir)/setup-user
 	$(INSTALL) -m 0755 $(BUILD)/xen/tapback $(DESTDIR)$(sbindir)/
+	$(INSTALL) -m 0755 xen/block-tdcrypt $(DESTDIR)$(sysconfdir)/xen/scripts/
 	$(INSTALL) -m 0644 $(MAN8) $(DESTDIR)$(mandir)/man8/
 	$(INSTALL) -m 0644 $(MAN5) $(DESTDIR)$(mandir)/man5/
 	$(INSTALL) -m 0644 $(BUILD)/systemd/tapdisk@.service $(BUILD)/systemd/tapback.service \
@@ -267,7 +268,8 @@ uninstall:
 		echo "rm -f $(HOSTCONF)"; rm -f $(HOSTCONF); \
 	elif [ -e $(HOSTCONF) ]; then echo "keeping $(HOSTCONF) (changed since make install)"; fi
 	rmdir $(DESTDIR)$(pkglibexecdir) $(DESTDIR)$(docdir)/examples $(DESTDIR)$(docdir) \
-		$(DESTDIR)$(sysconfdir)/tdcrypt/vbd $(DESTDIR)$(sysconfdir)/tdcrypt 2>/dev/null || true
+		$(DESTDIR)$(sysconfdir)/tdcrypt/vbd $(DESTDIR)$(sysconfdir)/tdcrypt \
+		$(DESTDIR)$(sysconfdir)/xen/scripts $(DESTDIR)$(sysconfdir)/xen 2>/dev/null || true
 
 # Debian packages (debian/), built from a copy of the tree into
 # $(BUILD)/deb; deb-check builds them, runs lintian, installs them, runs

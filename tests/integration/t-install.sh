@@ -20,10 +20,11 @@ for f in $P/bin/tap-ctl $P/bin/vdkey $P/libexec/tdcrypt/tapdisk $P/libexec/tdcry
 	$P/share/man/man8/vdkey.8 $P/share/man/man8/tapback.8 $P/share/man/man5/tdcrypt.5 \
 	$P/lib/systemd/system/tapdisk@.service $P/lib/systemd/system/tapback.service \
 	$P/share/bash-completion/completions/tap-ctl $P/share/bash-completion/completions/vdkey \
-	$P/share/doc/tdcrypt/examples/vbd.conf /etc/tdcrypt/tapdisk.conf; do
+	$P/share/doc/tdcrypt/examples/vbd.conf /etc/tdcrypt/tapdisk.conf /etc/xen/scripts/block-tdcrypt; do
 	[ -e "$D$f" ] || fail "make install did not install $f"
 done
 [ -x "$D$P/libexec/tdcrypt/tapdisk" ] || fail "tapdisk is not executable"
+[ -x "$D/etc/xen/scripts/block-tdcrypt" ] || fail "the Xen hotplug script is not executable"
 [ ! -e "$D$P/bin/tapdisk" ] || fail "tapdisk belongs in libexecdir, not bindir"
 grep -q "^ExecStart=$P/libexec/tdcrypt/tapdisk serve " "$D$P/lib/systemd/system/tapdisk@.service" ||
 	fail "the unit does not start the installed tapdisk: $(grep ExecStart= "$D$P/lib/systemd/system/tapdisk@.service")"
