@@ -185,25 +185,30 @@ static int copy_data(struct bio *io, bool to_guest)
 	return rc;
 }
 
-/* The data of every read finished since the last push goes to the guest
- * in as few grant-copy calls as fit (each a system call and hypercalls:
- * the dear part of a small request), then the reads are answered. */
+/* Grant copies are batched: each call is a system call and hypercalls,
+ * the dear part of a small request. COPY_BATCH holds the largest request
+ * (TD_BLKIF_MAX_INDIRECT_SEGS) several times. */
 #define COPY_BATCH 1024
-static void flush_reads(struct td_blkif *b)
+_Static_assert(TD_BLKIF_MAX_INDIRECT_SEGS < COPY_BATCH, "a request fits one batch");
+
+/* Copies the data of the requests queued on *head (linked by next_copy)
+ * in as few grant-copy calls as fit, to the guest or from it, then calls
+ * done(io, ok) for each, in queue order. */
+static void flush_copies(struct td_blkif *b, struct bio **head, struct bio **tail, bool to_guest,
+			 void (*done)(struct td_blkif *b, struct bio *io, bool ok))
 {
 	static struct td_xenio_copy c[COPY_BATCH]; /* loop thread only */
 
-	while (b->copy_head) {
-		struct bio *first = b->copy_head, *stop, *io;
+	while (*head) {
+		struct bio *first = *head, *stop, *io;
 		unsigned n = 0, k = 0;
 		int rc;
 
-		/* a request has at most TD_BLKIF_MAX_INDIRECT_SEGS < COPY_BATCH */
 		for (stop = first; stop && n + stop->req.nseg <= COPY_BATCH; stop = stop->next_copy)
-			n += fill_copies(stop, true, c + n);
-		b->copy_head = stop;
+			n += fill_copies(stop, to_guest, c + n);
+		*head = stop;
 		if (!stop)
-			b->copy_tail = NULL;
+			*tail = NULL;
 		rc = b->ops->copy(b->x, b->domid, c, n);
 		for (io = first; io != stop;) {
 			struct bio *next = io->next_copy;
@@ -212,47 +217,41 @@ static void flush_reads(struct td_blkif *b)
 			for (unsigned i = 0; i < io->req.nseg; i++)
 				ok = ok && c[k + i].status == 0;
 			k += io->req.nseg;
-			if (!ok)
-				lograte(b, "read", "a granted page could not be written");
-			bio_end(io, ok ? TD_BLKIF_RSP_OKAY : TD_BLKIF_RSP_ERROR);
+			done(b, io, ok);
 			io = next;
 		}
 	}
 }
 
-/* The writes taken off the ring in this pass: their data from the guest in
- * as few grant-copy calls as fit, then each goes to the VBD. */
+static void read_copied(struct td_blkif *b, struct bio *io, bool ok)
+{
+	if (!ok)
+		lograte(b, "read", "a granted page could not be written");
+	bio_end(io, ok ? TD_BLKIF_RSP_OKAY : TD_BLKIF_RSP_ERROR);
+}
+
+static void write_copied(struct td_blkif *b, struct bio *io, bool ok)
+{
+	if (ok) {
+		vbd_submit(b->vbd, &io->vio);
+		return;
+	}
+	lograte(b, "write", "a granted page could not be read");
+	bio_end(io, TD_BLKIF_RSP_ERROR);
+}
+
+/* The data of every read finished since the last push goes to the guest,
+ * then the reads are answered. */
+static void flush_reads(struct td_blkif *b)
+{
+	flush_copies(b, &b->copy_head, &b->copy_tail, true, read_copied);
+}
+
+/* The writes taken off the ring in this pass: their data from the guest,
+ * then each goes to the VBD. */
 static void flush_writes(struct td_blkif *b)
 {
-	static struct td_xenio_copy c[COPY_BATCH]; /* loop thread only */
-
-	while (b->wcopy_head) {
-		struct bio *first = b->wcopy_head, *stop, *io;
-		unsigned n = 0, k = 0;
-		int rc;
-
-		for (stop = first; stop && n + stop->req.nseg <= COPY_BATCH; stop = stop->next_copy)
-			n += fill_copies(stop, false, c + n);
-		b->wcopy_head = stop;
-		if (!stop)
-			b->wcopy_tail = NULL;
-		rc = b->ops->copy(b->x, b->domid, c, n);
-		for (io = first; io != stop;) {
-			struct bio *next = io->next_copy;
-			bool ok = rc == 0;
-
-			for (unsigned i = 0; i < io->req.nseg; i++)
-				ok = ok && c[k + i].status == 0;
-			k += io->req.nseg;
-			if (ok) {
-				vbd_submit(b->vbd, &io->vio);
-			} else {
-				lograte(b, "write", "a granted page could not be read");
-				bio_end(io, TD_BLKIF_RSP_ERROR);
-			}
-			io = next;
-		}
-	}
+	flush_copies(b, &b->wcopy_head, &b->wcopy_tail, false, write_copied);
 }
 
 static void vio_done(struct vbd_io *vio, int err)
