@@ -180,14 +180,19 @@ void ti_entries_zero(struct ti_cache *tc, uint64_t b0, uint64_t n)
 
 		if (!pg)
 			continue; /* zeroed on disk */
-		if (s < b0)
-			s = b0;
-		if (e > b0 + n)
-			e = b0 + n;
-		memset(pg->data + (s % TI_ENTRIES_PER_PAGE) * TI_ENTRY_LEN, 0,
-		       (e - s) * TI_ENTRY_LEN);
-		ti_page_mark_dirty(tc, pg);
+		ti_page_zero_tags(tc, pg, s, e, b0, n);
 	}
+}
+
+void ti_page_zero_tags(struct ti_cache *tc, struct ti_page *pg, uint64_t s, uint64_t e, uint64_t b0,
+		       uint64_t n)
+{
+	if (s < b0)
+		s = b0;
+	if (e > b0 + n)
+		e = b0 + n;
+	memset(pg->data + (s % TI_ENTRIES_PER_PAGE) * TI_ENTRY_LEN, 0, (e - s) * TI_ENTRY_LEN);
+	ti_page_mark_dirty(tc, pg);
 }
 
 bool ti_cache_full(const struct ti_cache *tc)

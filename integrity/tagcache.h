@@ -69,6 +69,10 @@ void ti_entry_set(struct ti_cache *tc, uint64_t b, uint64_t seq, const uint8_t *
  * the request itself). */
 void ti_entries_zero(struct ti_cache *tc, uint64_t b0, uint64_t n);
 void ti_page_mark_dirty(struct ti_cache *tc, struct ti_page *pg);
+/* Zeroes the tags of blocks [b0, b0 + n) that the leaf page pg holds
+ * (its entries [s, e), by block number) and marks it dirty. */
+void ti_page_zero_tags(struct ti_cache *tc, struct ti_page *pg, uint64_t s, uint64_t e, uint64_t b0,
+		       uint64_t n);
 /* Dirty pages fill half the budget: a checkpoint is due. */
 bool ti_cache_full(const struct ti_cache *tc);
 /* Calls fn for every dirty page of level (-1: both). A nonzero return stops. */

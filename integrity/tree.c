@@ -190,13 +190,7 @@ void ti_tree_zero(struct ti_cache *tc, uint64_t b0, uint64_t n)
 			}
 			if (!pg || !pg->loaded)
 				continue;
-			if (s < b0)
-				s = b0;
-			if (e > b0 + n)
-				e = b0 + n;
-			memset(pg->data + (s % TI_ENTRIES_PER_PAGE) * TI_ENTRY_LEN, 0,
-			       (e - s) * TI_ENTRY_LEN);
-			ti_page_mark_dirty(tc, pg);
+			ti_page_zero_tags(tc, pg, s, e, b0, n);
 		}
 	}
 }

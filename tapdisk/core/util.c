@@ -1,5 +1,7 @@
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "tapdisk/core/util.h"
@@ -18,6 +20,25 @@ int td_write_all(int fd, const void *buf, size_t len, uint64_t off)
 			return -errno;
 		if (n == 0)
 			return -EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+int td_read_zeroed(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+
+	memset(buf, 0, len);
+	while (done < len) {
+		ssize_t n = pread(fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break; /* past the end of the file: zeros */
 		done += (size_t)n;
 	}
 	return 0;

@@ -29,6 +29,9 @@ static inline uint8_t *td_iov_at(const struct iovec *iov, int iovcnt, uint64_t o
 /* pwrite of all len bytes at off (retrying short writes and EINTR): 0 or
  * -errno. For open-time and tool code: it blocks. */
 int td_write_all(int fd, const void *buf, size_t len, uint64_t off);
+/* pread of len bytes at off into buf, retrying short reads and EINTR; what
+ * lies past the end of the file reads as zeros: 0 or -errno. Blocks. */
+int td_read_zeroed(int fd, void *buf, size_t len, uint64_t off);
 
 /* The canonical text of a UUID: 36 characters and a NUL. */
 void td_uuid_str(const uint8_t uuid[16], char out[37]);

@@ -20,6 +20,7 @@
 #include "tapdisk/core/bufpool.h"
 #include "tapdisk/core/log.h"
 #include "tapdisk/qcow2/qcow2_int.h"
+#include "tapdisk/core/util.h"
 
 enum img_fmt { FMT_PROBE, FMT_RAW, FMT_QCOW2 };
 
@@ -42,24 +43,6 @@ static int lock_fd(int fd, bool write, char *why, size_t whylen)
 	return -errno;
 }
 
-static int pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	size_t got = 0;
-
-	while (got < len) {
-		ssize_t n = pread(fd, (uint8_t *)buf + got, len - got, (off_t)(off + got));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break; /* past EOF: the caller zeroed the buffer */
-		got += (size_t)n;
-	}
-	return 0;
-}
-
 /* Reads len bytes at off into a new zeroed 4096-aligned buffer (len
  * rounded up to 4096); the part past EOF stays zero. */
 static int read_table(int fd, uint64_t off, size_t len, uint8_t **out, size_t *outlen)
@@ -71,7 +54,7 @@ static int read_table(int fd, uint64_t off, size_t len, uint8_t **out, size_t *o
 	if (!b)
 		return -ENOMEM;
 	memset(b, 0, alen);
-	rc = pread_full(fd, b, len, off);
+	rc = td_read_zeroed(fd, b, len, off);
 	if (rc < 0) {
 		td_buf_put(b, alen);
 		return rc;

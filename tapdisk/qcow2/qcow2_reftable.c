@@ -30,42 +30,6 @@
 
 #define MAX_NEW_BLOCKS 64
 
-static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n =
-		    pwrite(fd, (const uint8_t *)buf + done, len - done, (off_t)(off + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		done += (size_t)n;
-	}
-	return 0;
-}
-
-static int pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-
-	memset(buf, 0, len);
-	while (done < len) {
-		ssize_t n = pread(fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		done += (size_t)n;
-	}
-	return 0;
-}
-
 /* Adds delta to the refcounts of clusters [first, end) that fall in the
  * block at blk_off (on disk) covering range r; read-modify-write. */
 static int adjust_block(struct q2img *im, uint64_t blk_off, uint64_t r, uint64_t first,
@@ -75,7 +39,7 @@ static int adjust_block(struct q2img *im, uint64_t blk_off, uint64_t r, uint64_t
 	uint64_t lo = r * h->rb_entries, hi = lo + h->rb_entries, c;
 	int rc;
 
-	rc = pread_full(im->fd, buf, (size_t)h->cluster_size, blk_off);
+	rc = td_read_zeroed(im->fd, buf, (size_t)h->cluster_size, blk_off);
 	if (rc < 0)
 		return rc;
 	for (c = first > lo ? first : lo; c < end && c < hi; c++) {
@@ -85,7 +49,7 @@ static int adjust_block(struct q2img *im, uint64_t blk_off, uint64_t r, uint64_t
 			return -EUCLEAN; /* not what a fresh or a table cluster holds */
 		qcow2_rc_set(buf, h->refcount_order, c - lo, delta > 0 ? 1 : 0);
 	}
-	return pwrite_full(im->fd, buf, (size_t)h->cluster_size, blk_off);
+	return td_write_all(im->fd, buf, (size_t)h->cluster_size, blk_off);
 }
 
 int q2_reftable_grow(struct q2 *q, char *why, size_t whylen)
@@ -146,7 +110,7 @@ int q2_reftable_grow(struct q2 *q, char *why, size_t whylen)
 		for (c = a; c < end; c++)
 			if (c >= lo && c < lo + E)
 				qcow2_rc_set(buf, h->refcount_order, c - lo, 1);
-		rc = pwrite_full(im->fd, buf, (size_t)cs, blk_at[i] * cs);
+		rc = td_write_all(im->fd, buf, (size_t)cs, blk_at[i] * cs);
 		if (rc < 0)
 			goto out;
 		qcow2_put_be64(table + 8 * blk_r[i], blk_at[i] * cs);
@@ -157,18 +121,18 @@ int q2_reftable_grow(struct q2 *q, char *why, size_t whylen)
 		if (ent && (rc = adjust_block(im, ent, r, a, end, 1, buf)) < 0)
 			goto out;
 	}
-	rc = pwrite_full(im->fd, table, tlen, a * cs);
+	rc = td_write_all(im->fd, table, tlen, a * cs);
 	if (rc == 0 && fdatasync(im->fd) < 0)
 		rc = -errno;
 	if (rc < 0)
 		goto out;
 	/* 2. the header points at it */
-	rc = pread_full(im->fd, hdr, 4096, 0);
+	rc = td_read_zeroed(im->fd, hdr, 4096, 0);
 	if (rc < 0)
 		goto out;
 	qcow2_put_be64(hdr + 48, a * cs);
 	qcow2_put_be32(hdr + 56, (uint32_t)n);
-	rc = pwrite_full(im->fd, hdr, 4096, 0);
+	rc = td_write_all(im->fd, hdr, 4096, 0);
 	if (rc == 0 && fdatasync(im->fd) < 0)
 		rc = -errno;
 	if (rc < 0)
