@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "integrity/integrity.h"
+#include "tapdisk/core/util.h"
 
 /* A decimal number with an optional K, M or G suffix: 0 or -EINVAL. */
 static int parse_size(const char *s, uint64_t *out)
@@ -64,28 +65,31 @@ static int option(const char *tok, struct ti_tuning *t, const char *who, char *e
 	return 0;
 }
 
+struct parse_ctx {
+	struct ti_tuning *t;
+	const char *who;
+	char *err;
+	size_t errlen;
+};
+
+static int one_option(char *tok, void *opaque)
+{
+	struct parse_ctx *c = opaque;
+	int rc = option(tok, c->t, c->who, c->err, c->errlen);
+
+	if (rc == 0) {
+		snprintf(c->err, c->errlen,
+			 "%s: unknown option '%s' (known: journal-partial=N, tag-cache=SIZE)",
+			 c->who, tok);
+		return -EINVAL;
+	}
+	return rc < 0 ? rc : 0;
+}
+
 int ti_tuning_parse(const char *opts, struct ti_tuning *t, const char *who, char *err,
 		    size_t errlen)
 {
-	char *copy, *tok, *save = NULL;
-	int rc = 0;
+	struct parse_ctx c = {t, who, err, errlen};
 
-	if (!opts)
-		return 0;
-	copy = strdup(opts);
-	if (!copy)
-		return -ENOMEM;
-	for (tok = strtok_r(copy, ",", &save); tok && rc == 0; tok = strtok_r(NULL, ",", &save)) {
-		rc = option(tok, t, who, err, errlen);
-		if (rc == 0) {
-			snprintf(
-			    err, errlen,
-			    "%s: unknown option '%s' (known: journal-partial=N, tag-cache=SIZE)",
-			    who, tok);
-			rc = -EINVAL;
-		}
-		rc = rc < 0 ? rc : 0;
-	}
-	free(copy);
-	return rc;
+	return td_opts_each(opts, one_option, &c);
 }

@@ -1,6 +1,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -75,4 +76,20 @@ void td_json_str(char *out, size_t len, const char *s)
 	}
 	out[n++] = '"';
 	out[n] = 0;
+}
+
+int td_opts_each(const char *opts, int (*fn)(char *tok, void *opaque), void *opaque)
+{
+	char *copy, *tok, *save = NULL;
+	int rc = 0;
+
+	if (!opts)
+		return 0;
+	copy = strdup(opts);
+	if (!copy)
+		return -ENOMEM;
+	for (tok = strtok_r(copy, ",", &save); tok && rc == 0; tok = strtok_r(NULL, ",", &save))
+		rc = fn(tok, opaque);
+	free(copy);
+	return rc;
 }

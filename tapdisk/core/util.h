@@ -33,6 +33,11 @@ int td_write_all(int fd, const void *buf, size_t len, uint64_t off);
  * lies past the end of the file reads as zeros: 0 or -errno. Blocks. */
 int td_read_zeroed(int fd, void *buf, size_t len, uint64_t off);
 
+/* A spec's driver options ("a=1,b,c=2"): fn(tok, opaque) for each
+ * comma-separated token, on a copy (fn may cut tok up), in order. Stops at
+ * the first non-zero return and returns it; 0 for NULL opts; -ENOMEM. */
+int td_opts_each(const char *opts, int (*fn)(char *tok, void *opaque), void *opaque);
+
 /* The canonical text of a UUID: 36 characters and a NUL. */
 void td_uuid_str(const uint8_t uuid[16], char out[37]);
 

@@ -18,66 +18,63 @@
 #include "tapdisk/core/log.h"
 #include "tapdisk/qcow2/qcow2.h"
 #include "tapdisk/qcow2/qcow2_int.h"
+#include "tapdisk/core/util.h"
 
 /* Driver options: cache=SIZE (bytes of L2 tables held, K/M/G suffixes),
  * backing-dir=DIR (repeatable: a directory backing files may come from,
  * besides the top image's own and the host's, tapdisk/block/files.h). */
+struct parse_ctx {
+	struct q2 *q;
+	uint64_t *l2_cache;
+	char *err;
+	size_t errlen;
+};
+
+static int one_opt(char *tok, void *opaque)
+{
+	struct parse_ctx *c = opaque;
+	struct q2 *q = c->q;
+	char *end;
+	unsigned long long v;
+
+	if (!strncmp(tok, "backing-dir=", 12)) {
+		if (tok[12] != '/' || q->nbacking_dirs == (int)(sizeof(q->backing_dirs) /
+								sizeof(q->backing_dirs[0]))) {
+			snprintf(c->err, c->errlen,
+				 "qcow2: bad option '%s' (backing-dir=ABSOLUTE_DIR, at most 8)",
+				 tok);
+			return -EINVAL;
+		}
+		q->backing_dirs[q->nbacking_dirs] = strdup(tok + 12);
+		if (!q->backing_dirs[q->nbacking_dirs++])
+			return -ENOMEM;
+		return 0;
+	}
+	if (strncmp(tok, "cache=", 6)) {
+		snprintf(c->err, c->errlen,
+			 "qcow2: bad option '%s' (known: cache=SIZE, backing-dir=DIR)", tok);
+		return -EINVAL;
+	}
+	v = strtoull(tok + 6, &end, 10);
+	if (*end == 'K' || *end == 'k')
+		v <<= 10, end++;
+	else if (*end == 'M' || *end == 'm')
+		v <<= 20, end++;
+	else if (*end == 'G' || *end == 'g')
+		v <<= 30, end++;
+	if (*end || end == tok + 6 || v < (64u << 10) || v > (4ull << 30)) {
+		snprintf(c->err, c->errlen, "qcow2: bad option '%s' (cache=64K..4G)", tok);
+		return -EINVAL;
+	}
+	*c->l2_cache = v;
+	return 0;
+}
+
 static int parse_opts(struct q2 *q, const char *opts, uint64_t *l2_cache, char *err, size_t errlen)
 {
-	char *copy, *tok, *save = NULL;
-	int rc = 0;
+	struct parse_ctx c = {q, l2_cache, err, errlen};
 
-	if (!opts)
-		return 0;
-	copy = strdup(opts);
-	if (!copy)
-		return -ENOMEM;
-	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		char *end;
-		unsigned long long v;
-
-		if (!strncmp(tok, "backing-dir=", 12)) {
-			if (tok[12] != '/' ||
-			    q->nbacking_dirs ==
-				(int)(sizeof(q->backing_dirs) / sizeof(q->backing_dirs[0]))) {
-				snprintf(
-				    err, errlen,
-				    "qcow2: bad option '%s' (backing-dir=ABSOLUTE_DIR, at most "
-				    "8)",
-				    tok);
-				rc = -EINVAL;
-				break;
-			}
-			q->backing_dirs[q->nbacking_dirs] = strdup(tok + 12);
-			if (!q->backing_dirs[q->nbacking_dirs++]) {
-				rc = -ENOMEM;
-				break;
-			}
-			continue;
-		}
-		if (strncmp(tok, "cache=", 6)) {
-			snprintf(err, errlen,
-				 "qcow2: bad option '%s' (known: cache=SIZE, backing-dir=DIR)",
-				 tok);
-			rc = -EINVAL;
-			break;
-		}
-		v = strtoull(tok + 6, &end, 10);
-		if (*end == 'K' || *end == 'k')
-			v <<= 10, end++;
-		else if (*end == 'M' || *end == 'm')
-			v <<= 20, end++;
-		else if (*end == 'G' || *end == 'g')
-			v <<= 30, end++;
-		if (*end || end == tok + 6 || v < (64u << 10) || v > (4ull << 30)) {
-			snprintf(err, errlen, "qcow2: bad option '%s' (cache=64K..4G)", tok);
-			rc = -EINVAL;
-			break;
-		}
-		*l2_cache = v;
-	}
-	free(copy);
-	return rc;
+	return td_opts_each(opts, one_opt, &c);
 }
 
 static void free_opts(struct q2 *q)

@@ -19,6 +19,7 @@
 
 #include "tapdisk/block/driver.h"
 #include "tapdisk/core/log.h"
+#include "tapdisk/core/util.h"
 
 enum fault_match { M_ANY, M_READ, M_WRITE, M_FLUSH };
 
@@ -47,76 +48,74 @@ static int parse_u64(const char *v, uint64_t *out)
 	return (errno || end == v || *end) ? -EINVAL : 0;
 }
 
+/* One option of the spec: 0, or -EINVAL for one we do not know. */
+static int fault_opt(char *tok, void *opaque)
+{
+	struct fault_priv *p = opaque;
+	char *eq = strchr(tok, '=');
+	uint64_t v = 0;
+
+	if (!eq)
+		return -EINVAL;
+	*eq++ = 0;
+	if (!strcmp(tok, "op")) {
+		if (!strcmp(eq, "read"))
+			p->match = M_READ;
+		else if (!strcmp(eq, "write"))
+			p->match = M_WRITE;
+		else if (!strcmp(eq, "flush"))
+			p->match = M_FLUSH;
+		else if (!strcmp(eq, "any"))
+			p->match = M_ANY;
+		else
+			return -EINVAL;
+	} else if (!strcmp(tok, "err")) {
+		if (!strcmp(eq, "eio"))
+			p->err = -EIO;
+		else if (!strcmp(eq, "enospc"))
+			p->err = -ENOSPC;
+		else if (!strcmp(eq, "eperm"))
+			p->err = -EPERM;
+		else
+			return -EINVAL;
+	} else {
+		if (parse_u64(eq, &v) < 0)
+			return -EINVAL;
+		if (!strcmp(tok, "fail_nth"))
+			p->fail_nth = v;
+		else if (!strcmp(tok, "fail_every"))
+			p->fail_every = v;
+		else if (!strcmp(tok, "fail_after"))
+			p->fail_after = v;
+		else if (!strcmp(tok, "fail_block"))
+			p->fail_block = (int64_t)v;
+		else if (!strcmp(tok, "delay_ms"))
+			p->delay_ms = v;
+		else if (!strcmp(tok, "delay_submit_ms"))
+			p->delay_submit_ms = v;
+		else
+			return -EINVAL;
+	}
+	return 0;
+}
+
 static int fault_open(struct td_layer *l, const char *path, const char *opts, char *err,
 		      size_t errlen)
 {
 	struct fault_priv *p = l->priv;
-	char *copy, *tok, *save = NULL;
-	int rc = 0;
+	int rc;
 
+	(void)path;
 	p->fail_block = -1;
 	p->err = -EIO;
 	l->size = l->below->size;
-	if (!opts)
-		return 0;
-	copy = strdup(opts);
-	if (!copy)
-		return -ENOMEM;
-	for (tok = strtok_r(copy, ",", &save); tok && rc == 0; tok = strtok_r(NULL, ",", &save)) {
-		char *eq = strchr(tok, '=');
-		uint64_t v = 0;
-
-		rc = -EINVAL;
-		if (!eq)
-			break;
-		*eq++ = 0;
-		if (!strcmp(tok, "op")) {
-			if (!strcmp(eq, "read"))
-				p->match = M_READ;
-			else if (!strcmp(eq, "write"))
-				p->match = M_WRITE;
-			else if (!strcmp(eq, "flush"))
-				p->match = M_FLUSH;
-			else if (!strcmp(eq, "any"))
-				p->match = M_ANY;
-			else
-				break;
-		} else if (!strcmp(tok, "err")) {
-			if (!strcmp(eq, "eio"))
-				p->err = -EIO;
-			else if (!strcmp(eq, "enospc"))
-				p->err = -ENOSPC;
-			else if (!strcmp(eq, "eperm"))
-				p->err = -EPERM;
-			else
-				break;
-		} else {
-			if (parse_u64(eq, &v) < 0)
-				break;
-			if (!strcmp(tok, "fail_nth"))
-				p->fail_nth = v;
-			else if (!strcmp(tok, "fail_every"))
-				p->fail_every = v;
-			else if (!strcmp(tok, "fail_after"))
-				p->fail_after = v;
-			else if (!strcmp(tok, "fail_block"))
-				p->fail_block = (int64_t)v;
-			else if (!strcmp(tok, "delay_ms"))
-				p->delay_ms = v;
-			else if (!strcmp(tok, "delay_submit_ms"))
-				p->delay_submit_ms = v;
-			else
-				break;
-		}
-		rc = 0;
-	}
-	if (rc < 0)
+	rc = td_opts_each(opts, fault_opt, p);
+	if (rc == -EINVAL)
 		snprintf(err, errlen,
-			 "fault: bad option near '%s' (known: fail_nth, fail_every, fail_after, "
+			 "fault: bad option in '%s' (known: fail_nth, fail_every, fail_after, "
 			 "fail_block, op=read|write|flush|any, err=eio|enospc|eperm, delay_ms, "
 			 "delay_submit_ms)",
-			 tok ? tok : opts);
-	free(copy);
+			 opts);
 	return rc;
 }
 

@@ -7,13 +7,7 @@
 # writes spread over many tag pages cost more checkpoints (generations).
 . "$TD_SRC/tests/lib/common.sh"
 need qemu-io keyctl python3
-IMG=$T/disk.img
-KEY=$T/pass
-SOCK=$T/nbd.sock
-URI=$(uri_of "$SOCK")
-truncate -s 200M "$IMG"
-printf 'options test %s' "$RANDOM" >"$KEY"
-crypt_image "aio:$IMG" "$KEY"
+crypt_aio_disk 200M 'options test'
 generation() {
 	vdkey audit "aio:$IMG" --json | python3 -c '
 import json, sys; print(json.load(sys.stdin)["freshness"]["generation"])'

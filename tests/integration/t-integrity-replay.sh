@@ -10,14 +10,8 @@
 # tests/lib/replayforge.py builds each forgery from three copies.
 . "$TD_SRC/tests/lib/common.sh"
 need qemu-io keyctl python3
-IMG=$T/disk.img
-KEY=$T/pass
-SOCK=$T/nbd.sock
-URI=$(uri_of "$SOCK")
 FAR=$((150 * 1024 * 1024)) # byte offset of C: another L1 tree page (64 MiB each)
-truncate -s 200M "$IMG"
-printf 'replay test %s' "$RANDOM" >"$KEY"
-crypt_image "aio:$IMG" "$KEY"
+crypt_aio_disk 200M 'replay test'
 LAYOUT=$(vdkey audit "aio:$IMG" --json | python3 -c '
 import json, sys; print(json.dumps(json.load(sys.stdin)["integrity_layout"]))') ||
 	fail "no integrity_layout"

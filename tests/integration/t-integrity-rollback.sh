@@ -7,14 +7,8 @@
 # (verified); its refusal without the key is logged as a failure.
 . "$TD_SRC/tests/lib/common.sh"
 need qemu-io keyctl python3
-IMG=$T/disk.img
-KEY=$T/pass
-SOCK=$T/nbd.sock
-URI=$(uri_of "$SOCK")
 LOG=$TAPDISK_RUNDIR/tapdisk.log
-truncate -s 64M "$IMG"
-printf 'rollback test %s' "$RANDOM" >"$KEY"
-crypt_image "aio:$IMG" "$KEY"
+crypt_aio_disk 64M 'rollback test'
 fresh() { # KEY -> the value of freshness.KEY in vdkey audit --json
 	vdkey audit "aio:$IMG" --json | python3 -c '
 import json, sys; print(json.dumps(json.load(sys.stdin)["freshness"][sys.argv[1]]))' "$1"

@@ -10,13 +10,7 @@
 # freshness tree fails the whole tag page first (t-integrity-replay.sh).
 . "$TD_SRC/tests/lib/common.sh"
 need qemu-io keyctl python3
-IMG=$T/disk.img
-KEY=$T/pass
-SOCK=$T/nbd.sock
-URI=$(uri_of "$SOCK")
-truncate -s 33M "$IMG"
-printf 'scrub %s' "$RANDOM" >"$KEY"
-crypt_image "aio:$IMG" "$KEY" --integrity-version 1
+crypt_aio_disk 33M scrub --integrity-version 1
 
 # scrub_json -> "TOTAL VERIFIED UNWRITTEN FAILED [BLOCKS,...] TRUNCATED DATA_START TAGS_OFF"
 scrub_json() {

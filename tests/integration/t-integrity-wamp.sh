@@ -8,13 +8,7 @@
 # otherwise happen at close, unseen) is counted too.
 . "$TD_SRC/tests/lib/common.sh"
 need qemu-io keyctl python3
-IMG=$T/disk.img
-KEY=$T/pass
-SOCK=$T/nbd.sock
-URI=$(uri_of "$SOCK")
-truncate -s 97M "$IMG"
-printf 'wamp %s' "$RANDOM" >"$KEY"
-crypt_image "aio:$IMG" "$KEY"
+crypt_aio_disk 97M wamp
 td_serve "crypt:aio:$IMG" "$SOCK"
 
 stats() { tap-ctl stats -p "$TD_PID" --json; }

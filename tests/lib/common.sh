@@ -70,6 +70,21 @@ crypt_image() {
 	vdkey load "$lower" --key-file "$key" >/dev/null || fail "vdkey load $lower"
 }
 
+# crypt_aio_disk SIZE LABEL [vdkey format options]: a fresh raw file of
+# SIZE, encrypted (crypt_image) with a passphrase made of LABEL; sets IMG,
+# KEY, SOCK (where to serve it) and URI (its NBD URI).
+crypt_aio_disk() {
+	local size=$1 label=$2
+	shift 2
+	IMG=$T/disk.img
+	KEY=$T/pass
+	SOCK=$T/nbd.sock
+	URI=$(uri_of "$SOCK")
+	truncate -s "$size" "$IMG"
+	printf '%s %s' "$label" "$RANDOM" >"$KEY"
+	crypt_image "aio:$IMG" "$KEY" "$@"
+}
+
 # wait_for_socket PATH [SECONDS]
 wait_for_socket() {
 	local i
