@@ -23,6 +23,8 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/le.h"
+
 #include <xen/io/blkif.h>
 
 #include "tapdisk/blkif/blkif.h"
@@ -146,24 +148,6 @@ static uint32_t grant_page(struct env *e)
 	if (!e->x.page[g])
 		assert_int_equal(posix_memalign((void **)&e->x.page[g], 4096, 4096), 0);
 	return g;
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
 }
 
 static uint8_t *slot(struct env *e, uint32_t idx)

@@ -12,6 +12,8 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/le.h"
+
 #include "crypt/backend/cipher.h"
 #include "crypt/header.h"
 #include "keymgr/keyslot.h"
@@ -29,18 +31,6 @@ static const char PASS2[] = "another passphrase, for slot two";
 
 static uint8_t buf[TD_HDR_COPY_SIZE];
 static uint8_t buf2[TD_HDR_COPY_SIZE];
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
 
 static uint32_t get32(const uint8_t *p)
 {
