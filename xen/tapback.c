@@ -884,18 +884,22 @@ static void find_tapctl(void)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: tapback [--xenstored-path SOCKET] [--tap-ctl PATH] [--timeout S]\n"
-		   "               [--base PATH]\n"
-		   "The backend of Xen VBDs served by tapdisk over the blkif ring: watches\n"
-		   "BASE (default backend/vbd, i.e. /local/domain/0/backend/vbd) in xenstore,\n"
-		   "takes the devices whose script is " SCRIPT_NAME " (xl disk line\n"
-		   "script=" SCRIPT_NAME "), runs the blkback state machine for them and hands\n"
-		   "each guest's ring to the tapdisk the hotplug script started\n"
-		   "(tap-ctl xen-connect). Other VBDs are left alone. docs/XEN.md.\n"
-		   "Runs in the foreground, logs to stderr, exits on SIGTERM (tapdisks keep\n"
-		   "running). tap-ctl is $TAPCTL, else next to tapback, else on PATH.\n"
-		   "  --xenstored-path SOCKET  xenstore socket (sets XENSTORED_PATH)\n"
-		   "  --timeout S              deadline of each tap-ctl call (default 30)\n");
+	fprintf(f,
+		"Usage: tapback [--xenstored-path SOCKET] [--tap-ctl PATH] [--timeout S]\n"
+		"               [--base PATH]\n"
+		"The backend of Xen VBDs served by tapdisk over the blkif ring: watches\n"
+		"BASE (default backend/vbd, i.e. /local/domain/0/backend/vbd) in xenstore,\n"
+		"takes the devices whose script is " SCRIPT_NAME " (xl disk line\n"
+		"script=" SCRIPT_NAME "), runs the blkback state machine for them and hands\n"
+		"each guest's ring to the tapdisk the hotplug script started\n"
+		"(tap-ctl xen-connect). Other VBDs are left alone. docs/XEN.md.\n"
+		"Runs in the foreground, logs to stderr, exits on SIGTERM (tapdisks keep\n"
+		"running). tap-ctl is $TAPCTL, else next to tapback, else on PATH.\n"
+		"  --xenstored-path SOCKET  xenstore socket (sets XENSTORED_PATH)\n"
+		"  --tap-ctl PATH           the tap-ctl program\n"
+		"  --timeout S              deadline of each tap-ctl call (default 30)\n"
+		"  --base PATH              the xenstore directory to watch (default backend/vbd)\n"
+		"  -h, --help               print this help and exit\n");
 }
 
 int main(int argc, char **argv)
