@@ -18,7 +18,8 @@
 
 /* Driver options: cache=SIZE (bytes of grain tables held, K/M/G
  * suffixes), extent-dir=DIR (repeatable: a directory extent files may come
- * from, besides the descriptor's own and the host's backing-dirs). */
+ * from, besides the descriptor's own and the host's backing-dirs;
+ * backing-dir=DIR is the same, as the confinement's refusals name it). */
 static int parse_opts(struct vm *v, const char *opts, uint64_t *cache, char *err, size_t errlen)
 {
 	char *copy, *tok, *save = NULL;
@@ -33,8 +34,13 @@ static int parse_opts(struct vm *v, const char *opts, uint64_t *cache, char *err
 		char *end;
 		unsigned long long n;
 
-		if (!strncmp(tok, "extent-dir=", 11)) {
-			if (tok[11] != '/' || v->ndirs == VM_MAX_DIRS) {
+		/* backing-dir= too: what the confinement's messages advise */
+		size_t dl = !strncmp(tok, "extent-dir=", 11)	? 11
+			    : !strncmp(tok, "backing-dir=", 12) ? 12
+								: 0;
+
+		if (dl) {
+			if (tok[dl] != '/' || v->ndirs == VM_MAX_DIRS) {
 				snprintf(err, errlen,
 					 "vmdk: bad option '%s' (extent-dir=ABSOLUTE_DIR, at most "
 					 "%d)",
@@ -42,7 +48,7 @@ static int parse_opts(struct vm *v, const char *opts, uint64_t *cache, char *err
 				rc = -EINVAL;
 				break;
 			}
-			v->dirs[v->ndirs] = strdup(tok + 11);
+			v->dirs[v->ndirs] = strdup(tok + dl);
 			if (!v->dirs[v->ndirs++]) {
 				rc = -ENOMEM;
 				break;

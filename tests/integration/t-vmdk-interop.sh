@@ -156,8 +156,14 @@ grep -q elsewhere "$T/desc/disk.vmdk" || fail "could not rewrite the descriptor"
 out=$(tapdisk serve "vmdk:$T/desc/disk.vmdk" --socket "$T/x.sock" 2>&1) &&
 	fail "an extent outside the descriptor's directory was opened"
 echo "$out" | grep -q "extent 0" || fail "no clear message for an extent outside: $out"
-# ... unless the VBD allows that directory
+# ... unless the VBD allows that directory (extent-dir=)
 td_serve "vmdk,extent-dir=$T/elsewhere:$T/desc/disk.vmdk" "$SOCK" --readonly
+nbdcopy "$URI" "$T/out.raw" || fail "nbdcopy (extent-dir)"
+td_stop "$TD_PID" || fail "exit status (extent-dir)"
+cmp "$T/out.raw" "$T/monolithicFlat/ref.raw" || fail "extent-dir: wrong data"
+rm -f "$T/out.raw"
+# backing-dir= (what the refusal advises) is the same
+td_serve "vmdk,backing-dir=$T/elsewhere:$T/desc/disk.vmdk" "$SOCK" --readonly
 nbdcopy "$URI" "$T/out.raw" || fail "nbdcopy (extent-dir)"
 td_stop "$TD_PID" || fail "exit status (extent-dir)"
 cmp "$T/out.raw" "$T/monolithicFlat/ref.raw" || fail "extent-dir: wrong data"
