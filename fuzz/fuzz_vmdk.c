@@ -126,7 +126,8 @@ static void fuzz_sparse(const uint8_t *d, size_t n, uint64_t fsz)
 			return;
 		assert(vmdk_marker_max_read(&h) >= VMDK_GRAIN_MARKER_LEN + h.grain_bytes);
 		err[0] = 0;
-		rc = vmdk_marker_parse(&h, raw, avail, vmdk_le64(raw), &size, err, sizeof(err));
+		rc = vmdk_marker_parse(&h, raw, avail, avail >= 8 ? vmdk_le64(raw) : 0, &size, err,
+				       sizeof(err));
 		if (rc == 0) {
 			assert(size && size <= avail - VMDK_GRAIN_MARKER_LEN);
 			grain = malloc(h.grain_bytes);
