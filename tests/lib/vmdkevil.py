@@ -150,6 +150,11 @@ text('desc-etc-passwd', 'refuse', 'extent 0', b'version=1\nRW 2048 FLAT "/etc/pa
 text('desc-dotdot', 'refuse', 'extent 0', b'version=1\nRW 2048 FLAT "../../etc/shadow" 0\n')
 text('desc-self', 'refuse', 'named twice', b'version=1\nRW 2048 FLAT "desc-self.vmdk" 0\n')
 text('desc-bad-version', 'refuse', 'version', b'version=7\nRW 2048 ZERO\n')
+shutil.copyfile(SPARSE, os.path.join(OUT, 'ext-copy.vmdk'))
+text('desc-sparse-too-big', 'refuse', 'its header only',
+     b'version=1\nRW 262144 SPARSE "ext-copy.vmdk"\n')
+text('desc-same-file-twice', 'refuse', 'named twice',
+     b'version=1\nRW 2048 FLAT "ext-copy.vmdk" 0\nRW 2048 FLAT "./ext-copy.vmdk" 2048\n')
 text('desc-raw-device', 'refuse', 'raw devices',
      b'version=1\ncreateType="fullDevice"\nRW 2048 FLAT "/dev/sda" 0\n')
 
