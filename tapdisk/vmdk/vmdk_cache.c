@@ -204,8 +204,8 @@ static void reconcile(struct vm *v, struct vmgt *g)
 	td_warn("vmdk: '%s': grain table %llu: %u entries differ from the redundant copy (the "
 		"primary is used), %u invalid in the primary taken from the redundant copy%s",
 		x->f->path, (unsigned long long)g->gti, differ, fallback,
-		v->writable ? "; both copies are rewritten at the next writeback" : "");
-	if (v->writable)
+		x->f->writable ? "; both copies are rewritten at the next writeback" : "");
+	if (x->f->writable)
 		vmc_mark_dirty(v, g);
 }
 

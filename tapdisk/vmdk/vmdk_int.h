@@ -207,7 +207,8 @@ struct vm {
 	unsigned nfiles;
 	struct vmext *ext;
 	unsigned next;
-	uint64_t size; /* guest bytes of all extents */
+	uint64_t size;	   /* guest bytes of all extents */
+	uint64_t gd_total; /* GD entries of all sparse extents */
 	struct td_confine confine;
 	bool confined;
 	char *dirs[VM_MAX_DIRS]; /* extent-dir= options */

@@ -191,6 +191,15 @@ static int load_gds(struct vm *v, struct vmext *x, char *why, size_t whylen)
 	size_t n = (size_t)x->h.gd_entries, k = 0;
 	int rc;
 
+	/* all extents together: no more grain directory than one extent may
+	 * have (memory: a descriptor may name 4096 sparse extents) */
+	if (v->gd_total + n > VMDK_MAX_GD_ENTRIES) {
+		snprintf(why, whylen,
+			 "the grain directories of all extents would hold more than %llu entries",
+			 (unsigned long long)VMDK_MAX_GD_ENTRIES);
+		return -EINVAL;
+	}
+	v->gd_total += n;
 	rc = read_gd(x, x->h.gd_offset, &x->gd);
 	if (rc == 0 && x->h.rgd)
 		rc = read_gd(x, x->h.rgd_offset, &x->rgd);
@@ -216,7 +225,7 @@ static int load_gds(struct vm *v, struct vmext *x, char *why, size_t whylen)
 				 pw);
 			return -EINVAL;
 		}
-		if (v->writable && (pw || rw || !x->gd[i] != !x->rgd[i])) {
+		if (x->f->writable && (pw || rw || !x->gd[i] != !x->rgd[i])) {
 			snprintf(why, whylen,
 				 "grain directory entry %zu (%u) and its redundant copy (%u) "
 				 "disagree: %s; refusing to write (open it read-only, or repair it "
@@ -237,9 +246,12 @@ static int load_gds(struct vm *v, struct vmext *x, char *why, size_t whylen)
 			x->rgd[i] = 0;
 		}
 	}
-	x->gt_offs = malloc(2 * n * sizeof(*x->gt_offs));
+	for (size_t i = 0; i < n; i++)
+		k += (x->gd[i] != 0) + (x->rgd && x->rgd[i]);
+	x->gt_offs = malloc((k ? k : 1) * sizeof(*x->gt_offs));
 	if (!x->gt_offs)
 		return -ENOMEM;
+	k = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (x->gd[i])
 			x->gt_offs[k++] = (uint64_t)x->gd[i] * VMDK_SECTOR;
@@ -326,7 +338,7 @@ static int load_sparse(struct vm *v, struct vmext *x, char *why, size_t whylen)
 		}
 		vmdk_desc_free(&desc);
 	}
-	if (x->h.compressed && v->writable) {
+	if (x->h.compressed && x->f->writable) {
 		snprintf(why, whylen,
 			 "streamOptimized VMDK is read-only here: serve it with --readonly or "
 			 "convert it (qemu-img convert -O vmdk -o subformat=monolithicSparse)");

@@ -75,6 +75,21 @@ while IFS='|' read -r name mode expect img; do
 		echo "   $name: read through the redundant grain table"
 		fallback_img=$img
 		;;
+	rdonly)
+		td_serve "vmdk:$img" "$SOCK"
+		out=$(qemu-io -r -f raw -c "read -P 0xcd $expect 64k" "$URI" 2>&1)
+		echo "$out" | grep -q "^read " && ! echo "$out" | grep -qi "verification failed" ||
+			fail "$name: the redundant grain table was not used: $out"
+		out=$(qemu-io -f raw -c "write -P 0x99 $expect 4k" "$URI" 2>&1)
+		echo "$out" | grep -qi "input/output error" || fail "$name: write: expected EIO: $out"
+		# and nothing tries to repair the read-only extent: flushes work
+		out=$(qemu-io -f raw -c "write -P 0x98 0 4k" "$URI" 2>&1)
+		echo "$out" | grep -qi "input/output error" || fail "$name: write: expected EIO: $out"
+		qemu-io -f raw -c flush "$URI" >/dev/null 2>&1 || fail "$name: a flush failed"
+		td_stop "$TD_PID" || fail "$name: exit status"
+		echo "   $name: RDONLY extent read through the redundant table, write refused"
+		;;
+	none) ;;
 	*) fail "manifest: $name|$mode" ;;
 	esac
 done <"$T/manifest"

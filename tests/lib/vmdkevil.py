@@ -15,6 +15,8 @@ MODE ioerror / roerror: the image opens (roerror: read-only), reading or
 writing guest offset EXPECT fails with EIO, the rest keeps being served.
 MODE fallback: opens read-only, guest offset 1 MiB reads 0xcd although
 the primary grain table entry is garbage (the redundant copy is used).
+MODE rdonly: opens read-write, reads as fallback, a write there is EIO.
+MODE none: a file other cases use.
 """
 import os
 import shutil
@@ -167,6 +169,10 @@ case('gte-on-gt', 'ioerror', str(G16), SPARSE, set_gte(16, gt0))
 case('gte-past-end', 'ioerror', str(G16), SPARSE,
      set_gte(16, len(sb) // 512 - 8))  # the grain would run past the end of the file
 case('gte-fallback', 'fallback', str(G16), SPARSE, set_gte(16, 0x7ffffff0, 'primary'))
+# the same behind a descriptor, as an RDONLY extent of a writable VBD:
+# read through the redundant copy, writes refused, nothing repaired
+case('rdonly-ext', 'none', '', SPARSE, set_gte(16, 0x7ffffff0, 'primary'))
+text('desc-rdonly-sparse', 'rdonly', str(G16), b'version=1\nRDONLY 131072 SPARSE "rdonly-ext.vmdk"\n')
 
 st = bytearray(open(STREAM, 'rb').read())
 marker = struct.unpack_from('<I', st, gte_pos(st, 16))[0] * 512
