@@ -157,6 +157,17 @@ text('desc-sparse-too-big', 'refuse', 'its header only',
      b'version=1\nRW 262144 SPARSE "ext-copy.vmdk"\n')
 text('desc-same-file-twice', 'refuse', 'named twice',
      b'version=1\nRW 2048 FLAT "ext-copy.vmdk" 0\nRW 2048 FLAT "./ext-copy.vmdk" 2048\n')
+# two sparse extents whose grain directories together exceed what one
+# extent may have (3 Mi entries each, 12 MiB; the files are sparse)
+for nm in ('bigdir1', 'bigdir2'):
+    b = bytearray(512)
+    HDR.pack_into(b, 0, 0x564d444b, 1, 1, 3 << 30, 8, 0, 0, 128, 0, 1, 0)
+    b[73:77] = b'\n \r\n'
+    with open(os.path.join(OUT, nm + '.vmdk'), 'wb') as f:
+        f.write(b)
+        f.truncate(13 << 20)
+text('desc-gd-budget', 'refuse', 'grain directories of all extents',
+     b'version=1\nRW 2048 SPARSE "bigdir1.vmdk"\nRW 2048 SPARSE "bigdir2.vmdk"\n')
 text('desc-raw-device', 'refuse', 'raw devices',
      b'version=1\ncreateType="fullDevice"\nRW 2048 FLAT "/dev/sda" 0\n')
 
