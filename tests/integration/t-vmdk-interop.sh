@@ -3,7 +3,10 @@
 #  1. QEMU writes (qemu-img convert of a patterned raw image to
 #     monolithicSparse, to streamOptimized, and qemu-io writes with zeroed
 #     grains), we read it back over NBD identically (nbdcopy, qemu-io
-#     read -P, the size nbdinfo reports).
+#     read -P, the size nbdinfo reports). A streamOptimized image laid out
+#     as VMware streams it (tests/lib/vmdkstream.py: grain directory at
+#     the end, found through the footer), which libvmdk must first read
+#     identically, reads identically through us too.
 #  2. We write (nbdcopy of random data, qemu-io patterns: partial grains,
 #     grain-crossing writes, write-zeroes, into fresh and QEMU-filled
 #     images): qemu-img check is clean, qemu-img compare equals the raw
@@ -94,6 +97,16 @@ nbd_expect "0 64k 0x11" "64k 64k 0" "128k 64k 0x11" "1M 4k 0x22" "3149824 12k 0x
 	"10M 1M 0x44" "11M 512k 0" "12058624 1536k 0x44" "20M 1M 0"
 td_stop "$TD_PID" || fail "exit status (zeroed grains)"
 check_clean "$T/zg.vmdk"
+
+info "1c. streamOptimized as VMware streams it (GD at the end, footer), checked by libvmdk first"
+python3 "$TD_SRC/tests/lib/vmdkstream.py" "$T/src.raw" "$T/vmw.vmdk" || fail "vmdkstream.py"
+libvmdk_matches "$T/vmw.vmdk" "$T/src.raw"
+grep -q "Stream optimized" "$T/vmdkinfo.out" || fail "vmdkinfo: not stream optimized: $(cat "$T/vmdkinfo.out")"
+td_serve "vmdk:$T/vmw.vmdk" "$SOCK" --readonly
+nbdcopy "$URI" "$T/out.raw" || fail "nbdcopy (VMware layout)"
+td_stop "$TD_PID" || fail "exit status (VMware layout)"
+cmp "$T/out.raw" "$T/src.raw" || fail "VMware-layout streamOptimized: what we serve differs"
+rm -f "$T/out.raw"
 
 info "2. We write, QEMU and libvmdk read: a fresh image"
 qemu-img create -q -f vmdk "$T/w.vmdk" 64M
