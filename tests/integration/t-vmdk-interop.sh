@@ -130,7 +130,8 @@ info "2b. We write into a QEMU-filled image (in place and new grains), again"
 qemu-img convert -f raw -O vmdk "$T/src.raw" "$T/w2.vmdk" || fail "convert w2"
 cp "$T/src.raw" "$T/ref2.raw"
 PAT2=(-c "write -P 0xa1 4k 4k" -c "write -P 0xa2 196k 100k" -c "write -P 0xa3 30M 1M"
-	-c "write -z 1M 256k" -c "write -P 0xa4 63M 4k" -c "write -P 0xa5 40M 64k")
+	-c "write -z 1M 256k" -c "write -P 0xa4 63M 4k" -c "write -P 0xa5 40M 64k"
+	-c "write -z 4M 40M" -c "write -P 0xa6 20M 8k")
 td_serve "vmdk:$T/w2.vmdk" "$SOCK"
 qemu-io -f raw "${PAT2[@]}" "$URI" >/dev/null || fail "qemu-io over NBD (2b)"
 td_stop "$TD_PID" || fail "exit status (2b)"
