@@ -41,10 +41,12 @@ CFLAGS   += $(OPT) -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
 LDFLAGS  += -pthread $(SANFLAGS)
 # librbd/librados are dlopen()ed by the rbd driver on first use (tapdisk/drivers/rbd_dl.h)
 LIBS     := -laio -lcrypto -lkeyutils -largon2 -lseccomp -lxengnttab -lxenevtchn -lm -ldl
+# zlib: the vmdk driver inflates stream-optimized grains (README.md, "Libraries")
+LIBS     += -lz
 TESTLIBS := -lcmocka
 
 # bottom to top (docs/ARCHITECTURE.md, scripts/check-layers.py)
-LIB_DIRS := crypt/backend tapdisk/core tapdisk/block tapdisk/drivers tapdisk/qcow2 \
+LIB_DIRS := crypt/backend tapdisk/core tapdisk/block tapdisk/drivers tapdisk/qcow2 tapdisk/vmdk \
             tapdisk/nbd tapdisk/blkif integrity crypt keymgr tapdisk/registry \
             tapdisk/control keymgr/vdkey tapdisk/daemon
 ALL_SRCS := $(wildcard $(addsuffix /*.c,$(LIB_DIRS)))

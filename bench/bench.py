@@ -17,6 +17,7 @@ Pairs (ours vs peer):
   crypt-aio  crypt:aio:RAW (XTS + MACs)    vs qemu-nbd LUKS qcow2
   crypt-aio-noint crypt:aio:RAW, --integrity none (XTS only) vs qemu-nbd LUKS qcow2
   crypt-qcow crypt:qcow2:IMG (XTS + MACs) vs qemu-nbd LUKS qcow2 (and plain qcow2)
+  vmdk       vmdk:IMG (monolithicSparse) vs qemu-nbd -f vmdk
 """
 import argparse
 import json
@@ -144,6 +145,10 @@ def make_servers(kind, d, size_bytes):
     if kind == "qemu-qcow2":
         run(["qemu-img", "create", "-q", "-f", "qcow2", q, str(size_bytes)])
         return Server(kind, qn + ["-f", "qcow2", q], sock)
+    vm = os.path.join(d, kind + ".vmdk")
+    if kind == "qemu-vmdk":
+        run(["qemu-img", "create", "-q", "-f", "vmdk", vm, str(size_bytes)])
+        return Server(kind, qn + ["-f", "vmdk", vm], sock)
     if kind == "qemu-luks":
         # qemu-img times its PBKDF2; with a tiny iter-time it sometimes
         # fails ("Unable to get accurate CPU usage"): retry with more
@@ -166,6 +171,9 @@ def make_servers(kind, d, size_bytes):
     elif kind == "qcow":
         run(["qemu-img", "create", "-q", "-f", "qcow2", q, str(size_bytes)])
         spec = "qcow2:" + q
+    elif kind == "vmdk":
+        run(["qemu-img", "create", "-q", "-f", "vmdk", vm, str(size_bytes)])
+        spec = "vmdk:" + vm
     elif kind in ("crypt-aio", "crypt-qcow", "crypt-aio-noint", "crypt-aio-v1", "crypt-qcow-v1"):
         vdkey = os.path.join(BIN, "vdkey")
         keyfile = os.path.join(d, "key")
@@ -204,6 +212,7 @@ PAIRS = {
     # the freshness tree's cost: the same chain with and without it
     "tree-aio": ("crypt-aio", ["crypt-aio-v1"]),
     "tree-qcow": ("crypt-qcow", ["crypt-qcow-v1"]),
+    "vmdk": ("vmdk", ["qemu-vmdk"]),
 }
 
 

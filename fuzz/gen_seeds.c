@@ -19,6 +19,8 @@
 #include "crypt/backend/volkey.h"
 #include "tapdisk/nbd/nbd_proto.h"
 #include "tapdisk/qcow2/qcow2_format.h"
+#include "tapdisk/vmdk/vmdk_format.h"
+#include <zlib.h>
 
 #define FZ_PASSPHRASE "fuzz passphrase"		  /* fuzz_keyslot.c */
 #define FZ_KEY "fuzz integrity mac key 32 bytes!" /* fuzz_integrity.c */
@@ -515,6 +517,83 @@ static void gen_blkif(void)
 	}
 }
 
+/* ---- vmdk: [mode][file size le64] file bytes (fuzz/fuzz_vmdk.c) ---- */
+
+static void put_vmdk(const char *name, uint8_t mode, uint64_t file_size, const uint8_t *img,
+		     size_t len)
+{
+	uint8_t pre[9];
+
+	pre[0] = mode;
+	le64(pre + 1, file_size);
+	put("vmdk", name, pre, 9, img, len);
+}
+
+static void gen_vmdk(void)
+{
+	static uint8_t buf[8192], grain[4096];
+	struct vmdk_hdr h;
+	uLongf zlen;
+	const char *desc = "# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\n"
+			   "createType=\"twoGbMaxExtentSparse\"\n\n# Extent description\n"
+			   "RW 4192256 SPARSE \"disk-s001.vmdk\"\nRW 2048 FLAT \"disk-f.vmdk\" 0\n"
+			   "RDONLY 2048 ZERO\n\nddb.virtualHWVersion = \"4\"\n";
+
+	/* a monolithicSparse header (QEMU's layout, 1 GiB), a GD, GTEs */
+	memset(&h, 0, sizeof(h));
+	h.version = 1;
+	h.flags = VMDK_FLAG_NL_DETECT | VMDK_FLAG_RGD;
+	h.capacity = 2097152;
+	h.grain_sectors = 128;
+	h.desc_offset = 1;
+	h.desc_size = 20;
+	h.gtes_per_gt = 512;
+	h.rgd_offset = 21;
+	h.gd_offset = 30;
+	h.overhead = 128;
+	memset(buf, 0, sizeof(buf));
+	vmdk_hdr_encode(&h, buf);
+	for (int i = 0; i < 32; i++)
+		le64(buf + 512 + 8 * i, (uint64_t)(31 + 4 * i) | (uint64_t)(128 + 128 * i) << 32);
+	put_vmdk("sparse", 0, 1 << 20, buf, 1024);
+
+	/* version 2 with zeroed grains */
+	h.version = 2;
+	h.flags |= VMDK_FLAG_ZERO_GRAIN;
+	vmdk_hdr_encode(&h, buf);
+	put_vmdk("zeroed-grain", 0, 1 << 20, buf, 1024);
+
+	/* stream-optimized, GD at the end: footer marker and footer, then a
+	 * grain marker with the deflate of one 4 KiB grain */
+	h.version = 3;
+	h.flags = VMDK_FLAG_NL_DETECT | VMDK_FLAG_COMPRESSED | VMDK_FLAG_MARKERS;
+	h.compress = VMDK_COMPRESS_DEFLATE;
+	h.grain_sectors = 8;
+	h.capacity = 8192;
+	h.gtes_per_gt = 512;
+	h.rgd_offset = 0;
+	h.gd_offset = VMDK_GD_AT_END;
+	memset(buf, 0, sizeof(buf));
+	vmdk_hdr_encode(&h, buf);
+	le64(buf + 512, 1);
+	le64(buf + 512 + 8, (uint64_t)VMDK_MARKER_FOOTER << 32);
+	h.gd_offset = 40;
+	vmdk_hdr_encode(&h, buf + 1024);
+	for (size_t i = 0; i < sizeof(grain); i++)
+		grain[i] = (uint8_t)(i * 7 + (i >> 8));
+	zlen = sizeof(buf) - 1536 - 12;
+	if (compress2(buf + 1536 + 12, &zlen, grain, sizeof(grain), 6) != Z_OK)
+		die("compress2");
+	le64(buf + 1536, 0);
+	buf[1536 + 8] = (uint8_t)zlen;
+	buf[1536 + 9] = (uint8_t)(zlen >> 8);
+	put_vmdk("stream-footer", 0, 1 << 20, buf, 1536 + 12 + zlen);
+	put_vmdk("inflate-4k", 2, 0, buf + 1536 + 12, zlen);
+
+	put_vmdk("descriptor", 1, 0, (const uint8_t *)desc, strlen(desc));
+	put_vmdk("descriptor-embedded", 5, 0, (const uint8_t *)desc, strlen(desc));
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -530,5 +609,6 @@ int main(int argc, char **argv)
 	gen_nbd();
 	gen_qcow2();
 	gen_blkif();
+	gen_vmdk();
 	return 0;
 }

@@ -11,7 +11,8 @@
 #                checked-in corpus; crashes land in build-fuzz/crashes/.
 #   --seeds      regenerate fuzz/corpus/ from fuzz/gen_seeds.c and exit.
 #   --build      build only.
-#   TARGET       spec, crypt_header, keyslot, integrity, nbd_proto, qcow2, keylog, blkif
+#   TARGET       spec, crypt_header, keyslot, integrity, nbd_proto, qcow2, keylog, blkif,
+#                vmdk
 #                (default: all).
 #
 # Everything is compiled with clang from the sources directly into
@@ -25,7 +26,7 @@ OUT=${BUILD_FUZZ:-$SRC/build-fuzz}
 CLANG=${CLANG:-}
 mode=smoke secs=0 targets=()
 
-ALL_TARGETS="spec crypt_header keyslot integrity nbd_proto qcow2 keylog blkif"
+ALL_TARGETS="spec crypt_header keyslot integrity nbd_proto qcow2 keylog blkif vmdk"
 # project sources each harness links (pure functions only, no I/O)
 declare -A SRCS=(
 	[spec]="tapdisk/block/spec.c"
@@ -36,14 +37,16 @@ declare -A SRCS=(
 	[qcow2]="tapdisk/qcow2/qcow2_format.c"
 	[keylog]="keymgr/keylog_fmt.c crypt/backend/cipher.c crypt/backend/secmem.c"
 	[blkif]="tapdisk/blkif/blkif_proto.c"
+	[vmdk]="tapdisk/vmdk/vmdk_format.c"
 )
 # largest input libFuzzer generates for each target
 declare -A MAXLEN=(
 	[spec]=4200 [crypt_header]=33000 [keyslot]=16500 [integrity]=4400
 	[nbd_proto]=4400 [qcow2]=8300 [keylog]=4200 [blkif]=8300
+	[vmdk]=16500
 )
 GEN_SRCS="tapdisk/nbd/nbd_proto.c crypt/header.c crypt/backend/cipher.c crypt/backend/secmem.c crypt/backend/volkey.c keymgr/keyslot.c
-	integrity/format.c tapdisk/qcow2/qcow2_format.c"
+	integrity/format.c tapdisk/qcow2/qcow2_format.c tapdisk/vmdk/vmdk_format.c"
 
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -86,7 +89,7 @@ fi
 
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 BASE="-O1 -g -std=gnu11 -D_GNU_SOURCE -pthread -I$SRC $SAN"
-LIBS="-lcrypto -largon2 -lm"
+LIBS="-lcrypto -largon2 -lm -lz"
 
 # obj SRC FLAVOUR -> prints the object path, compiling it when stale
 obj() {

@@ -9,7 +9,8 @@ PKGS="build-essential pkg-config libaio-dev libssl-dev libcmocka-dev libkeyutils
 keyutils libxen-dev libargon2-dev libseccomp-dev libnbd-dev libnbd-bin
 qemu-utils fio strace e2fsprogs util-linux passwd python3 clang valgrind qemu-system-x86 cpio kmod
 librbd-dev librados-dev ceph-mon ceph-mgr ceph-osd ceph-common qemu-block-extra uuid-runtime
-scdoc man-db bash-completion gnuplot-nox debhelper dpkg-dev fakeroot lintian"
+scdoc man-db bash-completion gnuplot-nox debhelper dpkg-dev fakeroot lintian
+zlib1g-dev libvmdk-utils"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
