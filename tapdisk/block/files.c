@@ -689,7 +689,10 @@ static int mem_group(const char *g, gid_t *gid, char *why, size_t whylen)
 		*gid = (gid_t)v;
 		return 0;
 	}
-	snprintf(why, whylen, "names the group '%.64s', which does not exist", g);
+	snprintf(why, whylen,
+		 "(shm=%.64s) names a group that does not exist (a group name from /etc/group, or "
+		 "a gid)",
+		 g);
 	return -ENOENT;
 }
 

@@ -101,8 +101,8 @@ static int ram_open(struct td_layer *l, const char *path, const char *opts, char
 	m.group = rs.group[0] ? rs.group : NULL;
 	rc = td_file_memory(l->ctx, &m, ro ? 0 : TD_FILE_RW, &f, why, sizeof(why));
 	if (rc < 0) {
-		snprintf(err, errlen, "ram: RAM disk %s%s %s", m.name ? "'" : "",
-			 m.name ? m.name : "(anonymous)", why);
+		snprintf(err, errlen, "ram: RAM disk %s%s%s %s", m.name ? "'" : "",
+			 m.name ? m.name : "(anonymous)", m.name ? "'" : "", why);
 		return rc;
 	}
 	p->fd = f.fd;
