@@ -82,11 +82,13 @@ static int one(const char *word, struct td_qos_limits *q, char *err, size_t errl
 				snprintf(err, errlen, "qos: bad weight '%.40s' (1 to %u)", eq + 1,
 					 TD_QOS_WEIGHT_MAX);
 			else
-				snprintf(err, errlen, "qos: bad %s '%.40s' (%s, 0 for no limit%s)",
+				snprintf(err, errlen, "qos: bad %s '%.40s' (%s, 0 for %s%s)",
 					 k->name, eq + 1,
 					 k->kind == K_BYTES
 					     ? "bytes with an optional K, M, G or T suffix"
 					     : "a whole number",
+					 strstr(k->name, "-burst") ? "the default burst"
+								   : "no limit",
 					 rc == -ERANGE ? "; this one is too large" : "");
 			return -EINVAL;
 		}
