@@ -11,7 +11,8 @@
 #                checked-in corpus; crashes land in build-fuzz/crashes/.
 #   --seeds      regenerate fuzz/corpus/ from fuzz/gen_seeds.c and exit.
 #   --build      build only.
-#   TARGET       spec, crypt_header, keyslot, integrity, nbd_proto, qcow2, keylog, blkif
+#   TARGET       spec, crypt_header, keyslot, integrity, nbd_proto, qcow2, keylog, blkif,
+#                qos_ram
 #                (default: all).
 #
 # Everything is compiled with clang from the sources directly into
@@ -26,6 +27,7 @@ CLANG=${CLANG:-}
 mode=smoke secs=0 targets=()
 
 ALL_TARGETS="spec crypt_header keyslot integrity nbd_proto qcow2 keylog blkif"
+ALL_TARGETS="$ALL_TARGETS qos_ram"
 # project sources each harness links (pure functions only, no I/O)
 declare -A SRCS=(
 	[spec]="tapdisk/block/spec.c"
@@ -37,11 +39,13 @@ declare -A SRCS=(
 	[keylog]="keymgr/keylog_fmt.c crypt/backend/cipher.c crypt/backend/secmem.c"
 	[blkif]="tapdisk/blkif/blkif_proto.c"
 )
+SRCS[qos_ram]="tapdisk/drivers/ram_spec.c tapdisk/qos/limits.c tapdisk/core/util.c"
 # largest input libFuzzer generates for each target
 declare -A MAXLEN=(
 	[spec]=4200 [crypt_header]=33000 [keyslot]=16500 [integrity]=4400
 	[nbd_proto]=4400 [qcow2]=8300 [keylog]=4200 [blkif]=8300
 )
+MAXLEN[qos_ram]=1200
 GEN_SRCS="tapdisk/nbd/nbd_proto.c crypt/header.c crypt/backend/cipher.c crypt/backend/secmem.c crypt/backend/volkey.c keymgr/keyslot.c
 	integrity/format.c tapdisk/qcow2/qcow2_format.c"
 
