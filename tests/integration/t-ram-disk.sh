@@ -141,6 +141,9 @@ tap-ctl destroy -s "$(sock_of "$URI")" || fail destroy
 
 info "crypt:ram:NAME: vdkey formats a named RAM disk, the tapdisk serves it encrypted"
 crypt_image "ram:$N2,size=64M" "$T/key"
+# after crypt_image's 'vdkey unload' at exit, which opens (and so would
+# create again) the RAM disk
+td_on_exit "rm -f /dev/shm/tdcrypt-$N2"
 URI=$(tap-ctl create -a "crypt:ram:$N2,size=64M") || fail "create crypt:ram"
 S=$(sock_of "$URI")
 qio -c "write -P 0x3c 0 1M" -c "write -P 0x77 8M 64K" "$URI" >/dev/null || fail "qemu-io write (crypt)"
