@@ -92,6 +92,9 @@ truncate -s 256M "$T/a.img" "$T/b.img" "$T/c.img" "$T/d.img"
 dd if=/dev/urandom of="$T/a.img" bs=1M count=64 conv=notrunc status=none
 dd if=/dev/urandom of="$T/b.img" bs=1M count=64 conv=notrunc status=none
 
+info "tapdisk drivers lists qos as a layer"
+tapdisk drivers | grep -E "^qos +layer +per-VBD limits" || fail "tapdisk drivers: $(tapdisk drivers)"
+
 info "two VBDs on one disk, one limited to $N IOPS: 10 s of fio on both at once"
 UA=$(tap-ctl create -a "qos,iops=$N:aio:$T/a.img" -s "$T/a.sock") || fail "create the limited VBD"
 UB=$(tap-ctl create -a "aio:$T/b.img" -s "$T/b.sock") || fail "create the free VBD"

@@ -36,6 +36,9 @@ expect_pattern() {
 }
 sock_of() { echo "${1#nbd+unix:///?socket=}"; }
 
+info "tapdisk drivers lists ram as an image driver"
+tapdisk drivers | grep -E "^ram +image +RAM disk in shared memory" || fail "tapdisk drivers: $(tapdisk drivers)"
+
 info "ram:SIZE serves what qemu-io wrote, before and after pause/unpause"
 URI=$(tap-ctl create -a ram:64M) || fail "create ram:64M"
 S=$(sock_of "$URI")
