@@ -17,7 +17,7 @@ Pairs (ours vs peer):
   crypt-aio  crypt:aio:RAW (XTS + MACs)    vs qemu-nbd LUKS qcow2
   crypt-aio-noint crypt:aio:RAW, --integrity none (XTS only) vs qemu-nbd LUKS qcow2
   crypt-qcow crypt:qcow2:IMG (XTS + MACs) vs qemu-nbd LUKS qcow2 (and plain qcow2)
-  ram        ram:SIZE (a memfd)   vs qemu-nbd -f raw on a file in /dev/shm
+  ram        ram:NAME,size=SIZE   vs qemu-nbd -f raw on a file in /dev/shm
   crypt-ram  crypt:ram:NAME,size=SIZE (XTS + MACs in shared memory) vs the same qemu-nbd
 """
 import argparse
@@ -170,7 +170,11 @@ def make_servers(kind, d, size_bytes):
                              "--discard=unmap", "-f", "raw", shm], sock)
     tapdisk = os.path.join(BIN, "tapdisk")
     if kind == "ram":
-        spec = "ram:%d" % ((size_bytes + 4095) // 4096 * 4096)
+        # named, not ram:SIZE: bench restarts the server for every workload,
+        # and a fresh memfd would serve its reads from holes (the zero page)
+        name = "tdbench-%d-plain" % os.getpid()
+        SHM_FILES.append("/dev/shm/tdcrypt-" + name)
+        spec = "ram:%s,size=%d" % (name, (size_bytes + 4095) // 4096 * 4096)
     elif kind == "aio":
         run(["truncate", "-s", str(size_bytes), raw])
         spec = "aio:" + raw
