@@ -56,7 +56,8 @@ static int count_of(const char *s, uint64_t *out)
 	return 0;
 }
 
-static int one(const char *word, struct td_qos_limits *q, char *err, size_t errlen)
+/* One KEY=VALUE; seen: the keys given so far (each at most once). */
+static int one(const char *word, struct td_qos_limits *q, unsigned *seen, char *err, size_t errlen)
 {
 	const char *eq = strchr(word, '=');
 	size_t nlen = eq ? (size_t)(eq - word) : strlen(word);
@@ -72,6 +73,11 @@ static int one(const char *word, struct td_qos_limits *q, char *err, size_t errl
 			snprintf(err, errlen, "qos: '%s' needs a value (%s=N)", k->name, k->name);
 			return -EINVAL;
 		}
+		if (*seen & (1u << i)) {
+			snprintf(err, errlen, "qos: '%s' is given twice", k->name);
+			return -EINVAL;
+		}
+		*seen |= 1u << i;
 		rc = k->kind == K_BYTES ? td_parse_size(eq + 1, &v) : count_of(eq + 1, &v);
 		if (rc == 0 && k->kind == K_WEIGHT && (v < 1 || v > TD_QOS_WEIGHT_MAX))
 			rc = -ERANGE;
@@ -109,6 +115,7 @@ int td_qos_limits_parse(const char *opts, struct td_qos_limits *q, char *err, si
 {
 	struct td_qos_limits n = *q;
 	char buf[1024], *w, *save = NULL;
+	unsigned seen = 0;
 
 	if (!opts || !*opts)
 		return 0;
@@ -122,7 +129,7 @@ int td_qos_limits_parse(const char *opts, struct td_qos_limits *q, char *err, si
 	}
 	snprintf(buf, sizeof(buf), "%s", opts);
 	for (w = strtok_r(buf, ",", &save); w; w = strtok_r(NULL, ",", &save))
-		if (one(w, &n, err, errlen) < 0)
+		if (one(w, &n, &seen, err, errlen) < 0)
 			return -EINVAL;
 	*q = n;
 	return 0;

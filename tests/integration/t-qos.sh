@@ -231,6 +231,7 @@ refused "qos,speed=3:aio:$T/d.img" "unknown setting 'speed' (known: iops"
 refused "qos,iops:aio:$T/d.img" "qos:"
 refused "qos,iops=1,,bps=2:aio:$T/d.img" "qos:"
 refused "qos:qos:aio:$T/d.img" "one qos layer per VBD"
+refused "qos,iops=10,iops=20:aio:$T/d.img" "'iops' is given twice"
 tap_refused() {
 	local says=$1 out
 	shift
@@ -246,6 +247,7 @@ tap_refused "bad iops '-3'" qos -s "$T/d.sock" --iops -3
 tap_refused "bad weight '0'" qos -s "$T/d.sock" --weight 0
 tap_refused "bad --iops '5,bps=1'" qos -s "$T/d.sock" --iops 5,bps=1
 tap_refused "bad --bps 'x=1'" qos -s "$T/d.sock" --bps x=1
+tap_refused "'iops' is given twice" qos -s "$T/d.sock" --iops 1 --iops 2
 tap_refused "bad read-iops-burst '1.5' (a whole number, 0 for the default burst)" qos -s "$T/d.sock" --read-iops-burst 1.5
 tap-ctl qos -s "$T/d.sock" --json | python3 -c 'import json,sys; q=json.load(sys.stdin)
 assert q["qos_iops"] == 50 and q["qos_weight"] == 100, q' || fail "a refused change changed something"

@@ -174,7 +174,9 @@ static void test_limits_words(void **state)
 			     ",iops=1",
 			     "iops=1,",
 			     "bps=99999999999999999999",
-			     "iops=1125899906842625"};
+			     "iops=1125899906842625",
+			     "iops=1,iops=2",
+			     "weight=5,bps=1,weight=5"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct td_qos_limits before = q;
 
