@@ -784,6 +784,11 @@ static int cmd_qos(const struct selector *sel, const char *opts, bool json)
 			return 1;
 		}
 	}
+	if (strstr(opts, "weight=") && slot < 0 && atoi(kvs(&info, "qos")) == 1)
+		fprintf(stderr,
+			"%s qos: note: this VBD is in no host arbiter (qos-host-iops and "
+			"qos-host-bps are not set in tapdisk.conf): its weight has no effect\n",
+			prog);
 	snprintf(line, sizeof(line), "qos%s%s", opts[0] ? " " : "", opts);
 	rc = td_ctl_call(ctl, line, &kv, 10000, err, sizeof(err));
 	if (rc < 0) {

@@ -251,6 +251,9 @@ tap_refused "'iops' is given twice" qos -s "$T/d.sock" --iops 1 --iops 2
 tap_refused "bad read-iops-burst '1.5' (a whole number, 0 for the default burst)" qos -s "$T/d.sock" --read-iops-burst 1.5
 tap-ctl qos -s "$T/d.sock" --json | python3 -c 'import json,sys; q=json.load(sys.stdin)
 assert q["qos_iops"] == 50 and q["qos_weight"] == 100, q' || fail "a refused change changed something"
+out=$(tap-ctl qos -s "$T/d.sock" --weight 7 2>&1 >/dev/null) || fail "tap-ctl qos --weight 7"
+echo "$out" | grep -q "is in no host arbiter.*its weight has no effect" || fail "no note about the weight: $out"
+echo "   tap-ctl qos --weight 7 without an arbiter: $out"
 tap-ctl destroy -s "$T/d.sock" || fail "destroy d"
 tap-ctl destroy -s "$T/b.sock" || fail "destroy b"
 
