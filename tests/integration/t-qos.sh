@@ -25,8 +25,17 @@
 # 1000 IOPS of 4 KiB reads, a few % of one core) so the machine exceeds
 # them easily, and the bounds are ±10 % over whole seconds (a token bucket
 # that is right is within 1-2 %; a broken one is off by a factor). The
-# only upper bound on a rate is the one the limit sets. No retries: a run
-# that misses a bound is a finding.
+# only upper bound on a rate is the one the limit sets. The disk is shared
+# too (other people's benchmarks saturate it for seconds at a time: one
+# run here saw 4 KiB reads take 50 ms): only part 1, whose point is two
+# VBDs on one disk, runs on the disk, with a deep queue (32) so the
+# limited VBD keeps its rate through latency spikes up to 160 ms, and it
+# is run again (at most 3 times) only when the free VBD, measured at the
+# same time on the same disk, shows the disk itself could not deliver
+# (under 10 N): a run that says nothing about the limiter. The free VBD's
+# figure does not depend on the limited one's, so a retry never hides a
+# wrong limit. The other parts measure the mechanism over RAM disks
+# (ram:SIZE), where nobody else's I/O gets in the way; no retries there.
 . "$TD_SRC/tests/lib/common.sh"
 need fio python3
 N=200
@@ -98,21 +107,30 @@ tapdisk drivers | grep -E "^qos +layer +per-VBD limits" || fail "tapdisk drivers
 info "two VBDs on one disk, one limited to $N IOPS: 10 s of fio on both at once"
 UA=$(tap-ctl create -a "qos,iops=$N:aio:$T/a.img" -s "$T/a.sock") || fail "create the limited VBD"
 UB=$(tap-ctl create -a "aio:$T/b.img" -s "$T/b.sock") || fail "create the free VBD"
-fio_run a "$UA" 10 --size=64M &
-FA=$!
-fio_run b "$UB" 10 --size=64M &
-FB=$!
-wait $FA || fail "fio a"
-wait $FB || fail "fio b"
+QD=32
+for attempt in 1 2 3; do
+	fio_run a "$UA" 10 --size=64M --iodepth=$QD &
+	FA=$!
+	fio_run b "$UB" 10 --size=64M --iodepth=$QD &
+	FB=$!
+	wait $FA || fail "fio a"
+	wait $FB || fail "fio b"
+	python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) > float(sys.argv[2]) else 1)' \
+		"$(iops b)" $((10 * N)) && break
+	echo "   attempt $attempt: the free VBD did $(iops b) IOPS: the disk was busy with other work, again"
+	[ $attempt -lt 3 ] || fail "the disk could not deliver $((10 * N)) IOPS in 3 attempts: nothing measured"
+	sleep 5
+done
 # the default burst (a tenth of a second: 20 requests) adds 2 / s over 10 s
 within "limited VBD, IOPS over 10 s" "$(iops a)" $N
 above "free VBD on the same disk, IOPS over 10 s" "$(iops b)" $((10 * N))
 # Starvation: the layer lets held requests go in arrival order, one per
-# 1/N, so a request waits behind at most the Q-1 others fio keeps queued:
-# Q/N = 40 ms (Little's law), which is also the mean. p99 under 4 Q/N
-# (160 ms) leaves room for a busy machine; a starved request would wait
+# 1/N, so a request waits behind at most the QD-1 others fio keeps queued:
+# QD/N = 160 ms (Little's law), which is also the mean. p99 under 4 QD/N
+# (640 ms) leaves room for a busy disk; a starved request would wait
 # seconds (the whole run). The worst one under 2 s for the same reason.
-below "limited VBD, p99 completion latency (ms)" "$(p99_ms a)" $((4 * Q * 1000 / N))
+# (The read/write check below does the same at depth 8 on a RAM disk.)
+below "limited VBD, p99 completion latency (ms)" "$(p99_ms a)" $((4 * QD * 1000 / N))
 below "limited VBD, worst completion latency (ms)" "$(max_ms a)" 2000
 
 info "no starvation between reads and writes: reads limited to 100/s, writes not held behind them"
@@ -124,7 +142,7 @@ info "no starvation between reads and writes: reads limited to 100/s, writes not
 # nothing: its median stays under 10 ms and its p99 under the reads' p99
 # even when the machine is busy (both see the same scheduling delays).
 tap-ctl destroy -s "$T/a.sock" || fail "destroy a"
-UA=$(tap-ctl create -a "qos,read-iops=100,iops=400:aio:$T/a.img" -s "$T/a.sock") || fail "create a (mixed)"
+UA=$(tap-ctl create -a "qos,read-iops=100,iops=400:ram:64M" -s "$T/a.sock") || fail "create a (mixed)"
 fio_run mixed "$UA" 6 --rw=randrw --size=64M
 read -r r_iops r_p99 w_iops w_p50 w_p99 < <(python3 -c 'import json,sys; j=json.load(open(sys.argv[1]))["jobs"][0]
 p = lambda d, k: round(j[d]["clat_ns"]["percentile"][k] / 1e6, 1)
@@ -141,17 +159,17 @@ info "a bytes-per-second limit: bps=4M with 64 KiB reads"
 # bps-burst=256K: four requests' worth (a burst of one request would lose
 # what accrues while the timer is late, the bucket being full), which adds
 # 256K over 6 s (1 %)
-UA=$(tap-ctl create -a "qos,bps=4M,bps-burst=256K:aio:$T/a.img" -s "$T/a.sock") || fail "create a (bps)"
+UA=$(tap-ctl create -a "qos,bps=4M,bps-burst=256K:ram:64M" -s "$T/a.sock") || fail "create a (bps)"
 fio_run bps "$UA" 6 --bs=64k --size=64M
 within "MiB/s read (bps=4M)" "$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1]))["jobs"][0]
 print(round(j["read"]["bw_bytes"] / 1048576, 2))' "$T/bps.json")" 4
 tap-ctl destroy -s "$T/a.sock" || fail "destroy a"
-UA=$(tap-ctl create -a "qos,iops=$N:aio:$T/a.img" -s "$T/a.sock") || fail "create a again"
+UA=$(tap-ctl create -a "qos,iops=$N:ram:64M" -s "$T/a.sock") || fail "create a again (ram)"
 
 info "a burst is honoured after an idle spell, then cut to the limit"
 # A fresh VBD's buckets are full: iops-burst=1000 requests may go at once,
 # then $N a second. fio's iops log (one figure per second).
-UC=$(tap-ctl create -a "qos,iops=$N,iops-burst=1000:aio:$T/c.img" -s "$T/c.sock") || fail "create c"
+UC=$(tap-ctl create -a "qos,iops=$N,iops-burst=1000:ram:64M" -s "$T/c.sock") || fail "create c"
 sleep 1
 fio_run burst "$UC" 6 --write_iops_log="$T/burst" --log_avg_msec=1000
 mapfile -t per_s < <(cut -d, -f2 "$T/burst_iops.1.log" | tr -d ' ')
@@ -207,7 +225,7 @@ assert b["qos"] is None, b' "$T/a.sock" "$T/b.sock" || fail "list --json"
 echo "   iops=300, read-bps=8M, write-iops=77 kept across pause/unpause; in stats and list --json"
 # unpause -a with other qos options: the new spec's options are the limits
 tap-ctl pause -s "$T/a.sock" || fail pause
-tap-ctl unpause -s "$T/a.sock" -a "qos,iops=123:aio:$T/a.img" || fail "unpause -a"
+tap-ctl unpause -s "$T/a.sock" -a "qos,iops=123:ram:64M" || fail "unpause -a"
 tap-ctl qos -s "$T/a.sock" --json | python3 -c 'import json,sys; q=json.load(sys.stdin)
 assert (q["qos_iops"], q["qos_read_bps"], q["qos_write_iops"]) == (123, 0, 0), q' ||
 	fail "unpause -a with other qos options did not set the limits anew"
@@ -264,8 +282,8 @@ mkdir -m 755 "$T/conf"
 printf 'qos-host-iops = 600\nqos-dir = %s/qos\n' "$T" >"$T/conf/tapdisk.conf"
 chmod 644 "$T/conf/tapdisk.conf"
 export TDCRYPT_CONF=$T/conf/tapdisk.conf
-UC=$(tap-ctl create -a "qos,weight=100:aio:$T/c.img" -s "$T/c.sock") || fail "create c (weight 100)"
-UD=$(tap-ctl create -a "qos,weight=200:aio:$T/d.img" -s "$T/d.sock") || fail "create d (weight 200)"
+UC=$(tap-ctl create -a "qos,weight=100:ram:64M" -s "$T/c.sock") || fail "create c (weight 100)"
+UD=$(tap-ctl create -a "qos,weight=200:ram:64M" -s "$T/d.sock") || fail "create d (weight 200)"
 fio_run wc "$UC" 14 $(with_log wc) &
 FC=$!
 fio_run wd "$UD" 9 $(with_log wd) &
