@@ -47,7 +47,7 @@ TESTLIBS := -lcmocka
 
 # bottom to top (docs/ARCHITECTURE.md, scripts/check-layers.py)
 LIB_DIRS := crypt/backend tapdisk/core tapdisk/block tapdisk/drivers tapdisk/qcow2 tapdisk/vmdk \
-            tapdisk/nbd tapdisk/blkif integrity crypt keymgr tapdisk/registry \
+            tapdisk/qos tapdisk/nbd tapdisk/blkif integrity crypt keymgr tapdisk/registry \
             tapdisk/control keymgr/vdkey tapdisk/daemon
 ALL_SRCS := $(wildcard $(addsuffix /*.c,$(LIB_DIRS)))
 MAIN_SRCS := $(filter %_main.c,$(ALL_SRCS))

@@ -18,6 +18,8 @@ Pairs (ours vs peer):
   crypt-aio-noint crypt:aio:RAW, --integrity none (XTS only) vs qemu-nbd LUKS qcow2
   crypt-qcow crypt:qcow2:IMG (XTS + MACs) vs qemu-nbd LUKS qcow2 (and plain qcow2)
   vmdk       vmdk:IMG (monolithicSparse) vs qemu-nbd -f vmdk
+  ram        ram:NAME,size=SIZE   vs qemu-nbd -f raw on a file in /dev/shm
+  crypt-ram  crypt:ram:NAME,size=SIZE (XTS + MACs in shared memory) vs the same qemu-nbd
 """
 import argparse
 import json
@@ -164,8 +166,21 @@ def make_servers(kind, d, size_bytes):
         return Server(kind, qn + ["--object", "secret,id=s0,data=" + PASS, "--image-opts",
                                   "driver=qcow2,file.filename=%s,encrypt.key-secret=s0" % q],
                       sock)
+    if kind == "qemu-shm":
+        # tmpfs has no O_DIRECT: the page cache is the disk
+        shm = "/dev/shm/tdbench-%d.raw" % os.getpid()
+        SHM_FILES.append(shm)
+        run(["truncate", "-s", str(size_bytes), shm])
+        return Server(kind, ["qemu-nbd", "-t", "-k", sock, "--cache=writeback", "--aio=threads",
+                             "--discard=unmap", "-f", "raw", shm], sock)
     tapdisk = os.path.join(BIN, "tapdisk")
-    if kind == "aio":
+    if kind == "ram":
+        # named, not ram:SIZE: bench restarts the server for every workload,
+        # and a fresh memfd would serve its reads from holes (the zero page)
+        name = "tdbench-%d-plain" % os.getpid()
+        SHM_FILES.append("/dev/shm/tdcrypt-" + name)
+        spec = "ram:%s,size=%d" % (name, (size_bytes + 4095) // 4096 * 4096)
+    elif kind == "aio":
         run(["truncate", "-s", str(size_bytes), raw])
         spec = "aio:" + raw
     elif kind == "qcow":
@@ -174,7 +189,8 @@ def make_servers(kind, d, size_bytes):
     elif kind == "vmdk":
         run(["qemu-img", "create", "-q", "-f", "vmdk", vm, str(size_bytes)])
         spec = "vmdk:" + vm
-    elif kind in ("crypt-aio", "crypt-qcow", "crypt-aio-noint", "crypt-aio-v1", "crypt-qcow-v1"):
+    elif kind in ("crypt-aio", "crypt-qcow", "crypt-aio-noint", "crypt-aio-v1", "crypt-qcow-v1",
+                  "crypt-ram"):
         vdkey = os.path.join(BIN, "vdkey")
         keyfile = os.path.join(d, "key")
         with open(keyfile, "w") as f:
@@ -184,7 +200,14 @@ def make_servers(kind, d, size_bytes):
             # integrity layout version 1: the same MACs and journal, no
             # freshness tree (what the tree costs is the difference)
             fopts = ["--integrity-version", "1"]
-        if kind in ("crypt-aio", "crypt-aio-noint", "crypt-aio-v1"):
+        if kind == "crypt-ram":
+            # a named RAM disk outlives each tapdisk (bench restarts the
+            # server per workload), with room for the crypt metadata
+            name = "tdbench-%d" % os.getpid()
+            SHM_FILES.append("/dev/shm/tdcrypt-" + name)
+            lower = "ram:%s,size=%d" % (
+                name, (size_bytes + size_bytes // 32 + (8 << 20) + 4095) // 4096 * 4096)
+        elif kind in ("crypt-aio", "crypt-aio-noint", "crypt-aio-v1"):
             # room for the crypt header and the integrity metadata
             run(["truncate", "-s", str(size_bytes + size_bytes // 32 + (8 << 20)), raw])
             lower = "aio:" + raw
@@ -213,7 +236,13 @@ PAIRS = {
     "tree-aio": ("crypt-aio", ["crypt-aio-v1"]),
     "tree-qcow": ("crypt-qcow", ["crypt-qcow-v1"]),
     "vmdk": ("vmdk", ["qemu-vmdk"]),
+    # RAM disks: no disk under either side, so the servers themselves are compared
+    "ram": ("ram", ["qemu-shm"]),
+    "crypt-ram": ("crypt-ram", ["qemu-shm"]),
 }
+
+# what a run leaves in /dev/shm (removed at the end, whatever happens)
+SHM_FILES = []
 
 
 def gnuplot_or_exit():
@@ -367,6 +396,9 @@ def main():
             s.stop()
         if not a.dir:
             shutil.rmtree(d, ignore_errors=True)
+        for f in SHM_FILES:
+            if os.path.exists(f):
+                os.unlink(f)
 
     print()
     print("| ours | peer | workload | ours | peer | unit | ratio |")

@@ -71,6 +71,11 @@ static int crypt_open(struct td_layer *l, const char *path, const char *opts, ch
 	rc = ti_tuning_parse(opts, &tuning, "crypt", err, errlen);
 	if (rc < 0)
 		return rc;
+	if (td_layer_ephemeral(l->below)) {
+		/* no header vdkey wrote can be on it */
+		snprintf(err, errlen, "crypt: refused: %s", td_layer_ephemeral(l->below));
+		return -EINVAL;
+	}
 	td_pool_init(&p->reqs, sizeof(struct crypt_req));
 	h = calloc(1, sizeof(*h));
 	if (!h)

@@ -594,6 +594,32 @@ static void gen_vmdk(void)
 	put_vmdk("descriptor-embedded", 5, 0, (const uint8_t *)desc, strlen(desc));
 }
 
+/* ---- qos_ram: a mode byte (0 ram, 1 qos, 2 size), then the words ---- */
+
+static void gen_qos_ram(void)
+{
+	static const char *s[] = {
+	    "\0001G",
+	    "\000vm1,size=512M",
+	    "\000vm1,size=1M,shm=disk",
+	    "\000../x,size=1M",
+	    "\000vm1,size=1G,size=2G",
+	    "\001iops=500,bps=10M,read-iops=7,write-bps-burst=64K,weight=3",
+	    "\001iops=0",
+	    "\001weight=10001",
+	    "\001iops=1,,bps=2",
+	    "\002",
+	    "\00264K",
+	    "\00218446744073709551616",
+	};
+	char name[16];
+
+	for (size_t i = 0; i < sizeof(s) / sizeof(s[0]); i++) {
+		snprintf(name, sizeof(name), "%02zu", i);
+		put("qos_ram", name, s[i], 1 + strlen(s[i] + 1), NULL, 0);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -610,5 +636,6 @@ int main(int argc, char **argv)
 	gen_qcow2();
 	gen_blkif();
 	gen_vmdk();
+	gen_qos_ram();
 	return 0;
 }

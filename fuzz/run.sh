@@ -13,6 +13,7 @@
 #   --build      build only.
 #   TARGET       spec, crypt_header, keyslot, integrity, nbd_proto, qcow2, keylog, blkif,
 #                vmdk
+#                qos_ram
 #                (default: all).
 #
 # Everything is compiled with clang from the sources directly into
@@ -27,6 +28,7 @@ CLANG=${CLANG:-}
 mode=smoke secs=0 targets=()
 
 ALL_TARGETS="spec crypt_header keyslot integrity nbd_proto qcow2 keylog blkif vmdk"
+ALL_TARGETS="$ALL_TARGETS qos_ram"
 # project sources each harness links (pure functions only, no I/O)
 declare -A SRCS=(
 	[spec]="tapdisk/block/spec.c"
@@ -39,12 +41,14 @@ declare -A SRCS=(
 	[blkif]="tapdisk/blkif/blkif_proto.c"
 	[vmdk]="tapdisk/vmdk/vmdk_format.c"
 )
+SRCS[qos_ram]="tapdisk/drivers/ram_spec.c tapdisk/qos/limits.c tapdisk/core/util.c"
 # largest input libFuzzer generates for each target
 declare -A MAXLEN=(
 	[spec]=4200 [crypt_header]=33000 [keyslot]=16500 [integrity]=4400
 	[nbd_proto]=4400 [qcow2]=8300 [keylog]=4200 [blkif]=8300
 	[vmdk]=16500
 )
+MAXLEN[qos_ram]=1200
 GEN_SRCS="tapdisk/nbd/nbd_proto.c crypt/header.c crypt/backend/cipher.c crypt/backend/secmem.c crypt/backend/volkey.c keymgr/keyslot.c
 	integrity/format.c tapdisk/qcow2/qcow2_format.c tapdisk/vmdk/vmdk_format.c"
 

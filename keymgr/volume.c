@@ -124,6 +124,14 @@ int td_volume_open_lower(struct td_volume *v, const char *spec, unsigned flags, 
 		rc = chain_open(v, false, flags & TD_VOL_DECRYPT, err, errlen);
 		write = false;
 	}
+	if (rc == 0 && td_layer_ephemeral(v->chain->top)) {
+		/* what vdkey writes there is gone when it exits */
+		snprintf(err, errlen, "%s: refused: %s", v->spec,
+			 td_layer_ephemeral(v->chain->top));
+		td_chain_close(v->chain);
+		v->chain = NULL;
+		return -EINVAL;
+	}
 	v->writable = rc == 0 && write;
 	return rc;
 }

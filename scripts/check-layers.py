@@ -28,6 +28,7 @@ LAYERS = [
     ["tapdisk/daemon"],  # the tapdisk process
     # top
 ]
+LAYERS[3].append("tapdisk/qos")  # the qos layer and the host arbiter
 # where a driver's name must not decide anything
 NO_NAMES = ["tapdisk/daemon", "tapdisk/control", "keymgr/vdkey", "keymgr"]
 

@@ -125,3 +125,10 @@ struct td_layer *td_layer_image(struct td_layer *l)
 		l = l->below;
 	return l;
 }
+
+const char *td_layer_ephemeral(const struct td_layer *l)
+{
+	while (l && l->below)
+		l = l->below;
+	return l && l->drv->ephemeral ? l->drv->ephemeral(l) : NULL;
+}

@@ -143,9 +143,20 @@ struct td_driver {
 			int new_fd, char *err, size_t errlen);
 	/* Is arg acceptable to snapshot() (checked before the VBD pauses)? */
 	bool (*snapshot_arg_ok)(const char *arg);
+	/* The image is memory this process created (a RAM disk, kept in its
+	 * file table across a pause): there are no files for tap-ctl to
+	 * pass it (unpause -a). */
+	bool memory_image;
+	/* Image drivers: NULL when the image outlives this process; else why
+	 * it does not (an anonymous RAM disk is born empty in each process and
+	 * gone with it), one sentence that says what to use instead. Nothing
+	 * another program wrote (a crypt header from vdkey) can be on such an
+	 * image: crypt and vdkey refuse it with this reason. */
+	const char *(*ephemeral)(const struct td_layer *l);
 };
 
 struct td_stats_shared; /* tapdisk/core/stats.h */
+struct td_qos_ctl;	/* tapdisk/qos/qos.h */
 struct td_volkey;	/* crypt/backend/volkey.h */
 
 /* Where a layer keeps what must survive the image (integrity: the highest
@@ -182,6 +193,10 @@ struct td_ctx {
 	td_key_fn get_key;	/* NULL: no keys (crypt refuses to open) */
 	void *key_opaque;
 	const struct td_trust_ops *trust; /* NULL: none */
+	/* The process's QoS state (tapdisk/qos/qos.h): live limits that
+	 * outlive a pause, the host arbiter; set by the daemon. NULL: a qos
+	 * layer uses its spec options only. */
+	struct td_qos_ctl *qos;
 };
 
 struct td_layer {
@@ -217,6 +232,9 @@ int td_layer_identity(struct td_layer *l, uint8_t id[TD_IMAGE_ID_LEN], char *whe
 int td_layer_uuid(const struct td_layer *l, uint8_t uuid[16]);
 /* The bottom (image) layer. */
 struct td_layer *td_layer_image(struct td_layer *l);
+/* Why the image below l does not outlive this process (td_driver.ephemeral),
+ * or NULL. */
+const char *td_layer_ephemeral(const struct td_layer *l);
 
 /* The drivers a spec may name (tapdisk/block/spec.c): a NULL-terminated
  * list the program sets once, before parsing any spec — the production

@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/fsuid.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -615,4 +617,220 @@ int td_file_identity(int fd, uint8_t id[TD_IMAGE_ID_LEN], char *where, size_t wl
 #undef PUT
 	td_image_id_from(buf, n, id);
 	return 0;
+}
+
+/* ---- memory images ------------------------------------------------------------ */
+
+#define TMPFS_MAGIC_ 0x01021994
+
+/* The table key of a memory image: it starts with a control character,
+ * which no spec path may contain (tapdisk/block/spec.c), so no file a spec
+ * names can be served the memory, nor the memory a file. */
+static void mem_key(const struct td_memfile *m, char *key, size_t len)
+{
+	if (m->name)
+		snprintf(key, len, "\001ram:%s", m->name);
+	else
+		snprintf(key, len, "\001ram:anon:%llu", (unsigned long long)m->size);
+}
+
+static bool mem_name_ok(const char *n)
+{
+	size_t len = strlen(n);
+
+	if (len == 0 || len > TD_SHM_NAME_MAX || n[0] == '.' || n[0] == '-')
+		return false;
+	for (; *n; n++)
+		if (!((*n >= 'a' && *n <= 'z') || (*n >= 'A' && *n <= 'Z') ||
+		      (*n >= '0' && *n <= '9') || *n == '_' || *n == '-' || *n == '.'))
+			return false;
+	return true;
+}
+
+static int mem_anon(const struct td_memfile *m, unsigned how, struct td_file *out, char *why,
+		    size_t whylen)
+{
+	int fd = memfd_create("tdcrypt-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	if (fd < 0) {
+		snprintf(why, whylen, "memfd_create: %s", strerror(errno));
+		return -errno;
+	}
+	/* its size is fixed from now on; F_SEAL_SEAL: whoever gets hold of the
+	 * descriptor cannot add F_SEAL_WRITE and stop this tapdisk's writes */
+	if (ftruncate(fd, (off_t)m->size) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0 ||
+	    fstat(fd, &out->st) < 0) {
+		int rc = -errno;
+
+		snprintf(why, whylen, "cannot size the memory (%llu bytes): %s",
+			 (unsigned long long)m->size, strerror(errno));
+		close(fd);
+		return rc;
+	}
+	(void)how;
+	out->fd = fd;
+	return 0;
+}
+
+static int mem_group(const char *g, gid_t *gid, char *why, size_t whylen)
+{
+	struct group *gr = getgrnam(g);
+	char *end;
+	unsigned long v;
+
+	if (gr) {
+		*gid = gr->gr_gid;
+		return 0;
+	}
+	errno = 0;
+	v = strtoul(g, &end, 10);
+	if (*g && !*end && !errno && v < 0x7fffffffu) {
+		*gid = (gid_t)v;
+		return 0;
+	}
+	snprintf(why, whylen,
+		 "(shm=%.64s) names a group that does not exist (a group name from /etc/group, or "
+		 "a gid)",
+		 g);
+	return -ENOENT;
+}
+
+static int mem_named(const struct td_memfile *m, unsigned how, struct td_file *out, char *why,
+		     size_t whylen)
+{
+	struct open_how oh = {
+	    .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	};
+	char rel[TD_SHM_NAME_MAX + 16];
+	bool rw = how & TD_FILE_RW, created = false;
+	struct statfs sfs;
+	gid_t gid = 0;
+	int dfd, fd = -1, rc;
+
+	if (m->group && (rc = mem_group(m->group, &gid, why, whylen)) < 0)
+		return rc;
+	snprintf(rel, sizeof(rel), "%s%s", TD_SHM_PREFIX, m->name);
+	dfd = open(TD_SHM_DIR, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		rc = -errno;
+		snprintf(why, whylen, "cannot open %s: %s", TD_SHM_DIR, strerror(errno));
+		return rc;
+	}
+	if (rw) {
+		oh.flags = O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+		oh.mode = 0600;
+		fd = (int)syscall(SYS_openat2, dfd, rel, &oh, sizeof(oh));
+		created = fd >= 0;
+	}
+	if (fd < 0 && (!rw || errno == EEXIST)) {
+		oh.flags = (rw ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC;
+		oh.mode = 0;
+		fd = (int)syscall(SYS_openat2, dfd, rel, &oh, sizeof(oh));
+	}
+	close(dfd);
+	if (fd < 0) {
+		rc = -errno;
+		if (errno == ENOENT)
+			snprintf(why, whylen,
+				 "does not exist (%s/%s): a read-only RAM disk must exist already",
+				 TD_SHM_DIR, rel);
+		else if (errno == ELOOP)
+			snprintf(why, whylen, "%s/%s is a symbolic link: refused", TD_SHM_DIR, rel);
+		else
+			snprintf(why, whylen, "cannot open %s/%s: %s", TD_SHM_DIR, rel,
+				 strerror(errno));
+		return rc;
+	}
+	rc = -EPERM;
+	if (fstat(fd, &out->st) < 0 || fstatfs(fd, &sfs) < 0) {
+		rc = -errno;
+		snprintf(why, whylen, "cannot stat %s/%s: %s", TD_SHM_DIR, rel, strerror(errno));
+	} else if (!S_ISREG(out->st.st_mode) || out->st.st_nlink != 1 ||
+		   (long)sfs.f_type != TMPFS_MAGIC_) {
+		snprintf(why, whylen,
+			 "%s/%s is not a shared-memory object of ours (a regular file on tmpfs "
+			 "with one link): refused",
+			 TD_SHM_DIR, rel);
+	} else if (out->st.st_uid != geteuid()) {
+		snprintf(why, whylen,
+			 "%s/%s belongs to uid %u, not to uid %u who creates RAM disks here: "
+			 "someone else made it; refused (remove it if it is not yours)",
+			 TD_SHM_DIR, rel, (unsigned)out->st.st_uid, (unsigned)geteuid());
+	} else if (out->st.st_size != 0 && (uint64_t)out->st.st_size != m->size) {
+		rc = -EINVAL;
+		snprintf(why, whylen,
+			 "%s/%s exists with %llu bytes, the spec says %llu: refused (the same "
+			 "size, or remove it to start afresh)",
+			 TD_SHM_DIR, rel, (unsigned long long)out->st.st_size,
+			 (unsigned long long)m->size);
+	} else if (out->st.st_size == 0 && !rw) {
+		rc = -EINVAL;
+		snprintf(why, whylen, "%s/%s is empty: nothing to serve read-only", TD_SHM_DIR,
+			 rel);
+	} else {
+		rc = 0;
+	}
+	/* ours: the spec decides who may inspect it */
+	if (rc == 0 && rw &&
+	    ((m->group && (fchown(fd, (uid_t)-1, gid) < 0 || fchmod(fd, 0640) < 0)) ||
+	     (!m->group && fchmod(fd, 0600) < 0) ||
+	     (out->st.st_size == 0 && ftruncate(fd, (off_t)m->size) < 0) ||
+	     fstat(fd, &out->st) < 0)) {
+		rc = -errno;
+		snprintf(why, whylen, "cannot set up %s/%s: %s", TD_SHM_DIR, rel, strerror(errno));
+	}
+	if (rc < 0) {
+		close(fd);
+		if (created) {
+			int d2 = open(TD_SHM_DIR, O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+			if (d2 >= 0) {
+				unlinkat(d2, rel, 0);
+				close(d2);
+			}
+		}
+		return rc;
+	}
+	out->fd = fd;
+	return 0;
+}
+
+int td_file_memory(struct td_ctx *ctx, const struct td_memfile *m, unsigned how,
+		   struct td_file *out, char *why, size_t whylen)
+{
+	char key[TD_SHM_NAME_MAX + 32];
+	int rc;
+
+	out->fd = -1;
+	out->direct = false;
+	how &= TD_FILE_RW;
+	if (m->size == 0 || (m->name && !mem_name_ok(m->name)) || (m->group && !m->name)) {
+		snprintf(why, whylen, "invalid memory image request");
+		return -EINVAL;
+	}
+	mem_key(m, key, sizeof(key));
+	if (ctx->files && ctx->files->sealed) {
+		rc = from_table(ctx->files, key, how, out, why, whylen);
+		if (rc == -EACCES)
+			snprintf(why, whylen,
+				 "was not created before the tapdisk dropped its privileges: a "
+				 "running tapdisk keeps only the RAM disk it started with");
+		if (rc == 0 && (uint64_t)out->st.st_size != m->size) {
+			snprintf(why, whylen, "has %llu bytes, the spec says %llu",
+				 (unsigned long long)out->st.st_size, (unsigned long long)m->size);
+			close(out->fd);
+			out->fd = -1;
+			rc = -EINVAL;
+		}
+		return rc;
+	}
+	rc = m->name ? mem_named(m, how, out, why, whylen) : mem_anon(m, how, out, why, whylen);
+	if (rc == 0)
+		rc = record(ctx, key, how, out, why, whylen);
+	if (rc < 0 && out->fd >= 0) {
+		close(out->fd);
+		out->fd = -1;
+	}
+	return rc;
 }

@@ -96,6 +96,34 @@ size_t td_files_count(const struct td_files *f);
 /* Entry i: its descriptor (still the table's), path and kind. */
 int td_files_entry(const struct td_files *f, size_t i, const char **path, unsigned *how);
 
+/* ---- memory images ------------------------------------------------------ */
+
+/* A RAM disk (tapdisk/drivers/drv_ram.c) is shared memory: an anonymous
+ * memfd, or a named object TD_SHM_DIR/tdcrypt-NAME. It is created (a
+ * named one created or reopened) while the process may, and kept in the
+ * file table like a file, under a key no spec path can spell: a pause
+ * unmaps it, an unpause maps the same memory again. After td_files_seal
+ * nothing is created, only the table's is handed back.
+ *
+ * A named object belongs to whoever creates it (root, for a tapdisk
+ * started by root), mode 0600; with a group, 0640 and that group, so its
+ * members may map it read-only for inspection. An existing object is
+ * reused only when it is a regular file on tmpfs, has one link, belongs to
+ * this process's user and has the size asked for (or 0: a fresh one). */
+#define TD_SHM_DIR "/dev/shm"
+#define TD_SHM_PREFIX "tdcrypt-"
+#define TD_SHM_NAME_MAX 64
+
+struct td_memfile {
+	const char *name;  /* NULL: anonymous (memfd) */
+	uint64_t size;	   /* bytes, > 0 */
+	const char *group; /* named only: who may map it read-only; NULL: nobody */
+};
+
+/* 0 with out->fd (the caller's), or -errno with the reason in why. */
+int td_file_memory(struct td_ctx *ctx, const struct td_memfile *m, unsigned how,
+		   struct td_file *out, char *why, size_t whylen);
+
 /* ---- identity ------------------------------------------------------------ */
 
 #define TD_IMAGE_ID_LEN 16

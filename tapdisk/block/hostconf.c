@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "tapdisk/block/hostconf.h"
+#include "tapdisk/core/util.h"
 
 int td_path_normalize(char *path)
 {
@@ -53,6 +54,7 @@ void td_hostconf_clear(struct td_hostconf *c)
 	memset(c, 0, sizeof(*c));
 	c->uid_first = TD_UID_RANGE_FIRST;
 	c->uid_last = TD_UID_RANGE_LAST;
+	snprintf(c->qos_dir, sizeof(c->qos_dir), "%s", TD_QOS_DIR);
 }
 
 static char *trim(char *s)
@@ -115,6 +117,30 @@ static int parse_dirs(char *v, struct td_hostconf *c, char *why, size_t whylen)
 	return 0;
 }
 
+static int parse_count(const char *v, uint64_t *out)
+{
+	char *end;
+
+	if (*v < '0' || *v > '9')
+		return -EINVAL;
+	errno = 0;
+	*out = strtoull(v, &end, 10);
+	return errno || *end ? -EINVAL : 0;
+}
+
+static int parse_qos_dir(const char *v, struct td_hostconf *c, char *why, size_t whylen)
+{
+	char d[sizeof(c->qos_dir)];
+
+	if (snprintf(d, sizeof(d), "%s", v) >= (int)sizeof(d) || td_path_normalize(d) < 0 ||
+	    !strcmp(d, "/") || strpbrk(d, " \t")) {
+		snprintf(why, whylen, "qos-dir '%.200s' is not an absolute directory below /", v);
+		return -EINVAL;
+	}
+	snprintf(c->qos_dir, sizeof(c->qos_dir), "%s", d);
+	return 0;
+}
+
 int td_hostconf_parse(const char *text, struct td_hostconf *out, char *err, size_t errlen)
 {
 	char *copy = strdup(text), *line, *next, why[300];
@@ -154,9 +180,22 @@ int td_hostconf_parse(const char *text, struct td_hostconf *out, char *err, size
 				    "uid-range must be FIRST-LAST, 0 < FIRST <= LAST < 2^31-1");
 		} else if (!strcmp(key, "backing-dirs")) {
 			rc = parse_dirs(val, out, why, sizeof(why));
+		} else if (!strcmp(key, "qos-host-iops") || !strcmp(key, "qos-host-bps")) {
+			uint64_t *v = key[9] == 'i' ? &out->qos_host_iops : &out->qos_host_bps;
+
+			rc = key[9] == 'i' ? parse_count(val, v) : td_parse_size(val, v);
+			if (rc < 0)
+				snprintf(
+				    why, sizeof(why), "%s must be %s (0: no host arbiter)", key,
+				    key[9] == 'i' ? "a whole number"
+						  : "bytes with an optional K, M, G or T suffix");
+		} else if (!strcmp(key, "qos-dir")) {
+			rc = parse_qos_dir(val, out, why, sizeof(why));
 		} else {
 			snprintf(why, sizeof(why),
-				 "unknown setting '%.64s' (known: uid-range, backing-dirs)", key);
+				 "unknown setting '%.64s' (known: uid-range, backing-dirs, "
+				 "qos-host-iops, qos-host-bps, qos-dir)",
+				 key);
 			rc = -EINVAL;
 		}
 		if (rc < 0) {

@@ -5,6 +5,10 @@
  *   uid-range    = FIRST-LAST     per-VBD uids (default TD_UID_RANGE_*)
  *   backing-dirs = DIR [DIR...]   where backing files may live besides the
  *                                 top image's own directory
+ *   qos-host-iops = N             the host's capacity the QoS arbiter shares
+ *   qos-host-bps  = BYTES         between VBDs by weight (0 or absent: none;
+ *                                 tapdisk/qos/arbiter.h), bytes with K/M/G/T
+ *   qos-dir       = DIR           the arbiter's table (default TD_QOS_DIR)
  *
  * The file decides who a tapdisk runs as and which files it may open, so
  * it must belong to root and not be writable by anyone else; a missing
@@ -15,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #define TD_HOSTCONF_PATH "/etc/tdcrypt/tapdisk.conf"
@@ -23,12 +28,15 @@
 #define TD_UID_RANGE_FIRST 0x71000000u
 #define TD_UID_RANGE_LAST 0x7100ffffu
 #define TD_HOSTCONF_MAX_DIRS 16
+#define TD_QOS_DIR "/run/tdcrypt/qos"
 
 struct td_hostconf {
 	uid_t uid_first, uid_last;
 	int ndirs;
 	char *backing_dirs[TD_HOSTCONF_MAX_DIRS]; /* absolute, normalized */
 	char path[256];				  /* the file read, or "" for defaults */
+	uint64_t qos_host_iops, qos_host_bps;	  /* 0: no host arbiter */
+	char qos_dir[256];			  /* absolute, normalized */
 };
 
 /* The settings, read once per process (later calls return the same).

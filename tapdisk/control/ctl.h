@@ -4,7 +4,8 @@
  * binding that name is how a tapdisk claims its minor number. A client
  * connects, sends one command line, and reads the reply until EOF:
  *   "ok\n" followed by "key=value\n" lines, or "error: message\n".
- * Commands: info, stats, pause, unpause [SPEC], snapshot ARG, destroy.
+ * Commands: info, stats, qos [SETTINGS], pause, unpause [SPEC], snapshot ARG,
+ * destroy.
  * Only root, or the user who started the tapdisk, may talk to it
  * (SO_PEERCRED) — never the uid the tapdisk itself runs as. Files travel
  * with a command as descriptors (SCM_RIGHTS) named at the end of its line:

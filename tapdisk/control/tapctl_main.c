@@ -27,6 +27,9 @@
 #include "tapdisk/core/log.h"
 #include "tapdisk/core/util.h"
 #include "tapdisk/block/spec.h"
+#include "tapdisk/block/hostconf.h"
+#include "tapdisk/qos/arbiter.h"
+#include "tapdisk/qos/limits.h"
 
 static const char *prog = "tap-ctl";
 
@@ -51,6 +54,9 @@ static void usage(FILE *f)
 	    "                                     the image (requests wait until unpause)\n"
 	    "  unpause SELECTOR [-a NEWSPEC]      reopen the image (or NEWSPEC) and resume\n"
 	    "  stats SELECTOR [--json]            request, byte, error and latency counters\n"
+	    "  qos SELECTOR [--iops N] [--bps B] [--weight W] [...]\n"
+	    "                                     show or change a VBD's QoS limits live\n"
+	    "                                     (0 = no limit; see tap-ctl qos --help)\n"
 	    "  snapshot SELECTOR NEWFILE          live snapshot of a qcow2 VBD: NEWFILE becomes\n"
 	    "                                     a qcow2 overlay over the current image, which\n"
 	    "                                     is then never written again\n"
@@ -98,6 +104,29 @@ static void cmd_usage(const char *cmd)
 		    "Usage: tap-ctl stats (-p PID | -m MINOR | -s SOCKET) [--json]\n\n"
 		    "Counters: reads, writes, flushes, discards, write_zeroes, bytes, errors,\n"
 		    "in-flight, integrity failures, lower-image traffic, latency mean/p50/p99.\n");
+	else if (!strcmp(cmd, "qos"))
+		printf(
+		    "Usage: tap-ctl qos (-p PID | -m MINOR | -s SOCKET) [SETTINGS] [--json]\n\n"
+		    "Shows the QoS limits and counters of a VBD whose spec has a qos layer\n"
+		    "(e.g. qos,iops=500,bps=10M:aio:/img) and, with settings, changes them at\n"
+		    "once; the others keep their values. 0 removes a limit. Changes last until\n"
+		    "the tapdisk exits (a pause keeps them; unpause -a with other qos options\n"
+		    "replaces them).\n\n"
+		    "Settings:\n"
+		    "  --iops N, --read-iops N, --write-iops N\n"
+		    "                     requests per second: all, reads, writes\n"
+		    "  --bps B, --read-bps B, --write-bps B\n"
+		    "                     bytes per second (K, M, G, T suffixes: powers of 1024)\n"
+		    "  --iops-burst N, --read-iops-burst N, --write-iops-burst N\n"
+		    "                     requests that may go at full speed after an idle spell\n"
+		    "                     (0: a tenth of a second's worth of the limit)\n"
+		    "  --bps-burst B, --read-bps-burst B, --write-bps-burst B\n"
+		    "                     the same in bytes\n"
+		    "  --weight W         1..10000 (default 100): this VBD's share of the host's\n"
+		    "                     capacity when VBDs contend for it (qos-host-iops and\n"
+		    "                     qos-host-bps in /etc/tdcrypt/tapdisk.conf); root only\n"
+		    "Writes are WRITE, WRITE_ZEROES and DISCARD requests (the last two count as\n"
+		    "requests, not bytes); a FLUSH is never held.\n");
 	else if (!strcmp(cmd, "xen-connect"))
 		printf(
 		    "Usage: tap-ctl xen-connect (-p PID | -m MINOR | -s SOCKET) DOMID RING-REFS "
@@ -270,6 +299,27 @@ static int find_one(const struct selector *sel, char *ctl, size_t len, struct td
 	return 0;
 }
 
+/* The qos_* keys of a reply as a JSON object (null without a qos layer). */
+static void qos_json(const struct td_kv *kv, char *out, size_t len)
+{
+	size_t n = 0;
+	int i;
+
+	if (atoi(kvs(kv, "qos")) != 1) {
+		snprintf(out, len, "null");
+		return;
+	}
+	n = (size_t)snprintf(out, len, "{");
+	for (i = 0; i < kv->n && n < len; i++) {
+		if (strncmp(kv->key[i], "qos_", 4) != 0)
+			continue;
+		n += (size_t)snprintf(out + n, len - n, "%s\"%s\": %s", n > 1 ? ", " : "",
+				      kv->key[i] + 4, kv->val[i]);
+	}
+	if (n < len)
+		snprintf(out + n, len - n, "}");
+}
+
 static int cmd_list(bool json)
 {
 	struct td_entry *v;
@@ -283,20 +333,22 @@ static int cmd_list(bool json)
 	if (json) {
 		printf("[");
 		for (i = 0; i < n; i++) {
-			char spec[8192], uri[1024], sock[1024], path[8192];
+			char spec[8192], uri[1024], sock[1024], path[8192], qos[2048];
 			const struct td_kv *kv = &v[i].kv;
 
 			td_json_str(spec, sizeof(spec), kvs(kv, "spec"));
 			td_json_str(uri, sizeof(uri), kvs(kv, "uri"));
 			td_json_str(sock, sizeof(sock), kvs(kv, "socket"));
 			td_json_str(path, sizeof(path), kvs(kv, "path"));
+			qos_json(kv, qos, sizeof(qos));
 			printf(
 			    "%s\n  {\"pid\": %s, \"minor\": %s, \"state\": \"%s\", \"spec\": %s, "
 			    "\"uri\": %s, \"socket\": %s, \"path\": %s, \"size\": %s, "
-			    "\"readonly\": %s, \"connections\": %s}",
+			    "\"readonly\": %s, \"connections\": %s, \"qos\": %s}",
 			    i ? "," : "", kvs(kv, "pid"), kvs(kv, "minor"), kvs(kv, "state"), spec,
 			    uri, sock, path, kvs(kv, "size"),
-			    atoi(kvs(kv, "readonly")) ? "true" : "false", kvs(kv, "connections"));
+			    atoi(kvs(kv, "readonly")) ? "true" : "false", kvs(kv, "connections"),
+			    qos);
 		}
 		printf("%s]\n", n ? "\n" : "");
 	} else {
@@ -613,8 +665,8 @@ static int collect_files(const char *spec, bool readonly, struct td_files **out,
 	img.layers[0] = sp.layers[sp.nlayers - 1];
 	img.path = sp.path;
 	rc = td_spec_format(&img, imgspec, sizeof(imgspec));
-	if (rc < 0 || img.layers[0].drv->needs_network) {
-		td_spec_free(&sp); /* no local files to pass */
+	if (rc < 0 || img.layers[0].drv->needs_network || img.layers[0].drv->memory_image) {
+		td_spec_free(&sp); /* no local files to pass (the tapdisk keeps its memory) */
 		if (rc < 0)
 			snprintf(err, errlen, "spec too long");
 		return rc;
@@ -705,6 +757,56 @@ static int cmd_simple(const char *cmd, const struct selector *sel, const char *n
 	return rc < 0 ? 1 : 0;
 }
 
+/* Shows or changes a VBD's QoS settings. A weight goes into the host
+ * arbiter's table too, which root alone may write. */
+static int cmd_qos(const struct selector *sel, const char *opts, bool json)
+{
+	char ctl[PATH_MAX], err[1024], line[2048];
+	struct td_kv info = {0}, kv = {0};
+	struct td_qos_limits lim;
+	int rc, i, slot;
+
+	td_qos_limits_default(&lim);
+	if (opts[0] && td_qos_limits_parse(opts, &lim, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s qos: %s\n", prog, err);
+		return 2;
+	}
+	if (find_one(sel, ctl, sizeof(ctl), &info) < 0)
+		return 1;
+	slot = td_kv_get(&info, "qos_slot") ? atoi(kvs(&info, "qos_slot")) : -1;
+	if (strstr(opts, "weight=") && slot >= 0) {
+		const struct td_hostconf *hc = td_hostconf(err, sizeof(err));
+
+		if (!hc || td_qos_arbiter_set_weight(hc->qos_dir, slot, atoi(kvs(&info, "pid")),
+						     lim.weight, err, sizeof(err)) < 0) {
+			fprintf(stderr, "%s qos: cannot change the weight: %s\n", prog, err);
+			td_kv_free(&info);
+			return 1;
+		}
+	}
+	if (strstr(opts, "weight=") && slot < 0 && atoi(kvs(&info, "qos")) == 1)
+		fprintf(stderr,
+			"%s qos: note: this VBD is in no host arbiter (qos-host-iops and "
+			"qos-host-bps are not set in tapdisk.conf): its weight has no effect\n",
+			prog);
+	snprintf(line, sizeof(line), "qos%s%s", opts[0] ? " " : "", opts);
+	rc = td_ctl_call(ctl, line, &kv, 10000, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "%s qos: %s\n", prog, err);
+	} else if (json) {
+		printf("{\"pid\": %s, \"minor\": %s", kvs(&info, "pid"), kvs(&info, "minor"));
+		for (i = 0; i < kv.n; i++)
+			printf(", \"%s\": %s", kv.key[i], kv.val[i]);
+		printf("}\n");
+	} else {
+		for (i = 0; i < kv.n; i++)
+			printf("%-22s %s\n", kv.key[i], kv.val[i]);
+	}
+	td_kv_free(&kv);
+	td_kv_free(&info);
+	return rc < 0 ? 1 : 0;
+}
+
 /* A live snapshot. A file snapshot's new file is created here, as root
  * (it must not exist; it gets the image owner's ownership through its
  * descriptor) and passed to the tapdisk, which no longer opens files. */
@@ -783,11 +885,32 @@ out:
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-	    {"json", no_argument, NULL, 'j'},	    {"readonly", no_argument, NULL, 'r'},
-	    {"user", required_argument, NULL, 'u'}, {"ceph-conf", required_argument, NULL, 'C'},
-	    {"xen", no_argument, NULL, 'X'},	    {"ceph-id", required_argument, NULL, 'I'},
-	    {"help", no_argument, NULL, 'h'},	    {NULL, 0, NULL, 0},
+	    {"json", no_argument, NULL, 'j'},
+	    {"readonly", no_argument, NULL, 'r'},
+	    {"user", required_argument, NULL, 'u'},
+	    {"ceph-conf", required_argument, NULL, 'C'},
+	    {"xen", no_argument, NULL, 'X'},
+	    {"ceph-id", required_argument, NULL, 'I'},
+	    {"help", no_argument, NULL, 'h'},
+	    /* tap-ctl qos: each becomes KEY=VALUE (tapdisk/qos/limits.h) */
+	    {"iops", required_argument, NULL, 1000},
+	    {"read-iops", required_argument, NULL, 1000},
+	    {"write-iops", required_argument, NULL, 1000},
+	    {"bps", required_argument, NULL, 1000},
+	    {"read-bps", required_argument, NULL, 1000},
+	    {"write-bps", required_argument, NULL, 1000},
+	    {"iops-burst", required_argument, NULL, 1000},
+	    {"read-iops-burst", required_argument, NULL, 1000},
+	    {"write-iops-burst", required_argument, NULL, 1000},
+	    {"bps-burst", required_argument, NULL, 1000},
+	    {"read-bps-burst", required_argument, NULL, 1000},
+	    {"write-bps-burst", required_argument, NULL, 1000},
+	    {"weight", required_argument, NULL, 1000},
+	    {NULL, 0, NULL, 0},
 	};
+	char qos_opts[1024] = "";
+	size_t qlen = 0;
+	int li;
 	struct selector sel = {.pid = -1, .minor = -1};
 	const char *cmd, *spec = NULL, *user = NULL;
 	bool json = false, ro = false;
@@ -804,8 +927,25 @@ int main(int argc, char **argv)
 	}
 	cmd = argv[1];
 	optind = 2;
-	while ((c = getopt_long(argc, argv, "a:s:p:m:t:u:rjh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "a:s:p:m:t:u:rjh", longopts, &li)) != -1) {
 		switch (c) {
+		case 1000:
+			if (strcmp(cmd, "qos") != 0) {
+				fprintf(stderr, "%s %s: --%s belongs to tap-ctl qos\n", prog, cmd,
+					longopts[li].name);
+				return 2;
+			}
+			if (strchr(optarg, ',') || strchr(optarg, '=') ||
+			    qlen + strlen(longopts[li].name) + strlen(optarg) + 3 >=
+				sizeof(qos_opts)) {
+				fprintf(stderr, "%s qos: bad --%s '%s'\n", prog, longopts[li].name,
+					optarg);
+				return 2;
+			}
+			qlen +=
+			    (size_t)snprintf(qos_opts + qlen, sizeof(qos_opts) - qlen, "%s%s=%s",
+					     qlen ? "," : "", longopts[li].name, optarg);
+			break;
 		case 'a':
 			spec = optarg;
 			break;
@@ -889,6 +1029,8 @@ int main(int argc, char **argv)
 		return cmd_create(spec, sel.socket, ro, timeout_s, user);
 	if (!strcmp(cmd, "list"))
 		return cmd_list(json);
+	if (!strcmp(cmd, "qos"))
+		return cmd_qos(&sel, qos_opts, json);
 	if (!strcmp(cmd, "destroy") || !strcmp(cmd, "pause") || !strcmp(cmd, "stats"))
 		return cmd_simple(cmd, &sel, NULL, json);
 	if (!strcmp(cmd, "unpause"))

@@ -45,4 +45,10 @@ void td_uuid_str(const uint8_t uuid[16], char out[37]);
  * quoted) when out is too small. */
 void td_json_str(char *out, size_t len, const char *s);
 
+/* A byte count: decimal digits and an optional suffix K, M, G or T (either
+ * case, powers of 1024), e.g. "4096", "64K", "1G". 0, or -EINVAL for
+ * anything else (empty, signs, spaces, other suffixes) and -ERANGE when it
+ * does not fit 64 bits. */
+int td_parse_size(const char *s, uint64_t *out);
+
 #endif

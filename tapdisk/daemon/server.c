@@ -36,6 +36,7 @@
 #include "tapdisk/core/io.h"
 #include "tapdisk/core/log.h"
 #include "tapdisk/nbd/nbd.h"
+#include "tapdisk/qos/qos.h"
 #include "tapdisk/daemon/notify.h"
 #include "tapdisk/daemon/reaper.h"
 #include "tapdisk/daemon/sandbox.h"
@@ -52,6 +53,7 @@ struct td_server {
 	struct td_loop *loop;
 	struct td_ctx ctx;
 	struct td_stats_shared stats;
+	struct td_qos_ctl *qos; /* live QoS limits and the host arbiter (tapdisk/qos) */
 	struct vbd *vbd;
 	struct nbd_server *nbd;
 	int nbd_fd, ctl_fd, sig_fd;
@@ -163,6 +165,7 @@ static void do_info(struct ctl_conn *c)
 	struct td_server *s = c->s;
 	const struct td_driver *img = vbd_image_driver(s->vbd);
 	char out[8192];
+	size_t n;
 
 	snprintf(out, sizeof(out),
 		 "ok\npid=%d\nminor=%d\nstate=%s\nspec=%s\nsocket=%s\nuri=nbd+unix:///?socket=%s\n"
@@ -177,13 +180,16 @@ static void do_info(struct ctl_conn *c)
 		 !s->xen    ? "no"
 		 : s->blkif ? (s->blkif_closing ? "closing" : "connected")
 			    : "ready");
+	n = strlen(out);
+	td_qos_ctl_report(s->qos, out + n, sizeof(out) - n);
 	ctl_reply(c, out);
 }
 
 static void do_stats(struct ctl_conn *c)
 {
 	struct vbd_stats st;
-	char out[4096];
+	char out[8192];
+	size_t n;
 
 	vbd_get_stats(c->s->vbd, &st);
 	snprintf(out, sizeof(out),
@@ -200,6 +206,8 @@ static void do_stats(struct ctl_conn *c)
 		 (unsigned long long)st.lower_bytes_read,
 		 (unsigned long long)st.lower_bytes_written, (unsigned long long)st.lower_flushes,
 		 st.lat_mean_us, st.lat_p50_us, st.lat_p99_us);
+	n = strlen(out);
+	td_qos_ctl_report(c->s->qos, out + n, sizeof(out) - n);
 	ctl_reply(c, out);
 }
 
@@ -420,6 +428,23 @@ static void ctl_command(struct ctl_conn *c, char *line)
 		do_info(c);
 	} else if (!strcmp(line, "stats")) {
 		do_stats(c);
+	} else if (!strcmp(line, "qos") || !strncmp(line, "qos ", 4)) {
+		char out[4096];
+
+		if (line[3] && td_qos_ctl_set(s->qos, line + 4, err, sizeof(err)) < 0) {
+			ctl_errorf(c, "%s", err);
+			return;
+		}
+		if (!td_qos_ctl_present(s->qos)) {
+			ctl_errorf(c, "this VBD has no qos layer (start it with one, e.g. "
+				      "qos,iops=500:aio:/img)");
+			return;
+		}
+		snprintf(out, sizeof(out), "ok\n");
+		td_qos_ctl_report(s->qos, out + 3, sizeof(out) - 3);
+		if (line[3])
+			td_info("qos: %s", line + 4);
+		ctl_reply(c, out);
 	} else if (!strcmp(line, "pause")) {
 		if (s->shutting_down) {
 			ctl_errorf(c, "tapdisk is shutting down");
@@ -509,7 +534,8 @@ static void ctl_command(struct ctl_conn *c, char *line)
 		server_shutdown(s);
 	} else {
 		ctl_errorf(c,
-			   "unknown command '%.64s' (known: info, stats, pause, unpause [SPEC], "
+			   "unknown command '%.64s' (known: info, stats, qos [SETTINGS], pause, "
+			   "unpause [SPEC], "
 			   "snapshot FILE|NAME, xen-connect DOMID REFS EVTCHN [PROTOCOL], "
 			   "xen-disconnect, destroy)",
 			   line);
@@ -861,6 +887,11 @@ int td_server_main(const struct td_server_opts *o)
 	s.ctx.trust = &td_statedir_trust;
 	if (!(hc = td_hostconf(err, sizeof(err))))
 		goto fail;
+	if (!(s.qos = td_qos_ctl_new())) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto fail;
+	}
+	s.ctx.qos = s.qos;
 	if (!s.loop || !(s.ctx.io = td_io_new(s.loop, 256)) ||
 	    !(s.ctx.workers = td_workers_new(
 		  s.loop, o->workers >= 0 ? o->workers : td_workers_default_count())) ||
@@ -874,6 +905,12 @@ int td_server_main(const struct td_server_opts *o)
 	if (rc < 0)
 		goto fail;
 	net = vbd_image_driver(s.vbd)->needs_network;
+	/* the host arbiter's table is opened now, while we may */
+	if (td_qos_ctl_join(s.qos, hc->qos_dir, hc->qos_host_iops, hc->qos_host_bps, err,
+			    sizeof(err)) < 0)
+		td_warn("qos: cannot join the host arbiter in %s (%s): this VBD keeps its own "
+			"limits only, its weight has no effect",
+			hc->qos_dir, err);
 	if (td_files_count(s.files) > 0) {
 		/* the first file a chain opens is its top image */
 		const char *p0;
@@ -964,6 +1001,7 @@ out:
 	if (s.sig_fd >= 0)
 		close(s.sig_fd);
 	vbd_close(s.vbd);
+	td_qos_ctl_free(s.qos);
 	td_xenio_close(s.xen);
 	td_volkey_free(&s.key);
 	td_files_free(s.files);

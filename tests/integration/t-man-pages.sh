@@ -70,7 +70,7 @@ check tapdisk tapdisk.8 "$h_tapdisk" "Commands:
   serve
   drivers"
 helps=("$(tap-ctl --help)")
-for c in create list destroy pause unpause stats snapshot; do helps+=("$(tap-ctl "$c" --help)"); done
+for c in create list destroy pause unpause stats snapshot qos; do helps+=("$(tap-ctl "$c" --help)"); done
 check tap-ctl tap-ctl.8 "${helps[@]}"
 helps=("$(vdkey --help)" "$(vdkey log --help)")
 for c in format enroll remove list load unload accept-rollback audit header-backup header-restore repair; do
@@ -91,7 +91,7 @@ echo "   $check_out"
 info "tdcrypt(5) covers the format and the key lifecycle"
 text tdcrypt.5 >"$T/t5"
 for s in "CRYPT HEADER" KEYSLOTS "INTEGRITY METADATA" "MAC journal" "Freshness tree" Superblocks \
-	"KEY LIFECYCLE" "docs/FORMAT.md" "SECURITY.md" "tapdisk.conf" "uid-range" "backing-dirs"; do
+	"KEY LIFECYCLE" "docs/FORMAT.md" "SECURITY.md" "tapdisk.conf" "uid-range" "backing-dirs" "qos-host-iops" "qos-dir"; do
 	grep -qF "$s" "$T/t5" || fail "tdcrypt.5 lacks '$s'"
 done
 echo ok
