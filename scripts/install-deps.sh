@@ -10,6 +10,8 @@ keyutils libxen-dev libargon2-dev libseccomp-dev libnbd-dev libnbd-bin
 qemu-utils fio strace e2fsprogs util-linux passwd python3 clang valgrind
 librbd-dev librados-dev ceph-mon ceph-mgr ceph-osd ceph-common qemu-block-extra uuid-runtime
 scdoc man-db bash-completion gnuplot-nox debhelper dpkg-dev fakeroot lintian"
+# libvhdi-utils: vhdiinfo and vhdimount, the independent VHD reader of t-vhd-*
+PKGS="$PKGS libvhdi-utils"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
