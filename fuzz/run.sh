@@ -11,7 +11,7 @@
 #                checked-in corpus; crashes land in build-fuzz/crashes/.
 #   --seeds      regenerate fuzz/corpus/ from fuzz/gen_seeds.c and exit.
 #   --build      build only.
-#   TARGET       spec, crypt_header, keyslot, integrity, nbd_proto, qcow2, keylog, blkif
+#   TARGET       spec, crypt_header, keyslot, integrity, nbd_proto, qcow2, keylog, blkif, vhd
 #                (default: all).
 #
 # Everything is compiled with clang from the sources directly into
@@ -44,6 +44,11 @@ declare -A MAXLEN=(
 )
 GEN_SRCS="tapdisk/nbd/nbd_proto.c crypt/header.c crypt/backend/cipher.c crypt/backend/secmem.c crypt/backend/volkey.c keymgr/keyslot.c
 	integrity/format.c tapdisk/qcow2/qcow2_format.c"
+# vhd (fuzz/fuzz_vhd.c): the VHD format code
+ALL_TARGETS="$ALL_TARGETS vhd"
+SRCS[vhd]="tapdisk/vhd/vhd_format.c"
+MAXLEN[vhd]=10000
+GEN_SRCS="$GEN_SRCS tapdisk/vhd/vhd_format.c"
 
 while [ $# -gt 0 ]; do
 	case $1 in
