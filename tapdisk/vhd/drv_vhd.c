@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tapdisk/core/bufpool.h"
 #include "tapdisk/core/log.h"
@@ -234,11 +235,38 @@ static int vhd_identity(struct td_layer *l, uint8_t id[TD_IMAGE_ID_LEN], char *w
 	return td_file_identity(v->img[0]->fd, id, where, wlen);
 }
 
+/* Live snapshot: the paused image becomes the read-only parent of a new
+ * differencing disk written into new_fd (root created the file). */
+static int vhd_snapshot(struct td_ctx *ctx, const char *path, const char *opts, const char *arg,
+			int new_fd, char *err, size_t errlen)
+{
+	char old[4096];
+	int rc;
+
+	if (new_fd < 0) {
+		snprintf(err, errlen, "snapshot: no file was passed for %s", arg);
+		return -EINVAL;
+	}
+	if (path[0] != '/' && getcwd(old, sizeof(old)))
+		snprintf(old + strlen(old), sizeof(old) - strlen(old), "/%s", path);
+	else
+		snprintf(old, sizeof(old), "%s", path);
+	rc = td_vhd_create_diff_fd(ctx, new_fd, arg, old, err, errlen);
+	if (rc == 0)
+		td_info("snapshot: %s is now the read-only parent of %s", old, arg);
+	return rc;
+}
+
+static bool vhd_snapshot_arg_ok(const char *arg)
+{
+	return arg[0] == '/';
+}
+
 const struct td_driver td_drv_vhd = {
     .name = "vhd",
     .alias = "vpc",
-    .summary = "Microsoft VHD image (fixed, dynamic; differencing read), footer and header "
-	       "checksums verified",
+    .summary = "Microsoft VHD image (fixed, dynamic, differencing over a parent chain), "
+	       "live snapshots",
     .is_image = true,
     .priv_size = sizeof(struct vhd),
     .open = vhd_open,
@@ -249,4 +277,7 @@ const struct td_driver td_drv_vhd = {
     .flush = vhd_flush,
     .write_zeroes = v_write_zeroes,
     .identity = vhd_identity,
+    .snapshot_kind = TD_SNAP_FILE,
+    .snapshot = vhd_snapshot,
+    .snapshot_arg_ok = vhd_snapshot_arg_ok,
 };
