@@ -6,6 +6,7 @@
 # loop, of another UUID or behind a symbolic link. Each is refused by
 # `tapdisk serve` (read-write and --readonly) with a clear message naming
 # the problem and a non-zero exit; no image file ever changes or grows.
+# A file cut short under a running server answers EIO past the cut.
 . "$TD_SRC/tests/lib/common.sh"
 need python3 qemu-img qemu-io sha256sum
 
@@ -40,5 +41,16 @@ td_serve "vhd:$T/good.vhd" "$SOCK" --readonly
 qemu-io -r -f raw -c "read -P 0xab 0 64k" -c "read -P 0xcd 2M 64k" "$(uri_of "$SOCK")" 2>&1 |
 	grep -qi "verification failed" && fail "the good image does not read back"
 td_stop "$TD_PID" || fail "exit status"
+# the file shrinks under a running server (another root process cut it):
+# the blocks now past its end answer EIO, the rest still reads, no crash
+cp "$T/good.vhd" "$T/cut.vhd"
+td_serve "vhd:$T/cut.vhd" "$SOCK" --readonly
+truncate -s 1M "$T/cut.vhd"
+out=$(qemu-io -r -f raw -c "read 2M 64k" "$(uri_of "$SOCK")" 2>&1)
+echo "$out" | grep -qi "input/output error" || fail "read past the cut: expected EIO, got: $out"
+qemu-io -r -f raw -c "read -P 0xab 0 64k" "$(uri_of "$SOCK")" 2>&1 | grep -q "^read " ||
+	fail "the block before the cut does not read"
+kill -0 "$TD_PID" 2>/dev/null || fail "tapdisk died"
+td_stop "$TD_PID" || fail "exit status (cut)"
 [ $n -ge 25 ] || fail "too few cases ($n)"
 echo "$n hostile images refused (read-write and read-only); no file changed"
