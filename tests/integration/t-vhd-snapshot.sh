@@ -12,7 +12,9 @@
 #    the parent);
 #  - the child opens alone later (parent found through its locators), a
 #    second snapshot makes a chain of three, and the chain still opens after
-#    its directory is moved (the relative W2ru locator).
+#    its directory is moved (the relative W2ru locator);
+#  - crypt:vhd: the same under crypt (the key and the integrity metadata
+#    carry over; the child opens later with its own vdkey load).
 # (libvhdi 20210425's vhdimount reads a differencing disk's data from its
 # parent only, even where the child's bitmap is all ones, so it cannot be
 # the whole-disk reference here; docs/FORMAT-vhd.md.)
@@ -100,5 +102,26 @@ td_serve "vhd:$T/moved/snap2.vhd" "$T/s.sock" --readonly
 nbdcopy "$(uri_of "$T/s.sock")" "$T/moved.raw" || fail "nbdcopy (moved)"
 td_stop "$TD_PID" || fail "exit status (moved)"
 cmp "$T/moved.raw" "$T/three.raw" || fail "the moved chain reads differently"
+
+info "crypt:vhd: a live snapshot under crypt keeps the key and the integrity metadata"
+KEY=$T/key
+printf 'vhd snapshot test passphrase' >"$KEY"
+C=$T/c
+mkdir -p "$C"
+qemu-img create -q -f vpc -o subformat=dynamic,force_size=on "$C/base.vhd" 96M
+crypt_image "vhd:$C/base.vhd" "$KEY"
+URI=$(tap-ctl create -a "crypt:vhd:$C/base.vhd") || fail "create crypt:vhd"
+SOCK=${URI#nbd+unix:///?socket=}
+qemu-io -f raw -c "write -P 0x4b 10M 2M" "$URI" >/dev/null || fail "crypt pre-snapshot write"
+tap-ctl snapshot -s "$SOCK" "$C/snap.vhd" || fail "crypt snapshot"
+qemu-io -f raw -c "write -P 0x4c 20M 1M" -c "read -P 0x4b 10M 2M" -c "read -P 0x4c 20M 1M" \
+	"$URI" 2>&1 | grep -qi "verification failed\|error" && fail "crypt:vhd across the snapshot"
+tap-ctl destroy -s "$SOCK" || fail "destroy (crypt)"
+vdkey load "vhd:$C/snap.vhd" --key-file "$KEY" >/dev/null || fail "load the child's key"
+td_on_exit "vdkey unload vhd:$C/snap.vhd >/dev/null 2>&1"
+URI=$(tap-ctl create -a "crypt:vhd:$C/snap.vhd") || fail "reopen the crypt child"
+qemu-io -f raw -c "read -P 0x4b 10M 2M" -c "read -P 0x4c 20M 1M" "$URI" 2>&1 |
+	grep -qi "verification failed\|error" && fail "crypt:vhd child reopened"
+tap-ctl destroy -s "${URI#nbd+unix:///?socket=}" || fail "destroy (crypt child)"
 out=$(tap-ctl snapshot -m 99 "$T/x.vhd" 2>&1) && fail "snapshot of nothing"
 echo ok
