@@ -17,6 +17,8 @@ Pairs (ours vs peer):
   crypt-aio  crypt:aio:RAW (XTS + MACs)    vs qemu-nbd LUKS qcow2
   crypt-aio-noint crypt:aio:RAW, --integrity none (XTS only) vs qemu-nbd LUKS qcow2
   crypt-qcow crypt:qcow2:IMG (XTS + MACs) vs qemu-nbd LUKS qcow2 (and plain qcow2)
+  vhd        vhd:IMG (dynamic VHD) vs qemu-nbd -f vpc
+  crypt-vhd  crypt:vhd:IMG (XTS + MACs) vs qemu-nbd LUKS qcow2 (and -f vpc)
 """
 import argparse
 import json
@@ -159,14 +161,23 @@ def make_servers(kind, d, size_bytes):
         return Server(kind, qn + ["--object", "secret,id=s0,data=" + PASS, "--image-opts",
                                   "driver=qcow2,file.filename=%s,encrypt.key-secret=s0" % q],
                       sock)
+    vhd = os.path.join(d, kind + ".vhd")
+    vpc = ["qemu-img", "create", "-q", "-f", "vpc", "-o", "subformat=dynamic,force_size=on", vhd]
+    if kind == "qemu-vpc":
+        run(vpc + [str(size_bytes)])
+        return Server(kind, qn + ["-f", "vpc", vhd], sock)
     tapdisk = os.path.join(BIN, "tapdisk")
-    if kind == "aio":
+    if kind == "vhd":
+        run(vpc + [str(size_bytes)])
+        spec = "vhd:" + vhd
+    elif kind == "aio":
         run(["truncate", "-s", str(size_bytes), raw])
         spec = "aio:" + raw
     elif kind == "qcow":
         run(["qemu-img", "create", "-q", "-f", "qcow2", q, str(size_bytes)])
         spec = "qcow2:" + q
-    elif kind in ("crypt-aio", "crypt-qcow", "crypt-aio-noint", "crypt-aio-v1", "crypt-qcow-v1"):
+    elif kind in ("crypt-aio", "crypt-qcow", "crypt-aio-noint", "crypt-aio-v1", "crypt-qcow-v1",
+                  "crypt-vhd"):
         vdkey = os.path.join(BIN, "vdkey")
         keyfile = os.path.join(d, "key")
         with open(keyfile, "w") as f:
@@ -180,6 +191,9 @@ def make_servers(kind, d, size_bytes):
             # room for the crypt header and the integrity metadata
             run(["truncate", "-s", str(size_bytes + size_bytes // 32 + (8 << 20)), raw])
             lower = "aio:" + raw
+        elif kind == "crypt-vhd":
+            run(vpc + [str(size_bytes + size_bytes // 32 + (8 << 20))])
+            lower = "vhd:" + vhd
         else:
             run(["qemu-img", "create", "-q", "-f", "qcow2", q,
                  str(size_bytes + size_bytes // 32 + (8 << 20))])
@@ -204,6 +218,8 @@ PAIRS = {
     # the freshness tree's cost: the same chain with and without it
     "tree-aio": ("crypt-aio", ["crypt-aio-v1"]),
     "tree-qcow": ("crypt-qcow", ["crypt-qcow-v1"]),
+    "vhd": ("vhd", ["qemu-vpc"]),
+    "crypt-vhd": ("crypt-vhd", ["qemu-luks", "qemu-vpc"]),
 }
 
 
