@@ -3,7 +3,7 @@
 # wrote): truncated files, bad cookies and checksums, huge and odd sizes,
 # BAT entries outside the file or on its metadata or on each other, bad
 # header fields, differencing disks whose parent is missing, itself, in a
-# loop, of another UUID or behind a symbolic link. Each is refused by
+# loop, of another UUID or behind a symbolic link, a chain of 34. Each is refused by
 # `tapdisk serve` (read-write and --readonly) with a clear message naming
 # the problem and a non-zero exit; no image file ever changes or grows.
 # A file cut short under a running server answers EIO past the cut.

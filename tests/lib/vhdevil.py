@@ -157,6 +157,15 @@ def main():
     os.symlink(os.path.join(d, "other-parent.vhd"), os.path.join(d, "link-parent.vhd"))
     case("parent-symlink", "symbolic link", dyn, diff("link-parent.vhd"))
 
+    # a chain deeper than 32 images: deep-0 -> deep-1 -> ... -> deep-33
+    for i in range(33, -1, -1):
+        name = "deep-%d" % i
+        im = Img(dyn, os.path.join(d, name + ".vhd"))
+        if i < 33:
+            diff("deep-%d.vhd" % (i + 1), True)(im)
+        im.save()
+    out.append("deep|refuse|parent chain deeper than 32|%s" % os.path.join(d, "deep-0.vhd"))
+
     print("\n".join(out))
 
 
