@@ -3,7 +3,8 @@
 # wrote): truncated files, bad cookies and checksums, huge and odd sizes,
 # BAT entries outside the file or on its metadata or on each other, bad
 # header fields, differencing disks whose parent is missing, itself, in a
-# loop, of another UUID or behind a symbolic link, a chain of 34. Each is refused by
+# loop, of another UUID, behind a symbolic link or outside the allowed
+# directories (backing-dir= then allows it), a chain of 34. Each is refused by
 # `tapdisk serve` (read-write and --readonly) with a clear message naming
 # the problem and a non-zero exit; no image file ever changes or grows.
 # A file cut short under a running server answers EIO past the cut.
@@ -35,6 +36,11 @@ while IFS='|' read -r name mode expect img; do
 	echo "   $name: $(echo "$out" | grep error | sed 's/.*error: //')"
 	n=$((n + 1))
 done <"$T/manifest"
+# the driver option backing-dir= allows the outside parent's directory
+td_serve "vhd,backing-dir=$T/outside:$D/parent-outside.vhd" "$SOCK" --readonly
+qemu-io -r -f raw -c "read -P 0xab 0 64k" -c "read -P 0xcd 2M 64k" "$(uri_of "$SOCK")" 2>&1 |
+	grep -qi "verification failed" && fail "backing-dir= chain does not read"
+td_stop "$TD_PID" || fail "exit status (backing-dir)"
 [ "$(state)" = "$before" ] || fail "an image file changed"
 # the originals still serve (the generator changed only the copies)
 td_serve "vhd:$T/good.vhd" "$SOCK" --readonly

@@ -157,6 +157,23 @@ def main():
     os.symlink(os.path.join(d, "other-parent.vhd"), os.path.join(d, "link-parent.vhd"))
     case("parent-symlink", "symbolic link", dyn, diff("link-parent.vhd"))
 
+    # a W2ku locator (absolute, UTF-16LE) naming a parent in a directory
+    # no backing file may come from; its data goes just before the footer
+    outside = os.path.join(os.path.dirname(os.path.abspath(d)), "outside")
+    os.makedirs(outside, exist_ok=True)
+    shutil.copyfile(dyn, os.path.join(outside, "p.vhd"))
+
+    def w2ku_outside(im):
+        path = os.path.join(outside, "p.vhd").encode("utf-16-le")
+        foot = bytes(im.data[-512:])
+        off = len(im.data) - 512
+        im.data[off:] = path.ljust(512, b"\0") + foot
+        diff("p.vhd", True)(im)
+        struct.pack_into(">IIIIQ", im.data, im.hdr() + 576, 0x57326B75, 1, len(path), 0, off)
+        im.header_fix()
+    case("parent-outside", "outside the directories a backing file may come from", dyn,
+         w2ku_outside)
+
     # a chain deeper than 32 images: deep-0 -> deep-1 -> ... -> deep-33
     for i in range(33, -1, -1):
         name = "deep-%d" % i
