@@ -7,8 +7,9 @@
 #  2. We write (nbdcopy, qemu-io patterns, write-zeroes, fio crc32c verify)
 #     into dynamic and fixed disks QEMU created: qemu-img compare -f vpc
 #     against the reference is identical, libvhdi's vhdimount reads the
-#     same bytes and vhdiinfo the same size, and a fresh process of ours
-#     reads it back; the file is cut after its last block at a clean stop.
+#     same bytes and vhdiinfo the same size, and after QEMU writes more
+#     into it (new blocks after ours too) a fresh process of ours reads it
+#     all back; the file is cut after its last block at a clean stop.
 #  3. crypt:vhd: works as crypt:qcow2: (vdkey format/load, round trip
 #     through a fresh process, no plaintext in the file, QEMU and libvhdi
 #     agree on the ciphertext layout).
@@ -105,6 +106,10 @@ for sub in dynamic fixed; do
 	td_stop "$TD_PID" || fail "exit status ($sub)"
 	out=$(qemu-img compare -f vpc -F raw "$img" "$T/ref.raw" 2>&1) || fail "qemu-img compare ($sub): $out"
 	vhdi_is "$img" "$T/ref.raw"
+	# QEMU writes into the image we wrote (new blocks after ours), we read it all
+	more=(-c "write -P 0x91 40M 1M" -c "write -P 0x92 2101248 4k")
+	qemu-io -f vpc "${more[@]}" "$img" >/dev/null || fail "qemu-io into our image ($sub)"
+	qemu-io -f raw "${more[@]}" "$T/ref.raw" >/dev/null
 	td_serve "vhd:$img" "$SOCK"
 	export_is "$T/ref.raw" 67108864
 	td_stop "$TD_PID" || fail "exit status, reopened ($sub)"
@@ -125,7 +130,15 @@ nbdcopy "$URI" "$T/export.raw" || fail "nbdcopy"
 td_stop "$TD_PID" || fail "exit status (fio)"
 out=$(qemu-img compare -f vpc -F raw "$img" "$T/export.raw" 2>&1) || fail "qemu-img compare (fio): $out"
 vhdi_is "$img" "$T/export.raw"
-rm -f "$T/export.raw"
+# QEMU allocates new blocks after ours; we read them
+more=(-c "write -P 0x93 0 64k" -c "write -P 0x94 250M 4k")
+qemu-io -f vpc "${more[@]}" "$img" >/dev/null || fail "qemu-io into our fio image"
+qemu-io -f raw "${more[@]}" "$T/export.raw" >/dev/null
+mv "$T/export.raw" "$T/ref2.raw"
+td_serve "vhd:$img" "$SOCK"
+export_is "$T/ref2.raw" $((256 << 20))
+td_stop "$TD_PID" || fail "exit status (fio image reopened)"
+rm -f "$T/ref2.raw"
 
 info "3. crypt:vhd: (vdkey format/load, as crypt:qcow2:)"
 KEY=$T/key
