@@ -7,7 +7,8 @@
 # directories (backing-dir= then allows it), a chain of 34. Each is refused by
 # `tapdisk serve` (read-write and --readonly) with a clear message naming
 # the problem and a non-zero exit; no image file ever changes or grows.
-# A file cut short under a running server answers EIO past the cut.
+# A file cut short under a running server answers EIO past the cut; a file
+# that grew without its footer opens from the copy and gets it back.
 . "$TD_SRC/tests/lib/common.sh"
 need python3 qemu-img qemu-io sha256sum
 
@@ -58,5 +59,19 @@ qemu-io -r -f raw -c "read -P 0xab 0 64k" "$(uri_of "$SOCK")" 2>&1 | grep -q "^r
 	fail "the block before the cut does not read"
 kill -0 "$TD_PID" 2>/dev/null || fail "tapdisk died"
 td_stop "$TD_PID" || fail "exit status (cut)"
+# a crash while the file grew (size extended, footer not written): the last
+# 512 bytes hold no cookie; the copy at offset 0 opens it, with a warning,
+# and a writable open writes the footer back at the end
+cp "$T/good.vhd" "$T/grown.vhd"
+qemu-img convert -f vpc -O raw "$T/good.vhd" "$T/good.raw"
+truncate -s +4096 "$T/grown.vhd"
+td_serve "vhd:$T/grown.vhd" "$SOCK"
+qemu-io -f raw -c "read -P 0xab 0 64k" "$(uri_of "$SOCK")" 2>&1 | grep -q "^read " ||
+	fail "the grown image does not read"
+td_stop "$TD_PID" || fail "exit status (grown)"
+grep -q "no footer in the last 512 bytes" "$TAPDISK_RUNDIR/tapdisk.log" || fail "no warning"
+[ "$(tail -c 512 "$T/grown.vhd" | head -c 8)" = conectix ] || fail "footer not written back"
+out=$(qemu-img compare -f vpc -F raw "$T/grown.vhd" "$T/good.raw" 2>&1) ||
+	fail "the recovered image differs: $out"
 [ $n -ge 25 ] || fail "too few cases ($n)"
 echo "$n hostile images refused (read-write and read-only); no file changed"
