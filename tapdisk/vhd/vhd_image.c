@@ -274,11 +274,13 @@ static int open_one(struct vhd *v, const char *path, bool top, bool writable, ch
 		td_warn("vhd: '%s' is marked as holding a saved VM state; serving it anyway", path);
 	if (im->f.type == VHD_TYPE_FIXED) {
 		im->fixed = true;
-		if (im->vsize > im->footer_off) {
+		/* a fixed disk's file is its data and the footer, nothing else */
+		if (im->vsize != im->footer_off) {
 			rc = -EINVAL;
 			snprintf(
 			    why, whylen,
-			    "is a fixed disk of %llu bytes in a file of %llu bytes (truncated?)",
+			    "is a fixed disk of %llu bytes in a file of %llu bytes (it must be "
+			    "the size plus the 512-byte footer: truncated or padded?)",
 			    (unsigned long long)im->vsize, (unsigned long long)im->file_size);
 			goto fail;
 		}

@@ -107,6 +107,7 @@ def main():
          lambda im: im.header_set(0, ">8s", b"cxdense!"))
     case("huge-size", "above 2 TiB", dyn, lambda im: im.footer_set(48, ">Q", 1 << 60))
     case("huge-fixed", "fixed disk of", fixed, lambda im: im.footer_set(48, ">Q", 1 << 40))
+    case("fixed-padded", "fixed disk of", fixed, lambda im: im.footer_set(48, ">Q", 8 << 20))
     case("zero-size", "not a positive multiple of 512", dyn, lambda im: im.footer_set(48, ">Q", 0))
     case("odd-size", "not a positive multiple of 512", fixed, lambda im: im.footer_set(48, ">Q", 4097))
     case("version", "footer version 2.0", dyn, lambda im: im.footer_set(12, ">I", 0x20000))
