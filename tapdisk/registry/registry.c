@@ -10,10 +10,11 @@
 #endif
 
 static const struct td_driver *const drivers[] = {
-    &td_drv_aio,   &td_drv_crypt,  &td_drv_qcow2,  &td_drv_integrity, &td_drv_rbd, &td_drv_vhd,
+    &td_drv_aio,   &td_drv_crypt,  &td_drv_qcow2,  &td_drv_integrity, &td_drv_rbd,
 #ifdef TD_TEST_BUILD
     &td_drv_fault, &td_drv_record, &td_drv_hazard,
 #endif
+    &td_drv_vhd, /* docs/FORMAT-vhd.md */
     NULL,
 };
 
