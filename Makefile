@@ -49,6 +49,7 @@ TESTLIBS := -lcmocka
 LIB_DIRS := crypt/backend tapdisk/core tapdisk/block tapdisk/drivers tapdisk/qcow2 tapdisk/vmdk \
             tapdisk/qos tapdisk/nbd tapdisk/blkif integrity crypt keymgr tapdisk/registry \
             tapdisk/control keymgr/vdkey tapdisk/daemon
+LIB_DIRS += tapdisk/vhd
 ALL_SRCS := $(wildcard $(addsuffix /*.c,$(LIB_DIRS)))
 MAIN_SRCS := $(filter %_main.c,$(ALL_SRCS))
 LIB_SRCS := $(filter-out %_main.c,$(ALL_SRCS))

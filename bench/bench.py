@@ -20,6 +20,8 @@ Pairs (ours vs peer):
   vmdk       vmdk:IMG (monolithicSparse) vs qemu-nbd -f vmdk
   ram        ram:NAME,size=SIZE   vs qemu-nbd -f raw on a file in /dev/shm
   crypt-ram  crypt:ram:NAME,size=SIZE (XTS + MACs in shared memory) vs the same qemu-nbd
+  vhd        vhd:IMG (dynamic VHD) vs qemu-nbd -f vpc
+  crypt-vhd  crypt:vhd:IMG (XTS + MACs) vs qemu-nbd LUKS qcow2 (and -f vpc)
 """
 import argparse
 import json
@@ -166,6 +168,11 @@ def make_servers(kind, d, size_bytes):
         return Server(kind, qn + ["--object", "secret,id=s0,data=" + PASS, "--image-opts",
                                   "driver=qcow2,file.filename=%s,encrypt.key-secret=s0" % q],
                       sock)
+    vhd = os.path.join(d, kind + ".vhd")
+    vpc = ["qemu-img", "create", "-q", "-f", "vpc", "-o", "subformat=dynamic,force_size=on", vhd]
+    if kind == "qemu-vpc":
+        run(vpc + [str(size_bytes)])
+        return Server(kind, qn + ["-f", "vpc", vhd], sock)
     if kind == "qemu-shm":
         # tmpfs has no O_DIRECT: the page cache is the disk
         shm = "/dev/shm/tdbench-%d.raw" % os.getpid()
@@ -180,6 +187,9 @@ def make_servers(kind, d, size_bytes):
         name = "tdbench-%d-plain" % os.getpid()
         SHM_FILES.append("/dev/shm/tdcrypt-" + name)
         spec = "ram:%s,size=%d" % (name, (size_bytes + 4095) // 4096 * 4096)
+    elif kind == "vhd":
+        run(vpc + [str(size_bytes)])
+        spec = "vhd:" + vhd
     elif kind == "aio":
         run(["truncate", "-s", str(size_bytes), raw])
         spec = "aio:" + raw
@@ -190,7 +200,7 @@ def make_servers(kind, d, size_bytes):
         run(["qemu-img", "create", "-q", "-f", "vmdk", vm, str(size_bytes)])
         spec = "vmdk:" + vm
     elif kind in ("crypt-aio", "crypt-qcow", "crypt-aio-noint", "crypt-aio-v1", "crypt-qcow-v1",
-                  "crypt-ram"):
+                  "crypt-ram", "crypt-vhd"):
         vdkey = os.path.join(BIN, "vdkey")
         keyfile = os.path.join(d, "key")
         with open(keyfile, "w") as f:
@@ -211,6 +221,9 @@ def make_servers(kind, d, size_bytes):
             # room for the crypt header and the integrity metadata
             run(["truncate", "-s", str(size_bytes + size_bytes // 32 + (8 << 20)), raw])
             lower = "aio:" + raw
+        elif kind == "crypt-vhd":
+            run(vpc + [str(size_bytes + size_bytes // 32 + (8 << 20))])
+            lower = "vhd:" + vhd
         else:
             run(["qemu-img", "create", "-q", "-f", "qcow2", q,
                  str(size_bytes + size_bytes // 32 + (8 << 20))])
@@ -239,6 +252,8 @@ PAIRS = {
     # RAM disks: no disk under either side, so the servers themselves are compared
     "ram": ("ram", ["qemu-shm"]),
     "crypt-ram": ("crypt-ram", ["qemu-shm"]),
+    "vhd": ("vhd", ["qemu-vpc"]),
+    "crypt-vhd": ("crypt-vhd", ["qemu-luks", "qemu-vpc"]),
 }
 
 # what a run leaves in /dev/shm (removed at the end, whatever happens)

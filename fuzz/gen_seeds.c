@@ -21,6 +21,7 @@
 #include "tapdisk/qcow2/qcow2_format.h"
 #include "tapdisk/vmdk/vmdk_format.h"
 #include <zlib.h>
+#include "tapdisk/vhd/vhd_format.h"
 
 #define FZ_PASSPHRASE "fuzz passphrase"		  /* fuzz_keyslot.c */
 #define FZ_KEY "fuzz integrity mac key 32 bytes!" /* fuzz_integrity.c */
@@ -426,6 +427,84 @@ static void gen_qcow2(void)
 	put_qcow2("v2-4k", 0, 16 << 12, buf, 200);
 }
 
+/* ---- vhd: [flags][file size be64] footer(512) header(1024) rest ---- */
+
+static void put_vhd(const char *name, uint8_t flags, uint64_t file_size, const uint8_t *img,
+		    size_t len)
+{
+	uint8_t pre[9];
+
+	pre[0] = flags;
+	be64(pre + 1, file_size);
+	put("vhd", name, pre, 9, img, len);
+}
+
+static void gen_vhd(void)
+{
+	static uint8_t buf[VHD_FOOTER_LEN + VHD_HEADER_LEN + 1024];
+	uint8_t *rest = buf + VHD_FOOTER_LEN + VHD_HEADER_LEN;
+	struct vhd_footer f;
+	struct vhd_header h;
+	uint64_t size = 64ull << 20, file = 4 * 512 + 2 * ((2u << 20) + 512) + 512;
+	int n;
+
+	memset(&f, 0, sizeof(f));
+	memcpy(f.creator_app, "qemu", 4);
+	f.features = 2;
+	f.version = 0x10000;
+	f.data_offset = 512;
+	f.orig_size = f.cur_size = size;
+	vhd_chs(size, &f.cyls, &f.heads, &f.spt);
+	f.type = VHD_TYPE_DYNAMIC;
+	memcpy(f.uuid, fz_uuid, 16);
+	memset(&h, 0, sizeof(h));
+	h.data_offset = VHD_NO_OFFSET;
+	h.table_offset = 1536;
+	h.version = 0x10000;
+	h.max_entries = 32;
+	h.block_size = 2u << 20;
+	memset(buf, 0, sizeof(buf));
+	vhd_footer_encode(&f, buf);
+	vhd_header_encode(&h, buf + VHD_FOOTER_LEN);
+	/* BAT entries: two blocks after the BAT, then unused ones */
+	memset(rest, 0xff, 128);
+	be32(rest, 4);
+	be32(rest + 4, 4 + 4097);
+	put_vhd("dynamic", 0, file, buf, VHD_FOOTER_LEN + VHD_HEADER_LEN + 128);
+
+	f.type = VHD_TYPE_FIXED;
+	f.data_offset = VHD_NO_OFFSET;
+	vhd_footer_encode(&f, buf);
+	put_vhd("fixed", 0, size + 512, buf, VHD_FOOTER_LEN);
+
+	/* differencing: parent name and a W2ru locator (UTF-16LE) after the BAT */
+	f.type = VHD_TYPE_DIFF;
+	f.data_offset = 512;
+	vhd_footer_encode(&f, buf);
+	memcpy(h.parent_uuid, fz_uuid, 16);
+	n = vhd_utf16_encode("base.vhd", true, false, h.parent_name_raw, 512);
+	if (n < 0)
+		die("vhd_utf16_encode");
+	h.loc[0].code = VHD_PLAT_W2RU;
+	h.loc[0].space = 1;
+	h.loc[0].off = 2048;
+	memset(rest, 0, 1024);
+	n = vhd_utf16_encode("./base.vhd", false, true, rest, 512);
+	if (n < 0)
+		die("vhd_utf16_encode");
+	h.loc[0].len = (uint32_t)n;
+	h.loc[1].code = VHD_PLAT_MACX;
+	h.loc[1].space = 1;
+	h.loc[1].off = 2560;
+	h.loc[1].len = 25;
+	memcpy(rest + 512, "file:///srv/vm/base%20.vhd", 26);
+	vhd_header_encode(&h, buf + VHD_FOOTER_LEN);
+	put_vhd("differencing", 4, file + 1024, buf, sizeof(buf));
+	/* the same with checksums recomputed by the harness */
+	buf[100] = 1;
+	put_vhd("diff-fixsum", 4 | 3, file + 1024, buf, sizeof(buf));
+}
+
 /* ---- blkif: [mode][idx le32][disk sectors le64] ring page [indirect pages] ---- */
 
 static void blkif_hdr(uint8_t *b, uint8_t mode, uint32_t idx, uint64_t disk)
@@ -637,5 +716,6 @@ int main(int argc, char **argv)
 	gen_blkif();
 	gen_vmdk();
 	gen_qos_ram();
+	gen_vhd();
 	return 0;
 }

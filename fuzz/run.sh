@@ -12,8 +12,7 @@
 #   --seeds      regenerate fuzz/corpus/ from fuzz/gen_seeds.c and exit.
 #   --build      build only.
 #   TARGET       spec, crypt_header, keyslot, integrity, nbd_proto, qcow2, keylog, blkif,
-#                vmdk
-#                qos_ram
+#                vmdk, qos_ram, vhd
 #                (default: all).
 #
 # Everything is compiled with clang from the sources directly into
@@ -51,6 +50,11 @@ declare -A MAXLEN=(
 MAXLEN[qos_ram]=1200
 GEN_SRCS="tapdisk/nbd/nbd_proto.c crypt/header.c crypt/backend/cipher.c crypt/backend/secmem.c crypt/backend/volkey.c keymgr/keyslot.c
 	integrity/format.c tapdisk/qcow2/qcow2_format.c tapdisk/vmdk/vmdk_format.c"
+# vhd (fuzz/fuzz_vhd.c): the VHD format code
+ALL_TARGETS="$ALL_TARGETS vhd"
+SRCS[vhd]="tapdisk/vhd/vhd_format.c"
+MAXLEN[vhd]=10000
+GEN_SRCS="$GEN_SRCS tapdisk/vhd/vhd_format.c"
 
 while [ $# -gt 0 ]; do
 	case $1 in

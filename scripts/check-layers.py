@@ -21,7 +21,7 @@ LAYERS = [
     ["tapdisk/core"],  # event loop, aio, worker pool, buffers, logging
     ["tapdisk/block"],  # the layer API, chains and specs, the VBD, the file table
     ["tapdisk/drivers", "tapdisk/qcow2", "tapdisk/nbd", "tapdisk/blkif", "integrity",
-     "tests/drivers", "tapdisk/vmdk"],
+     "tests/drivers", "tapdisk/vmdk", "tapdisk/vhd"],
     ["crypt"],  # the crypt layer and header (inserts integrity below itself)
     ["keymgr", "tapdisk/registry"],  # the key-management library; the driver list
     ["tapdisk/control", "keymgr/vdkey"],  # the control protocol and tap-ctl; vdkey

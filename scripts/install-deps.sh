@@ -11,6 +11,8 @@ qemu-utils fio strace e2fsprogs util-linux passwd python3 clang valgrind qemu-sy
 librbd-dev librados-dev ceph-mon ceph-mgr ceph-osd ceph-common qemu-block-extra uuid-runtime
 scdoc man-db bash-completion gnuplot-nox debhelper dpkg-dev fakeroot lintian
 zlib1g-dev libvmdk-utils"
+# libvhdi-utils: vhdiinfo and vhdimount, the independent VHD reader of t-vhd-*
+PKGS="$PKGS libvhdi-utils"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
