@@ -1,0 +1,162 @@
+#!/bin/bash
+# Runs inside the systemd VM of tests/systemd/vm.sh as the oneshot unit
+# sdvm-test.service (after multi-user.target), with our Debian package
+# installed and, prepared by vm.sh as the README's "Installing" section says:
+#   vm1: /etc/tdcrypt/vbd/vm1.conf  SPEC=crypt:qcow2:/srv/vm1.qcow2, the key
+#        as the credential "passphrase" (a drop-in with LoadCredential=)
+#   vm2: /etc/tdcrypt/vbd/vm2.conf  SPEC=crypt:aio:/srv/vm2.img, the key
+#        loaded beforehand by root with vdkey load (no credential)
+# Every check prints a line SYSTEMDVM: ...; the last line is
+# SYSTEMDVM-RESULT=PASS or SYSTEMDVM-RESULT=FAIL: WHY (with the units'
+# journal before it). Then the VM powers off.
+set -u
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+T0=$(date +%s)
+
+say() { echo "SYSTEMDVM: [$(($(date +%s) - T0))s] $*"; }
+finish() {
+	sync
+	systemctl --no-block poweroff
+	exit "$1"
+}
+fail() {
+	say "FAIL: $*"
+	for u in tapdisk@vm1 tapdisk@vm2; do
+		echo "---- journalctl -u $u"
+		journalctl -u "$u" --no-pager -o short-monotonic | tail -n 60
+		echo "---- systemctl status $u"
+		systemctl status "$u" --no-pager -l | head -n 30
+	done
+	echo "SYSTEMDVM-RESULT=FAIL: $*"
+	finish 1
+}
+trap 'fail "unexpected exit of the test script (line $LINENO)"' ERR
+
+uri() { echo "nbd+unix:///?socket=/run/tapdisk/$1.sock"; }
+prop() { systemctl show -P "$2" "tapdisk@$1.service"; }
+
+# qio NAME ARGS...: qemu-io on the VBD's socket; fails on a pattern mismatch
+qio() {
+	local name=$1 out
+	shift
+	out=$(qemu-io -f raw "$@" "$(uri "$name")" 2>&1) || fail "qemu-io $* on $name: $out"
+	! echo "$out" | grep -q "Pattern verification failed" || fail "qemu-io $* on $name: $out"
+}
+
+# wait_restart NAME OLDPID: systemd restarts the killed tapdisk
+wait_restart() {
+	local name=$1 old=$2 pid st
+	for _ in $(seq 1 120); do
+		st=$(systemctl is-active "tapdisk@$name" || true)
+		pid=$(prop "$name" MainPID)
+		if [ "$st" = active ] && [ "$pid" != 0 ] && [ "$pid" != "$old" ]; then
+			return 0
+		fi
+		sleep 0.5
+	done
+	fail "tapdisk@$name was not restarted after SIGKILL (state $st, MainPID $pid)"
+}
+
+say "systemd is up ($(systemctl is-system-running || true)); $(systemctl --version | head -n 1)"
+dpkg-query -W -f='${Package} ${Version}\n' tdcrypt | sed 's/^/SYSTEMDVM: installed: /'
+
+# ---- the unit as installed by the package
+[ "$(prop vm1 Type)" = notify ] || fail "tapdisk@vm1 is Type=$(prop vm1 Type), not notify"
+[ "$(prop vm1 Restart)" = on-failure ] || fail "tapdisk@vm1 has Restart=$(prop vm1 Restart)"
+[ "$(prop vm1 NotifyAccess)" = main ] || fail "tapdisk@vm1 has NotifyAccess=$(prop vm1 NotifyAccess)"
+[ "$(systemctl is-active tapdisk@vm1 || true)" = inactive ] || fail "tapdisk@vm1 runs before the test starts it"
+say "tapdisk@vm1: Type=notify NotifyAccess=main Restart=on-failure, inactive"
+
+# ---- vm1: start; the key comes from the credential
+t=$(date +%s%N)
+systemctl start tapdisk@vm1 || fail "systemctl start tapdisk@vm1"
+ms=$((($(date +%s%N) - t) / 1000000))
+[ "$(systemctl is-active tapdisk@vm1)" = active ] || fail "tapdisk@vm1 is not active"
+# Type=notify: start returned only after READY=1 (else it would have timed
+# out); tapdisk sends STATUS= with it, and the socket accepts at once
+status=$(prop vm1 StatusText)
+case "$status" in
+"serving crypt:qcow2:/srv/vm1.qcow2 on /run/tapdisk/vm1.sock"*) ;;
+*) fail "tapdisk@vm1 StatusText is '$status': no READY/STATUS notification from tapdisk" ;;
+esac
+size=$(nbdinfo --size "$(uri vm1)" 2>&1) || fail "nbdinfo right after start: $size"
+# 64 MiB image less the integrity metadata; the test writes up to 48M+128k
+[ "$size" -gt 50462720 ] && [ "$size" -le 67108864 ] || fail "vm1 size $size, expected 48-64 MiB"
+pid1=$(prop vm1 MainPID)
+exe=$(readlink "/proc/$pid1/exe")
+[ "$exe" = /usr/libexec/tdcrypt/tapdisk ] || fail "MainPID $pid1 is $exe"
+uid=$(awk '/^Uid:/{print $2}' "/proc/$pid1/status")
+[ "$uid" != 0 ] || fail "the tapdisk of vm1 still runs as root"
+say "tapdisk@vm1 active after ${ms} ms (StatusText: $status); MainPID $pid1 is $exe, uid $uid; nbdinfo: $size bytes"
+# --once: the tapdisk took the key out of root's user keyring
+if keyctl show @u 2>/dev/null | grep -q 'tdcrypt:'; then
+	fail "a tdcrypt key is still in root's user keyring after the start: $(keyctl show @u)"
+fi
+say "the credential's key was loaded by vbd-key (vdkey load --once) and consumed: root's keyring holds no tdcrypt key"
+
+# ---- write, read back (qemu-io and nbdcopy)
+qio vm1 -c "write -P 0x5a 0 1M" -c "write -P 0xa5 40M 64k" -c "flush"
+head -c 4M /dev/urandom >/tmp/rand
+# nbdcopy writes the 4 MiB at offset 0 of the (larger) disk
+out=$(nbdcopy --flush /tmp/rand "$(uri vm1)" 2>&1) || fail "nbdcopy to vm1: $out"
+nbdcopy "$(uri vm1)" - 2>/dev/null | head -c 4194304 | cmp -s - /tmp/rand ||
+	fail "nbdcopy: the 4 MiB read back from vm1 differ from what was written"
+qio vm1 -c "read -P 0xa5 40M 64k"
+say "vm1: wrote 4 MiB random (nbdcopy) and a 64 KiB pattern (qemu-io), read both back"
+
+# ---- SIGKILL: systemd restarts it (Restart=on-failure), the data is there
+n0=$(prop vm1 NRestarts)
+kill -KILL "$pid1"
+wait_restart vm1 "$pid1"
+pid1b=$(prop vm1 MainPID)
+n1=$(prop vm1 NRestarts)
+[ "$n1" -gt "$n0" ] || fail "NRestarts $n0 -> $n1"
+nbdcopy "$(uri vm1)" - 2>/dev/null | head -c 4194304 | cmp -s - /tmp/rand ||
+	fail "after the restart the 4 MiB of vm1 differ from what was written"
+qio vm1 -c "read -P 0xa5 40M 64k"
+qio vm1 -c "write -P 0x3c 48M 128k" -c "flush"
+say "SIGKILL of $pid1: systemd restarted tapdisk@vm1 (MainPID $pid1b, NRestarts $n0 -> $n1), the key again from the credential; data read back, a new write taken"
+
+# ---- stop: SIGTERM drains and exits 0
+systemctl stop tapdisk@vm1 || fail "systemctl stop tapdisk@vm1"
+st=$(systemctl is-active tapdisk@vm1 || true)
+[ "$st" = inactive ] || fail "tapdisk@vm1 is $st after stop"
+[ "$(prop vm1 Result)" = success ] || fail "tapdisk@vm1 Result=$(prop vm1 Result) after stop"
+! kill -0 "$pid1b" 2>/dev/null || fail "the tapdisk $pid1b still runs after stop"
+# the image itself holds ciphertext: qemu-io on the qcow2 without our layer
+out=$(qemu-io -f qcow2 -r -U -c "read -P 0xa5 40M 64k" /srv/vm1.qcow2 2>&1) || true
+echo "$out" | grep -q "Pattern verification failed" ||
+	fail "the plain qcow2 shows the written pattern (not encrypted?): $out"
+say "tapdisk@vm1 stopped (inactive, Result=success); qemu-io on the bare qcow2 finds no plaintext"
+
+# ---- start again: everything written survived the stop
+systemctl start tapdisk@vm1 || fail "systemctl start tapdisk@vm1 (second time)"
+nbdcopy "$(uri vm1)" - 2>/dev/null | head -c 4194304 | cmp -s - /tmp/rand ||
+	fail "after stop and start the 4 MiB of vm1 differ"
+qio vm1 -c "read -P 0xa5 40M 64k" -c "read -P 0x3c 48M 128k"
+systemctl stop tapdisk@vm1 || fail "systemctl stop tapdisk@vm1 (second time)"
+say "tapdisk@vm1 started again: all the data read back; stopped"
+
+# ---- vm2: the key loaded by root beforehand (KeyringMode=shared)
+out=$(systemctl start tapdisk@vm2 2>&1) && fail "tapdisk@vm2 started without a key"
+journalctl -u tapdisk@vm2 --no-pager | grep -q "no key loaded for image" ||
+	fail "tapdisk@vm2 failed without a key but did not say why"
+# it would retry every RestartSec until the start limit: stop it first
+systemctl stop tapdisk@vm2
+systemctl reset-failed tapdisk@vm2 || true
+vdkey load crypt:aio:/srv/vm2.img --key-file /etc/tdcrypt/keys/vm2.pw >/dev/null ||
+	fail "vdkey load vm2"
+systemctl start tapdisk@vm2 || fail "systemctl start tapdisk@vm2 (key loaded with vdkey load)"
+qio vm2 -c "write -P 0x77 0 2M" -c "flush"
+qio vm2 -c "read -P 0x77 0 2M"
+pid2=$(prop vm2 MainPID)
+kill -KILL "$pid2"
+wait_restart vm2 "$pid2"
+qio vm2 -c "read -P 0x77 0 2M"
+systemctl stop tapdisk@vm2 || fail "systemctl stop tapdisk@vm2"
+[ "$(prop vm2 Result)" = success ] || fail "tapdisk@vm2 Result=$(prop vm2 Result) after stop"
+vdkey unload crypt:aio:/srv/vm2.img >/dev/null 2>&1 || true
+say "tapdisk@vm2 (crypt:aio): refused without a key; with root's vdkey load it served, was restarted after SIGKILL, read back, stopped"
+
+echo "SYSTEMDVM-RESULT=PASS"
+finish 0
