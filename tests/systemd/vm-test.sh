@@ -87,7 +87,10 @@ exe=$(readlink "/proc/$pid1/exe")
 [ "$exe" = /usr/libexec/tdcrypt/tapdisk ] || fail "MainPID $pid1 is $exe"
 uid=$(awk '/^Uid:/{print $2}' "/proc/$pid1/status")
 [ "$uid" != 0 ] || fail "the tapdisk of vm1 still runs as root"
-say "tapdisk@vm1 active after ${ms} ms (StatusText: $status); MainPID $pid1 is $exe, uid $uid; nbdinfo: $size bytes"
+seccomp=$(awk '/^Seccomp:/{print $2}' "/proc/$pid1/status")
+[ "$seccomp" = 2 ] || fail "the tapdisk of vm1 runs without a seccomp filter (Seccomp: $seccomp)"
+say "tapdisk@vm1 active after ${ms} ms (StatusText: $status); MainPID $pid1 is $exe, uid $uid, seccomp filter on; nbdinfo: $size bytes"
+say "systemd-analyze security tapdisk@vm1: $(systemd-analyze security tapdisk@vm1.service --no-pager 2>&1 | tail -n 1)"
 # --once: the tapdisk took the key out of root's user keyring
 if keyctl show @u 2>/dev/null | grep -q 'tdcrypt:'; then
 	fail "a tdcrypt key is still in root's user keyring after the start: $(keyctl show @u)"
@@ -129,8 +132,15 @@ echo "$out" | grep -q "Pattern verification failed" ||
 	fail "the plain qcow2 shows the written pattern (not encrypted?): $out"
 say "tapdisk@vm1 stopped (inactive, Result=success); qemu-io on the bare qcow2 finds no plaintext"
 
-# ---- start again: everything written survived the stop
-systemctl start tapdisk@vm1 || fail "systemctl start tapdisk@vm1 (second time)"
+# ---- start again, pulled in by a unit ordered after it (Requires=,
+# After=tapdisk@vm1) that reads the disk at once: Type=notify makes it wait
+# for READY; everything written survived the stop
+systemctl start sdvm-consumer@vm1 ||
+	fail "systemctl start sdvm-consumer@vm1 (Requires=tapdisk@vm1): $(journalctl -u sdvm-consumer@vm1 --no-pager | tail -n 5)"
+[ "$(systemctl is-active tapdisk@vm1)" = active ] || fail "sdvm-consumer@vm1 did not pull in tapdisk@vm1"
+csize=$(journalctl -u sdvm-consumer@vm1 -o cat --no-pager | grep -a -x '[0-9]*' | tail -n 1)
+[ "$csize" = "$size" ] || fail "sdvm-consumer@vm1 read the size '$csize', expected $size"
+say "sdvm-consumer@vm1 (Requires=, After=tapdisk@vm1) pulled in tapdisk@vm1 and read it at once (nbdinfo --size: $csize)"
 nbdcopy "$(uri vm1)" - 2>/dev/null | head -c 4194304 | cmp -s - /tmp/rand ||
 	fail "after stop and start the 4 MiB of vm1 differ"
 qio vm1 -c "read -P 0xa5 40M 64k" -c "read -P 0x3c 48M 128k"
@@ -146,6 +156,8 @@ systemctl stop tapdisk@vm2
 systemctl reset-failed tapdisk@vm2 || true
 vdkey load crypt:aio:/srv/vm2.img --key-file /etc/tdcrypt/keys/vm2.pw >/dev/null ||
 	fail "vdkey load vm2"
+keyctl show @u 2>/dev/null | grep -q 'tdcrypt:' ||
+	fail "vdkey load put no tdcrypt key in root's user keyring: $(keyctl show @u 2>&1)"
 systemctl start tapdisk@vm2 || fail "systemctl start tapdisk@vm2 (key loaded with vdkey load)"
 qio vm2 -c "write -P 0x77 0 2M" -c "flush"
 qio vm2 -c "read -P 0x77 0 2M"

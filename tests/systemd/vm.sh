@@ -245,6 +245,18 @@ KeyringMode=shared
 [Install]
 WantedBy=multi-user.target
 EOF
+	# a client of a VBD, as a VM's unit would be: ordered after it
+	cat >"$R/etc/systemd/system/sdvm-consumer@.service" <<EOF
+[Unit]
+Description=tdcrypt test: a client of the VBD %i (nbdinfo at once)
+Requires=tapdisk@%i.service
+After=tapdisk@%i.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/bin/nbdinfo --size nbd+unix:///?socket=/run/tapdisk/%i.sock
+EOF
 	mkdir -p "$R/etc/systemd/system/multi-user.target.wants"
 	ln -sf /etc/systemd/system/sdvm-test.service \
 		"$R/etc/systemd/system/multi-user.target.wants/sdvm-test.service"
