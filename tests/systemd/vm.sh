@@ -265,7 +265,7 @@ EOF
 	local mb
 	mb=$(($(du -sm "$R" | cut -f1) + 256))
 	rm -f "$O/root.img"
-	nice -n 15 mke2fs -q -t ext4 -d "$R" -L sdvm-root "$O/root.img" "${mb}M" || die "mke2fs -d"
+	nice -n 15 mke2fs -q -t ext4 -d "$R" -L sdvm-root "$O/root.img" "${mb}M" >/dev/null || die "mke2fs -d"
 	log "built: $(cd "$O" && ls -s --block-size=M | tr '\n' ' ')"
 }
 
@@ -296,7 +296,7 @@ vm_journal() {
 }
 
 boot() {
-	local L=$W/serial.log t0 el=0 up_t="" rc=1
+	local L=$W/serial.log t0 el=0 up_t="" res_t="" rc=1
 	trap cleanup EXIT INT TERM
 	: >"$L"
 	log "qemu-system-x86_64 ${QEMU_ARGS[*]} -serial file:$L -append '$KARGS'"
@@ -306,12 +306,16 @@ boot() {
 	while :; do
 		sleep 1
 		el=$(($(date +%s) - t0))
-		if [ -z "$up_t" ] && grep -qa 'SYSTEMDVM: systemd is up' "$L"; then
+		if [ -z "$up_t" ] && grep -qaE 'SYSTEMDVM: \[[0-9]+s\] systemd is up' "$L"; then
 			up_t=$el
 			log "systemd up, the test unit started after ${up_t} s"
 		fi
-		if grep -qa 'SYSTEMDVM-RESULT=' "$L" && ! kill -0 "$QPID" 2>/dev/null; then
-			break
+		# the result, then the power-off (at most a minute: then it is killed)
+		if grep -qa 'SYSTEMDVM-RESULT=' "$L"; then
+			[ -n "$res_t" ] || res_t=$el
+			if ! kill -0 "$QPID" 2>/dev/null || [ $((el - res_t)) -gt 60 ]; then
+				break
+			fi
 		fi
 		if grep -qa 'Kernel panic' "$L"; then
 			sleep 2
