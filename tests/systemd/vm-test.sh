@@ -67,6 +67,30 @@ dpkg-query -W -f='${Package} ${Version}\n' tdcrypt | sed 's/^/SYSTEMDVM: install
 [ "$(systemctl is-active tapdisk@vm1 || true)" = inactive ] || fail "tapdisk@vm1 runs before the test starts it"
 say "tapdisk@vm1: Type=notify NotifyAccess=main Restart=on-failure, inactive"
 
+# ---- READY is what makes it active. Control: a runtime drop-in runs the
+# same tapdisk under a shell that is the unit's main process, so systemd
+# drops the tapdisk's READY=1 (NotifyAccess=main): the start must time out
+# although the tapdisk serves (systemd forces NotifyAccess=none back to
+# main for Type=notify, so that setting cannot be the control)
+mkdir -p /run/systemd/system/tapdisk@vm1.service.d
+cat >/run/systemd/system/tapdisk@vm1.service.d/noready.conf <<'EOF'
+[Service]
+ExecStart=
+ExecStart=/bin/sh -c '/usr/libexec/tdcrypt/tapdisk serve "$$SPEC" --socket "$$SOCKET" $$OPTIONS; exit $$?'
+TimeoutStartSec=15
+Restart=no
+EOF
+systemctl daemon-reload
+systemctl start tapdisk@vm1 2>/dev/null && fail "tapdisk@vm1 became active with the tapdisk's READY dropped"
+journalctl -u tapdisk@vm1 --no-pager | grep -q "reception only permitted for main PID" ||
+	fail "in the control, systemd logged no (dropped) notification from the tapdisk"
+journalctl -u tapdisk@vm1 --no-pager | grep -q "timed out" ||
+	fail "in the control, the start did not time out"
+rm -r /run/systemd/system/tapdisk@vm1.service.d
+systemctl daemon-reload
+systemctl reset-failed tapdisk@vm1
+say "control: with the tapdisk's READY=1 dropped (not the main PID) the start timed out after 15 s: activation waits for READY"
+
 # ---- vm1: start; the key comes from the credential
 t=$(date +%s%N)
 systemctl start tapdisk@vm1 || fail "systemctl start tapdisk@vm1"

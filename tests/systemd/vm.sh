@@ -352,7 +352,8 @@ base) base ;;
 build) base && fetch && build ;;
 boot) boot ;;
 shell)
-	exec qemu-system-x86_64 "${QEMU_ARGS[@]}" -serial mon:stdio -append "$KARGS sdvm.shell"
+	# -snapshot: the changes of the shell's initramfs stay out of root.img
+	exec qemu-system-x86_64 "${QEMU_ARGS[@]}" -snapshot -serial mon:stdio -append "$KARGS sdvm.shell"
 	;;
 all)
 	start=$(date +%s)
