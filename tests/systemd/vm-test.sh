@@ -6,6 +6,11 @@
 #        as the credential "passphrase" (a drop-in with LoadCredential=)
 #   vm2: /etc/tdcrypt/vbd/vm2.conf  SPEC=crypt:aio:/srv/vm2.img, the key
 #        loaded beforehand by root with vdkey load (no credential)
+# It checks the unit's Type=notify/Restart=, that activation waits for the
+# tapdisk's READY=1 (a control where systemd drops it times out), the
+# tapdisk's uid and seccomp filter, the key hand-off both ways, I/O with
+# nbdcopy and qemu-io, restart after SIGKILL, stop, ciphertext on disk, and
+# a client unit ordered after the VBD.
 # Every check prints a line SYSTEMDVM: ...; the last line is
 # SYSTEMDVM-RESULT=PASS or SYSTEMDVM-RESULT=FAIL: WHY (with the units'
 # journal before it). Then the VM powers off.
@@ -58,7 +63,16 @@ wait_restart() {
 }
 
 say "systemd is up ($(systemctl is-system-running || true)); $(systemctl --version | head -n 1)"
-dpkg-query -W -f='${Package} ${Version}\n' tdcrypt | sed 's/^/SYSTEMDVM: installed: /'
+dpkg-query -W -f='${Package} ${Version}\n' tdcrypt tdcrypt-xen | sed 's/^/SYSTEMDVM: installed: /'
+
+# ---- tapback.service (tdcrypt-xen): enabled, skipped at boot on a host
+# without Xen (ConditionPathExists=/proc/xen/capabilities), not failed
+[ "$(systemctl is-enabled tapback.service)" = enabled ] || fail "tapback.service is $(systemctl is-enabled tapback.service), not enabled"
+[ "$(systemctl show -P ConditionResult tapback.service)" = no ] ||
+	fail "tapback.service: ConditionResult=$(systemctl show -P ConditionResult tapback.service) on a host without Xen"
+st=$(systemctl is-active tapback.service || true)
+[ "$st" = inactive ] || fail "tapback.service is $st on a host without Xen"
+say "tapback.service: enabled by the package, skipped at boot without Xen (condition), inactive, not failed"
 
 # ---- the unit as installed by the package
 [ "$(prop vm1 Type)" = notify ] || fail "tapdisk@vm1 is Type=$(prop vm1 Type), not notify"

@@ -7,7 +7,8 @@
 # "passphrase", one with the key loaded by root with vdkey load), reads and
 # writes them over NBD with qemu-io and nbdcopy, SIGKILLs the tapdisk and
 # checks that systemd restarts it and the data reads back, stops the units,
-# prints SYSTEMDVM-RESULT=PASS or FAIL and powers the VM off.
+# checks that tapback.service (tdcrypt-xen) is skipped without Xen, prints
+# SYSTEMDVM-RESULT=PASS or FAIL (with the units' journal) and powers off.
 #
 # Usage: tests/systemd/vm.sh [all|base|build|boot|shell]    (default all)
 #   base   debootstrap the Debian root (cached in SDVM_WORK/base, rebuilt
@@ -44,7 +45,7 @@ PIN_BUSYBOX=1:1.35.0-4+deb12u1+b1
 # depend on (debian/control; the Xen libraries come from bookworm-security,
 # installed with apt in the chroot).
 BASE_PKGS=systemd,systemd-sysv,udev,keyutils,qemu-utils,libnbd-bin,libaio1,libargon2-1,libkeyutils1,libseccomp2,libssl3,passwd
-BASE_APT_PKGS="libxenevtchn1 libxengnttab1"
+BASE_APT_PKGS="libxenevtchn1 libxengnttab1 libxenstore4"
 
 log() { echo "[sdvm $(date +%T)] $*" >&2; }
 die() {
@@ -160,9 +161,12 @@ add_modules() {
 }
 
 build() {
-	local p kver deb a
-	deb=$(find "$DEBS" -maxdepth 1 -name 'tdcrypt_*.deb' 2>/dev/null | head -n 1)
-	[ -n "$deb" ] || die "no $DEBS/tdcrypt_*.deb: run make deb first"
+	local p kver deb debs=() a
+	for p in tdcrypt tdcrypt-xen; do
+		deb=$(find "$DEBS" -maxdepth 1 -name "${p}_*.deb" 2>/dev/null | head -n 1)
+		[ -n "$deb" ] || die "no $DEBS/${p}_*.deb: run make deb first"
+		debs+=("$deb")
+	done
 	rm -rf "$S" "$I" "$O"
 	mkdir -p "$S" "$O"
 	for p in "$W"/debs/*.deb; do dpkg-deb -x "$p" "$S"; done
@@ -187,10 +191,10 @@ build() {
 	# ---- the root: a fresh copy of the base, our packages, the test
 	rm -rf "$R"
 	cp -a "$B" "$R"
-	cp "$deb" "$R/tmp/"
-	chroot "$R" dpkg -i "/tmp/$(basename "$deb")" >"$W/dpkg.log" 2>&1 || {
+	cp "${debs[@]}" "$R/tmp/"
+	chroot "$R" sh -c 'dpkg -i /tmp/*.deb' >"$W/dpkg.log" 2>&1 || {
 		cat "$W/dpkg.log" >&2
-		die "dpkg -i $(basename "$deb") in the VM's root failed"
+		die "dpkg -i of our packages in the VM's root failed"
 	}
 	rm -f "$R"/tmp/*.deb
 	chroot "$R" getent passwd tapdisk >/dev/null || die "the postinst did not create the user tapdisk"
