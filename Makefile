@@ -150,8 +150,8 @@ check-xen: deps all
 	if [ $$rc = 77 ]; then echo "check-xen: skipped"; exit 0; fi; exit $$rc
 
 # The real-systemd test: tests/systemd/vm.sh debootstraps a Debian 12 root
-# (cached in $(BUILD)/systemd-vm/base), installs the freshly built tdcrypt
-# .deb in it, boots it under QEMU with systemd as PID 1 and starts, reads,
+# (cached in $(BUILD)/systemd-vm/base), installs the freshly built .debs
+# in it, boots it under QEMU with systemd as PID 1 and starts, reads,
 # kills and stops VBDs through tapdisk@.service. Skipped, with the reason,
 # without root or qemu-system-x86_64.
 .PHONY: check-systemd
