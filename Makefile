@@ -5,6 +5,8 @@
 #   make check SANITIZE=1   the same with ASan+UBSan (separate build dir)
 #   make check-xen    boot Xen 4.17 under QEMU (TCG) and test real PV guests
 #                     on tapdisk's blkif ring (root; tests/xen/rig.sh)
+#   make check-systemd  boot Debian with systemd under QEMU (TCG), the .deb
+#                     installed: VBDs through tapdisk@.service (tests/systemd/vm.sh)
 #   make demo         create an encrypted image, serve it, read it back
 #   make format       clang-format the whole tree (make check fails on a difference)
 #   make install      install programs, man pages, units, completion (PREFIX, DESTDIR, ...)
@@ -150,6 +152,16 @@ check-xen: deps all
 	@BUILD=$(BUILD) ./tests/xen/rig.sh all; rc=$$?; \
 	if [ $$rc = 77 ]; then echo "check-xen: skipped"; exit 0; fi; exit $$rc
 
+# The real-systemd test: tests/systemd/vm.sh debootstraps a Debian 12 root
+# (cached in $(BUILD)/systemd-vm/base), installs the freshly built .debs
+# in it, boots it under QEMU with systemd as PID 1 and starts, reads,
+# kills and stops VBDs through tapdisk@.service. Skipped, with the reason,
+# without root or qemu-system-x86_64.
+.PHONY: check-systemd
+check-systemd: deps deb
+	@BUILD=$(BUILD) ./tests/systemd/vm.sh all; rc=$$?; \
+	if [ $$rc = 77 ]; then echo "check-systemd: skipped"; exit 0; fi; exit $$rc
+
 demo: deps all
 	BUILD=$(BUILD) ./scripts/demo.sh
 
@@ -173,7 +185,7 @@ check-layers:
 clean:
 	rm -rf build build-san build-fuzz
 
--include $(shell find $(BUILD) -path '$(BUILD)/xen-rig' -prune -o -name '*.d' -type f -print 2>/dev/null)
+-include $(shell find $(BUILD) -path '$(BUILD)/xen-rig' -prune -o -path '$(BUILD)/systemd-vm' -prune -o -name '*.d' -type f -print 2>/dev/null)
 
 # ---------------------------------------------------------------------------
 # Installing (README, "Installing"): the GNU directory variables, and DESTDIR

@@ -3,14 +3,15 @@
 # Runs as root (CI, a fresh machine); as another user it only reports.
 # scdoc makes the man pages; man-db checks them; gnuplot-nox draws the
 # bench chart; debhelper, dpkg-dev, fakeroot and lintian build and check
-# the Debian packages (make deb-check).
+# the Debian packages (make deb-check). debootstrap builds the root of the
+# systemd VM (make check-systemd).
 set -e
 PKGS="build-essential pkg-config libaio-dev libssl-dev libcmocka-dev libkeyutils-dev
 keyutils libxen-dev libargon2-dev libseccomp-dev libnbd-dev libnbd-bin
 qemu-utils fio strace e2fsprogs util-linux passwd python3 clang valgrind qemu-system-x86 cpio kmod
 librbd-dev librados-dev ceph-mon ceph-mgr ceph-osd ceph-common qemu-block-extra uuid-runtime
 scdoc man-db bash-completion gnuplot-nox debhelper dpkg-dev fakeroot lintian
-zlib1g-dev libvmdk-utils"
+zlib1g-dev libvmdk-utils debootstrap"
 # libvhdi-utils: vhdiinfo and vhdimount, the independent VHD reader of t-vhd-*
 PKGS="$PKGS libvhdi-utils"
 missing=""
