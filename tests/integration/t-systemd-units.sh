@@ -115,7 +115,8 @@ run_unit() {
 	fi
 	python3 "$L/notify_listen.py" "$ns" "$SOCK" 30 >"$T/notify.out" &
 	local lpid=$!
-	for _ in $(seq 100); do grep -q listening "$T/notify.out" && break; sleep 0.05; done
+	for _ in $(seq 600); do grep -q listening "$T/notify.out" && break; sleep 0.05; done
+	grep -q listening "$T/notify.out" || fail "the notify listener did not start in 30 s"
 	unit_wrap NOTIFY_SOCKET="$ns"
 	"${W[@]}" "${cmd[@]}" 2>>"$TAPDISK_RUNDIR/tapdisk.log" &
 	TD_PID=$!
@@ -162,7 +163,8 @@ info "tapdisk serve: an abstract notify socket; none; a bad one"
 truncate -s 64M "$T/plain.img"
 python3 "$L/notify_listen.py" "@tdcrypt-plain-$$" "$T/plain.sock" 30 >"$T/notify.out" &
 lpid=$!
-for _ in $(seq 100); do grep -q listening "$T/notify.out" && break; sleep 0.05; done
+for _ in $(seq 600); do grep -q listening "$T/notify.out" && break; sleep 0.05; done
+grep -q listening "$T/notify.out" || fail "the notify listener did not start in 30 s"
 NOTIFY_SOCKET="@tdcrypt-plain-$$" td_serve "aio:$T/plain.img" "$T/plain.sock"
 wait "$lpid" || fail "abstract notify socket: $(cat "$T/notify.out")"
 echo "   $(tail -1 "$T/notify.out")"
