@@ -110,6 +110,8 @@ sec_roundtrip() {
 		# the tapdisk installed a filter, and it is the cluster list (the rbd
 		# driver needs the network): network yes (librados), new processes no,
 		# as tests/tools/sandbox_probe shows with the very same sandbox code
+		# (the socket exists before the filter is installed, a moment later)
+		for _ in $(seq 100); do grep -q "^Seccomp:.*2" "/proc/$TD_PID/status" && break; sleep 0.1; done
 		grep -q "^Seccomp:.*2" "/proc/$TD_PID/status" || fail "no seccomp filter"
 		out=$("$TD_TOOLS/sandbox_probe" --profile cluster socket-inet fork)
 		echo "$out" | grep -q "socket-inet.*: ok" || fail "rbd tapdisk cannot open sockets: $out"
