@@ -135,3 +135,49 @@ int td_parse_size(const char *s, uint64_t *out)
 	*out = v * mult;
 	return 0;
 }
+
+enum iov_op { IOV_ZERO, IOV_OUT, IOV_IN };
+
+static void iov_walk(const struct iovec *iov, int iovcnt, uint64_t off, uint64_t len,
+		     enum iov_op op, uint8_t *mem)
+{
+	for (int i = 0; i < iovcnt && len; i++) {
+		uint8_t *p;
+		uint64_t n;
+
+		if (off >= iov[i].iov_len) {
+			off -= iov[i].iov_len;
+			continue;
+		}
+		p = (uint8_t *)iov[i].iov_base + off;
+		n = iov[i].iov_len - off;
+		if (n > len)
+			n = len;
+		if (op == IOV_ZERO)
+			memset(p, 0, (size_t)n);
+		else if (op == IOV_OUT)
+			memcpy(mem, p, (size_t)n);
+		else
+			memcpy(p, mem, (size_t)n);
+		if (mem)
+			mem += n;
+		len -= n;
+		off = 0;
+	}
+}
+
+void td_iov_zero(const struct iovec *iov, int iovcnt, uint64_t off, uint64_t len)
+{
+	iov_walk(iov, iovcnt, off, len, IOV_ZERO, NULL);
+}
+
+void td_iov_copy_out(const struct iovec *iov, int iovcnt, uint64_t off, void *dst, uint64_t len)
+{
+	iov_walk(iov, iovcnt, off, len, IOV_OUT, dst);
+}
+
+void td_iov_copy_in(const struct iovec *iov, int iovcnt, uint64_t off, const void *src,
+		    uint64_t len)
+{
+	iov_walk(iov, iovcnt, off, len, IOV_IN, (uint8_t *)src);
+}

@@ -26,6 +26,14 @@ static inline uint8_t *td_iov_at(const struct iovec *iov, int iovcnt, uint64_t o
 	return NULL;
 }
 
+/* Bytes [off, off + len) of a scatter-gather list (any segment sizes):
+ * zeroed, copied out to dst, or filled from src. Past the list's end
+ * nothing happens. */
+void td_iov_zero(const struct iovec *iov, int iovcnt, uint64_t off, uint64_t len);
+void td_iov_copy_out(const struct iovec *iov, int iovcnt, uint64_t off, void *dst, uint64_t len);
+void td_iov_copy_in(const struct iovec *iov, int iovcnt, uint64_t off, const void *src,
+		    uint64_t len);
+
 /* pwrite of all len bytes at off (retrying short writes and EINTR): 0 or
  * -errno. For open-time and tool code: it blocks. */
 int td_write_all(int fd, const void *buf, size_t len, uint64_t off);

@@ -135,9 +135,6 @@ void q2io_write(struct q2io *o, uint64_t host);
 void q2io_write_dsync(struct q2io *o, uint64_t host);
 void q2io_fsync(struct q2io *o);
 
-void q2_iov_zero(const struct iovec *iov, int iovcnt, uint64_t off, uint64_t len);
-void q2_iov_copy_out(const struct iovec *iov, int iovcnt, uint64_t off, void *dst, uint64_t len);
-
 /* ---- allocation and writeback (qcow2_meta.c) ---------------------------------- */
 
 struct q2round;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "tapdisk/core/log.h"
+#include "tapdisk/core/util.h"
 #include "tapdisk/qcow2/qcow2_int.h"
 
 void q2_wake_all(struct q2wait **list, int err)
@@ -107,45 +108,6 @@ int q2io_add_slice(struct q2io *o, const struct iovec *iov, int iovcnt, uint64_t
 	return len ? -EINVAL : 0;
 }
 
-void q2_iov_zero(const struct iovec *iov, int iovcnt, uint64_t off, uint64_t len)
-{
-	for (int i = 0; i < iovcnt && len; i++) {
-		uint64_t n;
-
-		if (off >= iov[i].iov_len) {
-			off -= iov[i].iov_len;
-			continue;
-		}
-		n = iov[i].iov_len - off;
-		if (n > len)
-			n = len;
-		memset((uint8_t *)iov[i].iov_base + off, 0, (size_t)n);
-		len -= n;
-		off = 0;
-	}
-}
-
-void q2_iov_copy_out(const struct iovec *iov, int iovcnt, uint64_t off, void *dst, uint64_t len)
-{
-	uint8_t *d = dst;
-
-	for (int i = 0; i < iovcnt && len; i++) {
-		uint64_t n;
-
-		if (off >= iov[i].iov_len) {
-			off -= iov[i].iov_len;
-			continue;
-		}
-		n = iov[i].iov_len - off;
-		if (n > len)
-			n = len;
-		memcpy(d, (uint8_t *)iov[i].iov_base + off, (size_t)n);
-		d += n;
-		len -= n;
-		off = 0;
-	}
-}
-
 static void io_done(struct td_io_op *io, ssize_t res)
 {
 	struct q2io *o = io->opaque;
@@ -205,7 +167,7 @@ void q2io_read(struct q2io *o, uint32_t img, uint64_t host)
 	bool aligned;
 
 	if (avail < o->len) {
-		q2_iov_zero(o->iov, o->iovcnt, avail, o->len - avail);
+		td_iov_zero(o->iov, o->iovcnt, avail, o->len - avail);
 		iov_truncate(o, avail);
 		o->len = avail;
 	}

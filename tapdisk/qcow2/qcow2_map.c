@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "tapdisk/core/log.h"
+#include "tapdisk/core/util.h"
 #include "tapdisk/qcow2/qcow2_int.h"
 
 void q2_log_bad(struct q2 *q, uint32_t img, const char *fmt, ...)
@@ -172,7 +173,7 @@ static void rd_issue(struct q2rd *r)
 		struct q2io *o;
 
 		if (x->kind == Q2E_ZERO) {
-			q2_iov_zero(r->iov, r->iovcnt, x->boff, x->len);
+			td_iov_zero(r->iov, r->iovcnt, x->boff, x->len);
 			continue;
 		}
 		r->any_data = true;

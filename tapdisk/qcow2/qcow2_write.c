@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "tapdisk/core/bufpool.h"
+#include "tapdisk/core/util.h"
 #include "tapdisk/core/log.h"
 #include "tapdisk/qcow2/qcow2_int.h"
 
@@ -452,7 +453,7 @@ static void write_phase(struct q2wr *wr)
 		if (c->kind == WC_SKIP)
 			continue;
 		if (c->bounce) {
-			q2_iov_copy_out(wr->iov, wr->iovcnt, c->boff, c->bounce + c->start,
+			td_iov_copy_out(wr->iov, wr->iovcnt, c->boff, c->bounce + c->start,
 					c->end - c->start);
 			host = c->host;
 			len = cs;

@@ -106,8 +106,6 @@ void vio_fsync(struct vio *o);
 /* Completes o with err from the loop (nothing submitted). */
 void vio_done_later(struct vio *o, int err);
 
-void v_iov_zero(const struct iovec *iov, int iovcnt, uint64_t off, uint64_t len);
-
 /* ---- the bitmap cache (vhd_bitmap.c) -------------------------------------------- */
 
 struct vbm {

@@ -99,24 +99,6 @@ int vio_add_slice(struct vio *o, const struct iovec *iov, int iovcnt, uint64_t o
 	return len ? -EINVAL : 0;
 }
 
-void v_iov_zero(const struct iovec *iov, int iovcnt, uint64_t off, uint64_t len)
-{
-	for (int i = 0; i < iovcnt && len; i++) {
-		uint64_t n;
-
-		if (off >= iov[i].iov_len) {
-			off -= iov[i].iov_len;
-			continue;
-		}
-		n = iov[i].iov_len - off;
-		if (n > len)
-			n = len;
-		memset((uint8_t *)iov[i].iov_base + off, 0, (size_t)n);
-		len -= n;
-		off = 0;
-	}
-}
-
 static void io_done(struct td_io_op *io, ssize_t res)
 {
 	struct vio *o = io->opaque;

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "tapdisk/core/log.h"
+#include "tapdisk/core/util.h"
 #include "tapdisk/vhd/vhd_int.h"
 
 void v_log_bad(struct vhd *v, uint32_t img, const char *fmt, ...)
@@ -141,7 +142,7 @@ static void rd_issue(struct vrd *r)
 		int rc;
 
 		if (x->kind == VE_ZERO) {
-			v_iov_zero(r->iov, r->iovcnt, x->boff, x->len);
+			td_iov_zero(r->iov, r->iovcnt, x->boff, x->len);
 			continue;
 		}
 		o = vio_get(r->v, rd_io_done, r);

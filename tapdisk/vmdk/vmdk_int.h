@@ -148,10 +148,6 @@ void vmio_read(struct vmio *o, struct vmfile *f, uint64_t host);
 void vmio_write(struct vmio *o, struct vmfile *f, uint64_t host, bool dsync);
 void vmio_fsync(struct vmio *o, struct vmfile *f);
 
-void vm_iov_zero(const struct iovec *iov, int iovcnt, uint64_t off, uint64_t len);
-void vm_iov_copy_in(const struct iovec *iov, int iovcnt, uint64_t off, const void *src,
-		    uint64_t len);
-
 /* ---- reads (vmdk_read.c) ------------------------------------------------------ */
 
 void vm_read(struct td_layer *l, struct td_req *req);

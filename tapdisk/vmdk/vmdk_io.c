@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "tapdisk/vmdk/vmdk_int.h"
+#include "tapdisk/core/util.h"
 
 void vm_wake_all(struct vmwait **list, int err)
 {
@@ -104,46 +105,6 @@ int vmio_add_slice(struct vmio *o, const struct iovec *iov, int iovcnt, uint64_t
 	return len ? -EINVAL : 0;
 }
 
-void vm_iov_zero(const struct iovec *iov, int iovcnt, uint64_t off, uint64_t len)
-{
-	for (int i = 0; i < iovcnt && len; i++) {
-		uint64_t n;
-
-		if (off >= iov[i].iov_len) {
-			off -= iov[i].iov_len;
-			continue;
-		}
-		n = iov[i].iov_len - off;
-		if (n > len)
-			n = len;
-		memset((uint8_t *)iov[i].iov_base + off, 0, (size_t)n);
-		len -= n;
-		off = 0;
-	}
-}
-
-void vm_iov_copy_in(const struct iovec *iov, int iovcnt, uint64_t off, const void *src,
-		    uint64_t len)
-{
-	const uint8_t *s = src;
-
-	for (int i = 0; i < iovcnt && len; i++) {
-		uint64_t n;
-
-		if (off >= iov[i].iov_len) {
-			off -= iov[i].iov_len;
-			continue;
-		}
-		n = iov[i].iov_len - off;
-		if (n > len)
-			n = len;
-		memcpy((uint8_t *)iov[i].iov_base + off, s, (size_t)n);
-		s += n;
-		len -= n;
-		off = 0;
-	}
-}
-
 static void io_done(struct td_io_op *io, ssize_t res)
 {
 	struct vmio *o = io->opaque;
@@ -202,7 +163,7 @@ void vmio_read(struct vmio *o, struct vmfile *f, uint64_t host)
 
 	o->f = f;
 	if (avail < o->len) {
-		vm_iov_zero(o->iov, o->iovcnt, avail, o->len - avail);
+		td_iov_zero(o->iov, o->iovcnt, avail, o->len - avail);
 		iov_truncate(o, avail);
 		o->len = avail;
 	}

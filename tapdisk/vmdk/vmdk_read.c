@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "tapdisk/core/bufpool.h"
+#include "tapdisk/core/util.h"
 #include "tapdisk/core/log.h"
 #include "tapdisk/vmdk/vmdk_int.h"
 
@@ -205,7 +206,7 @@ static void cg_inflated(struct td_work *w)
 		if (!r->err)
 			r->err = -EIO;
 	} else {
-		vm_iov_copy_in(r->req->iov, r->req->iovcnt, cg->boff, cg->grain + cg->gstart,
+		td_iov_copy_in(r->req->iov, r->req->iovcnt, cg->boff, cg->grain + cg->gstart,
 			       cg->n);
 	}
 	cg_free(cg);
@@ -288,7 +289,7 @@ static void rd_walk(struct vmrd *r)
 			break;
 		}
 		if (x->type == VMDK_EXT_ZERO) {
-			vm_iov_zero(req->iov, req->iovcnt, boff, n);
+			td_iov_zero(req->iov, req->iovcnt, boff, n);
 			r->pos += n;
 			continue;
 		}
@@ -308,7 +309,7 @@ static void rd_walk(struct vmrd *r)
 			return; /* rd_resume continues */
 		}
 		if (rc == -ENOENT) {
-			vm_iov_zero(req->iov, req->iovcnt, boff, n);
+			td_iov_zero(req->iov, req->iovcnt, boff, n);
 			r->pos += n;
 			continue;
 		}
@@ -324,7 +325,7 @@ static void rd_walk(struct vmrd *r)
 		switch (k) {
 		case VMDK_GTE_UNALLOC:
 		case VMDK_GTE_ZERO:
-			vm_iov_zero(req->iov, req->iovcnt, boff, n);
+			td_iov_zero(req->iov, req->iovcnt, boff, n);
 			break;
 		case VMDK_GTE_INVALID:
 			vm_log_bad(v,
