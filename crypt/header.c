@@ -38,7 +38,8 @@ enum {
 	OFF_FRESHNESS = 512,
 	OFF_RSV2 = 768,
 	OFF_KEYSLOTS = 1024,
-	OFF_RSV3 = 5120,
+	OFF_TOKENS = TD_HDR_TOKENS_OFFSET,
+	OFF_RSV3 = TD_HDR_TOKENS_OFFSET + TD_HDR_KEYSLOTS * TD_HDR_TOKEN_SIZE, /* 15360 */
 	OFF_MAC = 16320,
 	OFF_CHECKSUM = 16352,
 };
@@ -61,7 +62,9 @@ enum {
 	KS_PARAMS_LEN = 32, /* bytes 0..31 go into the AAD */
 };
 
-_Static_assert(OFF_KEYSLOTS + TD_HDR_KEYSLOTS * TD_HDR_KEYSLOT_SIZE == OFF_RSV3, "layout");
+_Static_assert(OFF_KEYSLOTS + TD_HDR_KEYSLOTS * TD_HDR_KEYSLOT_SIZE == OFF_TOKENS, "layout");
+_Static_assert(OFF_RSV3 <= OFF_MAC, "layout");
+_Static_assert(8 + TD_HDR_TOKEN_MAX == TD_HDR_TOKEN_SIZE, "token layout");
 _Static_assert(OFF_MAC + TD_HDR_MAC_LEN == OFF_CHECKSUM, "layout");
 _Static_assert(OFF_CHECKSUM + TD_SHA256_LEN == TD_HDR_COPY_SIZE, "layout");
 _Static_assert(KS_TAG + TD_HDR_TAG_LEN == KS_RSV2, "layout");
@@ -89,6 +92,7 @@ static const struct {
 
 _Static_assert(sizeof(AAD_LABEL) - 1 + TD_HDR_UUID_LEN + 4 + KS_PARAMS_LEN == TD_HDR_AAD_LEN,
 	       "aad");
+_Static_assert(TD_HDR_AAD_LEN + TD_SHA256_LEN == TD_HDR_AAD_MAX, "aad of a token slot");
 
 static void put_le32(uint8_t *p, uint32_t v)
 {
@@ -207,6 +211,9 @@ int td_kdf_params_check(const struct td_kdf_params *p, char *err, size_t errlen)
 			goto out;
 		}
 		break;
+	case TD_KDF_TPM2:
+	case TD_KDF_TANG:
+		break; /* no parameters: the KEK comes from the token */
 	default:
 		td_seterr(err, errlen, "unknown KDF id %u", (unsigned)p->id);
 		goto out;
@@ -293,6 +300,12 @@ static int hdr_validate(const struct td_crypt_hdr *h, char *err, size_t errlen)
 			td_seterr(err, errlen, "keyslot %d: %s", i, why);
 			goto out;
 		}
+		if (td_kdf_is_token(ks->kdf.id) &&
+		    (ks->token_len == 0 || ks->token_len > TD_HDR_TOKEN_MAX)) {
+			td_seterr(err, errlen, "keyslot %d: token length %u out of range 1..%u", i,
+				  ks->token_len, TD_HDR_TOKEN_MAX);
+			goto out;
+		}
 	}
 	ret = 0;
 out:
@@ -325,6 +338,18 @@ static void put_slot_params(uint8_t *p, const struct td_keyslot *ks)
 		break;
 	}
 	put_le32(p + KS_KEY_LEN, TD_HDR_WRAPPED_LEN);
+}
+
+/* The 640 token bytes of a slot: all zero unless it is a token slot. */
+static void put_token(uint8_t *p, const struct td_keyslot *ks)
+{
+	memset(p, 0, TD_HDR_TOKEN_SIZE);
+	if (ks->state != TD_KEYSLOT_ACTIVE || !td_kdf_is_token(ks->kdf.id) ||
+	    ks->token_len > TD_HDR_TOKEN_MAX)
+		return;
+	put_le32(p, (uint32_t)ks->kdf.id);
+	put_le32(p + 4, ks->token_len);
+	memcpy(p + 8, ks->token, ks->token_len);
 }
 
 static void put_slot(uint8_t *p, const struct td_keyslot *ks)
@@ -363,8 +388,10 @@ static void write_body(const struct td_crypt_hdr *h, uint8_t *buf)
 	memcpy(buf + OFF_DIGEST, h->vk_digest, TD_HDR_DIGEST_LEN);
 	memcpy(buf + OFF_INTEGRITY_PARAMS, h->integrity_params, TD_HDR_INTEGRITY_PARAMS_LEN);
 	memcpy(buf + OFF_FRESHNESS, h->freshness, TD_HDR_FRESHNESS_LEN);
-	for (int i = 0; i < TD_HDR_KEYSLOTS; i++)
+	for (int i = 0; i < TD_HDR_KEYSLOTS; i++) {
 		put_slot(buf + OFF_KEYSLOTS + i * TD_HDR_KEYSLOT_SIZE, &h->slots[i]);
+		put_token(buf + OFF_TOKENS + i * TD_HDR_TOKEN_SIZE, &h->slots[i]);
+	}
 }
 
 int td_hdr_encode(const struct td_crypt_hdr *h, uint8_t *buf)
@@ -442,6 +469,14 @@ static int get_slot(const uint8_t *p, int i, struct td_keyslot *ks, char *err, s
 		ks->kdf.r = b;
 		ks->kdf.p = c;
 		break;
+	case TD_KDF_TPM2:
+	case TD_KDF_TANG:
+		if (a != 0 || b != 0 || c != 0) {
+			td_seterr(err, errlen, "keyslot %d: a %s slot has KDF parameters", i,
+				  id == TD_KDF_TPM2 ? "tpm2" : "tang");
+			goto out;
+		}
+		break;
 	default:
 		td_seterr(err, errlen, "keyslot %d: unknown KDF id %u", i, id);
 		goto out;
@@ -451,6 +486,43 @@ static int get_slot(const uint8_t *p, int i, struct td_keyslot *ks, char *err, s
 	memcpy(ks->nonce, p + KS_NONCE, TD_HDR_NONCE_LEN);
 	memcpy(ks->wrapped, p + KS_WRAPPED, TD_HDR_WRAPPED_LEN);
 	memcpy(ks->tag, p + KS_TAG, TD_HDR_TAG_LEN);
+	ret = 0;
+out:
+	return ret;
+}
+
+/* Slot i's token (p: its 640 bytes), after get_slot parsed the slot. */
+static int get_token(const uint8_t *p, int i, struct td_keyslot *ks, char *err, size_t errlen)
+{
+	uint32_t kind = get_le32(p);
+	uint32_t len = get_le32(p + 4);
+	int ret = -EBADMSG;
+
+	if (ks->state != TD_KEYSLOT_ACTIVE || !td_kdf_is_token(ks->kdf.id)) {
+		if (!all_zero(p, TD_HDR_TOKEN_SIZE)) {
+			td_seterr(err, errlen,
+				  "keyslot %d: token bytes on a slot that has no token", i);
+			goto out;
+		}
+		ret = 0;
+		goto out;
+	}
+	if (kind != (uint32_t)ks->kdf.id) {
+		td_seterr(err, errlen, "keyslot %d: token kind %u differs from the KDF id %u", i,
+			  kind, (unsigned)ks->kdf.id);
+		goto out;
+	}
+	if (len == 0 || len > TD_HDR_TOKEN_MAX) {
+		td_seterr(err, errlen, "keyslot %d: token length %u out of range 1..%u", i, len,
+			  TD_HDR_TOKEN_MAX);
+		goto out;
+	}
+	if (!all_zero(p + 8 + len, TD_HDR_TOKEN_MAX - len)) {
+		td_seterr(err, errlen, "keyslot %d: bytes after the token payload not zero", i);
+		goto out;
+	}
+	ks->token_len = len;
+	memcpy(ks->token, p + 8, len);
 	ret = 0;
 out:
 	return ret;
@@ -543,6 +615,9 @@ int td_hdr_decode(const uint8_t *buf, size_t len, struct td_crypt_hdr *out, char
 	for (int i = 0; i < TD_HDR_KEYSLOTS; i++) {
 		if (get_slot(buf + OFF_KEYSLOTS + i * TD_HDR_KEYSLOT_SIZE, i, &h.slots[i], err,
 			     errlen) < 0)
+			goto out;
+		if (get_token(buf + OFF_TOKENS + i * TD_HDR_TOKEN_SIZE, i, &h.slots[i], err,
+			      errlen) < 0)
 			goto out;
 	}
 	memcpy(h.mac, buf + OFF_MAC, TD_HDR_MAC_LEN);
@@ -737,8 +812,9 @@ out:
 }
 
 int td_hdr_keyslot_aad(const uint8_t uuid[TD_HDR_UUID_LEN], int index, const struct td_keyslot *ks,
-		       uint8_t aad[TD_HDR_AAD_LEN])
+		       uint8_t aad[TD_HDR_AAD_MAX])
 {
+	uint8_t token[TD_HDR_TOKEN_SIZE];
 	uint8_t *p = aad;
 	int ret = -EINVAL;
 
@@ -751,7 +827,17 @@ int td_hdr_keyslot_aad(const uint8_t uuid[TD_HDR_UUID_LEN], int index, const str
 	put_le32(p, (uint32_t)index);
 	p += 4;
 	put_slot_params(p, ks);
-	ret = 0;
+	p += KS_PARAMS_LEN;
+	ret = TD_HDR_AAD_LEN;
+	if (td_kdf_is_token(ks->kdf.id)) {
+		ret = -EINVAL;
+		if (ks->token_len == 0 || ks->token_len > TD_HDR_TOKEN_MAX)
+			goto out;
+		put_token(token, ks);
+		if (td_sha256(token, sizeof(token), p) < 0)
+			goto out;
+		ret = TD_HDR_AAD_MAX;
+	}
 out:
 	return ret;
 }

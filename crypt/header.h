@@ -58,7 +58,14 @@ struct td_volkey;
 #define TD_HDR_NONCE_LEN 12
 #define TD_HDR_WRAPPED_LEN 64 /* the volume key */
 #define TD_HDR_TAG_LEN 16
-#define TD_HDR_AAD_LEN 70 /* label 18 + uuid 16 + index 4 + slot bytes 0..31 */
+#define TD_HDR_AAD_LEN 70  /* label 18 + uuid 16 + index 4 + slot bytes 0..31 */
+#define TD_HDR_AAD_MAX 102 /* ... + SHA-256 of the token, for a token slot */
+
+/* Keyslot tokens (docs/FORMAT.md, "Keyslot tokens"): 640 bytes per slot
+ * at copy offset 5120 + 640 * i, for the slots a machine opens. */
+#define TD_HDR_TOKENS_OFFSET 5120
+#define TD_HDR_TOKEN_SIZE 640
+#define TD_HDR_TOKEN_MAX 632 /* payload bytes */
 
 /* KDF limits a header may ask for (larger values are refused as hostile). */
 #define TD_KDF_ARGON2_T_MAX 64
@@ -75,7 +82,16 @@ enum td_kdf_id {
 	TD_KDF_ARGON2ID = 1,
 	TD_KDF_PBKDF2_SHA256 = 2,
 	TD_KDF_SCRYPT = 3,
+	/* No passphrase: the 32-byte KEK comes from the slot's token. */
+	TD_KDF_TPM2 = 4,
+	TD_KDF_TANG = 5,
 };
+
+/* Whether slots of this KDF id are opened through a token. */
+static inline int td_kdf_is_token(int id)
+{
+	return id == TD_KDF_TPM2 || id == TD_KDF_TANG;
+}
 
 /* Only the fields of the chosen KDF are used; the others are ignored on
  * encode and zero after decode. */
@@ -102,6 +118,9 @@ struct td_keyslot {
 	uint8_t nonce[TD_HDR_NONCE_LEN];
 	uint8_t wrapped[TD_HDR_WRAPPED_LEN];
 	uint8_t tag[TD_HDR_TAG_LEN];
+	/* token slots only (td_kdf_is_token(kdf.id)); zero otherwise */
+	uint32_t token_len;
+	uint8_t token[TD_HDR_TOKEN_MAX];
 };
 
 /* One parsed copy, host byte order.  Magic, version, header size and the
@@ -177,9 +196,11 @@ int td_hdr_vk_digest(const struct td_volkey *vk, uint8_t out[TD_HDR_DIGEST_LEN])
 /* 0 if vk matches h->vk_digest (constant time), -EPERM if not. */
 int td_hdr_check_volkey(const struct td_crypt_hdr *h, const struct td_volkey *vk);
 
-/* The AES-GCM associated data of keyslot index ks (docs/FORMAT.md). */
+/* The AES-GCM associated data of keyslot index ks (docs/FORMAT.md):
+ * returns its length (TD_HDR_AAD_LEN, or TD_HDR_AAD_MAX for a token slot,
+ * whose AAD ends with the SHA-256 of its encoded token), or -EINVAL. */
 int td_hdr_keyslot_aad(const uint8_t uuid[TD_HDR_UUID_LEN], int index, const struct td_keyslot *ks,
-		       uint8_t aad[TD_HDR_AAD_LEN]);
+		       uint8_t aad[TD_HDR_AAD_MAX]);
 
 /* 0 if p is a KDF with parameters a header may carry, else -EINVAL with
  * the reason in err. */

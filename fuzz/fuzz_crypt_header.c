@@ -35,7 +35,7 @@ static void check_decoded(const uint8_t *buf, const struct td_crypt_hdr *h)
 	struct td_crypt_hdr h2;
 	uint8_t *re = malloc(TD_HDR_COPY_SIZE);
 	char err[256], uuid[TD_HDR_UUID_STR_LEN];
-	uint8_t aad[TD_HDR_AAD_LEN];
+	uint8_t aad[TD_HDR_AAD_MAX];
 
 	assert(re);
 	assert(td_hdr_encode(h, re) == 0);
@@ -47,7 +47,8 @@ static void check_decoded(const uint8_t *buf, const struct td_crypt_hdr *h)
 		if (h->slots[i].state != TD_KEYSLOT_ACTIVE)
 			continue;
 		assert(td_kdf_params_check(&h->slots[i].kdf, err, sizeof(err)) == 0);
-		assert(td_hdr_keyslot_aad(h->uuid, i, &h->slots[i], aad) == 0);
+		assert(td_hdr_keyslot_aad(h->uuid, i, &h->slots[i], aad) ==
+		       (td_kdf_is_token(h->slots[i].kdf.id) ? TD_HDR_AAD_MAX : TD_HDR_AAD_LEN));
 	}
 	td_hdr_uuid_str(h->uuid, uuid);
 	assert(strlen(uuid) == TD_HDR_UUID_STR_LEN - 1);

@@ -84,6 +84,10 @@ const char *td_kdf_name(enum td_kdf_id id)
 		return "pbkdf2-sha256";
 	case TD_KDF_SCRYPT:
 		return "scrypt";
+	case TD_KDF_TPM2:
+		return "tpm2";
+	case TD_KDF_TANG:
+		return "tang";
 	default:
 		return "unknown";
 	}
@@ -194,6 +198,10 @@ void td_kdf_desc(const struct td_kdf_params *k, char *buf, size_t len)
 	case TD_KDF_SCRYPT:
 		snprintf(buf, len, "scrypt N=%llu r=%u p=%u", (unsigned long long)k->n, k->r, k->p);
 		break;
+	case TD_KDF_TPM2:
+	case TD_KDF_TANG:
+		snprintf(buf, len, "%s token", td_kdf_name(k->id));
+		break;
 	default:
 		snprintf(buf, len, "unknown");
 	}
@@ -270,6 +278,9 @@ void td_keyslot_plan(const struct td_crypt_hdr *h, int slot, const struct td_kdf
 		enum td_kdf_over over;
 
 		if ((slot >= 0 && i != slot) || h->slots[i].state != TD_KEYSLOT_ACTIVE)
+			continue;
+		/* a token slot opens with its token, never with a passphrase */
+		if (td_kdf_is_token(h->slots[i].kdf.id))
 			continue;
 		over = td_kdf_budget_check(b, &h->slots[i].kdf, plan->why[plan->nskip],
 					   sizeof(plan->why[0]));
@@ -390,15 +401,16 @@ int td_keyslot_add(struct td_crypt_hdr *h, int slot, const struct td_volkey *vk,
 		   size_t passlen, const struct td_kdf_params *kp)
 {
 	struct td_keyslot ks;
-	uint8_t aad[TD_HDR_AAD_LEN];
+	uint8_t aad[TD_HDR_AAD_MAX];
 	uint8_t digest[TD_HDR_DIGEST_LEN];
 	uint8_t *kek = NULL;
+	int aadlen;
 	int first = 0;
 	int ret = -EINVAL;
 
 	if (!h || !vk || !pass || passlen == 0 || !kp)
 		goto out;
-	if (slot < -1 || slot >= TD_HDR_KEYSLOTS)
+	if (slot < -1 || slot >= TD_HDR_KEYSLOTS || td_kdf_is_token(kp->id))
 		goto out;
 	ret = td_kdf_params_check(kp, NULL, 0);
 	if (ret < 0)
@@ -438,7 +450,7 @@ int td_keyslot_add(struct td_crypt_hdr *h, int slot, const struct td_volkey *vk,
 	ret = td_random_bytes(ks.nonce, sizeof(ks.nonce));
 	if (ret < 0)
 		goto out;
-	ret = td_hdr_keyslot_aad(h->uuid, slot, &ks, aad);
+	ret = aadlen = td_hdr_keyslot_aad(h->uuid, slot, &ks, aad);
 	if (ret < 0)
 		goto out;
 	ret = -ENOMEM;
@@ -448,7 +460,7 @@ int td_keyslot_add(struct td_crypt_hdr *h, int slot, const struct td_volkey *vk,
 	ret = td_kdf_derive(&ks.kdf, pass, passlen, ks.salt, kek, KEK_LEN);
 	if (ret < 0)
 		goto out;
-	ret = td_aead_seal(kek, ks.nonce, aad, sizeof(aad), td_volkey_bytes(vk), TD_VOLKEY_LEN,
+	ret = td_aead_seal(kek, ks.nonce, aad, (size_t)aadlen, td_volkey_bytes(vk), TD_VOLKEY_LEN,
 			   ks.wrapped, ks.tag);
 	if (ret < 0)
 		goto out;
@@ -461,31 +473,27 @@ out:
 	return ret;
 }
 
-/* One slot: 0 and *out set when pass opens it and the key matches the
- * digest; -EPERM when it does not; another error when it could not be
- * tried. */
-static int try_slot(const struct td_crypt_hdr *h, int i, const void *pass, size_t passlen,
-		    struct td_volkey **out)
+/* Slot i under a KEK: 0 and *out set when the wrap opens and the key
+ * matches the digest; -EPERM when it does not; another error when it
+ * could not be tried. */
+static int open_slot(const struct td_crypt_hdr *h, int i, const uint8_t *kek,
+		     struct td_volkey **out)
 {
 	const struct td_keyslot *ks = &h->slots[i];
-	uint8_t aad[TD_HDR_AAD_LEN];
-	uint8_t *kek = NULL;
+	uint8_t aad[TD_HDR_AAD_MAX];
 	uint8_t *key = NULL;
 	struct td_volkey *vk = NULL;
+	int aadlen;
 	int ret = -EINVAL;
 
-	ret = td_hdr_keyslot_aad(h->uuid, i, ks, aad);
+	ret = aadlen = td_hdr_keyslot_aad(h->uuid, i, ks, aad);
 	if (ret < 0)
 		goto out;
 	ret = -ENOMEM;
-	kek = td_secure_alloc(KEK_LEN);
 	key = td_secure_alloc(TD_VOLKEY_LEN);
-	if (!kek || !key)
+	if (!key)
 		goto out;
-	ret = td_kdf_derive(&ks->kdf, pass, passlen, ks->salt, kek, KEK_LEN);
-	if (ret < 0)
-		goto out;
-	ret = td_aead_open(kek, ks->nonce, aad, sizeof(aad), ks->wrapped, TD_HDR_WRAPPED_LEN,
+	ret = td_aead_open(kek, ks->nonce, aad, (size_t)aadlen, ks->wrapped, TD_HDR_WRAPPED_LEN,
 			   ks->tag, key);
 	if (ret == -EBADMSG)
 		ret = -EPERM;
@@ -505,6 +513,28 @@ static int try_slot(const struct td_crypt_hdr *h, int i, const void *pass, size_
 out:
 	td_volkey_free(&vk);
 	td_secure_free(key);
+	return ret;
+}
+
+/* One passphrase slot: its KDF, then open_slot. */
+static int try_slot(const struct td_crypt_hdr *h, int i, const void *pass, size_t passlen,
+		    struct td_volkey **out)
+{
+	const struct td_keyslot *ks = &h->slots[i];
+	uint8_t *kek = NULL;
+	int ret = -EINVAL;
+
+	if (td_kdf_is_token(ks->kdf.id))
+		goto out;
+	ret = -ENOMEM;
+	kek = td_secure_alloc(KEK_LEN);
+	if (!kek)
+		goto out;
+	ret = td_kdf_derive(&ks->kdf, pass, passlen, ks->salt, kek, KEK_LEN);
+	if (ret < 0)
+		goto out;
+	ret = open_slot(h, i, kek, out);
+out:
 	td_secure_free(kek);
 	return ret;
 }
@@ -525,6 +555,9 @@ int td_keyslot_unlock(const struct td_crypt_hdr *h, int slot, const void *pass, 
 		goto out;
 	ret = -ENOENT;
 	if (slot >= 0 && h->slots[slot].state != TD_KEYSLOT_ACTIVE)
+		goto out;
+	ret = -ENOTSUP;
+	if (slot >= 0 && td_kdf_is_token(h->slots[slot].kdf.id))
 		goto out;
 	/* before any KDF runs: only the slots the budget allows, cheapest first */
 	budget = td_kdf_budget_get();
@@ -550,6 +583,90 @@ int td_keyslot_unlock(const struct td_crypt_hdr *h, int slot, const void *pass, 
 	vk = NULL;
 	if (slot_used)
 		*slot_used = opened;
+	ret = 0;
+out:
+	td_volkey_free(&vk);
+	return ret;
+}
+
+int td_keyslot_add_token(struct td_crypt_hdr *h, int slot, const struct td_volkey *vk,
+			 enum td_kdf_id kind, const uint8_t *token, size_t token_len,
+			 const uint8_t *kek, size_t kek_len)
+{
+	struct td_keyslot ks;
+	uint8_t aad[TD_HDR_AAD_MAX];
+	int aadlen;
+	int ret = -EINVAL;
+
+	if (!h || !vk || !token || !kek || kek_len != KEK_LEN || !td_kdf_is_token(kind))
+		goto out;
+	if (token_len == 0 || token_len > TD_HDR_TOKEN_MAX || slot < -1 || slot >= TD_HDR_KEYSLOTS)
+		goto out;
+	/* a token slot is never the first: the digest comes from a passphrase
+	 * slot, so a key is always recoverable by a person */
+	ret = -EINVAL;
+	if (td_keyslot_count_active(h) == 0 || td_hdr_check_volkey(h, vk) < 0)
+		goto out;
+	if (slot == -1) {
+		ret = -ENOSPC;
+		for (int i = 0; i < TD_HDR_KEYSLOTS && slot == -1; i++)
+			if (h->slots[i].state != TD_KEYSLOT_ACTIVE)
+				slot = i;
+		if (slot == -1)
+			goto out;
+	} else if (h->slots[slot].state == TD_KEYSLOT_ACTIVE) {
+		ret = -EEXIST;
+		goto out;
+	}
+	memset(&ks, 0, sizeof(ks));
+	ks.state = TD_KEYSLOT_ACTIVE;
+	ks.kdf.id = kind;
+	ks.token_len = (uint32_t)token_len;
+	memcpy(ks.token, token, token_len);
+	ret = td_random_bytes(ks.salt, sizeof(ks.salt));
+	if (ret < 0)
+		goto out;
+	ret = td_random_bytes(ks.nonce, sizeof(ks.nonce));
+	if (ret < 0)
+		goto out;
+	ret = aadlen = td_hdr_keyslot_aad(h->uuid, slot, &ks, aad);
+	if (ret < 0)
+		goto out;
+	ret = td_aead_seal(kek, ks.nonce, aad, (size_t)aadlen, td_volkey_bytes(vk), TD_VOLKEY_LEN,
+			   ks.wrapped, ks.tag);
+	if (ret < 0)
+		goto out;
+	h->slots[slot] = ks;
+	ret = slot;
+out:
+	td_wipe(&ks, sizeof(ks));
+	return ret;
+}
+
+int td_keyslot_unlock_token(const struct td_crypt_hdr *h, int slot, const uint8_t *kek,
+			    size_t kek_len, struct td_volkey **out)
+{
+	struct td_volkey *vk = NULL;
+	int ret = -EINVAL;
+
+	if (out)
+		*out = NULL;
+	if (!h || !out || !kek || kek_len != KEK_LEN || slot < 0 || slot >= TD_HDR_KEYSLOTS)
+		goto out;
+	ret = -ENOENT;
+	if (h->slots[slot].state != TD_KEYSLOT_ACTIVE)
+		goto out;
+	ret = -EINVAL;
+	if (!td_kdf_is_token(h->slots[slot].kdf.id))
+		goto out;
+	ret = open_slot(h, slot, kek, &vk);
+	if (ret < 0)
+		goto out;
+	ret = td_hdr_verify_mac(h, vk);
+	if (ret < 0)
+		goto out;
+	*out = vk;
+	vk = NULL;
 	ret = 0;
 out:
 	td_volkey_free(&vk);
@@ -597,6 +714,8 @@ const char *td_keyslot_strerror(int err)
 		       "or a key that does not belong to this image)";
 	case -ENOMEM:
 		return "out of memory (is the KDF memory cost too high for this machine?)";
+	case -ENOTSUP:
+		return "this keyslot opens with its TPM2 or Tang token, not a passphrase";
 	case -E2BIG:
 		return "no keyslot within this host's KDF budget opens with this passphrase "
 		       "(keyslots over the budget were not tried)";

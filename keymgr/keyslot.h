@@ -135,6 +135,23 @@ int td_keyslot_add(struct td_crypt_hdr *h, int slot, const struct td_volkey *vk,
 int td_keyslot_unlock(const struct td_crypt_hdr *h, int slot, const void *pass, size_t passlen,
 		      struct td_volkey **out, int *slot_used);
 
+/* Token slots (docs/FORMAT.md, "Keyslot tokens"): kind TD_KDF_TPM2 or
+ * TD_KDF_TANG, a token of 1..TD_HDR_TOKEN_MAX bytes (the unlocker's own
+ * layout) and the 32-byte KEK the unlocker released for it.  Wraps vk
+ * into slot (-1: the first free one); vk must already be this header's key
+ * (a passphrase slot comes first, so a person can always recover it).
+ * Returns the slot index or the errors of td_keyslot_add. */
+int td_keyslot_add_token(struct td_crypt_hdr *h, int slot, const struct td_volkey *vk,
+			 enum td_kdf_id kind, const uint8_t *token, size_t token_len,
+			 const uint8_t *kek, size_t kek_len);
+/* Opens token slot `slot` with the KEK its unlocker recovered, checks the
+ * digest, then the header MAC.  0 and *out, or -EPERM (the KEK does not
+ * open it), -EBADMSG (header altered), -ENOENT, -EINVAL (not a token
+ * slot, bad arguments).  td_keyslot_unlock never tries token slots, and
+ * returns -ENOTSUP when asked for one. */
+int td_keyslot_unlock_token(const struct td_crypt_hdr *h, int slot, const uint8_t *kek,
+			    size_t kek_len, struct td_volkey **out);
+
 /* Clears slot.  -EINVAL bad index, -ENOENT not active, -EBUSY it is the
  * last active slot (removing it would lose the volume key for good). */
 int td_keyslot_remove(struct td_crypt_hdr *h, int slot);

@@ -28,6 +28,10 @@ static void kdf_json(const struct td_kdf_params *k, char *buf, size_t len)
 		snprintf(buf, len, "{\"type\": \"scrypt\", \"n\": %llu, \"r\": %u, \"p\": %u}",
 			 (unsigned long long)k->n, k->r, k->p);
 		break;
+	case TD_KDF_TPM2:
+	case TD_KDF_TANG:
+		snprintf(buf, len, "{\"type\": \"%s\"}", td_kdf_name(k->id));
+		break;
 	default:
 		snprintf(buf, len, "{\"type\": \"unknown\"}");
 	}

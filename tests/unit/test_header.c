@@ -246,8 +246,9 @@ static const struct corruption corruptions[] = {
     {"keyslot offset", {{156, '4', 2048, NULL}}, 0, -EBADMSG, "geometry"},
     {"reserved after digest", {{192, 'x', 1, NULL}}, 0, -EBADMSG, "offset 192"},
     {"reserved before keyslots", {{1000, 'x', 1, NULL}}, 0, -EBADMSG, "offset 768"},
-    {"reserved after keyslots", {{6000, 'x', 1, NULL}}, 0, -EBADMSG, "offset 5120"},
-    {"reserved before MAC", {{MAC_OFF - 1, 'x', 1, NULL}}, 0, -EBADMSG, "offset 5120"},
+    {"token on a passphrase slot", {{6000, 'x', 1, NULL}}, 0, -EBADMSG, "slot that has no token"},
+    {"reserved after tokens", {{15360, 'x', 1, NULL}}, 0, -EBADMSG, "offset 15360"},
+    {"reserved before MAC", {{MAC_OFF - 1, 'x', 1, NULL}}, 0, -EBADMSG, "offset 15360"},
     {"inactive slot not zeroed",
      {{SLOT(1) + 40, 'x', 1, NULL}},
      0,
@@ -725,6 +726,135 @@ static void test_keyslot_binding(void **state)
 	td_volkey_free(&vk);
 }
 
+/* Keyslot tokens (docs/FORMAT.md "Keyslot tokens"): the 640 bytes at
+ * 5120 + 640 * i, opened by a KEK, bound into the AAD, and every
+ * malformed token refused by the decoder. */
+#define TOKEN(i) (5120u + 640u * (i))
+
+static void test_keyslot_tokens(void **state)
+{
+	struct td_crypt_hdr h, d, before;
+	struct td_volkey *vk = NULL, *got = NULL;
+	uint8_t kek[32], kek2[32], tok[40];
+	char err[200];
+	int used = -1;
+
+	for (unsigned i = 0; i < sizeof(kek); i++) {
+		kek[i] = (uint8_t)(i * 7 + 1);
+		kek2[i] = (uint8_t)(i * 7 + 2);
+	}
+	for (unsigned i = 0; i < sizeof(tok); i++)
+		tok[i] = (uint8_t)(0xa0 + i);
+	/* never the first slot: a person must always be able to recover the key */
+	assert_int_equal(td_hdr_init_new(&h, 1ULL << 30, "none"), 0);
+	vk = td_volkey_new_random();
+	assert_non_null(vk);
+	assert_int_equal(td_keyslot_add_token(&h, -1, vk, TD_KDF_TPM2, tok, sizeof(tok), kek, 32),
+			 -EINVAL);
+	td_volkey_free(&vk);
+
+	make_header(&h, &vk, "none");
+	memcpy(&before, &h, sizeof(h));
+	/* refusals: bad kind, empty or oversized token, short KEK */
+	assert_int_equal(td_keyslot_add_token(&h, -1, vk, TD_KDF_ARGON2ID, tok, 8, kek, 32),
+			 -EINVAL);
+	assert_int_equal(td_keyslot_add_token(&h, -1, vk, TD_KDF_TPM2, tok, 0, kek, 32), -EINVAL);
+	assert_int_equal(td_keyslot_add_token(&h, -1, vk, TD_KDF_TPM2, tok, 633, kek, 32), -EINVAL);
+	assert_int_equal(td_keyslot_add_token(&h, -1, vk, TD_KDF_TPM2, tok, 8, kek, 16), -EINVAL);
+	assert_memory_equal(&before, &h, sizeof(h));
+	/* a passphrase cannot be enrolled as a token kind */
+	{
+		struct td_kdf_params tk = {.id = TD_KDF_TANG};
+
+		assert_int_equal(td_keyslot_add(&h, -1, vk, PASS2, strlen(PASS2), &tk), -EINVAL);
+	}
+	assert_int_equal(td_keyslot_add_token(&h, 2, vk, TD_KDF_TPM2, tok, sizeof(tok), kek, 32),
+			 2);
+	assert_int_equal(td_keyslot_add_token(&h, -1, vk, TD_KDF_TANG, tok, 5, kek2, 32), 1);
+	assert_int_equal(td_hdr_seal(&h, vk), 0);
+	assert_int_equal(td_hdr_encode(&h, buf), 0);
+
+	/* the documented bytes */
+	assert_int_equal(get32(buf + SLOT(2) + 4), 4);
+	assert_int_equal(get64(buf + SLOT(2) + 8), 0);
+	assert_int_equal(get32(buf + TOKEN(2)), 4);
+	assert_int_equal(get32(buf + TOKEN(2) + 4), sizeof(tok));
+	assert_memory_equal(buf + TOKEN(2) + 8, tok, sizeof(tok));
+	assert_int_equal(get32(buf + TOKEN(1)), 5);
+	for (unsigned o = TOKEN(0); o < TOKEN(1); o++)
+		assert_int_equal(buf[o], 0); /* passphrase slot 0: no token */
+	for (unsigned o = TOKEN(16); o < MAC_OFF; o++)
+		assert_int_equal(buf[o], 0);
+
+	assert_int_equal(td_hdr_decode(buf, sizeof(buf), &d, err, sizeof(err)), 0);
+	assert_int_equal(d.slots[2].token_len, sizeof(tok));
+	/* the KEK opens its slot, and only its slot */
+	assert_int_equal(td_keyslot_unlock_token(&d, 2, kek, 32, &got), 0);
+	assert_int_equal(td_volkey_equal(got, vk), 1);
+	td_volkey_free(&got);
+	assert_int_equal(td_keyslot_unlock_token(&d, 1, kek2, 32, &got), 0);
+	td_volkey_free(&got);
+	assert_int_equal(td_keyslot_unlock_token(&d, 2, kek2, 32, &got), -EPERM);
+	assert_null(got);
+	assert_int_equal(td_keyslot_unlock_token(&d, 0, kek, 32, &got), -EINVAL);
+	assert_int_equal(td_keyslot_unlock_token(&d, 3, kek, 32, &got), -ENOENT);
+	/* a passphrase never tries a token slot */
+	assert_int_equal(td_keyslot_unlock(&d, 2, PASS1, strlen(PASS1), &got, &used), -ENOTSUP);
+	assert_int_equal(td_keyslot_unlock(&d, -1, PASS1, strlen(PASS1), &got, &used), 0);
+	assert_int_equal(used, 0);
+	td_volkey_free(&got);
+
+	/* an edited token (same length, one byte changed; checksum forged)
+	 * decodes, but its slot no longer opens: the token is in the AAD */
+	memcpy(buf2, buf, sizeof(buf));
+	buf2[TOKEN(2) + 8 + 3] ^= 1;
+	forge_checksum(buf2);
+	assert_int_equal(td_hdr_decode(buf2, sizeof(buf2), &d, err, sizeof(err)), 0);
+	assert_int_equal(td_keyslot_unlock_token(&d, 2, kek, 32, &got), -EPERM);
+	/* a slot and its token moved together to another index */
+	memcpy(buf2, buf, sizeof(buf));
+	memcpy(buf2 + SLOT(7), buf2 + SLOT(2), 256);
+	memcpy(buf2 + TOKEN(7), buf2 + TOKEN(2), 640);
+	memset(buf2 + SLOT(2), 0, 256);
+	memset(buf2 + TOKEN(2), 0, 640);
+	forge_checksum(buf2);
+	assert_int_equal(td_hdr_decode(buf2, sizeof(buf2), &d, err, sizeof(err)), 0);
+	assert_int_equal(td_keyslot_unlock_token(&d, 7, kek, 32, &got), -EPERM);
+
+	/* malformed tokens are refused by the decoder */
+	{
+		static const struct {
+			unsigned off;
+			uint32_t val;
+			int is32;
+			const char *why;
+		} bad[] = {
+		    {TOKEN(2), 5, 1, "differs from the KDF id"},
+		    {TOKEN(2) + 4, 0, 1, "out of range"},
+		    {TOKEN(2) + 4, 633, 1, "out of range"},
+		    {TOKEN(2) + 8 + sizeof(tok), 1, 0, "after the token payload"},
+		    {TOKEN(0) + 100, 1, 0, "has no token"},
+		    {TOKEN(9), 4, 1, "has no token"},
+		    {SLOT(2) + 8, 1, 0, "has KDF parameters"},
+		    {TOKEN(16) + 4, 1, 0, "reserved bytes"},
+		};
+		for (unsigned k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+			memcpy(buf2, buf, sizeof(buf));
+			if (bad[k].is32)
+				put32(buf2 + bad[k].off, bad[k].val);
+			else
+				buf2[bad[k].off] = (uint8_t)bad[k].val;
+			forge_checksum(buf2);
+			err[0] = 0;
+			assert_int_equal(td_hdr_decode(buf2, sizeof(buf2), &d, err, sizeof(err)),
+					 -EBADMSG);
+			if (!strstr(err, bad[k].why))
+				fail_msg("case %u: '%s' lacks '%s'", k, err, bad[k].why);
+		}
+	}
+	td_volkey_free(&vk);
+}
+
 static void test_kdf_params(void **state)
 {
 	static const enum td_kdf_id ids[] = {TD_KDF_ARGON2ID, TD_KDF_PBKDF2_SHA256, TD_KDF_SCRYPT};
@@ -884,6 +1014,7 @@ int main(void)
 	    cmocka_unit_test(test_keyslot_add_remove),
 	    cmocka_unit_test(test_keyslots_full),
 	    cmocka_unit_test(test_keyslot_binding),
+	    cmocka_unit_test(test_keyslot_tokens),
 	    cmocka_unit_test(test_kdf_params),
 	    cmocka_unit_test(test_kdf_budget),
 	};
