@@ -46,6 +46,9 @@ LIBS     := -laio -lcrypto -lkeyutils -largon2 -lseccomp -lxengnttab -lxenevtchn
 # zlib: the vmdk driver inflates stream-optimized grains (README.md, "Libraries")
 LIBS     += -lz
 TESTLIBS := -lcmocka
+# Tang keyslots (keymgr/tang.c): libjose (JWK/JWS/ECMR), jansson (its JSON),
+# libcurl (HTTP); vdkey only, never tapdisk (README.md, "Libraries")
+LIBS_vdkey := -ljose -ljansson -lcurl
 
 # bottom to top (docs/ARCHITECTURE.md, scripts/check-layers.py)
 LIB_DIRS := crypt/backend tapdisk/core tapdisk/block tapdisk/drivers tapdisk/qcow2 tapdisk/vmdk \
@@ -109,11 +112,11 @@ define prog_rules
 $(BUILD)/bin/$(1): $(BUILD)/obj/$(PROG_MAIN_$(1):.c=.o) $(BUILD)/libtd.a
 	@mkdir -p $$(dir $$@)
 	@echo "  LD      $$@"
-	@$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LIBS)
+	@$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LIBS) $$(LIBS_$(1))
 $(BUILD)/tests/bin/$(1): $(BUILD)/obj-test/$(PROG_MAIN_$(1):.c=.o) $(BUILD)/libtd-test.a
 	@mkdir -p $$(dir $$@)
 	@echo "  LD/test $$@"
-	@$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LIBS)
+	@$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LIBS) $$(LIBS_$(1))
 endef
 $(foreach p,$(PROGNAMES),$(eval $(call prog_rules,$(p))))
 

@@ -43,6 +43,12 @@ int td_volume_format(struct td_volume *v, const struct td_format_args *a, char *
  * slot index. */
 int td_volume_enroll(struct td_volume *v, int slot, const char *new_key_file,
 		     const struct td_kdf_params *kp, char *err, size_t errlen);
+/* Adds a token keyslot (keymgr/keyslot.h td_keyslot_add_token: kind
+ * TD_KDF_TPM2 or TD_KDF_TANG) whose KEK an unlocker released. Returns the
+ * slot index. */
+int td_volume_enroll_token(struct td_volume *v, int slot, int kind, const uint8_t *token,
+			   size_t token_len, const uint8_t *kek, size_t kek_len, char *err,
+			   size_t errlen);
 /* Removes a keyslot; never the last one (-EBUSY). */
 int td_volume_remove_slot(struct td_volume *v, int slot, char *err, size_t errlen);
 

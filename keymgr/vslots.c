@@ -77,3 +77,27 @@ int td_volume_remove_slot(struct td_volume *v, int slot, char *err, size_t errle
 		snprintf(err, errlen, "invalid keyslot %d (0..%d)", slot, TD_HDR_KEYSLOTS - 1);
 	return rc;
 }
+
+int td_volume_enroll_token(struct td_volume *v, int slot, int kind, const uint8_t *token,
+			   size_t token_len, const uint8_t *kek, size_t kek_len, char *err,
+			   size_t errlen)
+{
+	int rc = td_keyslot_add_token(v->h, slot, v->vk, (enum td_kdf_id)kind, token, token_len,
+				      kek, kek_len);
+
+	if (rc < 0) {
+		td_volume_record(v, TD_KEYLOG_OP_ENROLL, log_slot(slot), false, false);
+		if (rc == -ENOSPC)
+			snprintf(err, errlen,
+				 "all %d keyslots are in use: remove one first (vdkey remove)",
+				 TD_HDR_KEYSLOTS);
+		else if (rc == -EEXIST)
+			snprintf(err, errlen, "keyslot %d is already in use", slot);
+		else
+			snprintf(err, errlen, "cannot add the keyslot: %s", strerror(-rc));
+		return rc;
+	}
+	slot = rc;
+	rc = commit_slot(v, TD_KEYLOG_OP_ENROLL, slot, err, errlen);
+	return rc == 0 ? slot : rc;
+}

@@ -165,7 +165,7 @@ static void print_json(const struct td_volume *v, const struct td_report *r, boo
 		       const struct ti_scrub_result *sres)
 {
 	const struct td_crypt_hdr *h = v->h;
-	char uuid[TD_HDR_UUID_STR_LEN], kd[160], js[8192];
+	char uuid[TD_HDR_UUID_STR_LEN], kd[160], js[8192], tj[1024], tt[512];
 	int i, n = 0;
 
 	td_hdr_uuid_str(h->uuid, uuid);
@@ -187,7 +187,9 @@ static void print_json(const struct td_volume *v, const struct td_report *r, boo
 		if (h->slots[i].state != TD_KEYSLOT_ACTIVE)
 			continue;
 		kdf_json(&h->slots[i].kdf, kd, sizeof(kd));
-		printf("%s\n    {\"slot\": %d, \"kdf\": %s}", n++ ? "," : "", i, kd);
+		vdkey_slot_describe(&h->slots[i], tj, sizeof(tj), tt, sizeof(tt));
+		printf("%s\n    {\"slot\": %d, \"kind\": \"%s\", \"kdf\": %s%s}", n++ ? "," : "", i,
+		       vdkey_slot_kind(&h->slots[i]), kd, tj);
 	}
 	printf("\n  ]");
 	if (audit)
@@ -208,7 +210,7 @@ static void print_text(const struct td_volume *v, const struct td_report *r, boo
 		       const struct ti_scrub_result *sres)
 {
 	const struct td_crypt_hdr *h = v->h;
-	char uuid[TD_HDR_UUID_STR_LEN], kd[160];
+	char uuid[TD_HDR_UUID_STR_LEN], kd[160], tj[1024], tt[512];
 	int i;
 
 	td_hdr_uuid_str(h->uuid, uuid);
@@ -232,7 +234,8 @@ static void print_text(const struct td_volume *v, const struct td_report *r, boo
 		if (h->slots[i].state != TD_KEYSLOT_ACTIVE)
 			continue;
 		td_kdf_desc(&h->slots[i].kdf, kd, sizeof(kd));
-		printf("  %2d: %s\n", i, kd);
+		vdkey_slot_describe(&h->slots[i], tj, sizeof(tj), tt, sizeof(tt));
+		printf("  %2d: %s%s\n", i, kd, tt);
 	}
 	if (sres)
 		print_scrub_text(sres);

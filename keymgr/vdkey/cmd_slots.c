@@ -16,6 +16,8 @@ int vdkey_enroll(const char *spec, const struct vdkey_opts *o)
 	char err[1024];
 	int rc;
 
+	if (o->tang)
+		return vdkey_enroll_tang(spec, o);
 	if (!o->new_key_file && !isatty(STDIN_FILENO) && o->key_file && !strcmp(o->key_file, "-")) {
 		fprintf(stderr, "%s enroll: --new-key-file G is required\n", VDKEY_PROG);
 		return 2;

@@ -29,6 +29,10 @@ struct vdkey_opts {
 	/* the KDF budget: --kdf-max-memory, --kdf-max-time, --kdf-max-total-time */
 	const char *kdf_max_memory, *kdf_max_time, *kdf_max_total_time;
 	bool allow_expensive_kdf;
+	/* token keyslots: enroll --tang URL [--tang-thumbprint TP | --tang-trust];
+	 * load --token-only */
+	const char *tang, *tang_thumbprint;
+	bool tang_trust, token_only;
 };
 
 /* ---- cmd_common.c ---- */
@@ -53,6 +57,19 @@ int vdkey_kdf_params(const struct vdkey_opts *o, struct td_kdf_params *kp);
 uint64_t vdkey_parse_size(const char *arg);
 /* n bytes as lowercase hex, NUL-terminated (out: 2n + 1 bytes). */
 void vdkey_hex(char *out, const uint8_t *p, size_t n);
+
+/* ---- cmd_token.c: token keyslots (a table of unlockers by KDF id) ---- */
+
+/* Tries every token keyslot (or --slot's) with its unlocker: 0 with v->vk
+ * and v->slot, -ENOENT when there is none, else the last failure (each
+ * said why on stderr). */
+int vdkey_unlock_tokens(struct td_volume *v, const struct vdkey_opts *o);
+/* "passphrase", "tang", "tpm2" */
+const char *vdkey_slot_kind(const struct td_keyslot *ks);
+/* A token slot's details for audit: JSON members and text, or empty. */
+void vdkey_slot_describe(const struct td_keyslot *ks, char *json, size_t jlen, char *text,
+			 size_t tlen);
+int vdkey_enroll_tang(const char *spec, const struct vdkey_opts *o);
 
 /* ---- the commands: each returns the exit status ---- */
 

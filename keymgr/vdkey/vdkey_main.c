@@ -40,10 +40,20 @@ static void usage(FILE *f)
 	    "                       without replay protection; for comparisons)\n"
 	    "  enroll SPEC --key-file F --new-key-file G [--slot N] [KDF options]\n"
 	    "                       add a keyslot for another passphrase\n"
+	    "  enroll SPEC --key-file F --tang URL [--tang-thumbprint TP | --tang-trust]\n"
+	    "              [--slot N]\n"
+	    "                       add a keyslot bound to a Tang server (http://host[:port]):\n"
+	    "                       it opens while that server answers; TP pins the server's\n"
+	    "                       advertisement signing key (base64url SHA-256 thumbprint,\n"
+	    "                       as tang-show-keys prints; clevis's thp). Without TP a\n"
+	    "                       terminal is asked, otherwise --tang-trust is required\n"
 	    "  remove SPEC --key-file F --slot N\n"
 	    "                       remove a keyslot (never the last one)\n"
 	    "  list SPEC [--json]   keyslots and header parameters (no secret needed)\n"
-	    "  load SPEC --key-file F [--once] [--user-readable] [--timeout S]\n"
+	    "  load SPEC [--key-file F] [--once] [--user-readable] [--timeout S] [--token-only]\n"
+	    "                       token keyslots (Tang) are tried first, without --key-file;\n"
+	    "                       when none opens, the passphrase is asked (--token-only:\n"
+	    "                       fail instead);\n"
 	    "                       unlock the volume key into the kernel keyring for tapdisk,\n"
 	    "                       bound to this very file (a copy, a renamed file or a\n"
 	    "                       snapshot overlay needs its own load)\n"
@@ -173,7 +183,11 @@ int main(int argc, char **argv)
 		O_KDF_MEM,
 		O_KDF_TIME,
 		O_KDF_TOTAL,
-		O_KDF_ALLOW
+		O_KDF_ALLOW,
+		O_TANG,
+		O_TANG_THP,
+		O_TANG_TRUST,
+		O_TOKEN_ONLY
 	};
 	static const struct option longopts[] = {
 	    {"key-file", required_argument, NULL, O_KEYFILE},
@@ -199,6 +213,10 @@ int main(int argc, char **argv)
 	    {"kdf-max-time", required_argument, NULL, O_KDF_TIME},
 	    {"kdf-max-total-time", required_argument, NULL, O_KDF_TOTAL},
 	    {"allow-expensive-kdf", no_argument, NULL, O_KDF_ALLOW},
+	    {"tang", required_argument, NULL, O_TANG},
+	    {"tang-thumbprint", required_argument, NULL, O_TANG_THP},
+	    {"tang-trust", no_argument, NULL, O_TANG_TRUST},
+	    {"token-only", no_argument, NULL, O_TOKEN_ONLY},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -289,6 +307,18 @@ int main(int argc, char **argv)
 			break;
 		case O_KDF_ALLOW:
 			o.allow_expensive_kdf = true;
+			break;
+		case O_TANG:
+			o.tang = optarg;
+			break;
+		case O_TANG_THP:
+			o.tang_thumbprint = optarg;
+			break;
+		case O_TANG_TRUST:
+			o.tang_trust = true;
+			break;
+		case O_TOKEN_ONLY:
+			o.token_only = true;
 			break;
 		case 'h':
 			if (!strcmp(cmd, "log"))
