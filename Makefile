@@ -49,6 +49,7 @@ TESTLIBS := -lcmocka
 # Tang keyslots (keymgr/tang.c): libjose (JWK/JWS/ECMR), jansson (its JSON),
 # libcurl (HTTP); vdkey only, never tapdisk (README.md, "Libraries")
 LIBS_vdkey := -ljose -ljansson -lcurl
+LIBS_tang_point := $(LIBS_vdkey)
 
 # bottom to top (docs/ARCHITECTURE.md, scripts/check-layers.py)
 LIB_DIRS := crypt/backend tapdisk/core tapdisk/block tapdisk/drivers tapdisk/qcow2 tapdisk/vmdk \
@@ -136,7 +137,7 @@ $(BUILD)/tests/%: $(BUILD)/obj-test/tests/unit/%.o $(TESTLIB_OBJS) $(BUILD)/libt
 $(BUILD)/tests/tools/%: $(BUILD)/obj-test/tests/tools/%.o $(TESTLIB_OBJS) $(BUILD)/libtd-test.a
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lnbd
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lnbd $(LIBS_$*)
 
 unit: $(UNIT_BINS)
 

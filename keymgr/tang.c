@@ -343,8 +343,8 @@ static void join(char *out, size_t n, const char *url, const char *suffix)
 }
 
 /* The KEK of t through its server. */
-static int recover(const struct td_tang_token *t, unsigned timeout_s, uint8_t kek[TD_TANG_KEK_LEN],
-		   char *err, size_t errlen)
+static int recover_point(const struct td_tang_token *t, unsigned timeout_s, json_t **Kout,
+			 char *err, size_t errlen)
 {
 	json_t *S = NULL, *C = NULL, *e = NULL, *X = NULL, *Y = NULL, *Z = NULL, *K = NULL;
 	uint8_t yx[TD_TANG_COORD_MAX], yy[TD_TANG_COORD_MAX];
@@ -408,9 +408,9 @@ static int recover(const struct td_tang_token *t, unsigned timeout_s, uint8_t ke
 		snprintf(err, errlen, "bad answer from the Tang server at %s: not a point", t->url);
 		goto out;
 	}
-	rc = kek_of(K, t->curve, kek);
-	if (rc < 0)
-		snprintf(err, errlen, "cannot derive the Tang KEK");
+	*Kout = K;
+	K = NULL;
+	rc = 0;
 out:
 	td_wipe(yx, sizeof(yx));
 	td_wipe(yy, sizeof(yy));
@@ -429,6 +429,19 @@ out:
 	return rc;
 }
 
+/* The KEK of t through its server. */
+static int recover(const struct td_tang_token *t, unsigned timeout_s, uint8_t kek[TD_TANG_KEK_LEN],
+		   char *err, size_t errlen)
+{
+	json_t *K = NULL;
+	int rc = recover_point(t, timeout_s, &K, err, errlen);
+
+	if (rc == 0 && (rc = kek_of(K, t->curve, kek)) < 0)
+		snprintf(err, errlen, "cannot derive the Tang KEK");
+	json_decref(K);
+	return rc;
+}
+
 int td_tang_recover(const uint8_t *token, size_t len, unsigned timeout_s,
 		    uint8_t kek[TD_TANG_KEK_LEN], char *err, size_t errlen)
 {
@@ -438,6 +451,31 @@ int td_tang_recover(const uint8_t *token, size_t len, unsigned timeout_s,
 	if (rc < 0)
 		return rc;
 	return recover(&t, timeout_s, kek, err, errlen);
+}
+
+int td_tang_recover_point(const uint8_t *token, size_t len, unsigned timeout_s, char **jwk,
+			  char *err, size_t errlen)
+{
+	struct td_tang_token t;
+	json_t *K = NULL;
+	int rc = td_tang_token_decode(token, len, &t, err, errlen);
+
+	*jwk = NULL;
+	if (rc == 0)
+		rc = recover_point(&t, timeout_s, &K, err, errlen);
+	if (rc == 0) {
+		json_object_del(K, "alg");
+		json_object_del(K, "key_ops");
+		*jwk = json_dumps(K, JSON_COMPACT | JSON_SORT_KEYS);
+		rc = *jwk ? 0 : -ENOMEM;
+	}
+	json_decref(K);
+	return rc;
+}
+
+void td_tang_free(char *p)
+{
+	wipe_free(p);
 }
 
 /* ---- provisioning ---- */

@@ -87,6 +87,13 @@ int td_tang_provision(const struct td_tang_enroll *a, uint8_t *token, size_t cap
 int td_tang_recover(const uint8_t *token, size_t len, unsigned timeout_s,
 		    uint8_t kek[TD_TANG_KEK_LEN], char *err, size_t errlen);
 
+/* For interoperability tests only (tests/tools/tang_point.c): the shared
+ * point K of a token through its server, as a public JWK (JSON text,
+ * td_tang_free it). K is as secret as the KEK: vdkey never prints it. */
+int td_tang_recover_point(const uint8_t *token, size_t len, unsigned timeout_s, char **jwk,
+			  char *err, size_t errlen);
+void td_tang_free(char *p);
+
 /* The response parsers (for the fuzzer; used by the two calls above).
  * td_tang_adv_check: body of GET /adv, verified and pinned as a says; on
  * success t->curve, kid, signer, sx, sy are set. */
