@@ -50,6 +50,7 @@ TESTLIBS := -lcmocka
 # libcurl (HTTP); vdkey only, never tapdisk (README.md, "Libraries")
 LIBS_vdkey := -ljose -ljansson -lcurl
 LIBS_tang_point := $(LIBS_vdkey)
+LIBS_test_tang := $(LIBS_vdkey)
 
 # bottom to top (docs/ARCHITECTURE.md, scripts/check-layers.py)
 LIB_DIRS := crypt/backend tapdisk/core tapdisk/block tapdisk/drivers tapdisk/qcow2 tapdisk/vmdk \
@@ -133,7 +134,7 @@ $(BUILD)/tests/xen/%: tests/xen/%.c | $(BUILD)/.deps-ok
 $(BUILD)/tests/%: $(BUILD)/obj-test/tests/unit/%.o $(TESTLIB_OBJS) $(BUILD)/libtd-test.a
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(TESTLIBS)
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(TESTLIBS) $(LIBS_$*)
 $(BUILD)/tests/tools/%: $(BUILD)/obj-test/tests/tools/%.o $(TESTLIB_OBJS) $(BUILD)/libtd-test.a
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
