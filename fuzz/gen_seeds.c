@@ -22,6 +22,7 @@
 #include "tapdisk/vmdk/vmdk_format.h"
 #include <zlib.h>
 #include "tapdisk/vhd/vhd_format.h"
+#include "keymgr/tang.h"
 
 #define FZ_PASSPHRASE "fuzz passphrase"		  /* fuzz_keyslot.c */
 #define FZ_KEY "fuzz integrity mac key 32 bytes!" /* fuzz_integrity.c */
@@ -699,6 +700,67 @@ static void gen_qos_ram(void)
 	}
 }
 
+/* tang (fuzz/fuzz_tang.c): tokens of each curve, an advertisement a tangd
+ * (Debian tang 11) signed (its signing key's thumbprint is the harness's
+ * pin), /rec answers, URLs. Byte 0 is the harness's mode. */
+static const char tang_adv[] =
+    "{\"payload\": \"eyJrZXlzIjogW3siYWxnIjogIkVDTVIiLCAiY3J2IjogIlAtNTIxIiwgI"
+    "mtleV9vcHMiOiBbImRlcml2ZUtleSJdLCAia3R5IjogIkVDIiwgIngiOiAiQUtvbUF4WC0"
+    "1TDB2RGgtRjRaM0dLSDhSWE5PUzNDa2RabTRLSWhmWlJMeU54VlJjZVR1ZE50MlVkMHZzU"
+    "GtQNy1XRTk2UTktOVRlWEJMdGJzcE9xMjBidCIsICJ5IjogIkFPay1JN1JUc05qWGJiSWw"
+    "3cTFvZEJVdTdRVThRZndyS29qS0h4Z1ZXY1NxZGJsXzJvYWFadlo2eWxhemdFMjdqOEFFS"
+    "zZJWnNhZnlFN3VJZ0IzT3hudFIifSwgeyJhbGciOiAiRVM1MTIiLCAiY3J2IjogIlAtNTI"
+    "xIiwgImtleV9vcHMiOiBbInZlcmlmeSJdLCAia3R5IjogIkVDIiwgIngiOiAiQU14dDg5R"
+    "29qbWhfbDhHekFsOFFYclJZSU55ei1tOXNSbjN0SDRQSExIbWphT2l6QVJOZjB1eVpRWGx"
+    "3MzVtd1ZCZEtEN1NQNEhzY1cyZ3Q5ZzI0RDFEaCIsICJ5IjogIkFTNElKNFJLbGVxRjBqR"
+    "nBqSS1rMUJCc2NHZDNaOS1YeGUwR1lER3REOFZJcENWT1ZCWGZnaWlIclBXWWRhZmd6WnM"
+    "xR1dvTzlHTzN6RERaSzFVclB0eWoifV19\", \"protected\": \"eyJhbGciOiJFUzUxMiIs"
+    "ImN0eSI6Imp3ay1zZXQranNvbiJ9\", \"signature\": \"AVm8B5O8xvMbbaJgZ42GGnpKh"
+    "6NhTcB-ijmOzofmrSiw0GuaKnbutExKSJN-zU-8zQNkz-csJTZWCoqWpOqzXD4XAOfTnkd"
+    "xNSIBw_eePCuQ8kyQnG4TaoaQ9P8wsAFDvnw3A11qCdSNcLY7IAnqCypHbmAwEdiNTJJzZ"
+    "3P2S3tZHVOb\"}";
+
+static void gen_tang(void)
+{
+	static const char *recs[] = {
+	    "{\"alg\":\"ECMR\",\"crv\":\"P-256\",\"key_ops\":[\"deriveKey\"],\"kty\":\"EC\","
+	    "\"x\":\"aHIsL0D-IMIwDtxLq3UzMv4xspZ4t3hcFxib_XAbTMY\","
+	    "\"y\":\"fcNBDbYqHdhHexLjycX7VzFQV-t1kGD0109IzRQM_0U\"}",
+	    "{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AAAA\",\"y\":\"AAAA\"}",
+	    "[]",
+	};
+	static const char *urls[] = {"http://127.0.0.1:7500", "http://tang.example/sub",
+				     "https://tang.example", "http://a b"};
+	struct td_tang_token t;
+	uint8_t tok[1 + TD_TANG_TOKEN_MAX];
+	char name[32];
+
+	for (unsigned c = TD_TANG_P256; c <= TD_TANG_P521; c++) {
+		int n;
+
+		memset(&t, 0, sizeof(t));
+		t.curve = (uint8_t)c;
+		snprintf(t.url, sizeof(t.url), "http://127.0.0.1:%u", 7500 + c);
+		for (size_t i = 0; i < sizeof(t.sx); i++)
+			t.sx[i] = t.sy[i] = t.cx[i] = t.cy[i] = (uint8_t)(i * 13 + c);
+		tok[0] = 0;
+		n = td_tang_token_encode(&t, tok + 1, sizeof(tok) - 1);
+		if (n < 0)
+			die("tang token");
+		snprintf(name, sizeof(name), "token-%u", c);
+		put("tang", name, tok, (size_t)n + 1, NULL, 0);
+	}
+	put("tang", "adv", "\001", 1, tang_adv, sizeof(tang_adv) - 1);
+	for (size_t i = 0; i < sizeof(recs) / sizeof(recs[0]); i++) {
+		snprintf(name, sizeof(name), "rec-%zu", i);
+		put("tang", name, "\006", 1, recs[i], strlen(recs[i])); /* mode 2, curve 1 */
+	}
+	for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+		snprintf(name, sizeof(name), "url-%zu", i);
+		put("tang", name, "\003", 1, urls[i], strlen(urls[i]));
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -717,5 +779,6 @@ int main(int argc, char **argv)
 	gen_vmdk();
 	gen_qos_ram();
 	gen_vhd();
+	gen_tang();
 	return 0;
 }

@@ -12,7 +12,7 @@
 #   --seeds      regenerate fuzz/corpus/ from fuzz/gen_seeds.c and exit.
 #   --build      build only.
 #   TARGET       spec, crypt_header, keyslot, integrity, nbd_proto, qcow2, keylog, blkif,
-#                vmdk, qos_ram, vhd
+#                vmdk, qos_ram, vhd, tang
 #                (default: all).
 #
 # Everything is compiled with clang from the sources directly into
@@ -55,6 +55,12 @@ ALL_TARGETS="$ALL_TARGETS vhd"
 SRCS[vhd]="tapdisk/vhd/vhd_format.c"
 MAXLEN[vhd]=10000
 GEN_SRCS="$GEN_SRCS tapdisk/vhd/vhd_format.c"
+# tang (fuzz/fuzz_tang.c): the Tang token and the server's answers (libjose)
+ALL_TARGETS="$ALL_TARGETS tang"
+SRCS[tang]="keymgr/tang_token.c keymgr/tang.c crypt/backend/cipher.c crypt/backend/secmem.c"
+MAXLEN[tang]=8300
+declare -A XLIBS=([tang]="-ljose -ljansson -lcurl")
+GEN_SRCS="$GEN_SRCS keymgr/tang_token.c"
 
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -121,7 +127,7 @@ build_target() {
 		objs="$objs $o"
 	done
 	"$CLANG" $BASE -fsanitize=fuzzer -Wall -Wextra -Werror -Wno-unused-parameter \
-		-o "$OUT/fuzz_$t" "$SRC/fuzz/fuzz_$t.c" $objs $LIBS || {
+		-o "$OUT/fuzz_$t" "$SRC/fuzz/fuzz_$t.c" $objs $LIBS ${XLIBS[$t]:-} || {
 		echo "run.sh: $t: cannot build fuzz/fuzz_$t.c" >&2; return 1; }
 }
 
