@@ -14,6 +14,9 @@ scdoc man-db bash-completion gnuplot-nox debhelper dpkg-dev fakeroot lintian
 zlib1g-dev libvmdk-utils debootstrap"
 # libvhdi-utils: vhdiinfo and vhdimount, the independent VHD reader of t-vhd-*
 PKGS="$PKGS libvhdi-utils"
+# Tang keyslots: libjose-dev (JWK/JWS/ECMR) and libcurl4-openssl-dev for vdkey;
+# tang, jose, clevis and socat for t-tang-keyslot (a real server, interop)
+PKGS="$PKGS libjose-dev libcurl4-openssl-dev tang jose clevis socat curl"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
