@@ -180,6 +180,46 @@ out=$(vdkey load "aio:$RAW" --token-only </dev/null 2>&1) && fail "another serve
 echo "$out" | grep -q "does not have key" || fail "message: $out"
 tang_stop tangC2
 
+info "a hostile server on the token's address: every bad answer refused, with why"
+# slot 1 of $RAW names port $PB now; a fake tang answers /rec there
+cat >"$T/fake.py" <<'PY'
+import http.server, json, sys, time
+mode, port = sys.argv[1], int(sys.argv[2])
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", 0))
+        req = json.loads(self.rfile.read(n))
+        if mode == "hang":
+            time.sleep(30)
+        body = {"junk": b"not json {", "echo": json.dumps(req).encode(),
+                "curve": json.dumps(dict(req, crv="P-256")).encode(),
+                "big": b"[" * (1 << 20), "e500": b""}[mode]
+        self.send_response(500 if mode == "e500" else 200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
+PY
+for mode in junk echo curve big e500; do
+	python3 "$T/fake.py" "$mode" "$PB" &
+	fpid=$!
+	_td_pids="$_td_pids $fpid"
+	for i in $(seq 1 50); do
+		curl -s -o /dev/null "http://127.0.0.1:$PB/" && break
+		sleep 0.1
+	done
+	out=$(vdkey load "aio:$RAW" --token-only </dev/null 2>&1) && fail "fake tang ($mode) opened it"
+	case $mode in
+	junk | curve) echo "$out" | grep -q "bad answer from the Tang server.*not a P-521 point" ;;
+	echo) echo "$out" | grep -q "does not open it" ;;
+	big) echo "$out" | grep -q "larger than 65536 bytes" ;;
+	e500) echo "$out" | grep -q "bad answer from the Tang server at .*HTTP 500" ;;
+	esac || fail "fake tang ($mode): $out"
+	kill "$fpid"
+	wait "$fpid" 2>/dev/null
+done
+
 info "clevis: the same server serves clevis; our recovery of a clevis JWE's point decrypts it"
 printf 'clevis interop %s' "$RANDOM" >"$T/secret"
 clevis encrypt tang "{\"url\":\"$URL\",\"thp\":\"$TP2\"}" <"$T/secret" >"$T/c.jwe" ||
