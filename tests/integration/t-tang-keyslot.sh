@@ -1,7 +1,7 @@
 #!/bin/bash
 # Tang keyslots (docs/FORMAT.md, "Tang token") against real tang servers
 # (Debian package tang: tangd-keygen, tangd behind socat) on 127.0.0.1:
-# enroll pinned (a wrong or missing pin refused), load without a passphrase
+# enroll pinned (a wrong or missing pin refused, a terminal asked), load without a passphrase
 # and data read back through tapdisk, server down -> a clear refusal
 # (--token-only: no prompt), back up -> works, key rotation (old key still
 # recovers; deleted -> "does not have key"), a token edited to point at
@@ -10,7 +10,7 @@
 # same server serves clevis, and our ECMR recovery of a clevis JWE's point
 # decrypts that JWE with jose.
 . "$TD_SRC/tests/lib/common.sh"
-need keyctl socat jose clevis qemu-img nbdcopy python3 curl
+need keyctl socat jose clevis qemu-img nbdcopy python3 curl script
 TANGD=/usr/libexec/tangd
 KEYGEN=/usr/libexec/tangd-keygen
 ROTATE=/usr/libexec/tangd-rotate-keys
@@ -83,6 +83,18 @@ out=$(vdkey enroll "qcow2:$Q" --key-file "$KEY" --tang "https://127.0.0.1:$PA" -
 	fail "https accepted"
 echo "$out" | grep -q "http://" || fail "message: $out"
 vdkey list "qcow2:$Q" | grep -q "1 of 16 active" || fail "a refused enroll added a slot"
+
+info "enroll without a pin on a terminal: the thumbprint is shown and asked (script(1) pty)"
+truncate -s 16M "$T/tty.img"
+vdkey format "aio:$T/tty.img" --key-file "$KEY" --pbkdf pbkdf2 --pbkdf-iterations 1000 >/dev/null
+out=$( (sleep 1; echo n) | timeout 30 script -qec \
+	"vdkey enroll aio:$T/tty.img --key-file $KEY --tang $URL" /dev/null 2>&1) &&
+	fail "enroll went on after 'n'"
+echo "$out" | grep -q "$TP" || fail "thumbprint not shown: $out"
+out=$( (sleep 1; echo y) | timeout 30 script -qec \
+	"vdkey enroll aio:$T/tty.img --key-file $KEY --tang $URL" /dev/null 2>&1) ||
+	fail "enroll after 'y': $out"
+echo "$out" | grep -q "added keyslot 1 (tang $URL, signing key $TP)" || fail "enroll said: $out"
 
 info "enroll pinned, audit --json reports kind and URL"
 out=$(vdkey enroll "qcow2:$Q" --key-file "$KEY" --tang "$URL" --tang-thumbprint "$TP" </dev/null) ||
