@@ -46,6 +46,11 @@ LIBS     := -laio -lcrypto -lkeyutils -largon2 -lseccomp -lxengnttab -lxenevtchn
 # zlib: the vmdk driver inflates stream-optimized grains (README.md, "Libraries")
 LIBS     += -lz
 TESTLIBS := -lcmocka
+# libtss2 (TPM2 keyslots, keymgr/tpm2.c): vdkey only, not tapdisk; the unit
+# tests link the token codec
+TPM2_LIBS := -ltss2-esys -ltss2-tctildr -ltss2-mu -ltss2-rc
+LIBS_vdkey := $(TPM2_LIBS)
+TESTLIBS += -ltss2-mu
 
 # bottom to top (docs/ARCHITECTURE.md, scripts/check-layers.py)
 LIB_DIRS := crypt/backend tapdisk/core tapdisk/block tapdisk/drivers tapdisk/qcow2 tapdisk/vmdk \
@@ -109,11 +114,11 @@ define prog_rules
 $(BUILD)/bin/$(1): $(BUILD)/obj/$(PROG_MAIN_$(1):.c=.o) $(BUILD)/libtd.a
 	@mkdir -p $$(dir $$@)
 	@echo "  LD      $$@"
-	@$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LIBS)
+	@$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LIBS) $$(LIBS_$(1))
 $(BUILD)/tests/bin/$(1): $(BUILD)/obj-test/$(PROG_MAIN_$(1):.c=.o) $(BUILD)/libtd-test.a
 	@mkdir -p $$(dir $$@)
 	@echo "  LD/test $$@"
-	@$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LIBS)
+	@$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LIBS) $$(LIBS_$(1))
 endef
 $(foreach p,$(PROGNAMES),$(eval $(call prog_rules,$(p))))
 

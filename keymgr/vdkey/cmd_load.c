@@ -17,7 +17,7 @@ int vdkey_load(const char *spec, const struct vdkey_opts *o)
 	int rc = vdkey_open(&v, spec, TD_VOL_TRY_WRITE, true);
 
 	if (rc == 0)
-		rc = vdkey_unlock(&v, o->key_file, TD_KEYLOG_OP_LOAD);
+		rc = vdkey_unlock_any(&v, o, TD_KEYLOG_OP_LOAD);
 	if (rc == 0 && (rc = td_volume_load(&v, flags, o->timeout_s, err, sizeof(err))) < 0)
 		vdkey_say("%s", err);
 	if (rc == 0) {

@@ -29,6 +29,9 @@ struct vdkey_opts {
 	/* the KDF budget: --kdf-max-memory, --kdf-max-time, --kdf-max-total-time */
 	const char *kdf_max_memory, *kdf_max_time, *kdf_max_total_time;
 	bool allow_expensive_kdf;
+	/* token keyslots: --tpm2, --pcrs, --tpm2-device, --token-only */
+	bool tpm2, token_only;
+	const char *pcrs, *tpm2_device;
 };
 
 /* ---- cmd_common.c ---- */
@@ -43,6 +46,10 @@ int vdkey_open(struct td_volume *v, const char *spec, unsigned flags, bool heade
 /* td_volume_unlock, saying why it failed and which keyslots the KDF budget
  * kept from being tried. op: the key event a failure is recorded as. */
 int vdkey_unlock(struct td_volume *v, const char *key_file, const char *op);
+/* vdkey load's unlock: the token keyslots first (keymgr/vtoken.h), saying
+ * why each one that fails does; then, unless --token-only, the passphrase
+ * (vdkey_unlock). */
+int vdkey_unlock_any(struct td_volume *v, const struct vdkey_opts *o, const char *op);
 /* The key loaded for the image (not consumed), else vdkey_unlock. */
 int vdkey_get_key(struct td_volume *v, const char *key_file);
 /* The KDF of a new keyslot from --pbkdf and its parameters, within the

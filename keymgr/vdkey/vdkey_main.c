@@ -40,13 +40,22 @@ static void usage(FILE *f)
 	    "                       without replay protection; for comparisons)\n"
 	    "  enroll SPEC --key-file F --new-key-file G [--slot N] [KDF options]\n"
 	    "                       add a keyslot for another passphrase\n"
+	    "  enroll SPEC --key-file F --tpm2 [--pcrs LIST] [--tpm2-device DEV] [--slot N]\n"
+	    "                       add a keyslot sealed to this machine's TPM 2.0 under a\n"
+	    "                       policy on PCRs LIST of the sha256 bank (default 7; e.g.\n"
+	    "                       7, 0,7 or 0-3+7): load opens it without a passphrase\n"
+	    "                       while those PCRs keep their values\n"
 	    "  remove SPEC --key-file F --slot N\n"
 	    "                       remove a keyslot (never the last one)\n"
 	    "  list SPEC [--json]   keyslots and header parameters (no secret needed)\n"
-	    "  load SPEC --key-file F [--once] [--user-readable] [--timeout S]\n"
+	    "  load SPEC [--key-file F] [--once] [--user-readable] [--timeout S]\n"
+	    "       [--tpm2-device DEV] [--token-only]\n"
 	    "                       unlock the volume key into the kernel keyring for tapdisk,\n"
 	    "                       bound to this very file (a copy, a renamed file or a\n"
-	    "                       snapshot overlay needs its own load)\n"
+	    "                       snapshot overlay needs its own load); TPM2 keyslots\n"
+	    "                       are tried first, each failure said (a PCR policy that\n"
+	    "                       no longer holds, no TPM), then the passphrase is asked\n"
+	    "                       unless --token-only\n"
 	    "  unload SPEC          remove it from the keyring\n"
 	    "  log SPEC [--json] [--verify | --reset] [--key-file F]\n"
 	    "                       the image's key-event log (see 'vdkey log --help')\n"
@@ -88,6 +97,10 @@ static void usage(FILE *f)
 	    "core. vdkey's default keyslots cost 0.75 (argon2id), 0.25 (scrypt) and 0.07\n"
 	    "(pbkdf2); a keyslot costing at most a sixteenth of the total budget (2 s by\n"
 	    "default) is always tried, whatever else the header holds.\n"
+	    "\n"
+	    "The TPM (enroll --tpm2, load): --tpm2-device DEV, a TCTI as tpm2-tools takes it\n"
+	    "(device:/dev/tpmrm0, swtpm:host=127.0.0.1,port=2321, tabrmd) or a device path;\n"
+	    "without it TPM2TOOLS_TCTI, then TCTI, then libtss2's default (/dev/tpmrm0...).\n"
 	    "\n"
 	    "Exit status: 0 success, 1 failure (one line on stderr says why), 2 usage.\n");
 }
@@ -173,7 +186,11 @@ int main(int argc, char **argv)
 		O_KDF_MEM,
 		O_KDF_TIME,
 		O_KDF_TOTAL,
-		O_KDF_ALLOW
+		O_KDF_ALLOW,
+		O_TPM2,
+		O_PCRS,
+		O_TPM2_DEV,
+		O_TOKEN_ONLY
 	};
 	static const struct option longopts[] = {
 	    {"key-file", required_argument, NULL, O_KEYFILE},
@@ -199,6 +216,10 @@ int main(int argc, char **argv)
 	    {"kdf-max-time", required_argument, NULL, O_KDF_TIME},
 	    {"kdf-max-total-time", required_argument, NULL, O_KDF_TOTAL},
 	    {"allow-expensive-kdf", no_argument, NULL, O_KDF_ALLOW},
+	    {"tpm2", no_argument, NULL, O_TPM2},
+	    {"pcrs", required_argument, NULL, O_PCRS},
+	    {"tpm2-device", required_argument, NULL, O_TPM2_DEV},
+	    {"token-only", no_argument, NULL, O_TOKEN_ONLY},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -289,6 +310,18 @@ int main(int argc, char **argv)
 			break;
 		case O_KDF_ALLOW:
 			o.allow_expensive_kdf = true;
+			break;
+		case O_TPM2:
+			o.tpm2 = true;
+			break;
+		case O_PCRS:
+			o.pcrs = optarg;
+			break;
+		case O_TPM2_DEV:
+			o.tpm2_device = optarg;
+			break;
+		case O_TOKEN_ONLY:
+			o.token_only = true;
 			break;
 		case 'h':
 			if (!strcmp(cmd, "log"))
