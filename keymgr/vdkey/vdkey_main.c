@@ -232,6 +232,9 @@ int main(int argc, char **argv)
 	td_drivers_set(td_registry());
 
 	td_log_init("vdkey");
+	/* libtss2 (TPM2 keyslots) never logs here: at debug or trace level it
+	 * prints command buffers, a sealed key among them (keymgr/tpm2.c) */
+	setenv("TSS2_LOG", "all+none", 1);
 	td_secure_harden_process();
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
 	    !strcmp(argv[1], "help")) {
