@@ -12,7 +12,7 @@
 #   --seeds      regenerate fuzz/corpus/ from fuzz/gen_seeds.c and exit.
 #   --build      build only.
 #   TARGET       spec, crypt_header, keyslot, integrity, nbd_proto, qcow2, keylog, blkif,
-#                vmdk, qos_ram, vhd
+#                vmdk, qos_ram, vhd, tpm2_token
 #                (default: all).
 #
 # Everything is compiled with clang from the sources directly into
@@ -54,6 +54,11 @@ GEN_SRCS="tapdisk/nbd/nbd_proto.c crypt/header.c crypt/backend/cipher.c crypt/ba
 ALL_TARGETS="$ALL_TARGETS vhd"
 SRCS[vhd]="tapdisk/vhd/vhd_format.c"
 MAXLEN[vhd]=10000
+# tpm2_token (fuzz/fuzz_tpm2_token.c): the TPM2 keyslot token payload
+ALL_TARGETS="$ALL_TARGETS tpm2_token"
+SRCS[tpm2_token]="keymgr/tpm2_token.c"
+MAXLEN[tpm2_token]=700
+declare -A XLIBS=([tpm2_token]="-ltss2-mu")
 GEN_SRCS="$GEN_SRCS tapdisk/vhd/vhd_format.c"
 
 while [ $# -gt 0 ]; do
@@ -121,7 +126,7 @@ build_target() {
 		objs="$objs $o"
 	done
 	"$CLANG" $BASE -fsanitize=fuzzer -Wall -Wextra -Werror -Wno-unused-parameter \
-		-o "$OUT/fuzz_$t" "$SRC/fuzz/fuzz_$t.c" $objs $LIBS || {
+		-o "$OUT/fuzz_$t" "$SRC/fuzz/fuzz_$t.c" $objs $LIBS ${XLIBS[$t]:-} || {
 		echo "run.sh: $t: cannot build fuzz/fuzz_$t.c" >&2; return 1; }
 }
 
