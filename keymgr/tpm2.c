@@ -127,7 +127,8 @@ static TSS2_RC create_primary(struct tpm *t)
 				  NULL, NULL, NULL, NULL);
 }
 
-static int tpm_open(struct tpm *t, const char *device, char *err, size_t errlen)
+/* primary: also create the storage primary (keyslots; NV needs none) */
+static int tpm_open(struct tpm *t, const char *device, bool primary, char *err, size_t errlen)
 {
 	TSS2_RC rc;
 
@@ -146,7 +147,7 @@ static int tpm_open(struct tpm *t, const char *device, char *err, size_t errlen)
 		return -EHOSTUNREACH;
 	}
 	rc = Esys_Initialize(&t->esys, t->tcti, NULL);
-	if (rc == TSS2_RC_SUCCESS)
+	if (rc == TSS2_RC_SUCCESS && primary)
 		rc = create_primary(t);
 	if (rc != TSS2_RC_SUCCESS) {
 		int e = tss_errno(rc);
@@ -209,7 +210,7 @@ int td_tpm2_seal(const char *device, uint32_t pcrs, uint8_t *token, size_t cap, 
 		say(err, errlen, "bad PCR selection (PCRs 0-23, at least one)");
 		return -EINVAL;
 	}
-	ret = tpm_open(&t, device, err, errlen);
+	ret = tpm_open(&t, device, true, err, errlen);
 	if (ret < 0)
 		return ret;
 	pcr_selection(pcrs, &sel);
@@ -300,7 +301,7 @@ int td_tpm2_unseal(const char *device, const uint8_t *token, size_t len, uint8_t
 		return -EINVAL;
 	}
 	td_tpm2_pcrs_str(tok->pcrs, pcrs, sizeof(pcrs));
-	ret = tpm_open(&t, device, err, errlen);
+	ret = tpm_open(&t, device, true, err, errlen);
 	if (ret < 0) {
 		free(tok);
 		return ret;
@@ -363,5 +364,169 @@ out:
 		Esys_FlushContext(t.esys, obj);
 	tpm_close(&t);
 	free(tok);
+	return ret;
+}
+
+/* ---- NV counters ---- */
+
+#define NV_COUNTER_ATTRS                                                                           \
+	((TPM2_NT_COUNTER << TPMA_NV_TPM2_NT_SHIFT) | TPMA_NV_AUTHREAD | TPMA_NV_AUTHWRITE |       \
+	 TPMA_NV_NO_DA)
+
+/* The ESYS handle of NV index `index`, checked to be one of our counters. */
+static int nv_handle(struct tpm *t, uint32_t index, ESYS_TR *h, char *err, size_t errlen)
+{
+	TPM2B_NV_PUBLIC *pub = NULL;
+	TPMA_NV want = NV_COUNTER_ATTRS | TPMA_NV_WRITTEN, mask;
+	TSS2_RC rc;
+	int ret = 0;
+
+	rc = Esys_TR_FromTPMPublic(t->esys, index, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, h);
+	if (rc != TSS2_RC_SUCCESS) {
+		*h = ESYS_TR_NONE;
+		ret = tss_errno(rc);
+		if (ret == -EIO) {
+			ret = -ENOENT;
+			say(err, errlen,
+			    "the TPM has no NV index 0x%08x (another TPM, or this one was cleared)",
+			    index);
+		} else {
+			say(err, errlen, "cannot reach the TPM: %s", Tss2_RC_Decode(rc));
+		}
+		return ret;
+	}
+	rc = Esys_NV_ReadPublic(t->esys, *h, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub, NULL);
+	if (rc != TSS2_RC_SUCCESS) {
+		say(err, errlen, "cannot read NV index 0x%08x's attributes: %s", index,
+		    Tss2_RC_Decode(rc));
+		ret = tss_errno(rc);
+	} else {
+		mask = want | TPMA_NV_TPM2_NT_MASK;
+		if ((pub->nvPublic.attributes & mask) != want || pub->nvPublic.dataSize != 8) {
+			say(err, errlen,
+			    "NV index 0x%08x is not a counter vdkey defined (attributes 0x%08x)",
+			    index, pub->nvPublic.attributes);
+			ret = -EINVAL;
+		}
+	}
+	Esys_Free(pub);
+	return ret;
+}
+
+static int nv_read(struct tpm *t, ESYS_TR h, uint32_t index, uint64_t *value, char *err,
+		   size_t errlen)
+{
+	TPM2B_MAX_NV_BUFFER *data = NULL;
+	TSS2_RC rc;
+
+	rc = Esys_NV_Read(t->esys, h, h, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, 8, 0, &data);
+	if (rc != TSS2_RC_SUCCESS || data->size != 8) {
+		say(err, errlen, "cannot read the counter at NV index 0x%08x: %s", index,
+		    rc ? Tss2_RC_Decode(rc) : "not 8 bytes");
+		Esys_Free(data);
+		return rc ? tss_errno(rc) : -EIO;
+	}
+	*value = 0;
+	for (int i = 0; i < 8; i++) /* big-endian, as the TPM keeps it */
+		*value = *value << 8 | data->buffer[i];
+	Esys_Free(data);
+	return 0;
+}
+
+int td_tpm2_nv_define(const char *device, uint32_t *index, uint64_t *value, char *err,
+		      size_t errlen)
+{
+	TPM2B_AUTH auth = {0};
+	TPM2B_NV_PUBLIC pub = {
+	    .nvPublic =
+		{
+		    .nameAlg = TPM2_ALG_SHA256,
+		    .attributes = NV_COUNTER_ATTRS,
+		    .dataSize = 8,
+		},
+	};
+	ESYS_TR h = ESYS_TR_NONE;
+	uint32_t i = *index ? *index : TD_TPM2_NV_DEFAULT;
+	uint32_t last = *index ? *index : TD_TPM2_NV_DEFAULT + 255;
+	struct tpm t;
+	TSS2_RC rc = TSS2_RC_SUCCESS;
+	int ret;
+
+	if (i < TD_TPM2_NV_FIRST || i > TD_TPM2_NV_LAST) {
+		say(err, errlen, "NV index 0x%08x is outside 0x%08x-0x%08x", i, TD_TPM2_NV_FIRST,
+		    TD_TPM2_NV_LAST);
+		return -EINVAL;
+	}
+	ret = tpm_open(&t, device, false, err, errlen);
+	if (ret < 0)
+		return ret;
+	for (; i <= last; i++) {
+		pub.nvPublic.nvIndex = i;
+		rc = Esys_NV_DefineSpace(t.esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+					 ESYS_TR_NONE, &auth, &pub, &h);
+		if (rc == TSS2_RC_SUCCESS || rc_base(rc) != TPM2_RC_NV_DEFINED)
+			break;
+	}
+	if (rc != TSS2_RC_SUCCESS) {
+		ret = tss_errno(rc);
+		if (rc_base(rc) == TPM2_RC_NV_DEFINED) {
+			ret = *index ? -EEXIST : -ENOSPC;
+			say(err, errlen, "NV index %s0x%08x is in use%s", *index ? "" : "up to ",
+			    last, *index ? " (choose another with --nv-index)" : "");
+		} else {
+			say(err, errlen, "the TPM refused to define an NV counter: %s",
+			    Tss2_RC_Decode(rc));
+		}
+		goto out;
+	}
+	rc = Esys_NV_Increment(t.esys, h, h, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE);
+	if (rc != TSS2_RC_SUCCESS) {
+		say(err, errlen, "cannot increment the new NV counter 0x%08x: %s", i,
+		    Tss2_RC_Decode(rc));
+		ret = tss_errno(rc);
+		goto out;
+	}
+	ret = nv_read(&t, h, i, value, err, errlen);
+	if (ret == 0)
+		*index = i;
+out:
+	tpm_close(&t);
+	return ret;
+}
+
+int td_tpm2_nv_read(const char *device, uint32_t index, uint64_t *value, char *err, size_t errlen)
+{
+	ESYS_TR h;
+	struct tpm t;
+	int ret = tpm_open(&t, device, false, err, errlen);
+
+	if (ret < 0)
+		return ret;
+	ret = nv_handle(&t, index, &h, err, errlen);
+	if (ret == 0)
+		ret = nv_read(&t, h, index, value, err, errlen);
+	tpm_close(&t);
+	return ret;
+}
+
+int td_tpm2_nv_increment(const char *device, uint32_t index, char *err, size_t errlen)
+{
+	ESYS_TR h;
+	struct tpm t;
+	TSS2_RC rc;
+	int ret = tpm_open(&t, device, false, err, errlen);
+
+	if (ret < 0)
+		return ret;
+	ret = nv_handle(&t, index, &h, err, errlen);
+	if (ret == 0) {
+		rc = Esys_NV_Increment(t.esys, h, h, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE);
+		if (rc != TSS2_RC_SUCCESS) {
+			say(err, errlen, "cannot increment the NV counter 0x%08x: %s", index,
+			    Tss2_RC_Decode(rc));
+			ret = tss_errno(rc);
+		}
+	}
+	tpm_close(&t);
 	return ret;
 }

@@ -31,4 +31,24 @@ int td_tpm2_seal(const char *device, uint32_t pcrs, uint8_t *token, size_t cap, 
 int td_tpm2_unseal(const char *device, const uint8_t *token, size_t len, uint8_t *kek, char *err,
 		   size_t errlen);
 
+/* ---- NV counters: the rollback anchor (docs/FORMAT.md, "Rollback anchor
+ * in a TPM NV counter") ---- */
+
+#define TD_TPM2_NV_FIRST 0x01000000u
+#define TD_TPM2_NV_LAST 0x01ffffffu
+#define TD_TPM2_NV_DEFAULT 0x01800100u /* where the search for a free index starts */
+
+/* Defines a counter at *index (0: the first free one from
+ * TD_TPM2_NV_DEFAULT) and increments it once (a counter reads only once
+ * written): 0 with *index and *value, -EEXIST (the index asked for is in
+ * use), -ENOSPC (no free index), -EHOSTUNREACH, -EIO. */
+int td_tpm2_nv_define(const char *device, uint32_t *index, uint64_t *value, char *err,
+		      size_t errlen);
+/* The counter's value: 0, -ENOENT (no such index: another TPM, or the TPM
+ * was cleared), -EINVAL (the index is not an 8-byte counter),
+ * -EHOSTUNREACH, -EIO. */
+int td_tpm2_nv_read(const char *device, uint32_t index, uint64_t *value, char *err, size_t errlen);
+/* Adds one to the counter: the errors of td_tpm2_nv_read. */
+int td_tpm2_nv_increment(const char *device, uint32_t index, char *err, size_t errlen);
+
 #endif

@@ -18,6 +18,8 @@ int vdkey_load(const char *spec, const struct vdkey_opts *o)
 
 	if (rc == 0)
 		rc = vdkey_unlock_any(&v, o, TD_KEYLOG_OP_LOAD);
+	if (rc == 0)
+		rc = vdkey_anchor_check(&v, o, TD_KEYLOG_OP_LOAD);
 	if (rc == 0 && (rc = td_volume_load(&v, flags, o->timeout_s, err, sizeof(err))) < 0)
 		vdkey_say("%s", err);
 	if (rc == 0) {

@@ -9,6 +9,7 @@
 #include "crypt/backend/volkey.h"
 #include "keymgr/keyslot.h"
 #include "keymgr/tpm2_token.h"
+#include "keymgr/vanchor.h"
 #include "keymgr/vdkey/vdkey.h"
 #include "keymgr/vreport.h"
 #include "keymgr/vtoken.h"
@@ -67,6 +68,25 @@ static void token_desc(const struct td_keyslot *ks, bool json, char *buf, size_t
 			snprintf(buf, len, " (PCR %s of the sha256 bank)", pcrs);
 	}
 	free(t);
+}
+
+/* "rollback_anchor" (and "tpm2_nv"): where the trusted generation lives. */
+static void print_anchor_json(const struct td_crypt_hdr *h, const struct td_report *r)
+{
+	struct td_nv_anchor a;
+	char err[160];
+
+	if (td_nv_anchor_get(h, &a, err, sizeof(err)) < 0) {
+		printf(",\n  \"rollback_anchor\": \"tpm2-nv\",\n  \"tpm2_nv\": {\"error\": "
+		       "\"malformed\"}");
+	} else if (a.present) {
+		printf(",\n  \"rollback_anchor\": \"tpm2-nv\",\n  \"tpm2_nv\": {\"index\": "
+		       "\"0x%08x\", \"counter\": %llu, \"generation\": %llu}",
+		       a.index, (unsigned long long)a.counter, (unsigned long long)a.generation);
+	} else {
+		printf(",\n  \"rollback_anchor\": \"%s\"",
+		       r->have_layout && r->layout.version >= 2 ? "state-directory" : "none");
+	}
 }
 
 /* On a terminal: a progress line on standard error. */
@@ -234,8 +254,7 @@ static void print_json(const struct td_volume *v, const struct td_report *r, boo
 	if (audit && r->fresh.have)
 		print_fresh_json(&r->fresh);
 	if (audit) /* where the trusted generation lives (docs/AUDIT.md) */
-		printf(",\n  \"rollback_anchor\": \"%s\"",
-		       r->have_layout && r->layout.version >= 2 ? "state-directory" : "none");
+		print_anchor_json(h, r);
 	if (audit)
 		print_keylog_json(&r->keylog);
 	printf("\n}\n");

@@ -32,6 +32,9 @@ struct vdkey_opts {
 	/* token keyslots: --tpm2, --pcrs, --tpm2-device, --token-only */
 	bool tpm2, token_only;
 	const char *pcrs, *tpm2_device;
+	/* the rollback anchor: --tpm2-nv, --nv-index */
+	bool tpm2_nv;
+	const char *nv_index;
 };
 
 /* ---- cmd_common.c ---- */
@@ -75,5 +78,9 @@ int vdkey_accept_rollback(const char *spec, const struct vdkey_opts *o);  /* cmd
 int vdkey_header_backup(const char *spec, const char *file);		  /* cmd_header.c */
 int vdkey_header_restore(const char *spec, const char *file);		  /* cmd_header.c */
 int vdkey_repair(const char *spec, const struct vdkey_opts *o);		  /* cmd_header.c */
+int vdkey_anchor(const char *spec, const struct vdkey_opts *o);		  /* cmd_anchor.c */
+/* vdkey load's TPM NV rollback check on an unlocked session (keymgr/vanchor.h),
+ * saying why it refuses; a refusal is recorded as key event op. */
+int vdkey_anchor_check(struct td_volume *v, const struct vdkey_opts *o, const char *op);
 
 #endif

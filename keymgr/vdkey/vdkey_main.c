@@ -66,6 +66,12 @@ static void usage(FILE *f)
 	    "                       compliance report on the header and keyslots; --scrub\n"
 	    "                       also verifies every written block's MAC (key loaded;\n"
 	    "                       exit status 1 if any fails; JSON schema: docs/AUDIT.md)\n"
+	    "  anchor SPEC --key-file F --tpm2-nv [--nv-index N] [--tpm2-device DEV]\n"
+	    "                       keep the image's rollback anchor in a TPM NV counter\n"
+	    "                       (defined at the first free index from 0x01800100, or N):\n"
+	    "                       every load then refuses an image older than the last\n"
+	    "                       load even if /var was restored with it; run again to\n"
+	    "                       accept a deliberate restore\n"
 	    "  header-backup SPEC FILE    save both header copies to FILE\n"
 	    "  header-restore SPEC FILE   write them back (after checking FILE)\n"
 	    "  repair SPEC --key-file F   rewrite both header copies from the valid one\n"
@@ -98,7 +104,8 @@ static void usage(FILE *f)
 	    "(pbkdf2); a keyslot costing at most a sixteenth of the total budget (2 s by\n"
 	    "default) is always tried, whatever else the header holds.\n"
 	    "\n"
-	    "The TPM (enroll --tpm2, load): --tpm2-device DEV, a TCTI as tpm2-tools takes it\n"
+	    "The TPM (enroll --tpm2, load, anchor): --tpm2-device DEV, a TCTI as tpm2-tools takes "
+	    "it\n"
 	    "(device:/dev/tpmrm0, swtpm:host=127.0.0.1,port=2321, tabrmd) or a device path;\n"
 	    "without it TPM2TOOLS_TCTI, then TCTI, then libtss2's default (/dev/tpmrm0...).\n"
 	    "\n"
@@ -190,7 +197,9 @@ int main(int argc, char **argv)
 		O_TPM2,
 		O_PCRS,
 		O_TPM2_DEV,
-		O_TOKEN_ONLY
+		O_TOKEN_ONLY,
+		O_TPM2_NV,
+		O_NV_INDEX
 	};
 	static const struct option longopts[] = {
 	    {"key-file", required_argument, NULL, O_KEYFILE},
@@ -220,6 +229,8 @@ int main(int argc, char **argv)
 	    {"pcrs", required_argument, NULL, O_PCRS},
 	    {"tpm2-device", required_argument, NULL, O_TPM2_DEV},
 	    {"token-only", no_argument, NULL, O_TOKEN_ONLY},
+	    {"tpm2-nv", no_argument, NULL, O_TPM2_NV},
+	    {"nv-index", required_argument, NULL, O_NV_INDEX},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -326,6 +337,12 @@ int main(int argc, char **argv)
 		case O_TOKEN_ONLY:
 			o.token_only = true;
 			break;
+		case O_TPM2_NV:
+			o.tpm2_nv = true;
+			break;
+		case O_NV_INDEX:
+			o.nv_index = optarg;
+			break;
 		case 'h':
 			if (!strcmp(cmd, "log"))
 				vdkey_usage_log(stdout);
@@ -385,6 +402,8 @@ int main(int argc, char **argv)
 		return vdkey_header_restore(spec, file);
 	if (!strcmp(cmd, "repair"))
 		return vdkey_repair(spec, &o);
+	if (!strcmp(cmd, "anchor"))
+		return vdkey_anchor(spec, &o);
 	fprintf(stderr, "%s: unknown command '%s' (see vdkey --help)\n", prog, cmd);
 	return 2;
 }

@@ -98,7 +98,7 @@ tap-ctl destroy -s "$sock" || fail "tap-ctl destroy"
 expect "tap-ctl stats -p " ""
 
 info "vdkey: commands, options, values"
-expect "vdkey " "--help accept-rollback audit enroll format header-backup header-restore list load log remove repair unload"
+expect "vdkey " "--help accept-rollback anchor audit enroll format header-backup header-restore list load log remove repair unload"
 expect "vdkey l" "list load log"
 expect "vdkey load qcow2:$T/imgs/vm1.qcow2 --" "--allow-expensive-kdf --help --kdf-max-memory --kdf-max-time --kdf-max-total-time --key-file --once --timeout --token-only --tpm2-device --user-readable"
 expect "vdkey log x --v" "--verify"
