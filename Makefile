@@ -47,10 +47,10 @@ LIBS     := -laio -lcrypto -lkeyutils -largon2 -lseccomp -lxengnttab -lxenevtchn
 LIBS     += -lz
 TESTLIBS := -lcmocka
 # libtss2 (TPM2 keyslots, keymgr/tpm2.c): vdkey only, not tapdisk; the unit
-# tests link the token codec
+# tests link the token codec and the NV anchor record
 TPM2_LIBS := -ltss2-esys -ltss2-tctildr -ltss2-mu -ltss2-rc
 LIBS_vdkey := $(TPM2_LIBS)
-TESTLIBS += -ltss2-mu
+TESTLIBS += $(TPM2_LIBS)
 
 # bottom to top (docs/ARCHITECTURE.md, scripts/check-layers.py)
 LIB_DIRS := crypt/backend tapdisk/core tapdisk/block tapdisk/drivers tapdisk/qcow2 tapdisk/vmdk \
