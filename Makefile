@@ -46,11 +46,16 @@ LIBS     := -laio -lcrypto -lkeyutils -largon2 -lseccomp -lxengnttab -lxenevtchn
 # zlib: the vmdk driver inflates stream-optimized grains (README.md, "Libraries")
 LIBS     += -lz
 TESTLIBS := -lcmocka
-# Tang keyslots (keymgr/tang.c): libjose (JWK/JWS/ECMR), jansson (its JSON),
-# libcurl (HTTP); vdkey only, never tapdisk (README.md, "Libraries")
-LIBS_vdkey := -ljose -ljansson -lcurl
+# Token keyslots, vdkey only, never tapdisk (README.md, "Libraries"):
+# Tang (keymgr/tang.c): libjose (JWK/JWS/ECMR), jansson (its JSON), libcurl
+# (HTTP); TPM2 (keymgr/tpm2.c): libtss2. The unit tests link the token
+# codecs and the NV anchor record.
+TANG_LIBS := -ljose -ljansson -lcurl
+TPM2_LIBS := -ltss2-esys -ltss2-tctildr -ltss2-mu -ltss2-rc
+LIBS_vdkey := $(TANG_LIBS) $(TPM2_LIBS)
 LIBS_tang_point := $(LIBS_vdkey)
-LIBS_test_tang := $(LIBS_vdkey)
+LIBS_test_tang := $(TANG_LIBS)
+TESTLIBS += $(TPM2_LIBS)
 
 # bottom to top (docs/ARCHITECTURE.md, scripts/check-layers.py)
 LIB_DIRS := crypt/backend tapdisk/core tapdisk/block tapdisk/drivers tapdisk/qcow2 tapdisk/vmdk \

@@ -12,7 +12,7 @@
 #   --seeds      regenerate fuzz/corpus/ from fuzz/gen_seeds.c and exit.
 #   --build      build only.
 #   TARGET       spec, crypt_header, keyslot, integrity, nbd_proto, qcow2, keylog, blkif,
-#                vmdk, qos_ram, vhd, tang
+#                vmdk, qos_ram, vhd, tang, tpm2_token
 #                (default: all).
 #
 # Everything is compiled with clang from the sources directly into
@@ -54,12 +54,17 @@ GEN_SRCS="tapdisk/nbd/nbd_proto.c crypt/header.c crypt/backend/cipher.c crypt/ba
 ALL_TARGETS="$ALL_TARGETS vhd"
 SRCS[vhd]="tapdisk/vhd/vhd_format.c"
 MAXLEN[vhd]=10000
+# tpm2_token (fuzz/fuzz_tpm2_token.c): the TPM2 keyslot token payload
+ALL_TARGETS="$ALL_TARGETS tpm2_token"
+SRCS[tpm2_token]="keymgr/tpm2_token.c"
+MAXLEN[tpm2_token]=700
+declare -A XLIBS=([tpm2_token]="-ltss2-mu")
 GEN_SRCS="$GEN_SRCS tapdisk/vhd/vhd_format.c"
 # tang (fuzz/fuzz_tang.c): the Tang token and the server's answers (libjose)
 ALL_TARGETS="$ALL_TARGETS tang"
 SRCS[tang]="keymgr/tang_token.c keymgr/tang.c crypt/backend/cipher.c crypt/backend/secmem.c"
 MAXLEN[tang]=8300
-declare -A XLIBS=([tang]="-ljose -ljansson -lcurl")
+XLIBS[tang]="-ljose -ljansson -lcurl"
 GEN_SRCS="$GEN_SRCS keymgr/tang_token.c"
 
 while [ $# -gt 0 ]; do

@@ -12,6 +12,9 @@ qemu-utils fio strace e2fsprogs util-linux passwd python3 clang valgrind qemu-sy
 librbd-dev librados-dev ceph-mon ceph-mgr ceph-osd ceph-common qemu-block-extra uuid-runtime
 scdoc man-db bash-completion gnuplot-nox debhelper dpkg-dev fakeroot lintian
 zlib1g-dev libvmdk-utils debootstrap"
+# libtss2-dev: TPM2 keyslots (vdkey); swtpm, swtpm-tools, tpm2-tools: the
+# software TPM t-tpm2-keyslot starts, and an independent client for it
+PKGS="$PKGS libtss2-dev swtpm swtpm-tools tpm2-tools"
 # libvhdi-utils: vhdiinfo and vhdimount, the independent VHD reader of t-vhd-*
 PKGS="$PKGS libvhdi-utils"
 # Tang keyslots: libjose-dev (JWK/JWS/ECMR) and libcurl4-openssl-dev for vdkey;

@@ -9,6 +9,7 @@
 
 #include "keymgr/keyslot.h"
 #include "keymgr/vdkey/vdkey.h"
+#include "keymgr/vtoken.h"
 
 void vdkey_say(const char *fmt, ...)
 {
@@ -90,6 +91,31 @@ int vdkey_unlock(struct td_volume *v, const char *key_file, const char *op)
 	if (rc < 0 && rc != -E2BIG) /* E2BIG: budget_report said it */
 		vdkey_say("%s", err);
 	return rc;
+}
+
+int vdkey_unlock_any(struct td_volume *v, const struct vdkey_opts *o, const char *op)
+{
+	struct td_token_opts to = {.tpm2_device = o->tpm2_device};
+	char err[1024];
+	int rc;
+
+	if (td_token_slots(v->h) == 0) {
+		if (!o->token_only)
+			return vdkey_unlock(v, o->key_file, op);
+		vdkey_say("--token-only: the image has no TPM2 or Tang keyslot");
+		return -ENOENT;
+	}
+	/* each slot that fails has said why (the session's warnings) */
+	rc = td_volume_unlock_tokens(v, &to, op, err, sizeof(err));
+	if (rc == 0)
+		return 0;
+	if (o->token_only) {
+		vdkey_say("%s; not asking for a passphrase (--token-only)",
+			  rc == -ENOENT ? err : "no keyslot opened without a passphrase");
+		return rc;
+	}
+	vdkey_say("falling back to the passphrase");
+	return vdkey_unlock(v, o->key_file, op);
 }
 
 int vdkey_get_key(struct td_volume *v, const char *key_file)

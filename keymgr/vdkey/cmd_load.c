@@ -17,22 +17,10 @@ int vdkey_load(const char *spec, const struct vdkey_opts *o)
 	/* for writing when it can be, to move the key-event log's anchor */
 	int rc = vdkey_open(&v, spec, TD_VOL_TRY_WRITE, true);
 
-	/* token slots first (cmd_token.c), then the passphrase */
-	if (rc == 0 && (!o->key_file || o->token_only)) {
-		int trc = vdkey_unlock_tokens(&v, o);
-
-		if (trc < 0 && o->token_only) {
-			vdkey_say("%s (--token-only: no passphrase asked)",
-				  trc == -ENOENT ? "the image has no token keyslot"
-						 : "no token keyslot opened the image");
-			td_volume_record(&v, TD_KEYLOG_OP_LOAD, TD_KEYLOG_SLOT_NONE, false, false);
-			rc = trc;
-		} else if (trc < 0 && trc != -ENOENT) {
-			vdkey_say("falling back to the passphrase");
-		}
-	}
-	if (rc == 0 && !v.vk)
-		rc = vdkey_unlock(&v, o->key_file, TD_KEYLOG_OP_LOAD);
+	if (rc == 0)
+		rc = vdkey_unlock_any(&v, o, TD_KEYLOG_OP_LOAD);
+	if (rc == 0)
+		rc = vdkey_anchor_check(&v, o, TD_KEYLOG_OP_LOAD);
 	if (rc == 0 && (rc = td_volume_load(&v, flags, o->timeout_s, err, sizeof(err))) < 0)
 		vdkey_say("%s", err);
 	if (rc == 0) {

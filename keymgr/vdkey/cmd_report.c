@@ -3,12 +3,16 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "crypt/backend/volkey.h"
 #include "keymgr/keyslot.h"
+#include "keymgr/tpm2_token.h"
+#include "keymgr/vanchor.h"
 #include "keymgr/vdkey/vdkey.h"
 #include "keymgr/vreport.h"
+#include "keymgr/vtoken.h"
 #include "tapdisk/core/util.h"
 
 static void kdf_json(const struct td_kdf_params *k, char *buf, size_t len)
@@ -34,6 +38,54 @@ static void kdf_json(const struct td_kdf_params *k, char *buf, size_t len)
 		break;
 	default:
 		snprintf(buf, len, "{\"type\": \"unknown\"}");
+	}
+}
+
+/* What a slot's token says, as JSON (", \"tpm2\": {...}") or text; "" for
+ * a passphrase slot. */
+static void token_desc(const struct td_keyslot *ks, bool json, char *buf, size_t len)
+{
+	struct td_tpm2_token *t;
+	char pcrs[96], why[200];
+
+	buf[0] = 0;
+	if (ks->kdf.id != TD_KDF_TPM2)
+		return;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return;
+	if (td_tpm2_token_decode(ks->token, ks->token_len, t, why, sizeof(why)) < 0) {
+		if (json)
+			snprintf(buf, len, ", \"tpm2\": {\"error\": \"malformed token\"}");
+		else
+			snprintf(buf, len, " (malformed token: %s)", why);
+	} else {
+		td_tpm2_pcrs_str(t->pcrs, pcrs, sizeof(pcrs));
+		if (json)
+			snprintf(buf, len, ", \"tpm2\": {\"pcr_bank\": \"sha256\", \"pcrs\": [%s]}",
+				 pcrs);
+		else
+			snprintf(buf, len, " (PCR %s of the sha256 bank)", pcrs);
+	}
+	free(t);
+}
+
+/* "rollback_anchor" (and "tpm2_nv"): where the trusted generation lives. */
+static void print_anchor_json(const struct td_crypt_hdr *h, const struct td_report *r)
+{
+	struct td_nv_anchor a;
+	char err[160];
+
+	if (td_nv_anchor_get(h, &a, err, sizeof(err)) < 0) {
+		printf(",\n  \"rollback_anchor\": \"tpm2-nv\",\n  \"tpm2_nv\": {\"error\": "
+		       "\"malformed\"}");
+	} else if (a.present) {
+		printf(",\n  \"rollback_anchor\": \"tpm2-nv\",\n  \"tpm2_nv\": {\"index\": "
+		       "\"0x%08x\", \"counter\": %llu, \"generation\": %llu}",
+		       a.index, (unsigned long long)a.counter, (unsigned long long)a.generation);
+	} else {
+		printf(",\n  \"rollback_anchor\": \"%s\"",
+		       r->have_layout && r->layout.version >= 2 ? "state-directory" : "none");
 	}
 }
 
@@ -165,7 +217,7 @@ static void print_json(const struct td_volume *v, const struct td_report *r, boo
 		       const struct ti_scrub_result *sres)
 {
 	const struct td_crypt_hdr *h = v->h;
-	char uuid[TD_HDR_UUID_STR_LEN], kd[160], js[8192], tj[1024], tt[512];
+	char uuid[TD_HDR_UUID_STR_LEN], kd[160], js[8192], tk[320], tj[1024], tt[512];
 	int i, n = 0;
 
 	td_hdr_uuid_str(h->uuid, uuid);
@@ -187,9 +239,10 @@ static void print_json(const struct td_volume *v, const struct td_report *r, boo
 		if (h->slots[i].state != TD_KEYSLOT_ACTIVE)
 			continue;
 		kdf_json(&h->slots[i].kdf, kd, sizeof(kd));
+		token_desc(&h->slots[i], true, tk, sizeof(tk));
 		vdkey_slot_describe(&h->slots[i], tj, sizeof(tj), tt, sizeof(tt));
-		printf("%s\n    {\"slot\": %d, \"kind\": \"%s\", \"kdf\": %s%s}", n++ ? "," : "", i,
-		       vdkey_slot_kind(&h->slots[i]), kd, tj);
+		printf("%s\n    {\"slot\": %d, \"kind\": \"%s\", \"kdf\": %s%s%s}", n++ ? "," : "",
+		       i, td_keyslot_kind_name((int)h->slots[i].kdf.id), kd, tk, tj);
 	}
 	printf("\n  ]");
 	if (audit)
@@ -201,6 +254,8 @@ static void print_json(const struct td_volume *v, const struct td_report *r, boo
 		print_scrub_json(sres);
 	if (audit && r->fresh.have)
 		print_fresh_json(&r->fresh);
+	if (audit) /* where the trusted generation lives (docs/AUDIT.md) */
+		print_anchor_json(h, r);
 	if (audit)
 		print_keylog_json(&r->keylog);
 	printf("\n}\n");
@@ -210,7 +265,7 @@ static void print_text(const struct td_volume *v, const struct td_report *r, boo
 		       const struct ti_scrub_result *sres)
 {
 	const struct td_crypt_hdr *h = v->h;
-	char uuid[TD_HDR_UUID_STR_LEN], kd[160], tj[1024], tt[512];
+	char uuid[TD_HDR_UUID_STR_LEN], kd[160], tk[320], tj[1024], tt[512];
 	int i;
 
 	td_hdr_uuid_str(h->uuid, uuid);
@@ -234,8 +289,9 @@ static void print_text(const struct td_volume *v, const struct td_report *r, boo
 		if (h->slots[i].state != TD_KEYSLOT_ACTIVE)
 			continue;
 		td_kdf_desc(&h->slots[i].kdf, kd, sizeof(kd));
+		token_desc(&h->slots[i], false, tk, sizeof(tk));
 		vdkey_slot_describe(&h->slots[i], tj, sizeof(tj), tt, sizeof(tt));
-		printf("  %2d: %s%s\n", i, kd, tt);
+		printf("  %2d: %s%s%s\n", i, kd, tk, tt);
 	}
 	if (sres)
 		print_scrub_text(sres);

@@ -1,8 +1,6 @@
-/* Token keyslots in vdkey: the table of unlockers keyed by KDF id (a slot
- * opened by a machine, not a person: docs/FORMAT.md, "Keyslot tokens"),
- * load trying them before the passphrase, enroll --tang, and what audit
- * says of a token slot. One row per unlocker; the Tang one is here
- * (keymgr/tang.h), a TPM2 one adds its row beside it. */
+/* Tang keyslots in vdkey: enroll --tang, and what audit says of a Tang
+ * slot. Unlocking any token slot (Tang, TPM2) is keymgr/vtoken.h's table
+ * of unlockers by KDF id. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,123 +15,28 @@
 #include "keymgr/vops.h"
 #include "tapdisk/core/util.h"
 
-struct vdkey_unlocker {
-	int kind;	  /* TD_KDF_* */
-	const char *name; /* the kind audit reports */
-	/* The slot's 32-byte KEK from its token; 0 or a negative errno with
-	 * the reason in err. */
-	int (*recover)(const uint8_t *token, size_t len, const struct vdkey_opts *o,
-		       uint8_t kek[32], char *err, size_t errlen);
-	/* The token's non-secret details: JSON members (`, "x": ...`) and a
-	 * short text; both empty when it cannot be decoded. */
-	void (*describe)(const uint8_t *token, size_t len, char *json, size_t jlen, char *text,
-			 size_t tlen);
-};
-
-static int tang_recover(const uint8_t *token, size_t len, const struct vdkey_opts *o,
-			uint8_t kek[32], char *err, size_t errlen)
-{
-	(void)o;
-	return td_tang_recover(token, len, 0, kek, err, errlen);
-}
-
-static void tang_describe(const uint8_t *token, size_t len, char *json, size_t jlen, char *text,
-			  size_t tlen)
+/* What audit and list say of a Tang slot's token (keymgr/vtoken.h does
+ * the unlocking for every token kind, TPM2's description is in
+ * cmd_report.c). */
+void vdkey_slot_describe(const struct td_keyslot *ks, char *json, size_t jlen, char *text,
+			 size_t tlen)
 {
 	struct td_tang_token t;
 	char err[160], url[2 * TD_TANG_URL_MAX + 8], thp[48];
 
 	json[0] = text[0] = 0;
-	if (td_tang_token_decode(token, len, &t, err, sizeof(err)) < 0)
+	if (ks->kdf.id != TD_KDF_TANG || ks->token_len > TD_HDR_TOKEN_MAX)
 		return;
+	if (td_tang_token_decode(ks->token, ks->token_len, &t, err, sizeof(err)) < 0) {
+		snprintf(json, jlen, ", \"tang\": {\"error\": \"malformed token\"}");
+		snprintf(text, tlen, " (malformed token: %s)", err);
+		return;
+	}
 	td_json_str(url, sizeof(url), t.url);
 	td_tang_thp_str(t.signer, thp, sizeof(thp));
 	snprintf(json, jlen, ", \"tang\": {\"url\": %s, \"thumbprint\": \"%s\", \"curve\": \"%s\"}",
 		 url, thp, td_tang_curve_name(t.curve));
 	snprintf(text, tlen, " %s (signer %s)", t.url, thp);
-}
-
-static const struct vdkey_unlocker unlockers[] = {
-    {TD_KDF_TANG, "tang", tang_recover, tang_describe},
-};
-
-static const struct vdkey_unlocker *unlocker_of(int kind)
-{
-	for (size_t i = 0; i < sizeof(unlockers) / sizeof(unlockers[0]); i++)
-		if (unlockers[i].kind == kind)
-			return &unlockers[i];
-	return NULL;
-}
-
-const char *vdkey_slot_kind(const struct td_keyslot *ks)
-{
-	const struct vdkey_unlocker *u = unlocker_of((int)ks->kdf.id);
-
-	if (u)
-		return u->name;
-	return td_kdf_is_token((int)ks->kdf.id) ? td_kdf_name(ks->kdf.id) : "passphrase";
-}
-
-void vdkey_slot_describe(const struct td_keyslot *ks, char *json, size_t jlen, char *text,
-			 size_t tlen)
-{
-	const struct vdkey_unlocker *u = unlocker_of((int)ks->kdf.id);
-
-	json[0] = text[0] = 0;
-	if (u && ks->token_len <= TD_HDR_TOKEN_MAX)
-		u->describe(ks->token, ks->token_len, json, jlen, text, tlen);
-}
-
-int vdkey_unlock_tokens(struct td_volume *v, const struct vdkey_opts *o)
-{
-	uint8_t *kek = td_secure_alloc(32);
-	int tried = 0, rc = -ENOENT;
-	char err[1024];
-
-	if (!kek)
-		return -ENOMEM;
-	for (int i = 0; i < TD_HDR_KEYSLOTS && !v->vk; i++) {
-		const struct td_keyslot *ks = &v->h->slots[i];
-		const struct vdkey_unlocker *u;
-		struct td_volkey *vk = NULL;
-
-		if (ks->state != TD_KEYSLOT_ACTIVE || !td_kdf_is_token((int)ks->kdf.id))
-			continue;
-		if (o->slot >= 0 && o->slot != i)
-			continue;
-		u = unlocker_of((int)ks->kdf.id);
-		tried++;
-		if (!u) {
-			vdkey_say("keyslot %d (%s): this vdkey has no unlocker for it", i,
-				  td_kdf_name(ks->kdf.id));
-			continue;
-		}
-		rc = u->recover(ks->token, ks->token_len, o, kek, err, sizeof(err));
-		if (rc == 0) {
-			rc = td_keyslot_unlock_token(v->h, i, kek, 32, &vk);
-			if (rc == -EPERM)
-				snprintf(err, sizeof(err),
-					 "the recovered key does not open it (the token was "
-					 "altered, or the server answered with another key)");
-			else if (rc == -EBADMSG)
-				snprintf(err, sizeof(err),
-					 "header authentication failed: the header was changed "
-					 "without the volume key");
-			else if (rc < 0)
-				snprintf(err, sizeof(err), "%s", td_keyslot_strerror(rc));
-		}
-		td_wipe(kek, 32);
-		if (rc == 0) {
-			v->vk = vk;
-			v->slot = i;
-			break;
-		}
-		vdkey_say("keyslot %d (%s): %s", i, u->name, err);
-	}
-	td_secure_free(kek);
-	if (v->vk)
-		return 0;
-	return tried ? rc : -ENOENT;
 }
 
 /* On a terminal: whether to trust an unpinned Tang server. */

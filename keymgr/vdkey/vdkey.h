@@ -30,9 +30,14 @@ struct vdkey_opts {
 	const char *kdf_max_memory, *kdf_max_time, *kdf_max_total_time;
 	bool allow_expensive_kdf;
 	/* token keyslots: enroll --tang URL [--tang-thumbprint TP | --tang-trust];
-	 * load --token-only */
+	 * enroll --tpm2 [--pcrs LIST] [--tpm2-device DEV]; load --token-only */
 	const char *tang, *tang_thumbprint;
 	bool tang_trust, token_only;
+	bool tpm2;
+	const char *pcrs, *tpm2_device;
+	/* the rollback anchor: --tpm2-nv, --nv-index */
+	bool tpm2_nv;
+	const char *nv_index;
 };
 
 /* ---- cmd_common.c ---- */
@@ -47,6 +52,10 @@ int vdkey_open(struct td_volume *v, const char *spec, unsigned flags, bool heade
 /* td_volume_unlock, saying why it failed and which keyslots the KDF budget
  * kept from being tried. op: the key event a failure is recorded as. */
 int vdkey_unlock(struct td_volume *v, const char *key_file, const char *op);
+/* vdkey load's unlock: the token keyslots first (keymgr/vtoken.h), saying
+ * why each one that fails does; then, unless --token-only, the passphrase
+ * (vdkey_unlock). */
+int vdkey_unlock_any(struct td_volume *v, const struct vdkey_opts *o, const char *op);
 /* The key loaded for the image (not consumed), else vdkey_unlock. */
 int vdkey_get_key(struct td_volume *v, const char *key_file);
 /* The KDF of a new keyslot from --pbkdf and its parameters, within the
@@ -58,15 +67,10 @@ uint64_t vdkey_parse_size(const char *arg);
 /* n bytes as lowercase hex, NUL-terminated (out: 2n + 1 bytes). */
 void vdkey_hex(char *out, const uint8_t *p, size_t n);
 
-/* ---- cmd_token.c: token keyslots (a table of unlockers by KDF id) ---- */
+/* ---- cmd_token.c: Tang keyslots (unlocking every token kind is
+ * keymgr/vtoken.h's table) ---- */
 
-/* Tries every token keyslot (or --slot's) with its unlocker: 0 with v->vk
- * and v->slot, -ENOENT when there is none, else the last failure (each
- * said why on stderr). */
-int vdkey_unlock_tokens(struct td_volume *v, const struct vdkey_opts *o);
-/* "passphrase", "tang", "tpm2" */
-const char *vdkey_slot_kind(const struct td_keyslot *ks);
-/* A token slot's details for audit: JSON members and text, or empty. */
+/* A Tang slot's details for audit: JSON members and text, or empty. */
 void vdkey_slot_describe(const struct td_keyslot *ks, char *json, size_t jlen, char *text,
 			 size_t tlen);
 int vdkey_enroll_tang(const char *spec, const struct vdkey_opts *o);
@@ -85,5 +89,9 @@ int vdkey_accept_rollback(const char *spec, const struct vdkey_opts *o);  /* cmd
 int vdkey_header_backup(const char *spec, const char *file);		  /* cmd_header.c */
 int vdkey_header_restore(const char *spec, const char *file);		  /* cmd_header.c */
 int vdkey_repair(const char *spec, const struct vdkey_opts *o);		  /* cmd_header.c */
+int vdkey_anchor(const char *spec, const struct vdkey_opts *o);		  /* cmd_anchor.c */
+/* vdkey load's TPM NV rollback check on an unlocked session (keymgr/vanchor.h),
+ * saying why it refuses; a refusal is recorded as key event op. */
+int vdkey_anchor_check(struct td_volume *v, const struct vdkey_opts *o, const char *op);
 
 #endif

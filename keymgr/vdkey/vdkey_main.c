@@ -47,16 +47,22 @@ static void usage(FILE *f)
 	    "                       advertisement signing key (base64url SHA-256 thumbprint,\n"
 	    "                       as tang-show-keys prints; clevis's thp). Without TP a\n"
 	    "                       terminal is asked, otherwise --tang-trust is required\n"
+	    "  enroll SPEC --key-file F --tpm2 [--pcrs LIST] [--tpm2-device DEV] [--slot N]\n"
+	    "                       add a keyslot sealed to this machine's TPM 2.0 under a\n"
+	    "                       policy on PCRs LIST of the sha256 bank (default 7; e.g.\n"
+	    "                       7, 0,7 or 0-3+7): load opens it without a passphrase\n"
+	    "                       while those PCRs keep their values\n"
 	    "  remove SPEC --key-file F --slot N\n"
 	    "                       remove a keyslot (never the last one)\n"
 	    "  list SPEC [--json]   keyslots and header parameters (no secret needed)\n"
-	    "  load SPEC [--key-file F] [--once] [--user-readable] [--timeout S] [--token-only]\n"
-	    "                       token keyslots (Tang) are tried first, without --key-file;\n"
-	    "                       when none opens, the passphrase is asked (--token-only:\n"
-	    "                       fail instead);\n"
+	    "  load SPEC [--key-file F] [--once] [--user-readable] [--timeout S]\n"
+	    "       [--tpm2-device DEV] [--token-only]\n"
 	    "                       unlock the volume key into the kernel keyring for tapdisk,\n"
 	    "                       bound to this very file (a copy, a renamed file or a\n"
-	    "                       snapshot overlay needs its own load)\n"
+	    "                       snapshot overlay needs its own load); TPM2 and Tang\n"
+	    "                       keyslots are tried first, each failure said (a PCR\n"
+	    "                       policy that no longer holds, no TPM, a Tang server\n"
+	    "                       down), then the passphrase is asked unless --token-only\n"
 	    "  unload SPEC          remove it from the keyring\n"
 	    "  log SPEC [--json] [--verify | --reset] [--key-file F]\n"
 	    "                       the image's key-event log (see 'vdkey log --help')\n"
@@ -67,6 +73,12 @@ static void usage(FILE *f)
 	    "                       compliance report on the header and keyslots; --scrub\n"
 	    "                       also verifies every written block's MAC (key loaded;\n"
 	    "                       exit status 1 if any fails; JSON schema: docs/AUDIT.md)\n"
+	    "  anchor SPEC --key-file F --tpm2-nv [--nv-index N] [--tpm2-device DEV]\n"
+	    "                       keep the image's rollback anchor in a TPM NV counter\n"
+	    "                       (defined at the first free index from 0x01800100, or N):\n"
+	    "                       every load then refuses an image older than the last\n"
+	    "                       load even if /var was restored with it; run again to\n"
+	    "                       accept a deliberate restore\n"
 	    "  header-backup SPEC FILE    save both header copies to FILE\n"
 	    "  header-restore SPEC FILE   write them back (after checking FILE)\n"
 	    "  repair SPEC --key-file F   rewrite both header copies from the valid one\n"
@@ -98,6 +110,11 @@ static void usage(FILE *f)
 	    "core. vdkey's default keyslots cost 0.75 (argon2id), 0.25 (scrypt) and 0.07\n"
 	    "(pbkdf2); a keyslot costing at most a sixteenth of the total budget (2 s by\n"
 	    "default) is always tried, whatever else the header holds.\n"
+	    "\n"
+	    "The TPM (enroll --tpm2, load, anchor): --tpm2-device DEV, a TCTI as tpm2-tools takes "
+	    "it\n"
+	    "(device:/dev/tpmrm0, swtpm:host=127.0.0.1,port=2321, tabrmd) or a device path;\n"
+	    "without it TPM2TOOLS_TCTI, then TCTI, then libtss2's default (/dev/tpmrm0...).\n"
 	    "\n"
 	    "Exit status: 0 success, 1 failure (one line on stderr says why), 2 usage.\n");
 }
@@ -187,7 +204,12 @@ int main(int argc, char **argv)
 		O_TANG,
 		O_TANG_THP,
 		O_TANG_TRUST,
-		O_TOKEN_ONLY
+		O_TPM2,
+		O_PCRS,
+		O_TPM2_DEV,
+		O_TOKEN_ONLY,
+		O_TPM2_NV,
+		O_NV_INDEX
 	};
 	static const struct option longopts[] = {
 	    {"key-file", required_argument, NULL, O_KEYFILE},
@@ -216,7 +238,12 @@ int main(int argc, char **argv)
 	    {"tang", required_argument, NULL, O_TANG},
 	    {"tang-thumbprint", required_argument, NULL, O_TANG_THP},
 	    {"tang-trust", no_argument, NULL, O_TANG_TRUST},
+	    {"tpm2", no_argument, NULL, O_TPM2},
+	    {"pcrs", required_argument, NULL, O_PCRS},
+	    {"tpm2-device", required_argument, NULL, O_TPM2_DEV},
 	    {"token-only", no_argument, NULL, O_TOKEN_ONLY},
+	    {"tpm2-nv", no_argument, NULL, O_TPM2_NV},
+	    {"nv-index", required_argument, NULL, O_NV_INDEX},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -229,6 +256,9 @@ int main(int argc, char **argv)
 	td_drivers_set(td_registry());
 
 	td_log_init("vdkey");
+	/* libtss2 (TPM2 keyslots) never logs here: at debug or trace level it
+	 * prints command buffers, a sealed key among them (keymgr/tpm2.c) */
+	setenv("TSS2_LOG", "all+none", 1);
 	td_secure_harden_process();
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
 	    !strcmp(argv[1], "help")) {
@@ -317,8 +347,23 @@ int main(int argc, char **argv)
 		case O_TANG_TRUST:
 			o.tang_trust = true;
 			break;
+		case O_TPM2:
+			o.tpm2 = true;
+			break;
+		case O_PCRS:
+			o.pcrs = optarg;
+			break;
+		case O_TPM2_DEV:
+			o.tpm2_device = optarg;
+			break;
 		case O_TOKEN_ONLY:
 			o.token_only = true;
+			break;
+		case O_TPM2_NV:
+			o.tpm2_nv = true;
+			break;
+		case O_NV_INDEX:
+			o.nv_index = optarg;
 			break;
 		case 'h':
 			if (!strcmp(cmd, "log"))
@@ -379,6 +424,8 @@ int main(int argc, char **argv)
 		return vdkey_header_restore(spec, file);
 	if (!strcmp(cmd, "repair"))
 		return vdkey_repair(spec, &o);
+	if (!strcmp(cmd, "anchor"))
+		return vdkey_anchor(spec, &o);
 	fprintf(stderr, "%s: unknown command '%s' (see vdkey --help)\n", prog, cmd);
 	return 2;
 }
