@@ -105,9 +105,11 @@ int td_volume_unlock_tokens(struct td_volume *v, const struct td_token_opts *o, 
 				break;
 			}
 			snprintf(why, sizeof(why), "%s",
-				 rc == -EPERM ? "the released key does not open this keyslot (its "
-						"token was copied from another image or altered)"
-					      : td_keyslot_strerror(rc));
+				 rc == -EPERM
+				     ? "the released key does not open this keyslot (its "
+				       "token was copied from another image or altered, or "
+				       "a server answered with another key)"
+				     : td_keyslot_strerror(rc));
 		}
 		td_volume_warn(v, "keyslot %d (%s): %s", i, u->name, why);
 		snprintf(err, errlen, "no keyslot opened without a passphrase (keyslot %d: %s)", i,
