@@ -184,20 +184,20 @@ void q2c_shrink(struct q2cache *c)
 		q2_meta_kick(c->q);
 }
 
-static void load_done(struct q2io *o, int err)
+static void load_done(struct td_fio *o, int err)
 {
 	struct q2cent *e = o->owner;
 	struct q2cache *c = e->c;
-	struct q2wait *waiters = e->waiters;
+	struct td_wait *waiters = e->waiters;
 
-	q2io_put(o);
+	td_fio_put(o);
 	e->loading = false;
 	e->waiters = NULL;
 	if (err) {
 		td_err("qcow2: '%s': cannot read the %s table at %llu: %s", c->q->img[e->img]->path,
 		       c->what, (unsigned long long)e->off, strerror(-err));
 		entry_free(c, e);
-		q2_wake_all(&waiters, -EIO);
+		td_wait_wake_all(&waiters, -EIO);
 		return;
 	}
 	if (c->lru_head != e) {
@@ -205,13 +205,13 @@ static void load_done(struct q2io *o, int err)
 		lru_push_head(c, e);
 	}
 	q2c_shrink(c); /* e is the most recently used: it stays */
-	q2_wake_all(&waiters, 0);
+	td_wait_wake_all(&waiters, 0);
 }
 
-int q2c_get(struct q2cache *c, uint32_t img, uint64_t off, struct q2wait *w, struct q2cent **out)
+int q2c_get(struct q2cache *c, uint32_t img, uint64_t off, struct td_wait *w, struct q2cent **out)
 {
 	struct q2cent *e = lookup(c, img, off);
-	struct q2io *o;
+	struct td_fio *o;
 
 	if (e && !e->loading) {
 		if (c->lru_head != e) {
@@ -223,10 +223,10 @@ int q2c_get(struct q2cache *c, uint32_t img, uint64_t off, struct q2wait *w, str
 	}
 	if (!e) {
 		e = entry_new(c, img, off);
-		o = e ? q2io_get(c->q, load_done, e) : NULL;
-		if (!o || q2io_add(o, e->buf, e->len) < 0) {
+		o = e ? td_fio_get(&c->q->fio, load_done, e) : NULL;
+		if (!o || td_fio_add(o, e->buf, e->len) < 0) {
 			if (o)
-				q2io_put(o);
+				td_fio_put(o);
 			if (e)
 				entry_free(c, e);
 			return -ENOMEM;

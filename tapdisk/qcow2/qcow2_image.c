@@ -375,8 +375,7 @@ int q2_open_chain(struct q2 *q, const char *path, char *err, size_t errlen)
 		return rc;
 	}
 	rc = td_confine_init(&q->confine, path, q->img[0]->fd_buf,
-			     (const char *const *)q->backing_dirs, q->nbacking_dirs, why,
-			     sizeof(why));
+			     (const char *const *)q->opts.dirs, q->opts.ndirs, why, sizeof(why));
 	if (rc < 0) {
 		snprintf(err, errlen, "qcow2 image '%s': %s", path, why);
 		goto fail;

@@ -28,7 +28,7 @@ void q2_log_bad(struct q2 *q, uint32_t img, const char *fmt, ...)
 	       --q->log_left ? "" : " (further messages suppressed)");
 }
 
-int q2_map(struct q2 *q, uint32_t level, uint64_t g, uint64_t n, struct q2wait *w,
+int q2_map(struct q2 *q, uint32_t level, uint64_t g, uint64_t n, struct td_wait *w,
 	   struct q2ext *out)
 {
 	uint32_t i;
@@ -152,11 +152,11 @@ static void rd_finish_later(struct q2rd *r, int err)
 	td_loop_defer(r->q->ctx->loop, &r->defer);
 }
 
-static void rd_io_done(struct q2io *o, int err)
+static void rd_io_done(struct td_fio *o, int err)
 {
 	struct q2rd *r = o->owner;
 
-	q2io_put(o);
+	td_fio_put(o);
 	if (err && !r->err)
 		r->err = err;
 	if (--r->pending == 0)
@@ -170,17 +170,17 @@ static void rd_issue(struct q2rd *r)
 	r->pending = 1; /* held until every I/O is submitted */
 	for (i = 0; i < r->next; i++) {
 		struct q2ext *x = &r->ext[i];
-		struct q2io *o;
+		struct td_fio *o;
 
 		if (x->kind == Q2E_ZERO) {
 			td_iov_zero(r->iov, r->iovcnt, x->boff, x->len);
 			continue;
 		}
 		r->any_data = true;
-		o = q2io_get(r->q, rd_io_done, r);
-		if (!o || q2io_add_slice(o, r->iov, r->iovcnt, x->boff, x->len) < 0) {
+		o = td_fio_get(&r->q->fio, rd_io_done, r);
+		if (!o || td_fio_add_slice(o, r->iov, r->iovcnt, x->boff, x->len) < 0) {
 			if (o)
-				q2io_put(o);
+				td_fio_put(o);
 			r->err = -ENOMEM;
 			break;
 		}
@@ -237,7 +237,7 @@ static void rd_resolve(struct q2rd *r)
 	rd_issue(r);
 }
 
-static void rd_resume(struct q2wait *w)
+static void rd_resume(struct td_wait *w)
 {
 	struct q2rd *r = (struct q2rd *)((uint8_t *)w - offsetof(struct q2rd, w));
 

@@ -111,14 +111,14 @@ static struct vbm *entry_new(struct vhd *v, uint32_t img, uint32_t blk)
 	return e;
 }
 
-static void load_done(struct vio *o, int err)
+static void load_done(struct td_fio *o, int err)
 {
-	struct vhd *v = o->v;
+	struct vhd *v = o->drv;
 	struct vbm *e = o->owner;
 	struct vimg *im = v->img[e->img];
-	struct vwait *waiters = e->waiters;
+	struct td_wait *waiters = e->waiters;
 
-	vio_put(o);
+	td_fio_put(o);
 	e->load = NULL;
 	e->loading = false;
 	e->waiters = NULL;
@@ -132,14 +132,14 @@ static void load_done(struct vio *o, int err)
 		entry_free(v, e);
 	}
 	shrink(v);
-	v_wake_all(&waiters, err);
+	td_wait_wake_all(&waiters, err);
 }
 
-int vbm_get(struct vhd *v, uint32_t img, uint32_t blk, struct vwait *w, struct vbm **out)
+int vbm_get(struct vhd *v, uint32_t img, uint32_t blk, struct td_wait *w, struct vbm **out)
 {
 	struct vimg *im = v->img[img];
 	struct vbm *e;
-	struct vio *o;
+	struct td_fio *o;
 	uint32_t ent;
 
 	*out = NULL;
@@ -163,10 +163,10 @@ int vbm_get(struct vhd *v, uint32_t img, uint32_t blk, struct vwait *w, struct v
 	e = entry_new(v, img, blk);
 	if (!e)
 		return -ENOMEM;
-	o = vio_get(v, load_done, e);
-	if (!o || vio_add(o, e->buf, bm_len(v, img)) < 0) {
+	o = td_fio_get(&v->fio, load_done, e);
+	if (!o || td_fio_add(o, e->buf, bm_len(v, img)) < 0) {
 		if (o)
-			vio_put(o);
+			td_fio_put(o);
 		entry_free(v, e);
 		return -ENOMEM;
 	}

@@ -460,8 +460,7 @@ int v_open_chain(struct vhd *v, const char *path, char *err, size_t errlen)
 		return rc;
 	}
 	rc = td_confine_init(&v->confine, path, v->img[0]->fd_buf,
-			     (const char *const *)v->backing_dirs, v->nbacking_dirs, why,
-			     sizeof(why));
+			     (const char *const *)v->opts.dirs, v->opts.ndirs, why, sizeof(why));
 	if (rc < 0) {
 		snprintf(err, errlen, "vhd image '%s': %s", path, why);
 		goto fail;

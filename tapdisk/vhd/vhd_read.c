@@ -34,7 +34,7 @@ void v_log_bad(struct vhd *v, uint32_t img, const char *fmt, ...)
 }
 
 /* The first piece of guest bytes [g, g+n) (multiples of 512). */
-static int v_map(struct vhd *v, uint64_t g, uint64_t n, struct vwait *w, struct vext *out)
+static int v_map(struct vhd *v, uint64_t g, uint64_t n, struct td_wait *w, struct vext *out)
 {
 	memset(out, 0, sizeof(*out));
 	for (uint32_t i = 0; i < v->nimg; i++) {
@@ -122,11 +122,11 @@ static void rd_finish_later(struct vrd *r, int err)
 	td_loop_defer(r->v->ctx->loop, &r->defer);
 }
 
-static void rd_io_done(struct vio *o, int err)
+static void rd_io_done(struct td_fio *o, int err)
 {
 	struct vrd *r = o->owner;
 
-	vio_put(o);
+	td_fio_put(o);
 	if (err && !r->err)
 		r->err = err;
 	if (--r->pending == 0)
@@ -138,21 +138,21 @@ static void rd_issue(struct vrd *r)
 	r->pending = 1; /* held until every I/O is submitted */
 	for (unsigned i = 0; i < r->next; i++) {
 		struct vext *x = &r->ext[i];
-		struct vio *o;
+		struct td_fio *o;
 		int rc;
 
 		if (x->kind == VE_ZERO) {
 			td_iov_zero(r->iov, r->iovcnt, x->boff, x->len);
 			continue;
 		}
-		o = vio_get(r->v, rd_io_done, r);
+		o = td_fio_get(&r->v->fio, rd_io_done, r);
 		if (!o) {
 			r->err = -ENOMEM;
 			break;
 		}
-		rc = vio_add_slice(o, r->iov, r->iovcnt, x->boff, x->len);
+		rc = td_fio_add_slice(o, r->iov, r->iovcnt, x->boff, x->len);
 		if (rc < 0) {
-			vio_put(o);
+			td_fio_put(o);
 			r->err = rc;
 			break;
 		}
@@ -209,7 +209,7 @@ static void rd_resolve(struct vrd *r)
 	rd_issue(r);
 }
 
-static void rd_resume(struct vwait *w)
+static void rd_resume(struct td_wait *w)
 {
 	struct vrd *r = (struct vrd *)((uint8_t *)w - offsetof(struct vrd, w));
 

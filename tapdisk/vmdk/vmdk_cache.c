@@ -209,40 +209,40 @@ static void reconcile(struct vm *v, struct vmgt *g)
 		vmc_mark_dirty(v, g);
 }
 
-static void load_done(struct vmio *o, int err)
+static void load_done(struct td_fio *o, int err)
 {
-	struct vm *v = o->v;
+	struct vm *v = o->drv;
 	struct vmgt *g = o->owner;
 
-	vmio_put(o);
+	td_fio_put(o);
 	if (err && !g->load_err)
 		g->load_err = err;
 	if (--g->pending_loads)
 		return;
 	g->loading = false;
 	if (g->load_err) {
-		struct vmwait *w = g->waiters;
+		struct td_wait *w = g->waiters;
 
 		g->waiters = NULL;
 		td_err("vmdk: '%s': cannot read grain table %llu: %s", v->ext[g->ext].f->path,
 		       (unsigned long long)g->gti, strerror(-g->load_err));
 		entry_free(v, g);
-		vm_wake_all(&w, -EIO);
+		td_wait_wake_all(&w, -EIO);
 		return;
 	}
 	reconcile(v, g);
-	vm_wake_all(&g->waiters, 0);
+	td_wait_wake_all(&g->waiters, 0);
 	vmc_shrink(v);
 }
 
 static int load_copy(struct vm *v, struct vmgt *g, uint8_t *buf, uint32_t sect)
 {
 	struct vmext *x = &v->ext[g->ext];
-	struct vmio *o = vmio_get(v, load_done, g);
+	struct td_fio *o = td_fio_get(&v->fio, load_done, g);
 
-	if (!o || vmio_add(o, buf, x->h.gt_bytes) < 0) {
+	if (!o || td_fio_add(o, buf, x->h.gt_bytes) < 0) {
 		if (o)
-			vmio_put(o);
+			td_fio_put(o);
 		return -ENOMEM;
 	}
 	g->pending_loads++;
@@ -250,7 +250,7 @@ static int load_copy(struct vm *v, struct vmgt *g, uint8_t *buf, uint32_t sect)
 	return 0;
 }
 
-int vmc_get(struct vm *v, struct vmext *x, uint64_t gti, struct vmwait *w, struct vmgt **out)
+int vmc_get(struct vm *v, struct vmext *x, uint64_t gti, struct td_wait *w, struct vmgt **out)
 {
 	struct vmcache *c = &v->cache;
 	struct vmgt *g = lookup(c, x->idx, gti);

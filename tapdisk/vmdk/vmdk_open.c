@@ -417,8 +417,8 @@ static int open_descriptor(struct vm *v, const char *path, char *err, size_t err
 		snprintf(err, errlen, "vmdk image '%s': %s", path, r);
 		return rc;
 	}
-	rc = td_confine_init(&v->confine, path, df->fd_buf, (const char *const *)v->dirs, v->ndirs,
-			     why, sizeof(why));
+	rc = td_confine_init(&v->confine, path, df->fd_buf, (const char *const *)v->opts.dirs,
+			     v->opts.ndirs, why, sizeof(why));
 	if (rc < 0) {
 		snprintf(err, errlen, "vmdk image '%s': %s", path, why);
 		goto out;
