@@ -1,5 +1,9 @@
 /* Plumbing the image drivers share (image.h). */
 #include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +93,52 @@ void td_image_opts_free(struct td_image_opts *o)
 		free(o->dirs[--o->ndirs]);
 }
 
+int td_image_lock(int fd, bool write, char *why, size_t whylen)
+{
+	struct flock fl = {.l_type = write ? F_WRLCK : F_RDLCK, .l_whence = SEEK_SET};
+
+	if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
+		return 0;
+	if (errno == EAGAIN || errno == EACCES) {
+		snprintf(why, whylen,
+			 "is locked by another process (is another tapdisk or qemu using it? see "
+			 "'tap-ctl list')");
+		return -EBUSY;
+	}
+	snprintf(why, whylen, "cannot be locked: %s", strerror(errno));
+	return -errno;
+}
+
+void td_image_unlock(int fd, const char *drv)
+{
+	struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET};
+
+	if (fcntl(fd, F_OFD_SETLK, &fl) < 0)
+		td_err("%s: cannot release an image lock: %s", drv, strerror(errno));
+}
+
+int td_image_path_beside(const char *base, const char *name, char *out, size_t outlen, char *why,
+			 size_t whylen)
+{
+	char dir[PATH_MAX], cwd[PATH_MAX];
+	int n;
+
+	snprintf(dir, sizeof(dir), "%s", base);
+	if (name[0] == '/')
+		n = snprintf(out, outlen, "%s", name);
+	else if (base[0] == '/')
+		n = snprintf(out, outlen, "%s/%s", dirname(dir), name);
+	else if (getcwd(cwd, sizeof(cwd)))
+		n = snprintf(out, outlen, "%s/%s/%s", cwd, dirname(dir), name);
+	else
+		n = -1;
+	if (n < 0 || (size_t)n >= outlen) {
+		snprintf(why, whylen, "path is too long");
+		return -ENAMETOOLONG;
+	}
+	return 0;
+}
+
 void td_image_export_size(struct td_layer *l, const char *drv, const char *what, const char *path,
 			  uint64_t vsize)
 {
@@ -98,6 +148,17 @@ void td_image_export_size(struct td_layer *l, const char *drv, const char *what,
 			drv, path, what, (unsigned long long)vsize, TD_BLOCK_SIZE,
 			(unsigned long long)(vsize % TD_BLOCK_SIZE));
 	l->size = vsize & ~(uint64_t)(TD_BLOCK_SIZE - 1);
+}
+
+void td_image_vlog_bad(unsigned *left, const char *drv, const char *path, const char *last_note,
+		       const char *fmt, va_list ap)
+{
+	char msg[512];
+
+	if (!*left)
+		return;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	td_err("%s: '%s': %s%s", drv, path, msg, --*left ? "" : last_note);
 }
 
 struct flush_wait {

@@ -6,6 +6,7 @@
 #ifndef TD_BLOCK_IMAGE_H
 #define TD_BLOCK_IMAGE_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -46,10 +47,32 @@ void td_image_opts_free(struct td_image_opts *o);
 
 /* ---- open ----------------------------------------------------------------- */
 
+/* An OFD lock on an image file (a write lock for writers, a read lock for
+ * readers): 0, -EBUSY with why saying another process holds it, -errno. */
+int td_image_lock(int fd, bool write, char *why, size_t whylen);
+/* Releases it explicitly: the process's file table may keep the open file
+ * across a pause (tapdisk/block/files.h). Failures are logged for drv. */
+void td_image_unlock(int fd, const char *drv);
+
+/* name (a backing file, a parent, an extent another file of the image
+ * names) as a path: as is when absolute, else beside base (the naming
+ * file; a relative base is taken from the working directory). 0, or
+ * -ENAMETOOLONG with why. */
+int td_image_path_beside(const char *base, const char *name, char *out, size_t outlen, char *why,
+			 size_t whylen);
+
 /* The size the layer exports: vsize cut to whole blocks, with a warning
  * naming what is cut off ("virtual size" of drv's image at path). */
 void td_image_export_size(struct td_layer *l, const char *drv, const char *what, const char *path,
 			  uint64_t vsize);
+
+/* ---- hostile images -------------------------------------------------------- */
+
+/* Logs a problem of the image at path (a bad table entry, a region read
+ * as EIO) as "drv: 'path': message", rate limited: nothing once *left is
+ * 0; the last message logged ends with last_note. */
+void td_image_vlog_bad(unsigned *left, const char *drv, const char *path, const char *last_note,
+		       const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
 
 /* ---- flush ---------------------------------------------------------------- */
 

@@ -65,7 +65,7 @@ static int q2_open(struct td_layer *l, const char *path, const char *opts, char 
 
 	memset(q, 0, sizeof(*q));
 	td_fio_pool_init(&q->fio, l->ctx, q, 0);
-	td_pool_init(&q->rd_pool, sizeof(struct q2rd));
+	td_pool_init(&q->rd_pool, sizeof(struct td_mread));
 	td_pool_init(&q->wr_pool, q2_write_state_size());
 	q->l = l;
 	q->ctx = l->ctx;
@@ -108,7 +108,7 @@ fail:
 	return rc;
 }
 
-static void read_done(struct q2rd *r, int err)
+static void read_done(struct td_mread *r, int err)
 {
 	struct td_req *req = r->opaque;
 
@@ -119,20 +119,14 @@ static void read_done(struct q2rd *r, int err)
 static void q2_read(struct td_layer *l, struct td_req *req)
 {
 	struct q2 *q = l->priv;
-	struct q2rd *r = q2rd_get(q);
+	struct td_mread *r = q2rd_get(q);
 
 	if (!r) {
 		td_req_complete_later(q->ctx, req, -ENOMEM);
 		return;
 	}
 	r->level = 0;
-	r->off = req->off;
-	r->len = req->len;
-	r->iov = req->iov;
-	r->iovcnt = req->iovcnt;
-	r->done = read_done;
-	r->opaque = req;
-	q2_read_start(r);
+	td_mread_req(r, req, read_done);
 }
 
 /* Everything written before the flush is durable when it completes: a

@@ -24,25 +24,6 @@
 
 enum img_fmt { FMT_PROBE, FMT_RAW, FMT_QCOW2 };
 
-static int lock_fd(int fd, bool write, char *why, size_t whylen)
-{
-	struct flock fl = {
-	    .l_type = write ? F_WRLCK : F_RDLCK,
-	    .l_whence = SEEK_SET,
-	};
-
-	if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
-		return 0;
-	if (errno == EAGAIN || errno == EACCES) {
-		snprintf(why, whylen,
-			 "is locked by another process (is another tapdisk or qemu using it? see "
-			 "'tap-ctl list')");
-		return -EBUSY;
-	}
-	snprintf(why, whylen, "cannot be locked: %s", strerror(errno));
-	return -errno;
-}
-
 /* Reads len bytes at off into a new zeroed 4096-aligned buffer (len
  * rounded up to 4096); the part past EOF stays zero. */
 static int read_table(int fd, uint64_t off, size_t len, uint8_t **out, size_t *outlen)
@@ -64,22 +45,12 @@ static int read_table(int fd, uint64_t off, size_t len, uint8_t **out, size_t *o
 	return 0;
 }
 
-/* The lock is on the open file, which the process's file table may keep
- * open across a pause (tapdisk/block/files.h): release it explicitly. */
-static void unlock_fd(int fd)
-{
-	struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET};
-
-	if (fcntl(fd, F_OFD_SETLK, &fl) < 0)
-		td_err("qcow2: cannot release an image lock: %s", strerror(errno));
-}
-
 static void img_free(struct q2img *im)
 {
 	if (!im)
 		return;
 	if (im->locked)
-		unlock_fd(im->fd);
+		td_image_unlock(im->fd, "qcow2");
 	if (im->fd >= 0)
 		close(im->fd);
 	if (im->fd_buf >= 0)
@@ -233,7 +204,7 @@ static int open_one(struct q2 *q, const char *path, bool top, bool writable, enu
 		goto fail;
 	}
 	if (!q->ctx->nolock) {
-		rc = lock_fd(im->fd, writable, why, whylen);
+		rc = td_image_lock(im->fd, writable, why, whylen);
 		if (rc < 0)
 			goto fail;
 		im->locked = true;
@@ -311,9 +282,6 @@ static bool has_protocol(const char *name)
 static int resolve_backing(const char *parent, const char *name, char *out, size_t outlen,
 			   char *why, size_t whylen)
 {
-	char pdir[PATH_MAX], cwd[PATH_MAX];
-	int n;
-
 	if (!strncmp(name, "json:", 5) || has_protocol(name)) {
 		snprintf(why, whylen, "uses a protocol or json: syntax, which is not supported");
 		return -ENOTSUP;
@@ -324,20 +292,7 @@ static int resolve_backing(const char *parent, const char *name, char *out, size
 		snprintf(why, whylen, "is empty");
 		return -EINVAL;
 	}
-	snprintf(pdir, sizeof(pdir), "%s", parent);
-	if (name[0] == '/')
-		n = snprintf(out, outlen, "%s", name);
-	else if (parent[0] == '/')
-		n = snprintf(out, outlen, "%s/%s", dirname(pdir), name);
-	else if (getcwd(cwd, sizeof(cwd)))
-		n = snprintf(out, outlen, "%s/%s/%s", cwd, dirname(pdir), name);
-	else
-		n = -1;
-	if (n < 0 || (size_t)n >= outlen) {
-		snprintf(why, whylen, "path is too long");
-		return -ENAMETOOLONG;
-	}
-	return 0;
+	return td_image_path_beside(parent, name, out, outlen, why, whylen);
 }
 
 /* Clears auto-clear feature bits we do not maintain (QEMU's rule for

@@ -23,6 +23,8 @@
 #include "tapdisk/block/driver.h"
 #include "tapdisk/block/fio.h"
 #include "tapdisk/block/image.h"
+#include "tapdisk/block/mread.h"
+#include "tapdisk/core/lru.h"
 #include "tapdisk/core/pool.h"
 #include "tapdisk/qcow2/qcow2_format.h"
 
@@ -65,7 +67,8 @@ struct q2cent {
 	bool fresh;    /* created by us and not yet reachable from durable metadata */
 	unsigned pins; /* users that keep a pointer across a wait */
 	unsigned busy; /* writeback snapshots in flight */
-	struct q2cent *hnext, *lprev, *lnext, *dprev, *dnext;
+	struct q2cent *hnext, *dprev, *dnext;
+	struct td_lru_link lru;
 	struct td_wait *waiters;
 	struct q2cache *c;
 };
@@ -76,7 +79,7 @@ struct q2cache {
 	uint64_t budget, used;
 	struct q2cent **hash;
 	unsigned nbuckets;
-	struct q2cent *lru_head, *lru_tail; /* head: most recently used */
+	struct td_lru lru;
 	struct q2cent *dirty_head;
 	unsigned ndirty;
 };
@@ -134,44 +137,15 @@ void q2_meta_stop(struct q2 *q);
 
 /* ---- mapping and reads (qcow2_map.c) ------------------------------------------- */
 
-enum q2ext_kind { Q2E_DATA, Q2E_ZERO };
-
-struct q2ext {
-	uint8_t kind;
-	uint32_t img;
-	uint64_t host;
-	uint64_t len;
-	uint64_t boff; /* offset in the request's buffer */
-};
-
-/* A read of guest bytes [off, off+len) starting at chain level `level`
- * (0 for guest reads, 1 for copy-on-write sources) into iov. */
-struct q2rd {
-	struct q2 *q;
-	uint32_t level;
-	uint64_t off, len, pos;
-	const struct iovec *iov;
-	int iovcnt;
-	struct iovec iov_own; /* for reads into one buffer */
-	struct q2ext *ext;
-	unsigned next, extcap;
-	struct q2ext ext_in[4];
-	bool any_data; /* something other than zeros was found */
-	unsigned pending;
-	int err;
-	struct td_wait w;
-	struct td_defer defer;
-	void (*done)(struct q2rd *r, int err);
-	void *opaque;
-};
-
+/* Reads are tapdisk/block/mread.h's (struct td_mread): level 0 for guest
+ * reads, 1 for copy-on-write sources. */
 /* Maps the first piece of [g, g+n) at chain level `level`: kind, and for
  * data the image and host offset; *len gets the piece's length. */
 int q2_map(struct q2 *q, uint32_t level, uint64_t g, uint64_t n, struct td_wait *w,
-	   struct q2ext *out);
-void q2_read_start(struct q2rd *r);
-struct q2rd *q2rd_get(struct q2 *q);
-void q2rd_put(struct q2rd *r);
+	   struct td_ext *out);
+/* A read state from the pool, set up for this image (td_mread_init). */
+struct td_mread *q2rd_get(struct q2 *q);
+void q2rd_put(struct td_mread *r);
 /* Logs a per-cluster problem (rate limited). */
 void q2_log_bad(struct q2 *q, uint32_t img, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

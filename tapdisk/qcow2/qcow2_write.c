@@ -31,7 +31,7 @@ struct q2wc {
 	bool claimed, fresh;
 	struct q2cent *l2; /* pinned while we may set its entry */
 	uint8_t *bounce;   /* the whole cluster, for partial allocations */
-	struct q2rd *cow;
+	struct td_mread *cow;
 	struct q2wr *wr;
 };
 
@@ -314,7 +314,7 @@ again:
 
 static void write_phase(struct q2wr *wr);
 
-static void cow_done(struct q2rd *r, int err)
+static void cow_done(struct td_mread *r, int err)
 {
 	struct q2wc *c = r->opaque;
 	struct q2wr *wr = c->wr;
@@ -344,7 +344,7 @@ static void cow_phase(struct q2wr *wr)
 	wr->pending = 1;
 	for (i = 0; i < wr->nwc; i++) {
 		struct q2wc *c = &wr->wc[i];
-		struct q2rd *r;
+		struct td_mread *r;
 
 		if (c->kind != WC_ALLOC || (c->start == 0 && c->end == cs))
 			continue;
@@ -376,7 +376,7 @@ static void cow_phase(struct q2wr *wr)
 		r->done = cow_done;
 		r->opaque = c;
 		wr->pending++;
-		q2_read_start(r);
+		td_mread_start(r);
 	}
 	if (--wr->pending == 0)
 		write_phase(wr);

@@ -29,28 +29,9 @@ static struct vbm *find(struct vhd *v, uint32_t img, uint32_t blk)
 	return NULL;
 }
 
-static void lru_unlink(struct vbmcache *c, struct vbm *e)
+static struct vbm *bm_of(struct td_lru_link *k)
 {
-	if (e->lprev)
-		e->lprev->lnext = e->lnext;
-	else
-		c->lru_head = e->lnext;
-	if (e->lnext)
-		e->lnext->lprev = e->lprev;
-	else
-		c->lru_tail = e->lprev;
-	e->lprev = e->lnext = NULL;
-}
-
-static void lru_front(struct vbmcache *c, struct vbm *e)
-{
-	e->lprev = NULL;
-	e->lnext = c->lru_head;
-	if (c->lru_head)
-		c->lru_head->lprev = e;
-	c->lru_head = e;
-	if (!c->lru_tail)
-		c->lru_tail = e;
+	return td_lru_entry(k, struct vbm, lru);
 }
 
 static size_t bm_len(struct vhd *v, uint32_t img)
@@ -66,7 +47,7 @@ static void entry_free(struct vhd *v, struct vbm *e)
 		pp = &(*pp)->hnext;
 	if (*pp)
 		*pp = e->hnext;
-	lru_unlink(&v->bmc, e);
+	td_lru_unlink(&v->bmc.lru, &e->lru);
 	v->bmc.used -= bm_len(v, e->img);
 	td_buf_put(e->buf, bm_len(v, e->img));
 	free(e);
@@ -79,10 +60,10 @@ static bool evictable(const struct vbm *e)
 
 static void shrink(struct vhd *v)
 {
-	struct vbm *e = v->bmc.lru_tail;
+	struct vbm *e = bm_of(v->bmc.lru.tail);
 
 	while (e && v->bmc.used > v->bmc.budget) {
-		struct vbm *prev = e->lprev;
+		struct vbm *prev = bm_of(e->lru.prev);
 
 		if (evictable(e))
 			entry_free(v, e);
@@ -106,7 +87,7 @@ static struct vbm *entry_new(struct vhd *v, uint32_t img, uint32_t blk)
 	e->blk = blk;
 	e->hnext = v->bmc.hash[b];
 	v->bmc.hash[b] = e;
-	lru_front(&v->bmc, e);
+	td_lru_push_head(&v->bmc.lru, &e->lru);
 	v->bmc.used += bm_len(v, img);
 	return e;
 }
@@ -152,8 +133,7 @@ int vbm_get(struct vhd *v, uint32_t img, uint32_t blk, struct td_wait *w, struct
 			e->waiters = w;
 			return -EAGAIN;
 		}
-		lru_unlink(&v->bmc, e);
-		lru_front(&v->bmc, e);
+		td_lru_touch(&v->bmc.lru, &e->lru);
 		*out = e;
 		return 0;
 	}
@@ -199,7 +179,7 @@ void vbm_insert(struct vhd *v, uint32_t img, uint32_t blk, uint8_t *buf)
 	e->blk = blk;
 	e->hnext = v->bmc.hash[bucket(img, blk)];
 	v->bmc.hash[bucket(img, blk)] = e;
-	lru_front(&v->bmc, e);
+	td_lru_push_head(&v->bmc.lru, &e->lru);
 	v->bmc.used += bm_len(v, img);
 	shrink(v);
 }
@@ -253,8 +233,8 @@ void vbm_unbusy(struct vhd *v, struct vbm *e)
 
 void vbm_cache_free(struct vhd *v)
 {
-	while (v->bmc.lru_head) {
-		struct vbm *e = v->bmc.lru_head;
+	while (v->bmc.lru.head) {
+		struct vbm *e = bm_of(v->bmc.lru.head);
 
 		entry_free(v, e); /* nothing is in flight at close */
 	}

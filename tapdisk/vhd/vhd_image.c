@@ -21,56 +21,12 @@
 #include "tapdisk/core/util.h"
 #include "tapdisk/vhd/vhd_int.h"
 
-static int lock_fd(int fd, bool write, char *why, size_t whylen)
-{
-	struct flock fl = {.l_type = write ? F_WRLCK : F_RDLCK, .l_whence = SEEK_SET};
-
-	if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
-		return 0;
-	if (errno == EAGAIN || errno == EACCES) {
-		snprintf(why, whylen,
-			 "is locked by another process (is another tapdisk or qemu using it? see "
-			 "'tap-ctl list')");
-		return -EBUSY;
-	}
-	snprintf(why, whylen, "cannot be locked: %s", strerror(errno));
-	return -errno;
-}
-
-/* The lock is on the open file, which the file table may keep open across
- * a pause: release it explicitly. */
-static void unlock_fd(int fd)
-{
-	struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET};
-
-	if (fcntl(fd, F_OFD_SETLK, &fl) < 0)
-		td_err("vhd: cannot release an image lock: %s", strerror(errno));
-}
-
-static int pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	size_t got = 0;
-
-	while (got < len) {
-		ssize_t n = pread(fd, (uint8_t *)buf + got, len - got, (off_t)(off + got));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -ENODATA;
-		got += (size_t)n;
-	}
-	return 0;
-}
-
 static void img_free(struct vimg *im)
 {
 	if (!im)
 		return;
 	if (im->locked)
-		unlock_fd(im->fd);
+		td_image_unlock(im->fd, "vhd");
 	if (im->fd >= 0)
 		close(im->fd);
 	if (im->fd_buf >= 0)
@@ -104,7 +60,7 @@ static int load_bat(struct vimg *im, char *why, size_t whylen)
 	if (!im->bat)
 		return -ENOMEM;
 	memset(im->bat, 0xff, im->bat_len);
-	rc = pread_full(im->fd_buf, im->bat, (size_t)h->max_entries * 4, h->table_offset);
+	rc = td_read_exact(im->fd_buf, im->bat, (size_t)h->max_entries * 4, h->table_offset);
 	if (rc < 0) {
 		snprintf(why, whylen, "cannot read the BAT: %s", strerror(-rc));
 		return rc;
@@ -181,7 +137,7 @@ static int read_footer(struct vimg *im, const char *path, char *why, size_t whyl
 		return -EINVAL;
 	}
 	im->footer_off = im->file_size - VHD_FOOTER_LEN;
-	rc = pread_full(im->fd_buf, b, sizeof(b), im->footer_off);
+	rc = td_read_exact(im->fd_buf, b, sizeof(b), im->footer_off);
 	if (rc < 0) {
 		snprintf(why, whylen, "cannot read the footer: %s", strerror(-rc));
 		return rc;
@@ -189,7 +145,7 @@ static int read_footer(struct vimg *im, const char *path, char *why, size_t whyl
 	rc = vhd_footer_parse(b, &im->f, why, whylen);
 	if (rc == -ENOENT && im->file_size >= 2 * VHD_FOOTER_LEN) {
 		/* no footer at the end: a dynamic disk keeps a copy at 0 */
-		if (pread_full(im->fd_buf, b, sizeof(b), 0) == 0 &&
+		if (td_read_exact(im->fd_buf, b, sizeof(b), 0) == 0 &&
 		    vhd_footer_parse(b, &im->f, e2, sizeof(e2)) == 0 &&
 		    im->f.type != VHD_TYPE_FIXED) {
 			td_warn("vhd: '%s': no footer in the last 512 bytes; using the copy at "
@@ -261,7 +217,7 @@ static int open_one(struct vhd *v, const char *path, bool top, bool writable, ch
 		goto fail;
 	}
 	if (!v->ctx->nolock) {
-		rc = lock_fd(im->fd, writable, why, whylen);
+		rc = td_image_lock(im->fd, writable, why, whylen);
 		if (rc < 0)
 			goto fail;
 		im->locked = true;
@@ -298,7 +254,7 @@ static int open_one(struct vhd *v, const char *path, bool top, bool writable, ch
 			 (unsigned long long)im->hdr_off);
 		goto fail;
 	}
-	rc = pread_full(im->fd_buf, hb, sizeof(hb), im->hdr_off);
+	rc = td_read_exact(im->fd_buf, hb, sizeof(hb), im->hdr_off);
 	if (rc < 0) {
 		snprintf(why, whylen, "cannot read the dynamic header: %s", strerror(-rc));
 		goto fail;
@@ -364,7 +320,7 @@ static int parent_candidates(struct vimg *child, struct cand *c, int max)
 
 			if (l->code != order[k].code || !l->len)
 				continue;
-			if (pread_full(child->fd_buf, data, l->len, l->off) < 0 ||
+			if (td_read_exact(child->fd_buf, data, l->len, l->off) < 0 ||
 			    vhd_locator_decode(l->code, data, l->len, name, sizeof(name)) < 0)
 				continue; /* unusable here: the next one may do */
 			w = name[0] == '/'

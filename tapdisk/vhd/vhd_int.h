@@ -23,6 +23,8 @@
 #include "tapdisk/block/driver.h"
 #include "tapdisk/block/fio.h"
 #include "tapdisk/block/image.h"
+#include "tapdisk/block/mread.h"
+#include "tapdisk/core/lru.h"
 #include "tapdisk/core/pool.h"
 #include "tapdisk/vhd/vhd_format.h"
 
@@ -91,14 +93,15 @@ struct vbm {
 	unsigned busy; /* round snapshots in flight */
 	unsigned pins; /* writes that will set bits in it */
 	struct td_wait *waiters;
-	struct vbm *hnext, *lprev, *lnext, *dprev, *dnext;
+	struct vbm *hnext, *dprev, *dnext;
+	struct td_lru_link lru;
 	struct td_fio *load;
 };
 
 struct vbmcache {
 	uint64_t budget, used;
 	struct vbm *hash[VHD_BM_BUCKETS];
-	struct vbm *lru_head, *lru_tail; /* head: most recently used */
+	struct td_lru lru;
 	struct vbm *dirty_head;
 	unsigned ndirty;
 };
@@ -121,31 +124,7 @@ void vbm_cache_free(struct vhd *v);
 
 /* ---- reads (vhd_read.c) ----------------------------------------------------------- */
 
-enum vext_kind { VE_DATA, VE_ZERO };
-
-struct vext {
-	uint8_t kind;
-	uint32_t img;
-	uint64_t host;
-	uint64_t len;
-	uint64_t boff; /* offset in the request's buffer */
-};
-
-struct vrd {
-	struct vhd *v;
-	uint64_t off, len, pos;
-	const struct iovec *iov;
-	int iovcnt;
-	struct vext *ext;
-	unsigned next, extcap;
-	struct vext ext_in[4];
-	unsigned pending;
-	int err;
-	struct td_wait w;
-	struct td_defer defer;
-	struct td_req *req;
-};
-
+/* Reads are tapdisk/block/mread.h's (struct td_mread), through v_map. */
 void v_read(struct td_layer *l, struct td_req *req);
 size_t v_read_state_size(void);
 

@@ -28,6 +28,7 @@
 #include "tapdisk/block/driver.h"
 #include "tapdisk/block/fio.h"
 #include "tapdisk/block/image.h"
+#include "tapdisk/core/lru.h"
 #include "tapdisk/core/pool.h"
 #include "tapdisk/vmdk/vmdk_format.h"
 
@@ -79,14 +80,15 @@ struct vmgt {
 	unsigned pending_loads;
 	int load_err;
 	struct td_wait *waiters;
-	struct vmgt *hnext, *lprev, *lnext;
+	struct vmgt *hnext;
+	struct td_lru_link lru;
 };
 
 struct vmcache {
 	uint64_t budget, used;
 	struct vmgt **hash;
 	unsigned nbuckets;
-	struct vmgt *lru_head, *lru_tail;
+	struct td_lru lru; /* head: most recently used */
 	unsigned ndirty;
 };
 

@@ -18,64 +18,15 @@
 
 #include "tapdisk/core/bufpool.h"
 #include "tapdisk/core/log.h"
+#include "tapdisk/core/util.h"
 #include "tapdisk/vmdk/vmdk_int.h"
-
-static int lock_fd(int fd, bool write, char *why, size_t whylen)
-{
-	struct flock fl = {
-	    .l_type = write ? F_WRLCK : F_RDLCK,
-	    .l_whence = SEEK_SET,
-	};
-
-	if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
-		return 0;
-	if (errno == EAGAIN || errno == EACCES) {
-		snprintf(why, whylen,
-			 "is locked by another process (is another tapdisk or qemu using it? see "
-			 "'tap-ctl list')");
-		return -EBUSY;
-	}
-	snprintf(why, whylen, "cannot be locked: %s", strerror(errno));
-	return -errno;
-}
-
-/* The lock is on the open file, which the process's file table may keep
- * open across a pause: release it explicitly. */
-static void unlock_fd(int fd)
-{
-	struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET};
-
-	if (fcntl(fd, F_OFD_SETLK, &fl) < 0)
-		td_err("vmdk: cannot release an image lock: %s", strerror(errno));
-}
-
-/* Reads len bytes at off; what lies past the end of the file reads as
- * zeros. */
-static int pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	size_t got = 0;
-
-	memset(buf, 0, len);
-	while (got < len) {
-		ssize_t n = pread(fd, (uint8_t *)buf + got, len - got, (off_t)(off + got));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	return 0;
-}
 
 static void file_free(struct vmfile *f)
 {
 	if (!f)
 		return;
 	if (f->locked)
-		unlock_fd(f->fd);
+		td_image_unlock(f->fd, "vmdk");
 	if (f->fd >= 0)
 		close(f->fd);
 	if (f->fd_buf >= 0 && f->fd_buf != f->fd)
@@ -137,7 +88,7 @@ static int file_open(struct vm *v, const char *path, bool top, bool writable, st
 	}
 	f->writable = writable;
 	if (!v->ctx->nolock) {
-		rc = lock_fd(f->fd, writable, why, whylen);
+		rc = td_image_lock(f->fd, writable, why, whylen);
 		if (rc < 0)
 			goto fail;
 		f->locked = true;
@@ -169,7 +120,7 @@ static int read_gd(struct vmext *x, uint64_t off, uint32_t **out)
 		free(gd);
 		return -ENOMEM;
 	}
-	rc = pread_full(x->f->fd_buf, b, (size_t)x->h.gd_span, off * VMDK_SECTOR);
+	rc = td_read_zeroed(x->f->fd_buf, b, (size_t)x->h.gd_span, off * VMDK_SECTOR);
 	if (rc == 0)
 		for (size_t i = 0; i < n; i++)
 			gd[i] = vmdk_le32(b + 4 * i);
@@ -280,7 +231,7 @@ static int load_sparse(struct vm *v, struct vmext *x, char *why, size_t whylen)
 	char r[256];
 	int rc;
 
-	rc = pread_full(x->f->fd_buf, hdr, sizeof(hdr), 0);
+	rc = td_read_zeroed(x->f->fd_buf, hdr, sizeof(hdr), 0);
 	if (rc < 0) {
 		snprintf(why, whylen, "cannot read the header: %s", strerror(-rc));
 		return rc;
@@ -303,7 +254,7 @@ static int load_sparse(struct vm *v, struct vmext *x, char *why, size_t whylen)
 				 "for a footer (truncated)");
 			return -EINVAL;
 		}
-		rc = pread_full(x->f->fd_buf, tail, sizeof(tail), x->f->size - 3 * VMDK_SECTOR);
+		rc = td_read_zeroed(x->f->fd_buf, tail, sizeof(tail), x->f->size - 3 * VMDK_SECTOR);
 		if (rc < 0) {
 			snprintf(why, whylen, "cannot read the footer: %s", strerror(-rc));
 			return rc;
@@ -326,7 +277,7 @@ static int load_sparse(struct vm *v, struct vmext *x, char *why, size_t whylen)
 
 		if (!d)
 			return -ENOMEM;
-		rc = pread_full(x->f->fd_buf, d, dl, x->h.desc_offset * VMDK_SECTOR);
+		rc = td_read_zeroed(x->f->fd_buf, d, dl, x->h.desc_offset * VMDK_SECTOR);
 		if (rc < 0)
 			snprintf(r, sizeof(r), "cannot read it: %s", strerror(-rc));
 		else
@@ -350,30 +301,6 @@ static int load_sparse(struct vm *v, struct vmext *x, char *why, size_t whylen)
 	if (rc < 0)
 		return rc;
 	x->alloc_next = (x->f->size + 4095) & ~4095ull;
-	return 0;
-}
-
-/* A descriptor's extent name, resolved against the descriptor's directory
- * (absolute: as is). */
-static int resolve_name(const char *desc_path, const char *name, char *out, size_t outlen,
-			char *why, size_t whylen)
-{
-	char dir[PATH_MAX], cwd[PATH_MAX];
-	int n;
-
-	snprintf(dir, sizeof(dir), "%s", desc_path);
-	if (name[0] == '/')
-		n = snprintf(out, outlen, "%s", name);
-	else if (desc_path[0] == '/')
-		n = snprintf(out, outlen, "%s/%s", dirname(dir), name);
-	else if (getcwd(cwd, sizeof(cwd)))
-		n = snprintf(out, outlen, "%s/%s/%s", cwd, dirname(dir), name);
-	else
-		n = -1;
-	if (n < 0 || (size_t)n >= outlen) {
-		snprintf(why, whylen, "path is too long");
-		return -ENAMETOOLONG;
-	}
 	return 0;
 }
 
@@ -407,7 +334,7 @@ static int open_descriptor(struct vm *v, const char *path, char *err, size_t err
 	text = malloc(df->size + 1);
 	if (!text)
 		return -ENOMEM;
-	rc = pread_full(df->fd_buf, text, (size_t)df->size, 0);
+	rc = td_read_zeroed(df->fd_buf, text, (size_t)df->size, 0);
 	if (rc < 0)
 		snprintf(r, sizeof(r), "cannot read the descriptor: %s", strerror(-rc));
 	else
@@ -444,7 +371,7 @@ static int open_descriptor(struct vm *v, const char *path, char *err, size_t err
 		v->next = i + 1;
 		if (dx->type == VMDK_EXT_ZERO || dx->access == VMDK_ACC_NOACCESS)
 			continue;
-		rc = resolve_name(path, dx->name, xpath, sizeof(xpath), why, sizeof(why));
+		rc = td_image_path_beside(path, dx->name, xpath, sizeof(xpath), why, sizeof(why));
 		if (rc == 0)
 			rc = file_open(v, xpath, false, w, &x->f, why, sizeof(why));
 		if (rc == 0)
@@ -494,7 +421,7 @@ int vm_open_image(struct vm *v, const char *path, char *err, size_t errlen)
 		return rc;
 	}
 	v->files[v->nfiles++] = f;
-	rc = pread_full(f->fd_buf, head, sizeof(head), 0);
+	rc = td_read_zeroed(f->fd_buf, head, sizeof(head), 0);
 	if (rc < 0) {
 		snprintf(err, errlen, "vmdk image '%s': cannot read: %s", path, strerror(-rc));
 		goto fail;

@@ -55,16 +55,12 @@ size_t vm_read_state_size(void)
 
 void vm_log_bad(struct vm *v, const char *fmt, ...)
 {
-	char msg[512];
 	va_list ap;
 
-	if (!v->log_left)
-		return;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	td_image_vlog_bad(&v->log_left, "vmdk", v->path, " (no more such messages for this image)",
+			  fmt, ap);
 	va_end(ap);
-	td_err("vmdk: '%s': %s%s", v->path, msg,
-	       --v->log_left ? "" : " (no more such messages for this image)");
 }
 
 struct vmext *vm_ext_at(struct vm *v, uint64_t pos)
