@@ -109,6 +109,50 @@ int td_image_lock(int fd, bool write, char *why, size_t whylen)
 	return -errno;
 }
 
+int td_image_file_open(struct td_ctx *ctx, const struct td_confine *confine, const char *path,
+		       unsigned how, struct td_file *out, char *why, size_t whylen)
+{
+	return confine ? td_file_open_named(ctx, confine, path, how, out, why, whylen)
+		       : td_file_open(ctx, path, how, out, why, whylen);
+}
+
+int td_image_open_data(struct td_ctx *ctx, const struct td_confine *confine, const char *path,
+		       bool writable, const struct stat *buf_st,
+		       bool (*direct_ok)(int fd, const struct stat *st), int *fd, bool *direct,
+		       bool *locked, char *why, size_t whylen)
+{
+	unsigned how = (writable ? TD_FILE_RW : 0) | TD_FILE_DIRECT;
+	struct td_file f;
+	int rc;
+
+	rc = td_image_file_open(ctx, confine, path, how, &f, why, whylen);
+	if (rc < 0)
+		return rc;
+	*fd = f.fd;
+	*direct = f.direct;
+	if (f.direct && direct_ok && !direct_ok(f.fd, buf_st)) {
+		/* O_DIRECT cannot serve this file: the page cache then */
+		close(f.fd);
+		*fd = -1;
+		rc = td_image_file_open(ctx, confine, path, how & ~TD_FILE_DIRECT, &f, why, whylen);
+		if (rc < 0)
+			return rc;
+		*fd = f.fd;
+		*direct = false;
+	}
+	if (f.st.st_dev != buf_st->st_dev || f.st.st_ino != buf_st->st_ino) {
+		snprintf(why, whylen, "changed while being opened");
+		return -ESTALE;
+	}
+	if (!ctx->nolock) {
+		rc = td_image_lock(*fd, writable, why, whylen);
+		if (rc < 0)
+			return rc;
+		*locked = true;
+	}
+	return 0;
+}
+
 void td_image_unlock(int fd, const char *drv)
 {
 	struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET};

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "tapdisk/block/driver.h"
+#include "tapdisk/block/files.h"
 
 /* A parked continuation: a request waiting for a table load, a claim, a
  * writeback round. err is set by whoever wakes it. */
@@ -46,6 +47,23 @@ int td_image_opts_parse(struct td_image_opts *o, const char *opts, char *err, si
 void td_image_opts_free(struct td_image_opts *o);
 
 /* ---- open ----------------------------------------------------------------- */
+
+/* Opens a file of an image through the file table (files.h): the top
+ * image by the spec's path (confine NULL), a file it names (a backing
+ * file, a parent, an extent) under confine's rules. */
+int td_image_file_open(struct td_ctx *ctx, const struct td_confine *confine, const char *path,
+		       unsigned how, struct td_file *out, char *why, size_t whylen);
+
+/* The data descriptor of a file already open (buf_st: its page-cache
+ * descriptor's stat): opened the same way with TD_FILE_DIRECT (and
+ * TD_FILE_RW when writable) into *fd, which the caller closes even on
+ * failure; reopened without O_DIRECT when direct_ok (NULL: any) refuses
+ * the O_DIRECT one; -ESTALE when it is not the same file any more; then
+ * locked (td_image_lock) unless ctx->nolock. *direct: O_DIRECT it is. */
+int td_image_open_data(struct td_ctx *ctx, const struct td_confine *confine, const char *path,
+		       bool writable, const struct stat *buf_st,
+		       bool (*direct_ok)(int fd, const struct stat *st), int *fd, bool *direct,
+		       bool *locked, char *why, size_t whylen);
 
 /* An OFD lock on an image file (a write lock for writers, a read lock for
  * readers): 0, -EBUSY with why saying another process holds it, -errno. */

@@ -160,9 +160,9 @@ static int open_one(struct q2 *q, const char *path, bool top, bool writable, enu
 	struct q2img *im = calloc(1, sizeof(*im));
 	uint8_t *hdr = NULL;
 	size_t hdr_len = 0;
-	struct td_file fb, fd;
+	struct td_file fb;
 	struct stat st;
-	unsigned how;
+	bool direct;
 	uint64_t cs;
 	int rc;
 
@@ -176,8 +176,7 @@ static int open_one(struct q2 *q, const char *path, bool top, bool writable, enu
 	}
 	/* a page-cache descriptor for the header and unaligned tails, and an
 	 * O_DIRECT one for the data */
-	rc = top ? td_file_open(q->ctx, path, 0, &fb, why, whylen)
-		 : td_file_open_named(q->ctx, &q->confine, path, 0, &fb, why, whylen);
+	rc = td_image_file_open(q->ctx, top ? NULL : &q->confine, path, 0, &fb, why, whylen);
 	if (rc < 0)
 		goto fail;
 	im->fd_buf = fb.fd;
@@ -192,23 +191,10 @@ static int open_one(struct q2 *q, const char *path, bool top, bool writable, enu
 	im->dev = st.st_dev;
 	im->ino = st.st_ino;
 	im->file_size = (uint64_t)st.st_size;
-	how = (writable ? TD_FILE_RW : 0) | TD_FILE_DIRECT;
-	rc = top ? td_file_open(q->ctx, path, how, &fd, why, whylen)
-		 : td_file_open_named(q->ctx, &q->confine, path, how, &fd, why, whylen);
+	rc = td_image_open_data(q->ctx, top ? NULL : &q->confine, path, writable, &st, NULL,
+				&im->fd, &direct, &im->locked, why, whylen);
 	if (rc < 0)
 		goto fail;
-	im->fd = fd.fd;
-	if (fd.st.st_dev != st.st_dev || fd.st.st_ino != st.st_ino) {
-		rc = -ESTALE;
-		snprintf(why, whylen, "changed while being opened");
-		goto fail;
-	}
-	if (!q->ctx->nolock) {
-		rc = td_image_lock(im->fd, writable, why, whylen);
-		if (rc < 0)
-			goto fail;
-		im->locked = true;
-	}
 	rc = read_table(im->fd_buf, 0, 4096, &hdr, &hdr_len);
 	if (rc < 0) {
 		snprintf(why, whylen, "cannot read the header: %s", strerror(-rc));

@@ -105,24 +105,21 @@ static int load_bat(struct vimg *im, char *why, size_t whylen)
 	return 0;
 }
 
-/* Can this descriptor do O_DIRECT in 512-byte units? */
-static bool direct_512_ok(int fd)
+/* Can this O_DIRECT descriptor do 512-byte units? Tried on the second
+ * sector; a file shorter than two sectors is not tried. */
+static bool direct_512_ok(int fd, const struct stat *st)
 {
-	uint8_t *b = td_buf_get(4096);
+	uint8_t *b;
 	ssize_t n;
 
+	if ((uint64_t)st->st_size < 2 * VHD_SECTOR)
+		return true;
+	b = td_buf_get(4096);
 	if (!b)
 		return false;
 	n = pread(fd, b, VHD_SECTOR, VHD_SECTOR);
 	td_buf_put(b, 4096);
 	return n == VHD_SECTOR;
-}
-
-static int open_file(struct vhd *v, const char *path, bool top, unsigned how, struct td_file *f,
-		     char *why, size_t whylen)
-{
-	return top ? td_file_open(v->ctx, path, how, f, why, whylen)
-		   : td_file_open_named(v->ctx, &v->confine, path, how, f, why, whylen);
 }
 
 static int read_footer(struct vimg *im, const char *path, char *why, size_t whylen)
@@ -167,10 +164,9 @@ static int open_one(struct vhd *v, const char *path, bool top, bool writable, ch
 		    size_t whylen)
 {
 	struct vimg *im = calloc(1, sizeof(*im));
-	struct td_file fb, fd;
+	struct td_file fb;
 	struct vhd_layout lay;
 	uint8_t hb[VHD_HEADER_LEN];
-	unsigned how;
 	int rc;
 
 	if (!im)
@@ -181,7 +177,7 @@ static int open_one(struct vhd *v, const char *path, bool top, bool writable, ch
 		rc = -ENOMEM;
 		goto fail;
 	}
-	rc = open_file(v, path, top, 0, &fb, why, whylen);
+	rc = td_image_file_open(v->ctx, top ? NULL : &v->confine, path, 0, &fb, why, whylen);
 	if (rc < 0)
 		goto fail;
 	im->fd_buf = fb.fd;
@@ -195,33 +191,10 @@ static int open_one(struct vhd *v, const char *path, bool top, bool writable, ch
 	im->dev = fb.st.st_dev;
 	im->ino = fb.st.st_ino;
 	im->file_size = (uint64_t)fb.st.st_size;
-	how = (writable ? TD_FILE_RW : 0) | TD_FILE_DIRECT;
-	rc = open_file(v, path, top, how, &fd, why, whylen);
+	rc = td_image_open_data(v->ctx, top ? NULL : &v->confine, path, writable, &fb.st,
+				direct_512_ok, &im->fd, &im->direct, &im->locked, why, whylen);
 	if (rc < 0)
 		goto fail;
-	im->fd = fd.fd;
-	im->direct = fd.direct;
-	if (im->direct && im->file_size >= 2 * VHD_SECTOR && !direct_512_ok(im->fd)) {
-		/* O_DIRECT needs larger units here: no O_DIRECT for this file */
-		close(im->fd);
-		im->fd = -1;
-		rc = open_file(v, path, top, how & ~TD_FILE_DIRECT, &fd, why, whylen);
-		if (rc < 0)
-			goto fail;
-		im->fd = fd.fd;
-		im->direct = false;
-	}
-	if (fd.st.st_dev != fb.st.st_dev || fd.st.st_ino != fb.st.st_ino) {
-		rc = -ESTALE;
-		snprintf(why, whylen, "changed while being opened");
-		goto fail;
-	}
-	if (!v->ctx->nolock) {
-		rc = td_image_lock(im->fd, writable, why, whylen);
-		if (rc < 0)
-			goto fail;
-		im->locked = true;
-	}
 	rc = read_footer(im, path, why, whylen);
 	if (rc < 0)
 		goto fail;

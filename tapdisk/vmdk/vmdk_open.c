@@ -41,8 +41,9 @@ static int file_open(struct vm *v, const char *path, bool top, bool writable, st
 		     char *why, size_t whylen)
 {
 	struct vmfile *f = calloc(1, sizeof(*f));
-	struct td_file fb, fd;
+	struct td_file fb;
 	unsigned how = writable ? TD_FILE_RW : 0;
+	bool direct;
 	int rc;
 
 	if (!f)
@@ -53,8 +54,7 @@ static int file_open(struct vm *v, const char *path, bool top, bool writable, st
 		rc = -ENOMEM;
 		goto fail;
 	}
-	rc = top ? td_file_open(v->ctx, path, how, &fb, why, whylen)
-		 : td_file_open_named(v->ctx, &v->confine, path, how, &fb, why, whylen);
+	rc = td_image_file_open(v->ctx, top ? NULL : &v->confine, path, how, &fb, why, whylen);
 	if (rc < 0)
 		goto fail;
 	f->fd_buf = fb.fd;
@@ -75,24 +75,11 @@ static int file_open(struct vm *v, const char *path, bool top, bool writable, st
 	f->dev = fb.st.st_dev;
 	f->ino = fb.st.st_ino;
 	f->size = f->phys = (uint64_t)fb.st.st_size;
-	rc = top ? td_file_open(v->ctx, path, how | TD_FILE_DIRECT, &fd, why, whylen)
-		 : td_file_open_named(v->ctx, &v->confine, path, how | TD_FILE_DIRECT, &fd, why,
-				      whylen);
+	f->writable = writable;
+	rc = td_image_open_data(v->ctx, top ? NULL : &v->confine, path, writable, &fb.st, NULL,
+				&f->fd, &direct, &f->locked, why, whylen);
 	if (rc < 0)
 		goto fail;
-	f->fd = fd.fd;
-	if (fd.st.st_dev != f->dev || fd.st.st_ino != f->ino) {
-		snprintf(why, whylen, "changed while being opened");
-		rc = -ESTALE;
-		goto fail;
-	}
-	f->writable = writable;
-	if (!v->ctx->nolock) {
-		rc = td_image_lock(f->fd, writable, why, whylen);
-		if (rc < 0)
-			goto fail;
-		f->locked = true;
-	}
 	*out = f;
 	return 0;
 fail:
