@@ -9,38 +9,13 @@
 #include "integrity/integrity.h"
 #include "tapdisk/core/util.h"
 
-/* A decimal number with an optional K, M or G suffix: 0 or -EINVAL. */
-static int parse_size(const char *s, uint64_t *out)
-{
-	unsigned long long v;
-	char *end;
-	int shift = 0;
-
-	if (*s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return -EINVAL;
-	if (*end == 'K' || *end == 'k')
-		shift = 10, end++;
-	else if (*end == 'M' || *end == 'm')
-		shift = 20, end++;
-	else if (*end == 'G' || *end == 'g')
-		shift = 30, end++;
-	if (*end || v > (UINT64_MAX >> shift))
-		return -EINVAL;
-	*out = (uint64_t)v << shift;
-	return 0;
-}
-
 /* One option: 1 when it is one of ours, 0 when not, -EINVAL. */
 static int option(const char *tok, struct ti_tuning *t, const char *who, char *err, size_t errlen)
 {
 	uint64_t v;
 
 	if (!strncmp(tok, "journal-partial=", 16)) {
-		if (parse_size(tok + 16, &v) < 0 || strpbrk(tok + 16, "KkMmGg") || v < 1 ||
+		if (td_parse_size(tok + 16, &v) < 0 || strpbrk(tok + 16, "KkMmGg") || v < 1 ||
 		    v > TI_JOURNAL_PARTIAL_MAX) {
 			snprintf(err, errlen,
 				 "%s: bad option '%s' (journal-partial=1..%u: journal writes in "
@@ -52,7 +27,8 @@ static int option(const char *tok, struct ti_tuning *t, const char *who, char *e
 		return 1;
 	}
 	if (!strncmp(tok, "tag-cache=", 10)) {
-		if (parse_size(tok + 10, &v) < 0 || v < TI_TAG_CACHE_MIN || v > TI_TAG_CACHE_MAX) {
+		if (td_parse_size(tok + 10, &v) < 0 || v < TI_TAG_CACHE_MIN ||
+		    v > TI_TAG_CACHE_MAX) {
 			snprintf(err, errlen,
 				 "%s: bad option '%s' (tag-cache=1M..4G: bytes of integrity tags "
 				 "cached, K/M/G suffixes)",

@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,11 +27,14 @@ int td_write_all(int fd, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-int td_read_zeroed(int fd, void *buf, size_t len, uint64_t off)
+/* pread of len bytes at off, retrying short reads and EINTR: 0, -errno,
+ * or at the end of the file: 0 (zeroed: the rest was cleared) or -ENODATA. */
+static int read_all(int fd, void *buf, size_t len, uint64_t off, bool zeroed)
 {
 	size_t done = 0;
 
-	memset(buf, 0, len);
+	if (zeroed)
+		memset(buf, 0, len);
 	while (done < len) {
 		ssize_t n = pread(fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
 
@@ -39,10 +43,20 @@ int td_read_zeroed(int fd, void *buf, size_t len, uint64_t off)
 		if (n < 0)
 			return -errno;
 		if (n == 0)
-			break; /* past the end of the file: zeros */
+			return zeroed ? 0 : -ENODATA; /* past the end of the file */
 		done += (size_t)n;
 	}
 	return 0;
+}
+
+int td_read_zeroed(int fd, void *buf, size_t len, uint64_t off)
+{
+	return read_all(fd, buf, len, off, true);
+}
+
+int td_read_exact(int fd, void *buf, size_t len, uint64_t off)
+{
+	return read_all(fd, buf, len, off, false);
 }
 
 void td_uuid_str(const uint8_t u[16], char out[37])

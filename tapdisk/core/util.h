@@ -40,6 +40,8 @@ int td_write_all(int fd, const void *buf, size_t len, uint64_t off);
 /* pread of len bytes at off into buf, retrying short reads and EINTR; what
  * lies past the end of the file reads as zeros: 0 or -errno. Blocks. */
 int td_read_zeroed(int fd, void *buf, size_t len, uint64_t off);
+/* The same, but a file that ends before len bytes is -ENODATA. */
+int td_read_exact(int fd, void *buf, size_t len, uint64_t off);
 
 /* A spec's driver options ("a=1,b,c=2"): fn(tok, opaque) for each
  * comma-separated token, on a copy (fn may cut tok up), in order. Stops at

@@ -20,69 +20,9 @@
 #include "tapdisk/qcow2/qcow2_int.h"
 #include "tapdisk/core/util.h"
 
-/* Driver options: cache=SIZE (bytes of L2 tables held, K/M/G suffixes),
- * backing-dir=DIR (repeatable: a directory backing files may come from,
- * besides the top image's own and the host's, tapdisk/block/files.h). */
-struct parse_ctx {
-	struct q2 *q;
-	uint64_t *l2_cache;
-	char *err;
-	size_t errlen;
-};
-
-static int one_opt(char *tok, void *opaque)
-{
-	struct parse_ctx *c = opaque;
-	struct q2 *q = c->q;
-	char *end;
-	unsigned long long v;
-
-	if (!strncmp(tok, "backing-dir=", 12)) {
-		if (tok[12] != '/' || q->nbacking_dirs == (int)(sizeof(q->backing_dirs) /
-								sizeof(q->backing_dirs[0]))) {
-			snprintf(c->err, c->errlen,
-				 "qcow2: bad option '%s' (backing-dir=ABSOLUTE_DIR, at most 8)",
-				 tok);
-			return -EINVAL;
-		}
-		q->backing_dirs[q->nbacking_dirs] = strdup(tok + 12);
-		if (!q->backing_dirs[q->nbacking_dirs++])
-			return -ENOMEM;
-		return 0;
-	}
-	if (strncmp(tok, "cache=", 6)) {
-		snprintf(c->err, c->errlen,
-			 "qcow2: bad option '%s' (known: cache=SIZE, backing-dir=DIR)", tok);
-		return -EINVAL;
-	}
-	v = strtoull(tok + 6, &end, 10);
-	if (*end == 'K' || *end == 'k')
-		v <<= 10, end++;
-	else if (*end == 'M' || *end == 'm')
-		v <<= 20, end++;
-	else if (*end == 'G' || *end == 'g')
-		v <<= 30, end++;
-	if (*end || end == tok + 6 || v < (64u << 10) || v > (4ull << 30)) {
-		snprintf(c->err, c->errlen, "qcow2: bad option '%s' (cache=64K..4G)", tok);
-		return -EINVAL;
-	}
-	*c->l2_cache = v;
-	return 0;
-}
-
-static int parse_opts(struct q2 *q, const char *opts, uint64_t *l2_cache, char *err, size_t errlen)
-{
-	struct parse_ctx c = {q, l2_cache, err, errlen};
-
-	return td_opts_each(opts, one_opt, &c);
-}
-
-static void free_opts(struct q2 *q)
-{
-	while (q->nbacking_dirs)
-		free(q->backing_dirs[--q->nbacking_dirs]);
-}
-
+/* Driver options (tapdisk/block/image.h): cache=SIZE (bytes of L2 tables
+ * held), backing-dir=DIR (repeatable: a directory backing files may come
+ * from, besides the top image's own and the host's, tapdisk/block/files.h). */
 static void quiesced(struct q2 *q, int err)
 {
 	if (err < 0)
@@ -101,13 +41,13 @@ static void q2_close(struct td_layer *l)
 {
 	struct q2 *q = l->priv;
 
-	free_opts(q);
+	td_image_opts_free(&q->opts);
 	if (!q->nimg)
 		return;
 	q2_meta_stop(q);
 	q2c_destroy(&q->l2c);
 	q2c_destroy(&q->rbc);
-	td_pool_drain(&q->io_pool);
+	td_fio_pool_drain(&q->fio);
 	td_pool_drain(&q->rd_pool);
 	td_pool_drain(&q->wr_pool);
 	if (q->zeros)
@@ -119,32 +59,30 @@ static void q2_close(struct td_layer *l)
 static int q2_open(struct td_layer *l, const char *path, const char *opts, char *err, size_t errlen)
 {
 	struct q2 *q = l->priv;
-	uint64_t l2_cache = Q2_DEFAULT_L2_CACHE, rb_cache;
+	uint64_t l2_cache, rb_cache;
 	struct q2img *top;
 	int rc;
 
 	memset(q, 0, sizeof(*q));
-	td_pool_init(&q->io_pool, sizeof(struct q2io));
-	td_pool_init(&q->rd_pool, sizeof(struct q2rd));
+	td_fio_pool_init(&q->fio, l->ctx, q, 0);
+	td_pool_init(&q->rd_pool, sizeof(struct td_mread));
 	td_pool_init(&q->wr_pool, q2_write_state_size());
 	q->l = l;
 	q->ctx = l->ctx;
 	q->writable = !l->ctx->readonly;
 	q->log_left = 50;
-	rc = parse_opts(q, opts, &l2_cache, err, errlen);
+	q->opts = (struct td_image_opts){
+	    .drv = "qcow2", .dir_key = "backing-dir", .cache = Q2_DEFAULT_L2_CACHE};
+	rc = td_image_opts_parse(&q->opts, opts, err, errlen);
 	if (rc == 0)
 		rc = q2_open_chain(q, path, err, errlen);
 	if (rc < 0) {
-		free_opts(q);
+		td_image_opts_free(&q->opts);
 		return rc;
 	}
 	top = q->img[0];
-	if (top->vsize % TD_BLOCK_SIZE)
-		td_warn("qcow2: '%s': virtual size %llu is not a multiple of %u; the last %llu "
-			"bytes are not exported",
-			path, (unsigned long long)top->vsize, TD_BLOCK_SIZE,
-			(unsigned long long)(top->vsize % TD_BLOCK_SIZE));
-	l->size = top->vsize & ~(uint64_t)(TD_BLOCK_SIZE - 1);
+	td_image_export_size(l, "qcow2", "virtual size", path, top->vsize);
+	l2_cache = q->opts.cache;
 	/* room for at least 8 tables of the largest cluster size in the chain */
 	for (uint32_t i = 0; i < q->nimg; i++)
 		if (!q->img[i]->raw && l2_cache < 8 * q->img[i]->h.cluster_size)
@@ -166,11 +104,11 @@ fail:
 	q2c_destroy(&q->l2c);
 	q2c_destroy(&q->rbc);
 	q2_close_chain(q);
-	free_opts(q);
+	td_image_opts_free(&q->opts);
 	return rc;
 }
 
-static void read_done(struct q2rd *r, int err)
+static void read_done(struct td_mread *r, int err)
 {
 	struct td_req *req = r->opaque;
 
@@ -181,35 +119,14 @@ static void read_done(struct q2rd *r, int err)
 static void q2_read(struct td_layer *l, struct td_req *req)
 {
 	struct q2 *q = l->priv;
-	struct q2rd *r = q2rd_get(q);
+	struct td_mread *r = q2rd_get(q);
 
 	if (!r) {
 		td_req_complete_later(q->ctx, req, -ENOMEM);
 		return;
 	}
 	r->level = 0;
-	r->off = req->off;
-	r->len = req->len;
-	r->iov = req->iov;
-	r->iovcnt = req->iovcnt;
-	r->done = read_done;
-	r->opaque = req;
-	q2_read_start(r);
-}
-
-struct flush_wait {
-	struct q2wait w;
-	struct td_req *req;
-};
-
-static void flush_done(struct q2wait *w)
-{
-	struct flush_wait *f = (struct flush_wait *)w;
-	struct td_req *req = f->req;
-	int err = w->err;
-
-	free(f);
-	td_req_complete(req, err);
+	td_mread_req(r, req, read_done);
 }
 
 /* Everything written before the flush is durable when it completes: a
@@ -217,20 +134,10 @@ static void flush_done(struct q2wait *w)
 static void q2_flush(struct td_layer *l, struct td_req *req)
 {
 	struct q2 *q = l->priv;
-	struct flush_wait *f;
+	struct td_wait *w = td_image_flush_wait(q->ctx, req, q->writable);
 
-	if (!q->writable) {
-		td_req_complete_later(q->ctx, req, 0);
-		return;
-	}
-	f = calloc(1, sizeof(*f));
-	if (!f) {
-		td_req_complete_later(q->ctx, req, -ENOMEM);
-		return;
-	}
-	f->req = req;
-	f->w.cb = flush_done;
-	q2_meta_sync(q, &f->w);
+	if (w)
+		q2_meta_sync(q, w);
 }
 
 static int q2_identity(struct td_layer *l, uint8_t id[TD_IMAGE_ID_LEN], char *where, size_t wlen)
@@ -246,25 +153,14 @@ static int q2_snapshot(struct td_ctx *ctx, const char *path, const char *opts, c
 		       int new_fd, char *err, size_t errlen)
 {
 	char old[4096];
-	int rc;
+	int rc = td_snapshot_old_path(path, arg, new_fd, old, sizeof(old), err, errlen);
 
-	if (new_fd < 0) {
-		snprintf(err, errlen, "snapshot: no file was passed for %s", arg);
-		return -EINVAL;
-	}
-	if (path[0] != '/' && getcwd(old, sizeof(old)))
-		snprintf(old + strlen(old), sizeof(old) - strlen(old), "/%s", path);
-	else
-		snprintf(old, sizeof(old), "%s", path);
+	if (rc < 0)
+		return rc;
 	rc = td_qcow2_create_overlay_fd(ctx, new_fd, arg, old, err, errlen);
 	if (rc == 0)
 		td_info("snapshot: %s is now the read-only backing file of %s", old, arg);
 	return rc;
-}
-
-static bool q2_snapshot_arg_ok(const char *arg)
-{
-	return arg[0] == '/';
 }
 
 const struct td_driver td_drv_qcow2 = {
@@ -284,5 +180,5 @@ const struct td_driver td_drv_qcow2 = {
     .identity = q2_identity,
     .snapshot_kind = TD_SNAP_FILE,
     .snapshot = q2_snapshot,
-    .snapshot_arg_ok = q2_snapshot_arg_ok,
+    .snapshot_arg_ok = td_snapshot_arg_absolute,
 };

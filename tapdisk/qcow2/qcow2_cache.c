@@ -24,43 +24,20 @@ static unsigned bucket(const struct q2cache *c, uint32_t img, uint64_t off)
 	return (unsigned)(k >> 40) & (c->nbuckets - 1);
 }
 
+static struct q2cent *ent(struct td_lru_link *k)
+{
+	return td_lru_entry(k, struct q2cent, lru);
+}
+
 int q2c_init(struct q2cache *c, struct q2 *q, const char *what, uint64_t budget)
 {
-	uint64_t want = budget / 4096;
-
 	memset(c, 0, sizeof(*c));
 	c->q = q;
 	c->what = what;
 	c->budget = budget;
-	c->nbuckets = 64;
-	while (c->nbuckets < want && c->nbuckets < 65536)
-		c->nbuckets *= 2;
+	c->nbuckets = td_cache_buckets(budget, 4096);
 	c->hash = calloc(c->nbuckets, sizeof(*c->hash));
 	return c->hash ? 0 : -ENOMEM;
-}
-
-static void lru_unlink(struct q2cache *c, struct q2cent *e)
-{
-	if (e->lprev)
-		e->lprev->lnext = e->lnext;
-	else
-		c->lru_head = e->lnext;
-	if (e->lnext)
-		e->lnext->lprev = e->lprev;
-	else
-		c->lru_tail = e->lprev;
-	e->lprev = e->lnext = NULL;
-}
-
-static void lru_push_head(struct q2cache *c, struct q2cent *e)
-{
-	e->lprev = NULL;
-	e->lnext = c->lru_head;
-	if (c->lru_head)
-		c->lru_head->lprev = e;
-	else
-		c->lru_tail = e;
-	c->lru_head = e;
 }
 
 static struct q2cent *lookup(struct q2cache *c, uint32_t img, uint64_t off)
@@ -81,7 +58,7 @@ static void entry_free(struct q2cache *c, struct q2cent *e)
 		pp = &(*pp)->hnext;
 	if (*pp)
 		*pp = e->hnext;
-	lru_unlink(c, e);
+	td_lru_unlink(&c->lru, &e->lru);
 	q2c_clean(e);
 	c->used -= e->len;
 	td_buf_put(e->buf, e->len);
@@ -106,7 +83,7 @@ static struct q2cent *entry_new(struct q2cache *c, uint32_t img, uint64_t off)
 	e->c = c;
 	e->hnext = c->hash[b];
 	c->hash[b] = e;
-	lru_push_head(c, e);
+	td_lru_push_head(&c->lru, &e->lru);
 	c->used += e->len;
 	return e;
 }
@@ -115,8 +92,8 @@ void q2c_destroy(struct q2cache *c)
 {
 	if (!c->hash)
 		return;
-	while (c->lru_head)
-		entry_free(c, c->lru_head);
+	while (c->lru.head)
+		entry_free(c, ent(c->lru.head));
 	free(c->hash);
 	c->hash = NULL;
 }
@@ -166,13 +143,13 @@ void q2c_unpin(struct q2cent *e)
 
 void q2c_shrink(struct q2cache *c)
 {
-	struct q2cent *e = c->lru_tail;
+	struct q2cent *e = ent(c->lru.tail);
 	bool stuck = false;
 
 	/* never the most recently used: whoever just asked for it is about
 	 * to use it */
-	while (c->used > c->budget && e && e != c->lru_head) {
-		struct q2cent *prev = e->lprev;
+	while (c->used > c->budget && e && &e->lru != c->lru.head) {
+		struct q2cent *prev = ent(e->lru.prev);
 
 		if (!e->loading && !e->dirty && !e->pins && !e->busy)
 			entry_free(c, e);
@@ -184,49 +161,43 @@ void q2c_shrink(struct q2cache *c)
 		q2_meta_kick(c->q);
 }
 
-static void load_done(struct q2io *o, int err)
+static void load_done(struct td_fio *o, int err)
 {
 	struct q2cent *e = o->owner;
 	struct q2cache *c = e->c;
-	struct q2wait *waiters = e->waiters;
+	struct td_wait *waiters = e->waiters;
 
-	q2io_put(o);
+	td_fio_put(o);
 	e->loading = false;
 	e->waiters = NULL;
 	if (err) {
 		td_err("qcow2: '%s': cannot read the %s table at %llu: %s", c->q->img[e->img]->path,
 		       c->what, (unsigned long long)e->off, strerror(-err));
 		entry_free(c, e);
-		q2_wake_all(&waiters, -EIO);
+		td_wait_wake_all(&waiters, -EIO);
 		return;
 	}
-	if (c->lru_head != e) {
-		lru_unlink(c, e);
-		lru_push_head(c, e);
-	}
+	td_lru_touch(&c->lru, &e->lru);
 	q2c_shrink(c); /* e is the most recently used: it stays */
-	q2_wake_all(&waiters, 0);
+	td_wait_wake_all(&waiters, 0);
 }
 
-int q2c_get(struct q2cache *c, uint32_t img, uint64_t off, struct q2wait *w, struct q2cent **out)
+int q2c_get(struct q2cache *c, uint32_t img, uint64_t off, struct td_wait *w, struct q2cent **out)
 {
 	struct q2cent *e = lookup(c, img, off);
-	struct q2io *o;
+	struct td_fio *o;
 
 	if (e && !e->loading) {
-		if (c->lru_head != e) {
-			lru_unlink(c, e);
-			lru_push_head(c, e);
-		}
+		td_lru_touch(&c->lru, &e->lru);
 		*out = e;
 		return 0;
 	}
 	if (!e) {
 		e = entry_new(c, img, off);
-		o = e ? q2io_get(c->q, load_done, e) : NULL;
-		if (!o || q2io_add(o, e->buf, e->len) < 0) {
+		o = e ? td_fio_get(&c->q->fio, load_done, e) : NULL;
+		if (!o || td_fio_add(o, e->buf, e->len) < 0) {
 			if (o)
-				q2io_put(o);
+				td_fio_put(o);
 			if (e)
 				entry_free(c, e);
 			return -ENOMEM;

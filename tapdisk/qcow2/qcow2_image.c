@@ -24,25 +24,6 @@
 
 enum img_fmt { FMT_PROBE, FMT_RAW, FMT_QCOW2 };
 
-static int lock_fd(int fd, bool write, char *why, size_t whylen)
-{
-	struct flock fl = {
-	    .l_type = write ? F_WRLCK : F_RDLCK,
-	    .l_whence = SEEK_SET,
-	};
-
-	if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
-		return 0;
-	if (errno == EAGAIN || errno == EACCES) {
-		snprintf(why, whylen,
-			 "is locked by another process (is another tapdisk or qemu using it? see "
-			 "'tap-ctl list')");
-		return -EBUSY;
-	}
-	snprintf(why, whylen, "cannot be locked: %s", strerror(errno));
-	return -errno;
-}
-
 /* Reads len bytes at off into a new zeroed 4096-aligned buffer (len
  * rounded up to 4096); the part past EOF stays zero. */
 static int read_table(int fd, uint64_t off, size_t len, uint8_t **out, size_t *outlen)
@@ -64,22 +45,12 @@ static int read_table(int fd, uint64_t off, size_t len, uint8_t **out, size_t *o
 	return 0;
 }
 
-/* The lock is on the open file, which the process's file table may keep
- * open across a pause (tapdisk/block/files.h): release it explicitly. */
-static void unlock_fd(int fd)
-{
-	struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET};
-
-	if (fcntl(fd, F_OFD_SETLK, &fl) < 0)
-		td_err("qcow2: cannot release an image lock: %s", strerror(errno));
-}
-
 static void img_free(struct q2img *im)
 {
 	if (!im)
 		return;
 	if (im->locked)
-		unlock_fd(im->fd);
+		td_image_unlock(im->fd, "qcow2");
 	if (im->fd >= 0)
 		close(im->fd);
 	if (im->fd_buf >= 0)
@@ -189,9 +160,9 @@ static int open_one(struct q2 *q, const char *path, bool top, bool writable, enu
 	struct q2img *im = calloc(1, sizeof(*im));
 	uint8_t *hdr = NULL;
 	size_t hdr_len = 0;
-	struct td_file fb, fd;
+	struct td_file fb;
 	struct stat st;
-	unsigned how;
+	bool direct;
 	uint64_t cs;
 	int rc;
 
@@ -205,8 +176,7 @@ static int open_one(struct q2 *q, const char *path, bool top, bool writable, enu
 	}
 	/* a page-cache descriptor for the header and unaligned tails, and an
 	 * O_DIRECT one for the data */
-	rc = top ? td_file_open(q->ctx, path, 0, &fb, why, whylen)
-		 : td_file_open_named(q->ctx, &q->confine, path, 0, &fb, why, whylen);
+	rc = td_image_file_open(q->ctx, top ? NULL : &q->confine, path, 0, &fb, why, whylen);
 	if (rc < 0)
 		goto fail;
 	im->fd_buf = fb.fd;
@@ -221,23 +191,10 @@ static int open_one(struct q2 *q, const char *path, bool top, bool writable, enu
 	im->dev = st.st_dev;
 	im->ino = st.st_ino;
 	im->file_size = (uint64_t)st.st_size;
-	how = (writable ? TD_FILE_RW : 0) | TD_FILE_DIRECT;
-	rc = top ? td_file_open(q->ctx, path, how, &fd, why, whylen)
-		 : td_file_open_named(q->ctx, &q->confine, path, how, &fd, why, whylen);
+	rc = td_image_open_data(q->ctx, top ? NULL : &q->confine, path, writable, &st, NULL,
+				&im->fd, &direct, &im->locked, why, whylen);
 	if (rc < 0)
 		goto fail;
-	im->fd = fd.fd;
-	if (fd.st.st_dev != st.st_dev || fd.st.st_ino != st.st_ino) {
-		rc = -ESTALE;
-		snprintf(why, whylen, "changed while being opened");
-		goto fail;
-	}
-	if (!q->ctx->nolock) {
-		rc = lock_fd(im->fd, writable, why, whylen);
-		if (rc < 0)
-			goto fail;
-		im->locked = true;
-	}
 	rc = read_table(im->fd_buf, 0, 4096, &hdr, &hdr_len);
 	if (rc < 0) {
 		snprintf(why, whylen, "cannot read the header: %s", strerror(-rc));
@@ -311,9 +268,6 @@ static bool has_protocol(const char *name)
 static int resolve_backing(const char *parent, const char *name, char *out, size_t outlen,
 			   char *why, size_t whylen)
 {
-	char pdir[PATH_MAX], cwd[PATH_MAX];
-	int n;
-
 	if (!strncmp(name, "json:", 5) || has_protocol(name)) {
 		snprintf(why, whylen, "uses a protocol or json: syntax, which is not supported");
 		return -ENOTSUP;
@@ -324,20 +278,7 @@ static int resolve_backing(const char *parent, const char *name, char *out, size
 		snprintf(why, whylen, "is empty");
 		return -EINVAL;
 	}
-	snprintf(pdir, sizeof(pdir), "%s", parent);
-	if (name[0] == '/')
-		n = snprintf(out, outlen, "%s", name);
-	else if (parent[0] == '/')
-		n = snprintf(out, outlen, "%s/%s", dirname(pdir), name);
-	else if (getcwd(cwd, sizeof(cwd)))
-		n = snprintf(out, outlen, "%s/%s/%s", cwd, dirname(pdir), name);
-	else
-		n = -1;
-	if (n < 0 || (size_t)n >= outlen) {
-		snprintf(why, whylen, "path is too long");
-		return -ENAMETOOLONG;
-	}
-	return 0;
+	return td_image_path_beside(parent, name, out, outlen, why, whylen);
 }
 
 /* Clears auto-clear feature bits we do not maintain (QEMU's rule for
@@ -375,8 +316,7 @@ int q2_open_chain(struct q2 *q, const char *path, char *err, size_t errlen)
 		return rc;
 	}
 	rc = td_confine_init(&q->confine, path, q->img[0]->fd_buf,
-			     (const char *const *)q->backing_dirs, q->nbacking_dirs, why,
-			     sizeof(why));
+			     (const char *const *)q->opts.dirs, q->opts.ndirs, why, sizeof(why));
 	if (rc < 0) {
 		snprintf(err, errlen, "qcow2 image '%s': %s", path, why);
 		goto fail;

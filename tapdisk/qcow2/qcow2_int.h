@@ -2,7 +2,7 @@
  *
  *   drv_qcow2.c    driver table, open/close, flush
  *   qcow2_image.c  opening the top image and its backing chain (checks, locks)
- *   qcow2_io.c     asynchronous reads/writes of image files, EOF clipping, iovecs
+ *   qcow2_io.c     file I/O requests (tapdisk/block/fio.h) pointed at chain images
  *   qcow2_cache.c  L2-table and refcount-block cache (LRU, budget, async loads)
  *   qcow2_meta.c   cluster allocation and ordered metadata writeback
  *   qcow2_reftable.c  growing a too small refcount table at open
@@ -12,7 +12,7 @@
  *
  * Everything runs on the loop thread. A request that must wait (a table
  * being loaded, a cluster another request is allocating, a metadata
- * flush) parks a struct q2wait and is called back; nothing blocks. */
+ * flush) parks a struct td_wait and is called back; nothing blocks. */
 #ifndef TD_QCOW2_INT_H
 #define TD_QCOW2_INT_H
 
@@ -21,6 +21,10 @@
 #include <sys/types.h>
 
 #include "tapdisk/block/driver.h"
+#include "tapdisk/block/fio.h"
+#include "tapdisk/block/image.h"
+#include "tapdisk/block/mread.h"
+#include "tapdisk/core/lru.h"
 #include "tapdisk/core/pool.h"
 #include "tapdisk/qcow2/qcow2_format.h"
 
@@ -33,16 +37,6 @@
 
 struct q2;
 struct q2claim;
-
-/* A parked continuation. err is set by whoever wakes it. */
-struct q2wait {
-	void (*cb)(struct q2wait *w);
-	struct q2wait *next;
-	int err;
-};
-
-/* Wakes every waiter of a list (detached first, so callbacks may park again). */
-void q2_wake_all(struct q2wait **list, int err);
 
 /* One image file of the chain: index 0 is the top (the only one we write). */
 struct q2img {
@@ -73,8 +67,9 @@ struct q2cent {
 	bool fresh;    /* created by us and not yet reachable from durable metadata */
 	unsigned pins; /* users that keep a pointer across a wait */
 	unsigned busy; /* writeback snapshots in flight */
-	struct q2cent *hnext, *lprev, *lnext, *dprev, *dnext;
-	struct q2wait *waiters;
+	struct q2cent *hnext, *dprev, *dnext;
+	struct td_lru_link lru;
+	struct td_wait *waiters;
 	struct q2cache *c;
 };
 
@@ -84,7 +79,7 @@ struct q2cache {
 	uint64_t budget, used;
 	struct q2cent **hash;
 	unsigned nbuckets;
-	struct q2cent *lru_head, *lru_tail; /* head: most recently used */
+	struct td_lru lru;
 	struct q2cent *dirty_head;
 	unsigned ndirty;
 };
@@ -92,7 +87,7 @@ struct q2cache {
 int q2c_init(struct q2cache *c, struct q2 *q, const char *what, uint64_t budget);
 void q2c_destroy(struct q2cache *c);
 /* 0 with *out ready; -EAGAIN with w parked until the load ends; -errno. */
-int q2c_get(struct q2cache *c, uint32_t img, uint64_t off, struct q2wait *w, struct q2cent **out);
+int q2c_get(struct q2cache *c, uint32_t img, uint64_t off, struct td_wait *w, struct q2cent **out);
 /* A new all-zero table that exists only in memory (dirty, fresh). */
 struct q2cent *q2c_create(struct q2cache *c, uint32_t img, uint64_t off);
 void q2c_mark_dirty(struct q2cent *e);
@@ -105,35 +100,16 @@ void q2c_shrink(struct q2cache *c);
 
 /* ---- I/O (qcow2_io.c) ------------------------------------------------------- */
 
-struct q2io {
-	struct td_io_op io;
-	struct q2 *q;
-	void (*cb)(struct q2io *o, int err);
-	void *owner;
-	uint64_t arg;
-	struct iovec *iov;
-	int iovcnt, iovcap;
-	uint64_t len;
-	struct iovec iov_in[4];
-	struct td_defer defer;
-	int res;
-};
-
-struct q2io *q2io_get(struct q2 *q, void (*cb)(struct q2io *, int), void *owner);
-void q2io_put(struct q2io *o);
-/* Appends a buffer (merged with the previous iovec when contiguous). */
-int q2io_add(struct q2io *o, void *base, uint64_t len);
-/* Appends bytes [off, off+len) of an iovec array. */
-int q2io_add_slice(struct q2io *o, const struct iovec *iov, int iovcnt, uint64_t off, uint64_t len);
-bool q2io_full(const struct q2io *o);
+/* The requests are tapdisk/block/fio.h's (td_fio_get(&q->fio, ...)); these
+ * point them at a chain image. */
 /* Reads o->len bytes at host of image img; the part past the end of the
  * file reads as zeros. */
-void q2io_read(struct q2io *o, uint32_t img, uint64_t host);
+void q2io_read(struct td_fio *o, uint32_t img, uint64_t host);
 /* Writes o->len bytes at host of the top image. */
-void q2io_write(struct q2io *o, uint64_t host);
+void q2io_write(struct td_fio *o, uint64_t host);
 /* The same with RWF_DSYNC: durable when it completes. */
-void q2io_write_dsync(struct q2io *o, uint64_t host);
-void q2io_fsync(struct q2io *o);
+void q2io_write_dsync(struct td_fio *o, uint64_t host);
+void q2io_fsync(struct td_fio *o);
 
 /* ---- allocation and writeback (qcow2_meta.c) ---------------------------------- */
 
@@ -143,11 +119,11 @@ int q2_meta_init(struct q2 *q);
 /* Hands out one fresh cluster at the end of the file, its refcount set to
  * 1 in the cache. -EAGAIN with w parked when a refcount block must be
  * loaded first; -ENOSPC when the refcount table is full. */
-int q2_alloc_cluster(struct q2 *q, struct q2wait *w, uint64_t *host);
+int q2_alloc_cluster(struct q2 *q, struct td_wait *w, uint64_t *host);
 /* Sets an L1 entry of the top image in memory. */
 void q2_l1_set(struct q2 *q, uint64_t idx, uint64_t entry);
 /* Calls w back once every change made before this call is durable. */
-void q2_meta_sync(struct q2 *q, struct q2wait *w);
+void q2_meta_sync(struct q2 *q, struct td_wait *w);
 /* Something became dirty: make sure it is written within the delay. */
 void q2_meta_dirtied(struct q2 *q);
 /* Starts a writeback round now if none is running (cache pressure). */
@@ -161,44 +137,15 @@ void q2_meta_stop(struct q2 *q);
 
 /* ---- mapping and reads (qcow2_map.c) ------------------------------------------- */
 
-enum q2ext_kind { Q2E_DATA, Q2E_ZERO };
-
-struct q2ext {
-	uint8_t kind;
-	uint32_t img;
-	uint64_t host;
-	uint64_t len;
-	uint64_t boff; /* offset in the request's buffer */
-};
-
-/* A read of guest bytes [off, off+len) starting at chain level `level`
- * (0 for guest reads, 1 for copy-on-write sources) into iov. */
-struct q2rd {
-	struct q2 *q;
-	uint32_t level;
-	uint64_t off, len, pos;
-	const struct iovec *iov;
-	int iovcnt;
-	struct iovec iov_own; /* for reads into one buffer */
-	struct q2ext *ext;
-	unsigned next, extcap;
-	struct q2ext ext_in[4];
-	bool any_data; /* something other than zeros was found */
-	unsigned pending;
-	int err;
-	struct q2wait w;
-	struct td_defer defer;
-	void (*done)(struct q2rd *r, int err);
-	void *opaque;
-};
-
+/* Reads are tapdisk/block/mread.h's (struct td_mread): level 0 for guest
+ * reads, 1 for copy-on-write sources. */
 /* Maps the first piece of [g, g+n) at chain level `level`: kind, and for
  * data the image and host offset; *len gets the piece's length. */
-int q2_map(struct q2 *q, uint32_t level, uint64_t g, uint64_t n, struct q2wait *w,
-	   struct q2ext *out);
-void q2_read_start(struct q2rd *r);
-struct q2rd *q2rd_get(struct q2 *q);
-void q2rd_put(struct q2rd *r);
+int q2_map(struct q2 *q, uint32_t level, uint64_t g, uint64_t n, struct td_wait *w,
+	   struct td_ext *out);
+/* A read state from the pool, set up for this image (td_mread_init). */
+struct td_mread *q2rd_get(struct q2 *q);
+void q2rd_put(struct td_mread *r);
 /* Logs a per-cluster problem (rate limited). */
 void q2_log_bad(struct q2 *q, uint32_t img, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -212,7 +159,8 @@ void q2_write_start(struct q2 *q, struct td_req *req, bool zero_write);
 size_t q2_write_state_size(void);
 /* Claims on guest clusters being allocated or changed: -EAGAIN with w
  * parked when another request holds gc; *held tracks ours. */
-int q2_claim_or_wait(struct q2 *q, struct q2claim *mine, bool *held, uint64_t gc, struct q2wait *w);
+int q2_claim_or_wait(struct q2 *q, struct q2claim *mine, bool *held, uint64_t gc,
+		     struct td_wait *w);
 void q2_claim_release(struct q2 *q, struct q2claim *c);
 /* A host cluster guest data may go to (not metadata, inside the file). */
 bool q2_host_ok(struct q2 *q, uint64_t host);
@@ -227,7 +175,7 @@ void q2_discard(struct td_layer *l, struct td_req *req);
 struct q2claim {
 	uint64_t gc; /* guest cluster being allocated */
 	struct q2claim *hnext;
-	struct q2wait *waiters;
+	struct td_wait *waiters;
 };
 
 struct q2 {
@@ -237,8 +185,7 @@ struct q2 {
 	uint32_t nimg;
 	bool writable;
 	struct td_confine confine; /* where backing files may come from */
-	char *backing_dirs[8];	   /* from the backing-dir= options */
-	int nbacking_dirs;
+	struct td_image_opts opts; /* cache=, backing-dir= */
 	struct q2cache l2c, rbc;
 
 	/* top image, writable only */
@@ -254,16 +201,17 @@ struct q2 {
 
 	/* writeback */
 	struct q2round *round;
-	struct q2wait *sync_waiters; /* for the next round */
+	struct td_wait *sync_waiters; /* for the next round */
 	bool round_wanted;
 	struct td_timer wb_timer;
 	struct td_defer round_defer;
 	bool closing;
-	struct q2wait quiesce_wait;
+	struct td_wait quiesce_wait;
 	void (*quiesce_done)(struct q2 *q, int err);
 
 	/* pools of per-request state */
-	struct td_pool io_pool, rd_pool, wr_pool;
+	struct td_fio_pool fio;
+	struct td_pool rd_pool, wr_pool;
 	unsigned log_left;
 	uint8_t *zeros; /* one top-image cluster of zeros */
 };

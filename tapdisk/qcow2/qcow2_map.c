@@ -2,8 +2,9 @@
  *
  * A read is resolved piece by piece into extents (data at a host offset
  * of some image of the chain, or zeros), merging neighbours, so that
- * clusters contiguous in the file become one I/O. Resolution parks while
- * an L2 table loads and resumes where it stopped. */
+ * clusters contiguous in the file become one I/O (tapdisk/block/mread.h,
+ * through q2_map). Resolution parks while an L2 table loads and resumes
+ * where it stopped. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,20 +17,16 @@
 
 void q2_log_bad(struct q2 *q, uint32_t img, const char *fmt, ...)
 {
-	char msg[400];
 	va_list ap;
 
-	if (!q->log_left)
-		return;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	td_image_vlog_bad(&q->log_left, "qcow2", q->img[img]->path,
+			  " (further messages suppressed)", fmt, ap);
 	va_end(ap);
-	td_err("qcow2: '%s': %s%s", q->img[img]->path, msg,
-	       --q->log_left ? "" : " (further messages suppressed)");
 }
 
-int q2_map(struct q2 *q, uint32_t level, uint64_t g, uint64_t n, struct q2wait *w,
-	   struct q2ext *out)
+int q2_map(struct q2 *q, uint32_t level, uint64_t g, uint64_t n, struct td_wait *w,
+	   struct td_ext *out)
 {
 	uint32_t i;
 
@@ -47,7 +44,7 @@ int q2_map(struct q2 *q, uint32_t level, uint64_t g, uint64_t n, struct q2wait *
 		if (n > im->vsize - g)
 			n = im->vsize - g;
 		if (im->raw) {
-			out->kind = Q2E_DATA;
+			out->kind = TD_EXT_DATA;
 			out->img = i;
 			out->host = g;
 			out->len = n;
@@ -77,7 +74,7 @@ int q2_map(struct q2 *q, uint32_t level, uint64_t g, uint64_t n, struct q2wait *
 			continue;
 		case QCOW2_C_ZERO_PLAIN:
 		case QCOW2_C_ZERO_ALLOC:
-			out->kind = Q2E_ZERO;
+			out->kind = TD_EXT_ZERO;
 			out->len = n;
 			return 0;
 		case QCOW2_C_NORMAL:
@@ -90,7 +87,7 @@ int q2_map(struct q2 *q, uint32_t level, uint64_t g, uint64_t n, struct q2wait *
 					   (unsigned long long)g, (unsigned long long)host);
 				return -EIO;
 			}
-			out->kind = Q2E_DATA;
+			out->kind = TD_EXT_DATA;
 			out->img = i;
 			out->host = host + in;
 			out->len = n;
@@ -109,152 +106,37 @@ int q2_map(struct q2 *q, uint32_t level, uint64_t g, uint64_t n, struct q2wait *
 			return -EIO;
 		}
 	}
-	out->kind = Q2E_ZERO;
+	out->kind = TD_EXT_ZERO;
 	out->len = n;
 	return 0;
 }
 
-/* ---- the read state machine -------------------------------------------------- */
+/* ---- reads (tapdisk/block/mread.h) -------------------------------------------- */
 
-struct q2rd *q2rd_get(struct q2 *q)
+static int map_at_level(struct td_mread *r, uint64_t g, uint64_t n, struct td_wait *w,
+			struct td_ext *out)
 {
-	struct q2rd *r = td_pool_get(&q->rd_pool);
+	return q2_map(r->drv, r->level, g, n, w, out);
+}
 
-	if (!r)
-		return NULL;
-	memset(r, 0, sizeof(*r));
-	r->q = q;
-	r->ext = r->ext_in;
-	r->extcap = sizeof(r->ext_in) / sizeof(r->ext_in[0]);
+static const struct td_mread_ops read_ops = {
+    .map = map_at_level,
+    .read = q2io_read,
+};
+
+struct td_mread *q2rd_get(struct q2 *q)
+{
+	struct td_mread *r = td_pool_get(&q->rd_pool);
+
+	if (r)
+		td_mread_init(r, &read_ops, &q->fio);
 	return r;
 }
 
-void q2rd_put(struct q2rd *r)
+void q2rd_put(struct td_mread *r)
 {
-	struct q2 *q = r->q;
+	struct q2 *q = r->drv;
 
-	if (r->ext != r->ext_in)
-		free(r->ext);
+	td_mread_release(r);
 	td_pool_put(&q->rd_pool, r);
-}
-
-static void rd_finish_deferred(void *opaque)
-{
-	struct q2rd *r = opaque;
-
-	r->done(r, r->err);
-}
-
-static void rd_finish_later(struct q2rd *r, int err)
-{
-	r->err = err;
-	td_defer_init(&r->defer, rd_finish_deferred, r);
-	td_loop_defer(r->q->ctx->loop, &r->defer);
-}
-
-static void rd_io_done(struct q2io *o, int err)
-{
-	struct q2rd *r = o->owner;
-
-	q2io_put(o);
-	if (err && !r->err)
-		r->err = err;
-	if (--r->pending == 0)
-		r->done(r, r->err);
-}
-
-static void rd_issue(struct q2rd *r)
-{
-	unsigned i;
-
-	r->pending = 1; /* held until every I/O is submitted */
-	for (i = 0; i < r->next; i++) {
-		struct q2ext *x = &r->ext[i];
-		struct q2io *o;
-
-		if (x->kind == Q2E_ZERO) {
-			td_iov_zero(r->iov, r->iovcnt, x->boff, x->len);
-			continue;
-		}
-		r->any_data = true;
-		o = q2io_get(r->q, rd_io_done, r);
-		if (!o || q2io_add_slice(o, r->iov, r->iovcnt, x->boff, x->len) < 0) {
-			if (o)
-				q2io_put(o);
-			r->err = -ENOMEM;
-			break;
-		}
-		r->pending++;
-		q2io_read(o, x->img, x->host);
-	}
-	if (--r->pending == 0)
-		rd_finish_later(r, r->err);
-}
-
-static int ext_push(struct q2rd *r, const struct q2ext *x)
-{
-	struct q2ext *last = r->next ? &r->ext[r->next - 1] : NULL;
-
-	if (last && last->kind == x->kind &&
-	    (x->kind == Q2E_ZERO || (last->img == x->img && last->host + last->len == x->host))) {
-		last->len += x->len;
-		return 0;
-	}
-	if (r->next == r->extcap) {
-		unsigned cap = r->extcap * 4;
-		struct q2ext *n = malloc(cap * sizeof(*n));
-
-		if (!n)
-			return -ENOMEM;
-		memcpy(n, r->ext, r->next * sizeof(*n));
-		if (r->ext != r->ext_in)
-			free(r->ext);
-		r->ext = n;
-		r->extcap = cap;
-	}
-	r->ext[r->next++] = *x;
-	return 0;
-}
-
-static void rd_resolve(struct q2rd *r)
-{
-	while (r->pos < r->len) {
-		struct q2ext x;
-		int rc = q2_map(r->q, r->level, r->off + r->pos, r->len - r->pos, &r->w, &x);
-
-		if (rc == -EAGAIN)
-			return; /* rd_resume continues */
-		if (rc == 0) {
-			x.boff = r->pos;
-			rc = ext_push(r, &x);
-		}
-		if (rc < 0) {
-			rd_finish_later(r, rc);
-			return;
-		}
-		r->pos += x.len;
-	}
-	rd_issue(r);
-}
-
-static void rd_resume(struct q2wait *w)
-{
-	struct q2rd *r = (struct q2rd *)((uint8_t *)w - offsetof(struct q2rd, w));
-
-	if (w->err) {
-		rd_finish_later(r, w->err);
-		return;
-	}
-	rd_resolve(r);
-}
-
-void q2_read_start(struct q2rd *r)
-{
-	r->pos = 0;
-	r->next = 0;
-	r->pending = 0;
-	r->err = 0;
-	r->any_data = false;
-	r->w.cb = rd_resume;
-	rd_resolve(r);
 }

@@ -64,7 +64,7 @@ struct q2round {
 	bool syncing;
 	unsigned pending;
 	int err;
-	struct q2wait *waiters;
+	struct td_wait *waiters;
 	uint64_t l1_lo, l1_hi, rt_lo, rt_hi;
 };
 
@@ -136,7 +136,7 @@ void q2_l1_set(struct q2 *q, uint64_t idx, uint64_t entry)
 
 static void prealloc_ahead(struct q2 *q);
 
-int q2_alloc_cluster(struct q2 *q, struct q2wait *w, uint64_t *host)
+int q2_alloc_cluster(struct q2 *q, struct td_wait *w, uint64_t *host)
 {
 	struct q2img *im = q->img[0];
 	const struct qcow2_hdr *h = &im->h;
@@ -319,7 +319,7 @@ static int snapshot(struct q2 *q, struct q2round *r)
 static void round_end(struct q2round *r)
 {
 	struct q2 *q = r->q;
-	struct q2wait *waiters = r->waiters;
+	struct td_wait *waiters = r->waiters;
 	int err = r->err;
 	unsigned i;
 
@@ -350,16 +350,16 @@ static void round_end(struct q2round *r)
 	else if (q->l2c.ndirty || q->rbc.ndirty || q->l1_dirty_hi || q->rt_dirty_hi)
 		q2_meta_dirtied(q);
 	/* last: a waiter may close the driver (a pause's flush does) */
-	q2_wake_all(&waiters, err);
+	td_wait_wake_all(&waiters, err);
 }
 
 static void stage_run(struct q2round *r);
 
-static void round_io_done(struct q2io *o, int err)
+static void round_io_done(struct td_fio *o, int err)
 {
 	struct q2round *r = o->owner;
 
-	q2io_put(o);
+	td_fio_put(o);
 	if (err && !r->err) {
 		td_err("qcow2: '%s': metadata writeback failed: %s", r->q->img[0]->path,
 		       strerror(-err));
@@ -373,7 +373,7 @@ static void round_io_done(struct q2io *o, int err)
 		return;
 	}
 	/* this stage's writes are done: make them durable before the next */
-	o = q2io_get(r->q, round_io_done, r);
+	o = td_fio_get(&r->q->fio, round_io_done, r);
 	if (!o) {
 		r->err = -ENOMEM;
 		r->stage++;
@@ -403,7 +403,7 @@ static void stage_run(struct q2round *r)
 		r->syncing = s0 == s1; /* stage A with nothing to write: only the fdatasync */
 		r->pending = s0 == s1 ? 1 : s1 - s0;
 		if (s0 == s1) {
-			struct q2io *o = q2io_get(r->q, round_io_done, r);
+			struct td_fio *o = td_fio_get(&r->q->fio, round_io_done, r);
 
 			if (!o) {
 				r->err = -ENOMEM;
@@ -413,11 +413,11 @@ static void stage_run(struct q2round *r)
 			return;
 		}
 		for (i = s0; i < s1; i++) {
-			struct q2io *o = q2io_get(r->q, round_io_done, r);
+			struct td_fio *o = td_fio_get(&r->q->fio, round_io_done, r);
 
-			if (!o || q2io_add(o, r->snaps[i].buf, r->snaps[i].len) < 0) {
+			if (!o || td_fio_add(o, r->snaps[i].buf, r->snaps[i].len) < 0) {
 				if (o)
-					q2io_put(o);
+					td_fio_put(o);
 				if (!r->err)
 					r->err = -ENOMEM;
 				/* account for the writes never submitted */
@@ -446,7 +446,7 @@ static void round_start(struct q2 *q)
 	td_loop_timer_cancel(q->ctx->loop, &q->wb_timer);
 	r = calloc(1, sizeof(*r));
 	if (!r) {
-		q2_wake_all(&q->sync_waiters, -ENOMEM);
+		td_wait_wake_all(&q->sync_waiters, -ENOMEM);
 		return;
 	}
 	r->q = q;
@@ -483,7 +483,7 @@ static void schedule_round(struct q2 *q)
 		td_loop_defer(q->ctx->loop, &q->round_defer);
 }
 
-void q2_meta_sync(struct q2 *q, struct q2wait *w)
+void q2_meta_sync(struct q2 *q, struct td_wait *w)
 {
 	w->next = q->sync_waiters;
 	q->sync_waiters = w;
@@ -507,20 +507,20 @@ void q2_meta_dirtied(struct q2 *q)
  * file's preallocated tail trimmed back; the file fdatasync'ed (through
  * the loop's aio, like every other I/O). Then q->quiesce_done(q, err). */
 
-static void quiesce_synced(struct q2io *o, int err)
+static void quiesce_synced(struct td_fio *o, int err)
 {
-	struct q2 *q = o->q;
+	struct q2 *q = o->drv;
 
-	q2io_put(o);
+	td_fio_put(o);
 	q->quiesce_done(q, err);
 }
 
 static void quiesce_finish(struct q2 *q)
 {
-	struct q2io *o;
+	struct td_fio *o;
 	int rc = prealloc_trim(q);
 
-	o = rc < 0 ? NULL : q2io_get(q, quiesce_synced, NULL);
+	o = rc < 0 ? NULL : td_fio_get(&q->fio, quiesce_synced, NULL);
 	if (!o) {
 		q->quiesce_done(q, rc < 0 ? rc : -ENOMEM);
 		return;
@@ -528,7 +528,7 @@ static void quiesce_finish(struct q2 *q)
 	q2io_fsync(o);
 }
 
-static void quiesce_woken(struct q2wait *w)
+static void quiesce_woken(struct td_wait *w)
 {
 	struct q2 *q = (struct q2 *)((char *)w - offsetof(struct q2, quiesce_wait));
 

@@ -31,7 +31,7 @@ struct q2wc {
 	bool claimed, fresh;
 	struct q2cent *l2; /* pinned while we may set its entry */
 	uint8_t *bounce;   /* the whole cluster, for partial allocations */
-	struct q2rd *cow;
+	struct td_mread *cow;
 	struct q2wr *wr;
 };
 
@@ -48,7 +48,7 @@ struct q2wr {
 	unsigned nwc, cur;
 	unsigned pending;
 	int err;
-	struct q2wait w, syncw;
+	struct td_wait w, syncw;
 	struct td_defer defer;
 	struct q2wc wc_in[WC_INLINE];
 };
@@ -88,11 +88,11 @@ void q2_claim_release(struct q2 *q, struct q2claim *c)
 		pp = &(*pp)->hnext;
 	if (*pp)
 		*pp = c->hnext;
-	q2_wake_all(&c->waiters, 0);
+	td_wait_wake_all(&c->waiters, 0);
 }
 
 /* -EAGAIN with w parked when another request holds the claim on gc. */
-int q2_claim_or_wait(struct q2 *q, struct q2claim *mine, bool *held, uint64_t gc, struct q2wait *w)
+int q2_claim_or_wait(struct q2 *q, struct q2claim *mine, bool *held, uint64_t gc, struct td_wait *w)
 {
 	struct q2claim *other;
 
@@ -202,7 +202,7 @@ static void wr_fail(struct q2wr *wr, int err)
 	td_loop_defer(wr->q->ctx->loop, &wr->defer);
 }
 
-static void wr_synced(struct q2wait *w)
+static void wr_synced(struct td_wait *w)
 {
 	struct q2wr *wr = (struct q2wr *)((uint8_t *)w - offsetof(struct q2wr, syncw));
 
@@ -314,7 +314,7 @@ again:
 
 static void write_phase(struct q2wr *wr);
 
-static void cow_done(struct q2rd *r, int err)
+static void cow_done(struct td_mread *r, int err)
 {
 	struct q2wc *c = r->opaque;
 	struct q2wr *wr = c->wr;
@@ -344,7 +344,7 @@ static void cow_phase(struct q2wr *wr)
 	wr->pending = 1;
 	for (i = 0; i < wr->nwc; i++) {
 		struct q2wc *c = &wr->wc[i];
-		struct q2rd *r;
+		struct td_mread *r;
 
 		if (c->kind != WC_ALLOC || (c->start == 0 && c->end == cs))
 			continue;
@@ -376,7 +376,7 @@ static void cow_phase(struct q2wr *wr)
 		r->done = cow_done;
 		r->opaque = c;
 		wr->pending++;
-		q2_read_start(r);
+		td_mread_start(r);
 	}
 	if (--wr->pending == 0)
 		write_phase(wr);
@@ -389,18 +389,18 @@ static void commit_deferred(void *opaque)
 	commit(opaque);
 }
 
-static void wr_io_done(struct q2io *o, int err)
+static void wr_io_done(struct td_fio *o, int err)
 {
 	struct q2wr *wr = o->owner;
 
-	q2io_put(o);
+	td_fio_put(o);
 	if (err && !wr->err)
 		wr->err = err;
 	if (--wr->pending == 0)
 		commit(wr);
 }
 
-static void wr_submit(struct q2wr *wr, struct q2io *o, uint64_t host)
+static void wr_submit(struct q2wr *wr, struct td_fio *o, uint64_t host)
 {
 	wr->pending++;
 	if (wr->fua_direct)
@@ -436,7 +436,7 @@ static void write_phase(struct q2wr *wr)
 {
 	struct q2 *q = wr->q;
 	uint64_t cs = q->img[0]->h.cluster_size, o_host = 0;
-	struct q2io *o = NULL;
+	struct td_fio *o = NULL;
 	unsigned i, submitted = 0;
 
 	if (wr->err) {
@@ -461,24 +461,24 @@ static void write_phase(struct q2wr *wr)
 			host = c->host + c->start;
 			len = c->end - c->start;
 		}
-		if (o && (o_host + o->len != host || q2io_full(o))) {
+		if (o && (o_host + o->len != host || td_fio_full(o))) {
 			wr_submit(wr, o, o_host);
 			submitted++;
 			o = NULL;
 		}
 		if (!o) {
-			o = q2io_get(q, wr_io_done, wr);
+			o = td_fio_get(&q->fio, wr_io_done, wr);
 			if (!o) {
 				wr->err = -ENOMEM;
 				break;
 			}
 			o_host = host;
 		}
-		rc = c->bounce ? q2io_add(o, c->bounce, cs)
-			       : q2io_add_slice(o, wr->iov, wr->iovcnt, c->boff, len);
+		rc = c->bounce ? td_fio_add(o, c->bounce, cs)
+			       : td_fio_add_slice(o, wr->iov, wr->iovcnt, c->boff, len);
 		if (rc < 0) {
 			wr->err = rc;
-			q2io_put(o);
+			td_fio_put(o);
 			o = NULL;
 			break;
 		}
@@ -549,7 +549,7 @@ static void wr_resolve(struct q2wr *wr)
 	cow_phase(wr);
 }
 
-static void wr_resume(struct q2wait *w)
+static void wr_resume(struct td_wait *w)
 {
 	struct q2wr *wr = (struct q2wr *)((uint8_t *)w - offsetof(struct q2wr, w));
 

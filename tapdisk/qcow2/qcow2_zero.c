@@ -24,7 +24,7 @@ struct q2zr {
 	struct q2claim claim;
 	bool claimed;
 	uint64_t punch_at, punch_len;
-	struct q2wait w, syncw;
+	struct td_wait w, syncw;
 	struct td_req part[2];
 	struct iovec piov[2];
 	unsigned pending;
@@ -40,7 +40,7 @@ static void zr_complete(struct q2zr *z, int err)
 	td_req_complete(req, err);
 }
 
-static void zr_synced(struct q2wait *w)
+static void zr_synced(struct td_wait *w)
 {
 	struct q2zr *z = (struct q2zr *)((uint8_t *)w - offsetof(struct q2zr, syncw));
 
@@ -204,7 +204,7 @@ static void zr_run(struct q2zr *z)
 	zr_dec(z);
 }
 
-static void zr_resume(struct q2wait *w)
+static void zr_resume(struct td_wait *w)
 {
 	struct q2zr *z = (struct q2zr *)((uint8_t *)w - offsetof(struct q2zr, w));
 

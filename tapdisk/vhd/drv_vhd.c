@@ -18,75 +18,14 @@
 #include "tapdisk/vhd/vhd.h"
 #include "tapdisk/vhd/vhd_int.h"
 
-/* Driver options: cache=SIZE (bytes of partial sector bitmaps held, K/M/G
- * suffixes), backing-dir=DIR (repeatable: a directory parents may come
- * from, besides the top image's own and the host's, tapdisk/block/files.h). */
-static int parse_opts(struct vhd *v, const char *opts, char *err, size_t errlen)
-{
-	char *copy, *tok, *save = NULL;
-	int rc = 0;
-
-	if (!opts)
-		return 0;
-	copy = strdup(opts);
-	if (!copy)
-		return -ENOMEM;
-	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		unsigned long long n;
-		char *end;
-
-		if (!strncmp(tok, "backing-dir=", 12)) {
-			if (tok[12] != '/' ||
-			    v->nbacking_dirs ==
-				(int)(sizeof(v->backing_dirs) / sizeof(v->backing_dirs[0]))) {
-				snprintf(
-				    err, errlen,
-				    "vhd: bad option '%s' (backing-dir=ABSOLUTE_DIR, at most 8)",
-				    tok);
-				rc = -EINVAL;
-				break;
-			}
-			v->backing_dirs[v->nbacking_dirs] = strdup(tok + 12);
-			if (!v->backing_dirs[v->nbacking_dirs++]) {
-				rc = -ENOMEM;
-				break;
-			}
-			continue;
-		}
-		if (strncmp(tok, "cache=", 6)) {
-			snprintf(err, errlen,
-				 "vhd: bad option '%s' (known: cache=SIZE, backing-dir=DIR)", tok);
-			rc = -EINVAL;
-			break;
-		}
-		n = strtoull(tok + 6, &end, 10);
-		if (*end == 'K' || *end == 'k')
-			n <<= 10, end++;
-		else if (*end == 'M' || *end == 'm')
-			n <<= 20, end++;
-		else if (*end == 'G' || *end == 'g')
-			n <<= 30, end++;
-		if (*end || end == tok + 6 || n < (64u << 10) || n > (4ull << 30)) {
-			snprintf(err, errlen, "vhd: bad option '%s' (cache=64K..4G)", tok);
-			rc = -EINVAL;
-			break;
-		}
-		v->bmc.budget = n;
-	}
-	free(copy);
-	return rc;
-}
-
-static void free_opts(struct vhd *v)
-{
-	while (v->nbacking_dirs)
-		free(v->backing_dirs[--v->nbacking_dirs]);
-}
-
+/* Driver options (tapdisk/block/image.h): cache=SIZE (bytes of partial
+ * sector bitmaps held), backing-dir=DIR (repeatable: a directory parents
+ * may come from, besides the top image's own and the host's,
+ * tapdisk/block/files.h). */
 static void release(struct vhd *v)
 {
 	vbm_cache_free(v);
-	td_pool_drain(&v->io_pool);
+	td_fio_pool_drain(&v->fio);
 	td_pool_drain(&v->rd_pool);
 	td_pool_drain(&v->wr_pool);
 	if (v->zeros)
@@ -94,7 +33,7 @@ static void release(struct vhd *v)
 	v->zeros = NULL;
 	v_meta_free(v);
 	v_close_chain(v);
-	free_opts(v);
+	td_image_opts_free(&v->opts);
 }
 
 static int vhd_open(struct td_layer *l, const char *path, const char *opts, char *err,
@@ -106,28 +45,25 @@ static int vhd_open(struct td_layer *l, const char *path, const char *opts, char
 	int rc;
 
 	memset(v, 0, sizeof(*v));
-	td_pool_init(&v->io_pool, sizeof(struct vio));
+	td_fio_pool_init(&v->fio, l->ctx, v, TD_FIO_SHORT_EIO);
 	td_pool_init(&v->rd_pool, v_read_state_size());
 	td_pool_init(&v->wr_pool, v_write_state_size());
 	v->l = l;
 	v->ctx = l->ctx;
 	v->writable = !l->ctx->readonly;
 	v->log_left = 50;
-	v->bmc.budget = VHD_DEFAULT_BM_CACHE;
-	rc = parse_opts(v, opts, err, errlen);
+	v->opts = (struct td_image_opts){
+	    .drv = "vhd", .dir_key = "backing-dir", .cache = VHD_DEFAULT_BM_CACHE};
+	rc = td_image_opts_parse(&v->opts, opts, err, errlen);
 	if (rc == 0)
 		rc = v_open_chain(v, path, err, errlen);
 	if (rc < 0) {
-		free_opts(v);
+		td_image_opts_free(&v->opts);
 		return rc;
 	}
+	v->bmc.budget = v->opts.cache;
 	top = v->img[0];
-	if (top->vsize % TD_BLOCK_SIZE)
-		td_warn("vhd: '%s': current size %llu is not a multiple of %u; the last %llu "
-			"bytes are not exported",
-			path, (unsigned long long)top->vsize, TD_BLOCK_SIZE,
-			(unsigned long long)(top->vsize % TD_BLOCK_SIZE));
-	l->size = top->vsize & ~(uint64_t)(TD_BLOCK_SIZE - 1);
+	td_image_export_size(l, "vhd", "current size", path, top->vsize);
 	if (!l->size) {
 		snprintf(err, errlen, "vhd image '%s': smaller than one 4 KiB block", path);
 		rc = -EINVAL;
@@ -191,41 +127,16 @@ static void vhd_quiesce(struct td_layer *l)
 	v_meta_quiesce(v, quiesced);
 }
 
-struct flush_wait {
-	struct vwait w;
-	struct td_req *req;
-};
-
-static void flush_done(struct vwait *w)
-{
-	struct flush_wait *f = (struct flush_wait *)w;
-	struct td_req *req = f->req;
-	int err = w->err;
-
-	free(f);
-	td_req_complete(req, err);
-}
-
 /* Everything acknowledged before the flush is durable when it completes:
  * a round that starts after it (its fdatasync; its writes, if metadata
  * is still only in memory, followed by a second one). */
 static void vhd_flush(struct td_layer *l, struct td_req *req)
 {
 	struct vhd *v = l->priv;
-	struct flush_wait *f;
+	struct td_wait *w = td_image_flush_wait(v->ctx, req, v->writable);
 
-	if (!v->writable) {
-		td_req_complete_later(v->ctx, req, 0);
-		return;
-	}
-	f = calloc(1, sizeof(*f));
-	if (!f) {
-		td_req_complete_later(v->ctx, req, -ENOMEM);
-		return;
-	}
-	f->req = req;
-	f->w.cb = flush_done;
-	v_meta_flush(v, &f->w);
+	if (w)
+		v_meta_flush(v, w);
 }
 
 static int vhd_identity(struct td_layer *l, uint8_t id[TD_IMAGE_ID_LEN], char *where, size_t wlen)
@@ -241,25 +152,14 @@ static int vhd_snapshot(struct td_ctx *ctx, const char *path, const char *opts, 
 			int new_fd, char *err, size_t errlen)
 {
 	char old[4096];
-	int rc;
+	int rc = td_snapshot_old_path(path, arg, new_fd, old, sizeof(old), err, errlen);
 
-	if (new_fd < 0) {
-		snprintf(err, errlen, "snapshot: no file was passed for %s", arg);
-		return -EINVAL;
-	}
-	if (path[0] != '/' && getcwd(old, sizeof(old)))
-		snprintf(old + strlen(old), sizeof(old) - strlen(old), "/%s", path);
-	else
-		snprintf(old, sizeof(old), "%s", path);
+	if (rc < 0)
+		return rc;
 	rc = td_vhd_create_diff_fd(ctx, new_fd, arg, old, err, errlen);
 	if (rc == 0)
 		td_info("snapshot: %s is now the read-only parent of %s", old, arg);
 	return rc;
-}
-
-static bool vhd_snapshot_arg_ok(const char *arg)
-{
-	return arg[0] == '/';
 }
 
 const struct td_driver td_drv_vhd = {
@@ -279,5 +179,5 @@ const struct td_driver td_drv_vhd = {
     .identity = vhd_identity,
     .snapshot_kind = TD_SNAP_FILE,
     .snapshot = vhd_snapshot,
-    .snapshot_arg_ok = vhd_snapshot_arg_ok,
+    .snapshot_arg_ok = td_snapshot_arg_absolute,
 };

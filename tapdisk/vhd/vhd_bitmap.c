@@ -29,28 +29,9 @@ static struct vbm *find(struct vhd *v, uint32_t img, uint32_t blk)
 	return NULL;
 }
 
-static void lru_unlink(struct vbmcache *c, struct vbm *e)
+static struct vbm *bm_of(struct td_lru_link *k)
 {
-	if (e->lprev)
-		e->lprev->lnext = e->lnext;
-	else
-		c->lru_head = e->lnext;
-	if (e->lnext)
-		e->lnext->lprev = e->lprev;
-	else
-		c->lru_tail = e->lprev;
-	e->lprev = e->lnext = NULL;
-}
-
-static void lru_front(struct vbmcache *c, struct vbm *e)
-{
-	e->lprev = NULL;
-	e->lnext = c->lru_head;
-	if (c->lru_head)
-		c->lru_head->lprev = e;
-	c->lru_head = e;
-	if (!c->lru_tail)
-		c->lru_tail = e;
+	return td_lru_entry(k, struct vbm, lru);
 }
 
 static size_t bm_len(struct vhd *v, uint32_t img)
@@ -66,7 +47,7 @@ static void entry_free(struct vhd *v, struct vbm *e)
 		pp = &(*pp)->hnext;
 	if (*pp)
 		*pp = e->hnext;
-	lru_unlink(&v->bmc, e);
+	td_lru_unlink(&v->bmc.lru, &e->lru);
 	v->bmc.used -= bm_len(v, e->img);
 	td_buf_put(e->buf, bm_len(v, e->img));
 	free(e);
@@ -79,10 +60,10 @@ static bool evictable(const struct vbm *e)
 
 static void shrink(struct vhd *v)
 {
-	struct vbm *e = v->bmc.lru_tail;
+	struct vbm *e = bm_of(v->bmc.lru.tail);
 
 	while (e && v->bmc.used > v->bmc.budget) {
-		struct vbm *prev = e->lprev;
+		struct vbm *prev = bm_of(e->lru.prev);
 
 		if (evictable(e))
 			entry_free(v, e);
@@ -106,19 +87,19 @@ static struct vbm *entry_new(struct vhd *v, uint32_t img, uint32_t blk)
 	e->blk = blk;
 	e->hnext = v->bmc.hash[b];
 	v->bmc.hash[b] = e;
-	lru_front(&v->bmc, e);
+	td_lru_push_head(&v->bmc.lru, &e->lru);
 	v->bmc.used += bm_len(v, img);
 	return e;
 }
 
-static void load_done(struct vio *o, int err)
+static void load_done(struct td_fio *o, int err)
 {
-	struct vhd *v = o->v;
+	struct vhd *v = o->drv;
 	struct vbm *e = o->owner;
 	struct vimg *im = v->img[e->img];
-	struct vwait *waiters = e->waiters;
+	struct td_wait *waiters = e->waiters;
 
-	vio_put(o);
+	td_fio_put(o);
 	e->load = NULL;
 	e->loading = false;
 	e->waiters = NULL;
@@ -132,14 +113,14 @@ static void load_done(struct vio *o, int err)
 		entry_free(v, e);
 	}
 	shrink(v);
-	v_wake_all(&waiters, err);
+	td_wait_wake_all(&waiters, err);
 }
 
-int vbm_get(struct vhd *v, uint32_t img, uint32_t blk, struct vwait *w, struct vbm **out)
+int vbm_get(struct vhd *v, uint32_t img, uint32_t blk, struct td_wait *w, struct vbm **out)
 {
 	struct vimg *im = v->img[img];
 	struct vbm *e;
-	struct vio *o;
+	struct td_fio *o;
 	uint32_t ent;
 
 	*out = NULL;
@@ -152,8 +133,7 @@ int vbm_get(struct vhd *v, uint32_t img, uint32_t blk, struct vwait *w, struct v
 			e->waiters = w;
 			return -EAGAIN;
 		}
-		lru_unlink(&v->bmc, e);
-		lru_front(&v->bmc, e);
+		td_lru_touch(&v->bmc.lru, &e->lru);
 		*out = e;
 		return 0;
 	}
@@ -163,10 +143,10 @@ int vbm_get(struct vhd *v, uint32_t img, uint32_t blk, struct vwait *w, struct v
 	e = entry_new(v, img, blk);
 	if (!e)
 		return -ENOMEM;
-	o = vio_get(v, load_done, e);
-	if (!o || vio_add(o, e->buf, bm_len(v, img)) < 0) {
+	o = td_fio_get(&v->fio, load_done, e);
+	if (!o || td_fio_add(o, e->buf, bm_len(v, img)) < 0) {
 		if (o)
-			vio_put(o);
+			td_fio_put(o);
 		entry_free(v, e);
 		return -ENOMEM;
 	}
@@ -199,7 +179,7 @@ void vbm_insert(struct vhd *v, uint32_t img, uint32_t blk, uint8_t *buf)
 	e->blk = blk;
 	e->hnext = v->bmc.hash[bucket(img, blk)];
 	v->bmc.hash[bucket(img, blk)] = e;
-	lru_front(&v->bmc, e);
+	td_lru_push_head(&v->bmc.lru, &e->lru);
 	v->bmc.used += bm_len(v, img);
 	shrink(v);
 }
@@ -253,8 +233,8 @@ void vbm_unbusy(struct vhd *v, struct vbm *e)
 
 void vbm_cache_free(struct vhd *v)
 {
-	while (v->bmc.lru_head) {
-		struct vbm *e = v->bmc.lru_head;
+	while (v->bmc.lru.head) {
+		struct vbm *e = bm_of(v->bmc.lru.head);
 
 		entry_free(v, e); /* nothing is in flight at close */
 	}

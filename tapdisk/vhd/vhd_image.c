@@ -21,56 +21,12 @@
 #include "tapdisk/core/util.h"
 #include "tapdisk/vhd/vhd_int.h"
 
-static int lock_fd(int fd, bool write, char *why, size_t whylen)
-{
-	struct flock fl = {.l_type = write ? F_WRLCK : F_RDLCK, .l_whence = SEEK_SET};
-
-	if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
-		return 0;
-	if (errno == EAGAIN || errno == EACCES) {
-		snprintf(why, whylen,
-			 "is locked by another process (is another tapdisk or qemu using it? see "
-			 "'tap-ctl list')");
-		return -EBUSY;
-	}
-	snprintf(why, whylen, "cannot be locked: %s", strerror(errno));
-	return -errno;
-}
-
-/* The lock is on the open file, which the file table may keep open across
- * a pause: release it explicitly. */
-static void unlock_fd(int fd)
-{
-	struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET};
-
-	if (fcntl(fd, F_OFD_SETLK, &fl) < 0)
-		td_err("vhd: cannot release an image lock: %s", strerror(errno));
-}
-
-static int pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	size_t got = 0;
-
-	while (got < len) {
-		ssize_t n = pread(fd, (uint8_t *)buf + got, len - got, (off_t)(off + got));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -ENODATA;
-		got += (size_t)n;
-	}
-	return 0;
-}
-
 static void img_free(struct vimg *im)
 {
 	if (!im)
 		return;
 	if (im->locked)
-		unlock_fd(im->fd);
+		td_image_unlock(im->fd, "vhd");
 	if (im->fd >= 0)
 		close(im->fd);
 	if (im->fd_buf >= 0)
@@ -104,7 +60,7 @@ static int load_bat(struct vimg *im, char *why, size_t whylen)
 	if (!im->bat)
 		return -ENOMEM;
 	memset(im->bat, 0xff, im->bat_len);
-	rc = pread_full(im->fd_buf, im->bat, (size_t)h->max_entries * 4, h->table_offset);
+	rc = td_read_exact(im->fd_buf, im->bat, (size_t)h->max_entries * 4, h->table_offset);
 	if (rc < 0) {
 		snprintf(why, whylen, "cannot read the BAT: %s", strerror(-rc));
 		return rc;
@@ -149,24 +105,21 @@ static int load_bat(struct vimg *im, char *why, size_t whylen)
 	return 0;
 }
 
-/* Can this descriptor do O_DIRECT in 512-byte units? */
-static bool direct_512_ok(int fd)
+/* Can this O_DIRECT descriptor do 512-byte units? Tried on the second
+ * sector; a file shorter than two sectors is not tried. */
+static bool direct_512_ok(int fd, const struct stat *st)
 {
-	uint8_t *b = td_buf_get(4096);
+	uint8_t *b;
 	ssize_t n;
 
+	if ((uint64_t)st->st_size < 2 * VHD_SECTOR)
+		return true;
+	b = td_buf_get(4096);
 	if (!b)
 		return false;
 	n = pread(fd, b, VHD_SECTOR, VHD_SECTOR);
 	td_buf_put(b, 4096);
 	return n == VHD_SECTOR;
-}
-
-static int open_file(struct vhd *v, const char *path, bool top, unsigned how, struct td_file *f,
-		     char *why, size_t whylen)
-{
-	return top ? td_file_open(v->ctx, path, how, f, why, whylen)
-		   : td_file_open_named(v->ctx, &v->confine, path, how, f, why, whylen);
 }
 
 static int read_footer(struct vimg *im, const char *path, char *why, size_t whylen)
@@ -181,7 +134,7 @@ static int read_footer(struct vimg *im, const char *path, char *why, size_t whyl
 		return -EINVAL;
 	}
 	im->footer_off = im->file_size - VHD_FOOTER_LEN;
-	rc = pread_full(im->fd_buf, b, sizeof(b), im->footer_off);
+	rc = td_read_exact(im->fd_buf, b, sizeof(b), im->footer_off);
 	if (rc < 0) {
 		snprintf(why, whylen, "cannot read the footer: %s", strerror(-rc));
 		return rc;
@@ -189,7 +142,7 @@ static int read_footer(struct vimg *im, const char *path, char *why, size_t whyl
 	rc = vhd_footer_parse(b, &im->f, why, whylen);
 	if (rc == -ENOENT && im->file_size >= 2 * VHD_FOOTER_LEN) {
 		/* no footer at the end: a dynamic disk keeps a copy at 0 */
-		if (pread_full(im->fd_buf, b, sizeof(b), 0) == 0 &&
+		if (td_read_exact(im->fd_buf, b, sizeof(b), 0) == 0 &&
 		    vhd_footer_parse(b, &im->f, e2, sizeof(e2)) == 0 &&
 		    im->f.type != VHD_TYPE_FIXED) {
 			td_warn("vhd: '%s': no footer in the last 512 bytes; using the copy at "
@@ -211,10 +164,9 @@ static int open_one(struct vhd *v, const char *path, bool top, bool writable, ch
 		    size_t whylen)
 {
 	struct vimg *im = calloc(1, sizeof(*im));
-	struct td_file fb, fd;
+	struct td_file fb;
 	struct vhd_layout lay;
 	uint8_t hb[VHD_HEADER_LEN];
-	unsigned how;
 	int rc;
 
 	if (!im)
@@ -225,7 +177,7 @@ static int open_one(struct vhd *v, const char *path, bool top, bool writable, ch
 		rc = -ENOMEM;
 		goto fail;
 	}
-	rc = open_file(v, path, top, 0, &fb, why, whylen);
+	rc = td_image_file_open(v->ctx, top ? NULL : &v->confine, path, 0, &fb, why, whylen);
 	if (rc < 0)
 		goto fail;
 	im->fd_buf = fb.fd;
@@ -239,33 +191,10 @@ static int open_one(struct vhd *v, const char *path, bool top, bool writable, ch
 	im->dev = fb.st.st_dev;
 	im->ino = fb.st.st_ino;
 	im->file_size = (uint64_t)fb.st.st_size;
-	how = (writable ? TD_FILE_RW : 0) | TD_FILE_DIRECT;
-	rc = open_file(v, path, top, how, &fd, why, whylen);
+	rc = td_image_open_data(v->ctx, top ? NULL : &v->confine, path, writable, &fb.st,
+				direct_512_ok, &im->fd, &im->direct, &im->locked, why, whylen);
 	if (rc < 0)
 		goto fail;
-	im->fd = fd.fd;
-	im->direct = fd.direct;
-	if (im->direct && im->file_size >= 2 * VHD_SECTOR && !direct_512_ok(im->fd)) {
-		/* O_DIRECT needs larger units here: no O_DIRECT for this file */
-		close(im->fd);
-		im->fd = -1;
-		rc = open_file(v, path, top, how & ~TD_FILE_DIRECT, &fd, why, whylen);
-		if (rc < 0)
-			goto fail;
-		im->fd = fd.fd;
-		im->direct = false;
-	}
-	if (fd.st.st_dev != fb.st.st_dev || fd.st.st_ino != fb.st.st_ino) {
-		rc = -ESTALE;
-		snprintf(why, whylen, "changed while being opened");
-		goto fail;
-	}
-	if (!v->ctx->nolock) {
-		rc = lock_fd(im->fd, writable, why, whylen);
-		if (rc < 0)
-			goto fail;
-		im->locked = true;
-	}
 	rc = read_footer(im, path, why, whylen);
 	if (rc < 0)
 		goto fail;
@@ -298,7 +227,7 @@ static int open_one(struct vhd *v, const char *path, bool top, bool writable, ch
 			 (unsigned long long)im->hdr_off);
 		goto fail;
 	}
-	rc = pread_full(im->fd_buf, hb, sizeof(hb), im->hdr_off);
+	rc = td_read_exact(im->fd_buf, hb, sizeof(hb), im->hdr_off);
 	if (rc < 0) {
 		snprintf(why, whylen, "cannot read the dynamic header: %s", strerror(-rc));
 		goto fail;
@@ -364,7 +293,7 @@ static int parent_candidates(struct vimg *child, struct cand *c, int max)
 
 			if (l->code != order[k].code || !l->len)
 				continue;
-			if (pread_full(child->fd_buf, data, l->len, l->off) < 0 ||
+			if (td_read_exact(child->fd_buf, data, l->len, l->off) < 0 ||
 			    vhd_locator_decode(l->code, data, l->len, name, sizeof(name)) < 0)
 				continue; /* unusable here: the next one may do */
 			w = name[0] == '/'
@@ -460,8 +389,7 @@ int v_open_chain(struct vhd *v, const char *path, char *err, size_t errlen)
 		return rc;
 	}
 	rc = td_confine_init(&v->confine, path, v->img[0]->fd_buf,
-			     (const char *const *)v->backing_dirs, v->nbacking_dirs, why,
-			     sizeof(why));
+			     (const char *const *)v->opts.dirs, v->opts.ndirs, why, sizeof(why));
 	if (rc < 0) {
 		snprintf(err, errlen, "vhd image '%s': %s", path, why);
 		goto fail;

@@ -2,7 +2,7 @@
  *
  *   drv_vhd.c     driver table, options, open/close, read, flush, snapshot
  *   vhd_image.c   opening the top image and its parent chain (checks, locks, locators)
- *   vhd_io.c      asynchronous reads/writes/fdatasync of image files, iovecs
+ *   vhd_io.c      file I/O requests (tapdisk/block/fio.h) pointed at chain images
  *   vhd_bitmap.c  the sector-bitmap cache (LRU, async loads, the all-ones bitset)
  *   vhd_read.c    guest -> file mapping down the chain, the read path
  *   vhd_write.c   writes and write-zeroes, block claims, allocation
@@ -11,7 +11,7 @@
  *
  * Everything runs on the loop thread. A request that must wait (a bitmap
  * being loaded, a block another request is allocating, the footer moving,
- * a metadata round) parks a struct vwait and is called back; nothing
+ * a metadata round) parks a struct td_wait and is called back; nothing
  * blocks. docs/FORMAT-vhd.md has the on-disk rules. */
 #ifndef TD_VHD_INT_H
 #define TD_VHD_INT_H
@@ -21,6 +21,10 @@
 #include <sys/types.h>
 
 #include "tapdisk/block/driver.h"
+#include "tapdisk/block/fio.h"
+#include "tapdisk/block/image.h"
+#include "tapdisk/block/mread.h"
+#include "tapdisk/core/lru.h"
 #include "tapdisk/core/pool.h"
 #include "tapdisk/vhd/vhd_format.h"
 
@@ -30,15 +34,6 @@
 #define VHD_BM_BUCKETS 1024u
 
 struct vhd;
-
-/* A parked continuation. err is set by whoever wakes it. */
-struct vwait {
-	void (*cb)(struct vwait *w);
-	struct vwait *next;
-	int err;
-};
-
-void v_wake_all(struct vwait **list, int err);
 
 /* One image file of the chain: index 0 is the top (the only one we write). */
 struct vimg {
@@ -80,31 +75,12 @@ static inline void v_set_full(struct vimg *im, uint64_t blk)
 
 /* ---- I/O (vhd_io.c) ----------------------------------------------------------- */
 
-struct vio {
-	struct td_io_op io;
-	struct vhd *v;
-	void (*cb)(struct vio *o, int err);
-	void *owner;
-	struct iovec *iov;
-	int iovcnt, iovcap;
-	uint64_t len;
-	struct iovec iov_in[4];
-	struct td_defer defer;
-	int res;
-};
-
-struct vio *vio_get(struct vhd *v, void (*cb)(struct vio *, int), void *owner);
-void vio_put(struct vio *o);
-/* Appends a buffer (merged with the previous iovec when contiguous). */
-int vio_add(struct vio *o, void *base, uint64_t len);
-/* Appends bytes [off, off+len) of an iovec array. */
-int vio_add_slice(struct vio *o, const struct iovec *iov, int iovcnt, uint64_t off, uint64_t len);
-void vio_read(struct vio *o, uint32_t img, uint64_t off);
+/* The requests are tapdisk/block/fio.h's (td_fio_get(&v->fio, ...)); these
+ * point them at a chain image. */
+void vio_read(struct td_fio *o, uint32_t img, uint64_t off);
 /* Writes to the top image; dsync: RWF_DSYNC (durable when it completes). */
-void vio_write(struct vio *o, uint64_t off, bool dsync);
-void vio_fsync(struct vio *o);
-/* Completes o with err from the loop (nothing submitted). */
-void vio_done_later(struct vio *o, int err);
+void vio_write(struct td_fio *o, uint64_t off, bool dsync);
+void vio_fsync(struct td_fio *o);
 
 /* ---- the bitmap cache (vhd_bitmap.c) -------------------------------------------- */
 
@@ -116,15 +92,16 @@ struct vbm {
 	bool dirty;    /* changed since the last round's snapshot */
 	unsigned busy; /* round snapshots in flight */
 	unsigned pins; /* writes that will set bits in it */
-	struct vwait *waiters;
-	struct vbm *hnext, *lprev, *lnext, *dprev, *dnext;
-	struct vio *load;
+	struct td_wait *waiters;
+	struct vbm *hnext, *dprev, *dnext;
+	struct td_lru_link lru;
+	struct td_fio *load;
 };
 
 struct vbmcache {
 	uint64_t budget, used;
 	struct vbm *hash[VHD_BM_BUCKETS];
-	struct vbm *lru_head, *lru_tail; /* head: most recently used */
+	struct td_lru lru;
 	struct vbm *dirty_head;
 	unsigned ndirty;
 };
@@ -132,7 +109,7 @@ struct vbmcache {
 /* The bitmap of block blk of image img (allocated, not known full):
  * 0 with *out (it may have turned out full: then *out is NULL and the
  * full bit is set); -EAGAIN with w parked until the load ends; -errno. */
-int vbm_get(struct vhd *v, uint32_t img, uint32_t blk, struct vwait *w, struct vbm **out);
+int vbm_get(struct vhd *v, uint32_t img, uint32_t blk, struct td_wait *w, struct vbm **out);
 /* A bitmap that is now on disk as buf (a new block): cached, clean.
  * Takes buf (a td_buf of bitmap_bytes). */
 void vbm_insert(struct vhd *v, uint32_t img, uint32_t blk, uint8_t *buf);
@@ -147,31 +124,7 @@ void vbm_cache_free(struct vhd *v);
 
 /* ---- reads (vhd_read.c) ----------------------------------------------------------- */
 
-enum vext_kind { VE_DATA, VE_ZERO };
-
-struct vext {
-	uint8_t kind;
-	uint32_t img;
-	uint64_t host;
-	uint64_t len;
-	uint64_t boff; /* offset in the request's buffer */
-};
-
-struct vrd {
-	struct vhd *v;
-	uint64_t off, len, pos;
-	const struct iovec *iov;
-	int iovcnt;
-	struct vext *ext;
-	unsigned next, extcap;
-	struct vext ext_in[4];
-	unsigned pending;
-	int err;
-	struct vwait w;
-	struct td_defer defer;
-	struct td_req *req;
-};
-
+/* Reads are tapdisk/block/mread.h's (struct td_mread), through v_map. */
 void v_read(struct td_layer *l, struct td_req *req);
 size_t v_read_state_size(void);
 
@@ -184,7 +137,7 @@ size_t v_write_state_size(void);
 struct vclaim {
 	uint32_t blk;
 	struct vclaim *hnext;
-	struct vwait *waiters;
+	struct td_wait *waiters;
 };
 
 /* ---- the file's end and metadata rounds (vhd_meta.c) --------------------------------- */
@@ -197,15 +150,15 @@ bool v_bat_unsettled(const struct vhd *v, uint32_t blk);
 /* A place for a new block of the top image (its bitmap's offset), inside
  * the file: -EAGAIN with w parked while the footer moves further out;
  * -ENOSPC past what 32-bit sector offsets address. */
-int v_alloc_block(struct vhd *v, struct vwait *w, uint64_t *host);
+int v_alloc_block(struct vhd *v, struct td_wait *w, uint64_t *host);
 /* Sets BAT entry blk of the top image in memory (dirty for the next round). */
 void v_bat_set(struct vhd *v, uint32_t blk, uint64_t host);
 /* Calls w back once a round that starts after this call has written
  * every dirty BAT sector and bitmap (after an fdatasync of the data);
  * fua: and made them durable. */
-void v_meta_join(struct vhd *v, struct vwait *w, bool fua);
+void v_meta_join(struct vhd *v, struct td_wait *w, bool fua);
 /* A guest flush: fdatasync of the top image, then w. */
-void v_meta_flush(struct vhd *v, struct vwait *w);
+void v_meta_flush(struct vhd *v, struct td_wait *w);
 /* Quiesce: a last round if anything is dirty, the footer moved back
  * after the last block and the file cut there, synced; then done(v, err)
  * from the loop. */
@@ -223,8 +176,7 @@ struct vhd {
 	uint32_t nimg;
 	bool writable;
 	struct td_confine confine;
-	char *backing_dirs[8];
-	int nbacking_dirs;
+	struct td_image_opts opts; /* cache=, backing-dir= */
 	struct vbmcache bmc;
 	struct vclaim *claims[VHD_CLAIM_BUCKETS];
 
@@ -235,7 +187,7 @@ struct vhd {
 	uint64_t open_end;   /* the file's end at open (rounded up to 512) */
 	uint64_t open_footer_off;
 	bool moving;
-	struct vwait *move_waiters;
+	struct td_wait *move_waiters;
 	uint64_t move_to;
 	bool alloc_full; /* logged once */
 
@@ -245,15 +197,16 @@ struct vhd {
 	uint32_t bat_sectors;
 	unsigned bat_ndirty;
 	struct vround *round;
-	struct vwait *round_waiters;
+	struct td_wait *round_waiters;
 	bool round_fua;
 	struct td_defer round_defer;
 	bool round_scheduled;
 	bool closing;
-	struct vwait quiesce_wait;
+	struct td_wait quiesce_wait;
 	void (*quiesce_done)(struct vhd *v, int err);
 
-	struct td_pool io_pool, rd_pool, wr_pool;
+	struct td_fio_pool fio;
+	struct td_pool rd_pool, wr_pool;
 	unsigned log_left;
 	uint8_t *zeros; /* VHD_ZERO_BUF bytes of zeros, for write-zeroes */
 };

@@ -99,13 +99,13 @@ void v_bat_set(struct vhd *v, uint32_t blk, uint64_t host)
 
 /* ---- the footer's moves ------------------------------------------------------- */
 
-static void move_done(struct vio *o, int err);
+static void move_done(struct td_fio *o, int err);
 
-static void move_synced(struct vio *o, int err)
+static void move_synced(struct td_fio *o, int err)
 {
-	struct vhd *v = o->v;
+	struct vhd *v = o->drv;
 
-	vio_put(o);
+	td_fio_put(o);
 	if (!err) {
 		uint64_t old = v->img[0]->footer_off;
 
@@ -119,32 +119,32 @@ static void move_synced(struct vio *o, int err)
 		       (unsigned long long)v->move_to, strerror(-err));
 	}
 	v->moving = false;
-	v_wake_all(&v->move_waiters, err ? -EIO : 0);
+	td_wait_wake_all(&v->move_waiters, err ? -EIO : 0);
 }
 
-static void move_done(struct vio *o, int err)
+static void move_done(struct td_fio *o, int err)
 {
-	struct vhd *v = o->v;
+	struct vhd *v = o->drv;
 
 	if (err) {
 		move_synced(o, err);
 		return;
 	}
-	vio_put(o);
-	o = vio_get(v, move_synced, NULL);
+	td_fio_put(o);
+	o = td_fio_get(&v->fio, move_synced, NULL);
 	if (!o) {
 		v->moving = false;
-		v_wake_all(&v->move_waiters, -ENOMEM);
+		td_wait_wake_all(&v->move_waiters, -ENOMEM);
 		return;
 	}
 	vio_fsync(o);
 }
 
-int v_alloc_block(struct vhd *v, struct vwait *w, uint64_t *host)
+int v_alloc_block(struct vhd *v, struct td_wait *w, uint64_t *host)
 {
 	struct vimg *top = v->img[0];
 	uint64_t bm = top->h.bitmap_bytes, blen = bm + top->h.block_size, at, ahead, stride;
-	struct vio *o;
+	struct td_fio *o;
 
 	at = up(v->alloc_next + bm, 4096) - bm;
 	if (at + blen > ADDR_LIMIT) {
@@ -177,10 +177,10 @@ int v_alloc_block(struct vhd *v, struct vwait *w, uint64_t *host)
 	if (v->move_to > ADDR_LIMIT)
 		v->move_to = up(at + blen, VHD_SECTOR);
 	v->moving = true;
-	o = vio_get(v, move_done, NULL);
-	if (!o || vio_add(o, v->footer_buf, VHD_FOOTER_LEN) < 0) {
+	o = td_fio_get(&v->fio, move_done, NULL);
+	if (!o || td_fio_add(o, v->footer_buf, VHD_FOOTER_LEN) < 0) {
 		if (o)
-			vio_put(o);
+			td_fio_put(o);
 		v->moving = false;
 		v->move_waiters = w->next;
 		return -ENOMEM;
@@ -221,7 +221,7 @@ struct vsnap {
 
 struct vround {
 	struct vhd *v;
-	struct vwait *waiters;
+	struct td_wait *waiters;
 	bool fua;
 	unsigned pending;
 	int err;
@@ -256,17 +256,17 @@ static void round_end(struct vround *r)
 		       v->img[0]->path, strerror(-r->err));
 	free(r->snaps);
 	v->round = NULL;
-	v_wake_all(&r->waiters, r->err ? -EIO : 0);
+	td_wait_wake_all(&r->waiters, r->err ? -EIO : 0);
 	free(r);
 	if (v->round_waiters)
 		round_schedule(v);
 }
 
-static void round_synced2(struct vio *o, int err)
+static void round_synced2(struct td_fio *o, int err)
 {
 	struct vround *r = o->owner;
 
-	vio_put(o);
+	td_fio_put(o);
 	if (err && !r->err)
 		r->err = err;
 	round_end(r);
@@ -275,12 +275,12 @@ static void round_synced2(struct vio *o, int err)
 /* Drops one hold on the round's writes; the last one goes on. */
 static void round_put(struct vround *r)
 {
-	struct vio *o;
+	struct td_fio *o;
 
 	if (--r->pending)
 		return;
 	if (r->fua && !r->err) {
-		o = vio_get(r->v, round_synced2, r);
+		o = td_fio_get(&r->v->fio, round_synced2, r);
 		if (o) {
 			vio_fsync(o);
 			return;
@@ -290,22 +290,22 @@ static void round_put(struct vround *r)
 	round_end(r);
 }
 
-static void round_wrote(struct vio *o, int err)
+static void round_wrote(struct td_fio *o, int err)
 {
 	struct vround *r = o->owner;
 
-	vio_put(o);
+	td_fio_put(o);
 	if (err && !r->err)
 		r->err = err;
 	round_put(r);
 }
 
-static void round_synced1(struct vio *o, int err)
+static void round_synced1(struct td_fio *o, int err)
 {
 	struct vround *r = o->owner;
 	struct vhd *v = r->v;
 
-	vio_put(o);
+	td_fio_put(o);
 	if (err) {
 		r->err = err;
 		round_end(r);
@@ -319,10 +319,10 @@ static void round_synced1(struct vio *o, int err)
 	for (unsigned i = 0; i < r->nsnaps; i++) {
 		struct vsnap *s = &r->snaps[i];
 
-		o = vio_get(v, round_wrote, r);
-		if (!o || vio_add(o, s->buf, s->len) < 0) {
+		o = td_fio_get(&v->fio, round_wrote, r);
+		if (!o || td_fio_add(o, s->buf, s->len) < 0) {
 			if (o)
-				vio_put(o);
+				td_fio_put(o);
 			r->err = -ENOMEM;
 			break;
 		}
@@ -344,7 +344,7 @@ static void round_start(void *opaque)
 	struct vimg *top = v->img[0];
 	struct vround *r;
 	unsigned n = 0;
-	struct vio *o;
+	struct td_fio *o;
 
 	v->round_scheduled = false;
 	if (v->round || !v->round_waiters)
@@ -353,12 +353,12 @@ static void round_start(void *opaque)
 	if (r)
 		r->snaps = calloc((size_t)v->bat_ndirty + v->bmc.ndirty + 1, sizeof(*r->snaps));
 	if (!r || !r->snaps) {
-		struct vwait *w = v->round_waiters;
+		struct td_wait *w = v->round_waiters;
 
 		v->round_waiters = NULL;
 		if (r)
 			free(r);
-		v_wake_all(&w, -ENOMEM);
+		td_wait_wake_all(&w, -ENOMEM);
 		return;
 	}
 	r->v = v;
@@ -408,7 +408,7 @@ static void round_start(void *opaque)
 		n++;
 		r->nsnaps = n;
 	}
-	o = vio_get(v, round_synced1, r);
+	o = td_fio_get(&v->fio, round_synced1, r);
 	if (!o) {
 		round_fail_now(r, -ENOMEM);
 		return;
@@ -425,7 +425,7 @@ static void round_schedule(struct vhd *v)
 	td_loop_defer(v->ctx->loop, &v->round_defer);
 }
 
-void v_meta_join(struct vhd *v, struct vwait *w, bool fua)
+void v_meta_join(struct vhd *v, struct td_wait *w, bool fua)
 {
 	w->next = v->round_waiters;
 	v->round_waiters = w;
@@ -433,7 +433,7 @@ void v_meta_join(struct vhd *v, struct vwait *w, bool fua)
 	round_schedule(v);
 }
 
-void v_meta_flush(struct vhd *v, struct vwait *w)
+void v_meta_flush(struct vhd *v, struct td_wait *w)
 {
 	v_meta_join(v, w, true);
 }
@@ -448,21 +448,21 @@ static void q_finish(struct vhd *v, int err)
 	done(v, err);
 }
 
-static void q_cut_synced(struct vio *o, int err)
+static void q_cut_synced(struct td_fio *o, int err)
 {
-	struct vhd *v = o->v;
+	struct vhd *v = o->drv;
 
-	vio_put(o);
+	td_fio_put(o);
 	q_finish(v, err);
 }
 
-static void q_footer_synced(struct vio *o, int err)
+static void q_footer_synced(struct td_fio *o, int err)
 {
-	struct vhd *v = o->v;
+	struct vhd *v = o->drv;
 	struct vimg *top = v->img[0];
 	uint64_t at = v->move_to;
 
-	vio_put(o);
+	td_fio_put(o);
 	if (err) {
 		q_finish(v, err);
 		return;
@@ -477,7 +477,7 @@ static void q_footer_synced(struct vio *o, int err)
 	}
 	top->footer_off = at;
 	top->file_size = at + VHD_FOOTER_LEN;
-	o = vio_get(v, q_cut_synced, NULL);
+	o = td_fio_get(&v->fio, q_cut_synced, NULL);
 	if (!o) {
 		q_finish(v, -ENOMEM);
 		return;
@@ -485,16 +485,16 @@ static void q_footer_synced(struct vio *o, int err)
 	vio_fsync(o);
 }
 
-static void q_footer_written(struct vio *o, int err)
+static void q_footer_written(struct td_fio *o, int err)
 {
-	struct vhd *v = o->v;
+	struct vhd *v = o->drv;
 
-	vio_put(o);
+	td_fio_put(o);
 	if (err) {
 		q_finish(v, err);
 		return;
 	}
-	o = vio_get(v, q_footer_synced, NULL);
+	o = td_fio_get(&v->fio, q_footer_synced, NULL);
 	if (!o) {
 		q_finish(v, -ENOMEM);
 		return;
@@ -502,12 +502,12 @@ static void q_footer_written(struct vio *o, int err)
 	vio_fsync(o);
 }
 
-static void q_round_done(struct vwait *w)
+static void q_round_done(struct td_wait *w)
 {
 	struct vhd *v = (struct vhd *)((uint8_t *)w - offsetof(struct vhd, quiesce_wait));
 	struct vimg *top = v->img[0];
 	uint64_t at;
-	struct vio *o;
+	struct td_fio *o;
 
 	if (w->err) {
 		q_finish(v, w->err);
@@ -524,10 +524,10 @@ static void q_round_done(struct vwait *w)
 		return;
 	}
 	v->move_to = at;
-	o = vio_get(v, q_footer_written, NULL);
-	if (!o || vio_add(o, v->footer_buf, VHD_FOOTER_LEN) < 0) {
+	o = td_fio_get(&v->fio, q_footer_written, NULL);
+	if (!o || td_fio_add(o, v->footer_buf, VHD_FOOTER_LEN) < 0) {
 		if (o)
-			vio_put(o);
+			td_fio_put(o);
 		q_finish(v, -ENOMEM);
 		return;
 	}

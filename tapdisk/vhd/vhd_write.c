@@ -47,7 +47,7 @@ struct vpiece {
 	bool round; /* join a round before completing */
 	unsigned ios;
 	int err;
-	struct vwait wait;
+	struct td_wait wait;
 };
 
 struct vwr {
@@ -106,7 +106,7 @@ static void claim_release(struct vhd *v, struct vpiece *p)
 	if (*pp)
 		*pp = p->claim.hnext;
 	p->claimed = false;
-	v_wake_all(&p->claim.waiters, 0);
+	td_wait_wake_all(&p->claim.waiters, 0);
 }
 
 /* ---- request completion -------------------------------------------------------------- */
@@ -140,7 +140,7 @@ static void wr_put(struct vwr *w, bool deferred)
 	wr_finish(w);
 }
 
-static void pc_complete(struct vwait *wt)
+static void pc_complete(struct td_wait *wt)
 {
 	struct vpiece *p = (struct vpiece *)((uint8_t *)wt - offsetof(struct vpiece, wait));
 	struct vwr *w = p->w;
@@ -170,21 +170,21 @@ static void pc_end(struct vpiece *p, int err)
 
 /* ---- I/O -------------------------------------------------------------------------------- */
 
-static int add_source(struct vpiece *p, struct vio *o)
+static int add_source(struct vpiece *p, struct td_fio *o)
 {
 	struct vwr *w = p->w;
 
 	if (w->zeroes)
-		return vio_add_slice(o, w->ziov, w->ziovcnt, 0, p->len);
-	return vio_add_slice(o, w->req->iov, w->req->iovcnt, p->boff, p->len);
+		return td_fio_add_slice(o, w->ziov, w->ziovcnt, 0, p->len);
+	return td_fio_add_slice(o, w->req->iov, w->req->iovcnt, p->boff, p->len);
 }
 
-static void plain_done(struct vio *o, int err)
+static void plain_done(struct td_fio *o, int err)
 {
 	struct vpiece *p = o->owner;
-	struct vhd *v = o->v;
+	struct vhd *v = o->drv;
 
-	vio_put(o);
+	td_fio_put(o);
 	if (p->e) {
 		if (!err) {
 			vhd_bitmap_set(p->e->buf, p->in / VHD_SECTOR, p->len / VHD_SECTOR);
@@ -202,7 +202,7 @@ static void plain_done(struct vio *o, int err)
 
 static void plain_write(struct vpiece *p, uint64_t host, bool dsync)
 {
-	struct vio *o = vio_get(p->w->v, plain_done, p);
+	struct td_fio *o = td_fio_get(&p->w->v->fio, plain_done, p);
 	int rc;
 
 	if (!o) {
@@ -211,19 +211,19 @@ static void plain_write(struct vpiece *p, uint64_t host, bool dsync)
 	}
 	rc = add_source(p, o);
 	if (rc < 0) {
-		vio_put(o);
+		td_fio_put(o);
 		pc_end(p, rc);
 		return;
 	}
 	vio_write(o, host, dsync);
 }
 
-static void alloc_io_done(struct vio *o, int err)
+static void alloc_io_done(struct td_fio *o, int err)
 {
 	struct vpiece *p = o->owner;
-	struct vhd *v = o->v;
+	struct vhd *v = o->drv;
 
-	vio_put(o);
+	td_fio_put(o);
 	if (err && !p->err)
 		p->err = err;
 	if (--p->ios)
@@ -247,7 +247,7 @@ static void alloc_io_done(struct vio *o, int err)
 
 static void pc_alloc(struct vpiece *p);
 
-static void pc_alloc_resume(struct vwait *wt)
+static void pc_alloc_resume(struct td_wait *wt)
 {
 	struct vpiece *p = (struct vpiece *)((uint8_t *)wt - offsetof(struct vpiece, wait));
 
@@ -264,7 +264,7 @@ static void pc_alloc(struct vpiece *p)
 	struct vhd *v = p->w->v;
 	struct vimg *top = v->img[0];
 	uint32_t bmb = top->h.bitmap_bytes;
-	struct vio *o1, *o2 = NULL;
+	struct td_fio *o1, *o2 = NULL;
 	int rc;
 
 	p->wait.cb = pc_alloc_resume;
@@ -288,19 +288,19 @@ static void pc_alloc(struct vpiece *p)
 	} else {
 		memset(p->bm, 0xff, bmb);
 	}
-	o1 = vio_get(v, alloc_io_done, p);
+	o1 = td_fio_get(&v->fio, alloc_io_done, p);
 	if (o1 && p->in)
-		o2 = vio_get(v, alloc_io_done, p);
+		o2 = td_fio_get(&v->fio, alloc_io_done, p);
 	rc = !o1 || (p->in && !o2) ? -ENOMEM : 0;
 	if (!rc)
-		rc = vio_add(o1, p->bm, bmb);
+		rc = td_fio_add(o1, p->bm, bmb);
 	if (!rc)
 		rc = add_source(p, p->in ? o2 : o1);
 	if (rc < 0) {
 		if (o1)
-			vio_put(o1);
+			td_fio_put(o1);
 		if (o2)
-			vio_put(o2);
+			td_fio_put(o2);
 		td_buf_put(p->bm, bmb);
 		p->bm = NULL;
 		claim_release(v, p);
@@ -315,7 +315,7 @@ static void pc_alloc(struct vpiece *p)
 
 static void pc_start(struct vpiece *p);
 
-static void pc_resume(struct vwait *wt)
+static void pc_resume(struct td_wait *wt)
 {
 	struct vpiece *p = (struct vpiece *)((uint8_t *)wt - offsetof(struct vpiece, wait));
 

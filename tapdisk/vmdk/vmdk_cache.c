@@ -26,42 +26,20 @@ static unsigned bucket(const struct vmcache *c, uint32_t ext, uint64_t gti)
 	return (unsigned)(k >> 40) & (c->nbuckets - 1);
 }
 
+static struct vmgt *gt_of(struct td_lru_link *k)
+{
+	return td_lru_entry(k, struct vmgt, lru);
+}
+
 int vmc_init(struct vm *v, uint64_t budget)
 {
 	struct vmcache *c = &v->cache;
-	uint64_t want = budget / 2048;
 
 	memset(c, 0, sizeof(*c));
 	c->budget = budget;
-	c->nbuckets = 64;
-	while (c->nbuckets < want && c->nbuckets < 65536)
-		c->nbuckets *= 2;
+	c->nbuckets = td_cache_buckets(budget, 2048);
 	c->hash = calloc(c->nbuckets, sizeof(*c->hash));
 	return c->hash ? 0 : -ENOMEM;
-}
-
-static void lru_unlink(struct vmcache *c, struct vmgt *g)
-{
-	if (g->lprev)
-		g->lprev->lnext = g->lnext;
-	else
-		c->lru_head = g->lnext;
-	if (g->lnext)
-		g->lnext->lprev = g->lprev;
-	else
-		c->lru_tail = g->lprev;
-	g->lprev = g->lnext = NULL;
-}
-
-static void lru_push_head(struct vmcache *c, struct vmgt *g)
-{
-	g->lprev = NULL;
-	g->lnext = c->lru_head;
-	if (c->lru_head)
-		c->lru_head->lprev = g;
-	else
-		c->lru_tail = g;
-	c->lru_head = g;
 }
 
 static struct vmgt *lookup(struct vmcache *c, uint32_t ext, uint64_t gti)
@@ -83,7 +61,7 @@ static void entry_free(struct vm *v, struct vmgt *g)
 		pp = &(*pp)->hnext;
 	if (*pp)
 		*pp = g->hnext;
-	lru_unlink(c, g);
+	td_lru_unlink(&c->lru, &g->lru);
 	if (g->dirty)
 		c->ndirty--;
 	c->used -= v->ext[g->ext].h.gt_bytes + sizeof(*g);
@@ -96,8 +74,8 @@ void vmc_destroy(struct vm *v)
 {
 	struct vmcache *c = &v->cache;
 
-	while (c->lru_head)
-		entry_free(v, c->lru_head);
+	while (c->lru.head)
+		entry_free(v, gt_of(c->lru.head));
 	free(c->hash);
 	c->hash = NULL;
 }
@@ -138,8 +116,8 @@ void vmc_for_dirty(struct vm *v, void (*fn)(struct vm *v, struct vmgt *g, void *
 
 	if (!v->cache.ndirty)
 		return;
-	for (g = v->cache.lru_head; g; g = next) {
-		next = g->lnext;
+	for (g = gt_of(v->cache.lru.head); g; g = next) {
+		next = gt_of(g->lru.next);
 		if (g->dirty)
 			fn(v, g, opaque);
 	}
@@ -148,11 +126,11 @@ void vmc_for_dirty(struct vm *v, void (*fn)(struct vm *v, struct vmgt *g, void *
 void vmc_shrink(struct vm *v)
 {
 	struct vmcache *c = &v->cache;
-	struct vmgt *g = c->lru_tail;
+	struct vmgt *g = gt_of(c->lru.tail);
 	bool stuck = false;
 
 	while (c->used > c->budget && g) {
-		struct vmgt *prev = g->lprev;
+		struct vmgt *prev = gt_of(g->lru.prev);
 
 		if (g->dirty)
 			stuck = true;
@@ -209,40 +187,40 @@ static void reconcile(struct vm *v, struct vmgt *g)
 		vmc_mark_dirty(v, g);
 }
 
-static void load_done(struct vmio *o, int err)
+static void load_done(struct td_fio *o, int err)
 {
-	struct vm *v = o->v;
+	struct vm *v = o->drv;
 	struct vmgt *g = o->owner;
 
-	vmio_put(o);
+	td_fio_put(o);
 	if (err && !g->load_err)
 		g->load_err = err;
 	if (--g->pending_loads)
 		return;
 	g->loading = false;
 	if (g->load_err) {
-		struct vmwait *w = g->waiters;
+		struct td_wait *w = g->waiters;
 
 		g->waiters = NULL;
 		td_err("vmdk: '%s': cannot read grain table %llu: %s", v->ext[g->ext].f->path,
 		       (unsigned long long)g->gti, strerror(-g->load_err));
 		entry_free(v, g);
-		vm_wake_all(&w, -EIO);
+		td_wait_wake_all(&w, -EIO);
 		return;
 	}
 	reconcile(v, g);
-	vm_wake_all(&g->waiters, 0);
+	td_wait_wake_all(&g->waiters, 0);
 	vmc_shrink(v);
 }
 
 static int load_copy(struct vm *v, struct vmgt *g, uint8_t *buf, uint32_t sect)
 {
 	struct vmext *x = &v->ext[g->ext];
-	struct vmio *o = vmio_get(v, load_done, g);
+	struct td_fio *o = td_fio_get(&v->fio, load_done, g);
 
-	if (!o || vmio_add(o, buf, x->h.gt_bytes) < 0) {
+	if (!o || td_fio_add(o, buf, x->h.gt_bytes) < 0) {
 		if (o)
-			vmio_put(o);
+			td_fio_put(o);
 		return -ENOMEM;
 	}
 	g->pending_loads++;
@@ -250,7 +228,7 @@ static int load_copy(struct vm *v, struct vmgt *g, uint8_t *buf, uint32_t sect)
 	return 0;
 }
 
-int vmc_get(struct vm *v, struct vmext *x, uint64_t gti, struct vmwait *w, struct vmgt **out)
+int vmc_get(struct vm *v, struct vmext *x, uint64_t gti, struct td_wait *w, struct vmgt **out)
 {
 	struct vmcache *c = &v->cache;
 	struct vmgt *g = lookup(c, x->idx, gti);
@@ -261,8 +239,7 @@ int vmc_get(struct vm *v, struct vmext *x, uint64_t gti, struct vmwait *w, struc
 			g->waiters = w;
 			return -EAGAIN;
 		}
-		lru_unlink(c, g);
-		lru_push_head(c, g);
+		td_lru_touch(&c->lru, &g->lru);
 		*out = g;
 		return 0;
 	}
@@ -284,7 +261,7 @@ int vmc_get(struct vm *v, struct vmext *x, uint64_t gti, struct vmwait *w, struc
 	g->loading = true;
 	g->hnext = c->hash[bucket(c, x->idx, gti)];
 	c->hash[bucket(c, x->idx, gti)] = g;
-	lru_push_head(c, g);
+	td_lru_push_head(&c->lru, &g->lru);
 	c->used += x->h.gt_bytes + sizeof(*g);
 	w->next = NULL;
 	g->waiters = w;

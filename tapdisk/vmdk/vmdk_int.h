@@ -3,8 +3,8 @@
  *   drv_vmdk.c    driver table, options, open/close, flush, quiesce
  *   vmdk_open.c   opening the image: sparse file or descriptor, extents,
  *                 their files (confined like backing files), every check
- *   vmdk_io.c     asynchronous reads/writes of extent files, EOF clipping,
- *                 the choice of descriptor (O_DIRECT or page cache), iovecs
+ *   vmdk_io.c     file I/O requests (tapdisk/block/fio.h) pointed at extent
+ *                 files
  *   vmdk_cache.c  grain tables, both copies, loaded and reconciled
  *                 (docs/FORMAT-vmdk.md, "Redundant tables"), LRU
  *   vmdk_read.c   guest -> extent -> grain mapping and the read path,
@@ -17,7 +17,7 @@
  * Everything runs on the loop thread, except the inflate of compressed
  * grains (worker pool). A request that must wait (a grain table being
  * loaded, a grain another request is allocating, a round) parks a struct
- * vmwait and is called back; nothing blocks. */
+ * td_wait and is called back; nothing blocks. */
 #ifndef TD_VMDK_INT_H
 #define TD_VMDK_INT_H
 
@@ -26,6 +26,9 @@
 #include <sys/types.h>
 
 #include "tapdisk/block/driver.h"
+#include "tapdisk/block/fio.h"
+#include "tapdisk/block/image.h"
+#include "tapdisk/core/lru.h"
 #include "tapdisk/core/pool.h"
 #include "tapdisk/vmdk/vmdk_format.h"
 
@@ -33,18 +36,8 @@
 #define VM_WRITEBACK_DELAY_NS 5000000000ull /* dirty tables are written within 5 s */
 #define VM_CLAIM_BUCKETS 1024u
 #define VM_ZERO_LEN (1u << 20) /* the shared buffer of zeros */
-#define VM_MAX_DIRS 8
 
 struct vm;
-
-/* A parked continuation; err is set by whoever wakes it. */
-struct vmwait {
-	void (*cb)(struct vmwait *w);
-	struct vmwait *next;
-	int err;
-};
-
-void vm_wake_all(struct vmwait **list, int err);
 
 /* One open file: the descriptor, a sparse extent, a flat extent. */
 struct vmfile {
@@ -86,15 +79,16 @@ struct vmgt {
 	unsigned pins, busy;
 	unsigned pending_loads;
 	int load_err;
-	struct vmwait *waiters;
-	struct vmgt *hnext, *lprev, *lnext;
+	struct td_wait *waiters;
+	struct vmgt *hnext;
+	struct td_lru_link lru;
 };
 
 struct vmcache {
 	uint64_t budget, used;
 	struct vmgt **hash;
 	unsigned nbuckets;
-	struct vmgt *lru_head, *lru_tail;
+	struct td_lru lru; /* head: most recently used */
 	unsigned ndirty;
 };
 
@@ -102,7 +96,7 @@ int vmc_init(struct vm *v, uint64_t budget);
 void vmc_destroy(struct vm *v);
 /* 0 with *out ready; -EAGAIN with w parked until the load ends; -errno
  * (-EIO: the GD entry is 0 or the load failed). */
-int vmc_get(struct vm *v, struct vmext *x, uint64_t gti, struct vmwait *w, struct vmgt **out);
+int vmc_get(struct vm *v, struct vmext *x, uint64_t gti, struct td_wait *w, struct vmgt **out);
 void vmc_pin(struct vmgt *g);
 void vmc_unpin(struct vm *v, struct vmgt *g);
 void vmc_mark_dirty(struct vm *v, struct vmgt *g);
@@ -121,32 +115,19 @@ static inline uint32_t vm_gte(const struct vmgt *g, uint64_t i)
 
 /* ---- I/O (vmdk_io.c) ---------------------------------------------------------- */
 
-struct vmio {
-	struct td_io_op io;
-	struct vm *v;
-	struct vmfile *f;
-	void (*cb)(struct vmio *o, int err);
-	void *owner;
-	uint64_t arg;
-	struct iovec *iov;
-	int iovcnt, iovcap;
-	uint64_t len;
-	struct iovec iov_in[4];
-	struct td_defer defer;
-	int res;
-};
-
-struct vmio *vmio_get(struct vm *v, void (*cb)(struct vmio *, int), void *owner);
-void vmio_put(struct vmio *o);
-int vmio_add(struct vmio *o, void *base, uint64_t len);
-int vmio_add_slice(struct vmio *o, const struct iovec *iov, int iovcnt, uint64_t off, uint64_t len);
-bool vmio_full(const struct vmio *o);
+/* The requests are tapdisk/block/fio.h's (td_fio_get(&v->fio, ...)); these
+ * point them at a file. */
 /* Reads o->len bytes at host of f; what lies past the end of the file
  * reads as zeros. */
-void vmio_read(struct vmio *o, struct vmfile *f, uint64_t host);
+void vmio_read(struct td_fio *o, struct vmfile *f, uint64_t host);
 /* Writes o->len bytes at host of f (RWF_DSYNC when dsync). */
-void vmio_write(struct vmio *o, struct vmfile *f, uint64_t host, bool dsync);
-void vmio_fsync(struct vmio *o, struct vmfile *f);
+void vmio_write(struct td_fio *o, struct vmfile *f, uint64_t host, bool dsync);
+void vmio_fsync(struct td_fio *o, struct vmfile *f);
+/* The file a request was pointed at. */
+static inline struct vmfile *vmio_file(const struct td_fio *o)
+{
+	return o->file;
+}
 
 /* ---- reads (vmdk_read.c) ------------------------------------------------------ */
 
@@ -169,7 +150,7 @@ size_t vm_write_state_size(void);
 void vm_meta_init(struct vm *v);
 /* Calls w back once everything written (completed) before this call is
  * durable: data fdatasynced, grain tables written (both copies) and synced. */
-void vm_meta_sync(struct vm *v, struct vmwait *w);
+void vm_meta_sync(struct vm *v, struct td_wait *w);
 /* A table became dirty: make sure it is written within the delay. */
 void vm_meta_dirtied(struct vm *v);
 /* Starts a round now if none runs (cache pressure). */
@@ -191,7 +172,7 @@ void vm_close_image(struct vm *v);
 struct vmclaim {
 	uint64_t key; /* extent << 40 | grain */
 	struct vmclaim *hnext;
-	struct vmwait *waiters;
+	struct td_wait *waiters;
 };
 
 struct vm {
@@ -207,23 +188,23 @@ struct vm {
 	uint64_t gd_total; /* GD entries of all sparse extents */
 	struct td_confine confine;
 	bool confined;
-	char *dirs[VM_MAX_DIRS]; /* extent-dir= options */
-	int ndirs;
-	bool compressed; /* some extent is compressed (read-only) */
+	struct td_image_opts opts; /* cache=, extent-dir= (backing-dir=) */
+	bool compressed;	   /* some extent is compressed (read-only) */
 	struct vmcache cache;
 	struct vmclaim *claims[VM_CLAIM_BUCKETS];
 
 	/* writeback */
 	struct vmround *round;
-	struct vmwait *sync_waiters; /* for the next round */
+	struct td_wait *sync_waiters; /* for the next round */
 	bool round_wanted, closing;
 	struct td_timer wb_timer;
 	struct td_defer round_defer;
-	struct vmwait quiesce_wait;
+	struct td_wait quiesce_wait;
 	unsigned quiesce_wait_pending;
 	void (*quiesce_done)(struct vm *v, int err);
 
-	struct td_pool io_pool, rd_pool, wr_pool;
+	struct td_fio_pool fio;
+	struct td_pool rd_pool, wr_pool;
 	unsigned log_left;
 	uint8_t *zeros; /* VM_ZERO_LEN bytes of zeros */
 };

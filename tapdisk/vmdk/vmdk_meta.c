@@ -51,7 +51,7 @@ struct vmround {
 	int stage;
 	unsigned pending;
 	int err;
-	struct vmwait *waiters;
+	struct td_wait *waiters;
 };
 
 static void round_start(struct vm *v);
@@ -94,7 +94,7 @@ void vm_meta_kick(struct vm *v)
 		schedule_round(v);
 }
 
-void vm_meta_sync(struct vm *v, struct vmwait *w)
+void vm_meta_sync(struct vm *v, struct td_wait *w)
 {
 	w->next = v->sync_waiters;
 	v->sync_waiters = w;
@@ -197,7 +197,7 @@ static unsigned file_index(struct vm *v, const struct vmfile *f)
 static void round_end(struct vmround *r)
 {
 	struct vm *v = r->v;
-	struct vmwait *waiters = r->waiters;
+	struct td_wait *waiters = r->waiters;
 	int err = r->err;
 
 	for (unsigned i = 0; i < r->nsnaps; i++) {
@@ -226,22 +226,22 @@ static void round_end(struct vmround *r)
 	else if (v->cache.ndirty)
 		vm_meta_dirtied(v);
 	/* last: a waiter may close the driver (a pause's flush does) */
-	vm_wake_all(&waiters, err);
+	td_wait_wake_all(&waiters, err);
 }
 
 static void stage_run(struct vmround *r);
 
-static void round_io_done(struct vmio *o, int err)
+static void round_io_done(struct td_fio *o, int err)
 {
 	struct vmround *r = o->owner;
 
 	if (err && !r->err) {
-		td_err("vmdk: '%s': %s failed: %s", o->f->path,
+		td_err("vmdk: '%s': %s failed: %s", vmio_file(o)->path,
 		       o->io.cmd == TD_IO_FDSYNC ? "fdatasync" : "grain table writeback",
 		       strerror(-err));
 		r->err = err;
 	}
-	vmio_put(o);
+	td_fio_put(o);
 	if (--r->pending)
 		return;
 	r->stage++;
@@ -253,11 +253,11 @@ static void sync_files(struct vmround *r, const uint8_t *which)
 	struct vm *v = r->v;
 
 	for (unsigned i = 0; i < v->nfiles && !r->err; i++) {
-		struct vmio *o;
+		struct td_fio *o;
 
 		if (!which[i])
 			continue;
-		o = vmio_get(v, round_io_done, r);
+		o = td_fio_get(&v->fio, round_io_done, r);
 		if (!o) {
 			r->err = -ENOMEM;
 			break;
@@ -273,14 +273,14 @@ static void write_copies(struct vmround *r, bool redundant)
 		struct vmsnap *s = &r->snaps[i];
 		uint32_t sect =
 		    redundant ? (s->x->rgd ? s->x->rgd[s->g->gti] : 0) : s->x->gd[s->g->gti];
-		struct vmio *o;
+		struct td_fio *o;
 
 		if (!sect)
 			continue;
-		o = vmio_get(r->v, round_io_done, r);
-		if (!o || vmio_add(o, s->buf, s->x->h.gt_bytes) < 0) {
+		o = td_fio_get(&r->v->fio, round_io_done, r);
+		if (!o || td_fio_add(o, s->buf, s->x->h.gt_bytes) < 0) {
 			if (o)
-				vmio_put(o);
+				td_fio_put(o);
 			r->err = -ENOMEM;
 			break;
 		}
@@ -335,7 +335,7 @@ static void round_start(struct vm *v)
 		r->sync_meta = calloc(v->nfiles ? v->nfiles : 1, 1);
 	}
 	if (!r || !r->sync_data || !r->sync_meta) {
-		struct vmwait *w = v->sync_waiters;
+		struct td_wait *w = v->sync_waiters;
 
 		if (r) {
 			free(r->sync_data);
@@ -343,7 +343,7 @@ static void round_start(struct vm *v)
 			free(r);
 		}
 		v->sync_waiters = NULL;
-		vm_wake_all(&w, -ENOMEM);
+		td_wait_wake_all(&w, -ENOMEM);
 		return;
 	}
 	r->v = v;
@@ -364,27 +364,27 @@ static void round_start(struct vm *v)
 
 /* ---- quiesce ------------------------------------------------------------------------ */
 
-static void quiesce_synced(struct vmio *o, int err)
+static void quiesce_synced(struct td_fio *o, int err)
 {
 	struct vm *v = o->owner;
 
 	if (err && !v->quiesce_wait.err)
 		v->quiesce_wait.err = err;
-	vmio_put(o);
+	td_fio_put(o);
 	if (--v->quiesce_wait_pending)
 		return;
 	v->quiesce_done(v, v->quiesce_wait.err);
 }
 
 /* The last round is done: cut the sparse tails off, sync what was cut. */
-static void quiesce_round_done(struct vmwait *w)
+static void quiesce_round_done(struct td_wait *w)
 {
 	struct vm *v = (struct vm *)((uint8_t *)w - offsetof(struct vm, quiesce_wait));
 
 	v->quiesce_wait_pending = 1;
 	for (unsigned i = 0; i < v->nfiles && !w->err; i++) {
 		struct vmfile *f = v->files[i];
-		struct vmio *o;
+		struct td_fio *o;
 
 		if (!f->writable || f->phys <= f->size)
 			continue;
@@ -395,7 +395,7 @@ static void quiesce_round_done(struct vmwait *w)
 			break;
 		}
 		f->phys = f->size;
-		o = vmio_get(v, quiesce_synced, v);
+		o = td_fio_get(&v->fio, quiesce_synced, v);
 		if (!o) {
 			w->err = -ENOMEM;
 			break;

@@ -18,64 +18,15 @@
 
 #include "tapdisk/core/bufpool.h"
 #include "tapdisk/core/log.h"
+#include "tapdisk/core/util.h"
 #include "tapdisk/vmdk/vmdk_int.h"
-
-static int lock_fd(int fd, bool write, char *why, size_t whylen)
-{
-	struct flock fl = {
-	    .l_type = write ? F_WRLCK : F_RDLCK,
-	    .l_whence = SEEK_SET,
-	};
-
-	if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
-		return 0;
-	if (errno == EAGAIN || errno == EACCES) {
-		snprintf(why, whylen,
-			 "is locked by another process (is another tapdisk or qemu using it? see "
-			 "'tap-ctl list')");
-		return -EBUSY;
-	}
-	snprintf(why, whylen, "cannot be locked: %s", strerror(errno));
-	return -errno;
-}
-
-/* The lock is on the open file, which the process's file table may keep
- * open across a pause: release it explicitly. */
-static void unlock_fd(int fd)
-{
-	struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET};
-
-	if (fcntl(fd, F_OFD_SETLK, &fl) < 0)
-		td_err("vmdk: cannot release an image lock: %s", strerror(errno));
-}
-
-/* Reads len bytes at off; what lies past the end of the file reads as
- * zeros. */
-static int pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	size_t got = 0;
-
-	memset(buf, 0, len);
-	while (got < len) {
-		ssize_t n = pread(fd, (uint8_t *)buf + got, len - got, (off_t)(off + got));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	return 0;
-}
 
 static void file_free(struct vmfile *f)
 {
 	if (!f)
 		return;
 	if (f->locked)
-		unlock_fd(f->fd);
+		td_image_unlock(f->fd, "vmdk");
 	if (f->fd >= 0)
 		close(f->fd);
 	if (f->fd_buf >= 0 && f->fd_buf != f->fd)
@@ -90,8 +41,9 @@ static int file_open(struct vm *v, const char *path, bool top, bool writable, st
 		     char *why, size_t whylen)
 {
 	struct vmfile *f = calloc(1, sizeof(*f));
-	struct td_file fb, fd;
+	struct td_file fb;
 	unsigned how = writable ? TD_FILE_RW : 0;
+	bool direct;
 	int rc;
 
 	if (!f)
@@ -102,8 +54,7 @@ static int file_open(struct vm *v, const char *path, bool top, bool writable, st
 		rc = -ENOMEM;
 		goto fail;
 	}
-	rc = top ? td_file_open(v->ctx, path, how, &fb, why, whylen)
-		 : td_file_open_named(v->ctx, &v->confine, path, how, &fb, why, whylen);
+	rc = td_image_file_open(v->ctx, top ? NULL : &v->confine, path, how, &fb, why, whylen);
 	if (rc < 0)
 		goto fail;
 	f->fd_buf = fb.fd;
@@ -124,24 +75,11 @@ static int file_open(struct vm *v, const char *path, bool top, bool writable, st
 	f->dev = fb.st.st_dev;
 	f->ino = fb.st.st_ino;
 	f->size = f->phys = (uint64_t)fb.st.st_size;
-	rc = top ? td_file_open(v->ctx, path, how | TD_FILE_DIRECT, &fd, why, whylen)
-		 : td_file_open_named(v->ctx, &v->confine, path, how | TD_FILE_DIRECT, &fd, why,
-				      whylen);
+	f->writable = writable;
+	rc = td_image_open_data(v->ctx, top ? NULL : &v->confine, path, writable, &fb.st, NULL,
+				&f->fd, &direct, &f->locked, why, whylen);
 	if (rc < 0)
 		goto fail;
-	f->fd = fd.fd;
-	if (fd.st.st_dev != f->dev || fd.st.st_ino != f->ino) {
-		snprintf(why, whylen, "changed while being opened");
-		rc = -ESTALE;
-		goto fail;
-	}
-	f->writable = writable;
-	if (!v->ctx->nolock) {
-		rc = lock_fd(f->fd, writable, why, whylen);
-		if (rc < 0)
-			goto fail;
-		f->locked = true;
-	}
 	*out = f;
 	return 0;
 fail:
@@ -169,7 +107,7 @@ static int read_gd(struct vmext *x, uint64_t off, uint32_t **out)
 		free(gd);
 		return -ENOMEM;
 	}
-	rc = pread_full(x->f->fd_buf, b, (size_t)x->h.gd_span, off * VMDK_SECTOR);
+	rc = td_read_zeroed(x->f->fd_buf, b, (size_t)x->h.gd_span, off * VMDK_SECTOR);
 	if (rc == 0)
 		for (size_t i = 0; i < n; i++)
 			gd[i] = vmdk_le32(b + 4 * i);
@@ -280,7 +218,7 @@ static int load_sparse(struct vm *v, struct vmext *x, char *why, size_t whylen)
 	char r[256];
 	int rc;
 
-	rc = pread_full(x->f->fd_buf, hdr, sizeof(hdr), 0);
+	rc = td_read_zeroed(x->f->fd_buf, hdr, sizeof(hdr), 0);
 	if (rc < 0) {
 		snprintf(why, whylen, "cannot read the header: %s", strerror(-rc));
 		return rc;
@@ -303,7 +241,7 @@ static int load_sparse(struct vm *v, struct vmext *x, char *why, size_t whylen)
 				 "for a footer (truncated)");
 			return -EINVAL;
 		}
-		rc = pread_full(x->f->fd_buf, tail, sizeof(tail), x->f->size - 3 * VMDK_SECTOR);
+		rc = td_read_zeroed(x->f->fd_buf, tail, sizeof(tail), x->f->size - 3 * VMDK_SECTOR);
 		if (rc < 0) {
 			snprintf(why, whylen, "cannot read the footer: %s", strerror(-rc));
 			return rc;
@@ -326,7 +264,7 @@ static int load_sparse(struct vm *v, struct vmext *x, char *why, size_t whylen)
 
 		if (!d)
 			return -ENOMEM;
-		rc = pread_full(x->f->fd_buf, d, dl, x->h.desc_offset * VMDK_SECTOR);
+		rc = td_read_zeroed(x->f->fd_buf, d, dl, x->h.desc_offset * VMDK_SECTOR);
 		if (rc < 0)
 			snprintf(r, sizeof(r), "cannot read it: %s", strerror(-rc));
 		else
@@ -350,30 +288,6 @@ static int load_sparse(struct vm *v, struct vmext *x, char *why, size_t whylen)
 	if (rc < 0)
 		return rc;
 	x->alloc_next = (x->f->size + 4095) & ~4095ull;
-	return 0;
-}
-
-/* A descriptor's extent name, resolved against the descriptor's directory
- * (absolute: as is). */
-static int resolve_name(const char *desc_path, const char *name, char *out, size_t outlen,
-			char *why, size_t whylen)
-{
-	char dir[PATH_MAX], cwd[PATH_MAX];
-	int n;
-
-	snprintf(dir, sizeof(dir), "%s", desc_path);
-	if (name[0] == '/')
-		n = snprintf(out, outlen, "%s", name);
-	else if (desc_path[0] == '/')
-		n = snprintf(out, outlen, "%s/%s", dirname(dir), name);
-	else if (getcwd(cwd, sizeof(cwd)))
-		n = snprintf(out, outlen, "%s/%s/%s", cwd, dirname(dir), name);
-	else
-		n = -1;
-	if (n < 0 || (size_t)n >= outlen) {
-		snprintf(why, whylen, "path is too long");
-		return -ENAMETOOLONG;
-	}
 	return 0;
 }
 
@@ -407,7 +321,7 @@ static int open_descriptor(struct vm *v, const char *path, char *err, size_t err
 	text = malloc(df->size + 1);
 	if (!text)
 		return -ENOMEM;
-	rc = pread_full(df->fd_buf, text, (size_t)df->size, 0);
+	rc = td_read_zeroed(df->fd_buf, text, (size_t)df->size, 0);
 	if (rc < 0)
 		snprintf(r, sizeof(r), "cannot read the descriptor: %s", strerror(-rc));
 	else
@@ -417,8 +331,8 @@ static int open_descriptor(struct vm *v, const char *path, char *err, size_t err
 		snprintf(err, errlen, "vmdk image '%s': %s", path, r);
 		return rc;
 	}
-	rc = td_confine_init(&v->confine, path, df->fd_buf, (const char *const *)v->dirs, v->ndirs,
-			     why, sizeof(why));
+	rc = td_confine_init(&v->confine, path, df->fd_buf, (const char *const *)v->opts.dirs,
+			     v->opts.ndirs, why, sizeof(why));
 	if (rc < 0) {
 		snprintf(err, errlen, "vmdk image '%s': %s", path, why);
 		goto out;
@@ -444,7 +358,7 @@ static int open_descriptor(struct vm *v, const char *path, char *err, size_t err
 		v->next = i + 1;
 		if (dx->type == VMDK_EXT_ZERO || dx->access == VMDK_ACC_NOACCESS)
 			continue;
-		rc = resolve_name(path, dx->name, xpath, sizeof(xpath), why, sizeof(why));
+		rc = td_image_path_beside(path, dx->name, xpath, sizeof(xpath), why, sizeof(why));
 		if (rc == 0)
 			rc = file_open(v, xpath, false, w, &x->f, why, sizeof(why));
 		if (rc == 0)
@@ -494,7 +408,7 @@ int vm_open_image(struct vm *v, const char *path, char *err, size_t errlen)
 		return rc;
 	}
 	v->files[v->nfiles++] = f;
-	rc = pread_full(f->fd_buf, head, sizeof(head), 0);
+	rc = td_read_zeroed(f->fd_buf, head, sizeof(head), 0);
 	if (rc < 0) {
 		snprintf(err, errlen, "vmdk image '%s': cannot read: %s", path, strerror(-rc));
 		goto fail;

@@ -26,9 +26,9 @@ struct vmrd {
 	uint64_t pos, end;
 	unsigned pending;
 	int err;
-	struct vmwait w;
+	struct td_wait w;
 	struct td_defer defer;
-	struct vmio *cur; /* the I/O being gathered */
+	struct td_fio *cur; /* the I/O being gathered */
 	struct vmfile *cur_f;
 	uint64_t cur_host;
 };
@@ -55,16 +55,12 @@ size_t vm_read_state_size(void)
 
 void vm_log_bad(struct vm *v, const char *fmt, ...)
 {
-	char msg[512];
 	va_list ap;
 
-	if (!v->log_left)
-		return;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	td_image_vlog_bad(&v->log_left, "vmdk", v->path, " (no more such messages for this image)",
+			  fmt, ap);
 	va_end(ap);
-	td_err("vmdk: '%s': %s%s", v->path, msg,
-	       --v->log_left ? "" : " (no more such messages for this image)");
 }
 
 struct vmext *vm_ext_at(struct vm *v, uint64_t pos)
@@ -120,23 +116,23 @@ static void rd_put(struct vmrd *r)
 		rd_finish(r);
 }
 
-static void rd_io_done(struct vmio *o, int err)
+static void rd_io_done(struct td_fio *o, int err)
 {
 	struct vmrd *r = o->owner;
 
 	if (err && !r->err) {
 		vm_log_bad(r->v, "read of %llu bytes at %llu of '%s' failed: %s",
-			   (unsigned long long)o->len, (unsigned long long)o->io.off, o->f->path,
-			   strerror(-err));
+			   (unsigned long long)o->len, (unsigned long long)o->io.off,
+			   vmio_file(o)->path, strerror(-err));
 		r->err = -EIO;
 	}
-	vmio_put(o);
+	td_fio_put(o);
 	rd_put(r);
 }
 
 static void flush_cur(struct vmrd *r)
 {
-	struct vmio *o = r->cur;
+	struct td_fio *o = r->cur;
 
 	if (!o)
 		return;
@@ -150,10 +146,10 @@ static void emit(struct vmrd *r, struct vmfile *f, uint64_t host, uint64_t boff,
 {
 	struct td_req *req = r->req;
 
-	if (r->cur && (r->cur_f != f || r->cur_host + r->cur->len != host || vmio_full(r->cur)))
+	if (r->cur && (r->cur_f != f || r->cur_host + r->cur->len != host || td_fio_full(r->cur)))
 		flush_cur(r);
 	if (!r->cur) {
-		r->cur = vmio_get(r->v, rd_io_done, r);
+		r->cur = td_fio_get(&r->v->fio, rd_io_done, r);
 		if (!r->cur) {
 			r->err = -ENOMEM;
 			return;
@@ -161,7 +157,7 @@ static void emit(struct vmrd *r, struct vmfile *f, uint64_t host, uint64_t boff,
 		r->cur_f = f;
 		r->cur_host = host;
 	}
-	if (vmio_add_slice(r->cur, req->iov, req->iovcnt, boff, n) < 0)
+	if (td_fio_add_slice(r->cur, req->iov, req->iovcnt, boff, n) < 0)
 		r->err = -ENOMEM;
 }
 
@@ -213,12 +209,12 @@ static void cg_inflated(struct td_work *w)
 	rd_put(r);
 }
 
-static void cg_read_done(struct vmio *o, int err)
+static void cg_read_done(struct td_fio *o, int err)
 {
 	struct vmcg *cg = o->owner;
 	struct vmrd *r = cg->r;
 
-	vmio_put(o);
+	td_fio_put(o);
 	if (err) {
 		vm_log_bad(r->v, "cannot read the compressed grain at %llu of '%s': %s",
 			   (unsigned long long)cg->host, cg->x->f->path, strerror(-err));
@@ -237,7 +233,7 @@ static void start_compressed(struct vmrd *r, struct vmext *x, uint64_t host, uin
 			     uint64_t gstart, uint64_t n, uint64_t boff)
 {
 	struct vmcg *cg = calloc(1, sizeof(*cg));
-	struct vmio *o;
+	struct td_fio *o;
 
 	if (!cg) {
 		r->err = -ENOMEM;
@@ -254,10 +250,10 @@ static void start_compressed(struct vmrd *r, struct vmext *x, uint64_t host, uin
 	cg->avail = x->f->size - host < cg->rawcap ? x->f->size - host : cg->rawcap;
 	cg->raw = td_buf_get(cg->rawcap);
 	cg->grain = td_buf_get(x->h.grain_bytes);
-	o = cg->raw && cg->grain ? vmio_get(r->v, cg_read_done, cg) : NULL;
-	if (!o || vmio_add(o, cg->raw, cg->rawcap) < 0) {
+	o = cg->raw && cg->grain ? td_fio_get(&r->v->fio, cg_read_done, cg) : NULL;
+	if (!o || td_fio_add(o, cg->raw, cg->rawcap) < 0) {
 		if (o)
-			vmio_put(o);
+			td_fio_put(o);
 		cg_free(cg);
 		r->err = -ENOMEM;
 		return;
@@ -354,7 +350,7 @@ static void rd_walk(struct vmrd *r)
 	}
 }
 
-static void rd_resume(struct vmwait *w)
+static void rd_resume(struct td_wait *w)
 {
 	struct vmrd *r = (struct vmrd *)((uint8_t *)w - offsetof(struct vmrd, w));
 

@@ -52,7 +52,7 @@ struct vmwr {
 	unsigned nwc, cap, cur;
 	unsigned pending;
 	int err;
-	struct vmwait w, syncw;
+	struct td_wait w, syncw;
 	struct td_defer defer;
 	struct iovec ziov[ZCHUNK / VM_ZERO_LEN];
 	struct vmwc wc_in[WC_INLINE];
@@ -78,10 +78,10 @@ static void claim_release(struct vm *v, struct vmclaim *c)
 		pp = &(*pp)->hnext;
 	if (*pp)
 		*pp = c->hnext;
-	vm_wake_all(&c->waiters, 0);
+	td_wait_wake_all(&c->waiters, 0);
 }
 
-static int claim_or_wait(struct vm *v, struct vmwc *c, struct vmwait *w)
+static int claim_or_wait(struct vm *v, struct vmwc *c, struct td_wait *w)
 {
 	struct vmclaim **s = claim_slot(v, c->claim.key), *o;
 
@@ -163,7 +163,7 @@ static void wr_fail(struct vmwr *wr, int err)
 	td_loop_defer(wr->v->ctx->loop, &wr->defer);
 }
 
-static void wr_synced(struct vmwait *w)
+static void wr_synced(struct td_wait *w)
 {
 	struct vmwr *wr = (struct vmwr *)((uint8_t *)w - offsetof(struct vmwr, syncw));
 
@@ -236,24 +236,24 @@ static void commit_deferred(void *opaque)
 	commit(opaque);
 }
 
-static void wr_io_done(struct vmio *o, int err)
+static void wr_io_done(struct td_fio *o, int err)
 {
 	struct vmwr *wr = o->owner;
 
 	if (err && !wr->err) {
 		vm_log_bad(wr->v, "write of %llu bytes at %llu of '%s' failed: %s",
-			   (unsigned long long)o->len, (unsigned long long)o->io.off, o->f->path,
-			   strerror(-err));
+			   (unsigned long long)o->len, (unsigned long long)o->io.off,
+			   vmio_file(o)->path, strerror(-err));
 		wr->err = err == -ENOSPC ? err : -EIO;
 	}
 	if (!err) {
-		o->f->dirty = true;
-		if (o->io.off + o->len > o->f->size)
-			o->f->size = o->io.off + o->len; /* a flat file grew */
-		if (o->io.off + o->len > o->f->phys)
-			o->f->phys = o->io.off + o->len;
+		vmio_file(o)->dirty = true;
+		if (o->io.off + o->len > vmio_file(o)->size)
+			vmio_file(o)->size = o->io.off + o->len; /* a flat file grew */
+		if (o->io.off + o->len > vmio_file(o)->phys)
+			vmio_file(o)->phys = o->io.off + o->len;
 	}
-	vmio_put(o);
+	td_fio_put(o);
 	if (--wr->pending == 0)
 		commit(wr);
 }
@@ -275,7 +275,7 @@ static bool fua_direct_ok(const struct vmwr *wr)
 	return true;
 }
 
-static void wr_submit(struct vmwr *wr, struct vmio *o, struct vmfile *f, uint64_t host)
+static void wr_submit(struct vmwr *wr, struct td_fio *o, struct vmfile *f, uint64_t host)
 {
 	wr->pending++;
 	vmio_write(o, f, host, wr->fua_direct);
@@ -285,7 +285,7 @@ static void wr_submit(struct vmwr *wr, struct vmio *o, struct vmfile *f, uint64_
 static void write_phase(struct vmwr *wr)
 {
 	struct vm *v = wr->v;
-	struct vmio *o = NULL;
+	struct td_fio *o = NULL;
 	struct vmfile *of = NULL;
 	uint64_t o_host = 0;
 
@@ -296,12 +296,12 @@ static void write_phase(struct vmwr *wr)
 
 		if (c->kind == WC_SKIP)
 			continue;
-		if (o && (of != c->x->f || o_host + o->len != c->host || vmio_full(o))) {
+		if (o && (of != c->x->f || o_host + o->len != c->host || td_fio_full(o))) {
 			wr_submit(wr, o, of, o_host);
 			o = NULL;
 		}
 		if (!o) {
-			o = vmio_get(v, wr_io_done, wr);
+			o = td_fio_get(&v->fio, wr_io_done, wr);
 			if (!o) {
 				wr->err = -ENOMEM;
 				break;
@@ -309,9 +309,9 @@ static void write_phase(struct vmwr *wr)
 			of = c->x->f;
 			o_host = c->host;
 		}
-		if (vmio_add_slice(o, wr->iov, wr->iovcnt, c->boff, c->n) < 0) {
+		if (td_fio_add_slice(o, wr->iov, wr->iovcnt, c->boff, c->n) < 0) {
 			wr->err = -ENOMEM;
-			vmio_put(o);
+			td_fio_put(o);
 			o = NULL;
 			break;
 		}
@@ -380,7 +380,7 @@ static void wr_resolve(struct vmwr *wr)
 	write_phase(wr);
 }
 
-static void wr_resume(struct vmwait *w)
+static void wr_resume(struct td_wait *w)
 {
 	struct vmwr *wr = (struct vmwr *)((uint8_t *)w - offsetof(struct vmwr, w));
 
