@@ -8,4 +8,7 @@
 
 extern const struct td_driver td_drv_crypt;
 
+/* crypt/grow.c: online grow (td_driver.grow), docs/FORMAT.md "Growing". */
+int td_crypt_grow(struct td_layer *l, uint64_t new_size, char *err, size_t errlen);
+
 #endif

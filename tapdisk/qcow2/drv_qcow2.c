@@ -285,4 +285,5 @@ const struct td_driver td_drv_qcow2 = {
     .snapshot_kind = TD_SNAP_FILE,
     .snapshot = q2_snapshot,
     .snapshot_arg_ok = q2_snapshot_arg_ok,
+    .grow = q2_grow,
 };
