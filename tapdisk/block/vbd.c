@@ -622,7 +622,7 @@ int vbd_resize(struct vbd *v, uint64_t new_size, bool resume, char *err, size_t 
 		if (rc < 0)
 			return rc;
 		rc = td_layer_grow(c->top, new_size, why, sizeof(why));
-		if (rc == 0 && c->top->size != new_size) {
+		if (rc == 0 && c->top->size < new_size) {
 			snprintf(why, sizeof(why), "the chain exports %llu bytes after growing",
 				 (unsigned long long)c->top->size);
 			rc = -EIO;
@@ -635,6 +635,9 @@ int vbd_resize(struct vbd *v, uint64_t new_size, bool resume, char *err, size_t 
 			snprintf(why, sizeof(why), "the final flush failed");
 			rc = -EIO;
 		}
+		if (rc == 0)
+			new_size =
+			    c->top->size; /* an image layer may export more (a block device) */
 		td_chain_close(c);
 		if (rc < 0) {
 			snprintf(err, errlen, "%s", why);
