@@ -38,6 +38,31 @@ static int zero_new_range(struct td_layer *lo, uint64_t off, uint64_t len)
 	return rc ? rc : td_layer_sync_io(lo, TD_OP_FLUSH, 0, NULL, 0, 0);
 }
 
+#ifdef TD_TEST_BUILD
+static bool test_header_first;
+
+void td_crypt_grow_test_break(bool header_first)
+{
+	test_header_first = header_first;
+}
+#endif
+
+/* The new size in the header, re-sealed, by the A/B update protocol. */
+static int commit(struct td_layer *hl, struct td_crypt_hdr *h, const struct td_volkey *vk,
+		  uint64_t new_size, int which, char *err, size_t errlen)
+{
+	int rc;
+
+	h->data_size = new_size;
+	h->seqno++;
+	rc = td_hdr_seal(h, vk);
+	if (rc < 0) {
+		snprintf(err, errlen, "crypt: cannot seal the header");
+		return rc;
+	}
+	return td_hdr_store(hl, h, which, err, errlen);
+}
+
 int td_crypt_grow(struct td_layer *l, uint64_t new_size, char *err, size_t errlen)
 {
 	/* the integrity layer this layer inserted sits between it and the
@@ -49,6 +74,7 @@ int td_crypt_grow(struct td_layer *l, uint64_t new_size, char *err, size_t errle
 	uint8_t id[TD_IMAGE_ID_LEN];
 	char note[512], where[512], uuid[TD_HDR_UUID_STR_LEN];
 	int rc, which, other_bad;
+	uint64_t old_size;
 
 	if (!h)
 		return -ENOMEM;
@@ -91,6 +117,7 @@ int td_crypt_grow(struct td_layer *l, uint64_t new_size, char *err, size_t errle
 		rc = 0;
 		goto out;
 	}
+	old_size = h->data_size;
 	if (integ) {
 		struct ti_params op, np;
 
@@ -98,31 +125,34 @@ int td_crypt_grow(struct td_layer *l, uint64_t new_size, char *err, size_t errle
 		if (rc == 0 && (rc = ti_grow_layout(&op, new_size / TD_BLOCK_SIZE, &np)) < 0)
 			snprintf(err, errlen, "crypt: %llu bytes is beyond what integrity covers",
 				 (unsigned long long)new_size);
-		if (rc == 0)
-			rc = td_layer_grow(l->below, new_size, err, errlen);
 		if (rc < 0)
 			goto out;
 		ti_params_encode(&np, h->integrity_params);
+	}
+#ifdef TD_TEST_BUILD
+	if (test_header_first && (rc = commit(hl, h, vk, new_size, which, err, errlen)) < 0)
+		goto out;
+#endif
+	if (integ) {
+		rc = td_layer_grow(l->below, new_size, err, errlen);
+		if (rc < 0)
+			goto out;
 	} else {
 		rc = td_layer_grow(hl, h->data_offset + new_size, err, errlen);
 		if (rc < 0)
 			goto out;
-		rc = zero_new_range(hl, h->data_offset + h->data_size, new_size - h->data_size);
+		rc = zero_new_range(hl, h->data_offset + old_size, new_size - old_size);
 		if (rc < 0) {
 			snprintf(err, errlen, "crypt: cannot zero the new range: %s",
 				 strerror(-rc));
 			goto out;
 		}
 	}
-	/* the commit point */
-	h->data_size = new_size;
-	h->seqno++;
-	rc = td_hdr_seal(h, vk);
-	if (rc < 0) {
-		snprintf(err, errlen, "crypt: cannot seal the header");
-		goto out;
-	}
-	rc = td_hdr_store(hl, h, which, err, errlen);
+#ifdef TD_TEST_BUILD
+	if (!test_header_first)
+#endif
+		/* the commit point */
+		rc = commit(hl, h, vk, new_size, which, err, errlen);
 	if (rc < 0)
 		goto out;
 	td_info("crypt: image %s grown to %llu bytes (header sequence %llu)", uuid,
