@@ -11,7 +11,7 @@
 # intact. Refusals: shrinking, a bad size, and a chain whose layer has no
 # grow operation (named in the message).
 . "$TD_SRC/tests/lib/common.sh"
-need qemu-img qemu-io nbdinfo nbdcopy keyctl python3
+need qemu-img qemu-io nbdinfo nbdcopy fio keyctl python3
 M=$((1 << 20))
 
 # check URI SIZE NEWFROM -- size, old patterns, zeros from NEWFROM to the
@@ -56,9 +56,17 @@ one_case() {
 	# an NBD client that stays connected across the resize
 	qemu-io -f raw -c "read -P 0x5a 0 4k" "$URI" >/dev/null || fail "read before"
 
-	info "grow by 40 MiB while serving"
+	info "grow by 40 MiB while serving (fio verify runs across it)"
 	NEW=$((OLD0 + 40 * M))
+	fio --name=v --ioengine=nbd --uri="$URI" --rw=randwrite --bs=4k --iodepth=16 \
+		--offset=4M --size=32M --verify=crc32c --verify_fatal=1 --do_verify=1 \
+		--verify_state_save=0 --time_based --runtime=6 --verify_backlog=256 \
+		--output="$T/fio.txt" &
+	fpid=$!
+	sleep 2
 	tap-ctl resize -s "$SOCK" "$NEW" || fail "tap-ctl resize"
+	wait $fpid || { cat "$T/fio.txt"; fail "fio error across the resize"; }
+	grep -q "err= 0" "$T/fio.txt" || { cat "$T/fio.txt"; fail "fio errors"; }
 	tap-ctl list | grep -q running || fail "not running after resize: $(tap-ctl list)"
 	check "$URI" "$NEW" "$OLD0"
 	qemu-io -f raw -c "write -P 0x7c $((OLD0 + 20 * M)) 1M" -c "read -P 0x7c $((OLD0 + 20 * M)) 1M" \
