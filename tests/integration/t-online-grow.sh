@@ -164,14 +164,20 @@ one_case aio none
 kill_loop aio
 kill_loop qcow2
 
-info "a layer without grow: refused, naming it"
-qemu-img create -q -f vpc -o subformat=fixed "$T/d.vhd" 16M || fail "qemu-img create vpc"
-URI=$(tap-ctl create -a "vhd:$T/d.vhd") || fail "serve vhd"
+info "a lower layer without grow (crypt:vhd): refused, naming it, nothing changed"
+qemu-img create -q -f vpc -o subformat=dynamic "$T/d.vhd" 32M || fail "qemu-img create vpc"
+printf 'grow vhd %s' "$RANDOM" >"$T/key"
+crypt_image "vhd:$T/d.vhd" "$T/key"
+URI=$(tap-ctl create -a "crypt:vhd:$T/d.vhd") || fail "serve crypt:vhd"
 SOCK=${URI#nbd+unix:///?socket=}
 s0=$(nbdinfo --size "$URI")
-out=$(tap-ctl resize -s "$SOCK" $((s0 + M)) 2>&1) && fail "vhd grew"
+qemu-io -f raw -c "write -P 0x5a 0 1M" "$URI" >/dev/null || fail "vhd pattern"
+out=$(tap-ctl resize -s "$SOCK" $((s0 + M)) 2>&1) && fail "crypt:vhd grew"
 echo "$out" | grep -q "the vhd layer cannot grow online" || fail "message: $out"
 [ "$(nbdinfo --size "$URI")" = "$s0" ] || fail "size changed"
-qemu-io -f raw -c "read 0 4k" "$URI" >/dev/null || fail "still serving after the refusal"
+qemu-io -f raw -c "read -P 0x5a 0 1M" "$URI" | grep -q "^read" || fail "not serving after the refusal"
 tap-ctl destroy -s "$SOCK"
+URI=$(tap-ctl create -a "crypt:vhd:$T/d.vhd") || fail "reopen crypt:vhd after the refusal"
+[ "$(nbdinfo --size "$URI")" = "$s0" ] || fail "size changed after reopen"
+tap-ctl destroy -s "${URI#nbd+unix:///?socket=}"
 echo ok
