@@ -17,6 +17,7 @@
  * leaves the image as it was; after, it is grown. The crypt layer computes
  * the same parameters with ti_grow_layout. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,8 +59,18 @@ static int zero_range(struct td_layer *lo, uint64_t off, uint64_t len)
 	return rc;
 }
 
+static bool all_zero(const uint8_t *b, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++)
+		if (b[i])
+			return false;
+	return true;
+}
+
 /* Copies len bytes from src to dst in the lower layer (dst >= src + len:
- * the regions never overlap). */
+ * the regions never overlap). dst was zeroed: all-zero chunks (tag pages
+ * never written: most of a sparse disk's table) are not written again,
+ * which keeps a thin image thin. */
 static int copy_range(struct td_layer *lo, uint64_t src, uint64_t dst, uint64_t len)
 {
 	uint8_t *b = td_buf_get(CHUNK);
@@ -71,13 +82,64 @@ static int copy_range(struct td_layer *lo, uint64_t src, uint64_t dst, uint64_t 
 		uint64_t n = len < CHUNK ? len : CHUNK;
 
 		rc = td_layer_sync_io(lo, TD_OP_READ, src, b, n, 0);
-		if (rc == 0)
+		if (rc == 0 && !all_zero(b, n))
 			rc = td_layer_sync_io(lo, TD_OP_WRITE, dst, b, n, 0);
 		src += n;
 		dst += n;
 		len -= n;
 	}
 	td_buf_put(b, CHUNK);
+	return rc;
+}
+
+/* Version 2: only what the tree says is not all zeros (the new region is
+ * zero already): for each L1 page with a non-zero L2 entry, both its slots,
+ * and, of the slot whose hash is that entry, the tag pages with a non-zero
+ * entry, both slots, in runs. An L1 page neither slot of which matches is
+ * copied with all its tag pages as they are (the reads it would fail keep
+ * failing). A sparse disk's table is read only where it was written. */
+static int copy_tree(struct ti_core *c, struct td_layer *lo, const struct ti_params *op,
+		     const struct ti_params *np, const uint8_t *l2)
+{
+	static const uint8_t zero[TI_HASH_LEN];
+	uint8_t *b = td_buf_get(2 * TI_BLOCK), h[TI_HASH_LEN];
+	int rc = 0;
+
+	if (!b)
+		return -ENOMEM;
+	for (uint64_t q = 0; rc == 0 && q < op->l1_pages; q++) {
+		const uint8_t *want = l2 + q * TI_HASH_LEN, *l1 = NULL;
+		uint64_t first = q * TI_HASHES_PER_PAGE, n = op->tags_pages - first, run = 0;
+
+		if (n > TI_HASHES_PER_PAGE)
+			n = TI_HASHES_PER_PAGE;
+		if (!memcmp(want, zero, TI_HASH_LEN))
+			continue; /* an all-zero L1 page: nothing under it */
+		rc = td_layer_sync_io(lo, TD_OP_READ, ti_l1_page_off(op, q, 0), b, 2 * TI_BLOCK, 0);
+		if (rc == 0)
+			rc = td_layer_sync_io(lo, TD_OP_WRITE, ti_l1_page_off(np, q, 0), b,
+					      2 * TI_BLOCK, 0);
+		for (unsigned s = 0; rc == 0 && s < 2 && !l1; s++)
+			if (ti_tree_hash(c->tree_mac, c->uuid, 1, q, b + s * TI_BLOCK, h) == 0 &&
+			    td_ct_memeq(h, want, TI_HASH_LEN))
+				l1 = b + s * TI_BLOCK;
+		/* runs of tag pages (two slots each) to copy */
+		for (uint64_t i = 0; rc == 0 && i <= n; i++) {
+			bool used =
+			    i < n && (!l1 || memcmp(l1 + i * TI_HASH_LEN, zero, TI_HASH_LEN));
+
+			if (used) {
+				run++;
+				continue;
+			}
+			if (run)
+				rc = copy_range(lo, ti_tag_page_off(op, first + i - run, 0),
+						ti_tag_page_off(np, first + i - run, 0),
+						2 * run * TI_BLOCK);
+			run = 0;
+		}
+	}
+	td_buf_put(b, 2 * TI_BLOCK);
 	return rc;
 }
 
@@ -145,11 +207,10 @@ int ti_layer_grow(struct td_layer *l, uint64_t new_size, char *err, size_t errle
 	rc = zero_range(lo, np.super_off, ti_layout_end(&np) - np.super_off);
 	/* 3. the table and the tree, then the superblock of the next epoch */
 	if (rc == 0)
-		rc = copy_range(lo, op->tags_off, np.tags_off,
-				(op->version >= 2 ? 2 : 1) * op->tags_pages * TI_BLOCK);
+		rc = c->tree ? copy_tree(c, lo, op, &np, l2)
+			     : copy_range(lo, op->tags_off, np.tags_off, op->tags_pages * TI_BLOCK);
 	memset(&ns, 0, sizeof(ns));
 	if (rc == 0 && c->tree) {
-		rc = copy_range(lo, op->tree_off, np.tree_off, 2 * op->l1_pages * TI_BLOCK);
 		nl2_len = (size_t)np.l2_pages * TI_BLOCK;
 		if (rc == 0 && !(nl2 = td_buf_get(nl2_len)))
 			rc = -ENOMEM;

@@ -164,6 +164,34 @@ one_case aio none
 kill_loop aio
 kill_loop qcow2
 
+info "a sparse 1 TiB crypt:aio grows by 64 GiB and stays sparse"
+if truncate -s 1T "$T/big.img" 2>/dev/null; then
+	printf 'grow big %s' "$RANDOM" >"$T/key"
+	crypt_image "aio:$T/big.img" "$T/key"
+	URI=$(tap-ctl create -a "crypt:aio:$T/big.img") || fail "serve 1 TiB"
+	SOCK=${URI#nbd+unix:///?socket=}
+	s0=$(nbdinfo --size "$URI")
+	for off in 0 500G $((s0 - M)); do
+		qemu-io -f raw -c "write -P 0x5e $off 1M" "$URI" >/dev/null || fail "write at $off"
+	done
+	u0=$(du -k "$T/big.img" | cut -f1)
+	tap-ctl resize -s "$SOCK" $((s0 + (64 << 30))) || fail "1 TiB resize"
+	u1=$(du -k "$T/big.img" | cut -f1)
+	echo "allocated before/after the grow: $u0 / $u1 KiB"
+	# the table of the written pages only (not 16 GiB of zeros)
+	[ $((u1 - u0)) -lt 65536 ] || fail "the grow allocated $((u1 - u0)) KiB"
+	[ "$(nbdinfo --size "$URI")" = $((s0 + (64 << 30))) ] || fail "1 TiB: new size"
+	qemu-io -f raw -c "read -P 0x5e 0 1M" -c "read -P 0x5e 500G 1M" -c "read -P 0x5e $((s0 - M)) 1M" \
+		-c "read -P 0 $s0 1M" -c "write -P 0x6f $((s0 + (60 << 30))) 1M" \
+		-c "read -P 0x6f $((s0 + (60 << 30))) 1M" "$URI" | grep -c "^read" | grep -qx 5 ||
+		fail "1 TiB: data after the grow"
+	tap-ctl destroy -s "$SOCK" || fail destroy
+	vdkey unload "aio:$T/big.img" >/dev/null 2>&1
+	rm -f "$T/big.img"
+else
+	echo "(the filesystem under $T cannot hold a 1 TiB sparse file: part skipped)"
+fi
+
 info "a lower layer without grow (crypt:vhd): refused, naming it, nothing changed"
 qemu-img create -q -f vpc -o subformat=dynamic "$T/d.vhd" 32M || fail "qemu-img create vpc"
 printf 'grow vhd %s' "$RANDOM" >"$T/key"
