@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "crypt/backend/cipher.h"
+#include "crypt/crypt.h"
 #include "crypt/hdrio.h"
 #include "integrity/integrity.h"
 #include "crypt/backend/secmem.h"
@@ -434,4 +435,5 @@ const struct td_driver td_drv_crypt = {
     .write_zeroes = crypt_shift,
     .uuid = crypt_uuid,
     .needs_key = true,
+    .grow = td_crypt_grow,
 };

@@ -60,7 +60,9 @@ static void check_layout_sane(const struct ti_params *p, uint64_t lower)
 	 * image: a wrap-around would show as a region before its predecessor */
 	assert(p->data_blocks > 0);
 	assert(p->super_off >= p->data_start);
-	assert(p->super_off - p->data_start == p->data_blocks * TI_BLOCK);
+	/* right after the data area, or past a gap after an online grow */
+	assert(p->super_off - p->data_start >= p->data_blocks * TI_BLOCK);
+	assert(p->super_off % TI_BLOCK == 0 && p->super_off <= TI_META_MAX);
 	assert(p->journal_off == p->super_off + 2 * TI_BLOCK);
 	assert(p->tags_off > p->journal_off);
 	assert(p->tree_off > p->tags_off);
@@ -88,6 +90,14 @@ static void fuzz_params(const uint8_t *d, size_t n)
 		check_layout_sane(&p, lower);
 		ti_params_encode(&p, re);
 		assert(memcmp(re, in, TI_PARAMS_LEN) == 0);
+		/* an online grow from it (by an amount the input picks): never
+		 * over the metadata in use, and it loads back */
+		if (ti_grow_layout(&p, p.data_blocks + 1 + (lower & 0xfffff), &q) == 0) {
+			assert(q.super_off >= ti_layout_end(&p));
+			check_layout_sane(&q, ti_layout_end(&q));
+			ti_params_encode(&q, re);
+			assert(ti_params_decode(re, ti_layout_end(&q), &q, err, sizeof(err)) == 0);
+		}
 	} else {
 		assert(rc == -EPROTONOSUPPORT || rc == -EBADMSG || rc == -EIO);
 	}

@@ -589,4 +589,5 @@ const struct td_driver td_drv_integrity = {
     .flush = integ_flush,
     .discard = integ_zero,
     .write_zeroes = integ_zero,
+    .grow = ti_layer_grow,
 };

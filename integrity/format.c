@@ -23,10 +23,10 @@ static uint32_t le32(const uint8_t *p)
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-static void fill_meta(struct ti_params *p)
+/* The metadata from meta on (docs/FORMAT.md: right after the data area,
+ * or further on after an online grow, "Growing"). */
+static void fill_meta_at(struct ti_params *p, uint64_t meta)
 {
-	uint64_t meta = p->data_start + p->data_blocks * TI_BLOCK;
-
 	p->super_off = meta;
 	p->journal_off = meta + 2 * TI_BLOCK;
 	p->tags_off = p->journal_off + (uint64_t)p->journal_blocks * TI_BLOCK;
@@ -42,6 +42,31 @@ static void fill_meta(struct ti_params *p)
 		/* v1: reserved room */
 		p->tree_pages = 2 * td_div_up(p->tags_pages, TI_BLOCK / 32) + 16;
 	}
+}
+
+static void fill_meta(struct ti_params *p)
+{
+	fill_meta_at(p, p->data_start + p->data_blocks * TI_BLOCK);
+}
+
+int ti_grow_layout(const struct ti_params *old, uint64_t new_blocks, struct ti_params *np)
+{
+	uint64_t meta, old_end = ti_layout_end(old);
+
+	if (new_blocks <= old->data_blocks)
+		return -EINVAL;
+	if (new_blocks > (1ull << 40) || (old->version >= 2 && new_blocks > TI_V2_MAX_BLOCKS))
+		return -EFBIG;
+	*np = *old;
+	np->data_blocks = new_blocks;
+	meta = np->data_start + new_blocks * TI_BLOCK;
+	/* never over the metadata in use: it stays valid until the commit */
+	if (meta < old_end)
+		meta = old_end;
+	if (meta > TI_META_MAX)
+		return -EFBIG;
+	fill_meta_at(np, meta);
+	return 0;
 }
 
 uint64_t ti_layout_end(const struct ti_params *p)
@@ -115,7 +140,7 @@ int ti_params_decode(const uint8_t in[TI_PARAMS_LEN], uint64_t lower_size, struc
 {
 	struct ti_params want;
 	uint8_t re[TI_PARAMS_LEN];
-	uint64_t jb = ti_le64(in + 40);
+	uint64_t jb = ti_le64(in + 40), meta;
 
 	memset(p, 0, sizeof(*p));
 	p->version = in[0];
@@ -135,9 +160,17 @@ int ti_params_decode(const uint8_t in[TI_PARAMS_LEN], uint64_t lower_size, struc
 		return -EBADMSG;
 	}
 	p->journal_blocks = (uint32_t)jb;
-	/* everything else follows from these: recompute and require equality */
+	/* the metadata starts right after the data area or, after an online
+	 * grow, further on (a 4 KiB multiple, bounded); everything else
+	 * follows: recompute and require equality */
+	meta = ti_le64(in + 24);
+	if (meta < p->data_start + p->data_blocks * TI_BLOCK || meta % TI_BLOCK ||
+	    meta > TI_META_MAX) {
+		snprintf(err, errlen, "integrity parameters are inconsistent");
+		return -EBADMSG;
+	}
 	want = *p;
-	fill_meta(&want);
+	fill_meta_at(&want, meta);
 	ti_params_encode(&want, re);
 	if (memcmp(re, in, TI_PARAMS_LEN) != 0) {
 		snprintf(err, errlen, "integrity parameters are inconsistent");

@@ -80,6 +80,15 @@ int ti_layout(uint64_t lower_size, uint64_t data_start, uint32_t journal_blocks,
  * TI_PARAMS_VERSION (2). */
 int ti_layout_version(uint64_t lower_size, uint64_t data_start, uint32_t journal_blocks,
 		      unsigned version, struct ti_params *p);
+/* Where the metadata may start at most (docs/FORMAT.md "Growing"): keeps
+ * every offset of a decoded layout below 2^63. */
+#define TI_META_MAX (1ull << 62)
+/* The layout after an online grow to new_blocks data blocks: the same
+ * journal size and version; the metadata right after the new data area,
+ * or at the end of the old layout when that is further on, so it never
+ * overlaps the metadata in use (docs/FORMAT.md "Growing"). 0, -EINVAL
+ * (not larger) or -EFBIG (beyond the format's limits). */
+int ti_grow_layout(const struct ti_params *old, uint64_t new_blocks, struct ti_params *np);
 /* Bytes the layout needs in the lower image (its end offset). */
 uint64_t ti_layout_end(const struct ti_params *p);
 

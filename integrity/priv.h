@@ -36,6 +36,8 @@ struct ti_priv {
 int ti_layer_open(struct td_layer *l, const char *path, const char *opts, char *err, size_t errlen);
 void ti_layer_quiesce(struct td_layer *l);
 void ti_layer_close(struct td_layer *l);
+/* grow.c: online grow (td_driver.grow) */
+int ti_layer_grow(struct td_layer *l, uint64_t new_size, char *err, size_t errlen);
 
 /* recover.c: open-time replay of the current epoch of the journal, then a
  * checkpoint when anything was replayed. */

@@ -1,5 +1,6 @@
 /* Dispatch through the chain and the single completion path. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "tapdisk/block/driver.h"
@@ -131,4 +132,26 @@ const char *td_layer_ephemeral(const struct td_layer *l)
 	while (l && l->below)
 		l = l->below;
 	return l && l->drv->ephemeral ? l->drv->ephemeral(l) : NULL;
+}
+
+int td_layer_grow(struct td_layer *l, uint64_t new_size, char *err, size_t errlen)
+{
+	int rc;
+
+	if (!l->drv->grow) {
+		snprintf(err, errlen,
+			 "the %s layer cannot grow online (its driver has no grow operation)",
+			 l->drv->name);
+		return -ENOTSUP;
+	}
+	if (new_size % TD_BLOCK_SIZE) {
+		snprintf(err, errlen, "size %llu is not a multiple of %u",
+			 (unsigned long long)new_size, TD_BLOCK_SIZE);
+		return -EINVAL;
+	}
+	err[0] = 0;
+	rc = l->drv->grow(l, new_size, err, errlen);
+	if (rc < 0 && !err[0])
+		snprintf(err, errlen, "%s: grow failed: %s", l->drv->name, strerror(-rc));
+	return rc;
 }

@@ -153,6 +153,16 @@ struct td_driver {
 	 * another program wrote (a crypt header from vdkey) can be on such an
 	 * image: crypt and vdkey refuse it with this reason. */
 	const char *(*ephemeral)(const struct td_layer *l);
+	/* Online grow (tap-ctl resize): make this layer export at least
+	 * new_size bytes (a stacking layer: exactly new_size), growing the
+	 * layers below first through td_layer_grow(). Called on a freshly
+	 * opened, idle chain of a paused VBD, at the top of the loop (like
+	 * open: synchronous I/O through td_layer_sync_io allowed); the chain is
+	 * closed without a quiesce afterwards, so leave everything durable and
+	 * set l->size. A crash at any point must leave the old or the new size,
+	 * both readable (docs/FORMAT.md "Growing"). NULL: the layer cannot
+	 * grow, and a resize through it fails naming it. */
+	int (*grow)(struct td_layer *l, uint64_t new_size, char *err, size_t errlen);
 };
 
 struct td_stats_shared; /* tapdisk/core/stats.h */
@@ -230,6 +240,10 @@ int td_layer_sync_io(struct td_layer *l, enum td_op op, uint64_t off, void *buf,
 int td_layer_identity(struct td_layer *l, uint8_t id[TD_IMAGE_ID_LEN], char *where, size_t wlen);
 /* The image UUID the chain from l down knows, if any: 0 or -ENOENT. */
 int td_layer_uuid(const struct td_layer *l, uint8_t uuid[16]);
+/* Grows l (td_driver.grow) to export at least new_size bytes; nothing to
+ * do when it already does and is an image layer. -ENOTSUP with a message
+ * naming the driver when it has no grow operation. */
+int td_layer_grow(struct td_layer *l, uint64_t new_size, char *err, size_t errlen);
 /* The bottom (image) layer. */
 struct td_layer *td_layer_image(struct td_layer *l);
 /* Why the image below l does not outlive this process (td_driver.ephemeral),

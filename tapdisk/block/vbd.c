@@ -594,6 +594,62 @@ int vbd_snapshot(struct vbd *v, const char *arg, bool resume, char *err, size_t 
 	return rc;
 }
 
+int vbd_resize(struct vbd *v, uint64_t new_size, bool resume, char *err, size_t errlen)
+{
+	struct td_chain *c;
+	char why[1024];
+	int rc;
+
+	if (!v->paused) {
+		snprintf(err, errlen, "not paused");
+		return -EINVAL;
+	}
+	if (v->readonly) {
+		snprintf(err, errlen, "the VBD is read-only");
+		return -EROFS;
+	}
+	if (new_size < v->size) {
+		snprintf(err, errlen, "shrinking is not supported (%llu bytes now, %llu asked)",
+			 (unsigned long long)v->size, (unsigned long long)new_size);
+		return -EINVAL;
+	}
+	if (new_size % TD_BLOCK_SIZE) {
+		snprintf(err, errlen, "the size must be a multiple of %u bytes", TD_BLOCK_SIZE);
+		return -EINVAL;
+	}
+	if (new_size > v->size) {
+		rc = td_chain_open(v->ctx, v->spec, &c, err, errlen);
+		if (rc < 0)
+			return rc;
+		rc = td_layer_grow(c->top, new_size, why, sizeof(why));
+		if (rc == 0 && c->top->size < new_size) {
+			snprintf(why, sizeof(why), "the chain exports %llu bytes after growing",
+				 (unsigned long long)c->top->size);
+			rc = -EIO;
+		}
+		/* every layer left what it wrote durable; a flush of the image
+		 * is all a close without a quiesce needs (the layers' memory
+		 * describes the old size) */
+		if (td_layer_sync_io(td_layer_image(c->top), TD_OP_FLUSH, 0, NULL, 0, 0) < 0 &&
+		    rc == 0) {
+			snprintf(why, sizeof(why), "the final flush failed");
+			rc = -EIO;
+		}
+		if (rc == 0)
+			new_size =
+			    c->top->size; /* an image layer may export more (a block device) */
+		td_chain_close(c);
+		if (rc < 0) {
+			snprintf(err, errlen, "%s", why);
+			return rc;
+		}
+		td_info("resized: %s now exports %llu bytes (was %llu)", v->spec,
+			(unsigned long long)new_size, (unsigned long long)v->size);
+		v->size = new_size;
+	}
+	return resume ? vbd_unpause(v, NULL, err, errlen) : 0;
+}
+
 void vbd_fail_waiting(struct vbd *v, int err)
 {
 	while (v->pause_head) {

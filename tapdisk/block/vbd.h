@@ -91,6 +91,14 @@ int vbd_unpause(struct vbd *v, const char *newspec, char *err, size_t errlen);
  * opens a chain). */
 int vbd_snapshot(struct vbd *v, const char *arg, bool resume, char *err, size_t errlen);
 
+/* Online grow of a paused VBD (tap-ctl resize): opens the chain, grows
+ * it from the top (td_layer_grow: each layer grows the ones below it
+ * first; the crypt header is the commit point, docs/FORMAT.md "Growing"),
+ * closes it, and with resume reopens it at the new size. Shrinking is
+ * refused; the same size does nothing. Clients connecting afterwards see
+ * the new size. At the top of the loop only (it opens a chain). */
+int vbd_resize(struct vbd *v, uint64_t new_size, bool resume, char *err, size_t errlen);
+
 /* Fails every request waiting for unpause (used when destroying a paused
  * VBD). */
 void vbd_fail_waiting(struct vbd *v, int err);

@@ -62,6 +62,8 @@ static void usage(FILE *f)
 	    "                                     is then never written again\n"
 	    "  snapshot SELECTOR SNAPNAME         live snapshot of an rbd VBD: RBD snapshot\n"
 	    "                                     POOL/IMAGE@SNAPNAME\n"
+	    "  resize SELECTOR SIZE               grow a VBD's disk online to SIZE bytes\n"
+	    "                                     (K, M, G, T suffixes); new connections see it\n"
 	    "  xen-connect SELECTOR DOMID RING-REFS EVTCHN [PROTOCOL]\n"
 	    "                                     serve a Xen guest's blkif ring (a tapdisk\n"
 	    "                                     created with --xen; tapback does this)\n"
@@ -161,6 +163,18 @@ static void cmd_usage(const char *cmd)
 		    "On an rbd: VBD the argument is a snapshot name: pause, flush, RBD\n"
 		    "snapshot POOL/IMAGE@SNAPNAME, resume. It opens read-only as\n"
 		    "crypt:rbd:POOL/IMAGE@SNAPNAME with the same key.\n");
+	else if (!strcmp(cmd, "resize"))
+		printf(
+		    "Usage: tap-ctl resize (-p PID | -m MINOR | -s SOCKET) SIZE\n\n"
+		    "Grows the VBD's disk to SIZE bytes (a multiple of 4096; K, M, G, T\n"
+		    "suffixes, powers of 1024) while it serves: pause (drain, flush), grow the\n"
+		    "chain from the bottom up (the image file or qcow2 virtual size, then the\n"
+		    "integrity metadata, then the crypt header, which commits the new size),\n"
+		    "resume. The new range reads as zeros. NBD clients that connect afterwards\n"
+		    "see the new size; connections already open keep the old one until they\n"
+		    "reconnect. A crash during the grow leaves the old or the new size. Shrinking\n"
+		    "is refused, and so is a chain with a layer that cannot grow (the error names\n"
+		    "it: e.g. vhd, vmdk, rbd). SIZE equal to the current size does nothing.\n");
 	else
 		printf("Usage: tap-ctl %s (-p PID | -m MINOR | -s SOCKET)\n", cmd);
 }
@@ -807,6 +821,33 @@ static int cmd_qos(const struct selector *sel, const char *opts, bool json)
 	return rc < 0 ? 1 : 0;
 }
 
+/* Online grow: the size is checked here and passed in bytes. */
+static int cmd_resize(const struct selector *sel, const char *arg)
+{
+	char ctl[PATH_MAX], err[1024], line[128];
+	struct td_kv info = {0};
+	uint64_t size;
+	int rc;
+
+	if (td_parse_size(arg, &size) < 0 || size == 0 || size % 4096) {
+		fprintf(stderr,
+			"%s resize: '%s' is not a size (bytes, a multiple of 4096; K, M, G, T "
+			"suffixes)\n",
+			prog, arg);
+		return 2;
+	}
+	if (find_one(sel, ctl, sizeof(ctl), &info) < 0)
+		return 1;
+	td_kv_free(&info);
+	snprintf(line, sizeof(line), "resize %llu", (unsigned long long)size);
+	rc = td_ctl_call(ctl, line, NULL, 600000, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "%s resize: %s\n", prog, err);
+		return 1;
+	}
+	return 0;
+}
+
 /* A live snapshot. A file snapshot's new file is created here, as root
  * (it must not exist; it gets the image owner's ownership through its
  * descriptor) and passed to the tapdisk, which no longer opens files. */
@@ -1020,6 +1061,14 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		return cmd_snapshot(&sel, argv[optind]);
+	}
+	if (!strcmp(cmd, "resize")) {
+		if (optind != argc - 1) {
+			fprintf(stderr, "%s resize: expected SIZE (see tap-ctl resize --help)\n",
+				prog);
+			return 2;
+		}
+		return cmd_resize(&sel, argv[optind]);
 	}
 	if (optind != argc) {
 		fprintf(stderr, "%s %s: unexpected argument '%s'\n", prog, cmd, argv[optind]);

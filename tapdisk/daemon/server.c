@@ -65,6 +65,7 @@ struct td_server {
 	struct ctl_conn *destroy_conn; /* answered once shut down */
 	struct ctl_conn *pause_conn;
 	char snap_arg[4096]; /* a pending snapshot's new file or name */
+	uint64_t resize_to;  /* a pending resize's new size */
 	bool snap_was_paused;
 	int snap_pause_err;
 	/* unpause and snapshot open a chain (synchronous I/O that runs the
@@ -275,6 +276,40 @@ static void snapshot_paused(void *opaque, int err)
 	s->pause_conn = NULL;
 	s->snap_pause_err = err;
 	start_task(s, c, snapshot_task);
+}
+
+/* Online grow, after the pause: the chain grows from the top
+ * (vbd_resize), then reopens at the new size; NBD clients connecting from
+ * now on see it. */
+static void resize_task(struct td_server *s, struct ctl_conn *c)
+{
+	char e[1024];
+
+	if (s->snap_pause_err) {
+		ctl_errorf(c, "resize: pause failed (%s); nothing changed",
+			   strerror(-s->snap_pause_err));
+		return;
+	}
+	if (vbd_resize(s->vbd, s->resize_to, !s->snap_was_paused, e, sizeof(e)) < 0) {
+		char e2[512];
+
+		ctl_errorf(c, "resize failed: %s", e);
+		if (!s->snap_was_paused && vbd_paused(s->vbd) &&
+		    vbd_unpause(s->vbd, NULL, e2, sizeof(e2)) < 0)
+			td_err("resize: cannot reopen the image: %s", e2);
+		return;
+	}
+	ctl_reply(c, "ok\n");
+}
+
+static void resize_paused(void *opaque, int err)
+{
+	struct td_server *s = opaque;
+	struct ctl_conn *c = s->pause_conn;
+
+	s->pause_conn = NULL;
+	s->snap_pause_err = err;
+	start_task(s, c, resize_task);
 }
 
 static void unpause_task(struct td_server *s, struct ctl_conn *c)
@@ -497,6 +532,34 @@ static void ctl_command(struct ctl_conn *c, char *line)
 		td_loop_del_fd(s->loop, c->w);
 		c->w = NULL;
 		vbd_pause(s->vbd, snapshot_paused, s);
+	} else if (!strncmp(line, "resize ", 7)) {
+		uint64_t size;
+
+		if (s->shutting_down || s->pause_conn || s->task_conn) {
+			ctl_errorf(c, "busy: a pause, unpause, snapshot or resize is in progress");
+			return;
+		}
+		if (td_parse_size(line + 7, &size) < 0 || size == 0 || size % TD_BLOCK_SIZE) {
+			ctl_errorf(c, "resize: '%.64s' is not a size in bytes, a multiple of %u",
+				   line + 7, TD_BLOCK_SIZE);
+			return;
+		}
+		if (vbd_readonly(s->vbd)) {
+			ctl_errorf(c, "resize: the VBD is read-only");
+			return;
+		}
+		if (size < vbd_size(s->vbd)) {
+			ctl_errorf(
+			    c, "resize: shrinking is not supported (%llu bytes now, %llu asked)",
+			    (unsigned long long)vbd_size(s->vbd), (unsigned long long)size);
+			return;
+		}
+		s->resize_to = size;
+		s->snap_was_paused = vbd_paused(s->vbd);
+		s->pause_conn = c;
+		td_loop_del_fd(s->loop, c->w);
+		c->w = NULL;
+		vbd_pause(s->vbd, resize_paused, s);
 	} else if (!strncmp(line, "xen-connect ", 12)) {
 		struct td_blkif_params bp;
 
@@ -533,12 +596,13 @@ static void ctl_command(struct ctl_conn *c, char *line)
 		c->w = NULL;
 		server_shutdown(s);
 	} else {
-		ctl_errorf(c,
-			   "unknown command '%.64s' (known: info, stats, qos [SETTINGS], pause, "
-			   "unpause [SPEC], "
-			   "snapshot FILE|NAME, xen-connect DOMID REFS EVTCHN [PROTOCOL], "
-			   "xen-disconnect, destroy)",
-			   line);
+		ctl_errorf(
+		    c,
+		    "unknown command '%.64s' (known: info, stats, qos [SETTINGS], pause, "
+		    "unpause [SPEC], "
+		    "snapshot FILE|NAME, resize SIZE, xen-connect DOMID REFS EVTCHN [PROTOCOL], "
+		    "xen-disconnect, destroy)",
+		    line);
 	}
 }
 

@@ -238,6 +238,43 @@ static void aio_write_zeroes(struct td_layer *l, struct td_req *req)
 	aio_zero_range(l, req, !(req->flags & TD_REQ_NO_UNMAP) && !p->blockdev);
 }
 
+/* Online grow: a file is extended (sparse: the new bytes read as zeros)
+ * and synced; a block device cannot be grown from here, only found large
+ * enough (grow it first, e.g. lvextend). Never shrinks. */
+static int aio_grow(struct td_layer *l, uint64_t new_size, char *err, size_t errlen)
+{
+	struct aio_priv *p = l->priv;
+	uint64_t size;
+
+	if (p->blockdev) {
+		if (ioctl(p->fd, BLKGETSIZE64, &size) < 0) {
+			snprintf(err, errlen, "aio: cannot read the block device's size: %s",
+				 strerror(errno));
+			return -errno;
+		}
+		if (size < new_size) {
+			snprintf(err, errlen,
+				 "aio: the block device has %llu bytes, %llu are needed: grow the "
+				 "device first (e.g. lvextend), then resize again",
+				 (unsigned long long)size, (unsigned long long)new_size);
+			return -ENOSPC;
+		}
+		l->size = size & ~(uint64_t)(TD_BLOCK_SIZE - 1);
+		return 0;
+	}
+	if (l->size >= new_size)
+		return 0;
+	if (ftruncate(p->fd, (off_t)new_size) < 0 || fsync(p->fd) < 0) {
+		int e = errno;
+
+		snprintf(err, errlen, "aio: cannot extend the image to %llu bytes: %s",
+			 (unsigned long long)new_size, strerror(e));
+		return -e;
+	}
+	l->size = new_size;
+	return 0;
+}
+
 const struct td_driver td_drv_aio = {
     .name = "aio",
     .summary = "raw file or block device, O_DIRECT, asynchronous I/O",
@@ -251,4 +288,5 @@ const struct td_driver td_drv_aio = {
     .discard = aio_discard,
     .write_zeroes = aio_write_zeroes,
     .identity = aio_identity,
+    .grow = aio_grow,
 };

@@ -181,4 +181,5 @@ const struct td_driver td_drv_qcow2 = {
     .snapshot_kind = TD_SNAP_FILE,
     .snapshot = q2_snapshot,
     .snapshot_arg_ok = td_snapshot_arg_absolute,
+    .grow = q2_grow,
 };

@@ -223,6 +223,8 @@ void q2_close_chain(struct q2 *q);
  * future (open time, synchronous). 0, or -errno with nothing referenced
  * changed. */
 int q2_reftable_grow(struct q2 *q, char *why, size_t whylen);
+/* qcow2_grow.c: grows the top image's virtual size (td_driver.grow). */
+int q2_grow(struct td_layer *l, uint64_t new_size, char *err, size_t errlen);
 
 static inline uint64_t q2_l1_entry(const struct q2img *im, uint64_t idx)
 {

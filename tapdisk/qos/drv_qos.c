@@ -290,6 +290,16 @@ static void qos_close(struct td_layer *l)
 	td_pool_drain(&p->items);
 }
 
+/* Online grow: the layer exports what the layer below does. */
+static int qos_grow(struct td_layer *l, uint64_t new_size, char *err, size_t errlen)
+{
+	int rc = td_layer_grow(l->below, new_size, err, errlen);
+
+	if (rc == 0)
+		l->size = l->below->size;
+	return rc;
+}
+
 const struct td_driver td_drv_qos = {
     .name = "qos",
     .summary = "per-VBD limits on requests and bytes per second, with bursts and a weight "
@@ -301,4 +311,5 @@ const struct td_driver td_drv_qos = {
     .write = qos_submit,
     .discard = qos_submit,
     .write_zeroes = qos_submit,
+    .grow = qos_grow,
 };

@@ -304,6 +304,26 @@ static void record_close(struct td_layer *l)
 	       (unsigned long long)p->zeroes);
 }
 
+/* Online grow passes through; with a log, it is one entry: a flush
+ * (aio's grow syncs the file) marked `grow`, `off` the size asked for,
+ * stamped at issue and completion like the others. */
+static int record_grow(struct td_layer *l, uint64_t new_size, char *err, size_t errlen)
+{
+	struct record_priv *p = l->priv;
+	struct td_req fake = {.op = TD_OP_FLUSH, .off = new_size};
+	ssize_t idx = p->log ? log_append(p->log, &fake) : -1;
+	int rc = td_layer_grow(l->below, new_size, err, errlen);
+
+	if (idx >= 0) {
+		p->log->ops[idx].grow = true;
+		p->log->ops[idx].completed = td_record_tick();
+		p->log->ops[idx].err = rc;
+	}
+	if (rc == 0)
+		l->size = l->below->size;
+	return rc;
+}
+
 const struct td_driver td_drv_record = {
     .name = "record",
     .summary = "logs writes and flushes passing through, for the crash simulator (tests)",
@@ -315,4 +335,5 @@ const struct td_driver td_drv_record = {
     .flush = record_submit,
     .discard = record_submit,
     .write_zeroes = record_submit,
+    .grow = record_grow,
 };

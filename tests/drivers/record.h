@@ -33,6 +33,7 @@ struct td_record_op {
 	uint64_t issued;    /* event number when the layer above sent it */
 	uint64_t completed; /* event number when the layer above saw it end; 0 = never */
 	int err;	    /* its result (valid once completed) */
+	bool grow;	    /* a grow of the layer below to `off` bytes (op is TD_OP_FLUSH) */
 };
 
 enum td_record_mode {

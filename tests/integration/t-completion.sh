@@ -68,7 +68,7 @@ offers() {
 }
 
 info "tap-ctl: commands and options"
-expect "tap-ctl " "--help create destroy list pause snapshot stats unpause"
+expect "tap-ctl " "--help create destroy list pause resize snapshot stats unpause"
 expect "tap-ctl s" "snapshot stats"
 expect "tap-ctl un" "unpause"
 expect "tap-ctl list --" "--help --json"
