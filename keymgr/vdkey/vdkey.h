@@ -29,6 +29,7 @@ struct vdkey_opts {
 	/* the KDF budget: --kdf-max-memory, --kdf-max-time, --kdf-max-total-time */
 	const char *kdf_max_memory, *kdf_max_time, *kdf_max_total_time;
 	bool allow_expensive_kdf;
+	bool wait, status; /* reencrypt */
 };
 
 /* ---- cmd_common.c ---- */
@@ -68,5 +69,6 @@ int vdkey_accept_rollback(const char *spec, const struct vdkey_opts *o);  /* cmd
 int vdkey_header_backup(const char *spec, const char *file);		  /* cmd_header.c */
 int vdkey_header_restore(const char *spec, const char *file);		  /* cmd_header.c */
 int vdkey_repair(const char *spec, const struct vdkey_opts *o);		  /* cmd_header.c */
+int vdkey_reencrypt(const char *spec, const struct vdkey_opts *o);	  /* cmd_reencrypt.c */
 
 #endif

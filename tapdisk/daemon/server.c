@@ -83,6 +83,7 @@ struct td_server {
 	bool dropped;
 	struct td_volkey *key; /* the key this tapdisk serves with, for reopening */
 	uint8_t key_uuid[16];
+	struct td_volkey *next_key; /* a volume-key rotation's new key (same image) */
 	/* a Xen guest's ring (tapdisk serve --xen; xen-connect) */
 	struct td_xenio *xen;
 	const struct td_xenio_ops *xen_ops;
@@ -826,6 +827,51 @@ static int server_get_key(void *opaque, const uint8_t uuid[16], const uint8_t id
 	return 0;
 }
 
+/* A volume-key rotation's new key (docs/FORMAT.md): from the keyring at
+ * the first open (before the sandbox leaves the session keyring), then
+ * the copy in locked memory. */
+static int server_get_next_key(void *opaque, const uint8_t uuid[16],
+			       const uint8_t id[TD_IMAGE_ID_LEN], const char *where,
+			       struct td_volkey **out, char *err, size_t errlen)
+{
+	struct td_server *s = opaque;
+	int rc;
+
+	(void)where;
+	if (s->key && memcmp(s->key_uuid, uuid, 16)) {
+		snprintf(err, errlen, "not the image this tapdisk serves");
+		return -ENOKEY;
+	}
+	if (!s->next_key) {
+		rc = td_keyring_fetch_next(uuid, id, out, err, errlen);
+		if (rc < 0)
+			return rc;
+		s->next_key = td_volkey_from_bytes(td_volkey_bytes(*out), TD_VOLKEY_LEN);
+		if (!s->next_key) {
+			td_volkey_free(out);
+			snprintf(err, errlen, "out of secure memory");
+			return -ENOMEM;
+		}
+		return 0;
+	}
+	*out = td_volkey_from_bytes(td_volkey_bytes(s->next_key), TD_VOLKEY_LEN);
+	return *out ? 0 : -ENOMEM;
+}
+
+/* The rotation finished: reopening (unpause, snapshot) uses the new key;
+ * the old one is wiped. */
+static void server_key_rotated(void *opaque, const uint8_t uuid[16])
+{
+	struct td_server *s = opaque;
+
+	if (!s->next_key || (s->key && memcmp(s->key_uuid, uuid, 16)))
+		return;
+	td_volkey_free(&s->key);
+	s->key = s->next_key;
+	s->next_key = NULL;
+	memcpy(s->key_uuid, uuid, 16);
+}
+
 /* Whom the tapdisk becomes: --user, else (as root) a uid of its own,
  * else nobody new (an unprivileged user's tapdisk stays that user). */
 static int choose_identity(struct td_server *s, const struct td_server_opts *o,
@@ -883,6 +929,9 @@ int td_server_main(const struct td_server_opts *o)
 	s.ctx.stats = &s.stats;
 	s.ctx.readonly = o->readonly;
 	s.ctx.get_key = server_get_key;
+	s.ctx.get_next_key = server_get_next_key;
+	s.ctx.key_rotated = server_key_rotated;
+	s.ctx.rekey = true;
 	s.ctx.key_opaque = &s;
 	s.ctx.trust = &td_statedir_trust;
 	if (!(hc = td_hostconf(err, sizeof(err))))
@@ -1004,6 +1053,7 @@ out:
 	td_qos_ctl_free(s.qos);
 	td_xenio_close(s.xen);
 	td_volkey_free(&s.key);
+	td_volkey_free(&s.next_key);
 	td_files_free(s.files);
 	td_workers_free(s.ctx.workers);
 	td_io_free(s.ctx.io);

@@ -216,7 +216,7 @@ static const struct corruption corruptions[] = {
     {"body bit flip, checksum not fixed", {{200, 'x', 1, NULL}}, 1, -EBADMSG, "checksum"},
     {"checksum field", {{CHECKSUM_OFF + 3, 'x', 1, NULL}}, 1, -EBADMSG, "checksum"},
     {"MAC bit flip, checksum not fixed", {{MAC_OFF, 'x', 1, NULL}}, 1, -EBADMSG, "checksum"},
-    {"unknown incompatible flag", {{40, '8', 1, NULL}}, 0, -EBADMSG, "incompatible"},
+    {"unknown incompatible flag", {{40, '8', 2, NULL}}, 0, -EBADMSG, "incompatible"},
     {"cipher", {{48, 's', 0, "aes-cbc-essiv:sha256"}}, 0, -EBADMSG, "unsupported cipher"},
     {"cipher empty", {{48, 's', 0, ""}}, 0, -EBADMSG, "unsupported cipher"},
     {"cipher unprintable", {{48, 's', 0, "aes\x01xts"}}, 0, -EBADMSG, "printable"},
