@@ -14,6 +14,8 @@ scdoc man-db bash-completion gnuplot-nox debhelper dpkg-dev fakeroot lintian
 zlib1g-dev libvmdk-utils debootstrap"
 # libvhdi-utils: vhdiinfo and vhdimount, the independent VHD reader of t-vhd-*
 PKGS="$PKGS libvhdi-utils"
+# python3-cryptography: the independent per-block key check of t-reencrypt-kill9 (tests/lib/reenc_check.py)
+PKGS="$PKGS python3-cryptography"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

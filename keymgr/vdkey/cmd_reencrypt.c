@@ -32,9 +32,10 @@ static int start(const char *spec, const struct vdkey_opts *o)
 	return rc < 0 ? 1 : 0;
 }
 
-/* 0 rotating (*b, *n), 1 finished (the header is the keyring's new
+/* 0 rotating (*b, *n, staged window *w), 1 finished (the header is the keyring's new
  * key's), or -errno. */
-static int poll_state(struct td_volume *v, uint64_t *b, uint64_t *n, char *err, size_t errlen)
+static int poll_state(struct td_volume *v, uint64_t *b, uint64_t *n, uint64_t *w, char *err,
+		      size_t errlen)
 {
 	struct td_reenc_rec r;
 	int rc = td_volume_load_header(v, err, errlen);
@@ -46,6 +47,7 @@ static int poll_state(struct td_volume *v, uint64_t *b, uint64_t *n, char *err, 
 	if (rc < 0)
 		return rc;
 	*b = rc ? r.boundary : *n;
+	*w = r.window;
 	return rc ? 0 : 1;
 }
 
@@ -53,14 +55,16 @@ static int status(const char *spec)
 {
 	struct td_volume v;
 	char err[1024];
-	uint64_t b = 0, n = 0;
+	uint64_t b = 0, n = 0, w = 0;
 	int rc = vdkey_open(&v, spec, TD_VOL_READ, true);
 
-	if (rc == 0 && (rc = poll_state(&v, &b, &n, err, sizeof(err))) < 0)
+	if (rc == 0 && (rc = poll_state(&v, &b, &n, &w, err, sizeof(err))) < 0)
 		vdkey_say("%s", err);
 	else if (rc == 0)
-		printf("rotating: block %llu of %llu (%.1f%%) under the new key\n",
-		       (unsigned long long)b, (unsigned long long)n, n ? 100.0 * b / n : 0.0);
+		printf("rotating: block %llu of %llu (%.1f%%) under the new key; staged window: "
+		       "%llu blocks\n",
+		       (unsigned long long)b, (unsigned long long)n, n ? 100.0 * b / n : 0.0,
+		       (unsigned long long)w);
 	else if (rc == 1)
 		printf("no volume-key rotation under way\n");
 	td_volume_close(&v);
@@ -74,7 +78,7 @@ static int wait_end(const char *spec, const struct vdkey_opts *o)
 {
 	struct td_volume v;
 	char err[1024];
-	uint64_t b = 0, n = 0;
+	uint64_t b = 0, n = 0, w = 0;
 	int rc = vdkey_open(&v, spec, TD_VOL_READ, true), quarter = -1;
 	time_t t0 = time(NULL);
 	struct timespec ts = {0, 100 * 1000 * 1000};
@@ -84,7 +88,7 @@ static int wait_end(const char *spec, const struct vdkey_opts *o)
 	v.warn = NULL;
 
 	while (rc == 0) {
-		rc = poll_state(&v, &b, &n, err, sizeof(err));
+		rc = poll_state(&v, &b, &n, &w, err, sizeof(err));
 		if (rc < 0) {
 			vdkey_say("%s", err);
 			break;
