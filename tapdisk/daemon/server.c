@@ -28,6 +28,7 @@
 #include "keymgr/keyring.h"
 #include "tapdisk/blkif/blkif.h"
 #include "keymgr/statedir.h"
+#include "crypt/backend/secmem.h"
 #include "crypt/backend/volkey.h"
 #include "tapdisk/core/bufpool.h"
 #include "tapdisk/control/ctl.h"
@@ -416,11 +417,42 @@ static void xen_disconnected(void *opaque)
 		ctl_reply(c, "ok\n");
 }
 
+/* next-key: a volume-key rotation's new key, from tap-ctl unpause
+ * --next-key (docs/FORMAT.md, "Volume-key rotation"): 64 bytes in a pipe,
+ * the one descriptor passed (not a file for the file table). */
+static void ctl_next_key(struct ctl_conn *c)
+{
+	struct td_server *s = c->s;
+	uint8_t *k = td_secure_alloc(TD_VOLKEY_LEN + 1);
+	ssize_t n = -1;
+
+	if (c->nfds == 1 && k)
+		n = read(c->fds[0], k, TD_VOLKEY_LEN + 1);
+	while (c->nfds)
+		close(c->fds[--c->nfds]);
+	if (n != TD_VOLKEY_LEN) {
+		ctl_errorf(c, "next-key: expected one descriptor holding a 64-byte key");
+	} else {
+		td_volkey_free(&s->next_key);
+		s->next_key = td_volkey_from_bytes(k, TD_VOLKEY_LEN);
+		if (s->next_key)
+			ctl_reply(c, "ok\n");
+		else
+			ctl_errorf(c, "next-key: out of secure memory");
+	}
+	if (k)
+		td_secure_free(k);
+}
+
 static void ctl_command(struct ctl_conn *c, char *line)
 {
 	struct td_server *s = c->s;
 	char err[1024];
 
+	if (!strcmp(line, "next-key")) {
+		ctl_next_key(c);
+		return;
+	}
 	if (take_files(c, line, err, sizeof(err)) < 0) {
 		ctl_errorf(c, "%s", err);
 		return;

@@ -1,8 +1,9 @@
 #!/bin/bash
-# Online volume-key rotation (docs/FORMAT.md, "Volume-key rotation"):
-# vdkey reencrypt starts it, the serving tapdisk moves every block while
-# fio writes and verifies through NBD the whole time (several complete
-# write+verify rounds, none failing); data written before the rotation
+# Online volume-key rotation (docs/FORMAT.md, "Volume-key rotation") of a
+# served VBD: tap-ctl pause, vdkey reencrypt, tap-ctl unpause --next-key
+# (refused without it); the tapdisk moves every block while fio writes and
+# verifies through NBD the whole time, pause included (complete
+# write+verify rounds before, during and after the pass, none failing); data written before the rotation
 # reads back unchanged, its ciphertext changed; afterwards only the new
 # key's slot is left, the other passphrase and the old volume key (put
 # back into the keyring by hand) open nothing, and the key-event log
@@ -18,26 +19,13 @@ DESC=$(key_desc "$LOWER")
 keyctl pipe "$(keyctl search @u user "$DESC")" >"$T/oldkey" || fail "read the old key"
 [ "$(stat -c %s "$T/oldkey")" = 65 ] || fail "old key payload size"
 
-info "data written before the rotation"
+info "data written before the rotation; fio write+verify rounds start"
 td_serve "crypt:$LOWER" "$SOCK"
 head -c 32M /dev/urandom >"$T/before.raw"
 nbdcopy "$T/before.raw" "$URI" || fail "nbdcopy in"
-td_stop "$TD_PID" || fail "stop"
-DOFF=$((1 << 20))
-dd if="$IMG" bs=1M skip=1 count=32 of="$T/ct-before" 2>/dev/null
-
-info "start the rotation, serve, fio write+verify rounds during the whole pass"
-vdkey reencrypt "$LOWER" --key-file "$KEY" >"$T/start.txt" || fail "reencrypt start"
-grep -q "keyslot 2" "$T/start.txt" || fail "new slot: $(cat "$T/start.txt")"
-vdkey reencrypt "$LOWER" --status | grep -q "^rotating: block 0 of" || fail "status"
-out=$(vdkey load "$LOWER" --key-file "$T/pass2" 2>&1) && fail "the second passphrase loaded during the pass: $out"
-echo "$out" | grep -q "does not open its new key" || fail "message: $out"
-vdkey load "$LOWER" --key-file "$KEY" >/dev/null || fail "load during the pass"
-td_serve "crypt:$LOWER" "$SOCK"
-rounds=0
 (
 	i=0
-	while [ ! -e "$T/stop" ]; do
+	while [ -d "$T" ] && [ ! -e "$T/stop" ]; do
 		i=$((i + 1))
 		fio --name=v$i --ioengine=nbd --uri="$URI" --rw=randwrite --bs=4k --bsrange=4k-64k \
 			--iodepth=8 --offset=40M --size=16M --verify=crc32c --verify_fatal=1 \
@@ -47,6 +35,21 @@ rounds=0
 	done
 ) &
 FIO_LOOP=$!
+td_on_exit "touch '$T/stop'; kill $FIO_LOOP 2>/dev/null"
+sleep 1
+
+info "pause, start the rotation, unpause with the new key: the VBD moves every block"
+tap-ctl pause -p "$TD_PID" >/dev/null || fail "pause"
+dd if="$IMG" bs=1M skip=1 count=32 of="$T/ct-before" 2>/dev/null
+vdkey reencrypt "$LOWER" --key-file "$KEY" >"$T/start.txt" || fail "reencrypt start"
+grep -q "keyslot 2" "$T/start.txt" || fail "new slot: $(cat "$T/start.txt")"
+vdkey reencrypt "$LOWER" --status | grep -q "^rotating: block 0 of" || fail "status"
+out=$(vdkey load "$LOWER" --key-file "$T/pass2" 2>&1) && fail "the second passphrase loaded during the pass: $out"
+echo "$out" | grep -q "does not open its new key" || fail "message: $out"
+out=$(tap-ctl unpause -p "$TD_PID" 2>&1) && fail "unpaused without the new key: $out"
+echo "$out" | grep -q "new key is not loaded\|cannot get its new key" || fail "unpause message: $out"
+tap-ctl unpause -p "$TD_PID" --next-key >/dev/null || fail "unpause --next-key"
+r_at_start=$(cat "$T/rounds" 2>/dev/null || echo 0)
 vdkey reencrypt "$LOWER" --wait --timeout 240 >"$T/wait.txt" || fail "wait: $(cat "$T/wait.txt")"
 grep -q "complete" "$T/wait.txt" || fail "wait output: $(cat "$T/wait.txt")"
 r_at_end=$(cat "$T/rounds" 2>/dev/null || echo 0)
@@ -54,8 +57,9 @@ touch "$T/stop"
 wait "$FIO_LOOP"
 [ -e "$T/fio-failed" ] && { cat "$T/fio-failed"; fail "fio verify failed during the rotation"; }
 rounds=$(cat "$T/rounds")
-info "fio rounds: $r_at_end complete when the pass ended, $rounds in all"
-[ "$r_at_end" -ge 1 ] || fail "no complete fio round ran during the pass"
+info "fio rounds: $r_at_start done at the unpause, $r_at_end when the pass ended, $rounds in all"
+[ "$rounds" -gt "$r_at_end" ] && [ "$r_at_end" -gt "$r_at_start" ] ||
+	fail "fio did not run (and complete rounds) through the whole pass"
 grep -q "volume-key rotation finished" "$TAPDISK_RUNDIR/tapdisk.log" || fail "no end in the log"
 
 info "the data from before reads back; its ciphertext changed"
