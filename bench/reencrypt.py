@@ -4,6 +4,7 @@ the rotation's own rate, idle and under guest load, and the guest's
 throughput with and without a rotation under way.
 
     bench/reencrypt.py [--size 1G] [--rounds 3] [--dir /var/tmp] [--runtime 10]
+                       [--bin DIR]   (tapdisk, tap-ctl, vdkey; default build/bin)
 
 Per round, on a fresh crypt:aio image (--integrity none) filled with data
 and served by tapdisk over NBD:
@@ -28,6 +29,11 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "build", "bin")
+
+
+def set_bin(d):
+    global BIN
+    BIN = os.path.abspath(d)
 
 
 def run(*args, **kw):
@@ -77,7 +83,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--dir", default="/var/tmp")
     ap.add_argument("--runtime", type=float, default=10)
+    ap.add_argument("--bin", default=BIN)
     a = ap.parse_args()
+    set_bin(a.bin)
     size = size_bytes(a.size)
     res = []
     for r in range(a.rounds):
