@@ -50,6 +50,9 @@ out=$(vdkey remove "$LOWER" --key-file "$KEY" --slot 1 2>&1) && fail "removed a 
 echo "$out" | grep -q "rotation is under way" || fail "remove message: $out"
 out=$(tap-ctl unpause -p "$TD_PID" 2>&1) && fail "unpaused without the new key: $out"
 echo "$out" | grep -q "new key is not loaded\|cannot get its new key" || fail "unpause message: $out"
+vdkey audit "$LOWER" --json | python3 -c 'import json,sys
+r = json.load(sys.stdin)["rotation"]
+assert r["in_progress"] and r["boundary"] == 0 and r["last_start"] and r["last_end"] is None, r' || fail "audit during the pass"
 tap-ctl unpause -p "$TD_PID" --next-key >/dev/null || fail "unpause --next-key"
 r_at_start=$(cat "$T/rounds" 2>/dev/null || echo 0)
 vdkey reencrypt "$LOWER" --wait --timeout 240 >"$T/wait.txt" || fail "wait: $(cat "$T/wait.txt")"
@@ -98,6 +101,9 @@ out=$(tapdisk serve "crypt:$LOWER" --socket "$SOCK" 2>&1) && fail "served with t
 echo "$out" | grep -q "does not match its header" || fail "old key message: $out"
 vdkey unload "$LOWER" >/dev/null 2>&1
 
+vdkey audit "$LOWER" --json | python3 -c 'import json,sys
+r = json.load(sys.stdin)["rotation"]
+assert not r["in_progress"] and r["last_end"] >= r["last_start"] > 0, r' || fail "audit after the pass"
 info "the key-event log: start, progress, end"
 vdkey log "$LOWER" >"$T/log.txt" || fail "log"
 for op in reencrypt-start reencrypt-progress reencrypt-end; do
