@@ -549,7 +549,16 @@ static void go_encrypt(struct crypt_req *cr)
 static void lock_granted(struct td_rl_item *it)
 {
 	struct crypt_req *cr = (struct crypt_req *)((char *)it - offsetof(struct crypt_req, rl));
+	struct crypt_priv *p = cr->l->priv;
+	struct td_ctx *ctx = cr->l->ctx;
 
+	if (crypt_reenc_fenced(p->re, it->first, it->last)) {
+		struct td_req *parent = cr->parent;
+
+		cr_put(cr); /* releases the lock */
+		td_req_complete_later(ctx, parent, -EIO);
+		return;
+	}
 	cr->go(cr);
 }
 

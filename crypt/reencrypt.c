@@ -50,6 +50,10 @@ struct crypt_reenc {
 	void (*hdone)(struct crypt_reenc *m);
 	struct td_defer kick;
 	bool busy, stopping, done, failed;
+	/* after a failure inside a window: which header the disk holds is not
+	 * known, so guest I/O to the window fails until the next open */
+	bool fenced;
+	uint64_t fence_first, fence_last;
 	void (*finished)(void *opaque);
 	void *fin_opaque;
 	void (*quiesced)(void *opaque, int err);
@@ -61,6 +65,7 @@ struct crypt_reenc {
 
 static void win_start(void *opaque);
 static void q_now(void *opaque);
+static void win_locked(struct td_rl_item *it);
 
 static bool all_zero(const uint8_t *b)
 {
@@ -283,6 +288,11 @@ bool crypt_reenc_done(const struct crypt_reenc *m)
 	return m->done;
 }
 
+bool crypt_reenc_fenced(const struct crypt_reenc *m, uint64_t first, uint64_t last)
+{
+	return m->fenced && first <= m->fence_last && last >= m->fence_first;
+}
+
 void crypt_reenc_lock(struct crypt_reenc *m, struct td_rl_item *it, uint64_t first, uint64_t last,
 		      void (*granted)(struct td_rl_item *it))
 {
@@ -309,6 +319,11 @@ static void io_done(struct td_req *req, int err)
 		       "(%s); it resumes at the next open",
 		       m->uuid, (unsigned long long)m->r.boundary, strerror(-err));
 		m->failed = true;
+		if (m->item.granted == win_locked) {
+			m->fenced = true;
+			m->fence_first = m->item.first;
+			m->fence_last = m->item.last;
+		}
 		td_rl_release(&m->rl, &m->item);
 		m->busy = false;
 		if (m->quiesced)
@@ -441,7 +456,11 @@ static void win_inplace_flushed(struct crypt_reenc *m)
 	memset(m->r.staging_digest, 0, sizeof(m->r.staging_digest));
 	td_hdr_reenc_set(&m->h, &m->r);
 	m->h.seqno++;
-	td_hdr_seal(&m->h, m->vk_old);
+	if (td_hdr_seal(&m->h, m->vk_old) < 0) {
+		m->req.opaque = m;
+		io_done(&m->req, -ENOMEM);
+		return;
+	}
 	hdr_write(m, &m->h, win_committed); /* commit point 2 */
 }
 
@@ -468,10 +487,14 @@ static void win_staging_flushed(struct crypt_reenc *m)
 	uint64_t w = m->item.last - m->item.first + 1;
 
 	m->r.window = w;
-	td_sha256(m->buf, w * TD_BLOCK_SIZE, m->r.staging_digest);
 	td_hdr_reenc_set(&m->h, &m->r);
 	m->h.seqno++;
-	td_hdr_seal(&m->h, m->vk_old);
+	if (td_sha256(m->buf, w * TD_BLOCK_SIZE, m->r.staging_digest) < 0 ||
+	    (td_hdr_reenc_set(&m->h, &m->r), td_hdr_seal(&m->h, m->vk_old)) < 0) {
+		m->req.opaque = m;
+		io_done(&m->req, -ENOMEM);
+		return;
+	}
 	hdr_write(m, &m->h, win_staged); /* commit point 1 */
 }
 

@@ -44,6 +44,11 @@ void crypt_reenc_start(struct crypt_reenc *m);
  * holds a lock on; callable from worker threads. */
 bool crypt_reenc_is_new(const struct crypt_reenc *m, uint64_t b);
 
+/* Whether blocks [first, last] overlap a window whose move failed half-way
+ * (the header on disk may say either key for it): guest I/O to it fails
+ * with EIO until the next open redoes or commits it. */
+bool crypt_reenc_fenced(const struct crypt_reenc *m, uint64_t first, uint64_t last);
+
 /* Shared lock over [first, last] for a guest request; granted runs now or
  * once the mover's window is out of the way. */
 void crypt_reenc_lock(struct crypt_reenc *m, struct td_rl_item *it, uint64_t first, uint64_t last,

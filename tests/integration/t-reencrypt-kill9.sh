@@ -3,7 +3,8 @@
 # rotation", "Why a crash never leaves a block unreadable or under the
 # wrong key"):
 #  A. deterministic: the mover stops (a write fails, test driver `fault`)
-#     right after commit point 1 of the second window; the in-place copy
+#     right after commit point 1 of the second window (guest I/O to that
+#     window then fails with EIO, the rest of the disk works); the in-place copy
 #     of that window is then overwritten with garbage (a torn write of any
 #     shape); a changed staging area refuses the open; the next open redoes
 #     the window from the staging area and the pass completes with every
@@ -70,6 +71,13 @@ for i in $(seq 1 100); do
 done
 grep -q "volume-key rotation stopped at block 128" "$TAPDISK_RUNDIR/tapdisk.log" ||
 	fail "the mover did not stop at window 2"
+info "guest I/O to the window whose move failed gets EIO, the rest works"
+out=$(qemu-io -f raw -c "read 512k 4k" "$URI" 2>&1)
+echo "$out" | grep -qi "error" || fail "a read of the fenced window worked: $out"
+out=$(qemu-io -f raw -c "write -P 7 600k 4k" "$URI" 2>&1)
+echo "$out" | grep -qi "error" || fail "a write into the fenced window worked: $out"
+qemu-io -f raw -c "read 0 4k" -c "read 1M 4k" "$URI" 2>&1 | grep -qi error &&
+	fail "reads outside the fenced window failed"
 td_stop "$TD_PID" || fail "stop A"
 read -r B W < <(state)
 [ "$B $W" = "128 128" ] || fail "state after the stop: B=$B W=$W, want 128 128"
