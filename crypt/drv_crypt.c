@@ -17,6 +17,7 @@
  * WRITE_ZEROES and DISCARD can pass straight down. (Real ciphertext is
  * all zeros with probability 2^-32768.) */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 #include "crypt/backend/cipher.h"
 #include "crypt/crypt.h"
 #include "crypt/hdrio.h"
+#include "crypt/reencrypt.h"
 #include "integrity/integrity.h"
 #include "crypt/backend/secmem.h"
 #include "crypt/backend/volkey.h"
@@ -47,16 +49,101 @@ struct crypt_req {
 	void *bounce;
 	size_t bounce_len;
 	struct td_fanout fan; /* the cipher work, split over the workers */
+	struct td_rl_item rl; /* during a volume-key rotation */
+	bool locked;
+	void (*go)(struct crypt_req *cr); /* once the lock is granted */
 };
 
 struct crypt_priv {
 	uint64_t data_offset;
 	int nctx;
 	struct td_xts **xts; /* one per worker thread */
+	/* a volume-key rotation under way (crypt/reencrypt.h): the new key's
+	 * contexts, used for the blocks below the boundary */
+	struct td_xts **xts_new;
+	struct crypt_reenc *re;
+	struct td_defer qdefer;
 	struct td_pool reqs;
 	char uuid[TD_HDR_UUID_STR_LEN];
 	uint8_t uuid_raw[16];
 };
+
+static void free_ctxs(struct crypt_priv *p, struct td_xts ***v)
+{
+	int i;
+
+	for (i = 0; *v && i < p->nctx; i++)
+		td_xts_free((*v)[i]);
+	free(*v);
+	*v = NULL;
+}
+
+/* The pass completed (crypt/reencrypt.c, with the whole disk locked):
+ * from now on every block is under the new key. */
+static void reenc_finished(void *opaque)
+{
+	struct crypt_priv *p = opaque;
+
+	free_ctxs(p, &p->xts);
+	p->xts = p->xts_new;
+	p->xts_new = NULL;
+}
+
+/* A volume-key rotation recorded in the header (docs/FORMAT.md): checks
+ * the new key the chain's key source has, redoes or finishes what a crash
+ * left (crypt_reenc_open) and sets p->re while the pass goes on. When it
+ * finished here, *vk becomes the new key. */
+static int reenc_open(struct td_layer *l, const struct td_crypt_hdr *h, int which,
+		      const uint8_t id[TD_IMAGE_ID_LEN], const char *where, struct td_volkey **vk,
+		      char *err, size_t errlen)
+{
+	struct crypt_priv *p = l->priv;
+	struct td_reenc_rec r;
+	struct td_volkey *nk = NULL;
+	uint8_t dig[TD_HDR_DIGEST_LEN];
+	int rc;
+
+	rc = td_hdr_reenc_get(h, &r, err, errlen);
+	if (rc <= 0) {
+		if (rc < 0)
+			snprintf(err + strlen(err), errlen - strlen(err), " (image %s)", p->uuid);
+		return rc;
+	}
+	if (strcmp(h->integrity, TD_HDR_INTEGRITY_NONE) != 0) {
+		snprintf(err, errlen,
+			 "image %s: a volume-key rotation is recorded, but rotating an image with "
+			 "the integrity layer is not supported by this tapdisk",
+			 p->uuid);
+		return -EOPNOTSUPP;
+	}
+	if (!l->ctx->get_next_key) {
+		snprintf(err, errlen,
+			 "image %s is being re-encrypted and this program cannot get its new key",
+			 p->uuid);
+		return -ENOKEY;
+	}
+	rc = l->ctx->get_next_key(l->ctx->key_opaque, h->uuid, id, where, &nk, err, errlen);
+	if (rc < 0)
+		return rc;
+	if (td_hdr_vk_digest(nk, dig) < 0 || !td_ct_memeq(dig, r.new_digest, sizeof(dig))) {
+		td_volkey_free(&nk);
+		snprintf(err, errlen,
+			 "image %s: the new key loaded does not match the one the reencryption "
+			 "record names: run 'vdkey load SPEC' again",
+			 p->uuid);
+		return -EPERM;
+	}
+	rc = crypt_reenc_open(l, h, which, *vk, nk, p->data_offset, &p->re, err, errlen);
+	if (rc == 1) {
+		td_volkey_free(vk);
+		*vk = nk;
+		if (l->ctx->key_rotated)
+			l->ctx->key_rotated(l->ctx->key_opaque, h->uuid);
+		return 0;
+	}
+	td_volkey_free(&nk);
+	return rc;
+}
 
 static int crypt_open(struct td_layer *l, const char *path, const char *opts, char *err,
 		      size_t errlen)
@@ -111,6 +198,22 @@ static int crypt_open(struct td_layer *l, const char *path, const char *opts, ch
 	/* from here on this process holds key material */
 	td_secure_harden_process();
 	rc = -EPERM;
+	if (td_hdr_check_volkey(h, vk) != 0 && l->ctx->get_next_key) {
+		/* a volume-key rotation finished since this key was loaded */
+		struct td_volkey *nk = NULL;
+		char e2[256];
+
+		if (l->ctx->get_next_key(l->ctx->key_opaque, h->uuid, id, where, &nk, e2,
+					 sizeof(e2)) == 0 &&
+		    td_hdr_check_volkey(h, nk) == 0) {
+			td_volkey_free(&vk);
+			vk = nk;
+			nk = NULL;
+			if (l->ctx->key_rotated)
+				l->ctx->key_rotated(l->ctx->key_opaque, h->uuid);
+		}
+		td_volkey_free(&nk);
+	}
 	if (td_hdr_check_volkey(h, vk) != 0) {
 		snprintf(err, errlen,
 			 "the key loaded for image %s does not match its header (was the image "
@@ -176,6 +279,9 @@ static int crypt_open(struct td_layer *l, const char *path, const char *opts, ch
 		goto out;
 	}
 	l->size = h->data_size;
+	rc = reenc_open(l, h, which, id, where, &vk, err, errlen);
+	if (rc < 0)
+		goto out;
 
 	rc = -ENOMEM;
 	xkey = td_secure_alloc(TD_XTS_KEY_LEN);
@@ -192,6 +298,25 @@ static int crypt_open(struct td_layer *l, const char *path, const char *opts, ch
 		if (!p->xts[i])
 			goto out;
 	}
+	if (p->re) {
+		/* the rotation's new key, for the blocks below the boundary */
+		struct td_volkey *nk = NULL;
+		char e2[256];
+
+		if (l->ctx->get_next_key(l->ctx->key_opaque, h->uuid, id, where, &nk, e2,
+					 sizeof(e2)) < 0 ||
+		    td_volkey_derive(nk, TD_SUBKEY_XTS, xkey, TD_XTS_KEY_LEN) < 0 ||
+		    !(p->xts_new = calloc((size_t)p->nctx, sizeof(*p->xts_new)))) {
+			td_volkey_free(&nk);
+			goto out;
+		}
+		td_volkey_free(&nk);
+		for (i = 0; i < p->nctx; i++)
+			if (!(p->xts_new[i] = td_xts_new(xkey)))
+				goto out;
+		crypt_reenc_set_finished(p->re, reenc_finished, p);
+		crypt_reenc_start(p->re);
+	}
 	td_info("crypt: image %s unlocked (aes-xts-plain64, integrity %s)", p->uuid, h->integrity);
 	rc = 0;
 out:
@@ -200,6 +325,11 @@ out:
 			td_xts_free(p->xts[i]);
 		free(p->xts);
 		p->xts = NULL;
+	}
+	if (rc < 0) {
+		free_ctxs(p, &p->xts_new);
+		crypt_reenc_free(p->re);
+		p->re = NULL;
 	}
 	if (xkey)
 		td_secure_free(xkey);
@@ -228,7 +358,33 @@ static void crypt_close(struct td_layer *l)
 		td_xts_free(p->xts[i]);
 	free(p->xts);
 	p->xts = NULL;
+	free_ctxs(p, &p->xts_new);
+	crypt_reenc_free(p->re);
+	p->re = NULL;
 	td_pool_drain(&p->reqs);
+}
+
+static void quiesced_cb(void *opaque, int err)
+{
+	td_layer_quiesced(opaque, err);
+}
+
+static void quiesced_now(void *opaque)
+{
+	td_layer_quiesced(opaque, 0);
+}
+
+/* Only a volume-key rotation's window in flight to wait for. */
+static void crypt_quiesce(struct td_layer *l)
+{
+	struct crypt_priv *p = l->priv;
+
+	if (p->re && !crypt_reenc_done(p->re)) {
+		crypt_reenc_quiesce(p->re, quiesced_cb, l);
+		return;
+	}
+	td_defer_init(&p->qdefer, quiesced_now, l);
+	td_loop_defer(l->ctx->loop, &p->qdefer);
 }
 
 static struct crypt_req *cr_get(struct td_layer *l, struct td_req *parent)
@@ -242,6 +398,7 @@ static struct crypt_req *cr_get(struct td_layer *l, struct td_req *parent)
 	cr->l = l;
 	cr->bounce = NULL;
 	cr->bounce_len = 0;
+	cr->locked = false;
 	return cr;
 }
 
@@ -249,6 +406,9 @@ static void cr_put(struct crypt_req *cr)
 {
 	struct crypt_priv *p = cr->l->priv;
 
+	if (cr->locked)
+		crypt_reenc_unlock(p->re, &cr->rl);
+	cr->locked = false;
 	if (cr->bounce)
 		td_buf_put(cr->bounce, cr->bounce_len);
 	td_pool_put(&p->reqs, cr);
@@ -270,16 +430,25 @@ static bool all_zero(const uint8_t *b)
 	return true;
 }
 
+/* The context of block b: the new key's below a rotation's boundary. */
+static struct td_xts *xts_for(struct crypt_priv *p, int worker, uint64_t b)
+{
+	if (p->xts_new && crypt_reenc_is_new(p->re, b))
+		return p->xts_new[worker % p->nctx];
+	return p->xts[worker % p->nctx];
+}
+
 static void encrypt_fn(struct td_fanout_part *part, int worker)
 {
 	struct crypt_req *cr = part->f->opaque;
 	struct crypt_priv *p = cr->l->priv;
-	struct td_xts *x = p->xts[worker % p->nctx];
+	struct td_xts *x;
 	uint64_t first = cr->parent->off / TD_BLOCK_SIZE + part->first, k;
 
 	for (k = 0; k < part->n; k++) {
 		uint64_t off = (part->first + k) * TD_BLOCK_SIZE;
 
+		x = xts_for(p, worker, first + k);
 		if (td_xts_encrypt(x, first + k, iov_at(cr->parent, off),
 				   (uint8_t *)cr->bounce + off, TD_BLOCK_SIZE) < 0)
 			part->err = -EIO;
@@ -290,7 +459,6 @@ static void decrypt_fn(struct td_fanout_part *part, int worker)
 {
 	struct crypt_req *cr = part->f->opaque;
 	struct crypt_priv *p = cr->l->priv;
-	struct td_xts *x = p->xts[worker % p->nctx];
 	uint64_t first = cr->parent->off / TD_BLOCK_SIZE + part->first, k;
 
 	for (k = 0; k < part->n; k++) {
@@ -298,7 +466,8 @@ static void decrypt_fn(struct td_fanout_part *part, int worker)
 
 		if (all_zero(b))
 			continue; /* never written: reads as zeros */
-		if (td_xts_decrypt(x, first + k, b, b, TD_BLOCK_SIZE) < 0)
+		if (td_xts_decrypt(xts_for(p, worker, first + k), first + k, b, b, TD_BLOCK_SIZE) <
+		    0)
 			part->err = -EIO;
 	}
 }
@@ -368,6 +537,50 @@ static void read_done(struct td_req *child, int err)
 	run_cipher(cr, decrypt_fn);
 }
 
+static void go_submit(struct crypt_req *cr)
+{
+	td_layer_submit(cr->l->below, &cr->child);
+}
+
+static void go_encrypt(struct crypt_req *cr)
+{
+	run_cipher(cr, encrypt_fn);
+}
+
+static void lock_granted(struct td_rl_item *it)
+{
+	struct crypt_req *cr = (struct crypt_req *)((char *)it - offsetof(struct crypt_req, rl));
+	struct crypt_priv *p = cr->l->priv;
+	struct td_ctx *ctx = cr->l->ctx;
+
+	if (crypt_reenc_fenced(p->re, it->first, it->last)) {
+		struct td_req *parent = cr->parent;
+
+		cr_put(cr); /* releases the lock */
+		td_req_complete_later(ctx, parent, -EIO);
+		return;
+	}
+	cr->go(cr);
+}
+
+/* Runs go(cr) now, or while a volume-key rotation is under way, once a
+ * shared lock over the request's blocks is granted (the mover's window
+ * holds an exclusive one). */
+static void with_lock(struct crypt_req *cr, void (*go)(struct crypt_req *cr))
+{
+	struct crypt_priv *p = cr->l->priv;
+	struct td_req *r = cr->parent;
+
+	if (!p->re || crypt_reenc_done(p->re) || !r->len) {
+		go(cr);
+		return;
+	}
+	cr->go = go;
+	cr->locked = true;
+	crypt_reenc_lock(p->re, &cr->rl, r->off / TD_BLOCK_SIZE,
+			 (r->off + r->len) / TD_BLOCK_SIZE - 1, lock_granted);
+}
+
 /* Sends req below as a child shifted into the data area; done runs when
  * the child completes. */
 static void submit_shifted(struct td_layer *l, struct td_req *req,
@@ -384,7 +597,7 @@ static void submit_shifted(struct td_layer *l, struct td_req *req,
 	cr->child.off = req->off + p->data_offset;
 	cr->child.done = done;
 	cr->child.opaque = cr;
-	td_layer_submit(l->below, &cr->child);
+	with_lock(cr, go_submit);
 }
 
 /* read below in place, then decrypt (read_done) */
@@ -404,7 +617,7 @@ static void crypt_write(struct td_layer *l, struct td_req *req)
 		return;
 	}
 	cr->bounce_len = (size_t)req->len;
-	run_cipher(cr, encrypt_fn);
+	with_lock(cr, go_encrypt);
 }
 
 static void passthru_done(struct td_req *child, int err)
@@ -429,6 +642,7 @@ const struct td_driver td_drv_crypt = {
     .priv_size = sizeof(struct crypt_priv),
     .open = crypt_open,
     .close = crypt_close,
+    .quiesce = crypt_quiesce,
     .read = crypt_read,
     .write = crypt_write,
     .discard = crypt_shift,

@@ -101,6 +101,14 @@ int td_crypt_grow(struct td_layer *l, uint64_t new_size, char *err, size_t errle
 			 uuid);
 		goto out;
 	}
+	rc = -EBUSY;
+	if (h->flags & TD_HDR_FLAG_REENCRYPT) {
+		snprintf(err, errlen,
+			 "crypt: image %s: a volume-key rotation is under way; let it finish "
+			 "(vdkey reencrypt --wait) and resize then",
+			 uuid);
+		goto out;
+	}
 	rc = -EINVAL;
 	if (new_size < h->data_size) {
 		snprintf(err, errlen,

@@ -954,3 +954,78 @@ void td_hdr_keylog_anchor_set(struct td_crypt_hdr *h, const struct td_keylog_anc
 	put_le64(p + KLA_COUNT, a->count);
 	memcpy(p + KLA_HEAD, a->head, TD_HDR_KEYLOG_HEAD_LEN);
 }
+
+/* ---- reencryption record ---------------------------------------------------- */
+
+enum {
+	RE_MAGIC = 0,
+	RE_SLOT = 8,
+	RE_RSV0 = 12,
+	RE_BOUNDARY = 16,
+	RE_WINDOW = 24,
+	RE_STAGING = 32,
+	RE_NEWDIG = 40,
+	RE_STGDIG = 72,
+	RE_RSV1 = 104,
+};
+_Static_assert(RE_RSV1 + 24 == TD_HDR_REENC_LEN, "reencryption record layout");
+_Static_assert(TD_HDR_REENC_OFF + TD_HDR_REENC_LEN <= TD_HDR_FRESHNESS_LEN,
+	       "reencryption record layout");
+
+int td_hdr_reenc_get(const struct td_crypt_hdr *h, struct td_reenc_rec *r, char *err, size_t errlen)
+{
+	const uint8_t *p = h->freshness + TD_HDR_REENC_OFF;
+	uint64_t blocks = h->sector_size ? h->data_size / h->sector_size : 0;
+	uint64_t win_bytes = (uint64_t)TD_HDR_REENC_WINDOW_MAX * TD_HDR_SECTOR_SIZE;
+
+	memset(r, 0, sizeof(*r));
+	if (!(h->flags & TD_HDR_FLAG_REENCRYPT)) {
+		if (!all_zero(p, TD_HDR_REENC_LEN)) {
+			td_seterr(err, errlen,
+				  "malformed reencryption record: bytes set without the flag");
+			return -EBADMSG;
+		}
+		return 0;
+	}
+	if (memcmp(p + RE_MAGIC, TD_HDR_REENC_MAGIC, 8) != 0) {
+		td_seterr(err, errlen, "malformed reencryption record: bad magic");
+		return -EBADMSG;
+	}
+	r->new_slot = get_le32(p + RE_SLOT);
+	r->boundary = get_le64(p + RE_BOUNDARY);
+	r->window = get_le64(p + RE_WINDOW);
+	r->staging_off = get_le64(p + RE_STAGING);
+	memcpy(r->new_digest, p + RE_NEWDIG, TD_HDR_DIGEST_LEN);
+	memcpy(r->staging_digest, p + RE_STGDIG, TD_HDR_DIGEST_LEN);
+	if (!all_zero(p + RE_RSV0, 4) || !all_zero(p + RE_RSV1, 24) ||
+	    r->new_slot >= TD_HDR_KEYSLOTS || h->slots[r->new_slot].state != TD_KEYSLOT_ACTIVE ||
+	    r->boundary > blocks || r->window > TD_HDR_REENC_WINDOW_MAX ||
+	    r->window > blocks - r->boundary ||
+	    (r->window == 0 && !all_zero(r->staging_digest, TD_HDR_DIGEST_LEN)) ||
+	    r->staging_off % 4096 || r->staging_off < TD_HDR_AREA_MIN ||
+	    r->staging_off > h->data_offset || h->data_offset - r->staging_off < win_bytes) {
+		memset(r, 0, sizeof(*r));
+		td_seterr(err, errlen, "malformed reencryption record: a field is out of range");
+		return -EBADMSG;
+	}
+	return 1;
+}
+
+void td_hdr_reenc_set(struct td_crypt_hdr *h, const struct td_reenc_rec *r)
+{
+	uint8_t *p = h->freshness + TD_HDR_REENC_OFF;
+
+	memset(p, 0, TD_HDR_REENC_LEN);
+	if (!r) {
+		h->flags &= ~TD_HDR_FLAG_REENCRYPT;
+		return;
+	}
+	h->flags |= TD_HDR_FLAG_REENCRYPT;
+	memcpy(p + RE_MAGIC, TD_HDR_REENC_MAGIC, 8);
+	put_le32(p + RE_SLOT, r->new_slot);
+	put_le64(p + RE_BOUNDARY, r->boundary);
+	put_le64(p + RE_WINDOW, r->window);
+	put_le64(p + RE_STAGING, r->staging_off);
+	memcpy(p + RE_NEWDIG, r->new_digest, TD_HDR_DIGEST_LEN);
+	memcpy(p + RE_STGDIG, r->staging_digest, TD_HDR_DIGEST_LEN);
+}

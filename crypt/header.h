@@ -49,7 +49,9 @@ struct td_volkey;
 /* flags: the low 32 bits are incompatible features (refused unless
  * known), the high 32 compatible ones (kept, ignored). */
 #define TD_HDR_FLAGS_INCOMPAT_MASK 0xffffffffULL
-#define TD_HDR_FLAGS_INCOMPAT_KNOWN 0ULL
+/* bit 0: a volume-key rotation is under way (the reencryption record) */
+#define TD_HDR_FLAG_REENCRYPT 0x1ULL
+#define TD_HDR_FLAGS_INCOMPAT_KNOWN TD_HDR_FLAG_REENCRYPT
 
 #define TD_HDR_KEYSLOTS 16
 #define TD_HDR_KEYSLOT_SIZE 256
@@ -230,6 +232,29 @@ int td_hdr_keylog_anchor_get(const struct td_crypt_hdr *h, struct td_keylog_anch
 /* Writes a into bytes 0..63 of h->freshness (a->count 0 clears them);
  * bytes 64..255 are untouched.  The caller then seals and stores h. */
 void td_hdr_keylog_anchor_set(struct td_crypt_hdr *h, const struct td_keylog_anchor *a);
+
+/* ---- reencryption record: bytes 128..255 of the freshness field -------
+ * (docs/FORMAT.md, "Volume-key rotation"). Present iff flag bit 0. */
+#define TD_HDR_REENC_MAGIC "TDREENC1" /* 8 bytes, no NUL */
+#define TD_HDR_REENC_OFF 128	      /* in h->freshness */
+#define TD_HDR_REENC_LEN 128
+#define TD_HDR_REENC_WINDOW_MAX 128 /* blocks staged at a time */
+#define TD_HDR_REENC_STAGING_DEFAULT 262144
+struct td_reenc_rec {
+	uint32_t new_slot;			   /* the keyslot wrapping the new key */
+	uint64_t boundary;			   /* blocks below are under the new key */
+	uint64_t window;			   /* staged blocks from boundary, 0 = none */
+	uint64_t staging_off;			   /* bytes, in the lower image */
+	uint8_t new_digest[TD_HDR_DIGEST_LEN];	   /* of the new volume key */
+	uint8_t staging_digest[TD_HDR_DIGEST_LEN]; /* SHA-256 of the staged bytes */
+};
+/* 1 with *r filled when flag bit 0 is set and the record is well formed,
+ * 0 (r zeroed) when the flag is clear and the bytes are zero, -EBADMSG
+ * with a reason otherwise. Trust it only after the MAC was verified. */
+int td_hdr_reenc_get(const struct td_crypt_hdr *h, struct td_reenc_rec *r, char *err,
+		     size_t errlen);
+/* Writes r and sets flag bit 0; r NULL clears both. */
+void td_hdr_reenc_set(struct td_crypt_hdr *h, const struct td_reenc_rec *r);
 
 /* "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" plus NUL. */
 #define TD_HDR_UUID_STR_LEN 37

@@ -10,7 +10,8 @@
  *                                          of A instead of 16 KiB
  * Without the checksum fix-ups nearly every mutation would die at the
  * checksum; with them the field, keyslot and canonical-encoding checks
- * get hostile values. Anything that decodes must re-encode to the same
+ * get hostile values (and the reencryption record, td_hdr_reenc_get, in
+ * the freshness field). Anything that decodes must re-encode to the same
  * bytes and decode again to the same struct. */
 #include <assert.h>
 #include <errno.h>
@@ -52,6 +53,21 @@ static void check_decoded(const uint8_t *buf, const struct td_crypt_hdr *h)
 	}
 	td_hdr_uuid_str(h->uuid, uuid);
 	assert(strlen(uuid) == TD_HDR_UUID_STR_LEN - 1);
+	{
+		/* the reencryption record: what it accepts stays in range and
+		 * re-encodes to the same bytes */
+		struct td_reenc_rec r;
+		struct td_crypt_hdr h3 = *h;
+		int rr = td_hdr_reenc_get(h, &r, err, sizeof(err));
+
+		assert(rr == 0 || rr == 1 || rr == -EBADMSG);
+		if (rr == 1) {
+			assert(r.new_slot < TD_HDR_KEYSLOTS && r.window <= TD_HDR_REENC_WINDOW_MAX);
+			assert(r.boundary + r.window <= h->data_size / TD_HDR_SECTOR_SIZE);
+			td_hdr_reenc_set(&h3, &r);
+			assert(memcmp(&h3, h, sizeof(h3)) == 0);
+		}
+	}
 	free(re);
 }
 

@@ -46,6 +46,10 @@
 #define TD_KEYLOG_OP_ACCEPT_ROLLBACK "accept-rollback"
 #define TD_KEYLOG_OP_SCRUB "scrub"
 #define TD_KEYLOG_OP_RESET "reset" /* only as the first line of a file */
+/* volume-key rotation (docs/FORMAT.md, "Volume-key rotation") */
+#define TD_KEYLOG_OP_REENC_START "reencrypt-start"
+#define TD_KEYLOG_OP_REENC_PROGRESS "reencrypt-progress"
+#define TD_KEYLOG_OP_REENC_END "reencrypt-end"
 
 struct td_keylog_entry {
 	uint64_t seq;

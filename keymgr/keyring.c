@@ -37,16 +37,93 @@ void td_keyring_desc(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN], 
 	snprintf(out, len, "%s%s", pre, h);
 }
 
+static int store_desc(const char *desc, const struct td_volkey *vk, unsigned flags,
+		      unsigned timeout_s, char *err, size_t errlen);
+
 int td_keyring_store(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN],
 		     const struct td_volkey *vk, unsigned flags, unsigned timeout_s, char *err,
 		     size_t errlen)
 {
-	key_perm_t perm = KEY_POS_ALL | KEY_USR_VIEW;
-	uint8_t *payload;
 	char desc[128];
-	key_serial_t kid;
 
 	td_keyring_desc(uuid, id, desc, sizeof(desc));
+	return store_desc(desc, vk, flags, timeout_s, err, errlen);
+}
+
+/* The new key of a volume-key rotation: the image's description + ":next". */
+static void next_desc(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN], char *out,
+		      size_t len)
+{
+	char d[128];
+
+	td_keyring_desc(uuid, id, d, sizeof(d));
+	snprintf(out, len, "%s:next", d);
+}
+
+int td_keyring_store_next(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN],
+			  const struct td_volkey *vk, unsigned flags, char *err, size_t errlen)
+{
+	char desc[160];
+
+	next_desc(uuid, id, desc, sizeof(desc));
+	return store_desc(desc, vk, flags & ~TD_KEYRING_ONCE, 0, err, errlen);
+}
+
+int td_keyring_fetch_next(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN],
+			  struct td_volkey **out, char *err, size_t errlen)
+{
+	char desc[160], us[37];
+	uint8_t *buf;
+	key_serial_t kid;
+	long n;
+
+	*out = NULL;
+	next_desc(uuid, id, desc, sizeof(desc));
+	td_uuid_str(uuid, us);
+	kid = keyctl_search(KEY_SPEC_USER_KEYRING, "user", desc, 0);
+	if (kid < 0) {
+		snprintf(err, errlen,
+			 "image %s is being re-encrypted but its new key is not loaded: run "
+			 "'vdkey load SPEC' with the passphrase given to 'vdkey reencrypt'",
+			 us);
+		return -ENOKEY;
+	}
+	buf = td_secure_alloc(TD_VOLKEY_LEN + 2);
+	if (!buf) {
+		snprintf(err, errlen, "out of secure memory");
+		return -ENOMEM;
+	}
+	n = keyctl_read(kid, (char *)buf, TD_VOLKEY_LEN + 2);
+	if (n == TD_VOLKEY_LEN + 1)
+		*out = td_volkey_from_bytes(buf, TD_VOLKEY_LEN);
+	td_secure_free(buf);
+	if (!*out) {
+		snprintf(err, errlen, "cannot read the new key of image %s from the keyring", us);
+		return n < 0 ? -EACCES : -EINVAL;
+	}
+	return 0;
+}
+
+void td_keyring_remove_next(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN])
+{
+	char desc[160];
+	key_serial_t kid;
+	int i;
+
+	next_desc(uuid, id, desc, sizeof(desc));
+	for (i = 0; i < 16 && (kid = keyctl_search(KEY_SPEC_USER_KEYRING, "user", desc, 0)) >= 0;
+	     i++)
+		if (keyctl_invalidate(kid) < 0)
+			keyctl_unlink(kid, KEY_SPEC_USER_KEYRING);
+}
+
+static int store_desc(const char *desc, const struct td_volkey *vk, unsigned flags,
+		      unsigned timeout_s, char *err, size_t errlen)
+{
+	key_perm_t perm = KEY_POS_ALL | KEY_USR_VIEW;
+	uint8_t *payload;
+	key_serial_t kid;
+
 	if (flags & TD_KEYRING_USER_READABLE)
 		perm |= KEY_USR_READ | KEY_USR_SEARCH;
 	payload = td_secure_alloc(TD_VOLKEY_LEN + 1);
@@ -102,7 +179,7 @@ int td_keyring_count_others(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID
 		/* "type;uid;gid;perm;description" */
 		name = strrchr(d, ';');
 		if (!strncmp(d, "user;", 5) && name && !strncmp(name + 1, pre, strlen(pre)) &&
-		    strcmp(name + 1, mine) != 0)
+		    strcmp(name + 1, mine) != 0 && !strstr(name + 1, ":next"))
 			count++;
 		free(d);
 	}

@@ -55,4 +55,12 @@ int td_keyring_count_others(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID
 int td_keyring_remove(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN], char *err,
 		      size_t errlen);
 
+/* The new key of a volume-key rotation (docs/FORMAT.md, "Volume-key
+ * rotation"), described as the image's key plus ":next"; never consumed. */
+int td_keyring_store_next(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN],
+			  const struct td_volkey *vk, unsigned flags, char *err, size_t errlen);
+int td_keyring_fetch_next(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN],
+			  struct td_volkey **out, char *err, size_t errlen);
+void td_keyring_remove_next(const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN]);
+
 #endif

@@ -29,6 +29,8 @@ int td_volume_unload(struct td_volume *v, char *err, size_t errlen)
 	rc = td_volume_identity(v, id, err, errlen);
 	if (rc == 0)
 		rc = td_keyring_remove(v->h->uuid, id, err, errlen);
+	if (rc == 0 || rc == -ENOKEY)
+		td_keyring_remove_next(v->h->uuid, id); /* a rotation's new key */
 	td_volume_record(v, TD_KEYLOG_OP_UNLOAD, TD_KEYLOG_SLOT_NONE, rc == 0, true);
 	td_volume_commit(v, TD_KEYLOG_OP_UNLOAD);
 	return rc;

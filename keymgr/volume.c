@@ -78,6 +78,14 @@ static int fetch_key(void *opaque, const uint8_t uuid[16], const uint8_t id[TD_I
 	return rc;
 }
 
+static int fetch_next_key(void *opaque, const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN],
+			  const char *where, struct td_volkey **out, char *err, size_t errlen)
+{
+	(void)opaque;
+	(void)where;
+	return td_keyring_fetch_next(uuid, id, out, err, errlen);
+}
+
 /* One attempt at opening the chain of spec (v->spec, or the crypt layer
  * over it) for writing or not. */
 static int chain_open(struct td_volume *v, bool write, bool decrypt, char *err, size_t errlen)
@@ -88,6 +96,8 @@ static int chain_open(struct td_volume *v, bool write, bool decrypt, char *err, 
 	v->ctx.nolock = !write;
 	v->ctx.get_key = decrypt ? fetch_key : NULL;
 	v->ctx.key_opaque = decrypt ? v : NULL;
+	/* a volume-key rotation under way: read and write with both keys */
+	v->ctx.get_next_key = decrypt ? fetch_next_key : NULL;
 	if (decrypt)
 		snprintf(spec, sizeof(spec), "%s:%s", td_drv_crypt.name, v->spec);
 	else
@@ -191,7 +201,20 @@ int td_volume_unlock(struct td_volume *v, const char *key_file, const char *op, 
 	rc = td_secret_read(key_file, "Passphrase: ", false, &s, err, errlen);
 	if (rc < 0)
 		goto out;
-	rc = td_keyslot_unlock(v->h, -1, s.buf, s.len, &v->vk, &v->slot);
+	rc = td_volume_unlock_pass(v, s.buf, s.len, NULL, err, errlen);
+out:
+	td_secret_free(&s);
+	if (rc < 0 && op)
+		td_volume_record(v, op, TD_KEYLOG_SLOT_NONE, false, false);
+	return rc;
+}
+
+int td_volume_unlock_pass(struct td_volume *v, const void *pass, size_t passlen, const char *op,
+			  char *err, size_t errlen)
+{
+	int rc;
+
+	rc = td_keyslot_unlock(v->h, -1, pass, passlen, &v->vk, &v->slot);
 	if (rc == -EPERM)
 		snprintf(err, errlen, "wrong passphrase: no keyslot opens with it");
 	else if (rc == -EBADMSG)
@@ -203,8 +226,6 @@ int td_volume_unlock(struct td_volume *v, const char *key_file, const char *op, 
 			 "no keyslot within this host's KDF budget opens with this passphrase");
 	else if (rc < 0)
 		snprintf(err, errlen, "cannot unlock: %s", strerror(-rc));
-out:
-	td_secret_free(&s);
 	if (rc < 0 && op)
 		td_volume_record(v, op, TD_KEYLOG_SLOT_NONE, false, false);
 	return rc;

@@ -94,6 +94,9 @@ void td_volume_close(struct td_volume *v);
  * says which keyslots were not tried). */
 int td_volume_unlock(struct td_volume *v, const char *key_file, const char *op, char *err,
 		     size_t errlen);
+/* The same with a passphrase already read (pass, passlen). */
+int td_volume_unlock_pass(struct td_volume *v, const void *pass, size_t passlen, const char *op,
+			  char *err, size_t errlen);
 /* The key loaded for this image, read without consuming it, as the
  * session's key when it opens v->h (digest and MAC): 0 or -ENOKEY. */
 int td_volume_key_from_keyring(struct td_volume *v);

@@ -91,4 +91,21 @@ int td_volume_header_restore(struct td_volume *v, const uint8_t *buf, char *err,
  * *reset_at gets the seq of the reset entry. */
 int td_volume_log_reset(struct td_volume *v, uint64_t *reset_at, char *err, size_t errlen);
 
+/* ---- volume-key rotation (vreencrypt.c; docs/FORMAT.md) ---- */
+/* Starts a rotation on v (opened TD_VOL_WRITE, not unlocked; integrity
+ * none): reads the passphrase (key_file), opens the old key with it, wraps
+ * a new random key with the same passphrase into a free keyslot
+ * (*new_slot), writes the reencryption record and loads both keys into the
+ * keyring. A tapdisk that opens the image then moves the data. */
+int td_volume_reencrypt_start(struct td_volume *v, const char *key_file, int *new_slot, char *err,
+			      size_t errlen);
+/* During a rotation: opens the new key's slot with pass and loads that key
+ * into the keyring as the rotation's new key: 1; 0 when no rotation is
+ * under way. */
+int td_volume_load_next(struct td_volume *v, const void *pass, size_t passlen, char *err,
+			size_t errlen);
+/* After a rotation (v->h the new key's): the keyring's new key becomes the
+ * image's key. */
+int td_volume_reencrypt_adopt(struct td_volume *v, char *err, size_t errlen);
+
 #endif

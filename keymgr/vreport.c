@@ -105,8 +105,41 @@ static void freshness(const struct td_volume *v, struct td_fresh_report *fr)
 	td_volkey_free(&vk);
 }
 
+/* The rotation under way (header) and the last one logged. */
+static void rotation(const struct td_volume *v, struct td_rotation_report *ro)
+{
+	struct td_keylog_entry e;
+	struct td_reenc_rec rec;
+	char *buf = NULL, err[256];
+	size_t len = 0, off = 0;
+	int r;
+
+	memset(ro, 0, sizeof(*ro));
+	ro->blocks = v->h->data_size / TD_BLOCK_SIZE;
+	if (td_hdr_reenc_get(v->h, &rec, err, sizeof(err)) == 1) {
+		ro->in_progress = true;
+		ro->boundary = rec.boundary;
+		ro->window = rec.window;
+	}
+	if (td_keylog_read(v->h->uuid, &buf, &len, err, sizeof(err)) < 0)
+		return;
+	while ((r = td_vlog_next(buf, len, &off, &e, err, sizeof(err))) != 0) {
+		if (r <= 0 || strcmp(e.outcome, "ok"))
+			continue;
+		if (!strcmp(e.op, TD_KEYLOG_OP_REENC_START)) {
+			ro->start_seen = true;
+			ro->start_time = e.time;
+		} else if (!strcmp(e.op, TD_KEYLOG_OP_REENC_END)) {
+			ro->end_seen = true;
+			ro->end_time = e.time;
+		}
+	}
+	free(buf);
+}
+
 void td_report_audit(struct td_volume *v, const struct td_volkey *key, struct td_report *r)
 {
+	rotation(v, &r->rotation);
 	keylog_status(v, key, &r->keylog);
 	if (r->have_layout)
 		freshness(v, &r->fresh);

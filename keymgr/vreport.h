@@ -37,6 +37,15 @@ struct td_fresh_report {
 	char scrub_outcome[8];
 };
 
+/* Volume-key rotation (docs/AUDIT.md, "rotation"): from the header's
+ * reencryption record and the key-event log. */
+struct td_rotation_report {
+	bool in_progress;
+	uint64_t boundary, blocks, window; /* in_progress */
+	bool start_seen, end_seen;	   /* the last reencrypt-start / -end logged */
+	uint64_t start_time, end_time;
+};
+
 struct td_report {
 	const char *copy_state[2]; /* primary, secondary: "ok", "corrupt", "stale" */
 	int keyslots_active;
@@ -47,6 +56,7 @@ struct td_report {
 	/* td_report_audit */
 	struct td_keylog_status keylog;
 	struct td_fresh_report fresh;
+	struct td_rotation_report rotation;
 };
 
 /* What vdkey list shows: the header's state and parameters (v opened with

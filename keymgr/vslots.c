@@ -61,7 +61,18 @@ out:
 
 int td_volume_remove_slot(struct td_volume *v, int slot, char *err, size_t errlen)
 {
-	int rc = td_keyslot_remove(v->h, slot);
+	int rc;
+
+	if (v->h->flags & TD_HDR_FLAG_REENCRYPT) {
+		/* the new key's slot, or the last slot of the old key, would leave
+		 * a crashed rotation without a key to resume it with */
+		td_volume_record(v, TD_KEYLOG_OP_REMOVE, log_slot(slot), false, false);
+		snprintf(err, errlen,
+			 "a volume-key rotation is under way: keyslots cannot be removed until it "
+			 "ends (it drops every keyslot but the new key's then)");
+		return -EBUSY;
+	}
+	rc = td_keyslot_remove(v->h, slot);
 
 	if (rc == 0)
 		return commit_slot(v, TD_KEYLOG_OP_REMOVE, slot, err, errlen);

@@ -20,6 +20,8 @@ PKGS="$PKGS libvhdi-utils"
 # Tang keyslots: libjose-dev (JWK/JWS/ECMR) and libcurl4-openssl-dev for vdkey;
 # tang, jose, clevis and socat for t-tang-keyslot (a real server, interop)
 PKGS="$PKGS libjose-dev libcurl4-openssl-dev tang jose clevis socat curl"
+# python3-cryptography: the independent per-block key check of t-reencrypt-kill9 (tests/lib/reenc_check.py)
+PKGS="$PKGS python3-cryptography"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -1,10 +1,12 @@
 /* vdkey load and unload: the volume key into and out of the kernel keyring
  * (keymgr/vops.h, vload.c). */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "keymgr/keylog.h"
 #include "keymgr/keyring.h"
+#include "keymgr/secret_input.h"
 #include "keymgr/vdkey/vdkey.h"
 #include "keymgr/vops.h"
 
@@ -17,10 +19,31 @@ int vdkey_load(const char *spec, const struct vdkey_opts *o)
 	/* for writing when it can be, to move the key-event log's anchor */
 	int rc = vdkey_open(&v, spec, TD_VOL_TRY_WRITE, true);
 
+	struct td_secret s = {0};
+	bool rotating = false;
+
 	if (rc == 0)
+		rotating = (v.h->flags & TD_HDR_FLAG_REENCRYPT) != 0;
+	if (rc == 0 && !rotating)
 		rc = vdkey_unlock_any(&v, o, TD_KEYLOG_OP_LOAD);
-	if (rc == 0)
+	if (rc == 0 && !rotating)
 		rc = vdkey_anchor_check(&v, o, TD_KEYLOG_OP_LOAD);
+	if (rc == 0 && rotating) {
+		/* a volume-key rotation under way: the same passphrase opens the
+		 * new key's slot too, and the tapdisk needs both keys (token
+		 * keyslots are dropped by a rotation: docs/FORMAT.md) */
+		rc = td_secret_read(o->key_file, "Passphrase: ", false, &s, err, sizeof(err));
+		if (rc == 0)
+			rc = td_volume_unlock_pass(&v, s.buf, s.len, TD_KEYLOG_OP_LOAD, err,
+						   sizeof(err));
+		if (rc == 0)
+			rc = td_volume_load_next(&v, s.buf, s.len, err, sizeof(err));
+		if (rc < 0)
+			vdkey_say("%s", err);
+		else
+			rc = 0;
+		td_secret_free(&s);
+	}
 	if (rc == 0 && (rc = td_volume_load(&v, flags, o->timeout_s, err, sizeof(err))) < 0)
 		vdkey_say("%s", err);
 	if (rc == 0) {

@@ -213,6 +213,23 @@ static void print_keylog_json(const struct td_keylog_status *ks)
 	}
 }
 
+static void print_rotation_json(const struct td_rotation_report *ro)
+{
+	printf(",\n  \"rotation\": {\"in_progress\": %s", ro->in_progress ? "true" : "false");
+	if (ro->in_progress)
+		printf(", \"boundary\": %llu, \"blocks\": %llu, \"staged_window\": %llu",
+		       (unsigned long long)ro->boundary, (unsigned long long)ro->blocks,
+		       (unsigned long long)ro->window);
+	if (ro->start_seen)
+		printf(", \"last_start\": %llu", (unsigned long long)ro->start_time);
+	else
+		printf(", \"last_start\": null");
+	if (ro->end_seen)
+		printf(", \"last_end\": %llu}", (unsigned long long)ro->end_time);
+	else
+		printf(", \"last_end\": null}");
+}
+
 static void print_json(const struct td_volume *v, const struct td_report *r, bool audit,
 		       const struct ti_scrub_result *sres)
 {
@@ -258,6 +275,8 @@ static void print_json(const struct td_volume *v, const struct td_report *r, boo
 		print_anchor_json(h, r);
 	if (audit)
 		print_keylog_json(&r->keylog);
+	if (audit)
+		print_rotation_json(&r->rotation);
 	printf("\n}\n");
 }
 
@@ -304,6 +323,15 @@ static void print_text(const struct td_volume *v, const struct td_report *r, boo
 		if (r->keylog.error[0])
 			printf(" (%s)", r->keylog.error);
 		printf("\n");
+		if (r->rotation.in_progress)
+			printf("Rotation:     under way, block %llu of %llu under the new key\n",
+			       (unsigned long long)r->rotation.boundary,
+			       (unsigned long long)r->rotation.blocks);
+		else if (r->rotation.end_seen)
+			printf("Rotation:     last volume-key rotation ended at %llu (unix time)\n",
+			       (unsigned long long)r->rotation.end_time);
+		else
+			printf("Rotation:     none logged\n");
 	}
 }
 

@@ -82,6 +82,17 @@ static void usage(FILE *f)
 	    "  header-backup SPEC FILE    save both header copies to FILE\n"
 	    "  header-restore SPEC FILE   write them back (after checking FILE)\n"
 	    "  repair SPEC --key-file F   rewrite both header copies from the valid one\n"
+	    "  reencrypt SPEC --key-file F\n"
+	    "                       start rotating the volume key (images without the\n"
+	    "                       integrity layer): a new random key, wrapped with the same\n"
+	    "                       passphrase into a free keyslot, loaded into the keyring; a\n"
+	    "                       tapdisk that opens the image then moves every block while\n"
+	    "                       it serves, resuming after a crash; at the end the other\n"
+	    "                       keyslots are dropped and the old key opens nothing\n"
+	    "  reencrypt SPEC --status    how far the rotation is\n"
+	    "  reencrypt SPEC --wait [--timeout S]\n"
+	    "                       follow it to its end (progress and end go to the key-event\n"
+	    "                       log) and make the new key the keyring's\n"
 	    "\n"
 	    "Secrets come from --key-file FILE ('-' = standard input, bytes used exactly as\n"
 	    "they are) or, on a terminal, a no-echo prompt; never from arguments or the\n"
@@ -209,7 +220,9 @@ int main(int argc, char **argv)
 		O_TPM2_DEV,
 		O_TOKEN_ONLY,
 		O_TPM2_NV,
-		O_NV_INDEX
+		O_NV_INDEX,
+		O_WAIT,
+		O_STATUS
 	};
 	static const struct option longopts[] = {
 	    {"key-file", required_argument, NULL, O_KEYFILE},
@@ -244,6 +257,8 @@ int main(int argc, char **argv)
 	    {"token-only", no_argument, NULL, O_TOKEN_ONLY},
 	    {"tpm2-nv", no_argument, NULL, O_TPM2_NV},
 	    {"nv-index", required_argument, NULL, O_NV_INDEX},
+	    {"wait", no_argument, NULL, O_WAIT},
+	    {"status", no_argument, NULL, O_STATUS},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -365,6 +380,12 @@ int main(int argc, char **argv)
 		case O_NV_INDEX:
 			o.nv_index = optarg;
 			break;
+		case O_WAIT:
+			o.wait = true;
+			break;
+		case O_STATUS:
+			o.status = true;
+			break;
 		case 'h':
 			if (!strcmp(cmd, "log"))
 				vdkey_usage_log(stdout);
@@ -398,6 +419,8 @@ int main(int argc, char **argv)
 		return vdkey_format(spec, &o);
 	if (!strcmp(cmd, "enroll"))
 		return vdkey_enroll(spec, &o);
+	if (!strcmp(cmd, "reencrypt"))
+		return vdkey_reencrypt(spec, &o);
 	if (!strcmp(cmd, "remove"))
 		return vdkey_remove(spec, &o);
 	if (!strcmp(cmd, "list"))

@@ -207,6 +207,14 @@ struct td_ctx {
 	 * outlive a pause, the host arbiter; set by the daemon. NULL: a qos
 	 * layer uses its spec options only. */
 	struct td_qos_ctl *qos;
+	/* Volume-key rotation (docs/FORMAT.md, "Volume-key rotation"): the
+	 * new key of an image being re-encrypted (NULL: none can be had);
+	 * key_rotated (may be NULL) is told, on the loop, once the header is
+	 * the new key's; rekey: this process runs the rotation's mover (the
+	 * daemon; tools only read and write with both keys). */
+	td_key_fn get_next_key;
+	void (*key_rotated)(void *key_opaque, const uint8_t uuid[16]);
+	bool rekey;
 };
 
 struct td_layer {

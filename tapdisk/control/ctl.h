@@ -5,7 +5,8 @@
  * connects, sends one command line, and reads the reply until EOF:
  *   "ok\n" followed by "key=value\n" lines, or "error: message\n".
  * Commands: info, stats, qos [SETTINGS], pause, unpause [SPEC], snapshot ARG,
- * destroy.
+ * destroy, next-key (one descriptor: a pipe holding a volume-key rotation's
+ * new key, for the next open).
  * Only root, or the user who started the tapdisk, may talk to it
  * (SO_PEERCRED) — never the uid the tapdisk itself runs as. Files travel
  * with a command as descriptors (SCM_RIGHTS) named at the end of its line:

@@ -30,6 +30,9 @@
 #include "tapdisk/block/hostconf.h"
 #include "tapdisk/qos/arbiter.h"
 #include "tapdisk/qos/limits.h"
+#include "crypt/backend/volkey.h"
+#include "keymgr/keyring.h"
+#include "keymgr/volume.h"
 
 static const char *prog = "tap-ctl";
 
@@ -52,7 +55,11 @@ static void usage(FILE *f)
 	    "  destroy SELECTOR                   drain, flush, close and stop a tapdisk\n"
 	    "  pause SELECTOR                     drain in-flight I/O, make it durable, release\n"
 	    "                                     the image (requests wait until unpause)\n"
-	    "  unpause SELECTOR [-a NEWSPEC]      reopen the image (or NEWSPEC) and resume\n"
+	    "  unpause SELECTOR [-a NEWSPEC] [--next-key]\n"
+	    "                                     reopen the image (or NEWSPEC) and resume;\n"
+	    "                                     --next-key: first hand the tapdisk the new\n"
+	    "                                     key of a volume-key rotation started while\n"
+	    "                                     paused (vdkey reencrypt), from the keyring\n"
 	    "  stats SELECTOR [--json]            request, byte, error and latency counters\n"
 	    "  qos SELECTOR [--iops N] [--bps B] [--weight W] [...]\n"
 	    "                                     show or change a VBD's QoS limits live\n"
@@ -143,13 +150,19 @@ static void cmd_usage(const char *cmd)
 		    "Usage: tap-ctl xen-disconnect (-p PID | -m MINOR | -s SOCKET)\n\n"
 		    "Stops taking requests from the ring, answers those in flight, unmaps it.\n");
 	else if (!strcmp(cmd, "unpause"))
-		printf("Usage: tap-ctl unpause (-p PID | -m MINOR | -s SOCKET) [-a NEWSPEC]\n\n"
+		printf("Usage: tap-ctl unpause (-p PID | -m MINOR | -s SOCKET) [-a NEWSPEC] "
+		       "[--next-key]\n\n"
 		       "Reopens the image and resumes the requests that waited. The tapdisk\n"
 		       "reopens what it opened before it dropped its privileges. With NEWSPEC,\n"
 		       "tap-ctl opens NEWSPEC's files (as the caller, root) and passes them to\n"
 		       "the tapdisk; NEWSPEC must stack the same drivers and open the same\n"
 		       "image (same size and, under crypt:, the same UUID), else it is refused\n"
-		       "and the VBD stays paused.\n");
+		       "and the VBD stays paused.\n"
+		       "With --next-key, tap-ctl first reads the new key of a volume-key\n"
+		       "rotation started on the paused image ('vdkey reencrypt') from the\n"
+		       "caller's keyring and passes it to the tapdisk through a pipe (it cannot\n"
+		       "read the keyring any more); the reopened VBD then moves every block to\n"
+		       "the new key while it serves.\n");
 	else if (!strcmp(cmd, "snapshot"))
 		printf(
 		    "Usage: tap-ctl snapshot (-p PID | -m MINOR | -s SOCKET) NEWFILE|SNAPNAME\n\n"
@@ -712,6 +725,44 @@ out:
 	return rc;
 }
 
+/* unpause --next-key: the new key of a volume-key rotation started on the
+ * paused VBD's image (vdkey reencrypt), read from the caller's keyring and
+ * handed to the tapdisk through a pipe: it can no longer read the keyring
+ * itself (docs/FORMAT.md, "Volume-key rotation"). */
+static int send_next_key(const char *ctl, const char *spec, char *err, size_t errlen)
+{
+	struct td_volume v;
+	struct td_volkey *nk = NULL;
+	uint8_t id[TD_IMAGE_ID_LEN];
+	int rc, p[2] = {-1, -1};
+
+	td_volume_init(&v, NULL, NULL);
+	rc = td_volume_open(&v, spec, TD_VOL_READ, err, errlen);
+	if (rc == 0)
+		rc = td_volume_identity(&v, id, err, errlen);
+	if (rc == 0)
+		rc = td_keyring_fetch_next(v.h->uuid, id, &nk, err, errlen);
+	td_volume_close(&v);
+	if (rc < 0)
+		return rc;
+	if (pipe(p) < 0 || write(p[1], td_volkey_bytes(nk), TD_VOLKEY_LEN) != TD_VOLKEY_LEN) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot pass the key: %s", strerror(errno));
+	} else {
+		close(p[1]);
+		p[1] = -1;
+		rc = td_ctl_call_fds(ctl, "next-key", &p[0], 1, NULL, 10000, err, errlen);
+	}
+	if (p[0] >= 0)
+		close(p[0]);
+	if (p[1] >= 0)
+		close(p[1]);
+	td_volkey_free(&nk);
+	return rc;
+}
+
+static bool next_key;
+
 static int cmd_simple(const char *cmd, const struct selector *sel, const char *newspec, bool json)
 {
 	char ctl[PATH_MAX], err[1024], line[8192];
@@ -721,6 +772,13 @@ static int cmd_simple(const char *cmd, const struct selector *sel, const char *n
 
 	if (find_one(sel, ctl, sizeof(ctl), &info) < 0)
 		return 1;
+	if (!strcmp(cmd, "unpause") && next_key &&
+	    (rc = send_next_key(ctl, newspec ? newspec : kvs(&info, "spec"), err, sizeof(err))) <
+		0) {
+		fprintf(stderr, "%s unpause --next-key: %s\n", prog, err);
+		td_kv_free(&info);
+		return 1;
+	}
 	if (!strcmp(cmd, "unpause") && newspec) {
 		/* a new spec may name new files: root opens them and passes them */
 		rc = td_spec_same_layers(kvs(&info, "spec"), newspec, err, sizeof(err));
@@ -932,6 +990,7 @@ int main(int argc, char **argv)
 	    {"ceph-conf", required_argument, NULL, 'C'},
 	    {"xen", no_argument, NULL, 'X'},
 	    {"ceph-id", required_argument, NULL, 'I'},
+	    {"next-key", no_argument, NULL, 'K'},
 	    {"help", no_argument, NULL, 'h'},
 	    /* tap-ctl qos: each becomes KEY=VALUE (tapdisk/qos/limits.h) */
 	    {"iops", required_argument, NULL, 1000},
@@ -1019,6 +1078,14 @@ int main(int argc, char **argv)
 			break;
 		case 'I':
 			ceph_id = optarg;
+			break;
+		case 'K':
+			if (strcmp(cmd, "unpause") != 0) {
+				fprintf(stderr, "%s %s: --next-key belongs to tap-ctl unpause\n",
+					prog, cmd);
+				return 2;
+			}
+			next_key = true;
 			break;
 		case 'h':
 			cmd_usage(cmd);

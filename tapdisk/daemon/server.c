@@ -28,6 +28,7 @@
 #include "keymgr/keyring.h"
 #include "tapdisk/blkif/blkif.h"
 #include "keymgr/statedir.h"
+#include "crypt/backend/secmem.h"
 #include "crypt/backend/volkey.h"
 #include "tapdisk/core/bufpool.h"
 #include "tapdisk/control/ctl.h"
@@ -84,6 +85,7 @@ struct td_server {
 	bool dropped;
 	struct td_volkey *key; /* the key this tapdisk serves with, for reopening */
 	uint8_t key_uuid[16];
+	struct td_volkey *next_key; /* a volume-key rotation's new key (same image) */
 	/* a Xen guest's ring (tapdisk serve --xen; xen-connect) */
 	struct td_xenio *xen;
 	const struct td_xenio_ops *xen_ops;
@@ -450,11 +452,42 @@ static void xen_disconnected(void *opaque)
 		ctl_reply(c, "ok\n");
 }
 
+/* next-key: a volume-key rotation's new key, from tap-ctl unpause
+ * --next-key (docs/FORMAT.md, "Volume-key rotation"): 64 bytes in a pipe,
+ * the one descriptor passed (not a file for the file table). */
+static void ctl_next_key(struct ctl_conn *c)
+{
+	struct td_server *s = c->s;
+	uint8_t *k = td_secure_alloc(TD_VOLKEY_LEN + 1);
+	ssize_t n = -1;
+
+	if (c->nfds == 1 && k)
+		n = read(c->fds[0], k, TD_VOLKEY_LEN + 1);
+	while (c->nfds)
+		close(c->fds[--c->nfds]);
+	if (n != TD_VOLKEY_LEN) {
+		ctl_errorf(c, "next-key: expected one descriptor holding a 64-byte key");
+	} else {
+		td_volkey_free(&s->next_key);
+		s->next_key = td_volkey_from_bytes(k, TD_VOLKEY_LEN);
+		if (s->next_key)
+			ctl_reply(c, "ok\n");
+		else
+			ctl_errorf(c, "next-key: out of secure memory");
+	}
+	if (k)
+		td_secure_free(k);
+}
+
 static void ctl_command(struct ctl_conn *c, char *line)
 {
 	struct td_server *s = c->s;
 	char err[1024];
 
+	if (!strcmp(line, "next-key")) {
+		ctl_next_key(c);
+		return;
+	}
 	if (take_files(c, line, err, sizeof(err)) < 0) {
 		ctl_errorf(c, "%s", err);
 		return;
@@ -890,6 +923,51 @@ static int server_get_key(void *opaque, const uint8_t uuid[16], const uint8_t id
 	return 0;
 }
 
+/* A volume-key rotation's new key (docs/FORMAT.md): from the keyring at
+ * the first open (before the sandbox leaves the session keyring), then
+ * the copy in locked memory. */
+static int server_get_next_key(void *opaque, const uint8_t uuid[16],
+			       const uint8_t id[TD_IMAGE_ID_LEN], const char *where,
+			       struct td_volkey **out, char *err, size_t errlen)
+{
+	struct td_server *s = opaque;
+	int rc;
+
+	(void)where;
+	if (s->key && memcmp(s->key_uuid, uuid, 16)) {
+		snprintf(err, errlen, "not the image this tapdisk serves");
+		return -ENOKEY;
+	}
+	if (!s->next_key) {
+		rc = td_keyring_fetch_next(uuid, id, out, err, errlen);
+		if (rc < 0)
+			return rc;
+		s->next_key = td_volkey_from_bytes(td_volkey_bytes(*out), TD_VOLKEY_LEN);
+		if (!s->next_key) {
+			td_volkey_free(out);
+			snprintf(err, errlen, "out of secure memory");
+			return -ENOMEM;
+		}
+		return 0;
+	}
+	*out = td_volkey_from_bytes(td_volkey_bytes(s->next_key), TD_VOLKEY_LEN);
+	return *out ? 0 : -ENOMEM;
+}
+
+/* The rotation finished: reopening (unpause, snapshot) uses the new key;
+ * the old one is wiped. */
+static void server_key_rotated(void *opaque, const uint8_t uuid[16])
+{
+	struct td_server *s = opaque;
+
+	if (!s->next_key || (s->key && memcmp(s->key_uuid, uuid, 16)))
+		return;
+	td_volkey_free(&s->key);
+	s->key = s->next_key;
+	s->next_key = NULL;
+	memcpy(s->key_uuid, uuid, 16);
+}
+
 /* Whom the tapdisk becomes: --user, else (as root) a uid of its own,
  * else nobody new (an unprivileged user's tapdisk stays that user). */
 static int choose_identity(struct td_server *s, const struct td_server_opts *o,
@@ -947,6 +1025,9 @@ int td_server_main(const struct td_server_opts *o)
 	s.ctx.stats = &s.stats;
 	s.ctx.readonly = o->readonly;
 	s.ctx.get_key = server_get_key;
+	s.ctx.get_next_key = server_get_next_key;
+	s.ctx.key_rotated = server_key_rotated;
+	s.ctx.rekey = true;
 	s.ctx.key_opaque = &s;
 	s.ctx.trust = &td_statedir_trust;
 	if (!(hc = td_hostconf(err, sizeof(err))))
@@ -1068,6 +1149,7 @@ out:
 	td_qos_ctl_free(s.qos);
 	td_xenio_close(s.xen);
 	td_volkey_free(&s.key);
+	td_volkey_free(&s.next_key);
 	td_files_free(s.files);
 	td_workers_free(s.ctx.workers);
 	td_io_free(s.ctx.io);

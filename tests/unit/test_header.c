@@ -216,7 +216,7 @@ static const struct corruption corruptions[] = {
     {"body bit flip, checksum not fixed", {{200, 'x', 1, NULL}}, 1, -EBADMSG, "checksum"},
     {"checksum field", {{CHECKSUM_OFF + 3, 'x', 1, NULL}}, 1, -EBADMSG, "checksum"},
     {"MAC bit flip, checksum not fixed", {{MAC_OFF, 'x', 1, NULL}}, 1, -EBADMSG, "checksum"},
-    {"unknown incompatible flag", {{40, '8', 1, NULL}}, 0, -EBADMSG, "incompatible"},
+    {"unknown incompatible flag", {{40, '8', 2, NULL}}, 0, -EBADMSG, "incompatible"},
     {"cipher", {{48, 's', 0, "aes-cbc-essiv:sha256"}}, 0, -EBADMSG, "unsupported cipher"},
     {"cipher empty", {{48, 's', 0, ""}}, 0, -EBADMSG, "unsupported cipher"},
     {"cipher unprintable", {{48, 's', 0, "aes\x01xts"}}, 0, -EBADMSG, "printable"},
@@ -1000,10 +1000,93 @@ static void test_kdf_budget(void **state)
 	td_volkey_free(&vk);
 }
 
+/* The reencryption record (docs/FORMAT.md, "Volume-key rotation"): set,
+ * encoded at copy offset 640 with flag bit 0, decoded back; every field out
+ * of range, a flag without a record and a record without the flag are
+ * refused. */
+static void test_reenc_record(void **state)
+{
+	struct td_crypt_hdr h, d;
+	struct td_volkey *vk;
+	struct td_reenc_rec r = {0}, got;
+	char err[256];
+	uint64_t blocks;
+
+	(void)state;
+	make_header(&h, &vk, "none");
+	blocks = h.data_size / 4096;
+	assert_int_equal(td_hdr_reenc_get(&h, &got, err, sizeof(err)), 0);
+	r.new_slot = 0;
+	r.boundary = 256;
+	r.window = 128;
+	r.staging_off = TD_HDR_REENC_STAGING_DEFAULT;
+	memset(r.new_digest, 0xab, sizeof(r.new_digest));
+	memset(r.staging_digest, 0xcd, sizeof(r.staging_digest));
+	td_hdr_reenc_set(&h, &r);
+	assert_true(h.flags & TD_HDR_FLAG_REENCRYPT);
+	assert_int_equal(td_hdr_encode(&h, buf), 0);
+	assert_memory_equal(buf + 640, "TDREENC1", 8);
+	assert_int_equal(get64(buf + 40) & 1, 1);
+	assert_int_equal(get64(buf + 640 + 16), 256);
+	assert_int_equal(td_hdr_decode(buf, sizeof(buf), &d, err, sizeof(err)), 0);
+	assert_int_equal(td_hdr_reenc_get(&d, &got, err, sizeof(err)), 1);
+	assert_int_equal(got.boundary, 256);
+	assert_int_equal(got.window, 128);
+	assert_memory_equal(got.staging_digest, r.staging_digest, 32);
+
+	d = h;
+	r.boundary = blocks + 1; /* boundary past the end */
+	td_hdr_reenc_set(&d, &r);
+	assert_int_equal(td_hdr_reenc_get(&d, &got, err, sizeof(err)), -EBADMSG);
+	r.boundary = blocks - 64; /* window past the end */
+	td_hdr_reenc_set(&d, &r);
+	assert_int_equal(td_hdr_reenc_get(&d, &got, err, sizeof(err)), -EBADMSG);
+	r.boundary = 0;
+	r.window = TD_HDR_REENC_WINDOW_MAX + 1;
+	td_hdr_reenc_set(&d, &r);
+	assert_int_equal(td_hdr_reenc_get(&d, &got, err, sizeof(err)), -EBADMSG);
+	r.window = 0; /* no window, yet a staging digest */
+	td_hdr_reenc_set(&d, &r);
+	assert_int_equal(td_hdr_reenc_get(&d, &got, err, sizeof(err)), -EBADMSG);
+	memset(r.staging_digest, 0, 32);
+	r.new_slot = 3; /* an inactive slot */
+	td_hdr_reenc_set(&d, &r);
+	assert_int_equal(td_hdr_reenc_get(&d, &got, err, sizeof(err)), -EBADMSG);
+	r.new_slot = 16;
+	td_hdr_reenc_set(&d, &r);
+	assert_int_equal(td_hdr_reenc_get(&d, &got, err, sizeof(err)), -EBADMSG);
+	r.new_slot = 0;
+	r.staging_off = 65536; /* inside the header copies */
+	td_hdr_reenc_set(&d, &r);
+	assert_int_equal(td_hdr_reenc_get(&d, &got, err, sizeof(err)), -EBADMSG);
+	r.staging_off = d.data_offset - 4096; /* runs into the data */
+	td_hdr_reenc_set(&d, &r);
+	assert_int_equal(td_hdr_reenc_get(&d, &got, err, sizeof(err)), -EBADMSG);
+	r.staging_off = TD_HDR_REENC_STAGING_DEFAULT;
+	td_hdr_reenc_set(&d, &r);
+	assert_int_equal(td_hdr_reenc_get(&d, &got, err, sizeof(err)), 1);
+	d.freshness[128] ^= 1; /* magic */
+	assert_int_equal(td_hdr_reenc_get(&d, &got, err, sizeof(err)), -EBADMSG);
+	d.freshness[128] ^= 1;
+	d.freshness[128 + 12] = 1; /* reserved */
+	assert_int_equal(td_hdr_reenc_get(&d, &got, err, sizeof(err)), -EBADMSG);
+	d.freshness[128 + 12] = 0;
+	d.flags &= ~TD_HDR_FLAG_REENCRYPT; /* a record without the flag */
+	assert_int_equal(td_hdr_reenc_get(&d, &got, err, sizeof(err)), -EBADMSG);
+	assert_non_null(strstr(err, "without the flag"));
+	td_hdr_reenc_set(&d, NULL);
+	assert_int_equal(td_hdr_reenc_get(&d, &got, err, sizeof(err)), 0);
+	assert_false(d.flags & TD_HDR_FLAG_REENCRYPT);
+	d.flags |= TD_HDR_FLAG_REENCRYPT; /* a flag without a record */
+	assert_int_equal(td_hdr_reenc_get(&d, &got, err, sizeof(err)), -EBADMSG);
+	td_volkey_free(&vk);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_init_new),
+	    cmocka_unit_test(test_reenc_record),
 	    cmocka_unit_test(test_encode_layout),
 	    cmocka_unit_test(test_roundtrip),
 	    cmocka_unit_test(test_corruptions_refused),
