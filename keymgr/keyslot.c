@@ -397,6 +397,17 @@ static struct td_kdf_params normalized(const struct td_kdf_params *kp)
 	return p;
 }
 
+/* slot itself when it is free, the first free one for -1: -EEXIST, -ENOSPC. */
+static int pick_slot(const struct td_crypt_hdr *h, int slot)
+{
+	if (slot >= 0)
+		return h->slots[slot].state == TD_KEYSLOT_ACTIVE ? -EEXIST : slot;
+	for (int i = 0; i < TD_HDR_KEYSLOTS; i++)
+		if (h->slots[i].state != TD_KEYSLOT_ACTIVE)
+			return i;
+	return -ENOSPC;
+}
+
 int td_keyslot_add(struct td_crypt_hdr *h, int slot, const struct td_volkey *vk, const void *pass,
 		   size_t passlen, const struct td_kdf_params *kp)
 {
@@ -429,17 +440,9 @@ int td_keyslot_add(struct td_crypt_hdr *h, int slot, const struct td_volkey *vk,
 			goto out;
 		}
 	}
-	if (slot == -1) {
-		ret = -ENOSPC;
-		for (int i = 0; i < TD_HDR_KEYSLOTS && slot == -1; i++)
-			if (h->slots[i].state != TD_KEYSLOT_ACTIVE)
-				slot = i;
-		if (slot == -1)
-			goto out;
-	} else if (h->slots[slot].state == TD_KEYSLOT_ACTIVE) {
-		ret = -EEXIST;
+	ret = slot = pick_slot(h, slot);
+	if (ret < 0)
 		goto out;
-	}
 
 	memset(&ks, 0, sizeof(ks));
 	ks.state = TD_KEYSLOT_ACTIVE;
@@ -607,17 +610,9 @@ int td_keyslot_add_token(struct td_crypt_hdr *h, int slot, const struct td_volke
 	ret = -EINVAL;
 	if (td_keyslot_count_active(h) == 0 || td_hdr_check_volkey(h, vk) < 0)
 		goto out;
-	if (slot == -1) {
-		ret = -ENOSPC;
-		for (int i = 0; i < TD_HDR_KEYSLOTS && slot == -1; i++)
-			if (h->slots[i].state != TD_KEYSLOT_ACTIVE)
-				slot = i;
-		if (slot == -1)
-			goto out;
-	} else if (h->slots[slot].state == TD_KEYSLOT_ACTIVE) {
-		ret = -EEXIST;
+	ret = slot = pick_slot(h, slot);
+	if (ret < 0)
 		goto out;
-	}
 	memset(&ks, 0, sizeof(ks));
 	ks.state = TD_KEYSLOT_ACTIVE;
 	ks.kdf.id = kind;

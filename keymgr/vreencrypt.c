@@ -24,20 +24,23 @@ static int unwrap_slot(const struct td_crypt_hdr *h, int slot, const void *pass,
 		       const uint8_t digest[TD_HDR_DIGEST_LEN], struct td_volkey **out)
 {
 	const struct td_keyslot *ks = &h->slots[slot];
-	uint8_t aad[TD_HDR_AAD_LEN], dig[TD_HDR_DIGEST_LEN];
+	uint8_t aad[TD_HDR_AAD_MAX], dig[TD_HDR_DIGEST_LEN];
 	uint8_t *kek = td_secure_alloc(TD_AEAD_KEY_LEN), *raw = td_secure_alloc(TD_VOLKEY_LEN);
+	int aadlen = -1;
 	int rc = -ENOMEM;
 
 	*out = NULL;
 	if (!kek || !raw)
 		goto out;
 	rc = -EPERM;
-	if (ks->state != TD_KEYSLOT_ACTIVE || td_hdr_keyslot_aad(h->uuid, slot, ks, aad) < 0)
+	/* a passphrase slot only: token slots never take a passphrase */
+	if (ks->state != TD_KEYSLOT_ACTIVE || td_kdf_is_token(ks->kdf.id) ||
+	    (aadlen = td_hdr_keyslot_aad(h->uuid, slot, ks, aad)) < 0)
 		goto out;
 	if ((rc = td_kdf_derive(&ks->kdf, pass, passlen, ks->salt, kek, TD_AEAD_KEY_LEN)) < 0)
 		goto out;
 	rc = -EPERM;
-	if (td_aead_open(kek, ks->nonce, aad, sizeof(aad), ks->wrapped, TD_VOLKEY_LEN, ks->tag,
+	if (td_aead_open(kek, ks->nonce, aad, (size_t)aadlen, ks->wrapped, TD_VOLKEY_LEN, ks->tag,
 			 raw) < 0)
 		goto out;
 	rc = -ENOMEM;

@@ -16,6 +16,19 @@ static int log_slot(int slot)
 	return slot >= 0 && slot < TD_HDR_KEYSLOTS ? slot : TD_KEYLOG_SLOT_NONE;
 }
 
+/* A refused enroll: recorded, and said in err. */
+static void enroll_refused(struct td_volume *v, int slot, int rc, char *err, size_t errlen)
+{
+	td_volume_record(v, TD_KEYLOG_OP_ENROLL, log_slot(slot), false, false);
+	if (rc == -ENOSPC)
+		snprintf(err, errlen, "all %d keyslots are in use: remove one first (vdkey remove)",
+			 TD_HDR_KEYSLOTS);
+	else if (rc == -EEXIST)
+		snprintf(err, errlen, "keyslot %d is already in use", slot);
+	else
+		snprintf(err, errlen, "cannot add the keyslot: %s", strerror(-rc));
+}
+
 /* The slot changed in v->h: record, anchor and store. */
 static int commit_slot(struct td_volume *v, const char *op, int slot, char *err, size_t errlen)
 {
@@ -39,15 +52,7 @@ int td_volume_enroll(struct td_volume *v, int slot, const char *new_key_file,
 		goto out;
 	rc = td_keyslot_add(v->h, slot, v->vk, s.buf, s.len, kp);
 	if (rc < 0) {
-		td_volume_record(v, TD_KEYLOG_OP_ENROLL, log_slot(slot), false, false);
-		if (rc == -ENOSPC)
-			snprintf(err, errlen,
-				 "all %d keyslots are in use: remove one first (vdkey remove)",
-				 TD_HDR_KEYSLOTS);
-		else if (rc == -EEXIST)
-			snprintf(err, errlen, "keyslot %d is already in use", slot);
-		else
-			snprintf(err, errlen, "cannot add the keyslot: %s", strerror(-rc));
+		enroll_refused(v, slot, rc, err, errlen);
 		goto out;
 	}
 	slot = rc;
@@ -97,15 +102,7 @@ int td_volume_enroll_token(struct td_volume *v, int slot, int kind, const uint8_
 				      kek, kek_len);
 
 	if (rc < 0) {
-		td_volume_record(v, TD_KEYLOG_OP_ENROLL, log_slot(slot), false, false);
-		if (rc == -ENOSPC)
-			snprintf(err, errlen,
-				 "all %d keyslots are in use: remove one first (vdkey remove)",
-				 TD_HDR_KEYSLOTS);
-		else if (rc == -EEXIST)
-			snprintf(err, errlen, "keyslot %d is already in use", slot);
-		else
-			snprintf(err, errlen, "cannot add the keyslot: %s", strerror(-rc));
+		enroll_refused(v, slot, rc, err, errlen);
 		return rc;
 	}
 	slot = rc;

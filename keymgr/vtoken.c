@@ -10,6 +10,7 @@
 #include "keymgr/keyslot.h"
 #include "keymgr/tang.h"
 #include "keymgr/tpm2.h"
+#include "keymgr/vops.h"
 #include "keymgr/vtoken.h"
 
 /* An unlocker: recovers a token slot's 32-byte KEK (into secure memory)
@@ -137,31 +138,13 @@ int td_volume_enroll_tpm2(struct td_volume *v, int slot, const struct td_token_o
 	}
 	rc = td_tpm2_seal(o ? o->tpm2_device : NULL, pcrs, token, sizeof(token), &len, kek, err,
 			  errlen);
-	if (rc == 0) {
-		rc = td_keyslot_add_token(v->h, slot, v->vk, TD_KDF_TPM2, token, len, kek,
-					  TD_TPM2_KEK_LEN);
-		if (rc == -ENOSPC)
-			snprintf(err, errlen,
-				 "all %d keyslots are in use: remove one first (vdkey remove)",
-				 TD_HDR_KEYSLOTS);
-		else if (rc == -EEXIST)
-			snprintf(err, errlen, "keyslot %d is already in use", slot);
-		else if (rc < 0)
-			snprintf(err, errlen, "cannot add the keyslot: %s", strerror(-rc));
-	}
-	td_secure_free(kek);
-	if (rc < 0) {
+	if (rc == 0)
+		rc = td_volume_enroll_token(v, slot, TD_KDF_TPM2, token, len, kek, TD_TPM2_KEK_LEN,
+					    err, errlen);
+	else
 		td_volume_record(v, TD_KEYLOG_OP_ENROLL,
 				 slot >= 0 && slot < TD_HDR_KEYSLOTS ? slot : TD_KEYLOG_SLOT_NONE,
 				 false, false);
-		return rc;
-	}
-	slot = rc;
-	td_volume_record(v, TD_KEYLOG_OP_ENROLL, slot, true, true);
-	rc = td_volume_store(v, err, errlen);
-	if (rc < 0) {
-		td_volume_record(v, TD_KEYLOG_OP_ENROLL, slot, false, false);
-		return rc;
-	}
-	return slot;
+	td_secure_free(kek);
+	return rc;
 }

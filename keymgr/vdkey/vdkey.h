@@ -94,6 +94,6 @@ int vdkey_anchor(const char *spec, const struct vdkey_opts *o);		  /* cmd_anchor
 /* vdkey load's TPM NV rollback check on an unlocked session (keymgr/vanchor.h),
  * saying why it refuses; a refusal is recorded as key event op. */
 int vdkey_anchor_check(struct td_volume *v, const struct vdkey_opts *o, const char *op);
-int vdkey_reencrypt(const char *spec, const struct vdkey_opts *o);	  /* cmd_reencrypt.c */
+int vdkey_reencrypt(const char *spec, const struct vdkey_opts *o); /* cmd_reencrypt.c */
 
 #endif
