@@ -375,6 +375,8 @@ static void env_down(struct env *e)
 	assert_true(done);
 	assert_false(e->x.bound);
 	assert_int_equal(e->x.pmaps, 0); /* every persistent grant was unmapped */
+	if (!g_persistent)
+		assert_int_equal(e->x.pmap_calls, 0); /* not negotiated: nothing mapped */
 	g_last_copies = e->x.copies;
 	vbd_close(e->vbd);
 	td_workers_free(e->ctx.workers);
