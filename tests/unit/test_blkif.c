@@ -8,7 +8,11 @@
  * the disk or the page, garbage indirect pages, unknown operations, writes
  * to a read-only disk, a producer index that jumps past the ring), which
  * gets errors or a ring no longer served, never a crash or a hang. The
- * same layouts are checked against Xen's own header (x86_64). */
+ * same layouts are checked against Xen's own header (x86_64). With
+ * feature-persistent (test_persistent_*) the fake also maps single pages
+ * and holds them like Xen does; a frontend that changes, re-grants or
+ * revokes a mapped page, names unmappable grants or too many of them
+ * gets correct data or errors, bounded mappings, all unmapped at the end. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
