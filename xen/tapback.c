@@ -510,7 +510,7 @@ static void setup_vbd(struct vbd *v)
 	if (!xs_put(v->be, "max-ring-page-order", order, "feature-max-indirect-segments", segs,
 		    "feature-flush-cache", "1", "feature-barrier", v->ro ? "0" : "1",
 		    "feature-discard", v->ro ? "0" : "1", "discard-granularity", "4096",
-		    "discard-alignment", "0", "discard-secure", "0", "feature-persistent", "0",
+		    "discard-alignment", "0", "discard-secure", "0", "feature-persistent", "1",
 		    "sector-size", "512", "physical-sector-size", "4096", "info",
 		    v->ro ? "4" /* VDISK_READONLY */ : "0", NULL)) {
 		v->failed = true;
@@ -612,7 +612,11 @@ static int connect_ring(struct vbd *v)
 	free(p);
 	snprintf(port, sizeof(port), "%u", (unsigned)evtchn);
 	snprintf(dom, sizeof(dom), "%u", v->domid);
-	char *args[] = {dom, refs, port, proto, NULL};
+	/* persistent grants when the frontend wants them too (blkif.h): it
+	 * then reuses its granted pages, and the tapdisk keeps them mapped */
+	bool pers = fe_number(v->fe, "feature-persistent", 1) == 1;
+	char persistent[] = "persistent";
+	char *args[] = {dom, refs, port, proto, pers ? persistent : NULL, NULL};
 	if (tapctl(v, "xen-connect", args, err, sizeof(err)) < 0) {
 		backend_error(v, "%s", err); /* tap-ctl names itself and the verb */
 		return -1;
@@ -629,8 +633,8 @@ static int connect_ring(struct vbd *v)
 		v->failed = true;
 		return -1;
 	}
-	logmsg("%s: ring of domain %u connected (refs %s, event channel %s, %s, %s sectors)", v->be,
-	       v->domid, refs, port, proto, sectors);
+	logmsg("%s: ring of domain %u connected (refs %s, event channel %s, %s, %s sectors%s)",
+	       v->be, v->domid, refs, port, proto, sectors, pers ? ", persistent grants" : "");
 	set_state(v, XB_CONNECTED);
 	return 0;
 }

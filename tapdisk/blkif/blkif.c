@@ -47,7 +47,132 @@ struct td_blkif {
 	struct td_pool pool;
 	struct td_blkif_stats st;
 	unsigned log_left;
+	/* persistent grants: NULL when not negotiated */
+	struct pgnt *pg;
+	unsigned pg_n, pg_fail;
 };
+
+static void lograte(struct td_blkif *b, const char *what, const char *why);
+
+/* ---- persistent grants --------------------------------------------------------
+ *
+ * With feature-persistent the frontend keeps a pool of pages granted
+ * read-write and reuses their grant references for every request. The
+ * first time a reference is seen, its page is mapped (one gntdev ioctl and
+ * an mmap) and kept in this table; from then on the segment's data is a
+ * memcpy to or from the mapping, with no hypercall.
+ *
+ * What a hostile frontend can do with this, and why it is harmless:
+ * - change the page while we copy: the page is the guest's own; a write
+ *   gets whatever bytes were there when its data was copied once into our
+ *   buffer (it is never read twice), a read's data is its own disk's;
+ * - re-grant the reference to another page, or revoke it: Xen keeps the
+ *   mapped frame referenced until we unmap it, so our copies go on landing
+ *   in the old frame (still the guest's memory, never anyone else's) and
+ *   the new page simply does not see them;
+ * - name another domain's grants: the map is of (this domain, ref) only,
+ *   and it fails like a grant copy would: the segment is grant-copied,
+ *   which fails in turn, and the request gets BLKIF_RSP_ERROR;
+ * - use ever more distinct references: at most TD_BLKIF_MAX_PERSISTENT are
+ *   kept, the rest are grant-copied (bounded memory, no eviction); after
+ *   PGNT_MAX_FAILURES refused maps no more maps are tried for this ring.
+ * Everything is unmapped when the ring is let go. */
+#define PGNT_HASH (2 * TD_BLKIF_MAX_PERSISTENT) /* open addressing, half full at most */
+#define PGNT_MAX_FAILURES 64
+
+struct pgnt {
+	uint32_t gref;
+	uint8_t *page; /* NULL: a free slot */
+};
+
+static struct pgnt *pgnt_slot(struct td_blkif *b, uint32_t gref)
+{
+	unsigned h = (gref * 2654435761u) & (PGNT_HASH - 1);
+
+	/* terminates: the table never holds more than half its slots */
+	while (b->pg[h].page && b->pg[h].gref != gref)
+		h = (h + 1) & (PGNT_HASH - 1);
+	return &b->pg[h];
+}
+
+/* The mapping of gref's page: kept from before, or mapped now; NULL when
+ * the segment must be grant-copied (not negotiated, table full, refused). */
+static uint8_t *pgnt_get(struct td_blkif *b, uint32_t gref)
+{
+	struct pgnt *e;
+
+	if (!b->pg)
+		return NULL;
+	e = pgnt_slot(b, gref);
+	if (e->page)
+		return e->page;
+	if (b->pg_n >= TD_BLKIF_MAX_PERSISTENT || b->pg_fail >= PGNT_MAX_FAILURES)
+		return NULL;
+	e->page = b->ops->map_page(b->x, b->domid, gref);
+	if (!e->page) {
+		b->st.pgnt_failures++;
+		if (++b->pg_fail == PGNT_MAX_FAILURES)
+			lograte(b, "persistent grants",
+				"too many grants could not be mapped: grant copies from now on");
+		return NULL;
+	}
+	e->gref = gref;
+	b->pg_n++;
+	b->st.pgnt_mapped++;
+	return e->page;
+}
+
+static void pgnt_free(struct td_blkif *b)
+{
+	if (!b->pg)
+		return;
+	for (unsigned i = 0; i < PGNT_HASH; i++)
+		if (b->pg[i].page)
+			b->ops->unmap_page(b->x, b->pg[i].page);
+	free(b->pg);
+	b->pg = NULL;
+	b->pg_n = 0;
+}
+
+/* Performs the n copies like ops->copy: through a kept mapping where there
+ * is one, the rest in one grant-copy call. */
+#define COPY_BATCH 1024
+static int xcopy(struct td_blkif *b, struct td_xenio_copy *c, unsigned n)
+{
+	static struct td_xenio_copy rest[COPY_BATCH]; /* loop thread only */
+	static unsigned at[COPY_BATCH];
+	unsigned i, k = 0;
+	int rc;
+
+	if (!b->pg) {
+		b->st.grant_copies += n;
+		return b->ops->copy(b->x, b->domid, c, n);
+	}
+	for (i = 0; i < n; i++) {
+		uint8_t *page = pgnt_get(b, c[i].gref);
+
+		if (page && (unsigned)c[i].offset + c[i].len <= TD_BLKIF_PAGE) {
+			if (c[i].to_guest)
+				memcpy(page + c[i].offset, c[i].local, c[i].len);
+			else
+				memcpy(c[i].local, page + c[i].offset, c[i].len);
+			c[i].status = 0;
+			b->st.pgnt_copies++;
+			continue;
+		}
+		rest[k] = c[i];
+		at[k++] = i;
+	}
+	if (!k)
+		return 0;
+	b->st.grant_copies += k;
+	rc = b->ops->copy(b->x, b->domid, rest, k);
+	if (rc < 0)
+		return rc;
+	for (i = 0; i < k; i++)
+		c[at[i]].status = rest[i].status;
+	return 0;
+}
 
 static void process(struct td_blkif *b);
 
@@ -177,7 +302,7 @@ static int copy_data(struct bio *io, bool to_guest)
 	struct td_blkif *b = io->b;
 	struct td_xenio_copy c[TD_BLKIF_MAX_INDIRECT_SEGS];
 	unsigned i, n = fill_copies(io, to_guest, c);
-	int rc = b->ops->copy(b->x, b->domid, c, n);
+	int rc = xcopy(b, c, n);
 
 	for (i = 0; rc == 0 && i < n; i++)
 		if (c[i].status)
@@ -188,7 +313,6 @@ static int copy_data(struct bio *io, bool to_guest)
 /* Grant copies are batched: each call is a system call and hypercalls,
  * the dear part of a small request. COPY_BATCH holds the largest request
  * (TD_BLKIF_MAX_INDIRECT_SEGS) several times. */
-#define COPY_BATCH 1024
 _Static_assert(TD_BLKIF_MAX_INDIRECT_SEGS < COPY_BATCH, "a request fits one batch");
 
 /* Copies the data of the requests queued on *head (linked by next_copy)
@@ -209,7 +333,7 @@ static void flush_copies(struct td_blkif *b, struct bio **head, struct bio **tai
 		*head = stop;
 		if (!stop)
 			*tail = NULL;
-		rc = b->ops->copy(b->x, b->domid, c, n);
+		rc = xcopy(b, c, n);
 		for (io = first; io != stop;) {
 			struct bio *next = io->next_copy;
 			bool ok = rc == 0;
@@ -310,7 +434,7 @@ static int load_indirect(struct bio *io, char *why, size_t whylen)
 		c[i].status = 0;
 		left -= n;
 	}
-	rc = b->ops->copy(b->x, b->domid, c, io->req.nindirect);
+	rc = xcopy(b, c, io->req.nindirect);
 	for (i = 0; rc == 0 && i < io->req.nindirect; i++)
 		if (c[i].status)
 			rc = -EFAULT;
@@ -495,17 +619,22 @@ static void on_event(void *opaque, uint32_t events)
 
 int td_blkif_params_parse(const char *s, struct td_blkif_params *p, char *err, size_t errlen)
 {
-	char refs[256], proto[32];
+	char refs[256], proto[32], feat[32];
 	unsigned long domid, evtchn;
 	char *tok, *save = NULL;
 
 	memset(p, 0, sizeof(*p));
-	proto[0] = 0;
-	if (sscanf(s, "%lu %255s %lu %31s", &domid, refs, &evtchn, proto) < 3 || domid >= 0x7ff0 ||
-	    evtchn > UINT32_MAX) {
-		snprintf(err, errlen, "expected DOMID REFS EVTCHN [PROTOCOL]");
+	proto[0] = feat[0] = 0;
+	if (sscanf(s, "%lu %255s %lu %31s %31s", &domid, refs, &evtchn, proto, feat) < 3 ||
+	    domid >= 0x7ff0 || evtchn > UINT32_MAX) {
+		snprintf(err, errlen, "expected DOMID REFS EVTCHN [PROTOCOL [persistent]]");
 		return -EINVAL;
 	}
+	if (feat[0] && strcmp(feat, "persistent")) {
+		snprintf(err, errlen, "unknown ring feature '%s' (persistent)", feat);
+		return -EINVAL;
+	}
+	p->persistent = feat[0] != 0;
 	p->domid = (uint32_t)domid;
 	p->evtchn = (uint32_t)evtchn;
 	for (tok = strtok_r(refs, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
@@ -558,10 +687,17 @@ struct td_blkif *td_blkif_connect(struct td_loop *loop, struct vbd *vbd,
 	td_defer_init(&b->push_defer, push, b);
 	td_defer_init(&b->kick_defer, process_cb, b);
 	td_defer_init(&b->done_defer, finished, b);
+	if (p->persistent && ops->map_page && ops->unmap_page &&
+	    !(b->pg = calloc(PGNT_HASH, sizeof(*b->pg)))) {
+		snprintf(err, errlen, "out of memory");
+		free(b);
+		return NULL;
+	}
 	b->ring = ops->map(x, p->domid, p->ring_refs, p->nring);
 	if (!b->ring) {
 		snprintf(err, errlen, "cannot map the %u ring page(s) of domain %u", p->nring,
 			 (unsigned)p->domid);
+		free(b->pg);
 		free(b);
 		return NULL;
 	}
@@ -570,6 +706,7 @@ struct td_blkif *td_blkif_connect(struct td_loop *loop, struct vbd *vbd,
 		snprintf(err, errlen, "cannot bind event channel %u of domain %u: %s",
 			 (unsigned)p->evtchn, (unsigned)p->domid, strerror(-rc));
 		ops->unmap(x, (void *)b->ring, b->npages);
+		free(b->pg);
 		free(b);
 		return NULL;
 	}
@@ -581,12 +718,14 @@ struct td_blkif *td_blkif_connect(struct td_loop *loop, struct vbd *vbd,
 		snprintf(err, errlen, "cannot watch the event channel");
 		ops->unbind(x, b->port);
 		ops->unmap(x, (void *)b->ring, b->npages);
+		free(b->pg);
 		free(b);
 		return NULL;
 	}
-	td_info("blkif: domain %u connected: %u ring page(s), %u slots, %s, event channel %u",
+	td_info("blkif: domain %u connected: %u ring page(s), %u slots, %s, event channel %u%s",
 		(unsigned)p->domid, p->nring, b->slots,
-		p->abi == TD_BLKIF_ABI_X86_32 ? "x86_32-abi" : "x86_64-abi", (unsigned)p->evtchn);
+		p->abi == TD_BLKIF_ABI_X86_32 ? "x86_32-abi" : "x86_64-abi", (unsigned)p->evtchn,
+		b->pg ? ", persistent grants" : "");
 	td_loop_defer(loop, &b->kick_defer);
 	return b;
 }
@@ -607,11 +746,15 @@ static void finished(void *opaque)
 	if (b->watch)
 		td_loop_del_fd(b->loop, b->watch);
 	b->ops->unbind(b->x, b->port);
+	pgnt_free(b);
 	b->ops->unmap(b->x, (void *)b->ring, b->npages);
 	b->ring = NULL;
 	td_pool_drain(&b->pool);
-	td_info("blkif: domain %u disconnected (%llu requests, %llu errors%s)", (unsigned)b->domid,
-		(unsigned long long)b->st.requests, (unsigned long long)b->st.errors,
+	td_info("blkif: domain %u disconnected (%llu requests, %llu errors, %llu persistent grants "
+		"kept, %llu segments copied through them, %llu grant-copied%s)",
+		(unsigned)b->domid, (unsigned long long)b->st.requests,
+		(unsigned long long)b->st.errors, (unsigned long long)b->st.pgnt_mapped,
+		(unsigned long long)b->st.pgnt_copies, (unsigned long long)b->st.grant_copies,
 		b->st.hostile ? ", hostile" : "");
 	free(b);
 	if (cb)

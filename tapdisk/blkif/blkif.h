@@ -8,7 +8,11 @@
  * pages are grant-mapped, the event channel bound into the event loop, and
  * every request is copied off the ring once, checked once
  * (blkif_proto.h), its data moved by grant copy into a buffer of ours,
- * then submitted like an NBD request. A frontend that breaks the protocol
+ * then submitted like an NBD request. When both ends agree on
+ * feature-persistent, a data (or indirect) page is mapped the first time
+ * its grant is seen and kept, and the data is copied in and out of the
+ * mapping instead: no hypercall per request (see "Persistent grants" in
+ * blkif.c). A frontend that breaks the protocol
  * gets BLKIF_RSP_ERROR for the request, or — for a producer index that
  * jumps past the ring — the ring is no longer served ("hostile frontend")
  * until it is disconnected; never a crash, a hang or an access outside its
@@ -39,15 +43,22 @@ struct td_blkif_params {
 	unsigned nring; /* 1, 2, 4, 8 or 16 */
 	uint32_t evtchn;
 	enum td_blkif_abi abi;
+	/* both ends said feature-persistent=1: data pages are mapped once,
+	 * kept (up to TD_BLKIF_MAX_PERSISTENT) and copied in place */
+	bool persistent;
 };
 
 struct td_blkif_stats {
 	uint64_t requests, errors, bad_requests;
-	bool hostile; /* the ring was given up on */
+	uint64_t pgnt_mapped;	/* persistent grants mapped (and kept) */
+	uint64_t pgnt_copies;	/* segments copied in place through one */
+	uint64_t grant_copies;	/* segments grant-copied by the hypervisor */
+	uint64_t pgnt_failures; /* maps refused (the segment was grant-copied) */
+	bool hostile;		/* the ring was given up on */
 };
 
-/* Parses "DOMID REFS EVTCHN PROTOCOL" (REFS: comma separated), what the
- * control command carries. -EINVAL with a reason. */
+/* Parses "DOMID REFS EVTCHN [PROTOCOL [persistent]]" (REFS: comma
+ * separated), what the control command carries. -EINVAL with a reason. */
 int td_blkif_params_parse(const char *s, struct td_blkif_params *p, char *err, size_t errlen);
 
 /* Maps the ring and binds the event channel; requests are served from the

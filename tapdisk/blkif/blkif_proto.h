@@ -41,6 +41,11 @@
 /* what we advertise (feature-max-indirect-segments): up to 1 MiB a request */
 #define TD_BLKIF_MAX_INDIRECT_SEGS 256
 #define TD_BLKIF_MAX_RING_ORDER 4 /* up to 16 ring pages (max-ring-page-order) */
+/* persistent grants kept mapped per ring (8 MiB); Linux's blkfront at its
+ * defaults reuses 32 slots x (32 segments + 1 indirect page) = 1056. A
+ * grant seen when the table is full is grant-copied, as without
+ * feature-persistent */
+#define TD_BLKIF_MAX_PERSISTENT 2048
 
 enum td_blkif_abi {
 	TD_BLKIF_ABI_X86_64, /* also the native one on x86_64 hosts */

@@ -28,6 +28,12 @@ struct td_xenio_ops {
 	/* maps n granted pages of domid read-write, contiguous; NULL on failure */
 	void *(*map)(struct td_xenio *x, uint32_t domid, const uint32_t *refs, unsigned n);
 	void (*unmap)(struct td_xenio *x, void *addr, unsigned n);
+	/* maps one granted page of domid read-write on its own, to keep (a
+	 * persistent grant, blkif.h feature-persistent); NULL on failure.
+	 * The mapping holds the page: the guest cannot take it back while it
+	 * lasts, so it stays valid memory until unmap_page */
+	void *(*map_page)(struct td_xenio *x, uint32_t domid, uint32_t ref);
+	void (*unmap_page)(struct td_xenio *x, void *addr);
 	/* performs every copy (status per copy); 0, or -errno when the call
 	 * itself failed */
 	int (*copy)(struct td_xenio *x, uint32_t domid, struct td_xenio_copy *c, unsigned n);

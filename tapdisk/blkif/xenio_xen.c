@@ -1,7 +1,8 @@
 /* The real xenio: libxengnttab maps the ring and copies the data (grant
- * copy: the guest's pages are never mapped for data, so a request cannot
- * make us touch memory the guest changes under us), libxenevtchn delivers
- * the events. */
+ * copy), or maps a data page once and keeps it when the frontend reuses
+ * its grants (persistent grants: blkif.c copies in and out of the mapping,
+ * a page the guest may change at any time, so nothing is read from it
+ * twice), libxenevtchn delivers the events. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 
 #include <xen/grant_table.h>
 
+#include "tapdisk/blkif/blkif_proto.h"
 #include "tapdisk/blkif/xenio.h"
 
 struct td_xenio {
@@ -29,6 +31,18 @@ static void *xx_map(struct td_xenio *x, uint32_t domid, const uint32_t *refs, un
 static void xx_unmap(struct td_xenio *x, void *addr, unsigned n)
 {
 	xengnttab_unmap(x->gt, addr, n);
+}
+
+static void *xx_map_page(struct td_xenio *x, uint32_t domid, uint32_t ref)
+{
+	/* IOCTL_GNTDEV_MAP_GRANT_REF, then mmap of the device: both already
+	 * needed for the ring */
+	return xengnttab_map_grant_ref(x->gt, domid, ref, PROT_READ | PROT_WRITE);
+}
+
+static void xx_unmap_page(struct td_xenio *x, void *addr)
+{
+	xengnttab_unmap(x->gt, addr, 1);
 }
 
 static int xx_copy(struct td_xenio *x, uint32_t domid, struct td_xenio_copy *c, unsigned n)
@@ -107,6 +121,8 @@ static int xx_pending(struct td_xenio *x, uint32_t *port)
 static const struct td_xenio_ops xen_ops = {
     .map = xx_map,
     .unmap = xx_unmap,
+    .map_page = xx_map_page,
+    .unmap_page = xx_unmap_page,
     .copy = xx_copy,
     .bind = xx_bind,
     .unbind = xx_unbind,
@@ -132,8 +148,8 @@ struct td_xenio *td_xenio_open(const struct td_xenio_ops **ops, char *err, size_
 			 strerror(errno));
 		goto fail;
 	}
-	/* the segments of a ring full of requests, and the ring itself */
-	xengnttab_set_max_grants(x->gt, 16 + 256);
+	/* the ring itself, the persistent grants kept, and slack */
+	xengnttab_set_max_grants(x->gt, 16 + TD_BLKIF_MAX_PERSISTENT + 256);
 	x->ev = xenevtchn_open(NULL, 0);
 	if (!x->ev) {
 		snprintf(err, errlen,

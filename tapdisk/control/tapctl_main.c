@@ -71,7 +71,7 @@ static void usage(FILE *f)
 	    "                                     POOL/IMAGE@SNAPNAME\n"
 	    "  resize SELECTOR SIZE               grow a VBD's disk online to SIZE bytes\n"
 	    "                                     (K, M, G, T suffixes); new connections see it\n"
-	    "  xen-connect SELECTOR DOMID RING-REFS EVTCHN [PROTOCOL]\n"
+	    "  xen-connect SELECTOR DOMID RING-REFS EVTCHN [PROTOCOL [persistent]]\n"
 	    "                                     serve a Xen guest's blkif ring (a tapdisk\n"
 	    "                                     created with --xen; tapback does this)\n"
 	    "  xen-disconnect SELECTOR            answer what is in flight, let the ring go\n"
@@ -139,12 +139,14 @@ static void cmd_usage(const char *cmd)
 	else if (!strcmp(cmd, "xen-connect"))
 		printf(
 		    "Usage: tap-ctl xen-connect (-p PID | -m MINOR | -s SOCKET) DOMID RING-REFS "
-		    "EVTCHN [PROTOCOL]\n\n"
+		    "EVTCHN [PROTOCOL [persistent]]\n\n"
 		    "Hands a Xen guest's block ring to a tapdisk started with --xen (tap-ctl\n"
 		    "create --xen): RING-REFS are the grant references of its ring pages, comma\n"
 		    "separated (1, 2, 4, 8 or 16 of them), EVTCHN its event channel, PROTOCOL\n"
-		    "x86_64-abi (the default) or x86_32-abi. tapback reads them from xenstore\n"
-		    "and calls this; it is here for tests and debugging.\n");
+		    "x86_64-abi (the default) or x86_32-abi. 'persistent': both ends agreed on\n"
+		    "feature-persistent, the tapdisk keeps the data pages it maps. tapback\n"
+		    "reads them from xenstore and calls this; it is here for tests and "
+		    "debugging.\n");
 	else if (!strcmp(cmd, "xen-disconnect"))
 		printf(
 		    "Usage: tap-ctl xen-disconnect (-p PID | -m MINOR | -s SOCKET)\n\n"
@@ -1100,17 +1102,19 @@ int main(int argc, char **argv)
 		struct td_kv info = {0};
 		int rc;
 
-		if (argc - optind < 3 || argc - optind > 4) {
+		if (argc - optind < 3 || argc - optind > 5) {
 			fprintf(stderr,
-				"%s xen-connect: expected DOMID RING-REFS EVTCHN [PROTOCOL] (see "
+				"%s xen-connect: expected DOMID RING-REFS EVTCHN [PROTOCOL "
+				"[persistent]] (see "
 				"tap-ctl "
 				"xen-connect --help)\n",
 				prog);
 			return 2;
 		}
-		snprintf(line, sizeof(line), "xen-connect %s %s %s %s", argv[optind],
+		snprintf(line, sizeof(line), "xen-connect %s %s %s %s %s", argv[optind],
 			 argv[optind + 1], argv[optind + 2],
-			 argc - optind == 4 ? argv[optind + 3] : "");
+			 argc - optind >= 4 ? argv[optind + 3] : "",
+			 argc - optind == 5 ? argv[optind + 4] : "");
 		if (find_one(&sel, ctl, sizeof(ctl), &info) < 0)
 			return 1;
 		td_kv_free(&info);

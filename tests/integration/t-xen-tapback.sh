@@ -174,7 +174,7 @@ toolstack_add 1 51712 "tap:crypt:$LOWER:$IMG"
 XS wait "$BE/1/51712/state" 2 10 >/dev/null || fail "backend state is not InitWait"
 for kv in max-ring-page-order=4 feature-max-indirect-segments=256 feature-flush-cache=1 \
 	feature-barrier=1 feature-discard=1 discard-granularity=4096 sector-size=512 \
-	physical-sector-size=4096 info=0 feature-persistent=0; do
+	physical-sector-size=4096 info=0 feature-persistent=1; do
 	[ "$(XS read "$BE/1/51712/${kv%%=*}")" = "${kv#*=}" ] ||
 		fail "${kv%%=*} is '$(XS read "$BE/1/51712/${kv%%=*}")', not ${kv#*=}"
 done

@@ -8,7 +8,11 @@
  * the disk or the page, garbage indirect pages, unknown operations, writes
  * to a read-only disk, a producer index that jumps past the ring), which
  * gets errors or a ring no longer served, never a crash or a hang. The
- * same layouts are checked against Xen's own header (x86_64). */
+ * same layouts are checked against Xen's own header (x86_64). With
+ * feature-persistent (test_persistent_*) the fake also maps single pages
+ * and holds them like Xen does; a frontend that changes, re-grants or
+ * revokes a mapped page, names unmappable grants or too many of them
+ * gets correct data or errors, bounded mappings, all unmapped at the end. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -44,6 +48,10 @@ struct td_xenio {
 	unsigned notified; /* backend -> frontend notifications */
 	bool bound;
 	unsigned copies;
+	/* persistent grants: maps asked for, maps alive, grants that refuse
+	 * to be mapped (another domain's, or granted read-only) */
+	unsigned pmap_calls, pmaps;
+	bool nomap[NGRANTS];
 };
 
 static void *fx_map(struct td_xenio *x, uint32_t domid, const uint32_t *refs, unsigned n)
@@ -58,6 +66,25 @@ static void *fx_map(struct td_xenio *x, uint32_t domid, const uint32_t *refs, un
 
 static void fx_unmap(struct td_xenio *x, void *addr, unsigned n)
 {
+}
+
+/* Like Xen: the mapping holds the frame the grant named when it was
+ * mapped, whatever the guest does with the grant afterwards (the tests
+ * that re-grant a reference keep the old page alive until the end). */
+static void *fx_map_page(struct td_xenio *x, uint32_t domid, uint32_t ref)
+{
+	x->pmap_calls++;
+	if (ref >= NGRANTS || !x->page[ref] || x->nomap[ref])
+		return NULL;
+	x->pmaps++;
+	return x->page[ref];
+}
+
+static void fx_unmap_page(struct td_xenio *x, void *addr)
+{
+	assert_non_null(addr);
+	assert_true(x->pmaps > 0);
+	x->pmaps--;
 }
 
 static int fx_copy(struct td_xenio *x, uint32_t domid, struct td_xenio_copy *c, unsigned n)
@@ -114,6 +141,8 @@ static int fx_pending(struct td_xenio *x, uint32_t *port)
 static const struct td_xenio_ops fake_ops = {
     .map = fx_map,
     .unmap = fx_unmap,
+    .map_page = fx_map_page,
+    .unmap_page = fx_unmap_page,
     .copy = fx_copy,
     .bind = fx_bind,
     .unbind = fx_unbind,
@@ -138,7 +167,9 @@ struct env {
 };
 
 static char err[1024];
-static bool g_qcow2; /* env_up: a qcow2 image instead of a raw one */
+static bool g_qcow2;	       /* env_up: a qcow2 image instead of a raw one */
+static bool g_persistent;      /* env_up: feature-persistent negotiated */
+static unsigned g_last_copies; /* env_down: the grant copies the fake did */
 
 static uint32_t grant_page(struct env *e)
 {
@@ -327,6 +358,7 @@ static void env_up(struct env *e, enum td_blkif_abi abi, unsigned npages, bool r
 		p.ring_refs[i] = i;
 	p.evtchn = 9;
 	p.abi = abi;
+	p.persistent = g_persistent;
 	e->b = td_blkif_connect(e->ctx.loop, e->vbd, &fake_ops, &e->x, &p, err, sizeof(err));
 	assert_non_null(e->b);
 	td_loop_run_once(e->ctx.loop, 0);
@@ -346,6 +378,10 @@ static void env_down(struct env *e)
 		td_loop_run_once(e->ctx.loop, 10);
 	assert_true(done);
 	assert_false(e->x.bound);
+	assert_int_equal(e->x.pmaps, 0); /* every persistent grant was unmapped */
+	if (!g_persistent)
+		assert_int_equal(e->x.pmap_calls, 0); /* not negotiated: nothing mapped */
+	g_last_copies = e->x.copies;
 	vbd_close(e->vbd);
 	td_workers_free(e->ctx.workers);
 	td_io_free(e->ctx.io);
@@ -794,6 +830,222 @@ static void test_write_batch(void **state)
 	env_down(&e);
 }
 
+/* ---- persistent grants ------------------------------------------------------------ */
+
+/* Every request type and both ABIs with feature-persistent: the same data
+ * as with grant copies, and not one grant copy (every page is mapped). */
+static void test_persistent_roundtrip(void **state)
+{
+	(void)state;
+	g_persistent = true;
+	roundtrip(TD_BLKIF_ABI_X86_64);
+	assert_int_equal(g_last_copies, 0);
+	roundtrip(TD_BLKIF_ABI_X86_32);
+	assert_int_equal(g_last_copies, 0);
+	g_persistent = false;
+}
+
+/* A frontend that reuses its grants (Linux's blkfront): each is mapped
+ * once, then copied through in place. */
+static void test_persistent_reuse(void **state)
+{
+	struct env e;
+	struct td_blkif_stats st;
+	uint32_t w[11], r[11];
+
+	(void)state;
+	g_persistent = true;
+	env_up(&e, TD_BLKIF_ABI_X86_64, 1, false);
+	for (int i = 0; i < 11; i++) {
+		w[i] = grant_page(&e);
+		r[i] = grant_page(&e);
+	}
+	for (int round = 0; round < 10; round++) {
+		fill_pages(&e, w, 11, (uint8_t)(0x40 + round));
+		req_rw(&e, TD_BLKIF_OP_WRITE, 10 + round, 88 * round, 11, w, NULL, NULL);
+		ring_push(&e);
+		expect_rsp(&e, 10 + round, TD_BLKIF_RSP_OKAY);
+		req_rw(&e, TD_BLKIF_OP_READ, 100 + round, 88 * round, 11, r, NULL, NULL);
+		ring_push(&e);
+		expect_rsp(&e, 100 + round, TD_BLKIF_RSP_OKAY);
+		check_pages(&e, r, 11, (uint8_t)(0x40 + round));
+	}
+	td_blkif_get_stats(e.b, &st);
+	assert_int_equal(e.x.pmap_calls, 22); /* each grant mapped once */
+	assert_int_equal(e.x.pmaps, 22);
+	assert_int_equal(st.pgnt_mapped, 22);
+	assert_int_equal(st.pgnt_copies, 10 * 22);
+	assert_int_equal(st.grant_copies, 0);
+	assert_int_equal(e.x.copies, 0);
+	env_down(&e);
+	g_persistent = false;
+}
+
+/* A hostile frontend against the kept mappings: it changes a page after it
+ * was mapped, re-grants a reference to another page, revokes a grant
+ * while it is mapped, names grants that cannot be mapped (another
+ * domain's, read-only ones), and many of them. No crash, no data of
+ * another request, every mapping let go at the end. */
+static void test_persistent_hostile(void **state)
+{
+	struct env e;
+	struct td_blkif_stats st;
+	uint32_t w, r, g, bad = 99999;
+	uint8_t *old, *fresh = NULL, *held;
+
+	(void)state;
+	g_persistent = true;
+	env_up(&e, TD_BLKIF_ABI_X86_64, 1, false);
+	w = grant_page(&e);
+	r = grant_page(&e);
+
+	/* the page changes after it was mapped and written from: the disk has
+	 * what the page held when the write was taken, the next write what it
+	 * holds then (nothing is cached from the page) */
+	memset(e.x.page[w], 0xa1, 4096);
+	req_rw(&e, TD_BLKIF_OP_WRITE, 1, 0, 1, &w, NULL, NULL);
+	ring_push(&e);
+	expect_rsp(&e, 1, TD_BLKIF_RSP_OKAY);
+	memset(e.x.page[w], 0xb2, 4096);
+	req_rw(&e, TD_BLKIF_OP_READ, 2, 0, 1, &r, NULL, NULL);
+	ring_push(&e);
+	expect_rsp(&e, 2, TD_BLKIF_RSP_OKAY);
+	for (int k = 0; k < 4096; k++)
+		assert_int_equal(e.x.page[r][k], 0xa1);
+	req_rw(&e, TD_BLKIF_OP_WRITE, 3, 0, 1, &w, NULL, NULL);
+	ring_push(&e);
+	expect_rsp(&e, 3, TD_BLKIF_RSP_OKAY);
+	req_rw(&e, TD_BLKIF_OP_READ, 4, 0, 1, &r, NULL, NULL);
+	ring_push(&e);
+	expect_rsp(&e, 4, TD_BLKIF_RSP_OKAY);
+	for (int k = 0; k < 4096; k++)
+		assert_int_equal(e.x.page[r][k], 0xb2);
+
+	/* the reference is re-granted to another page while mapped: the
+	 * mapping keeps the old frame (Xen holds it), the read lands there,
+	 * the new page is not touched */
+	old = e.x.page[r];
+	assert_int_equal(posix_memalign((void **)&fresh, 4096, 4096), 0);
+	memset(fresh, 0xee, 4096);
+	e.x.page[r] = fresh;
+	memset(old, 0, 4096);
+	req_rw(&e, TD_BLKIF_OP_READ, 5, 0, 1, &r, NULL, NULL);
+	ring_push(&e);
+	expect_rsp(&e, 5, TD_BLKIF_RSP_OKAY);
+	for (int k = 0; k < 4096; k++) {
+		assert_int_equal(old[k], 0xb2);
+		assert_int_equal(fresh[k], 0xee);
+	}
+
+	/* a grant revoked while mapped: the mapping still serves (the frame
+	 * is held); a grant that was never mapped and is gone fails */
+	g = grant_page(&e);
+	memset(e.x.page[g], 0xc3, 4096);
+	req_rw(&e, TD_BLKIF_OP_WRITE, 6, 8, 1, &g, NULL, NULL);
+	ring_push(&e);
+	expect_rsp(&e, 6, TD_BLKIF_RSP_OKAY);
+	held = e.x.page[g];
+	e.x.page[g] = NULL;
+	memset(held, 0, 4096);
+	req_rw(&e, TD_BLKIF_OP_READ, 7, 8, 1, &g, NULL, NULL);
+	ring_push(&e);
+	expect_rsp(&e, 7, TD_BLKIF_RSP_OKAY);
+	for (int k = 0; k < 4096; k++)
+		assert_int_equal(held[k], 0xc3);
+	req_rw(&e, TD_BLKIF_OP_READ, 8, 8, 1, &bad, NULL, NULL);
+	ring_push(&e);
+	expect_rsp(&e, 8, TD_BLKIF_RSP_ERROR);
+
+	/* grants that refuse to be mapped are grant-copied: still correct; and
+	 * after PGNT_MAX_FAILURES (64) refusals no more maps are tried */
+	{
+		uint32_t nm[100];
+		unsigned calls0;
+
+		for (int i = 0; i < 100; i++) {
+			nm[i] = grant_page(&e);
+			e.x.nomap[nm[i]] = true;
+			memset(e.x.page[nm[i]], i, 4096);
+		}
+		calls0 = e.x.pmap_calls;
+		for (int i = 0; i < 100; i++) {
+			uint64_t id;
+
+			/* 20 at a time: the ring has 32 slots */
+			req_rw(&e, TD_BLKIF_OP_WRITE, 1000 + i, 64 + 8 * i, 1, &nm[i], NULL, NULL);
+			if (i % 20 != 19)
+				continue;
+			ring_push(&e);
+			wait_rsp(&e, 20);
+			for (int k = 0; k < 20; k++)
+				assert_int_equal(rsp(&e, &id), TD_BLKIF_RSP_OKAY);
+		}
+		assert_true(e.x.pmap_calls - calls0 <= 64);
+		td_blkif_get_stats(e.b, &st);
+		assert_true(st.pgnt_failures >= 64);
+		for (int i = 0; i < 100; i += 33) {
+			req_rw(&e, TD_BLKIF_OP_READ, 2000 + i, 64 + 8 * i, 1, &r, NULL, NULL);
+			ring_push(&e);
+			expect_rsp(&e, 2000 + i, TD_BLKIF_RSP_OKAY);
+			for (int k = 0; k < 4096; k++)
+				assert_int_equal(old[k], (uint8_t)i);
+		}
+	}
+	env_down(&e);
+	free(old);
+	free(held);
+	g_persistent = false;
+}
+
+/* More distinct grants than the table keeps: the first
+ * TD_BLKIF_MAX_PERSISTENT are mapped, the rest grant-copied; memory stays
+ * bounded and every byte is right. */
+static void test_persistent_table_full(void **state)
+{
+	static uint32_t g[10][256];
+	struct env e;
+	struct td_blkif_stats st;
+
+	(void)state;
+	g_persistent = true;
+	env_up(&e, TD_BLKIF_ABI_X86_64, 1, false);
+	for (int i = 0; i < 10; i++) {
+		for (int k = 0; k < 256; k++)
+			g[i][k] = grant_page(&e);
+		fill_pages(&e, g[i], 256, (uint8_t)(i * 13));
+		req_indirect(&e, TD_BLKIF_OP_WRITE, 10 + i, (uint64_t)i * 2048, 256, g[i]);
+		ring_push(&e);
+		expect_rsp(&e, 10 + i, TD_BLKIF_RSP_OKAY);
+		assert_true(e.x.pmaps <= TD_BLKIF_MAX_PERSISTENT);
+	}
+	for (int i = 0; i < 10; i++) {
+		for (int k = 0; k < 256; k++)
+			memset(e.x.page[g[i][k]], 0, 4096);
+		req_indirect(&e, TD_BLKIF_OP_READ, 100 + i, (uint64_t)i * 2048, 256, g[i]);
+		ring_push(&e);
+		expect_rsp(&e, 100 + i, TD_BLKIF_RSP_OKAY);
+		check_pages(&e, g[i], 256, (uint8_t)(i * 13));
+	}
+	td_blkif_get_stats(e.b, &st);
+	assert_int_equal(e.x.pmaps, TD_BLKIF_MAX_PERSISTENT);
+	assert_int_equal(st.pgnt_mapped, TD_BLKIF_MAX_PERSISTENT);
+	assert_true(st.grant_copies > 0);
+	env_down(&e);
+	g_persistent = false;
+}
+
+/* The older tests again, with feature-persistent: the hostile ring, a
+ * disconnect with requests in flight, a full ring of indirect requests. */
+static void test_persistent_again(void **state)
+{
+	g_persistent = true;
+	test_hostile(state);
+	test_disconnect_in_flight(state);
+	test_full_ring_indirect(state);
+	test_write_batch(state);
+	g_persistent = false;
+}
+
 static void test_params(void **state)
 {
 	struct td_blkif_params p;
@@ -811,6 +1063,13 @@ static void test_params(void **state)
 					       err, sizeof(err)),
 			 -EINVAL);
 	assert_int_equal(td_blkif_params_parse("garbage", &p, err, sizeof(err)), -EINVAL);
+	assert_int_equal(td_blkif_params_parse("3 8 15 x86_64-abi", &p, err, sizeof(err)), 0);
+	assert_false(p.persistent);
+	assert_int_equal(
+	    td_blkif_params_parse("3 8 15 x86_64-abi persistent", &p, err, sizeof(err)), 0);
+	assert_true(p.persistent);
+	assert_int_equal(td_blkif_params_parse("3 8 15 x86_64-abi sticky", &p, err, sizeof(err)),
+			 -EINVAL);
 }
 
 int main(void)
@@ -826,6 +1085,11 @@ int main(void)
 	    cmocka_unit_test(test_mixed_completions),
 	    cmocka_unit_test(test_refused_around_deferred),
 	    cmocka_unit_test(test_write_batch),
+	    cmocka_unit_test(test_persistent_roundtrip),
+	    cmocka_unit_test(test_persistent_reuse),
+	    cmocka_unit_test(test_persistent_hostile),
+	    cmocka_unit_test(test_persistent_table_full),
+	    cmocka_unit_test(test_persistent_again),
 	};
 
 	td_drivers_set(td_registry());

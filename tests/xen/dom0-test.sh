@@ -254,7 +254,7 @@ fi
 bench_guest() { # LABEL DISK... : one boot of the bench guest
 	label=$1
 	shift
-	EXTRA="xenrig.secs=$SECS xenrig.label=$label" guest rigu bench "$@"
+	EXTRA="xenrig.secs=$SECS xenrig.label=$label ${BENCH_EXTRA:-}" guest rigu bench "$@"
 	expect rigu "IOBENCH " 300
 	c0=$(head -n 1 /proc/stat)
 	expect rigu "domU: done" 600
@@ -283,6 +283,14 @@ if want bench; then
 		else
 			bench_guest "tapdisk-aio-r$r" "$(ours xvdb aio:/srv/raw.img)"
 		fi
+		grep -a "blkif: domain .* connected" /run/tapdisk/tapdisk.log | tail -n 1 |
+			grep -q "persistent grants" || die "our bench disk got no persistent grants"
+		# the same disk with the guest's blkfront told not to use persistent
+		# grants: every segment grant-copied (the datapath before them)
+		BENCH_EXTRA=xenrig.nopersistent bench_guest "tapdisk-gcopy-r$r" \
+			"$(ours xvdb aio:/srv/raw.img)"
+		grep -a "blkif: domain .* connected" /run/tapdisk/tapdisk.log | tail -n 1 |
+			grep -q "persistent grants" && die "the nopersistent guest got persistent grants"
 		[ "$(cat $XR/bench-blkback 2>/dev/null)" = 0 ] && break
 		# the kernel's backend, on the same image through a loop device
 		while read -r m; do insmod "$m" || die "insmod $m"; done </modules-blkback.list
@@ -326,6 +334,8 @@ EOF
 				ki=$(sum "blkback-loop$qd" $test IOPS)
 				c=""
 				[ -z "$qd" ] && c=$(sed -n "s/.*label=tapdisk-aio-r1-xvdc test=$test .*MBps=\([0-9.]*\) IOPS=\([0-9.]*\).*/\1 \2/p" /tmp/bench)
+				g=$(sum "tapdisk-gcopy$qd" $test MBps)
+				echo "$test ${q:-qd1} $g $k" | awk '{printf "XENRIG-PERF-GCOPY %-9s %-3s tapdisk-aio without persistent grants %8.2f MB/s | ratio %.2f\n", $1, $2, $3 / '"$ROUNDS"', ($4 > 0 ? $3 / $4 : 0)}'
 				echo "$test ${q:-qd1} $o $oi $k $ki $ROUNDS ${c:-- -}" | awk '{printf "XENRIG-PERF %-9s %-3s tapdisk-aio %8.2f MB/s %8.1f IOPS | blkback-loop %8.2f MB/s %8.1f IOPS | ratio %.2f (sums of %d rounds)", $1, $2, $3 / $7, $4 / $7, $5 / $7, $6 / $7, ($5 > 0 ? $3 / $5 : 0), $7; if ($8 != "-") printf " | crypt:qcow2 %.2f MB/s %.1f IOPS", $8, $9; printf "\n"}'
 			done
 		done

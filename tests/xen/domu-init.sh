@@ -23,7 +23,16 @@ bye() {
 }
 phase=$(sed -n 's/.*xenrig\.phase=\([a-z0-9]*\).*/\1/p' /proc/cmdline)
 say "init, phase $phase, uptime $(up)"
-while read -r m; do insmod "$m" || say "insmod $m failed"; done </modules.list
+# xenrig.nopersistent: blkfront without persistent grants (the bench's
+# grant-copy variant of our disk)
+bfargs=""
+grep -q "xenrig\.nopersistent" /proc/cmdline && bfargs="feature_persistent=0"
+while read -r m; do
+	case "$m" in
+	*xen-blkfront.ko*) insmod "$m" $bfargs || say "insmod $m failed" ;;
+	*) insmod "$m" || say "insmod $m failed" ;;
+	esac
+done </modules.list
 waitdev() { # NAME [tenths]
 	i=0
 	while [ ! -b "/dev/$1" ] && [ $i -lt "${2:-300}" ]; do
