@@ -30,6 +30,7 @@
 #include "crypt/backend/secmem.h"
 #include "crypt/backend/volkey.h"
 #include "crypt/hdrio.h"
+#include "crypt/crypt.h"
 #include "crypt/reencrypt.h"
 #include "integrity/integrity.h"
 #include "tapdisk/core/bufpool.h"
@@ -218,6 +219,18 @@ static int redo_window(struct crypt_reenc *m, char *err, size_t errlen)
 	return 0;
 }
 
+#ifdef TD_TEST_BUILD
+static bool test_gen_early;
+
+void td_crypt_reenc_test_gen_early(bool on)
+{
+	test_gen_early = on;
+}
+#define GEN_EARLY test_gen_early
+#else
+#define GEN_EARLY false
+#endif
+
 /* Finishes at open (synchronous): the boundary is at the end. */
 static int finish_sync(struct crypt_reenc *m, char *err, size_t errlen)
 {
@@ -237,6 +250,8 @@ static int finish_sync(struct crypt_reenc *m, char *err, size_t errlen)
 		free(h);
 		return rc;
 	}
+	if (rc == 0 && m->integ && GEN_EARLY)
+		ti_reenc_gen_commit(m->l->below); /* broken on purpose */
 	if (rc == 0)
 		rc = final_header(m, h);
 	if (rc == 0)
