@@ -18,6 +18,9 @@ int td_crypt_grow(struct td_layer *l, uint64_t new_size, char *err, size_t errle
  * below have grown (the wrong order), so that the grow simulator
  * (tests/tools/growsim.c) shows it notices. */
 void td_crypt_grow_test_break(bool header_first);
+/* the rotation's final switch records the trusted generation before the
+ * header commit (reencsim --break gen-early) */
+void td_crypt_reenc_test_gen_early(bool on);
 #endif
 
 #endif

@@ -62,6 +62,7 @@ struct crypt_priv {
 	 * contexts, used for the blocks below the boundary */
 	struct td_xts **xts_new;
 	struct crypt_reenc *re;
+	bool integ; /* the integrity layer is below us */
 	struct td_defer qdefer;
 	struct td_pool reqs;
 	char uuid[TD_HDR_UUID_STR_LEN];
@@ -89,6 +90,56 @@ static void reenc_finished(void *opaque)
 	p->xts_new = NULL;
 }
 
+/* A volume-key rotation recorded in the header of an image with the
+ * integrity layer: the new key's mac and tree subkeys (*nmk, 64 bytes of
+ * secure memory; NULL without a rotation) and the tag boundary, for the
+ * integrity layer's open (docs/FORMAT.md, "Volume-key rotation with the
+ * integrity layer"). The new key must match the record. */
+static int reenc_integrity_keys(struct td_layer *l, const struct td_crypt_hdr *h,
+				const uint8_t id[TD_IMAGE_ID_LEN], const char *where, uint8_t **nmk,
+				uint64_t *boundary, char *err, size_t errlen)
+{
+	struct crypt_priv *p = l->priv;
+	struct td_reenc_rec r;
+	struct td_volkey *nk = NULL;
+	uint8_t dig[TD_HDR_DIGEST_LEN];
+	int rc;
+
+	*nmk = NULL;
+	*boundary = 0;
+	rc = td_hdr_reenc_get(h, &r, err, errlen);
+	if (rc <= 0) {
+		if (rc < 0)
+			snprintf(err + strlen(err), errlen - strlen(err), " (image %s)", p->uuid);
+		return rc;
+	}
+	if (!l->ctx->get_next_key) {
+		snprintf(err, errlen,
+			 "image %s is being re-encrypted and this program cannot get its new key",
+			 p->uuid);
+		return -ENOKEY;
+	}
+	rc = l->ctx->get_next_key(l->ctx->key_opaque, h->uuid, id, where, &nk, err, errlen);
+	if (rc < 0)
+		return rc;
+	if (td_hdr_vk_digest(nk, dig) < 0 || !td_ct_memeq(dig, r.new_digest, sizeof(dig))) {
+		td_volkey_free(&nk);
+		snprintf(err, errlen,
+			 "image %s: the new key loaded does not match the one the reencryption "
+			 "record names: run 'vdkey load SPEC' again",
+			 p->uuid);
+		return -EPERM;
+	}
+	*nmk = td_volkey_integrity_keys(nk);
+	td_volkey_free(&nk);
+	if (!*nmk)
+		return -ENOMEM;
+	/* a staged window (commit point 1 durable) is the new key's: the
+	 * redo rewrites it from the staging area under the new key */
+	*boundary = r.boundary + r.window;
+	return 0;
+}
+
 /* A volume-key rotation recorded in the header (docs/FORMAT.md): checks
  * the new key the chain's key source has, redoes or finishes what a crash
  * left (crypt_reenc_open) and sets p->re while the pass goes on. When it
@@ -109,13 +160,6 @@ static int reenc_open(struct td_layer *l, const struct td_crypt_hdr *h, int whic
 			snprintf(err + strlen(err), errlen - strlen(err), " (image %s)", p->uuid);
 		return rc;
 	}
-	if (strcmp(h->integrity, TD_HDR_INTEGRITY_NONE) != 0) {
-		snprintf(err, errlen,
-			 "image %s: a volume-key rotation is recorded, but rotating an image with "
-			 "the integrity layer is not supported by this tapdisk",
-			 p->uuid);
-		return -EOPNOTSUPP;
-	}
 	if (!l->ctx->get_next_key) {
 		snprintf(err, errlen,
 			 "image %s is being re-encrypted and this program cannot get its new key",
@@ -133,7 +177,8 @@ static int reenc_open(struct td_layer *l, const struct td_crypt_hdr *h, int whic
 			 p->uuid);
 		return -EPERM;
 	}
-	rc = crypt_reenc_open(l, h, which, *vk, nk, p->data_offset, &p->re, err, errlen);
+	rc = crypt_reenc_open(l, p->integ ? l->below->below : l->below, p->integ, h, which, *vk, nk,
+			      p->data_offset, &p->re, err, errlen);
 	if (rc == 1) {
 		td_volkey_free(vk);
 		*vk = nk;
@@ -242,10 +287,23 @@ static int crypt_open(struct td_layer *l, const char *path, const char *opts, ch
 		 * switch it off: the header is authenticated */
 		struct ti_open_arg a;
 		uint8_t *mk = td_volkey_integrity_keys(vk); /* mac key, then tree key */
+		uint8_t *nmk = NULL;
 
+		memset(&a, 0, sizeof(a));
 		rc = -ENOMEM;
 		if (!mk)
 			goto out;
+		/* a rotation under way: the layer needs the new key's subkeys
+		 * and the tag boundary before its recovery runs */
+		rc = reenc_integrity_keys(l, h, id, where, &nmk, &a.tag_boundary, err, errlen);
+		if (rc < 0) {
+			td_secure_free(mk);
+			goto out;
+		}
+		if (nmk) {
+			a.new_mac_key = nmk;
+			a.new_tree_key = nmk + 32;
+		}
 		rc = ti_params_decode(h->integrity_params, l->below->size, &a.params, err, errlen);
 		if (rc == 0 && (a.params.data_start != h->data_offset ||
 				a.params.data_blocks * TD_BLOCK_SIZE != h->data_size)) {
@@ -260,9 +318,12 @@ static int crypt_open(struct td_layer *l, const char *path, const char *opts, ch
 		if (rc == 0)
 			rc = td_chain_insert_below(l, &td_drv_integrity, NULL, &a, err, errlen);
 		td_secure_free(mk);
+		if (nmk)
+			td_secure_free(nmk);
 		if (rc < 0)
 			goto out;
 		p->data_offset = 0; /* the integrity layer exports the data area from 0 */
+		p->integ = true;
 	} else if (strcmp(h->integrity, TD_HDR_INTEGRITY_NONE) != 0) {
 		rc = -EOPNOTSUPP;
 		snprintf(err, errlen, "image %s: unknown integrity mode '%s'", p->uuid,

@@ -11,7 +11,15 @@
  *
  * A header write is the update protocol: the copy that is not the
  * reader's choice first, flush, then the other, flush. At open a staged
- * window is redone synchronously from the staging area. */
+ * window is redone synchronously from the staging area.
+ *
+ * With the integrity layer below (docs/FORMAT.md, "Volume-key rotation
+ * with the integrity layer"): the header and the staging area are on the
+ * layer below it (m->raw), the window is read and written through it
+ * (its tags move with the data: the tag boundary goes to B+W after commit
+ * point 1), zero blocks are not written, and the final switch (tree,
+ * superblock and journal under the new key, then the header) happens at
+ * the next open, synchronously. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -22,7 +30,9 @@
 #include "crypt/backend/secmem.h"
 #include "crypt/backend/volkey.h"
 #include "crypt/hdrio.h"
+#include "crypt/crypt.h"
 #include "crypt/reencrypt.h"
+#include "integrity/integrity.h"
 #include "tapdisk/core/bufpool.h"
 #include "tapdisk/core/log.h"
 #include "tapdisk/core/loop.h"
@@ -31,7 +41,11 @@
 #define WIN_BYTES ((size_t)WIN_MAX * TD_BLOCK_SIZE)
 
 struct crypt_reenc {
-	struct td_layer *l; /* the crypt layer */
+	struct td_layer *l;   /* the crypt layer; l->below takes the data I/O */
+	struct td_layer *raw; /* the header and the staging area */
+	bool integ;	      /* l->below is the integrity layer */
+	bool parked;	      /* integ: every block moved; the switch is at the next open */
+	uint64_t run;	      /* integ: the next block of the window to write in place */
 	struct td_crypt_hdr h;
 	struct td_reenc_rec r;
 	int valid; /* the header copy a reader picks: written second */
@@ -145,11 +159,11 @@ void crypt_reenc_free(struct crypt_reenc *m)
 static int redo_window(struct crypt_reenc *m, char *err, size_t errlen)
 {
 	struct td_layer *below = m->l->below;
-	uint64_t w = m->r.window, b = m->r.boundary;
+	uint64_t w = m->r.window, b = m->r.boundary, k, e;
 	uint8_t dig[TD_SHA256_LEN];
-	int rc;
+	int rc = 0;
 
-	rc = td_layer_sync_io(below, TD_OP_READ, m->r.staging_off, m->buf, w * TD_BLOCK_SIZE, 0);
+	rc = td_layer_sync_io(m->raw, TD_OP_READ, m->r.staging_off, m->buf, w * TD_BLOCK_SIZE, 0);
 	if (rc < 0) {
 		snprintf(err, errlen, "image %s: cannot read the reencryption staging area: %s",
 			 m->uuid, strerror(-rc));
@@ -168,8 +182,23 @@ static int redo_window(struct crypt_reenc *m, char *err, size_t errlen)
 		snprintf(err, errlen, "image %s: cipher failure", m->uuid);
 		return -EIO;
 	}
-	rc = td_layer_sync_io(below, TD_OP_WRITE, m->data_offset + b * TD_BLOCK_SIZE, m->buf,
-			      w * TD_BLOCK_SIZE, 0);
+	if (!m->integ) {
+		rc = td_layer_sync_io(below, TD_OP_WRITE, m->data_offset + b * TD_BLOCK_SIZE,
+				      m->buf, w * TD_BLOCK_SIZE, 0);
+	} else {
+		/* through the integrity layer, whose tag boundary is at b+w
+		 * already; zero blocks stay zero entries */
+		for (k = 0; rc == 0 && k < w; k = e) {
+			for (e = k; e < w && !all_zero(m->buf + e * TD_BLOCK_SIZE); e++)
+				;
+			if (e > k)
+				rc = td_layer_sync_io(
+				    below, TD_OP_WRITE, m->data_offset + (b + k) * TD_BLOCK_SIZE,
+				    m->buf + k * TD_BLOCK_SIZE, (e - k) * TD_BLOCK_SIZE, 0);
+			else
+				e++;
+		}
+	}
 	if (rc == 0)
 		rc = td_layer_sync_io(below, TD_OP_FLUSH, 0, NULL, 0, 0);
 	if (rc < 0) {
@@ -183,33 +212,55 @@ static int redo_window(struct crypt_reenc *m, char *err, size_t errlen)
 	td_hdr_reenc_set(&m->h, &m->r);
 	m->h.seqno++;
 	if ((rc = td_hdr_seal(&m->h, m->vk_old)) < 0 ||
-	    (rc = td_hdr_store(below, &m->h, m->valid, err, errlen)) < 0)
+	    (rc = td_hdr_store(m->raw, &m->h, m->valid, err, errlen)) < 0)
 		return rc;
 	td_info("crypt: image %s: redid the reencryption window %llu..%llu left by a crash",
 		m->uuid, (unsigned long long)b, (unsigned long long)(b + w - 1));
 	return 0;
 }
 
+#ifdef TD_TEST_BUILD
+static bool test_gen_early;
+
+void td_crypt_reenc_test_gen_early(bool on)
+{
+	test_gen_early = on;
+}
+#define GEN_EARLY test_gen_early
+#else
+#define GEN_EARLY false
+#endif
+
 /* Finishes at open (synchronous): the boundary is at the end. */
 static int finish_sync(struct crypt_reenc *m, char *err, size_t errlen)
 {
-	struct td_layer *below = m->l->below;
 	struct td_crypt_hdr *h = calloc(1, sizeof(*h));
 	int rc;
 
 	if (!h)
 		return -ENOMEM;
 	memset(m->buf, 0, WIN_BYTES);
-	rc = td_layer_sync_io(below, TD_OP_WRITE, m->r.staging_off, m->buf, WIN_BYTES, 0);
+	rc = td_layer_sync_io(m->raw, TD_OP_WRITE, m->r.staging_off, m->buf, WIN_BYTES, 0);
 	if (rc == 0)
-		rc = td_layer_sync_io(below, TD_OP_FLUSH, 0, NULL, 0, 0);
+		rc = td_layer_sync_io(m->raw, TD_OP_FLUSH, 0, NULL, 0, 0);
+	/* integrity: tree, superblock and journal under the new key (a new
+	 * epoch the old header cannot verify), the trusted generation not
+	 * advanced yet */
+	if (rc == 0 && m->integ && (rc = ti_reenc_rekey_sync(m->l->below, err, errlen)) < 0) {
+		free(h);
+		return rc;
+	}
+	if (rc == 0 && m->integ && GEN_EARLY)
+		ti_reenc_gen_commit(m->l->below); /* broken on purpose */
 	if (rc == 0)
 		rc = final_header(m, h);
 	if (rc == 0)
-		rc = td_hdr_store(below, h, m->valid, err, errlen);
+		rc = td_hdr_store(m->raw, h, m->valid, err, errlen); /* the commit point */
 	else
 		snprintf(err, errlen, "image %s: cannot finish the reencryption: %s", m->uuid,
 			 strerror(-rc));
+	if (rc == 0 && m->integ)
+		ti_reenc_gen_commit(m->l->below);
 	free(h);
 	if (rc == 0)
 		td_info("crypt: image %s: volume-key rotation finished; the old key opens "
@@ -218,9 +269,10 @@ static int finish_sync(struct crypt_reenc *m, char *err, size_t errlen)
 	return rc;
 }
 
-int crypt_reenc_open(struct td_layer *l, const struct td_crypt_hdr *h, int which,
-		     const struct td_volkey *vk_old, const struct td_volkey *vk_new,
-		     uint64_t data_offset, struct crypt_reenc **out, char *err, size_t errlen)
+int crypt_reenc_open(struct td_layer *l, struct td_layer *raw, bool integ,
+		     const struct td_crypt_hdr *h, int which, const struct td_volkey *vk_old,
+		     const struct td_volkey *vk_new, uint64_t data_offset, struct crypt_reenc **out,
+		     char *err, size_t errlen)
 {
 	struct crypt_reenc *m = calloc(1, sizeof(*m));
 	int rc = -ENOMEM;
@@ -229,6 +281,8 @@ int crypt_reenc_open(struct td_layer *l, const struct td_crypt_hdr *h, int which
 	if (!m)
 		return -ENOMEM;
 	m->l = l;
+	m->raw = raw;
+	m->integ = integ;
 	td_defer_init(&m->kick, win_start, m);
 	td_defer_init(&m->qdefer, q_now, m);
 	m->h = *h;
@@ -334,12 +388,26 @@ static void io_done(struct td_req *req, int err)
 	m->next(m);
 }
 
-static void io(struct crypt_reenc *m, enum td_op op, uint64_t off, void *buf, uint64_t len,
-	       void (*next)(struct crypt_reenc *m))
+static void io_on(struct crypt_reenc *m, struct td_layer *to, enum td_op op, uint64_t off,
+		  void *buf, uint64_t len, void (*next)(struct crypt_reenc *m))
 {
 	m->next = next;
 	td_req_init1(&m->req, &m->iov, op, off, buf, len, io_done, m);
-	td_layer_submit(m->l->below, &m->req);
+	td_layer_submit(to, &m->req);
+}
+
+/* data I/O: through the layer below (the integrity layer, if any) */
+static void io(struct crypt_reenc *m, enum td_op op, uint64_t off, void *buf, uint64_t len,
+	       void (*next)(struct crypt_reenc *m))
+{
+	io_on(m, m->l->below, op, off, buf, len, next);
+}
+
+/* header and staging I/O */
+static void io_raw(struct crypt_reenc *m, enum td_op op, uint64_t off, void *buf, uint64_t len,
+		   void (*next)(struct crypt_reenc *m))
+{
+	io_on(m, m->raw, op, off, buf, len, next);
 }
 
 /* Header write: copy not picked first, flush, the other, flush. */
@@ -350,14 +418,14 @@ static void hdr_step(struct crypt_reenc *m)
 
 	switch (m->hstep++) {
 	case 0:
-		io(m, TD_OP_WRITE, first, m->hbuf, TD_HDR_COPY_SIZE, hdr_step);
+		io_raw(m, TD_OP_WRITE, first, m->hbuf, TD_HDR_COPY_SIZE, hdr_step);
 		break;
 	case 1:
 	case 3:
-		io(m, TD_OP_FLUSH, 0, NULL, 0, hdr_step);
+		io_raw(m, TD_OP_FLUSH, 0, NULL, 0, hdr_step);
 		break;
 	case 2:
-		io(m, TD_OP_WRITE, second, m->hbuf, TD_HDR_COPY_SIZE, hdr_step);
+		io_raw(m, TD_OP_WRITE, second, m->hbuf, TD_HDR_COPY_SIZE, hdr_step);
 		break;
 	default:
 		m->hdone(m);
@@ -413,7 +481,7 @@ static void fin_staging_clean(struct crypt_reenc *m)
 
 static void fin_zeroed(struct crypt_reenc *m)
 {
-	io(m, TD_OP_FLUSH, 0, NULL, 0, fin_staging_clean);
+	io_raw(m, TD_OP_FLUSH, 0, NULL, 0, fin_staging_clean);
 }
 
 static void fin_locked(struct td_rl_item *it)
@@ -422,7 +490,7 @@ static void fin_locked(struct td_rl_item *it)
 	    (struct crypt_reenc *)((char *)it - offsetof(struct crypt_reenc, item));
 
 	memset(m->buf, 0, WIN_BYTES);
-	io(m, TD_OP_WRITE, m->r.staging_off, m->buf, WIN_BYTES, fin_zeroed);
+	io_raw(m, TD_OP_WRITE, m->r.staging_off, m->buf, WIN_BYTES, fin_zeroed);
 }
 
 static void win_committed(struct crypt_reenc *m)
@@ -469,6 +537,25 @@ static void win_inplace_written(struct crypt_reenc *m)
 	io(m, TD_OP_FLUSH, 0, NULL, 0, win_inplace_flushed);
 }
 
+/* integ: the next run of non-zero blocks of the window, in place through
+ * the integrity layer (a zero block stays a zero entry: no write, no tag) */
+static void win_next_run(struct crypt_reenc *m)
+{
+	uint64_t b = m->r.boundary, w = m->r.window, k = m->run, e;
+
+	while (k < w && all_zero(m->buf + k * TD_BLOCK_SIZE))
+		k++;
+	if (k == w) {
+		win_inplace_written(m);
+		return;
+	}
+	for (e = k; e < w && !all_zero(m->buf + e * TD_BLOCK_SIZE); e++)
+		;
+	m->run = e;
+	io(m, TD_OP_WRITE, m->data_offset + (b + k) * TD_BLOCK_SIZE, m->buf + k * TD_BLOCK_SIZE,
+	   (e - k) * TD_BLOCK_SIZE, win_next_run);
+}
+
 static void win_staged(struct crypt_reenc *m)
 {
 	uint64_t b = m->r.boundary, w = m->r.window;
@@ -476,6 +563,14 @@ static void win_staged(struct crypt_reenc *m)
 	if (rekey_blocks(m, m->buf, b, w) < 0) {
 		m->req.opaque = m;
 		io_done(&m->req, -EIO);
+		return;
+	}
+	if (m->integ) {
+		/* commit point 1 is durable: the window's tags are the new
+		 * key's from here on (the window is locked exclusively) */
+		ti_reenc_set_boundary(m->l->below, b + w);
+		m->run = 0;
+		win_next_run(m);
 		return;
 	}
 	io(m, TD_OP_WRITE, m->data_offset + b * TD_BLOCK_SIZE, m->buf, w * TD_BLOCK_SIZE,
@@ -500,14 +595,14 @@ static void win_staging_flushed(struct crypt_reenc *m)
 
 static void win_staging_written(struct crypt_reenc *m)
 {
-	io(m, TD_OP_FLUSH, 0, NULL, 0, win_staging_flushed);
+	io_raw(m, TD_OP_FLUSH, 0, NULL, 0, win_staging_flushed);
 }
 
 static void win_read(struct crypt_reenc *m)
 {
 	uint64_t w = m->item.last - m->item.first + 1;
 
-	io(m, TD_OP_WRITE, m->r.staging_off, m->buf, w * TD_BLOCK_SIZE, win_staging_written);
+	io_raw(m, TD_OP_WRITE, m->r.staging_off, m->buf, w * TD_BLOCK_SIZE, win_staging_written);
 }
 
 static void win_locked(struct td_rl_item *it)
@@ -525,8 +620,16 @@ static void win_start(void *opaque)
 	struct crypt_reenc *m = opaque;
 	uint64_t b = m->r.boundary, w;
 
-	if (m->stopping || m->failed || m->done || m->busy)
+	if (m->stopping || m->failed || m->done || m->busy || m->parked)
 		return;
+	if (b >= m->nblocks && m->integ) {
+		m->parked = true;
+		td_info("crypt: image %s: volume-key rotation moved every block; the switch of the "
+			"integrity metadata and the header to the new key happens at the next open "
+			"(tap-ctl pause and unpause)",
+			m->uuid);
+		return;
+	}
 	m->busy = true;
 	m->item.exclusive = true;
 	if (b >= m->nblocks) {

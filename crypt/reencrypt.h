@@ -28,9 +28,12 @@ struct td_volkey;
  * end. Returns 0 with *out set (a rotation is under way), 1 with *out
  * NULL when it finished here (the header is now vk_new's), or -errno with
  * a message. The keys are copied. */
-int crypt_reenc_open(struct td_layer *l, const struct td_crypt_hdr *h, int which,
-		     const struct td_volkey *vk_old, const struct td_volkey *vk_new,
-		     uint64_t data_offset, struct crypt_reenc **out, char *err, size_t errlen);
+/* raw: the layer that holds the header and the staging area (below the
+ * integrity layer when integ); l->below takes the data I/O. */
+int crypt_reenc_open(struct td_layer *l, struct td_layer *raw, bool integ,
+		     const struct td_crypt_hdr *h, int which, const struct td_volkey *vk_old,
+		     const struct td_volkey *vk_new, uint64_t data_offset, struct crypt_reenc **out,
+		     char *err, size_t errlen);
 
 /* Called once, on the loop, when the pass completes and the header is the
  * new key's, with the whole disk locked: the crypt layer switches to the

@@ -270,7 +270,7 @@ int ti_ckpt_sync(struct ti_ckpt *ck)
 
 	if (c->broken)
 		return c->broken;
-	if (!ti_ckpt_pending(ck))
+	if (!ti_ckpt_pending(ck) && !ck->sync_force)
 		return 0;
 	/* the same steps as above, one after the other */
 	rc = td_layer_sync_io(lower, TD_OP_FLUSH, 0, NULL, 0, 0);
@@ -295,6 +295,7 @@ int ti_ckpt_sync(struct ti_ckpt *ck)
 		return rc;
 	}
 	ti_journal_reopen(ck->j, true);
-	ti_gen_advance_sync(ck->gen, ck->j->epoch);
+	if (!ck->sync_hold_gen)
+		ti_gen_advance_sync(ck->gen, ck->j->epoch);
 	return 0;
 }

@@ -18,6 +18,9 @@ struct ti_ckpt {
 	int pending; /* page writes in flight */
 	int err;
 	bool requested; /* due whatever the thresholds say (ti_ckpt_request) */
+	/* ti_ckpt_sync for a volume-key rotation's rekey (reenc.c): run even
+	 * with nothing pending, and leave the trusted generation alone */
+	bool sync_force, sync_hold_gen;
 	uint8_t *super_buf;
 	struct td_req req;
 	struct iovec iov;

@@ -128,12 +128,11 @@ static void mac_fn(struct td_fanout_part *part, int worker)
 {
 	struct ti_req *r = part->f->opaque;
 	struct ti_core *c = &r->p->c;
-	struct td_hmac *mac = c->macs[worker % c->nmacs];
 	uint64_t k;
 
 	for (k = part->first; k < part->first + part->n; k++)
-		if (ti_block_tag(mac, c->uuid, r->b0 + k, r->seq0 + k, block_data(r, k),
-				 r->tags + k * TI_TAG_LEN) < 0)
+		if (ti_block_tag(ti_tag_mac(c, worker, r->b0 + k), c->uuid, r->b0 + k, r->seq0 + k,
+				 block_data(r, k), r->tags + k * TI_TAG_LEN) < 0)
 			part->err = -EIO;
 }
 
@@ -142,7 +141,6 @@ static void verify_fn(struct td_fanout_part *part, int worker)
 	static const uint8_t zero[TI_ENTRY_LEN];
 	struct ti_req *r = part->f->opaque;
 	struct ti_core *c = &r->p->c;
-	struct td_hmac *mac = c->macs[worker % c->nmacs];
 	uint64_t pg0 = r->b0 / TI_ENTRIES_PER_PAGE, k;
 	uint8_t tag[TI_TAG_LEN];
 
@@ -159,7 +157,8 @@ static void verify_fn(struct td_fanout_part *part, int worker)
 			/* never written, or zeroed: reads as zeros */
 			memset(data, 0, TI_BLOCK);
 			ok = 1;
-		} else if (ti_block_tag(mac, c->uuid, b, ti_le64(e), data, tag) == 0) {
+		} else if (ti_block_tag(ti_tag_mac(c, worker, b), c->uuid, b, ti_le64(e), data,
+					tag) == 0) {
 			ok = td_ct_memeq(tag, e + 8, TI_TAG_LEN);
 		}
 		if (!ok) {
@@ -222,7 +221,7 @@ static void resolve_done(struct td_req *child, int err)
 	for (k = 0; !err && k < r->n; k++) {
 		uint64_t b = r->b0 + k;
 
-		if (ti_block_tag(c->mac_loop, c->uuid, b, r->seq0 + k,
+		if (ti_block_tag(ti_tag_mac(c, -1, b), c->uuid, b, r->seq0 + k,
 				 (uint8_t *)r->bounce + k * TI_BLOCK, tag) == 0 &&
 		    td_ct_memeq(tag, r->tags + k * TI_TAG_LEN, TI_TAG_LEN)) {
 			ti_entry_set(&r->p->tc, b, r->seq0 + k, tag);

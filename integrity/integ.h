@@ -150,6 +150,15 @@ struct ti_core {
 	bool tree;		  /* v2: the freshness tree */
 	uint8_t *tree_key;	  /* secure memory */
 	struct td_hmac *tree_mac; /* loop thread */
+	/* A volume-key rotation (docs/FORMAT.md, "Volume-key rotation with
+	 * the integrity layer"): the tags of blocks below tag_boundary are
+	 * under the new key's mac subkey (macs_new, mac_loop_new); journal
+	 * blocks, superblocks and the tree stay under the keys above until
+	 * ti_reenc_rekey_sync switches everything. NULL: no rotation. */
+	struct td_hmac **macs_new;
+	struct td_hmac *mac_loop_new;
+	uint8_t *new_mac_key, *new_tree_key; /* secure memory */
+	uint64_t tag_boundary;		     /* atomic; set by the crypt layer */
 	/* a journal write (v2) or a checkpoint failed: writes are refused
 	 * until the image is reopened (recovery) */
 	int broken;
@@ -157,6 +166,21 @@ struct ti_core {
 	enum ti_test_break test; /* testbreak.c, read at open */
 #endif
 };
+
+/* Whether block b's tag is under the rotation's new mac subkey. */
+static inline bool ti_tag_is_new(const struct ti_core *c, uint64_t b)
+{
+	return c->macs_new && b < __atomic_load_n(&c->tag_boundary, __ATOMIC_ACQUIRE);
+}
+
+/* The HMAC context for block b's tag: worker's, or (worker < 0) the
+ * loop thread's. */
+static inline struct td_hmac *ti_tag_mac(const struct ti_core *c, int worker, uint64_t b)
+{
+	if (worker < 0)
+		return ti_tag_is_new(c, b) ? c->mac_loop_new : c->mac_loop;
+	return ti_tag_is_new(c, b) ? c->macs_new[worker % c->nmacs] : c->macs[worker % c->nmacs];
+}
 
 /* The lower layer: where every byte of the image lives. */
 static inline struct td_layer *ti_lower(const struct ti_core *c)

@@ -40,7 +40,29 @@ struct ti_open_arg {
 	const uint8_t *mac_key;	 /* 32 bytes */
 	const uint8_t *tree_key; /* 32 bytes (v2 parameters) */
 	struct ti_tuning tuning;
+	/* A volume-key rotation under way (docs/FORMAT.md, "Volume-key
+	 * rotation with the integrity layer"): the new key's mac and tree
+	 * subkeys (NULL: none), and the tag boundary (blocks below it are
+	 * tagged under new_mac_key). */
+	const uint8_t *new_mac_key;
+	const uint8_t *new_tree_key;
+	uint64_t tag_boundary;
 };
+
+/* Volume-key rotation, called by the crypt layer on the integrity layer
+ * below it (l). Loop thread. Blocks below t are tagged and verified under
+ * the new mac subkey from now on; the caller holds every block whose side
+ * changes locked exclusively. */
+void ti_reenc_set_boundary(struct td_layer *l, uint64_t t);
+/* Open paths only (synchronous I/O): every block is the new key's (the
+ * boundary is at the end). Checkpoints under the old keys, then writes a
+ * checkpoint whose tree and superblock are under the new key's subkeys
+ * (the tag and tree pages into the slots the current tree does not use),
+ * and uses only the new keys from then on. The trusted generation is NOT
+ * advanced for that checkpoint: ti_reenc_gen_commit does it once the
+ * header that names the new key is durable. */
+int ti_reenc_rekey_sync(struct td_layer *l, char *err, size_t errlen);
+void ti_reenc_gen_commit(struct td_layer *l);
 
 /* What an inspection tool (vdkey audit) learns about freshness without
  * opening the layer: the authenticated generation, whether the tree root

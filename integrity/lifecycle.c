@@ -59,6 +59,33 @@ static int keys_init(struct ti_core *c, const struct ti_open_arg *a)
 	return 0;
 }
 
+/* The rotation's new mac subkey (the new tree key is used only by the
+ * rekey, reenc.c). */
+static int keys_init_new(struct ti_core *c, const struct ti_open_arg *a)
+{
+	int i;
+
+	if (!a->new_mac_key)
+		return 0;
+	if (!(c->new_mac_key = td_secure_alloc(32)) || !(c->new_tree_key = td_secure_alloc(32)))
+		return -ENOMEM;
+	memcpy(c->new_mac_key, a->new_mac_key, 32);
+	if (a->new_tree_key)
+		memcpy(c->new_tree_key, a->new_tree_key, 32);
+	else if (c->tree)
+		return -EINVAL;
+	c->macs_new = calloc((size_t)c->nmacs, sizeof(*c->macs_new));
+	if (!c->macs_new)
+		return -ENOMEM;
+	for (i = 0; i < c->nmacs; i++)
+		if (!(c->macs_new[i] = td_hmac_new(c->new_mac_key, 32)))
+			return -ENOMEM;
+	if (!(c->mac_loop_new = td_hmac_new(c->new_mac_key, 32)))
+		return -ENOMEM;
+	__atomic_store_n(&c->tag_boundary, a->tag_boundary, __ATOMIC_RELEASE);
+	return 0;
+}
+
 static void keys_free(struct ti_core *c)
 {
 	int i;
@@ -77,6 +104,7 @@ static void keys_free(struct ti_core *c)
 	if (c->tree_key)
 		td_secure_free(c->tree_key);
 	c->tree_key = NULL;
+	ti_keys_free_new(c);
 }
 
 /* The superblock gives the epoch and the next sequence number; v2: the
@@ -174,6 +202,8 @@ int ti_layer_open(struct td_layer *l, const char *path, const char *opts, char *
 	ti_journal_init(&p->j, c,
 			t.journal_partial ? t.journal_partial : TI_JOURNAL_PARTIAL_DEFAULT);
 	rc = keys_init(c, a);
+	if (rc == 0)
+		rc = keys_init_new(c, a);
 	if (rc == 0)
 		rc = ti_cache_init(&p->tc, c, t.tag_cache ? t.tag_cache : TI_TAG_CACHE_DEFAULT);
 	if (rc == 0 && !(p->gen = ti_gen_new(l->ctx->trust, l->ctx->workers, c->uuid)))

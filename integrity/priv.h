@@ -39,6 +39,9 @@ void ti_layer_close(struct td_layer *l);
 /* grow.c: online grow (td_driver.grow) */
 int ti_layer_grow(struct td_layer *l, uint64_t new_size, char *err, size_t errlen);
 
+/* reenc.c: frees the rotation's new keys (if any). */
+void ti_keys_free_new(struct ti_core *c);
+
 /* recover.c: open-time replay of the current epoch of the journal, then a
  * checkpoint when anything was replayed. */
 int ti_recover(struct ti_priv *p, char *err, size_t errlen);

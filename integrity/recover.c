@@ -71,7 +71,7 @@ static bool entry_matches(struct ti_priv *p, uint64_t b, const uint8_t *data)
 	e = pg->data + (b % TI_ENTRIES_PER_PAGE) * TI_ENTRY_LEN;
 	if (memcmp(e, zero, TI_ENTRY_LEN) == 0)
 		return true; /* reads as zeros */
-	return ti_block_tag(p->c.mac_loop, p->c.uuid, b, ti_le64(e), data, tag) == 0 &&
+	return ti_block_tag(ti_tag_mac(&p->c, -1, b), p->c.uuid, b, ti_le64(e), data, tag) == 0 &&
 	       td_ct_memeq(tag, e + 8, TI_TAG_LEN);
 }
 
@@ -93,7 +93,7 @@ static int resolve(struct ti_priv *p, const struct ti_rec *recs, size_t n, uint6
 	for (i = 0; i < n; i++) {
 		if (zseq > recs[i].seq)
 			return ti_entry_set_sync(&p->tc, b, 0, NULL); /* zeroed after this write */
-		rc = ti_block_tag(c->mac_loop, c->uuid, b, recs[i].seq, buf, tag);
+		rc = ti_block_tag(ti_tag_mac(c, -1, b), c->uuid, b, recs[i].seq, buf, tag);
 		if (rc < 0)
 			return rc;
 		if (td_ct_memeq(tag, recs[i].tag, TI_TAG_LEN))
@@ -190,7 +190,8 @@ static int check_late(struct ti_priv *p, struct ti_rec *recs, size_t *nrec, stru
 				 (unsigned long long)recs[i].block, strerror(-rc));
 			return rc;
 		}
-		if (ti_block_tag(c->mac_loop, c->uuid, recs[i].block, recs[i].seq, buf, tag) == 0 &&
+		if (ti_block_tag(ti_tag_mac(c, -1, recs[i].block), c->uuid, recs[i].block,
+				 recs[i].seq, buf, tag) == 0 &&
 		    td_ct_memeq(tag, recs[i].tag, TI_TAG_LEN)) {
 			snprintf(
 			    err, errlen,

@@ -60,7 +60,7 @@ static int scrub_batch(struct ti_core *c, const uint8_t *tab, uint64_t b0, uint6
 
 		if (entry_zero(e))
 			continue;
-		rc = ti_block_tag(c->mac_loop, c->uuid, b0 + k, ti_le64(e),
+		rc = ti_block_tag(ti_tag_mac(c, -1, b0 + k), c->uuid, b0 + k, ti_le64(e),
 				  data + (k - first) * TI_BLOCK, tag);
 		if (rc < 0)
 			return rc;

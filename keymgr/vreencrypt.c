@@ -80,15 +80,6 @@ int td_volume_reencrypt_start(struct td_volume *v, const char *key_file, int *ne
 			 (unsigned long long)(v->h->data_size / TD_BLOCK_SIZE));
 		return -EBUSY;
 	}
-	if (strcmp(v->h->integrity, TD_HDR_INTEGRITY_NONE) != 0) {
-		snprintf(err, errlen,
-			 "rotating the volume key of an image with the integrity layer (%s) is not "
-			 "supported yet: its MACs, journal and freshness tree are keyed from the "
-			 "volume key and cannot be moved with the data (only --integrity none "
-			 "images can be re-encrypted)",
-			 v->h->integrity);
-		return -EOPNOTSUPP;
-	}
 	if (v->h->data_offset <
 	    TD_HDR_REENC_STAGING_DEFAULT + (uint64_t)TD_HDR_REENC_WINDOW_MAX * TD_BLOCK_SIZE) {
 		snprintf(err, errlen,
