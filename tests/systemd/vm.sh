@@ -45,7 +45,8 @@ PIN_BUSYBOX=1:1.35.0-4+deb12u1+b1
 # depend on (debian/control; the Xen libraries come from bookworm-security,
 # installed with apt in the chroot).
 BASE_PKGS=systemd,systemd-sysv,udev,keyutils,qemu-utils,libnbd-bin,libaio1,libargon2-1,libkeyutils1,libseccomp2,libssl3,passwd
-BASE_APT_PKGS="libxenevtchn1 libxengnttab1 libxenstore4"
+# vdkey's token keyslots: libjose, jansson, libcurl (Tang) and libtss2 (TPM2)
+BASE_APT_PKGS="libxenevtchn1 libxengnttab1 libxenstore4 libcurl4 libjansson4 libjose0 libtss2-esys-3.0.2-0 libtss2-mu0 libtss2-rc0 libtss2-tctildr0"
 
 log() { echo "[sdvm $(date +%T)] $*" >&2; }
 die() {
