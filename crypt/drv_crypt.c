@@ -90,24 +90,19 @@ static void reenc_finished(void *opaque)
 	p->xts_new = NULL;
 }
 
-/* A volume-key rotation recorded in the header of an image with the
- * integrity layer: the new key's mac and tree subkeys (*nmk, 64 bytes of
- * secure memory; NULL without a rotation) and the tag boundary, for the
- * integrity layer's open (docs/FORMAT.md, "Volume-key rotation with the
- * integrity layer"). The new key must match the record. */
-static int reenc_integrity_keys(struct td_layer *l, const struct td_crypt_hdr *h,
-				const uint8_t id[TD_IMAGE_ID_LEN], const char *where, uint8_t **nmk,
-				uint64_t *boundary, char *err, size_t errlen)
+/* The header's reencryption record (*r) and the new key the chain's key
+ * source holds for it (*nk, checked against the record's digest): 1 with
+ * both, 0 without a rotation, or a negative errno with err. */
+static int reenc_new_key(struct td_layer *l, const struct td_crypt_hdr *h,
+			 const uint8_t id[TD_IMAGE_ID_LEN], const char *where,
+			 struct td_reenc_rec *r, struct td_volkey **nk, char *err, size_t errlen)
 {
 	struct crypt_priv *p = l->priv;
-	struct td_reenc_rec r;
-	struct td_volkey *nk = NULL;
 	uint8_t dig[TD_HDR_DIGEST_LEN];
 	int rc;
 
-	*nmk = NULL;
-	*boundary = 0;
-	rc = td_hdr_reenc_get(h, &r, err, errlen);
+	*nk = NULL;
+	rc = td_hdr_reenc_get(h, r, err, errlen);
 	if (rc <= 0) {
 		if (rc < 0)
 			snprintf(err + strlen(err), errlen - strlen(err), " (image %s)", p->uuid);
@@ -119,17 +114,38 @@ static int reenc_integrity_keys(struct td_layer *l, const struct td_crypt_hdr *h
 			 p->uuid);
 		return -ENOKEY;
 	}
-	rc = l->ctx->get_next_key(l->ctx->key_opaque, h->uuid, id, where, &nk, err, errlen);
+	rc = l->ctx->get_next_key(l->ctx->key_opaque, h->uuid, id, where, nk, err, errlen);
 	if (rc < 0)
 		return rc;
-	if (td_hdr_vk_digest(nk, dig) < 0 || !td_ct_memeq(dig, r.new_digest, sizeof(dig))) {
-		td_volkey_free(&nk);
+	if (td_hdr_vk_digest(*nk, dig) < 0 || !td_ct_memeq(dig, r->new_digest, sizeof(dig))) {
+		td_volkey_free(nk);
 		snprintf(err, errlen,
 			 "image %s: the new key loaded does not match the one the reencryption "
 			 "record names: run 'vdkey load SPEC' again",
 			 p->uuid);
 		return -EPERM;
 	}
+	return 1;
+}
+
+/* A volume-key rotation recorded in the header of an image with the
+ * integrity layer: the new key's mac and tree subkeys (*nmk, 64 bytes of
+ * secure memory; NULL without a rotation) and the tag boundary, for the
+ * integrity layer's open (docs/FORMAT.md, "Volume-key rotation with the
+ * integrity layer"). The new key must match the record. */
+static int reenc_integrity_keys(struct td_layer *l, const struct td_crypt_hdr *h,
+				const uint8_t id[TD_IMAGE_ID_LEN], const char *where, uint8_t **nmk,
+				uint64_t *boundary, char *err, size_t errlen)
+{
+	struct td_reenc_rec r;
+	struct td_volkey *nk = NULL;
+	int rc;
+
+	*nmk = NULL;
+	*boundary = 0;
+	rc = reenc_new_key(l, h, id, where, &r, &nk, err, errlen);
+	if (rc <= 0)
+		return rc;
 	*nmk = td_volkey_integrity_keys(nk);
 	td_volkey_free(&nk);
 	if (!*nmk)
@@ -151,32 +167,11 @@ static int reenc_open(struct td_layer *l, const struct td_crypt_hdr *h, int whic
 	struct crypt_priv *p = l->priv;
 	struct td_reenc_rec r;
 	struct td_volkey *nk = NULL;
-	uint8_t dig[TD_HDR_DIGEST_LEN];
 	int rc;
 
-	rc = td_hdr_reenc_get(h, &r, err, errlen);
-	if (rc <= 0) {
-		if (rc < 0)
-			snprintf(err + strlen(err), errlen - strlen(err), " (image %s)", p->uuid);
+	rc = reenc_new_key(l, h, id, where, &r, &nk, err, errlen);
+	if (rc <= 0)
 		return rc;
-	}
-	if (!l->ctx->get_next_key) {
-		snprintf(err, errlen,
-			 "image %s is being re-encrypted and this program cannot get its new key",
-			 p->uuid);
-		return -ENOKEY;
-	}
-	rc = l->ctx->get_next_key(l->ctx->key_opaque, h->uuid, id, where, &nk, err, errlen);
-	if (rc < 0)
-		return rc;
-	if (td_hdr_vk_digest(nk, dig) < 0 || !td_ct_memeq(dig, r.new_digest, sizeof(dig))) {
-		td_volkey_free(&nk);
-		snprintf(err, errlen,
-			 "image %s: the new key loaded does not match the one the reencryption "
-			 "record names: run 'vdkey load SPEC' again",
-			 p->uuid);
-		return -EPERM;
-	}
 	rc = crypt_reenc_open(l, p->integ ? l->below->below : l->below, p->integ, h, which, *vk, nk,
 			      p->data_offset, &p->re, err, errlen);
 	if (rc == 1) {

@@ -397,6 +397,20 @@ static struct td_kdf_params normalized(const struct td_kdf_params *kp)
 	return p;
 }
 
+/* A fresh salt and nonce for ks (going into slot), and its AAD: the AAD's
+ * length or a negative errno. */
+static int fresh_wrap(const struct td_crypt_hdr *h, int slot, struct td_keyslot *ks,
+		      uint8_t aad[TD_HDR_AAD_MAX])
+{
+	int ret = td_random_bytes(ks->salt, sizeof(ks->salt));
+
+	if (ret == 0)
+		ret = td_random_bytes(ks->nonce, sizeof(ks->nonce));
+	if (ret == 0)
+		ret = td_hdr_keyslot_aad(h->uuid, slot, ks, aad);
+	return ret;
+}
+
 /* slot itself when it is free, the first free one for -1: -EEXIST, -ENOSPC. */
 static int pick_slot(const struct td_crypt_hdr *h, int slot)
 {
@@ -447,13 +461,7 @@ int td_keyslot_add(struct td_crypt_hdr *h, int slot, const struct td_volkey *vk,
 	memset(&ks, 0, sizeof(ks));
 	ks.state = TD_KEYSLOT_ACTIVE;
 	ks.kdf = normalized(kp);
-	ret = td_random_bytes(ks.salt, sizeof(ks.salt));
-	if (ret < 0)
-		goto out;
-	ret = td_random_bytes(ks.nonce, sizeof(ks.nonce));
-	if (ret < 0)
-		goto out;
-	ret = aadlen = td_hdr_keyslot_aad(h->uuid, slot, &ks, aad);
+	ret = aadlen = fresh_wrap(h, slot, &ks, aad);
 	if (ret < 0)
 		goto out;
 	ret = -ENOMEM;
@@ -618,13 +626,7 @@ int td_keyslot_add_token(struct td_crypt_hdr *h, int slot, const struct td_volke
 	ks.kdf.id = kind;
 	ks.token_len = (uint32_t)token_len;
 	memcpy(ks.token, token, token_len);
-	ret = td_random_bytes(ks.salt, sizeof(ks.salt));
-	if (ret < 0)
-		goto out;
-	ret = td_random_bytes(ks.nonce, sizeof(ks.nonce));
-	if (ret < 0)
-		goto out;
-	ret = aadlen = td_hdr_keyslot_aad(h->uuid, slot, &ks, aad);
+	ret = aadlen = fresh_wrap(h, slot, &ks, aad);
 	if (ret < 0)
 		goto out;
 	ret = td_aead_seal(kek, ks.nonce, aad, (size_t)aadlen, td_volkey_bytes(vk), TD_VOLKEY_LEN,
