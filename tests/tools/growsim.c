@@ -59,18 +59,13 @@
 #include "tapdisk/core/stats.h"
 #include "tapdisk/registry/registry.h"
 #include "tests/drivers/record.h"
+#include "tests/lib/simkit.h"
 
 #define BS 4096u
 #define IMAGE_SIZE (8u << 20)
 #define MAGIC 0x4d49535754524f47ull /* "GROWSIM" */
 #define ALL_SUBSETS_MAX 8
 #define RANDOM_SUBSETS 256
-
-struct env {
-	struct td_ctx ctx;
-	struct td_stats_shared stats;
-	struct td_timer tick;
-};
 
 static struct {
 	uint64_t seed, grow;
@@ -86,57 +81,28 @@ static struct {
 
 static uint64_t rnd(void)
 {
-	uint64_t z = (G.rng += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-/* a 1 ms timer bounds every wait of td_loop_run_once (see crashsim.c) */
-static void tick(void *opaque)
-{
-	struct env *e = opaque;
-
-	td_loop_timer_arm(e->ctx.loop, &e->tick, 1000000);
+	return simkit_rnd(&G.rng);
 }
 
 static int get_key(void *opaque, const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN],
 		   const char *where, struct td_volkey **out, char *err, size_t errlen)
 {
 	(void)opaque, (void)uuid, (void)id, (void)where;
-	*out = td_volkey_from_bytes(td_volkey_bytes(G.vk), TD_VOLKEY_LEN);
-	if (!*out) {
-		snprintf(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
-	return 0;
+	return simkit_key_copy(G.vk, out, err, errlen);
 }
 
-static int env_init(struct env *e)
+static int env_init(struct simkit_env *e)
 {
-	memset(e, 0, sizeof(*e));
-	e->ctx.loop = td_loop_new();
-	if (!e->ctx.loop)
-		return -ENOMEM;
-	e->ctx.io = td_io_new(e->ctx.loop, 64);
-	e->ctx.workers = td_workers_new(e->ctx.loop, 0);
-	e->ctx.stats = &e->stats;
+	int rc = simkit_env_init(e);
+
 	e->ctx.nolock = true;
 	e->ctx.get_key = get_key;
-	td_timer_init(&e->tick, tick, e);
-	tick(e);
-	return e->ctx.io && e->ctx.workers ? 0 : -ENOMEM;
+	return rc;
 }
 
 static void pattern(uint8_t *p, uint64_t b)
 {
-	uint64_t w[BS / 8];
-	unsigned i;
-
-	for (i = 0; i < BS / 8; i++)
-		w[i] = MAGIC ^ (b * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)i << 48);
-	memcpy(p, w, BS);
+	simkit_pattern(p, MAGIC, b);
 }
 
 /* every third block, except in every fourth tag page's range (128 blocks):
@@ -163,73 +129,17 @@ static void violation(const char *what, const char *fmt, ...)
 
 static int copy_file(const char *from, const char *to, uint64_t size)
 {
-	int in = open(from, O_RDONLY), out = open(to, O_RDWR | O_CREAT | O_TRUNC, 0600);
-	static uint8_t buf[1 << 20];
-	ssize_t n;
-	int rc = 0;
-
-	if (in < 0 || out < 0)
-		rc = -errno;
-	while (rc == 0 && (n = read(in, buf, sizeof(buf))) > 0)
-		if (write(out, buf, (size_t)n) != n)
-			rc = -EIO;
-	if (rc == 0 && size && ftruncate(out, (off_t)size) < 0)
-		rc = -errno;
-	if (in >= 0)
-		close(in);
-	if (out >= 0)
-		close(out);
-	return rc;
+	return simkit_copy_file(from, to, size);
 }
 
 /* ---- 1. the old image ------------------------------------------------------- */
 
-static int format_image(struct env *e)
+static int format_image(struct simkit_env *e)
 {
-	struct td_crypt_hdr *h = calloc(1, sizeof(*h));
-	struct td_chain *c = NULL;
-	struct ti_params prm;
-	char spec[4200], err[512];
-	uint8_t *mk = NULL;
-	int fd, rc;
-
-	fd = open(G.img, O_RDWR | O_CREAT | O_TRUNC, 0600);
-	if (!h || fd < 0 || ftruncate(fd, IMAGE_SIZE) < 0)
-		return -EIO;
-	close(fd);
-	snprintf(spec, sizeof(spec), "aio:%s", G.img);
-	rc = td_chain_open(&e->ctx, spec, &c, err, sizeof(err));
-	if (rc == 0)
-		rc = td_hdr_init_new(h, c->top->size,
-				     G.integrity ? TD_HDR_INTEGRITY_HMAC_SHA256
-						 : TD_HDR_INTEGRITY_NONE);
-	if (rc == 0 && G.integrity) {
-		rc = ti_layout_version(c->top->size, h->data_offset, 16, (unsigned)G.integrity,
-				       &prm);
-		h->data_size = prm.data_blocks * BS;
-		ti_params_encode(&prm, h->integrity_params);
-		mk = td_volkey_integrity_keys(G.vk);
-		if (rc == 0)
-			rc = mk ? ti_format(c->top, &prm, h->uuid, mk, err, sizeof(err)) : -ENOMEM;
-	}
-	if (rc == 0)
-		rc = td_hdr_vk_digest(G.vk, h->vk_digest);
-	h->seqno = 1;
-	if (rc == 0)
-		rc = td_hdr_seal(h, G.vk);
-	if (rc == 0)
-		rc = td_hdr_store(c->top, h, -1, err, sizeof(err));
-	if (rc < 0)
-		fprintf(stderr, "growsim: format: %s (%s)\n", err, strerror(-rc));
-	if (mk)
-		td_secure_free(mk);
-	if (c)
-		td_chain_close(c);
-	free(h);
-	return rc;
+	return simkit_format(e, G.img, IMAGE_SIZE, G.integrity, G.vk, "growsim");
 }
 
-static int fill_image(struct env *e)
+static int fill_image(struct simkit_env *e)
 {
 	struct td_chain *c;
 	char spec[4200], err[512];
@@ -260,7 +170,7 @@ static int fill_image(struct env *e)
 
 /* ---- 2. the grow, recorded ------------------------------------------------- */
 
-static int grow_recorded(struct env *e, struct td_record_log *log)
+static int grow_recorded(struct simkit_env *e, struct td_record_log *log)
 {
 	struct td_chain *c;
 	char spec[4200], err[1024];
@@ -314,7 +224,7 @@ static int read_block(struct td_layer *top, uint64_t blk, uint8_t *buf)
 
 /* Opens the crash image and checks it; must_old / must_new say what the
  * point allows. */
-static void check_image(struct env *e, const char *what, bool must_old, bool must_new)
+static void check_image(struct simkit_env *e, const char *what, bool must_old, bool must_new)
 {
 	static const uint8_t zero[BS];
 	struct td_chain *c;
@@ -430,7 +340,7 @@ static int build(const struct td_record_log *log, size_t k, size_t durable_end, 
 	return rc;
 }
 
-static int crash_points(struct env *e, const struct td_record_log *log)
+static int crash_points(struct simkit_env *e, const struct td_record_log *log)
 {
 	char what[128];
 	size_t k, i, durable_end, pend[64];
@@ -499,7 +409,7 @@ int main(int argc, char **argv)
 	    {"break", required_argument, NULL, 'B'},	 {NULL, 0, NULL, 0},
 	};
 	struct td_record_log *log;
-	static struct env E;
+	static struct simkit_env E;
 	size_t i, writes = 0, flushes = 0;
 	int opt, rc;
 

@@ -60,18 +60,13 @@
 #include "tapdisk/core/stats.h"
 #include "tapdisk/registry/registry.h"
 #include "tests/drivers/record.h"
+#include "tests/lib/simkit.h"
 
 #define BS 4096u
 #define IMAGE_SIZE (8u << 20)
 #define MAGIC 0x4d49534e45455255ull /* "REENSIM" */
 #define ALL_SUBSETS_MAX 8
 #define RANDOM_SUBSETS 256
-
-struct env {
-	struct td_ctx ctx;
-	struct td_stats_shared stats;
-	struct td_timer tick;
-};
 
 static struct {
 	uint64_t seed;
@@ -98,31 +93,14 @@ static struct {
 
 static uint64_t rnd(void)
 {
-	uint64_t z = (G.rng += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-/* a 1 ms timer bounds every wait of td_loop_run_once (see crashsim.c) */
-static void tick(void *opaque)
-{
-	struct env *e = opaque;
-
-	td_loop_timer_arm(e->ctx.loop, &e->tick, 1000000);
+	return simkit_rnd(&G.rng);
 }
 
 static int get_key(void *opaque, const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN],
 		   const char *where, struct td_volkey **out, char *err, size_t errlen)
 {
 	(void)opaque, (void)uuid, (void)id, (void)where;
-	*out = td_volkey_from_bytes(td_volkey_bytes(G.key_now), TD_VOLKEY_LEN);
-	if (!*out) {
-		snprintf(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
-	return 0;
+	return simkit_key_copy(G.key_now, out, err, errlen);
 }
 
 static int get_next_key(void *opaque, const uint8_t uuid[16], const uint8_t id[TD_IMAGE_ID_LEN],
@@ -133,12 +111,7 @@ static int get_next_key(void *opaque, const uint8_t uuid[16], const uint8_t id[T
 		snprintf(err, errlen, "no next key in this run");
 		return -ENOKEY;
 	}
-	*out = td_volkey_from_bytes(td_volkey_bytes(G.vk2), TD_VOLKEY_LEN);
-	if (!*out) {
-		snprintf(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
-	return 0;
+	return simkit_key_copy(G.vk2, out, err, errlen);
 }
 
 static int gen_prepare(const uint8_t uuid[16], char *err, size_t errlen)
@@ -170,31 +143,19 @@ static int gen_write(const uint8_t uuid[16], uint64_t gen, char *err, size_t err
 
 static const struct td_trust_ops trust = {gen_prepare, gen_read, gen_write};
 
-static int env_init(struct env *e)
+static int env_init(struct simkit_env *e)
 {
-	memset(e, 0, sizeof(*e));
-	e->ctx.loop = td_loop_new();
-	if (!e->ctx.loop)
-		return -ENOMEM;
-	e->ctx.io = td_io_new(e->ctx.loop, 64);
-	e->ctx.workers = td_workers_new(e->ctx.loop, 0);
-	e->ctx.stats = &e->stats;
+	int rc = simkit_env_init(e);
+
 	e->ctx.get_key = get_key;
 	e->ctx.get_next_key = get_next_key;
 	e->ctx.trust = &trust;
-	td_timer_init(&e->tick, tick, e);
-	tick(e);
-	return e->ctx.io && e->ctx.workers ? 0 : -ENOMEM;
+	return rc;
 }
 
 static void pattern(uint8_t *p, uint64_t b)
 {
-	uint64_t w[BS / 8];
-	unsigned i;
-
-	for (i = 0; i < BS / 8; i++)
-		w[i] = MAGIC ^ (b * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)i << 48);
-	memcpy(p, w, BS);
+	simkit_pattern(p, MAGIC, b);
 }
 
 /* every third block, except in every fourth tag page's range (128 blocks):
@@ -221,73 +182,17 @@ static void violation(const char *what, const char *fmt, ...)
 
 static int copy_file(const char *from, const char *to, uint64_t size)
 {
-	int in = open(from, O_RDONLY), out = open(to, O_RDWR | O_CREAT | O_TRUNC, 0600);
-	static uint8_t buf[1 << 20];
-	ssize_t n;
-	int rc = 0;
-
-	if (in < 0 || out < 0)
-		rc = -errno;
-	while (rc == 0 && (n = read(in, buf, sizeof(buf))) > 0)
-		if (write(out, buf, (size_t)n) != n)
-			rc = -EIO;
-	if (rc == 0 && size && ftruncate(out, (off_t)size) < 0)
-		rc = -errno;
-	if (in >= 0)
-		close(in);
-	if (out >= 0)
-		close(out);
-	return rc;
+	return simkit_copy_file(from, to, size);
 }
 
 /* ---- 1. the image before the rotation ------------------------------------- */
 
-static int format_image(struct env *e)
+static int format_image(struct simkit_env *e)
 {
-	struct td_crypt_hdr *h = calloc(1, sizeof(*h));
-	struct td_chain *c = NULL;
-	struct ti_params prm;
-	char spec[4200], err[512];
-	uint8_t *mk = NULL;
-	int fd, rc;
-
-	fd = open(G.img, O_RDWR | O_CREAT | O_TRUNC, 0600);
-	if (!h || fd < 0 || ftruncate(fd, IMAGE_SIZE) < 0)
-		return -EIO;
-	close(fd);
-	snprintf(spec, sizeof(spec), "aio:%s", G.img);
-	rc = td_chain_open(&e->ctx, spec, &c, err, sizeof(err));
-	if (rc == 0)
-		rc = td_hdr_init_new(h, c->top->size,
-				     G.integrity ? TD_HDR_INTEGRITY_HMAC_SHA256
-						 : TD_HDR_INTEGRITY_NONE);
-	if (rc == 0 && G.integrity) {
-		rc = ti_layout_version(c->top->size, h->data_offset, 16, (unsigned)G.integrity,
-				       &prm);
-		h->data_size = prm.data_blocks * BS;
-		ti_params_encode(&prm, h->integrity_params);
-		mk = td_volkey_integrity_keys(G.vk);
-		if (rc == 0)
-			rc = mk ? ti_format(c->top, &prm, h->uuid, mk, err, sizeof(err)) : -ENOMEM;
-	}
-	if (rc == 0)
-		rc = td_hdr_vk_digest(G.vk, h->vk_digest);
-	h->seqno = 1;
-	if (rc == 0)
-		rc = td_hdr_seal(h, G.vk);
-	if (rc == 0)
-		rc = td_hdr_store(c->top, h, -1, err, sizeof(err));
-	if (rc < 0)
-		fprintf(stderr, "reencsim: format: %s (%s)\n", err, strerror(-rc));
-	if (mk)
-		td_secure_free(mk);
-	if (c)
-		td_chain_close(c);
-	free(h);
-	return rc;
+	return simkit_format(e, G.img, IMAGE_SIZE, G.integrity, G.vk, "reencsim");
 }
 
-static int fill_image(struct env *e)
+static int fill_image(struct simkit_env *e)
 {
 	struct td_chain *c;
 	char spec[4200], err[512];
@@ -338,7 +243,7 @@ static int apply(int fd, const struct td_record_op *op, uint64_t upto)
 
 /* ---- 2. the rotation, crashed after commit point 1 of its last window -------- */
 
-static int start_rotation(struct env *e, uint64_t *nb)
+static int start_rotation(struct simkit_env *e, uint64_t *nb)
 {
 	struct td_crypt_hdr *h = calloc(1, sizeof(*h));
 	struct td_chain *c = NULL;
@@ -466,7 +371,7 @@ out:
 
 /* ---- 3. the open that redoes and switches, recorded ---------------------------- */
 
-static int switch_recorded(struct env *e, struct td_record_log *log)
+static int switch_recorded(struct simkit_env *e, struct td_record_log *log)
 {
 	struct td_chain *c;
 	char spec[4200], err[1024];
@@ -525,7 +430,7 @@ static void read_all(struct td_layer *top, const char *what, const char *when)
 	td_buf_put(buf, 64 * BS);
 }
 
-static void check_image(struct env *e, const char *what, uint64_t trusted)
+static void check_image(struct simkit_env *e, const char *what, uint64_t trusted)
 {
 	struct td_chain *c;
 	char spec[4200], err[1024];
@@ -614,7 +519,7 @@ static int build(const struct td_record_log *log, const bool *durable, size_t k,
 	return rc;
 }
 
-static int crash_points(struct env *e, const struct td_record_log *log, uint64_t trusted0)
+static int crash_points(struct simkit_env *e, const struct td_record_log *log, uint64_t trusted0)
 {
 	char what[160];
 	size_t k, i, last_flush, pend[64];
@@ -693,7 +598,7 @@ int main(int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	struct td_record_log *log;
-	static struct env E;
+	static struct simkit_env E;
 	size_t i, writes = 0, flushes = 0;
 	uint64_t nb = 0, trusted0;
 	int opt, rc;
