@@ -475,17 +475,6 @@ static uint8_t *iov_at(const struct td_req *r, uint64_t off)
 	return td_iov_at(r->iov, r->iovcnt, off);
 }
 
-static bool all_zero(const uint8_t *b)
-{
-	const uint64_t *w = (const uint64_t *)b;
-	size_t i;
-
-	for (i = 0; i < TD_BLOCK_SIZE / 8; i++)
-		if (w[i])
-			return false;
-	return true;
-}
-
 /* The context of block b: the new key's below a rotation's boundary. */
 static struct td_xts *xts_for(struct crypt_priv *p, int worker, uint64_t b)
 {
@@ -520,7 +509,7 @@ static void decrypt_fn(struct td_fanout_part *part, int worker)
 	for (k = 0; k < part->n; k++) {
 		uint8_t *b = iov_at(cr->parent, (part->first + k) * TD_BLOCK_SIZE);
 
-		if (all_zero(b))
+		if (td_all_zero(b, TD_BLOCK_SIZE))
 			continue; /* never written: reads as zeros */
 		if (td_xts_decrypt(xts_for(p, worker, first + k), first + k, b, b, TD_BLOCK_SIZE) <
 		    0)

@@ -36,6 +36,7 @@
 #include "tapdisk/core/bufpool.h"
 #include "tapdisk/core/log.h"
 #include "tapdisk/core/loop.h"
+#include "tapdisk/core/util.h"
 
 #define WIN_MAX TD_HDR_REENC_WINDOW_MAX
 #define WIN_BYTES ((size_t)WIN_MAX * TD_BLOCK_SIZE)
@@ -81,17 +82,6 @@ static void win_start(void *opaque);
 static void q_now(void *opaque);
 static void win_locked(struct td_rl_item *it);
 
-static bool all_zero(const uint8_t *b)
-{
-	const uint64_t *w = (const uint64_t *)b;
-	size_t i;
-
-	for (i = 0; i < TD_BLOCK_SIZE / 8; i++)
-		if (w[i])
-			return false;
-	return true;
-}
-
 /* Old ciphertext -> new ciphertext, in place, for n blocks from first. */
 static int rekey_blocks(struct crypt_reenc *m, uint8_t *buf, uint64_t first, uint64_t n)
 {
@@ -100,7 +90,7 @@ static int rekey_blocks(struct crypt_reenc *m, uint8_t *buf, uint64_t first, uin
 	for (k = 0; k < n; k++) {
 		uint8_t *b = buf + k * TD_BLOCK_SIZE;
 
-		if (all_zero(b))
+		if (td_all_zero(b, TD_BLOCK_SIZE))
 			continue; /* unwritten: reads as zeros under either key */
 		if (td_xts_decrypt(m->x_old, first + k, b, b, TD_BLOCK_SIZE) < 0 ||
 		    td_xts_encrypt(m->x_new, first + k, b, b, TD_BLOCK_SIZE) < 0)
@@ -189,7 +179,8 @@ static int redo_window(struct crypt_reenc *m, char *err, size_t errlen)
 		/* through the integrity layer, whose tag boundary is at b+w
 		 * already; zero blocks stay zero entries */
 		for (k = 0; rc == 0 && k < w; k = e) {
-			for (e = k; e < w && !all_zero(m->buf + e * TD_BLOCK_SIZE); e++)
+			for (e = k;
+			     e < w && !td_all_zero(m->buf + e * TD_BLOCK_SIZE, TD_BLOCK_SIZE); e++)
 				;
 			if (e > k)
 				rc = td_layer_sync_io(
@@ -543,13 +534,13 @@ static void win_next_run(struct crypt_reenc *m)
 {
 	uint64_t b = m->r.boundary, w = m->r.window, k = m->run, e;
 
-	while (k < w && all_zero(m->buf + k * TD_BLOCK_SIZE))
+	while (k < w && td_all_zero(m->buf + k * TD_BLOCK_SIZE, TD_BLOCK_SIZE))
 		k++;
 	if (k == w) {
 		win_inplace_written(m);
 		return;
 	}
-	for (e = k; e < w && !all_zero(m->buf + e * TD_BLOCK_SIZE); e++)
+	for (e = k; e < w && !td_all_zero(m->buf + e * TD_BLOCK_SIZE, TD_BLOCK_SIZE); e++)
 		;
 	m->run = e;
 	io(m, TD_OP_WRITE, m->data_offset + (b + k) * TD_BLOCK_SIZE, m->buf + k * TD_BLOCK_SIZE,

@@ -27,6 +27,7 @@
 #include "integrity/super.h"
 #include "tapdisk/core/bufpool.h"
 #include "tapdisk/core/log.h"
+#include "tapdisk/core/util.h"
 
 #define CHUNK (1u << 20)
 #define ZERO_CHUNK (32ull << 20)
@@ -59,14 +60,6 @@ static int zero_range(struct td_layer *lo, uint64_t off, uint64_t len)
 	return rc;
 }
 
-static bool all_zero(const uint8_t *b, uint64_t n)
-{
-	for (uint64_t i = 0; i < n; i++)
-		if (b[i])
-			return false;
-	return true;
-}
-
 /* Copies len bytes from src to dst in the lower layer (dst >= src + len:
  * the regions never overlap). dst was zeroed: all-zero chunks (tag pages
  * never written: most of a sparse disk's table) are not written again,
@@ -82,7 +75,7 @@ static int copy_range(struct td_layer *lo, uint64_t src, uint64_t dst, uint64_t 
 		uint64_t n = len < CHUNK ? len : CHUNK;
 
 		rc = td_layer_sync_io(lo, TD_OP_READ, src, b, n, 0);
-		if (rc == 0 && !all_zero(b, n))
+		if (rc == 0 && !td_all_zero(b, n))
 			rc = td_layer_sync_io(lo, TD_OP_WRITE, dst, b, n, 0);
 		src += n;
 		dst += n;
