@@ -64,7 +64,11 @@ LIB_DIRS := crypt/backend tapdisk/core tapdisk/block tapdisk/drivers tapdisk/qco
 LIB_DIRS += tapdisk/vhd
 ALL_SRCS := $(wildcard $(addsuffix /*.c,$(LIB_DIRS)))
 MAIN_SRCS := $(filter %_main.c,$(ALL_SRCS))
-LIB_SRCS := $(filter-out %_main.c,$(ALL_SRCS))
+# vdkey's wiping malloc/free (keymgr/vdkey/wipe_heap.h) replaces the whole
+# process's allocator: it must never reach libtd, where any program's
+# malloc would pull it in. Linked only into vdkey and its unit test (below).
+WIPE_HEAP_SRC := keymgr/vdkey/wipe_heap.c
+LIB_SRCS := $(filter-out %_main.c $(WIPE_HEAP_SRC),$(ALL_SRCS))
 LIB_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
 TESTDRV_SRCS := $(wildcard tests/drivers/*.c)
 TLIB_OBJS := $(patsubst %.c,$(BUILD)/obj-test/%.o,$(LIB_SRCS) $(TESTDRV_SRCS))
@@ -144,6 +148,11 @@ $(BUILD)/tests/tools/%: $(BUILD)/obj-test/tests/tools/%.o $(TESTLIB_OBJS) $(BUIL
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lnbd $(LIBS_$*)
+
+# the wiping allocator: vdkey (production and test build) and test_heap_wipe
+$(BUILD)/bin/vdkey: $(BUILD)/obj/$(WIPE_HEAP_SRC:.c=.o)
+$(BUILD)/tests/bin/vdkey: $(BUILD)/obj-test/$(WIPE_HEAP_SRC:.c=.o)
+$(BUILD)/tests/test_heap_wipe: $(BUILD)/obj-test/$(WIPE_HEAP_SRC:.c=.o)
 
 unit: $(UNIT_BINS)
 
