@@ -450,7 +450,9 @@ int td_tang_recover(const uint8_t *token, size_t len, unsigned timeout_s,
 
 	if (rc < 0)
 		return rc;
-	return recover(&t, timeout_s, kek, err, errlen);
+	rc = recover(&t, timeout_s, kek, err, errlen);
+	td_wipe_stack(); /* libjose's point arithmetic and our KDF left locals there */
+	return rc;
 }
 
 int td_tang_recover_point(const uint8_t *token, size_t len, unsigned timeout_s, char **jwk,
@@ -555,5 +557,6 @@ out:
 	json_decref(K);
 	json_decref(c);
 	json_decref(S);
+	td_wipe_stack();
 	return rc;
 }

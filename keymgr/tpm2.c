@@ -6,8 +6,11 @@
  * memory too, and what ESYS returns from TPM2_Unseal is wiped before
  * Esys_Free. The commands that carry the KEK run in a session salted with
  * the primary key with AES-128-CFB parameter encryption, so it crosses the
- * TCTI (a socket, /dev/tpmrm0) encrypted. libtss2's own command buffers
- * are not ours to wipe (SECURITY.md). Its logging is switched off
+ * TCTI (a socket, /dev/tpmrm0) encrypted. libtss2's own copies (the
+ * sensitive input ESYS keeps for TPM2_Create, the command buffer Unseal's
+ * answer is decrypted in) are heap blocks: vdkey's free wipes them
+ * (keymgr/vdkey/wipe_heap.c), and what its calls left on our stack is
+ * wiped after them (td_wipe_stack). Its logging is switched off
  * (TSS2_LOG=all+none): a trace level would print command buffers. */
 #include <errno.h>
 #include <stdarg.h>
@@ -274,6 +277,7 @@ out:
 	Esys_Free(out_priv);
 	td_secure_free(sens);
 	tpm_close(&t);
+	td_wipe_stack(); /* libtss2 marshalled the KEK on its way out */
 	if (ret < 0)
 		td_wipe(kek, TD_TPM2_KEK_LEN);
 	return ret;
@@ -363,6 +367,7 @@ out:
 	if (obj != ESYS_TR_NONE)
 		Esys_FlushContext(t.esys, obj);
 	tpm_close(&t);
+	td_wipe_stack(); /* libtss2 decrypted the unsealed KEK */
 	free(tok);
 	return ret;
 }

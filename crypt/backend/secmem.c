@@ -36,6 +36,17 @@ __attribute__((noinline)) void td_wipe(void *p, size_t n)
 		explicit_bzero(p, n);
 }
 
+#define WIPE_STACK_BYTES (64 * 1024)
+
+__attribute__((noinline)) void td_wipe_stack(void)
+{
+	unsigned char below[WIPE_STACK_BYTES];
+
+	explicit_bzero(below, sizeof(below));
+	/* the array must exist where the callees' frames were */
+	__asm__ __volatile__("" : : "r"(below) : "memory");
+}
+
 void *td_secure_alloc(size_t n)
 {
 	struct secmem_hdr *h = NULL;

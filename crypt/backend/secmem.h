@@ -40,6 +40,12 @@ int td_secure_crypto_heap(void);
 /* explicit_bzero behind a call the compiler cannot see through. */
 void td_wipe(void *p, size_t n);
 
+/* Wipes the 64 KiB of stack below the caller's frame: where the frames of
+ * the library calls it just made (libtss2 marshalling a sealed key,
+ * libcrypto decrypting it) left their locals. Call it after such calls,
+ * from the function that made them. */
+void td_wipe_stack(void);
+
 /* No core dumps, no ptrace by other same-uid processes, no
  * /proc/<pid>/mem reads: PR_SET_DUMPABLE 0 and RLIMIT_CORE 0.  Call it
  * before the first secret enters the process.  Returns 0 or -errno; the

@@ -93,6 +93,18 @@ int vdkey_unlock(struct td_volume *v, const char *key_file, const char *op)
 	return rc;
 }
 
+char vdkey_lock_msg[320];
+
+void vdkey_note_unlocked_heap(void)
+{
+	static bool said;
+
+	if (vdkey_lock_msg[0] && !said) {
+		said = true;
+		vdkey_say("warning: %s", vdkey_lock_msg);
+	}
+}
+
 int vdkey_unlock_any(struct td_volume *v, const struct vdkey_opts *o, const char *op)
 {
 	struct td_token_opts to = {.tpm2_device = o->tpm2_device};
@@ -105,6 +117,7 @@ int vdkey_unlock_any(struct td_volume *v, const struct vdkey_opts *o, const char
 		vdkey_say("--token-only: the image has no TPM2 or Tang keyslot");
 		return -ENOENT;
 	}
+	vdkey_note_unlocked_heap();
 	/* each slot that fails has said why (the session's warnings) */
 	rc = td_volume_unlock_tokens(v, &to, op, err, sizeof(err));
 	if (rc == 0)

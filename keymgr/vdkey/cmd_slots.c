@@ -34,6 +34,7 @@ static int enroll_tpm2(const char *spec, const struct vdkey_opts *o)
 	if (rc == 0)
 		rc = vdkey_unlock(&v, o->key_file, TD_KEYLOG_OP_ENROLL);
 	if (rc == 0) {
+		vdkey_note_unlocked_heap();
 		rc = td_volume_enroll_tpm2(&v, o->slot >= 0 ? (int)o->slot : -1, &to, pcrs, err,
 					   sizeof(err));
 		td_tpm2_pcrs_str(pcrs, list, sizeof(list));

@@ -83,6 +83,7 @@ int vdkey_enroll_tang(const char *spec, const struct vdkey_opts *o)
 	if (rc == 0 && !(kek = td_secure_alloc(TD_TANG_KEK_LEN)))
 		rc = -ENOMEM;
 	if (rc == 0) {
+		vdkey_note_unlocked_heap();
 		rc = td_tang_provision(&a, token, sizeof(token), &len, kek, err, sizeof(err));
 		if (rc < 0) {
 			vdkey_say("%s", err);

@@ -43,6 +43,13 @@ struct vdkey_opts {
 
 /* ---- cmd_common.c ---- */
 
+/* Before a token keyslot's library path (libtss2, libcurl/libjose) runs:
+ * when vdkey's memory could not be locked at start (td_vdkey_lock_memory,
+ * keymgr/vdkey/wipe_heap.h), says so once on stderr, and what to do. */
+void vdkey_note_unlocked_heap(void);
+/* what td_vdkey_lock_memory said at start ("" when everything is locked) */
+extern char vdkey_lock_msg[320];
+
 /* "vdkey: " + the message + newline on stderr. */
 void vdkey_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A session's warn callback (keymgr/volume.h): vdkey_say. */

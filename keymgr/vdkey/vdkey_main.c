@@ -11,6 +11,7 @@
 #include "crypt/backend/secmem.h"
 #include "keymgr/keyslot.h"
 #include "keymgr/vdkey/vdkey.h"
+#include "keymgr/vdkey/wipe_heap.h"
 #include "tapdisk/core/log.h"
 #include "tapdisk/registry/registry.h"
 
@@ -266,6 +267,17 @@ int main(int argc, char **argv)
 	const char *cmd, *spec, *file = NULL;
 	int c;
 
+	/* all of vdkey's memory locked, before any secret enters it: libtss2,
+	 * libcurl and libjose keep copies of keys in their heap blocks, which
+	 * free wipes (keymgr/vdkey/wipe_heap.c) but which could otherwise
+	 * reach swap while in use. Under a limit vdkey may not lift, it goes
+	 * on with its secret buffers locked and says so where a token
+	 * keyslot's libraries run (SECURITY.md, "vdkey's heap"). */
+	if (td_vdkey_lock_memory(vdkey_lock_msg, sizeof(vdkey_lock_msg)) == 0)
+		vdkey_lock_msg[0] = 0;
+#ifdef TD_SANITIZED
+	vdkey_lock_msg[0] = 0; /* the sanitizer's runtime turns mlock into a no-op anyway */
+#endif
 	/* before libcrypto allocates anything: its contexts in locked, wiped memory */
 	td_secure_crypto_heap();
 	td_drivers_set(td_registry());

@@ -15,12 +15,16 @@
  * which call malloc and free through the PLT. */
 #include <errno.h>
 #include <malloc.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/capability.h>
 
 #include "keymgr/vdkey/wipe_heap.h"
 
@@ -154,6 +158,19 @@ int td_wipe_heap_active(void)
 
 #endif
 
+/* CAP_IPC_LOCK in the effective set: mlock ignores RLIMIT_MEMLOCK (a
+ * container's root often has it without CAP_SYS_RESOURCE). vdkey starts no
+ * thread that changes its capabilities, so every thread has it. */
+static bool may_lock_unlimited(void)
+{
+	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct data[2] = {{0}};
+
+	if (syscall(SYS_capget, &hdr, data) != 0)
+		return false;
+	return (data[CAP_TO_INDEX(CAP_IPC_LOCK)].effective & CAP_TO_MASK(CAP_IPC_LOCK)) != 0;
+}
+
 int td_vdkey_lock_memory(char *err, size_t errlen)
 {
 	struct rlimit rl = {RLIM_INFINITY, RLIM_INFINITY};
@@ -162,7 +179,7 @@ int td_vdkey_lock_memory(char *err, size_t errlen)
 	snprintf(err, errlen, "sanitizer build: vdkey's memory is not locked");
 	return -EOPNOTSUPP;
 #endif
-	if (setrlimit(RLIMIT_MEMLOCK, &rl) < 0 &&
+	if (setrlimit(RLIMIT_MEMLOCK, &rl) < 0 && !may_lock_unlimited() &&
 	    (getrlimit(RLIMIT_MEMLOCK, &rl) < 0 || rl.rlim_cur != RLIM_INFINITY)) {
 		snprintf(err, errlen,
 			 "vdkey's heap is not locked in memory, only its secret buffers: the "

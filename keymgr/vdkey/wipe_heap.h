@@ -30,7 +30,8 @@ int td_wipe_heap_active(void);
 
 /* Locks all of the process's memory, now and later (mlockall MCL_CURRENT |
  * MCL_FUTURE | MCL_ONFAULT), after lifting RLIMIT_MEMLOCK where it may
- * (root, CAP_SYS_RESOURCE, or a limit already unlimited). Under a finite
+ * (CAP_SYS_RESOURCE, or a limit already unlimited), or when the limit does
+ * not apply to it (CAP_IPC_LOCK: root, even in a container). Under a finite
  * limit it locks nothing more (with MCL_FUTURE every later mapping would
  * count against the limit: an Argon2 keyslot's 256 MiB, a resolver
  * thread's stack, and fail at random) and returns -EPERM with a message
