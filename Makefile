@@ -153,6 +153,7 @@ $(BUILD)/tests/tools/%: $(BUILD)/obj-test/tests/tools/%.o $(TESTLIB_OBJS) $(BUIL
 $(BUILD)/bin/vdkey: $(BUILD)/obj/$(WIPE_HEAP_SRC:.c=.o)
 $(BUILD)/tests/bin/vdkey: $(BUILD)/obj-test/$(WIPE_HEAP_SRC:.c=.o)
 $(BUILD)/tests/test_heap_wipe: $(BUILD)/obj-test/$(WIPE_HEAP_SRC:.c=.o)
+LIBS_test_heap_wipe := $(TANG_LIBS)
 
 unit: $(UNIT_BINS)
 

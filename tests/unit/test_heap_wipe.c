@@ -10,8 +10,9 @@
  * 32 bytes and the volume key's 64: the only places allowed to hold them
  * are the live secure buffers the test itself holds (the KEK it was handed,
  * the KEK unsealed, the two volume keys). Without the wiping allocator
- * libtss2's freed context and command buffer still hold the KEK. A second
- * test checks that a freed and a moved (realloc) block keep nothing, also
+ * libtss2's freed context and command buffer still hold the KEK. The
+ * same for a Tang keyslot against a real tang server (libcurl, libjose,
+ * jansson). Another test checks that a freed and a moved (realloc) block keep nothing, also
  * in another thread. */
 #include <errno.h>
 #include <fcntl.h>
@@ -38,6 +39,7 @@
 #include "crypt/backend/volkey.h"
 #include "crypt/header.h"
 #include "keymgr/keyslot.h"
+#include "keymgr/tang.h"
 #include "keymgr/tpm2.h"
 #include "keymgr/vdkey/wipe_heap.h"
 
@@ -274,6 +276,128 @@ static void test_tpm2_path_leaves_no_copy(void **state)
 	td_secure_free(kek2);
 }
 
+/* ---- a Tang server (tangd behind socat, as t-tang-keyslot.sh runs it) --- */
+
+#define TANGD "/usr/libexec/tangd"
+#define TANG_KEYGEN "/usr/libexec/tangd-keygen"
+
+static pid_t tang_pid;
+static char tang_url[64];
+static char tang_dir[] = "/tmp/td-heapwipe-tang-XXXXXX";
+
+static void start_tang(void)
+{
+	char listen[96], exec[160], cmd[200];
+	int port = 0;
+
+	if (access(TANGD, X_OK) != 0 || access(TANG_KEYGEN, X_OK) != 0 ||
+	    access("/usr/bin/socat", X_OK) != 0) {
+		print_message("tang or socat is not installed (scripts/install-deps.sh installs "
+			      "them): the Tang test is skipped\n");
+		return;
+	}
+	assert_non_null(mkdtemp(tang_dir));
+	snprintf(cmd, sizeof(cmd), "%s %s 2>/dev/null", TANG_KEYGEN, tang_dir);
+	assert_int_equal(system(cmd), 0);
+	for (int i = 0; i < 200 && !port; i++) {
+		int p = 20000 + (int)(random() % 40000);
+
+		if (port_free(p))
+			port = p;
+	}
+	assert_true(port != 0);
+	snprintf(listen, sizeof(listen), "TCP-LISTEN:%d,bind=127.0.0.1,fork,reuseaddr", port);
+	snprintf(exec, sizeof(exec), "EXEC:%s %s", TANGD, tang_dir);
+	tang_pid = fork();
+	assert_true(tang_pid >= 0);
+	if (tang_pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+
+		dup2(null, 1);
+		dup2(null, 2);
+		execl("/usr/bin/socat", "socat", listen, exec, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 100 && !port_answers(port); i++)
+		usleep(50000);
+	assert_true(port_answers(port));
+	snprintf(tang_url, sizeof(tang_url), "http://127.0.0.1:%d", port);
+}
+
+static void stop_tang(void)
+{
+	char cmd[160];
+
+	if (tang_pid > 0) {
+		kill(tang_pid, SIGTERM);
+		waitpid(tang_pid, NULL, 0);
+	}
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tang_dir);
+	if (tang_pid > 0 && system(cmd) != 0)
+		print_message("could not remove %s\n", tang_dir);
+	tang_pid = 0;
+}
+
+/* The same for a Tang keyslot: provisioning (GET /adv, the ECMR exchange,
+ * a test recovery) and a recovery, through libcurl, libjose, jansson and
+ * libcrypto; then the KEK and the volume key are nowhere but in the test's
+ * secure buffers. */
+static void test_tang_path_leaves_no_copy(void **state)
+{
+	struct td_kdf_params kp = td_kdf_params_minimal(TD_KDF_PBKDF2_SHA256);
+	struct td_tang_enroll a = {.trust = true, .timeout_s = 10};
+	struct td_crypt_hdr *h;
+	struct td_volkey *vk, *vk2 = NULL;
+	uint8_t *kek, *kek2;
+	uint8_t token[TD_HDR_TOKEN_MAX];
+	size_t token_len = 0;
+	char err[512] = "";
+	int slot;
+
+	(void)state;
+	start_tang();
+	if (!tang_pid)
+		skip();
+	a.url = tang_url;
+	h = calloc(1, sizeof(*h));
+	vk = td_volkey_new_random();
+	kek = td_secure_alloc(TD_TANG_KEK_LEN);
+	kek2 = td_secure_alloc(TD_TANG_KEK_LEN);
+	assert_non_null(h);
+	assert_non_null(vk);
+	assert_non_null(kek);
+	assert_non_null(kek2);
+	assert_int_equal(td_hdr_init_new(h, 1ULL << 30, "none"), 0);
+	assert_int_equal(td_keyslot_add(h, 0, vk, "pw", 2, &kp), 0);
+	if (td_tang_provision(&a, token, sizeof(token), &token_len, kek, err, sizeof(err)) != 0)
+		fail_msg("tang provision: %s", err);
+	slot = td_keyslot_add_token(h, -1, vk, TD_KDF_TANG, token, token_len, kek, TD_TANG_KEK_LEN);
+	assert_true(slot > 0);
+	assert_int_equal(td_hdr_seal(h, vk), 0);
+	if (td_tang_recover(token, token_len, 10, kek2, err, sizeof(err)) != 0)
+		fail_msg("tang recover: %s", err);
+	assert_memory_equal(kek, kek2, TD_TANG_KEK_LEN);
+	assert_int_equal(td_keyslot_unlock_token(h, slot, kek2, TD_TANG_KEK_LEN, &vk2), 0);
+	assert_int_equal(td_volkey_equal(vk, vk2), 1);
+	free(h);
+	stop_tang();
+#ifdef TD_SANITIZED
+	print_message("sanitizer build: the memory scan is not run\n");
+#else
+	{
+		const void *kek_live[] = {kek, kek2};
+		const void *vk_live[] = {td_volkey_bytes(vk), td_volkey_bytes(vk2)};
+
+		expect_no_copy("Tang KEK", kek, TD_TANG_KEK_LEN, kek_live, 2);
+		expect_no_copy("volume key", td_volkey_bytes(vk), TD_VOLKEY_LEN, vk_live, 2);
+	}
+#endif
+	td_volkey_free(&vk);
+	td_volkey_free(&vk2);
+	td_secure_free(kek);
+	td_secure_free(kek2);
+}
+
 /* freed, reallocated (moved and shrunk in place), and freed by another
  * thread: nothing of the marker stays */
 static void *thread_free(void *p)
@@ -326,6 +450,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_free_and_realloc_wipe),
 	    cmocka_unit_test(test_tpm2_path_leaves_no_copy),
+	    cmocka_unit_test(test_tang_path_leaves_no_copy),
 	};
 
 	setenv("TSS2_LOG", "all+none", 1);
