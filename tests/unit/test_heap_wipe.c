@@ -398,8 +398,9 @@ static void test_tang_path_leaves_no_copy(void **state)
 	td_secure_free(kek2);
 }
 
-/* freed, reallocated (moved and shrunk in place), and freed by another
- * thread: nothing of the marker stays */
+/* freed, reallocated (moved and shrunk in place), freed by another
+ * thread, and read through stdio (glibc frees its FILE buffer itself, from
+ * inside libc): nothing of the marker stays */
 static void *thread_free(void *p)
 {
 	free(p);
@@ -435,6 +436,25 @@ static void test_free_and_realloc_wipe(void **state)
 	c = reallocarray(c, 10, 1000);
 	assert_non_null(c);
 	free(c);
+	{
+		char path[] = "/tmp/td-heapwipe-stdio-XXXXXX";
+		uint8_t pad[100] = {0};
+		char got[8];
+		int fd = mkstemp(path);
+		FILE *f;
+
+		assert_true(fd >= 0);
+		assert_int_equal(write(fd, pad, sizeof(pad)), (ssize_t)sizeof(pad));
+		assert_int_equal(write(fd, marker, 40), 40);
+		close(fd);
+		f = fopen(path, "r");
+		assert_non_null(f);
+		/* one read fills libc's buffer with the whole file */
+		assert_int_equal(fread(got, 1, sizeof(got), f), sizeof(got));
+		fclose(f);
+		/* the page cache is the file's, not this process's */
+		assert_int_equal(unlink(path), 0);
+	}
 #ifndef TD_SANITIZED
 	{
 		const void *live[] = {marker};
