@@ -117,8 +117,8 @@ grep -q "keyslot 1" "$T/load.out" || fail "not opened by the TPM2 slot: $(cat "$
 grep -qi "not locked" "$T/load.out" && fail "vdkey warned as root: $(cat "$T/load.out")"
 vdkey unload "qcow2:$Q" >/dev/null || fail "unload"
 
-info "without the right to lock it all (RLIMIT_MEMLOCK 64 KiB, not root's to lift): a warning"
 if [ $SAN = 0 ] && command -v setpriv >/dev/null && command -v prlimit >/dev/null; then
+	info "without the right to lock it all (RLIMIT_MEMLOCK 64 KiB, not root's to lift): a warning"
 	# CAP_SYS_RESOURCE and CAP_IPC_LOCK dropped from the bounding set
 	out=$(prlimit --memlock=65536:65536 setpriv --inh-caps=-all \
 		--bounding-set=-sys_resource,-ipc_lock \
