@@ -161,8 +161,14 @@ unit: $(UNIT_BINS)
 deps:
 	@./scripts/install-deps.sh
 
-check: deps all $(TPROGS) $(UNIT_BINS) $(TOOL_BINS)
+# make check builds with one job per CPU unless given -j, then runs the
+# tests (tests/run-tests.sh: TD_TEST_JOBS at a time, default one per CPU).
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+check: deps
+	@$(MAKE) --no-print-directory $(if $(filter -j%,$(MAKEFLAGS)),,-j$(JOBS)) check-build
 	BUILD=$(BUILD) ./tests/run-tests.sh
+.PHONY: check-build
+check-build: all $(TPROGS) $(UNIT_BINS) $(TOOL_BINS)
 
 # The real-Xen test: tests/xen/rig.sh fetches the pinned Debian packages
 # (cached in $(BUILD)/xen-rig/debs), boots Xen + dom0 under QEMU and runs PV

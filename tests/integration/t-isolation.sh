@@ -1,4 +1,5 @@
 #!/bin/bash
+# test: serial — adds system users (useradd locks /etc/passwd)
 # Isolation of tapdisks run as a fixed user (tap-ctl create --user): one
 # runs as that user inside a seccomp allow-list (no new sockets, no
 # processes: checked with tests/tools/sandbox_probe, which applies the very

@@ -1,4 +1,5 @@
 #!/bin/bash
+# test: long — started first, so the parallel run does not end waiting for it
 # Migration handover without a write-after-write hazard (docs/MIGRATION.md):
 # a write W1 held in flight on the source, pause, the destination opens
 # the image, the frontend reissues W1 and writes W2: the block must hold

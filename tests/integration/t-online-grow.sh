@@ -1,4 +1,5 @@
 #!/bin/bash
+# test: long — started first, so the parallel run does not end waiting for it
 # Online grow (issue 19): tap-ctl resize of a served crypt:qcow2 and
 # crypt:aio VBD, with integrity (the metadata moves: docs/FORMAT.md
 # "Growing") and without. A new NBD client sees the new size (nbdinfo),

@@ -1,4 +1,5 @@
 #!/bin/bash
+# test: long — started first, so the parallel run does not end waiting for it
 # qcow2 interoperability with QEMU, both directions:
 #  1. QEMU writes (qemu-img/qemu-io, 4K/64K/2M clusters, zero clusters,
 #     with and without a backing file), we read it back over NBD.

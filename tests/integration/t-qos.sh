@@ -1,4 +1,5 @@
 #!/bin/bash
+# test: long — started first, so the parallel run does not end waiting for it
 # Per-VBD QoS (the qos layer, tapdisk/qos), measured by fio over NBD: fio
 # counts the completions itself (its json summary, and its per-request
 # completion log with Unix timestamps, --write_lat_log --log_unix_epoch),

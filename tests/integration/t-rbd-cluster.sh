@@ -1,4 +1,5 @@
 #!/bin/bash
+# test: long — started first, so the parallel run does not end waiting for it
 # The rbd driver on a real single-node Ceph cluster (tests/lib/ceph-cluster.sh:
 # ceph-mon, ceph-mgr, one memstore ceph-osd on 127.0.0.1), one cluster start
 # shared by every section to keep CI time down:

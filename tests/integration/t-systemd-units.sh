@@ -1,4 +1,5 @@
 #!/bin/bash
+# test: serial — bind-mounts over /run/tdcrypt
 # The systemd units (systemd/*.in, installed by make install):
 #  - systemd-analyze verify passes on tapdisk@NAME.service and
 #    tapback.service, and systemd-analyze security rates tapdisk@ well;

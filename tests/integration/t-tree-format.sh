@@ -1,4 +1,5 @@
 #!/bin/bash
+# test: long — started first, so the parallel run does not end waiting for it
 # One formatter for the whole tree: every C file is what clang-format makes
 # of it with the tree's .clang-format (scripts/check-format.sh; `make
 # format` fixes a difference), and the check notices a file that is not.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# test: long — started first, so the parallel run does not end waiting for it
 # VHD interoperability with QEMU (vpc driver) and libvhdi, both directions:
 #  1. QEMU writes: qemu-img convert -O vpc (dynamic and fixed, exact and
 #     CHS-rounded sizes) and qemu-io writes into a dynamic disk; our

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "crypt/backend/secmem.h"
@@ -68,18 +69,59 @@ void simkit_pattern(uint8_t *p, uint64_t magic, uint64_t b)
 	memcpy(p, w, BS);
 }
 
+/* Copies the data extents of `from` (SEEK_DATA/SEEK_HOLE) into a fresh
+ * `to` of the same size, in the kernel (copy_file_range) where it can: the
+ * simulators copy the base image once per crash state, and most of it is
+ * holes. */
+static int copy_range(int in, int out, off_t off, off_t len)
+{
+	static uint8_t buf[1 << 20];
+	off_t o = off, end = off + len;
+
+	while (o < end) {
+		off_t io = o, oo = o;
+		ssize_t n = copy_file_range(in, &io, out, &oo, (size_t)(end - o), 0);
+
+		if (n > 0) {
+			o += n;
+			continue;
+		}
+		if (n == 0)
+			return -EIO;
+		if (errno != EXDEV && errno != ENOSYS && errno != EINVAL && errno != EOPNOTSUPP)
+			return -errno;
+		/* no in-kernel copy here: through a buffer */
+		n = pread(in, buf,
+			  (size_t)(end - o < (off_t)sizeof(buf) ? end - o : (off_t)sizeof(buf)), o);
+		if (n <= 0 || pwrite(out, buf, (size_t)n, o) != n)
+			return -EIO;
+		o += n;
+	}
+	return 0;
+}
+
 int simkit_copy_file(const char *from, const char *to, uint64_t size)
 {
 	int in = open(from, O_RDONLY), out = open(to, O_RDWR | O_CREAT | O_TRUNC, 0600);
-	static uint8_t buf[1 << 20];
-	ssize_t n;
+	struct stat st;
+	off_t data, hole = 0;
 	int rc = 0;
 
-	if (in < 0 || out < 0)
+	if (in < 0 || out < 0 || fstat(in, &st) < 0 || ftruncate(out, st.st_size) < 0)
 		rc = -errno;
-	while (rc == 0 && (n = read(in, buf, sizeof(buf))) > 0)
-		if (write(out, buf, (size_t)n) != n)
-			rc = -EIO;
+	while (rc == 0 && hole < st.st_size) {
+		data = lseek(in, hole, SEEK_DATA);
+		if (data < 0) {
+			if (errno != ENXIO) /* ENXIO: only a hole is left */
+				rc = -errno;
+			break;
+		}
+		hole = lseek(in, data, SEEK_HOLE);
+		if (hole < 0)
+			rc = -errno;
+		else
+			rc = copy_range(in, out, data, hole - data);
+	}
 	if (rc == 0 && size && ftruncate(out, (off_t)size) < 0)
 		rc = -errno;
 	if (in >= 0)

@@ -1,4 +1,5 @@
 #!/bin/bash
+# test: serial — adds a system user (useradd locks /etc/passwd)
 # Attack: a tenant who owns a qcow2 image makes its backing file name point
 # at a file of root's (absolute, via "..", via a symbolic link beside the
 # image, or another tenant's image beside it) and has root serve the image:

@@ -1,4 +1,5 @@
 #!/bin/bash
+# test: serial — adds a system user (useradd locks /etc/passwd)
 # Attack: a tenant who owns the directory of its image (and of a custom
 # --socket) swaps a symbolic link in after the tapdisk opened the image
 # (and after it bound the socket); a tapdisk that then hands "the image"

@@ -1,4 +1,5 @@
 #!/bin/bash
+# test: serial — adds a system user and watches the machine's swap
 # Attack: key material written to swap. Whoever can read the swap device
 # (a stolen disk, a host snapshot, root on a shared host later) finds the
 # expanded AES-XTS key schedules there: OpenSSL keeps them in its ordinary

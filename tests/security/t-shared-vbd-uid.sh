@@ -1,4 +1,5 @@
 #!/bin/bash
+# test: serial — checks the machine-wide uid locks in /run/tdcrypt/uids
 # Attack: code running as one VBD's tapdisk (after a compromise, inside its
 # seccomp filter) goes after another VBD: opens its image read-write, talks
 # to its control socket, reads its plaintext over its NBD socket, reads its

@@ -1,4 +1,5 @@
 #!/bin/bash
+# test: serial — adds a system user (useradd locks /etc/passwd)
 # Attack: a compromised tapdisk types into the terminal it was started from.
 # An administrator runs 'tapdisk serve ... --user tapdisk' from a root
 # shell; the tapdisk keeps that terminal as its controlling terminal and
