@@ -149,8 +149,8 @@ r = j["rotation"]
 assert r["in_progress"] and r["rewrapped"] == [0, 1, 2, 3] and r["dropped"] == [], r
 assert j["keyslots_active"] == 4, j["keyslots_active"]' || fail "slots after the kill"
 info "the second passphrase loads both keys mid-rotation (as after a host crash)"
-vdkey unload "$LOWER" >/dev/null
-keyctl unlink "$(keyctl search @u user "$DESC:next")" @u >/dev/null || fail "unlink next"
+vdkey unload "$LOWER" >/dev/null # both keys
+keyctl search @u user "$DESC:next" >/dev/null 2>&1 && fail "unload left the new key"
 vdkey load "$LOWER" --key-file "$T/pass2" >/dev/null || fail "load pass2 during the rotation"
 keyctl pipe "$(keyctl search @u user "$DESC:next")" | cmp -s - "$T/newkey" ||
 	fail "pass2 did not load the new key"
@@ -168,11 +168,12 @@ r = j["rotation"]
 assert not r["in_progress"] and r["rewrapped"] == [0, 1, 2, 3] and r["dropped"] == [], r
 k = {s["slot"]: s["kind"] for s in j["keyslots"]}
 assert k == {0: "passphrase", 1: "passphrase", 2: "tpm2", 3: "tang"}, k' || fail "audit after"
-check_load() { # check_load WHAT -- vdkey load args
-	local what=$1
-	shift
+check_load() { # check_load WHAT SLOT -- vdkey load args: SLOT must be the one that opened
+	local what=$1 slot=$2 out
+	shift 2
 	vdkey unload "$LOWER" >/dev/null 2>&1
-	vdkey load "$LOWER" "$@" </dev/null >/dev/null || fail "load with $what"
+	out=$(vdkey load "$LOWER" "$@" </dev/null 2>&1) || fail "load with $what: $out"
+	echo "$out" | grep -q "(keyslot $slot)" || fail "$what: not keyslot $slot: $out"
 	keyctl pipe "$(keyctl search @u user "$DESC")" | cmp -s - "$T/newkey" ||
 		fail "$what did not load the new key"
 	td_serve "crypt:$LOWER" "$SOCK"
@@ -181,12 +182,15 @@ check_load() { # check_load WHAT -- vdkey load args
 	td_stop "$TD_PID" || fail "stop ($what)"
 	info "$what: new key, data ok"
 }
-check_load "passphrase 1" --key-file "$KEY"
-check_load "passphrase 2" --key-file "$T/pass2"
+# load tries the token slots first: with no TPM at NOTPM and tang down, the
+# passphrase has to open it
+NOTPM="swtpm:host=127.0.0.1,port=$((TPMPORT + 2))"
 tang_stop
-check_load "the TPM" --token-only
+check_load "passphrase 1" 0 --key-file "$KEY" --tpm2-device "$NOTPM"
+check_load "passphrase 2" 1 --key-file "$T/pass2" --tpm2-device "$NOTPM"
+check_load "the TPM" 2 --token-only
 tang_start
-check_load "the tang server" --token-only
+check_load "the tang server" 3 --token-only --tpm2-device "$NOTPM"
 
 info "the old key opens nothing"
 vdkey unload "$LOWER" >/dev/null
@@ -219,7 +223,13 @@ rw = [x["slot"] for x in e if x["op"] == "reencrypt-rewrap"]
 dr = [x["slot"] for x in e if x["op"] == "reencrypt-drop"]
 assert rw == [0, 1, 2, 3, 0, 1, 2] and dr == [3], (rw, dr)
 PY
-keyctl pipe "$(keyctl search @u user "$DESC:next")" >"$T/newkey" 2>/dev/null ||
-	keyctl pipe "$(keyctl search @u user "$DESC")" >"$T/newkey"
-check_load "the TPM after the second rotation" --token-only
+# --wait made the new key the keyring's
+keyctl pipe "$(keyctl search @u user "$DESC")" >"$T/newkey2" || fail "read the second new key"
+cmp -s "$T/newkey" "$T/newkey2" && fail "the second rotation kept the key"
+mv "$T/newkey2" "$T/newkey"
+check_load "the TPM after the second rotation" 2 --token-only
+check_load "passphrase 2 after the second rotation" 1 --key-file "$T/pass2" --tpm2-device "$NOTPM"
+tang_start
+out=$(vdkey load "$LOWER" --token-only --tpm2-device "$NOTPM" </dev/null 2>&1) &&
+	fail "loaded without the TPM after the tang slot was dropped: $out"
 echo "PASS"
