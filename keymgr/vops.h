@@ -127,6 +127,11 @@ int td_volume_reencrypt_start(struct td_volume *v, const char *key_file,
  * under way. */
 int td_volume_load_next(struct td_volume *v, const void *pass, size_t passlen, char *err,
 			size_t errlen);
+/* The same for a token slot that opened the old key (v->slot, through
+ * td_volume_unlock_tokens): its token releases the KEK again, which opens
+ * the slot's pending wrap: 1; 0 when no rotation is under way. */
+int td_volume_load_next_token(struct td_volume *v, const struct td_token_opts *o, char *err,
+			      size_t errlen);
 /* After a rotation (v->h the new key's): the keyring's new key becomes the
  * image's key. */
 int td_volume_reencrypt_adopt(struct td_volume *v, char *err, size_t errlen);

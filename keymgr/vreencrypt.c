@@ -317,6 +317,52 @@ int td_volume_load_next(struct td_volume *v, const void *pass, size_t passlen, c
 	return rc < 0 ? rc : 1;
 }
 
+int td_volume_load_next_token(struct td_volume *v, const struct td_token_opts *o, char *err,
+			      size_t errlen)
+{
+	struct td_volkey *nk = NULL;
+	struct td_reenc_rec r;
+	uint8_t id[TD_IMAGE_ID_LEN];
+	uint8_t *kek = NULL;
+	char why[768];
+	int rc = td_hdr_reenc_get(v->h, &r, err, errlen);
+
+	if (rc <= 0)
+		return rc;
+	rc = td_volume_identity(v, id, err, errlen);
+	if (rc < 0)
+		return rc;
+	if (v->slot < 0 || v->slot >= TD_HDR_KEYSLOTS || !v->h->slots[v->slot].pending) {
+		snprintf(err, errlen,
+			 "a volume-key rotation is under way and keyslot %d has no wrap of its new "
+			 "key (it is dropped at its end): give the passphrase of a slot the "
+			 "rotation keeps",
+			 v->slot);
+		return -EPERM;
+	}
+	kek = td_secure_alloc(TD_AEAD_KEY_LEN);
+	if (!kek)
+		return -ENOMEM;
+	/* the token releases the KEK a second time (the first opened the old key) */
+	why[0] = 0;
+	rc = td_token_kek(o, &v->h->slots[v->slot], kek, TD_AEAD_KEY_LEN, why, sizeof(why));
+	if (rc == 0)
+		rc =
+		    td_keyslot_open_pending(v->h, v->slot, kek, TD_AEAD_KEY_LEN, r.new_digest, &nk);
+	else
+		snprintf(err, errlen, "keyslot %d: %s", v->slot, why);
+	td_secure_free(kek);
+	if (rc == 0) {
+		rc = td_keyring_store_next(v->h->uuid, id, nk, 0, err, errlen);
+		td_volkey_free(&nk);
+		return rc < 0 ? rc : 1;
+	}
+	if (why[0] == 0)
+		snprintf(err, errlen, "keyslot %d: its pending wrap does not open the new key",
+			 v->slot);
+	return rc;
+}
+
 int td_volume_reencrypt_adopt(struct td_volume *v, char *err, size_t errlen)
 {
 	struct td_volkey *nk = NULL;

@@ -5,9 +5,9 @@
 # rotated online (served by tapdisk, pause / reencrypt / unpause
 # --next-key) keeping all four, with a kill -9 of the tapdisk during the
 # pass (the slots and their pending wraps survive it, and the second
-# passphrase loads both keys after it). Afterwards every slot loads the
-# NEW key (each way: both passphrases, the TPM, the Tang server) and the
-# data reads back through tapdisk; the old key opens nothing. Refusals
+# passphrase and the TPM slot each load both keys after it). Afterwards
+# every slot loads the NEW key (each way: both passphrases, the TPM, the
+# Tang server) and the data reads back through tapdisk; the old key opens nothing. Refusals
 # change nothing in the header: a Tang server down (the message names the
 # slot), a passphrase slot with no passphrase given and no terminal, a
 # wrong --keep-slot passphrase. A second rotation with Tang down and
@@ -154,6 +154,13 @@ keyctl search @u user "$DESC:next" >/dev/null 2>&1 && fail "unload left the new 
 vdkey load "$LOWER" --key-file "$T/pass2" >/dev/null || fail "load pass2 during the rotation"
 keyctl pipe "$(keyctl search @u user "$DESC:next")" | cmp -s - "$T/newkey" ||
 	fail "pass2 did not load the new key"
+info "so does the TPM slot, through its token"
+vdkey unload "$LOWER" >/dev/null
+out=$(vdkey load "$LOWER" --token-only </dev/null 2>&1) || fail "load --token-only during the rotation: $out"
+keyctl pipe "$(keyctl search @u user "$DESC")" | cmp -s - "$T/oldkey" ||
+	fail "the TPM slot did not load the old key"
+keyctl pipe "$(keyctl search @u user "$DESC:next")" | cmp -s - "$T/newkey" ||
+	fail "the TPM slot did not load the new key"
 td_serve "crypt:$LOWER" "$SOCK"
 vdkey reencrypt "$LOWER" --wait --timeout 240 >"$T/wait.txt" || fail "wait: $(cat "$T/wait.txt")"
 grep -q "complete" "$T/wait.txt" || fail "wait output: $(cat "$T/wait.txt")"
