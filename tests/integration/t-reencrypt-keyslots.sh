@@ -148,6 +148,10 @@ j = json.load(sys.stdin)
 r = j["rotation"]
 assert r["in_progress"] and r["rewrapped"] == [0, 1, 2, 3] and r["dropped"] == [], r
 assert j["keyslots_active"] == 4, j["keyslots_active"]' || fail "slots after the kill"
+printf 'third passphrase %s' "$RANDOM" >"$T/pass3"
+out=$(vdkey enroll "$LOWER" --key-file "$KEY" --new-key-file "$T/pass3" $FAST 2>&1) &&
+	fail "enrolled during the rotation: $out"
+echo "$out" | grep -q "rotation is under way" || fail "enroll message: $out"
 info "the second passphrase loads both keys mid-rotation (as after a host crash)"
 vdkey unload "$LOWER" >/dev/null # both keys
 keyctl search @u user "$DESC:next" >/dev/null 2>&1 && fail "unload left the new key"
