@@ -58,7 +58,10 @@ enum {
 	KS_RSV1 = 76,
 	KS_WRAPPED = 80,
 	KS_TAG = 144,
-	KS_RSV2 = 160,
+	KS_PEND_NONCE = 160, /* the pending wrap (docs/FORMAT.md, "Pending wraps") */
+	KS_PEND_STATE = 172,
+	KS_PEND_WRAPPED = 176,
+	KS_PEND_TAG = 240,
 	KS_PARAMS_LEN = 32, /* bytes 0..31 go into the AAD */
 };
 
@@ -67,7 +70,10 @@ _Static_assert(OFF_RSV3 <= OFF_MAC, "layout");
 _Static_assert(8 + TD_HDR_TOKEN_MAX == TD_HDR_TOKEN_SIZE, "token layout");
 _Static_assert(OFF_MAC + TD_HDR_MAC_LEN == OFF_CHECKSUM, "layout");
 _Static_assert(OFF_CHECKSUM + TD_SHA256_LEN == TD_HDR_COPY_SIZE, "layout");
-_Static_assert(KS_TAG + TD_HDR_TAG_LEN == KS_RSV2, "layout");
+_Static_assert(KS_TAG + TD_HDR_TAG_LEN == KS_PEND_NONCE, "layout");
+_Static_assert(KS_PEND_NONCE + TD_HDR_NONCE_LEN == KS_PEND_STATE, "layout");
+_Static_assert(KS_PEND_WRAPPED + TD_HDR_WRAPPED_LEN == KS_PEND_TAG, "layout");
+_Static_assert(KS_PEND_TAG + TD_HDR_TAG_LEN == TD_HDR_KEYSLOT_SIZE, "layout");
 _Static_assert(TD_HDR_COPY_SIZE <= TD_HDR_SLOT_SIZE, "layout");
 
 static const struct {
@@ -84,7 +90,6 @@ static const struct {
 } ks_reserved[] = {
     {KS_RSV0, 4},
     {KS_RSV1, 4},
-    {KS_RSV2, TD_HDR_KEYSLOT_SIZE - KS_RSV2},
 };
 
 #define AAD_LABEL "tdcrypt v1 keyslot"
@@ -300,6 +305,10 @@ static int hdr_validate(const struct td_crypt_hdr *h, char *err, size_t errlen)
 			td_seterr(err, errlen, "keyslot %d: %s", i, why);
 			goto out;
 		}
+		if (ks->pending > 1 || (ks->pending && !(h->flags & TD_HDR_FLAG_REENCRYPT))) {
+			td_seterr(err, errlen, "keyslot %d: a pending wrap without a rotation", i);
+			goto out;
+		}
 		if (td_kdf_is_token(ks->kdf.id) &&
 		    (ks->token_len == 0 || ks->token_len > TD_HDR_TOKEN_MAX)) {
 			td_seterr(err, errlen, "keyslot %d: token length %u out of range 1..%u", i,
@@ -362,6 +371,12 @@ static void put_slot(uint8_t *p, const struct td_keyslot *ks)
 	memcpy(p + KS_NONCE, ks->nonce, TD_HDR_NONCE_LEN);
 	memcpy(p + KS_WRAPPED, ks->wrapped, TD_HDR_WRAPPED_LEN);
 	memcpy(p + KS_TAG, ks->tag, TD_HDR_TAG_LEN);
+	if (ks->pending) {
+		memcpy(p + KS_PEND_NONCE, ks->pending_nonce, TD_HDR_NONCE_LEN);
+		put_le32(p + KS_PEND_STATE, ks->pending);
+		memcpy(p + KS_PEND_WRAPPED, ks->pending_wrapped, TD_HDR_WRAPPED_LEN);
+		memcpy(p + KS_PEND_TAG, ks->pending_tag, TD_HDR_TAG_LEN);
+	}
 }
 
 /* Everything but the MAC and checksum fields. */
@@ -486,6 +501,18 @@ static int get_slot(const uint8_t *p, int i, struct td_keyslot *ks, char *err, s
 	memcpy(ks->nonce, p + KS_NONCE, TD_HDR_NONCE_LEN);
 	memcpy(ks->wrapped, p + KS_WRAPPED, TD_HDR_WRAPPED_LEN);
 	memcpy(ks->tag, p + KS_TAG, TD_HDR_TAG_LEN);
+	ks->pending = get_le32(p + KS_PEND_STATE);
+	if (ks->pending > 1 ||
+	    (!ks->pending && !all_zero(p + KS_PEND_NONCE, TD_HDR_KEYSLOT_SIZE - KS_PEND_NONCE))) {
+		td_seterr(err, errlen, "keyslot %d: malformed pending wrap (state %u)", i,
+			  ks->pending);
+		goto out;
+	}
+	if (ks->pending) {
+		memcpy(ks->pending_nonce, p + KS_PEND_NONCE, TD_HDR_NONCE_LEN);
+		memcpy(ks->pending_wrapped, p + KS_PEND_WRAPPED, TD_HDR_WRAPPED_LEN);
+		memcpy(ks->pending_tag, p + KS_PEND_TAG, TD_HDR_TAG_LEN);
+	}
 	ret = 0;
 out:
 	return ret;
@@ -1028,4 +1055,33 @@ void td_hdr_reenc_set(struct td_crypt_hdr *h, const struct td_reenc_rec *r)
 	put_le64(p + RE_STAGING, r->staging_off);
 	memcpy(p + RE_NEWDIG, r->new_digest, TD_HDR_DIGEST_LEN);
 	memcpy(p + RE_STGDIG, r->staging_digest, TD_HDR_DIGEST_LEN);
+}
+
+void td_hdr_reenc_switch_slots(struct td_crypt_hdr *h, uint32_t new_slot)
+{
+	for (int i = 0; i < TD_HDR_KEYSLOTS; i++) {
+		struct td_keyslot *ks = &h->slots[i];
+
+		if (ks->state == TD_KEYSLOT_ACTIVE && ks->pending) {
+			memcpy(ks->nonce, ks->pending_nonce, TD_HDR_NONCE_LEN);
+			memcpy(ks->wrapped, ks->pending_wrapped, TD_HDR_WRAPPED_LEN);
+			memcpy(ks->tag, ks->pending_tag, TD_HDR_TAG_LEN);
+		} else if ((uint32_t)i != new_slot) {
+			memset(ks, 0, sizeof(*ks));
+			continue;
+		}
+		ks->pending = 0;
+		memset(ks->pending_nonce, 0, TD_HDR_NONCE_LEN);
+		memset(ks->pending_wrapped, 0, TD_HDR_WRAPPED_LEN);
+		memset(ks->pending_tag, 0, TD_HDR_TAG_LEN);
+	}
+}
+
+int td_hdr_pending_slots(const struct td_crypt_hdr *h)
+{
+	int n = 0;
+
+	for (int i = 0; i < TD_HDR_KEYSLOTS; i++)
+		n += h->slots[i].state == TD_KEYSLOT_ACTIVE && h->slots[i].pending;
+	return n;
 }

@@ -120,6 +120,13 @@ struct td_keyslot {
 	uint8_t nonce[TD_HDR_NONCE_LEN];
 	uint8_t wrapped[TD_HDR_WRAPPED_LEN];
 	uint8_t tag[TD_HDR_TAG_LEN];
+	/* a pending wrap of the next volume key under the same KEK and AAD
+	 * (docs/FORMAT.md, "Pending wraps"): only while a rotation is under
+	 * way (flag bit 0); pending 0 = none and the fields are zero */
+	uint32_t pending;
+	uint8_t pending_nonce[TD_HDR_NONCE_LEN];
+	uint8_t pending_wrapped[TD_HDR_WRAPPED_LEN];
+	uint8_t pending_tag[TD_HDR_TAG_LEN];
 	/* token slots only (td_kdf_is_token(kdf.id)); zero otherwise */
 	uint32_t token_len;
 	uint8_t token[TD_HDR_TOKEN_MAX];
@@ -255,6 +262,14 @@ int td_hdr_reenc_get(const struct td_crypt_hdr *h, struct td_reenc_rec *r, char 
 		     size_t errlen);
 /* Writes r and sets flag bit 0; r NULL clears both. */
 void td_hdr_reenc_set(struct td_crypt_hdr *h, const struct td_reenc_rec *r);
+/* The keyslots at the end of a rotation whose record names new_slot
+ * (docs/FORMAT.md, "The end"): a slot with a pending wrap takes it as its
+ * wrap (pending cleared); new_slot without one keeps its wrap (a record
+ * written before pending wraps); every other slot is cleared. The caller
+ * then clears the record, sets the new digest and seals. */
+void td_hdr_reenc_switch_slots(struct td_crypt_hdr *h, uint32_t new_slot);
+/* Number of active slots with a pending wrap. */
+int td_hdr_pending_slots(const struct td_crypt_hdr *h);
 
 /* "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" plus NUL. */
 #define TD_HDR_UUID_STR_LEN 37

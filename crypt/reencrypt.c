@@ -111,17 +111,14 @@ static struct td_xts *xts_of(const struct td_volkey *vk)
 	return x;
 }
 
-/* The header of the finished pass: the new key's digest, only the new
- * slot, no record; sealed with the new key. */
+/* The header of the finished pass: the new key's digest, the kept slots
+ * (their pending wraps: td_hdr_reenc_switch_slots), no record; sealed with
+ * the new key. */
 static int final_header(struct crypt_reenc *m, struct td_crypt_hdr *h)
 {
-	int i;
-
 	*h = m->h;
 	memcpy(h->vk_digest, m->r.new_digest, TD_HDR_DIGEST_LEN);
-	for (i = 0; i < TD_HDR_KEYSLOTS; i++)
-		if ((uint32_t)i != m->r.new_slot)
-			memset(&h->slots[i], 0, sizeof(h->slots[i]));
+	td_hdr_reenc_switch_slots(h, m->r.new_slot);
 	td_hdr_reenc_set(h, NULL);
 	h->seqno++;
 	return td_hdr_seal(h, m->vk_new);

@@ -50,7 +50,11 @@ static inline int fz_hdr_equal(const struct td_crypt_hdr *a, const struct td_cry
 		    memcmp(x->salt, y->salt, sizeof(x->salt)) ||
 		    memcmp(x->nonce, y->nonce, sizeof(x->nonce)) ||
 		    memcmp(x->wrapped, y->wrapped, sizeof(x->wrapped)) ||
-		    memcmp(x->tag, y->tag, sizeof(x->tag)) || x->token_len != y->token_len ||
+		    memcmp(x->tag, y->tag, sizeof(x->tag)) || x->pending != y->pending ||
+		    memcmp(x->pending_nonce, y->pending_nonce, sizeof(x->pending_nonce)) ||
+		    memcmp(x->pending_wrapped, y->pending_wrapped, sizeof(x->pending_wrapped)) ||
+		    memcmp(x->pending_tag, y->pending_tag, sizeof(x->pending_tag)) ||
+		    x->token_len != y->token_len ||
 		    (x->token_len <= TD_HDR_TOKEN_MAX && memcmp(x->token, y->token, x->token_len)))
 			return 0;
 	}

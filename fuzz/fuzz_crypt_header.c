@@ -11,8 +11,8 @@
  * Without the checksum fix-ups nearly every mutation would die at the
  * checksum; with them the field, keyslot and canonical-encoding checks
  * get hostile values (and the reencryption record, td_hdr_reenc_get, in
- * the freshness field). Anything that decodes must re-encode to the same
- * bytes and decode again to the same struct. */
+ * the freshness field, with the keyslots' pending wraps and the switch). Anything that decodes must
+ * re-encode to the same bytes and decode again to the same struct. */
 #include <assert.h>
 #include <errno.h>
 #include <stdint.h>
@@ -66,6 +66,15 @@ static void check_decoded(const uint8_t *buf, const struct td_crypt_hdr *h)
 			assert(r.boundary + r.window <= h->data_size / TD_HDR_SECTOR_SIZE);
 			td_hdr_reenc_set(&h3, &r);
 			assert(memcmp(&h3, h, sizeof(h3)) == 0);
+			/* the switch keeps what has a pending wrap (and the
+			 * new slot) and the result encodes without the record */
+			td_hdr_reenc_switch_slots(&h3, r.new_slot);
+			td_hdr_reenc_set(&h3, NULL);
+			assert(td_hdr_pending_slots(&h3) == 0);
+			assert(h3.slots[r.new_slot].state == TD_KEYSLOT_ACTIVE);
+			assert(td_hdr_encode(&h3, re) == 0);
+		} else if (!(h->flags & TD_HDR_FLAG_REENCRYPT)) {
+			assert(td_hdr_pending_slots(h) == 0); /* only with a rotation */
 		}
 	}
 	free(re);

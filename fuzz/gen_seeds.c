@@ -195,6 +195,38 @@ static void gen_crypt(void)
 	put_pair("a-corrupt", 0x00, a, sizeof(a), b, sizeof(b));
 	/* truncated length handed to the decoder */
 	put_pair("truncated", 0x08, a, 4000, NULL, 0);
+	/* a rotation under way (docs/FORMAT.md, "Pending wraps"): the record,
+	 * pending wraps of the next key in slots 0 and 2, slot 1 dropped */
+	{
+		uint8_t k[TD_VOLKEY_LEN], kek[TD_AEAD_KEY_LEN];
+		struct td_reenc_rec r = {0};
+		struct td_volkey *nk;
+
+		for (int i = 0; i < TD_VOLKEY_LEN; i++)
+			k[i] = (uint8_t)(0x5a ^ i);
+		nk = td_volkey_from_bytes(k, sizeof(k));
+		if (!nk)
+			die("volkey");
+		new_hdr(&h, TD_HDR_INTEGRITY_NONE);
+		add_slot(&h, vk, TD_KDF_PBKDF2_SHA256);
+		add_slot(&h, vk, TD_KDF_SCRYPT);
+		add_slot(&h, vk, TD_KDF_ARGON2ID);
+		for (int i = 0; i < 3; i += 2)
+			if (td_keyslot_kek(&h, i, FZ_PASSPHRASE, strlen(FZ_PASSPHRASE), kek,
+					   sizeof(kek)) < 0 ||
+			    td_keyslot_wrap_pending(&h, i, kek, sizeof(kek), nk) < 0)
+				die("pending wrap");
+		if (td_hdr_vk_digest(nk, r.new_digest) < 0)
+			die("digest");
+		r.boundary = 128;
+		r.staging_off = TD_HDR_REENC_STAGING_DEFAULT;
+		td_hdr_reenc_set(&h, &r);
+		encode(&h, vk, a);
+		put_pair("rotation-pending", 0x04, a, sizeof(a), NULL, 0);
+		put_pair("rotation-pending-short-fixed", 0x05, a,
+			 TD_HDR_KEYSLOTS_OFFSET + 3 * TD_HDR_KEYSLOT_SIZE, NULL, 0);
+		td_volkey_free(&nk);
+	}
 	/* not a header at all */
 	mode = 0x03;
 	put_pair("zeros", mode, (const uint8_t *)"", 0, (const uint8_t *)"", 0);
@@ -759,73 +791,75 @@ static void gen_tang(void)
 		snprintf(name, sizeof(name), "url-%zu", i);
 		put("tang", name, "\003", 1, urls[i], strlen(urls[i]));
 	}
-	/* TPM2 token payloads (docs/FORMAT.md, "TPM2 token"), written byte by byte
-	 * (no libtss2 here): 12 little-endian bytes, then a TPM2B_PUBLIC of a
-	 * sealed keyed-hash object and a TPM2B_PRIVATE, big-endian as the TPM
-	 * marshals them. */
-	static size_t tpm2_token(uint8_t * b, uint16_t bank, uint32_t pcrs, uint16_t priv_len)
-	{
-		size_t n = 0;
+}
 
-		memset(b, 0, 640);
-		b[0] = 1;	      /* version */
-		b[2] = 1;	      /* primary template */
-		b[4] = (uint8_t)bank; /* PCR bank */
-		b[5] = (uint8_t)(bank >> 8);
-		for (int i = 0; i < 4; i++)
-			b[8 + i] = (uint8_t)(pcrs >> (8 * i));
-		n = 12;
-		be16(b + n, 78);	     /* TPM2B_PUBLIC size */
-		be16(b + n + 2, 0x0008);     /* KEYEDHASH */
-		be16(b + n + 4, 0x000b);     /* SHA-256 */
-		be32(b + n + 6, 0x00000402); /* fixedTPM | fixedParent | noDA */
-		be16(b + n + 10, 32);	     /* authPolicy */
-		memset(b + n + 12, 0xa1, 32);
-		be16(b + n + 44, 0x0010); /* scheme NULL */
-		be16(b + n + 46, 32);	  /* unique */
-		memset(b + n + 48, 0xb2, 32);
-		n += 80;
-		be16(b + n, priv_len);
-		for (uint16_t i = 0; i < priv_len; i++)
-			b[n + 2 + i] = (uint8_t)(i * 7 + 3);
-		return n + 2 + priv_len;
+/* TPM2 token payloads (docs/FORMAT.md, "TPM2 token"), written byte by byte
+ * (no libtss2 here): 12 little-endian bytes, then a TPM2B_PUBLIC of a
+ * sealed keyed-hash object and a TPM2B_PRIVATE, big-endian as the TPM
+ * marshals them. */
+static size_t tpm2_token(uint8_t *b, uint16_t bank, uint32_t pcrs, uint16_t priv_len)
+{
+	size_t n = 0;
+
+	memset(b, 0, 640);
+	b[0] = 1;	      /* version */
+	b[2] = 1;	      /* primary template */
+	b[4] = (uint8_t)bank; /* PCR bank */
+	b[5] = (uint8_t)(bank >> 8);
+	for (int i = 0; i < 4; i++)
+		b[8 + i] = (uint8_t)(pcrs >> (8 * i));
+	n = 12;
+	be16(b + n, 78);	     /* TPM2B_PUBLIC size */
+	be16(b + n + 2, 0x0008);     /* KEYEDHASH */
+	be16(b + n + 4, 0x000b);     /* SHA-256 */
+	be32(b + n + 6, 0x00000402); /* fixedTPM | fixedParent | noDA */
+	be16(b + n + 10, 32);	     /* authPolicy */
+	memset(b + n + 12, 0xa1, 32);
+	be16(b + n + 44, 0x0010); /* scheme NULL */
+	be16(b + n + 46, 32);	  /* unique */
+	memset(b + n + 48, 0xb2, 32);
+	n += 80;
+	be16(b + n, priv_len);
+	for (uint16_t i = 0; i < priv_len; i++)
+		b[n + 2 + i] = (uint8_t)(i * 7 + 3);
+	return n + 2 + priv_len;
+}
+
+static void gen_tpm2_token(void)
+{
+	uint8_t b[640];
+	size_t n;
+
+	n = tpm2_token(b, 0x000b, 1u << 7, 158);
+	put("tpm2_token", "pcr7", b, n, NULL, 0);
+	n = tpm2_token(b, 0x000b, 0x00ffffff, 400);
+	put("tpm2_token", "all-pcrs-big-private", b, n, NULL, 0);
+	n = tpm2_token(b, 0x0004, 1u << 16, 158);
+	put("tpm2_token", "sha1-bank", b, n, NULL, 0);
+	n = tpm2_token(b, 0x000b, 1u << 16, 158);
+	put("tpm2_token", "truncated", b, n - 9, NULL, 0);
+	put_str("tpm2_token", "pcr-list", "0-3+7,16");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: gen_seeds DIR\n");
+		return 2;
 	}
-
-	static void gen_tpm2_token(void)
-	{
-		uint8_t b[640];
-		size_t n;
-
-		n = tpm2_token(b, 0x000b, 1u << 7, 158);
-		put("tpm2_token", "pcr7", b, n, NULL, 0);
-		n = tpm2_token(b, 0x000b, 0x00ffffff, 400);
-		put("tpm2_token", "all-pcrs-big-private", b, n, NULL, 0);
-		n = tpm2_token(b, 0x0004, 1u << 16, 158);
-		put("tpm2_token", "sha1-bank", b, n, NULL, 0);
-		n = tpm2_token(b, 0x000b, 1u << 16, 158);
-		put("tpm2_token", "truncated", b, n - 9, NULL, 0);
-		put_str("tpm2_token", "pcr-list", "0-3+7,16");
-	}
-
-	int main(int argc, char **argv)
-	{
-		if (argc != 2) {
-			fprintf(stderr, "usage: gen_seeds DIR\n");
-			return 2;
-		}
-		root = argv[1];
-		mkdir(root, 0755);
-		gen_spec();
-		gen_crypt();
-		gen_keyslot();
-		gen_integrity();
-		gen_nbd();
-		gen_qcow2();
-		gen_blkif();
-		gen_vmdk();
-		gen_qos_ram();
-		gen_vhd();
-		gen_tang();
-		gen_tpm2_token();
-		return 0;
-	}
+	root = argv[1];
+	mkdir(root, 0755);
+	gen_spec();
+	gen_crypt();
+	gen_keyslot();
+	gen_integrity();
+	gen_nbd();
+	gen_qcow2();
+	gen_blkif();
+	gen_vmdk();
+	gen_qos_ram();
+	gen_vhd();
+	gen_tang();
+	gen_tpm2_token();
+	return 0;
+}

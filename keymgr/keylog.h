@@ -50,6 +50,8 @@
 #define TD_KEYLOG_OP_REENC_START "reencrypt-start"
 #define TD_KEYLOG_OP_REENC_PROGRESS "reencrypt-progress"
 #define TD_KEYLOG_OP_REENC_END "reencrypt-end"
+#define TD_KEYLOG_OP_REENC_REWRAP "reencrypt-rewrap" /* a slot kept: pending wrap */
+#define TD_KEYLOG_OP_REENC_DROP "reencrypt-drop"     /* a slot dropped at the end */
 
 struct td_keylog_entry {
 	uint64_t seq;

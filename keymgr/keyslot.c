@@ -484,14 +484,14 @@ out:
 	return ret;
 }
 
-/* Slot i under a KEK: 0 and *out set when the wrap opens and the key
- * matches the digest; -EPERM when it does not; another error when it
- * could not be tried. */
-static int open_slot(const struct td_crypt_hdr *h, int i, const uint8_t *kek,
-		     struct td_volkey **out)
+/* Slot i's own wrap (pending false) or its pending wrap under a KEK: 0
+ * and *out set when the wrap opens and the key matches digest; -EPERM
+ * when it does not; another error when it could not be tried. */
+static int open_wrap(const struct td_crypt_hdr *h, int i, const uint8_t *kek, bool pending,
+		     const uint8_t digest[TD_HDR_DIGEST_LEN], struct td_volkey **out)
 {
 	const struct td_keyslot *ks = &h->slots[i];
-	uint8_t aad[TD_HDR_AAD_MAX];
+	uint8_t aad[TD_HDR_AAD_MAX], dig[TD_HDR_DIGEST_LEN];
 	uint8_t *key = NULL;
 	struct td_volkey *vk = NULL;
 	int aadlen;
@@ -504,8 +504,13 @@ static int open_slot(const struct td_crypt_hdr *h, int i, const uint8_t *kek,
 	key = td_secure_alloc(TD_VOLKEY_LEN);
 	if (!key)
 		goto out;
-	ret = td_aead_open(kek, ks->nonce, aad, (size_t)aadlen, ks->wrapped, TD_HDR_WRAPPED_LEN,
-			   ks->tag, key);
+	ret = -EPERM;
+	if (pending && !ks->pending)
+		goto out;
+	ret = pending ? td_aead_open(kek, ks->pending_nonce, aad, (size_t)aadlen,
+				     ks->pending_wrapped, TD_HDR_WRAPPED_LEN, ks->pending_tag, key)
+		      : td_aead_open(kek, ks->nonce, aad, (size_t)aadlen, ks->wrapped,
+				     TD_HDR_WRAPPED_LEN, ks->tag, key);
 	if (ret == -EBADMSG)
 		ret = -EPERM;
 	if (ret < 0)
@@ -515,8 +520,11 @@ static int open_slot(const struct td_crypt_hdr *h, int i, const uint8_t *kek,
 		ret = -errno;
 		goto out;
 	}
-	ret = td_hdr_check_volkey(h, vk);
+	ret = td_hdr_vk_digest(vk, dig);
 	if (ret < 0)
+		goto out;
+	ret = -EPERM;
+	if (!td_ct_memeq(dig, digest, TD_HDR_DIGEST_LEN))
 		goto out;
 	*out = vk;
 	vk = NULL;
@@ -525,6 +533,12 @@ out:
 	td_volkey_free(&vk);
 	td_secure_free(key);
 	return ret;
+}
+
+static int open_slot(const struct td_crypt_hdr *h, int i, const uint8_t *kek,
+		     struct td_volkey **out)
+{
+	return open_wrap(h, i, kek, false, h->vk_digest, out);
 }
 
 /* One passphrase slot: its KDF, then open_slot. */
@@ -719,4 +733,69 @@ const char *td_keyslot_strerror(int err)
 	default:
 		return strerror(err < 0 ? -err : err);
 	}
+}
+
+int td_keyslot_kek(const struct td_crypt_hdr *h, int slot, const void *pass, size_t passlen,
+		   uint8_t *kek, size_t kek_len)
+{
+	const struct td_keyslot *ks;
+
+	if (!h || !kek || kek_len != KEK_LEN || slot < 0 || slot >= TD_HDR_KEYSLOTS)
+		return -EINVAL;
+	ks = &h->slots[slot];
+	if (ks->state != TD_KEYSLOT_ACTIVE)
+		return -ENOENT;
+	if (td_kdf_is_token(ks->kdf.id))
+		return -EINVAL;
+	return td_kdf_derive(&ks->kdf, pass, passlen, ks->salt, kek, KEK_LEN);
+}
+
+int td_keyslot_wrap_pending(struct td_crypt_hdr *h, int slot, const uint8_t *kek, size_t kek_len,
+			    const struct td_volkey *next)
+{
+	struct td_volkey *cur = NULL;
+	struct td_keyslot *ks;
+	uint8_t aad[TD_HDR_AAD_MAX];
+	int aadlen, ret = -EINVAL;
+
+	if (!h || !kek || kek_len != KEK_LEN || !next || slot < 0 || slot >= TD_HDR_KEYSLOTS)
+		return -EINVAL;
+	ks = &h->slots[slot];
+	if (ks->state != TD_KEYSLOT_ACTIVE)
+		return -ENOENT;
+	/* the KEK must be the slot's: it opens the slot's own wrap */
+	ret = open_slot(h, slot, kek, &cur);
+	td_volkey_free(&cur);
+	if (ret < 0)
+		return ret;
+	ret = aadlen = td_hdr_keyslot_aad(h->uuid, slot, ks, aad);
+	if (ret < 0)
+		return ret;
+	do {
+		ret = td_random_bytes(ks->pending_nonce, TD_HDR_NONCE_LEN);
+	} while (ret == 0 && !memcmp(ks->pending_nonce, ks->nonce, TD_HDR_NONCE_LEN));
+	if (ret < 0)
+		return ret;
+	ret = td_aead_seal(kek, ks->pending_nonce, aad, (size_t)aadlen, td_volkey_bytes(next),
+			   TD_VOLKEY_LEN, ks->pending_wrapped, ks->pending_tag);
+	if (ret < 0) {
+		memset(ks->pending_nonce, 0, TD_HDR_NONCE_LEN);
+		return ret;
+	}
+	ks->pending = 1;
+	return 0;
+}
+
+int td_keyslot_open_pending(const struct td_crypt_hdr *h, int slot, const uint8_t *kek,
+			    size_t kek_len, const uint8_t digest[TD_HDR_DIGEST_LEN],
+			    struct td_volkey **out)
+{
+	if (out)
+		*out = NULL;
+	if (!h || !kek || kek_len != KEK_LEN || !digest || !out || slot < 0 ||
+	    slot >= TD_HDR_KEYSLOTS)
+		return -EINVAL;
+	if (h->slots[slot].state != TD_KEYSLOT_ACTIVE)
+		return -ENOENT;
+	return open_wrap(h, slot, kek, true, digest, out);
 }

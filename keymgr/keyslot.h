@@ -152,6 +152,26 @@ int td_keyslot_add_token(struct td_crypt_hdr *h, int slot, const struct td_volke
 int td_keyslot_unlock_token(const struct td_crypt_hdr *h, int slot, const uint8_t *kek,
 			    size_t kek_len, struct td_volkey **out);
 
+/* ---- pending wraps (docs/FORMAT.md, "Pending wraps") ----
+ * A slot's KEK: td_keyslot_kek for a passphrase slot (its KDF over pass;
+ * -EINVAL for a token slot, -E2BIG over the budget), an unlocker for a
+ * token slot (keymgr/vtoken.h). kek_len is 32. */
+int td_keyslot_kek(const struct td_crypt_hdr *h, int slot, const void *pass, size_t passlen,
+		   uint8_t *kek, size_t kek_len);
+/* Checks that kek opens slot's own wrap (the header's key: -EPERM if not),
+ * then wraps next under it with the slot's AAD and a fresh nonce into the
+ * slot's pending wrap. h must carry a rotation (flag bit 0) before it is
+ * encoded. */
+int td_keyslot_wrap_pending(struct td_crypt_hdr *h, int slot, const uint8_t *kek, size_t kek_len,
+			    const struct td_volkey *next);
+/* Opens slot's pending wrap under kek: 0 and *out when the key's digest
+ * is `digest` (the record's new key digest), -EPERM otherwise (or no
+ * pending wrap), -ENOENT inactive, -EINVAL. No header MAC check: the
+ * caller verified the header with the current key. */
+int td_keyslot_open_pending(const struct td_crypt_hdr *h, int slot, const uint8_t *kek,
+			    size_t kek_len, const uint8_t digest[TD_HDR_DIGEST_LEN],
+			    struct td_volkey **out);
+
 /* Clears slot.  -EINVAL bad index, -ENOENT not active, -EBUSY it is the
  * last active slot (removing it would lose the volume key for good). */
 int td_keyslot_remove(struct td_crypt_hdr *h, int slot);

@@ -13,6 +13,7 @@
 #include "crypt/header.h"
 #include "integrity/integrity.h"
 #include "keymgr/volume.h"
+#include "keymgr/vtoken.h"
 
 /* ---- format (vformat.c) ---- */
 
@@ -92,18 +93,45 @@ int td_volume_header_restore(struct td_volume *v, const uint8_t *buf, char *err,
 int td_volume_log_reset(struct td_volume *v, uint64_t *reset_at, char *err, size_t errlen);
 
 /* ---- volume-key rotation (vreencrypt.c; docs/FORMAT.md) ---- */
+/* Which keyslots a rotation keeps (docs/FORMAT.md, "Keys during the
+ * pass"): every slot is kept unless dropped; a token slot through its
+ * token, a passphrase slot through file[i] (--keep-slot N:FILE) or, when
+ * prompt is set, a terminal prompt. A passphrase slot with neither, or a
+ * token slot whose token cannot release its KEK now, refuses the rotation
+ * unless drop[i] (--drop-slot N) or keep_only (--keep-only: every slot
+ * neither given nor keep[i] is dropped). */
+struct td_reenc_keep {
+	const char *file[TD_HDR_KEYSLOTS];
+	bool keep[TD_HDR_KEYSLOTS];
+	bool drop[TD_HDR_KEYSLOTS];
+	bool keep_only;
+	bool prompt;
+	struct td_token_opts tok;
+};
+/* What a started rotation does with the keyslots: bit i. */
+struct td_reenc_slots {
+	int slot; /* the slot the passphrase given opened (the record's new slot) */
+	unsigned rewrapped, dropped;
+};
 /* Starts a rotation on v (opened TD_VOL_WRITE, not unlocked; integrity
- * none): reads the passphrase (key_file), opens the old key with it, wraps
- * a new random key with the same passphrase into a free keyslot
- * (*new_slot), writes the reencryption record and loads both keys into the
- * keyring. A tapdisk that opens the image then moves the data. */
-int td_volume_reencrypt_start(struct td_volume *v, const char *key_file, int *new_slot, char *err,
+ * none): reads the passphrase (key_file), opens the old key with it, makes
+ * a new random key, gives every kept slot a pending wrap of it (k), writes
+ * them and the reencryption record in one header update and loads both
+ * keys into the keyring. A tapdisk that opens the image then moves the
+ * data. Nothing is written when a slot refuses (err names it). */
+int td_volume_reencrypt_start(struct td_volume *v, const char *key_file,
+			      const struct td_reenc_keep *k, struct td_reenc_slots *res, char *err,
 			      size_t errlen);
 /* During a rotation: opens the new key's slot with pass and loads that key
  * into the keyring as the rotation's new key: 1; 0 when no rotation is
  * under way. */
 int td_volume_load_next(struct td_volume *v, const void *pass, size_t passlen, char *err,
 			size_t errlen);
+/* The same for a token slot that opened the old key (v->slot, through
+ * td_volume_unlock_tokens): its token releases the KEK again, which opens
+ * the slot's pending wrap: 1; 0 when no rotation is under way. */
+int td_volume_load_next_token(struct td_volume *v, const struct td_token_opts *o, char *err,
+			      size_t errlen);
 /* After a rotation (v->h the new key's): the keyring's new key becomes the
  * image's key. */
 int td_volume_reencrypt_adopt(struct td_volume *v, char *err, size_t errlen);

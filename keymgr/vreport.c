@@ -120,6 +120,16 @@ static void rotation(const struct td_volume *v, struct td_rotation_report *ro)
 		ro->in_progress = true;
 		ro->boundary = rec.boundary;
 		ro->window = rec.window;
+		for (int i = 0; i < TD_HDR_KEYSLOTS; i++) {
+			const struct td_keyslot *ks = &v->h->slots[i];
+
+			if (ks->state != TD_KEYSLOT_ACTIVE)
+				continue;
+			if (ks->pending || (uint32_t)i == rec.new_slot)
+				ro->rewrapped |= 1u << i;
+			else
+				ro->dropped |= 1u << i;
+		}
 	}
 	if (td_keylog_read(v->h->uuid, &buf, &len, err, sizeof(err)) < 0)
 		return;
@@ -129,6 +139,14 @@ static void rotation(const struct td_volume *v, struct td_rotation_report *ro)
 		if (!strcmp(e.op, TD_KEYLOG_OP_REENC_START)) {
 			ro->start_seen = true;
 			ro->start_time = e.time;
+			if (!ro->in_progress)
+				ro->rewrapped = ro->dropped = 0;
+		} else if (!ro->in_progress && e.slot >= 0 && e.slot < TD_HDR_KEYSLOTS &&
+			   !strcmp(e.op, TD_KEYLOG_OP_REENC_REWRAP)) {
+			ro->rewrapped |= 1u << e.slot;
+		} else if (!ro->in_progress && e.slot >= 0 && e.slot < TD_HDR_KEYSLOTS &&
+			   !strcmp(e.op, TD_KEYLOG_OP_REENC_DROP)) {
+			ro->dropped |= 1u << e.slot;
 		} else if (!strcmp(e.op, TD_KEYLOG_OP_REENC_END)) {
 			ro->end_seen = true;
 			ro->end_time = e.time;

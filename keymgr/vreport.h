@@ -44,6 +44,8 @@ struct td_rotation_report {
 	uint64_t boundary, blocks, window; /* in_progress */
 	bool start_seen, end_seen;	   /* the last reencrypt-start / -end logged */
 	uint64_t start_time, end_time;
+	/* the last rotation's keyslots (bit i): re-wrapped, dropped at its end */
+	unsigned rewrapped, dropped;
 };
 
 struct td_report {

@@ -25,6 +25,11 @@ static void enroll_refused(struct td_volume *v, int slot, int rc, char *err, siz
 			 TD_HDR_KEYSLOTS);
 	else if (rc == -EEXIST)
 		snprintf(err, errlen, "keyslot %d is already in use", slot);
+	else if (rc == -EBUSY)
+		snprintf(err, errlen,
+			 "a volume-key rotation is under way: a keyslot added now would not open "
+			 "the new key; enroll it when the rotation ends ('vdkey reencrypt SPEC "
+			 "--wait')");
 	else
 		snprintf(err, errlen, "cannot add the keyslot: %s", strerror(-rc));
 }
@@ -47,6 +52,10 @@ int td_volume_enroll(struct td_volume *v, int slot, const char *new_key_file,
 	struct td_secret s = {0};
 	int rc;
 
+	if (v->h->flags & TD_HDR_FLAG_REENCRYPT) {
+		enroll_refused(v, slot, -EBUSY, err, errlen);
+		return -EBUSY;
+	}
 	rc = td_secret_read(new_key_file, "Enter the new passphrase: ", true, &s, err, errlen);
 	if (rc < 0)
 		goto out;
@@ -74,7 +83,7 @@ int td_volume_remove_slot(struct td_volume *v, int slot, char *err, size_t errle
 		td_volume_record(v, TD_KEYLOG_OP_REMOVE, log_slot(slot), false, false);
 		snprintf(err, errlen,
 			 "a volume-key rotation is under way: keyslots cannot be removed until it "
-			 "ends (it drops every keyslot but the new key's then)");
+			 "ends (or say --drop-slot N when starting one)");
 		return -EBUSY;
 	}
 	rc = td_keyslot_remove(v->h, slot);
@@ -98,8 +107,10 @@ int td_volume_enroll_token(struct td_volume *v, int slot, int kind, const uint8_
 			   size_t token_len, const uint8_t *kek, size_t kek_len, char *err,
 			   size_t errlen)
 {
-	int rc = td_keyslot_add_token(v->h, slot, v->vk, (enum td_kdf_id)kind, token, token_len,
-				      kek, kek_len);
+	int rc = (v->h->flags & TD_HDR_FLAG_REENCRYPT)
+		     ? -EBUSY
+		     : td_keyslot_add_token(v->h, slot, v->vk, (enum td_kdf_id)kind, token,
+					    token_len, kek, kek_len);
 
 	if (rc < 0) {
 		enroll_refused(v, slot, rc, err, errlen);

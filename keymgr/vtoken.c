@@ -124,6 +124,24 @@ int td_volume_unlock_tokens(struct td_volume *v, const struct td_token_opts *o, 
 	return tried ? rc : -ENOENT;
 }
 
+int td_token_kek(const struct td_token_opts *o, const struct td_keyslot *ks, uint8_t *kek,
+		 size_t kek_len, char *err, size_t errlen)
+{
+	const struct token_unlocker *u;
+
+	if (!ks || ks->state != TD_KEYSLOT_ACTIVE || !td_kdf_is_token(ks->kdf.id) ||
+	    kek_len != TOKEN_KEK_LEN) {
+		snprintf(err, errlen, "not a token keyslot");
+		return -EINVAL;
+	}
+	u = unlocker_of((int)ks->kdf.id);
+	if (!u) {
+		snprintf(err, errlen, "this vdkey has no unlocker for it");
+		return -ENOTSUP;
+	}
+	return u->unlock(o, ks->token, ks->token_len, kek, err, errlen);
+}
+
 int td_volume_enroll_tpm2(struct td_volume *v, int slot, const struct td_token_opts *o,
 			  uint32_t pcrs, char *err, size_t errlen)
 {

@@ -30,6 +30,12 @@ int td_token_slots(const struct td_crypt_hdr *h);
 int td_volume_unlock_tokens(struct td_volume *v, const struct td_token_opts *o, const char *op,
 			    char *err, size_t errlen);
 
+/* Recovers the 32-byte KEK of token slot ks (kek_len 32, secure memory)
+ * through its kind's unlocker: 0, or an error with the reason in err (a
+ * PCR policy that fails, a Tang server that does not answer, ...). */
+int td_token_kek(const struct td_token_opts *o, const struct td_keyslot *ks, uint8_t *kek,
+		 size_t kek_len, char *err, size_t errlen);
+
 /* Adds a TPM2 slot (slot, or the first free one when -1): seals a fresh
  * KEK to the TPM under PolicyPCR over pcrs (bit i = PCR i) and wraps the
  * volume key under it; v unlocked and writable. Returns the slot index. */

@@ -9,6 +9,7 @@
 #include "keymgr/secret_input.h"
 #include "keymgr/vdkey/vdkey.h"
 #include "keymgr/vops.h"
+#include "keymgr/vtoken.h"
 
 int vdkey_load(const char *spec, const struct vdkey_opts *o)
 {
@@ -20,7 +21,7 @@ int vdkey_load(const char *spec, const struct vdkey_opts *o)
 	int rc = vdkey_open(&v, spec, TD_VOL_TRY_WRITE, true);
 
 	struct td_secret s = {0};
-	bool rotating = false;
+	bool rotating = false, tokens_done = false;
 
 	if (rc == 0)
 		rotating = (v.h->flags & TD_HDR_FLAG_REENCRYPT) != 0;
@@ -28,10 +29,26 @@ int vdkey_load(const char *spec, const struct vdkey_opts *o)
 		rc = vdkey_unlock_any(&v, o, TD_KEYLOG_OP_LOAD);
 	if (rc == 0 && !rotating)
 		rc = vdkey_anchor_check(&v, o, TD_KEYLOG_OP_LOAD);
-	if (rc == 0 && rotating) {
-		/* a volume-key rotation under way: the same passphrase opens the
-		 * new key's slot too, and the tapdisk needs both keys (token
-		 * keyslots are dropped by a rotation: docs/FORMAT.md) */
+	if (rc == 0 && rotating && td_token_slots(v.h) > 0) {
+		/* a volume-key rotation under way: a kept token slot opens the old
+		 * key and its pending wrap the new one (the tapdisk needs both) */
+		struct td_token_opts to = {.tpm2_device = o->tpm2_device};
+
+		if (td_volume_unlock_tokens(&v, &to, TD_KEYLOG_OP_LOAD, err, sizeof(err)) == 0 &&
+		    td_volume_load_next_token(&v, &to, err, sizeof(err)) >= 0) {
+			tokens_done = true;
+		} else if (o->token_only) {
+			vdkey_say("%s; not asking for a passphrase (--token-only)", err);
+			rc = -EPERM;
+		} else {
+			vdkey_say("%s; falling back to the passphrase", err);
+			td_volkey_free(&v.vk);
+			v.slot = -1;
+		}
+	}
+	if (rc == 0 && rotating && !tokens_done) {
+		/* a volume-key rotation under way: the passphrase opens the old
+		 * key and its slot's pending wrap the new one (docs/FORMAT.md) */
 		rc = td_secret_read(o->key_file, "Passphrase: ", false, &s, err, sizeof(err));
 		if (rc == 0)
 			rc = td_volume_unlock_pass(&v, s.buf, s.len, TD_KEYLOG_OP_LOAD, err,

@@ -11,22 +11,54 @@
 #include "keymgr/vdkey/vdkey.h"
 #include "keymgr/vops.h"
 
+/* "0, 1, 3" for the bits of mask, "none" for 0. */
+static void slot_list(unsigned mask, char *buf, size_t len)
+{
+	size_t o = 0;
+
+	buf[0] = 0;
+	for (int i = 0; i < TD_HDR_KEYSLOTS && o < len; i++)
+		if (mask & (1u << i))
+			o += (size_t)snprintf(buf + o, len - o, "%s%d", o ? ", " : "", i);
+	if (!mask)
+		snprintf(buf, len, "none");
+}
+
 static int start(const char *spec, const struct vdkey_opts *o)
 {
 	struct td_volume v;
-	char err[1024], uuid[TD_HDR_UUID_STR_LEN];
-	int rc = vdkey_open(&v, spec, TD_VOL_WRITE, true), slot = -1;
+	struct td_reenc_keep k;
+	struct td_reenc_slots res;
+	char err[1024], uuid[TD_HDR_UUID_STR_LEN], kept[80], dropped[80];
+	int rc, stdin_users = o->key_file && !strcmp(o->key_file, "-");
 
+	memset(&k, 0, sizeof(k));
+	for (int i = 0; i < TD_HDR_KEYSLOTS; i++) {
+		k.file[i] = o->keep_file[i];
+		k.keep[i] = o->keep_slot[i];
+		k.drop[i] = o->drop_slot[i];
+		stdin_users += o->keep_file[i] && !strcmp(o->keep_file[i], "-");
+	}
+	if (stdin_users > 1) {
+		vdkey_say("reencrypt: standard input ('-') can give one passphrase only");
+		return 2;
+	}
+	k.keep_only = o->keep_only;
+	k.prompt = true;
+	k.tok.tpm2_device = o->tpm2_device;
+	rc = vdkey_open(&v, spec, TD_VOL_WRITE, true);
 	if (rc == 0 &&
-	    (rc = td_volume_reencrypt_start(&v, o->key_file, &slot, err, sizeof(err))) < 0)
+	    (rc = td_volume_reencrypt_start(&v, o->key_file, &k, &res, err, sizeof(err))) < 0)
 		vdkey_say("%s", err);
 	if (rc == 0) {
 		td_hdr_uuid_str(v.h->uuid, uuid);
-		printf("started the volume-key rotation of image %s: the new key is in keyslot "
-		       "%d (same passphrase) and in the keyring; a tapdisk that opens the image "
-		       "moves the data while it serves. At the end every other keyslot is "
-		       "dropped (enroll them again). 'vdkey reencrypt SPEC --wait' follows it\n",
-		       uuid, slot);
+		slot_list(res.rewrapped, kept, sizeof(kept));
+		slot_list(res.dropped, dropped, sizeof(dropped));
+		printf("started the volume-key rotation of image %s: the new key is in the "
+		       "keyring and re-wrapped keyslots %s; dropped at the end: keyslot%s %s. A "
+		       "tapdisk that opens the image moves the data while it serves; 'vdkey "
+		       "reencrypt SPEC --wait' follows it\n",
+		       uuid, kept, res.dropped & (res.dropped - 1) ? "s" : "", dropped);
 	}
 	td_volume_close(&v);
 	return rc < 0 ? 1 : 0;

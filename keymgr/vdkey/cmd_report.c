@@ -225,9 +225,22 @@ static void print_rotation_json(const struct td_rotation_report *ro)
 	else
 		printf(", \"last_start\": null");
 	if (ro->end_seen)
-		printf(", \"last_end\": %llu}", (unsigned long long)ro->end_time);
+		printf(", \"last_end\": %llu", (unsigned long long)ro->end_time);
 	else
-		printf(", \"last_end\": null}");
+		printf(", \"last_end\": null");
+	for (int k = 0; k < 2; k++) {
+		unsigned m = k ? ro->dropped : ro->rewrapped;
+		bool first = true;
+
+		printf(", \"%s\": [", k ? "dropped" : "rewrapped");
+		for (int i = 0; i < TD_HDR_KEYSLOTS; i++)
+			if (m & (1u << i)) {
+				printf("%s%d", first ? "" : ", ", i);
+				first = false;
+			}
+		printf("]");
+	}
+	printf("}");
 }
 
 static void print_json(const struct td_volume *v, const struct td_report *r, bool audit,

@@ -39,6 +39,9 @@ struct vdkey_opts {
 	bool tpm2_nv;
 	const char *nv_index;
 	bool wait, status; /* reencrypt */
+	/* reencrypt: --keep-slot N[:FILE], --drop-slot N, --keep-only */
+	const char *keep_file[TD_HDR_KEYSLOTS];
+	bool keep_slot[TD_HDR_KEYSLOTS], drop_slot[TD_HDR_KEYSLOTS], keep_only;
 };
 
 /* ---- cmd_common.c ---- */

@@ -83,13 +83,19 @@ static void usage(FILE *f)
 	    "  header-backup SPEC FILE    save both header copies to FILE\n"
 	    "  header-restore SPEC FILE   write them back (after checking FILE)\n"
 	    "  repair SPEC --key-file F   rewrite both header copies from the valid one\n"
-	    "  reencrypt SPEC --key-file F\n"
-	    "                       start rotating the volume key (images without the\n"
-	    "                       integrity layer): a new random key, wrapped with the same\n"
-	    "                       passphrase into a free keyslot, loaded into the keyring; a\n"
-	    "                       tapdisk that opens the image then moves every block while\n"
-	    "                       it serves, resuming after a crash; at the end the other\n"
-	    "                       keyslots are dropped and the old key opens nothing\n"
+	    "  reencrypt SPEC --key-file F [--keep-slot N[:FILE]]... [--drop-slot N]...\n"
+	    "           [--keep-only] [--tpm2-device DEV]\n"
+	    "                       start rotating the volume key: a new random key, loaded\n"
+	    "                       into the keyring and wrapped into every keyslot that is\n"
+	    "                       kept; a tapdisk that opens the image then moves every\n"
+	    "                       block while it serves, resuming after a crash; at the end\n"
+	    "                       the kept slots open the new key and the old key opens\n"
+	    "                       nothing. TPM2 and Tang slots are kept through their token\n"
+	    "                       (one that cannot release its key now refuses the\n"
+	    "                       rotation); another passphrase slot needs --keep-slot\n"
+	    "                       N:FILE (FILE as for --key-file) or, on a terminal, a\n"
+	    "                       prompt; --drop-slot N drops slot N at the end,\n"
+	    "                       --keep-only every slot not given or named by --keep-slot\n"
 	    "  reencrypt SPEC --status    how far the rotation is\n"
 	    "  reencrypt SPEC --wait [--timeout S]\n"
 	    "                       follow it to its end (progress and end go to the key-event\n"
@@ -187,6 +193,33 @@ static int budget_from_opts(const struct vdkey_opts *o)
 	return 0;
 }
 
+/* --keep-slot N[:FILE] and --drop-slot N (reencrypt). */
+static int slot_opt(struct vdkey_opts *o, bool keep, const char *arg)
+{
+	char *end = NULL;
+	long n = strtol(arg, &end, 10);
+
+	if (end == arg || n < 0 || n >= TD_HDR_KEYSLOTS || (*end && (!keep || *end != ':'))) {
+		fprintf(stderr, "vdkey: bad --%s '%s': expected a keyslot number 0..%d%s\n",
+			keep ? "keep-slot" : "drop-slot", arg, TD_HDR_KEYSLOTS - 1,
+			keep ? ", optionally :FILE" : "");
+		return -1;
+	}
+	if (keep) {
+		o->keep_slot[n] = true;
+		if (*end == ':') {
+			if (!end[1]) {
+				fprintf(stderr, "vdkey: bad --keep-slot '%s': empty FILE\n", arg);
+				return -1;
+			}
+			o->keep_file[n] = end + 1;
+		}
+	} else {
+		o->drop_slot[n] = true;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	enum {
@@ -223,7 +256,10 @@ int main(int argc, char **argv)
 		O_TPM2_NV,
 		O_NV_INDEX,
 		O_WAIT,
-		O_STATUS
+		O_STATUS,
+		O_KEEP_SLOT,
+		O_DROP_SLOT,
+		O_KEEP_ONLY
 	};
 	static const struct option longopts[] = {
 	    {"key-file", required_argument, NULL, O_KEYFILE},
@@ -260,6 +296,9 @@ int main(int argc, char **argv)
 	    {"nv-index", required_argument, NULL, O_NV_INDEX},
 	    {"wait", no_argument, NULL, O_WAIT},
 	    {"status", no_argument, NULL, O_STATUS},
+	    {"keep-slot", required_argument, NULL, O_KEEP_SLOT},
+	    {"drop-slot", required_argument, NULL, O_DROP_SLOT},
+	    {"keep-only", no_argument, NULL, O_KEEP_ONLY},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -397,6 +436,14 @@ int main(int argc, char **argv)
 			break;
 		case O_STATUS:
 			o.status = true;
+			break;
+		case O_KEEP_SLOT:
+		case O_DROP_SLOT:
+			if (slot_opt(&o, c == O_KEEP_SLOT, optarg) < 0)
+				return 2;
+			break;
+		case O_KEEP_ONLY:
+			o.keep_only = true;
 			break;
 		case 'h':
 			if (!strcmp(cmd, "log"))

@@ -98,7 +98,7 @@ tap-ctl destroy -s "$sock" || fail "tap-ctl destroy"
 expect "tap-ctl stats -p " ""
 
 info "vdkey: commands, options, values"
-expect "vdkey " "--help accept-rollback anchor audit enroll format header-backup header-restore list load log remove repair unload"
+expect "vdkey " "--help accept-rollback anchor audit enroll format header-backup header-restore list load log reencrypt remove repair unload"
 expect "vdkey l" "list load log"
 expect "vdkey load qcow2:$T/imgs/vm1.qcow2 --" "--allow-expensive-kdf --help --kdf-max-memory --kdf-max-time --kdf-max-total-time --key-file --once --timeout --token-only --tpm2-device --user-readable"
 expect "vdkey log x --v" "--verify"
@@ -106,6 +106,7 @@ expect "vdkey format aio:$T/disk.img --integrity " "hmac-sha256 none"
 expect "vdkey format aio:$T/disk.img --pbkdf a" "argon2id"
 offers "vdkey format aio:$T/disk.img --" --key-file --journal-size --force --pbkdf-memory --kdf-max-time
 offers "vdkey enroll aio:$T/disk.img --" --tang --tang-thumbprint --tang-trust --new-key-file
+offers "vdkey reencrypt aio:$T/disk.img --" --key-file --keep-slot --drop-slot --keep-only --status --wait
 expect "vdkey list a" "aio:"
 expect "vdkey audit qcow2:$T/imgs/vm1" "$T/imgs/vm1.qcow2"
 expect "vdkey load qcow2:$T/imgs/vm1.qcow2 --key-file $T/imgs/vm2" "$T/imgs/vm2.img"

@@ -4,8 +4,9 @@
 # (refused without it); the tapdisk moves every block while fio writes and
 # verifies through NBD the whole time, pause included (complete
 # write+verify rounds before, during and after the pass, none failing); data written before the rotation
-# reads back unchanged, its ciphertext changed; afterwards only the new
-# key's slot is left, the other passphrase and the old volume key (put
+# reads back unchanged, its ciphertext changed; the second passphrase's
+# slot, dropped with --drop-slot 1, is gone afterwards: only slot 0 is
+# left, the other passphrase and the old volume key (put
 # back into the keyring by hand) open nothing, and the key-event log
 # holds reencrypt-start, reencrypt-progress and reencrypt-end.
 . "$TD_SRC/tests/lib/common.sh"
@@ -41,8 +42,9 @@ sleep 1
 info "pause, start the rotation, unpause with the new key: the VBD moves every block"
 tap-ctl pause -p "$TD_PID" >/dev/null || fail "pause"
 dd if="$IMG" bs=1M skip=1 count=32 of="$T/ct-before" 2>/dev/null
-vdkey reencrypt "$LOWER" --key-file "$KEY" >"$T/start.txt" || fail "reencrypt start"
-grep -q "keyslot 2" "$T/start.txt" || fail "new slot: $(cat "$T/start.txt")"
+vdkey reencrypt "$LOWER" --key-file "$KEY" --drop-slot 1 >"$T/start.txt" || fail "reencrypt start"
+grep -q "re-wrapped keyslots 0; dropped at the end: keyslot 1" "$T/start.txt" ||
+	fail "start output: $(cat "$T/start.txt")"
 vdkey reencrypt "$LOWER" --status | grep -q "^rotating: block 0 of" || fail "status"
 out=$(vdkey load "$LOWER" --key-file "$T/pass2" 2>&1) && fail "the second passphrase loaded during the pass: $out"
 echo "$out" | grep -q "does not open its new key" || fail "message: $out"

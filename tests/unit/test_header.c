@@ -261,7 +261,22 @@ static const struct corruption corruptions[] = {
     {"slot key length", {{SLOT(0) + 24, '4', 32, NULL}}, 0, -EBADMSG, "key length 32"},
     {"slot reserved 28", {{SLOT(0) + 28, 'x', 1, NULL}}, 0, -EBADMSG, "reserved bytes at 28"},
     {"slot reserved 76", {{SLOT(0) + 76, 'x', 1, NULL}}, 0, -EBADMSG, "reserved bytes at 76"},
-    {"slot reserved tail", {{SLOT(0) + 200, 'x', 1, NULL}}, 0, -EBADMSG, "reserved bytes at 160"},
+    {"pending bytes without a pending state",
+     {{SLOT(0) + 200, 'x', 1, NULL}},
+     0,
+     -EBADMSG,
+     "keyslot 0: malformed pending wrap"},
+    {"pending state 2", {{SLOT(0) + 172, '4', 2, NULL}}, 0, -EBADMSG, "malformed pending wrap"},
+    {"pending wrap without a rotation",
+     {{SLOT(0) + 172, '4', 1, NULL}},
+     0,
+     -EBADMSG,
+     "keyslot 0: a pending wrap without a rotation"},
+    {"pending wrap on an inactive slot",
+     {{SLOT(3) + 172, '4', 1, NULL}},
+     0,
+     -EBADMSG,
+     "keyslot 3: inactive but not zeroed"},
     {"argon2id t=0", {{SLOT(0) + 8, '8', 0, NULL}}, 0, -EBADMSG, "passes 0"},
     {"argon2id t=65", {{SLOT(0) + 8, '8', 65, NULL}}, 0, -EBADMSG, "passes 65"},
     {"argon2id t=2^40", {{SLOT(0) + 8, '8', 1ULL << 40, NULL}}, 0, -EBADMSG, "passes"},
@@ -1082,11 +1097,130 @@ static void test_reenc_record(void **state)
 	td_volkey_free(&vk);
 }
 
+/* Pending wraps (docs/FORMAT.md, "Pending wraps"): each kept slot wraps
+ * the next key under its own KEK (passphrase or token) in bytes 160..255,
+ * only with a rotation's record; a wrong KEK adds none; the encoding
+ * round-trips; each opens the next key and only under the record's digest;
+ * the switch copies them over the slots' wraps (every kept slot then
+ * opens the new key, a slot without one is dropped, a record's new slot
+ * without one is kept as it is). */
+static void test_pending_wraps(void **state)
+{
+	struct td_crypt_hdr h, d, sw;
+	struct td_volkey *vk, *nk, *got = NULL;
+	struct td_kdf_params kp = td_kdf_params_minimal(TD_KDF_PBKDF2_SHA256);
+	struct td_reenc_rec r = {0};
+	uint8_t kek0[32], kek1[32], kek2[32], tok[40], dig[32];
+	char err[256];
+	int used = -1;
+
+	(void)state;
+	make_header(&h, &vk, "none");
+	memset(tok, 0x42, sizeof(tok));
+	assert_int_equal(td_random_bytes(kek1, sizeof(kek1)), 0);
+	assert_int_equal(td_keyslot_add_token(&h, 1, vk, TD_KDF_TPM2, tok, sizeof(tok), kek1, 32),
+			 1);
+	assert_int_equal(td_keyslot_add(&h, 2, vk, PASS2, strlen(PASS2), &kp), 2);
+	assert_int_equal(td_keyslot_add(&h, 3, vk, "dropped", 7, &kp), 3);
+	nk = td_volkey_new_random();
+	assert_non_null(nk);
+	assert_int_equal(td_keyslot_kek(&h, 0, PASS1, strlen(PASS1), kek0, 32), 0);
+	assert_int_equal(td_keyslot_kek(&h, 2, PASS2, strlen(PASS2), kek2, 32), 0);
+	assert_int_equal(td_keyslot_kek(&h, 1, PASS2, strlen(PASS2), kek2 + 0, 32), -EINVAL);
+	assert_int_equal(td_keyslot_kek(&h, 2, PASS2, strlen(PASS2), kek2, 32), 0);
+	/* the wrong KEK (slot 0's for slot 2) adds nothing */
+	assert_int_equal(td_keyslot_wrap_pending(&h, 2, kek0, 32, nk), -EPERM);
+	assert_int_equal(h.slots[2].pending, 0);
+	assert_int_equal(td_keyslot_wrap_pending(&h, 0, kek0, 32, nk), 0);
+	assert_int_equal(td_keyslot_wrap_pending(&h, 1, kek1, 32, nk), 0);
+	assert_int_equal(td_keyslot_wrap_pending(&h, 2, kek2, 32, nk), 0);
+	assert_int_equal(td_keyslot_wrap_pending(&h, 5, kek2, 32, nk), -ENOENT);
+	assert_int_equal(td_hdr_pending_slots(&h), 3);
+	assert_memory_not_equal(h.slots[0].pending_nonce, h.slots[0].nonce, 12);
+	/* without the rotation's flag the header does not encode */
+	assert_int_equal(td_hdr_encode(&h, buf), -EINVAL);
+	assert_int_equal(td_hdr_vk_digest(nk, r.new_digest), 0);
+	r.new_slot = 0;
+	r.staging_off = TD_HDR_REENC_STAGING_DEFAULT;
+	td_hdr_reenc_set(&h, &r);
+	assert_int_equal(td_hdr_seal(&h, vk), 0);
+	assert_int_equal(td_hdr_encode(&h, buf), 0);
+	assert_int_equal(get32(buf + SLOT(0) + 172), 1);
+	assert_memory_equal(buf + SLOT(0) + 160, h.slots[0].pending_nonce, 12);
+	assert_memory_equal(buf + SLOT(1) + 176, h.slots[1].pending_wrapped, 64);
+	assert_memory_equal(buf + SLOT(2) + 240, h.slots[2].pending_tag, 16);
+	for (int i = 160; i < 256; i++)
+		assert_int_equal(buf[SLOT(3) + i], 0);
+	assert_int_equal(td_hdr_decode(buf, sizeof(buf), &d, err, sizeof(err)), 0);
+	assert_int_equal(td_hdr_verify_mac(&d, vk), 0);
+	assert_int_equal(d.slots[1].pending, 1);
+	assert_memory_equal(d.slots[1].pending_wrapped, h.slots[1].pending_wrapped, 64);
+	/* the header still opens the old key with every slot */
+	assert_int_equal(td_keyslot_unlock(&d, -1, PASS2, strlen(PASS2), &got, &used), 0);
+	assert_int_equal(used, 2);
+	assert_true(td_volkey_equal(got, vk));
+	td_volkey_free(&got);
+	/* each pending wrap opens the next key, under the record's digest only */
+	assert_int_equal(td_keyslot_open_pending(&d, 0, kek0, 32, r.new_digest, &got), 0);
+	assert_true(td_volkey_equal(got, nk));
+	td_volkey_free(&got);
+	assert_int_equal(td_keyslot_open_pending(&d, 1, kek1, 32, r.new_digest, &got), 0);
+	assert_true(td_volkey_equal(got, nk));
+	td_volkey_free(&got);
+	assert_int_equal(td_keyslot_open_pending(&d, 2, kek2, 32, d.vk_digest, &got), -EPERM);
+	assert_int_equal(td_keyslot_open_pending(&d, 2, kek1, 32, r.new_digest, &got), -EPERM);
+	assert_int_equal(td_keyslot_open_pending(&d, 3, kek2, 32, r.new_digest, &got), -EPERM);
+	assert_null(got);
+	/* a pending wrap moved to another slot fails its AAD */
+	sw = d;
+	memcpy(sw.slots[2].pending_nonce, d.slots[0].pending_nonce, 12);
+	memcpy(sw.slots[2].pending_wrapped, d.slots[0].pending_wrapped, 64);
+	memcpy(sw.slots[2].pending_tag, d.slots[0].pending_tag, 16);
+	memcpy(sw.slots[2].salt, d.slots[0].salt, 32);
+	assert_int_equal(td_keyslot_open_pending(&sw, 2, kek0, 32, r.new_digest, &got), -EPERM);
+
+	/* the switch: slots 0, 1, 2 open the new key, slot 3 is gone */
+	sw = d;
+	memcpy(sw.vk_digest, r.new_digest, 32);
+	td_hdr_reenc_switch_slots(&sw, r.new_slot);
+	td_hdr_reenc_set(&sw, NULL);
+	sw.seqno++;
+	assert_int_equal(td_hdr_seal(&sw, nk), 0);
+	assert_int_equal(td_hdr_encode(&sw, buf2), 0);
+	assert_int_equal(td_hdr_decode(buf2, sizeof(buf2), &sw, err, sizeof(err)), 0);
+	assert_int_equal(td_hdr_pending_slots(&sw), 0);
+	assert_int_equal(sw.slots[3].state, TD_KEYSLOT_INACTIVE);
+	assert_int_equal(td_keyslot_count_active(&sw), 3);
+	assert_int_equal(td_keyslot_unlock(&sw, 0, PASS1, strlen(PASS1), &got, NULL), 0);
+	assert_true(td_volkey_equal(got, nk));
+	td_volkey_free(&got);
+	assert_int_equal(td_keyslot_unlock(&sw, 2, PASS2, strlen(PASS2), &got, NULL), 0);
+	assert_true(td_volkey_equal(got, nk));
+	td_volkey_free(&got);
+	assert_int_equal(td_keyslot_unlock_token(&sw, 1, kek1, 32, &got), 0);
+	assert_true(td_volkey_equal(got, nk));
+	td_volkey_free(&got);
+	assert_int_equal(td_keyslot_unlock(&sw, -1, "dropped", 7, &got, NULL), -EPERM);
+	assert_int_equal(td_hdr_vk_digest(vk, dig), 0);
+	assert_memory_not_equal(dig, sw.vk_digest, 32);
+
+	/* a record from before pending wraps: its new slot keeps its wrap */
+	sw = d;
+	sw.slots[3].pending = 0;
+	td_hdr_reenc_switch_slots(&sw, 3);
+	assert_int_equal(sw.slots[3].state, TD_KEYSLOT_ACTIVE);
+	assert_memory_equal(sw.slots[3].wrapped, d.slots[3].wrapped, 64);
+	assert_memory_equal(sw.slots[0].wrapped, d.slots[0].pending_wrapped, 64);
+	td_volkey_free(&nk);
+	td_volkey_free(&vk);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_init_new),
 	    cmocka_unit_test(test_reenc_record),
+	    cmocka_unit_test(test_pending_wraps),
 	    cmocka_unit_test(test_encode_layout),
 	    cmocka_unit_test(test_roundtrip),
 	    cmocka_unit_test(test_corruptions_refused),
