@@ -19,62 +19,18 @@ TANGD=/usr/libexec/tangd
 KEYGEN=/usr/libexec/tangd-keygen
 [ -x "$TANGD" ] && [ -x "$KEYGEN" ] || skip "tang is not installed (Debian package tang)"
 
-free_port() {
-	python3 -c 'import socket
-s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+. "$TD_SRC/tests/lib/tokens.sh"
 
 info "a software TPM and a tang server on 127.0.0.1"
-# the swtpm TCTI talks to PORT (server) and PORT+1 (control)
-TPMPORT=$(python3 - <<'PY'
-import random, socket
-for _ in range(200):
-    p = random.randrange(20000, 60000, 2)
-    try:
-        for q in (p, p + 1):
-            s = socket.socket(); s.bind(("127.0.0.1", q)); s.close()
-    except OSError:
-        continue
-    print(p)
-    break
-PY
-)
-CP=$((TPMPORT + 1))
-mkdir -p "$T/tpm"
-swtpm socket --tpm2 --server type=tcp,port="$TPMPORT",bindaddr=127.0.0.1 \
-	--ctrl type=tcp,port="$CP",bindaddr=127.0.0.1 --tpmstate dir="$T/tpm" \
-	--flags startup-clear,not-need-init >"$T/tpm/log" 2>&1 &
-_td_pids="$_td_pids $!"
-export TPM2TOOLS_TCTI="swtpm:host=127.0.0.1,port=$TPMPORT"
-for i in $(seq 1 100); do
-	tpm2_pcrread sha256:16 >/dev/null 2>&1 && break
-	sleep 0.1
-done
-tpm2_pcrread sha256:16 >/dev/null 2>&1 || fail "swtpm did not start: $(cat "$T/tpm/log")"
-
+start_swtpm tpm
+TPMPORT=$PORT
+export TPM2TOOLS_TCTI=$TCTI_tpm
 TANGPORT=$(free_port)
 mkdir -p "$T/tang"
 "$KEYGEN" "$T/tang" 2>/dev/null || fail "tangd-keygen"
-tang_start() {
-	socat "TCP-LISTEN:$TANGPORT,bind=127.0.0.1,fork,reuseaddr" EXEC:"$TANGD $T/tang" \
-		2>>"$T/tang.log" &
-	TANG_PID=$!
-	_td_pids="$_td_pids $TANG_PID"
-	for i in $(seq 1 100); do
-		curl -sf "http://127.0.0.1:$TANGPORT/adv" >/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
-	fail "tang did not start"
-}
-tang_stop() {
-	kill "$TANG_PID" 2>/dev/null
-	wait "$TANG_PID" 2>/dev/null
-	return 0
-}
-tang_start
+tang_start tang "$TANGPORT"
 URL="http://127.0.0.1:$TANGPORT"
-TP=$(curl -sf "$URL/adv" | jose fmt -j- -g payload -y -o- |
-	jose jwk use -i- -r -u verify -o- | jose jwk thp -i- -a S256)
+TP=$(tang_thp "$TANGPORT")
 
 crypt_aio_disk 64M "rotate keep" --integrity none
 LOWER=aio:$IMG
@@ -115,9 +71,9 @@ printf 'not it' >"$T/wrong"
 refused "wrong --keep-slot" "keyslot 1.*does not open" --key-file "$KEY" --keep-slot "1:$T/wrong"
 refused "--keep-slot of a token slot with a file" "keyslot 2.*tpm2.*no passphrase" \
 	--key-file "$KEY" --keep-slot "1:$T/pass2" --keep-slot "2:$T/pass2"
-tang_stop
+tang_stop tang
 refused "tang down" "keyslot 3 (tang).*--drop-slot 3" --key-file "$KEY" --keep-slot "1:$T/pass2"
-tang_start
+tang_start tang "$TANGPORT"
 
 info "the rotation keeping every slot, online"
 vdkey reencrypt "$LOWER" --key-file "$KEY" --keep-slot "1:$T/pass2" >"$T/start.txt" ||
@@ -196,11 +152,11 @@ check_load() { # check_load WHAT SLOT -- vdkey load args: SLOT must be the one t
 # load tries the token slots first: with no TPM at NOTPM and tang down, the
 # passphrase has to open it
 NOTPM="swtpm:host=127.0.0.1,port=$((TPMPORT + 2))"
-tang_stop
+tang_stop tang
 check_load "passphrase 1" 0 --key-file "$KEY" --tpm2-device "$NOTPM"
 check_load "passphrase 2" 1 --key-file "$T/pass2" --tpm2-device "$NOTPM"
 check_load "the TPM" 2 --token-only
-tang_start
+tang_start tang "$TANGPORT"
 check_load "the tang server" 3 --token-only --tpm2-device "$NOTPM"
 
 info "the old key opens nothing"
@@ -211,7 +167,7 @@ echo "$out" | grep -q "does not match its header" || fail "old key message: $out
 vdkey unload "$LOWER" >/dev/null 2>&1
 
 info "a second rotation with tang down: refused, then --drop-slot 3"
-tang_stop
+tang_stop tang
 vdkey load "$LOWER" --key-file "$KEY" >/dev/null || fail "load"
 refused "tang down again" "keyslot 3 (tang)" --key-file "$KEY" --keep-slot "1:$T/pass2"
 vdkey reencrypt "$LOWER" --key-file "$KEY" --keep-slot "1:$T/pass2" --drop-slot 3 \
@@ -240,7 +196,7 @@ cmp -s "$T/newkey" "$T/newkey2" && fail "the second rotation kept the key"
 mv "$T/newkey2" "$T/newkey"
 check_load "the TPM after the second rotation" 2 --token-only
 check_load "passphrase 2 after the second rotation" 1 --key-file "$T/pass2" --tpm2-device "$NOTPM"
-tang_start
+tang_start tang "$TANGPORT"
 out=$(vdkey load "$LOWER" --token-only --tpm2-device "$NOTPM" </dev/null 2>&1) &&
 	fail "loaded without the TPM after the tang slot was dropped: $out"
 echo "PASS"

@@ -17,37 +17,7 @@ ROTATE=/usr/libexec/tangd-rotate-keys
 [ -x "$TANGD" ] && [ -x "$KEYGEN" ] || skip "tang is not installed (Debian package tang)"
 FORGE="python3 $TD_SRC/tests/lib/hdrforge.py"
 
-free_port() {
-	python3 -c 'import socket
-s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# tang_start NAME PORT: serves $T/NAME (keys) on 127.0.0.1:PORT; sets PID_<NAME>
-tang_start() {
-	local name=$1 port=$2 i
-	socat "TCP-LISTEN:$port,bind=127.0.0.1,fork,reuseaddr" \
-		EXEC:"$TANGD $T/$name" 2>>"$T/$name.log" &
-	eval "PID_$name=$!"
-	_td_pids="$_td_pids $!"
-	for i in $(seq 1 100); do
-		curl -sf "http://127.0.0.1:$port/adv" >/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
-	fail "tang $name did not start on port $port"
-}
-tang_stop() {
-	local p
-	p=$(eval echo "\$PID_$1")
-	kill "$p" 2>/dev/null
-	wait "$p" 2>/dev/null
-	return 0
-}
-# the SHA-256 thumbprint of a server's advertisement signing key (as
-# tang-show-keys prints it, without needing the server on port 80)
-tang_thp() {
-	curl -sf "http://127.0.0.1:$1/adv" | jose fmt -j- -g payload -y -o- |
-		jose jwk use -i- -r -u verify -o- | jose jwk thp -i- -a S256
-}
+. "$TD_SRC/tests/lib/tokens.sh"
 
 # two 5-digit ports (the URL-edit test swaps one for the other in place)
 PA=$(free_port)

@@ -10,48 +10,12 @@
 . "$TD_SRC/tests/lib/common.sh"
 need swtpm tpm2_pcrextend tpm2_pcrread qemu-img qemu-io python3 keyctl
 
-# two free TCP ports P, P+1 (server, control) for one swtpm
-free_port_pair() {
-	python3 - <<'PY'
-import random, socket
-for _ in range(200):
-    p = random.randrange(20000, 60000, 2)
-    ok = True
-    for q in (p, p + 1):
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", q))
-        except OSError:
-            ok = False
-        finally:
-            s.close()
-    if ok:
-        print(p)
-        break
-PY
-}
-
-# start_swtpm NAME -- a fresh TPM with state in $T/NAME; sets PORT
-start_swtpm() {
-	local dir=$T/$1 i
-	mkdir -p "$dir"
-	PORT=$(free_port_pair)
-	[ -n "$PORT" ] || fail "no free port pair for swtpm"
-	swtpm socket --tpm2 --server type=tcp,port="$PORT",bindaddr=127.0.0.1 \
-		--ctrl type=tcp,port=$((PORT + 1)),bindaddr=127.0.0.1 --tpmstate dir="$dir" \
-		--flags startup-clear,not-need-init >"$dir/log" 2>&1 &
-	_td_pids="$_td_pids $!"
-	for i in $(seq 1 100); do
-		tpm2_pcrread -T "swtpm:host=127.0.0.1,port=$PORT" sha256:16 >/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
-	fail "swtpm $1 did not start: $(cat "$dir/log")"
-}
+. "$TD_SRC/tests/lib/tokens.sh"
 
 start_swtpm tpmA
-TCTI_A="swtpm:host=127.0.0.1,port=$PORT"
+TCTI_A=$TCTI_tpmA
 start_swtpm tpmB
-TCTI_B="swtpm:host=127.0.0.1,port=$PORT"
+TCTI_B=$TCTI_tpmB
 unset TPM2TOOLS_TCTI TCTI
 
 KEY=$T/pass

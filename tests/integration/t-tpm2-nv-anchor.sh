@@ -11,30 +11,9 @@
 . "$TD_SRC/tests/lib/common.sh"
 need swtpm tpm2_nvread tpm2_pcrread qemu-io python3 keyctl
 
-PORT=$(python3 - <<'PY'
-import random, socket
-for _ in range(200):
-    p = random.randrange(20000, 60000, 2)
-    try:
-        for q in (p, p + 1):
-            s = socket.socket(); s.bind(("127.0.0.1", q)); s.close()
-    except OSError:
-        continue
-    print(p); break
-PY
-)
-[ -n "$PORT" ] || fail "no free port pair for swtpm"
-mkdir -p "$T/tpm"
-swtpm socket --tpm2 --server type=tcp,port="$PORT",bindaddr=127.0.0.1 \
-	--ctrl type=tcp,port=$((PORT + 1)),bindaddr=127.0.0.1 --tpmstate dir="$T/tpm" \
-	--flags startup-clear,not-need-init >"$T/tpm/log" 2>&1 &
-_td_pids="$_td_pids $!"
-export TPM2TOOLS_TCTI="swtpm:host=127.0.0.1,port=$PORT"
-for i in $(seq 1 100); do
-	tpm2_pcrread sha256:0 >/dev/null 2>&1 && break
-	sleep 0.1
-done
-tpm2_pcrread sha256:0 >/dev/null 2>&1 || fail "swtpm did not start: $(cat "$T/tpm/log")"
+. "$TD_SRC/tests/lib/tokens.sh"
+start_swtpm tpm
+export TPM2TOOLS_TCTI=$TCTI_tpm
 
 KEY=$T/pass
 printf 'nv anchor test %s' "$RANDOM" >"$KEY"

@@ -14,39 +14,11 @@
 need swtpm tpm2_pcrread qemu-img python3 keyctl
 case "$BUILD" in *san*) SAN=1 ;; *) SAN=0 ;; esac
 
-free_port_pair() {
-	python3 - <<'PY'
-import random, socket
-for _ in range(200):
-    p = random.randrange(20000, 60000, 2)
-    ok = True
-    for q in (p, p + 1):
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", q))
-        except OSError:
-            ok = False
-        finally:
-            s.close()
-    if ok:
-        print(p)
-        break
-PY
-}
+. "$TD_SRC/tests/lib/tokens.sh"
 
-mkdir -p "$T/tpm" "$T/relay"
-PORT=$(free_port_pair)
-[ -n "$PORT" ] || fail "no free port pair for swtpm"
-swtpm socket --tpm2 --server type=tcp,port="$PORT",bindaddr=127.0.0.1 \
-	--ctrl type=tcp,port=$((PORT + 1)),bindaddr=127.0.0.1 --tpmstate dir="$T/tpm" \
-	--flags startup-clear,not-need-init >"$T/tpm/log" 2>&1 &
-_td_pids="$_td_pids $!"
-TCTI="swtpm:host=127.0.0.1,port=$PORT"
-for i in $(seq 1 100); do
-	tpm2_pcrread -T "$TCTI" sha256:16 >/dev/null 2>&1 && break
-	[ "$i" = 100 ] && fail "swtpm did not start: $(cat "$T/tpm/log")"
-	sleep 0.1
-done
+mkdir -p "$T/relay"
+start_swtpm tpm
+TCTI=$TCTI_tpm
 RPORT=$(free_port_pair)
 python3 "$TD_SRC/tests/lib/tpm_hold_proxy.py" "$RPORT" "$PORT" "$T/relay" &
 _td_pids="$_td_pids $!"
