@@ -276,18 +276,29 @@ out:
 	return rc;
 }
 
+/* The common start of both loads of a rotation's new key: 0 when no
+ * rotation is under way, 1 with its record and the image's identity, or
+ * an error. */
+static int next_key_start(struct td_volume *v, struct td_reenc_rec *r, uint8_t id[TD_IMAGE_ID_LEN],
+			  char *err, size_t errlen)
+{
+	int rc = td_hdr_reenc_get(v->h, r, err, errlen);
+
+	if (rc <= 0)
+		return rc;
+	rc = td_volume_identity(v, id, err, errlen);
+	return rc < 0 ? rc : 1;
+}
+
 int td_volume_load_next(struct td_volume *v, const void *pass, size_t passlen, char *err,
 			size_t errlen)
 {
 	struct td_volkey *nk = NULL;
 	struct td_reenc_rec r;
 	uint8_t id[TD_IMAGE_ID_LEN];
-	int rc = td_hdr_reenc_get(v->h, &r, err, errlen);
+	int rc = next_key_start(v, &r, id, err, errlen);
 
 	if (rc <= 0)
-		return rc;
-	rc = td_volume_identity(v, id, err, errlen);
-	if (rc < 0)
 		return rc;
 	if (v->slot >= 0 && v->slot < TD_HDR_KEYSLOTS && v->h->slots[v->slot].pending) {
 		/* the slot that opened the old key has a pending wrap of the new */
@@ -325,12 +336,9 @@ int td_volume_load_next_token(struct td_volume *v, const struct td_token_opts *o
 	uint8_t id[TD_IMAGE_ID_LEN];
 	uint8_t *kek = NULL;
 	char why[768];
-	int rc = td_hdr_reenc_get(v->h, &r, err, errlen);
+	int rc = next_key_start(v, &r, id, err, errlen);
 
 	if (rc <= 0)
-		return rc;
-	rc = td_volume_identity(v, id, err, errlen);
-	if (rc < 0)
 		return rc;
 	if (v->slot < 0 || v->slot >= TD_HDR_KEYSLOTS || !v->h->slots[v->slot].pending) {
 		snprintf(err, errlen,
