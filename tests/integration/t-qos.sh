@@ -1,5 +1,5 @@
 #!/bin/bash
-# test: long — started first, so the parallel run does not end waiting for it
+# test: serial — measures rates (±10 %), so it needs the machine to itself
 # Per-VBD QoS (the qos layer, tapdisk/qos), measured by fio over NBD: fio
 # counts the completions itself (its json summary, and its per-request
 # completion log with Unix timestamps, --write_lat_log --log_unix_epoch),
