@@ -220,6 +220,15 @@ static int rsw_at_drain(void *opaque)
 	uint64_t t;
 	int rc;
 
+	/* The journal of epoch e holds nothing: a crash before the header
+	 * commit opens epoch e, and the flush-point blocks of e+1 written
+	 * meanwhile reuse the journal from its first block. */
+	if (p->j.pos) {
+		td_err("integrity: the volume-key rotation's switch found %u journal blocks in "
+		       "its epoch",
+		       (unsigned)p->j.pos);
+		return -EBUSY;
+	}
 	for (t = 0; p->c.tree && t < p->c.p.tags_pages; t++) {
 		struct ti_page *pg = ti_page_find(&p->tc, 0, t);
 
@@ -307,8 +316,17 @@ static void rsw_run(void *opaque)
 				rsw_end(s, p->c.broken);
 				return;
 			}
+			if (s->w.err) {
+				rsw_end(s, s->w.err);
+				return;
+			}
 			if (ti_ckpt_busy(ck)) { /* a guest flush's: wait for its end */
 				ti_ckpt_wait(ck, &s->w);
+				return;
+			}
+			if (ti_ckpt_pending(ck)) { /* epoch e must be empty: see rsw_at_drain */
+				ti_ckpt_wait(ck, &s->w);
+				ti_ckpt_request(ck);
 				return;
 			}
 			s->st = RS_WAIT;
