@@ -505,6 +505,8 @@ static void fin_integ_switched(void *opaque, int err)
 		return;
 	}
 	m->switched = true;
+	if (GEN_EARLY)
+		ti_reenc_gen_commit(m->l->below); /* broken on purpose */
 	h = calloc(1, sizeof(*h));
 	if (!h || final_header(m, h) < 0) {
 		free(h);
