@@ -85,6 +85,7 @@ struct crypt_reenc {
 	void *q_opaque;
 	struct td_defer qdefer;
 	uint64_t t0_ns, last_log_ns, moved;
+	uint64_t fin_ns; /* when the end's whole-disk lock was granted */
 	char uuid[TD_HDR_UUID_STR_LEN];
 };
 
@@ -454,12 +455,14 @@ static void hdr_write(struct crypt_reenc *m, const struct td_crypt_hdr *h,
 
 static void fin_done(struct crypt_reenc *m)
 {
-	uint64_t s = (td_now_ns() - m->t0_ns) / 1000000000ull;
+	uint64_t now = td_now_ns(), s = (now - m->t0_ns) / 1000000000ull;
 
 	m->done = true;
-	td_info("crypt: image %s: volume-key rotation finished (%llu blocks moved in %llu s); "
-		"the header is the new key's and the old key opens nothing",
-		m->uuid, (unsigned long long)m->moved, (unsigned long long)s);
+	td_info("crypt: image %s: volume-key rotation finished (%llu blocks moved in %llu s; "
+		"guest I/O held %llu ms for the end); the header is the new key's and the old "
+		"key opens nothing",
+		m->uuid, (unsigned long long)m->moved, (unsigned long long)s,
+		(unsigned long long)((now - m->fin_ns) / 1000000ull));
 	if (m->finished)
 		m->finished(m->fin_opaque); /* switches the layer's keys */
 	if (m->l->ctx->key_rotated)
@@ -537,6 +540,7 @@ static void fin_locked(struct td_rl_item *it)
 	struct crypt_reenc *m =
 	    (struct crypt_reenc *)((char *)it - offsetof(struct crypt_reenc, item));
 
+	m->fin_ns = td_now_ns();
 	memset(m->buf, 0, WIN_BYTES);
 	io_raw(m, TD_OP_WRITE, m->r.staging_off, m->buf, WIN_BYTES, fin_zeroed);
 }
