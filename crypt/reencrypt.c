@@ -18,8 +18,17 @@
  * layer below it (m->raw), the window is read and written through it
  * (its tags move with the data: the tag boundary goes to B+W after commit
  * point 1), zero blocks are not written, and the final switch (tree,
- * superblock and journal under the new key, then the header) happens at
- * the next open, synchronously. */
+ * superblock and journal under the new key, then the header) runs here
+ * too, as the last step of the pass, with the whole disk locked:
+ *
+ *	lock [0, end) exclusive -> zero staging -> flush
+ *	-> integrity: checkpoint(s) under the old keys, rekey checkpoint
+ *	   (superblock of e+1 under the new key, trusted generation held)
+ *	-> final header (new key)                the commit point
+ *	-> trusted generation e+1 -> unlock
+ *
+ * the same writes in the same order as the switch at open (finish_sync),
+ * which stays the recovery path of a crash anywhere in it. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -45,7 +54,8 @@ struct crypt_reenc {
 	struct td_layer *l;   /* the crypt layer; l->below takes the data I/O */
 	struct td_layer *raw; /* the header and the staging area */
 	bool integ;	      /* l->below is the integrity layer */
-	bool parked;	      /* integ: every block moved; the switch is at the next open */
+	bool switched;	      /* integ: the integrity layer is under the new key, the
+			       * header not yet known to be */
 	uint64_t run;	      /* integ: the next block of the window to write in place */
 	struct td_crypt_hdr h;
 	struct td_reenc_rec r;
@@ -75,6 +85,7 @@ struct crypt_reenc {
 	void *q_opaque;
 	struct td_defer qdefer;
 	uint64_t t0_ns, last_log_ns, moved;
+	uint64_t fin_ns; /* when the end's whole-disk lock was granted */
 	char uuid[TD_HDR_UUID_STR_LEN];
 };
 
@@ -361,6 +372,11 @@ static void io_done(struct td_req *req, int err)
 		       "(%s); it resumes at the next open",
 		       m->uuid, (unsigned long long)m->r.boundary, strerror(-err));
 		m->failed = true;
+		if (m->switched) {
+			/* the final header may or may not be on disk */
+			ti_reenc_switch_abort(m->l->below, err);
+			m->switched = false;
+		}
 		if (m->item.granted == win_locked) {
 			m->fenced = true;
 			m->fence_first = m->item.first;
@@ -436,12 +452,14 @@ static void hdr_write(struct crypt_reenc *m, const struct td_crypt_hdr *h,
 
 static void fin_done(struct crypt_reenc *m)
 {
-	uint64_t s = (td_now_ns() - m->t0_ns) / 1000000000ull;
+	uint64_t now = td_now_ns(), s = (now - m->t0_ns) / 1000000000ull;
 
 	m->done = true;
-	td_info("crypt: image %s: volume-key rotation finished (%llu blocks moved in %llu s); "
-		"the header is the new key's and the old key opens nothing",
-		m->uuid, (unsigned long long)m->moved, (unsigned long long)s);
+	td_info("crypt: image %s: volume-key rotation finished (%llu blocks moved in %llu s; "
+		"guest I/O held %llu ms for the end); the header is the new key's and the old "
+		"key opens nothing",
+		m->uuid, (unsigned long long)m->moved, (unsigned long long)s,
+		(unsigned long long)((now - m->fin_ns) / 1000000ull));
 	if (m->finished)
 		m->finished(m->fin_opaque); /* switches the layer's keys */
 	if (m->l->ctx->key_rotated)
@@ -467,9 +485,51 @@ static void fin_staging_clean(struct crypt_reenc *m)
 	free(h);
 }
 
+/* integ: the header that names the new key is durable */
+static void fin_integ_committed(struct crypt_reenc *m)
+{
+	m->switched = false;
+	ti_reenc_switch_commit(m->l->below);
+	fin_done(m);
+}
+
+/* integ: the integrity layer's rekey checkpoint ended */
+static void fin_integ_switched(void *opaque, int err)
+{
+	struct crypt_reenc *m = opaque;
+	struct td_crypt_hdr *h;
+
+	if (err) {
+		m->req.opaque = m;
+		io_done(&m->req, err);
+		return;
+	}
+	m->switched = true;
+	if (GEN_EARLY)
+		ti_reenc_gen_commit(m->l->below); /* broken on purpose */
+	h = calloc(1, sizeof(*h));
+	if (!h || final_header(m, h) < 0) {
+		free(h);
+		m->req.opaque = m;
+		io_done(&m->req, -ENOMEM);
+		return;
+	}
+	hdr_write(m, h, fin_integ_committed); /* the commit point */
+	free(h);
+}
+
+static void fin_integ(struct crypt_reenc *m)
+{
+	int rc = ti_reenc_switch(m->l->below, fin_integ_switched, m);
+	if (rc < 0) {
+		m->req.opaque = m;
+		io_done(&m->req, rc);
+	}
+}
+
 static void fin_zeroed(struct crypt_reenc *m)
 {
-	io_raw(m, TD_OP_FLUSH, 0, NULL, 0, fin_staging_clean);
+	io_raw(m, TD_OP_FLUSH, 0, NULL, 0, m->integ ? fin_integ : fin_staging_clean);
 }
 
 static void fin_locked(struct td_rl_item *it)
@@ -477,6 +537,7 @@ static void fin_locked(struct td_rl_item *it)
 	struct crypt_reenc *m =
 	    (struct crypt_reenc *)((char *)it - offsetof(struct crypt_reenc, item));
 
+	m->fin_ns = td_now_ns();
 	memset(m->buf, 0, WIN_BYTES);
 	io_raw(m, TD_OP_WRITE, m->r.staging_off, m->buf, WIN_BYTES, fin_zeroed);
 }
@@ -608,16 +669,12 @@ static void win_start(void *opaque)
 	struct crypt_reenc *m = opaque;
 	uint64_t b = m->r.boundary, w;
 
-	if (m->stopping || m->failed || m->done || m->busy || m->parked)
+	if (m->stopping || m->failed || m->done || m->busy)
 		return;
-	if (b >= m->nblocks && m->integ) {
-		m->parked = true;
-		td_info("crypt: image %s: volume-key rotation moved every block; the switch of the "
-			"integrity metadata and the header to the new key happens at the next open "
-			"(tap-ctl pause and unpause)",
+	if (b >= m->nblocks && m->integ)
+		td_info("crypt: image %s: volume-key rotation moved every block; switching the "
+			"integrity metadata and the header to the new key",
 			m->uuid);
-		return;
-	}
 	m->busy = true;
 	m->item.exclusive = true;
 	if (b >= m->nblocks) {

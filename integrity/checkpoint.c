@@ -95,7 +95,8 @@ static void finish(struct ti_ckpt *ck, int err)
 		ti_journal_reopen(ck->j, false);
 	} else {
 		ti_journal_reopen(ck->j, true);
-		ti_gen_advance(ck->gen, ck->j->epoch);
+		if (!ck->held) /* the online rekey: after the header (reenc.c) */
+			ti_gen_advance(ck->gen, ck->j->epoch);
 	}
 	ti_wake_all(&ck->done, err);
 	ti_journal_resume(ck->j);
@@ -203,8 +204,18 @@ static void step(struct ti_ckpt *ck)
 		 * the disk before its data would name a tag the block does not
 		 * have, and recovery keeps the table entry when no record
 		 * verifies (false alarm). Flush the data first. */
-		ck->st = CK_PREFLUSH;
 		ck->err = 0;
+		if (ck->at_drain) { /* the online rekey: the keys switch here */
+			int (*fn)(void *) = ck->at_drain;
+			int rc;
+
+			ck->at_drain = NULL;
+			if ((rc = fn(ck->at_drain_opaque)) < 0) {
+				finish(ck, rc);
+				return;
+			}
+		}
+		ck->st = CK_PREFLUSH;
 		submit(ck, TD_OP_FLUSH, 0, NULL, 0);
 		return;
 	case CK_PREFLUSH:
@@ -235,7 +246,7 @@ static bool due(const struct ti_ckpt *ck)
 
 void ti_ckpt_maybe(struct ti_ckpt *ck)
 {
-	if (ck->st != CK_IDLE || ck->c->broken || !due(ck))
+	if (ck->st != CK_IDLE || ck->c->broken || ck->held || !due(ck))
 		return;
 	ck->st = CK_DRAIN;
 	if (ti_journal_close(ck->j, &ck->drained))

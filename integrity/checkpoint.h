@@ -21,6 +21,15 @@ struct ti_ckpt {
 	/* ti_ckpt_sync for a volume-key rotation's rekey (reenc.c): run even
 	 * with nothing pending, and leave the trusted generation alone */
 	bool sync_force, sync_hold_gen;
+	/* the online switch of a volume-key rotation (reenc.c): at_drain runs
+	 * once, when the epoch is closed and nothing of it is in flight,
+	 * before the pages are written (a negative return fails the
+	 * checkpoint); held: from then until the header that names the new
+	 * key is durable, no other checkpoint starts and the trusted
+	 * generation is not advanced */
+	int (*at_drain)(void *opaque);
+	void *at_drain_opaque;
+	bool held;
 	uint8_t *super_buf;
 	struct td_req req;
 	struct iovec iov;

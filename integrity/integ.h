@@ -164,6 +164,7 @@ struct ti_core {
 	int broken;
 #ifdef TD_TEST_BUILD
 	enum ti_test_break test; /* testbreak.c, read at open */
+	bool test_switch_stall;	 /* ti_tuning.test_switch_stall */
 #endif
 };
 

@@ -19,6 +19,12 @@ struct ti_tuning {
 	unsigned journal_partial;
 	/* bytes of tag-table pages cached per VBD (default 32 MiB) */
 	uint64_t tag_cache;
+#ifdef TD_TEST_BUILD
+	/* test builds only, test-switch-stall=1: the online switch of a
+	 * volume-key rotation stops for good after its rekey checkpoint,
+	 * before the header commit (a kill -9 there is the window's test) */
+	bool test_switch_stall;
+#endif
 };
 
 #define TI_JOURNAL_PARTIAL_DEFAULT 1
@@ -63,6 +69,22 @@ void ti_reenc_set_boundary(struct td_layer *l, uint64_t t);
  * header that names the new key is durable. */
 int ti_reenc_rekey_sync(struct td_layer *l, char *err, size_t errlen);
 void ti_reenc_gen_commit(struct td_layer *l);
+/* The same switch while the VBD serves (loop thread, asynchronous): the
+ * caller holds every block locked exclusively, so no guest read or write
+ * is in the layer (guest flushes may be). Checkpoints under the old keys
+ * while anything is pending, loads every tag page (v2), then a rekey
+ * checkpoint whose drain switches the keys, as above; done(opaque, err)
+ * runs from the loop once its superblock is durable (or it failed). From
+ * the key switch until ti_reenc_switch_commit no other checkpoint starts
+ * and the trusted generation stays where it is. Returns -EINVAL (nothing
+ * done) when no finished rotation is there to switch. */
+int ti_reenc_switch(struct td_layer *l, void (*done)(void *opaque, int err), void *opaque);
+/* The header that names the new key is durable: the trusted generation
+ * advances (a worker), checkpoints run again. */
+void ti_reenc_switch_commit(struct td_layer *l);
+/* The header write failed: which key the header on disk names is not
+ * known, so the layer refuses writes until the next open settles it. */
+void ti_reenc_switch_abort(struct td_layer *l, int err);
 
 /* What an inspection tool (vdkey audit) learns about freshness without
  * opening the layer: the authenticated generation, whether the tree root

@@ -145,6 +145,7 @@ static int load_super(struct ti_priv *p, char *err, size_t errlen)
 
 static void free_all(struct ti_priv *p)
 {
+	ti_reenc_switch_free(p);
 	ti_fp_free(&p->fp);
 	ti_ckpt_free(&p->ck);
 	ti_journal_free(&p->j);
@@ -187,6 +188,7 @@ int ti_layer_open(struct td_layer *l, const char *path, const char *opts, char *
 	memcpy(c->uuid, a->uuid, 16);
 #ifdef TD_TEST_BUILD
 	c->test = ti_test_break_mode();
+	c->test_switch_stall = t.test_switch_stall;
 	if (c->test == TI_TEST_NO_JOURNAL_WAIT)
 		td_warn("integrity: data is written before its journal records (a test build's "
 			"switch that breaks crash consistency)");

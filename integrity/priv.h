@@ -12,6 +12,8 @@
 #include "tapdisk/core/loop.h"
 #include "tapdisk/core/rangelock.h"
 
+struct ti_rsw;
+
 struct ti_priv {
 	struct ti_core c;
 	struct ti_cache tc;
@@ -19,6 +21,7 @@ struct ti_priv {
 	struct ti_ckpt ck;
 	struct ti_fp fp;
 	struct ti_gen *gen;
+	struct ti_rsw *rsw; /* reenc.c: the online switch of a key rotation */
 
 	/* the request path (drv_integrity.c) */
 	struct td_rangelock rl; /* reads shared, writes exclusive */
@@ -41,6 +44,8 @@ int ti_layer_grow(struct td_layer *l, uint64_t new_size, char *err, size_t errle
 
 /* reenc.c: frees the rotation's new keys (if any). */
 void ti_keys_free_new(struct ti_core *c);
+/* reenc.c: frees the online switch's state (its pages unpinned). */
+void ti_reenc_switch_free(struct ti_priv *p);
 
 /* recover.c: open-time replay of the current epoch of the journal, then a
  * checkpoint when anything was replayed. */

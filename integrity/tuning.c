@@ -38,6 +38,12 @@ static int option(const char *tok, struct ti_tuning *t, const char *who, char *e
 		t->tag_cache = v;
 		return 1;
 	}
+#ifdef TD_TEST_BUILD
+	if (!strcmp(tok, "test-switch-stall=1")) {
+		t->test_switch_stall = true;
+		return 1;
+	}
+#endif
 	return 0;
 }
 

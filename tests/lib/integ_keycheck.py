@@ -13,7 +13,14 @@ header copy", "Integrity metadata": "Block tags", "Tag table",
 "Superblocks", "Freshness tree", "Journal blocks") with Python's hmac and
 hashlib and the `cryptography` package's HKDF, not our code.
 
-usage: integ_keycheck.py IMAGE GOODKEY BADKEY [--strict]
+With --live (an image a tapdisk is serving, whose tag table and tree
+lag behind the data): only the header and the superblocks -- the header
+copy a reader picks carries GOODKEY's volume key digest and MAC, no
+rotation record, and neither under BADKEY; the newest superblock
+verifies under GOODKEY, and no superblock at least as new verifies under
+BADKEY.
+
+usage: integ_keycheck.py IMAGE GOODKEY BADKEY [--strict | --live]
 GOODKEY/BADKEY: keyring payloads (64-byte volume key + 1 flag byte)."""
 import hashlib
 import hmac
@@ -58,10 +65,53 @@ def header(f):
     return best[1]
 
 
+def vk_digest(path):
+    return hm(subkey(path, b"digest"), b"tdcrypt v1 volume key digest")
+
+
+def live_check(img, good, bad):
+    """The header and the superblocks only (see the module's text)."""
+    problems = []
+    with open(img, "rb") as f:
+        h = header(f)
+        flags = struct.unpack_from("<Q", h, 40)[0]
+        for name, key, want in (("good", good, True), ("bad", bad, False)):
+            dig = hmac.compare_digest(h[160:192], vk_digest(key))
+            mac = hmac.compare_digest(hm(subkey(key, b"header"), h[:16320]), h[16320:16352])
+            if dig != want or mac != want:
+                problems.append(f"header: digest {'matches' if dig else 'differs'}, MAC "
+                                f"{'verifies' if mac else 'fails'} under the {name} key")
+        if flags & 1 or h[640:648] != bytes(8):
+            problems.append("header: a rotation record is still there")
+        ip = h[256:512]
+        super_off = struct.unpack_from("<Q", ip, 8 + 16)[0]
+        best = {}
+        for s in (0, 1):
+            f.seek(super_off + s * B)
+            blk = f.read(B)
+            if blk[:8] != b"TDJSUPER":
+                continue
+            ep = struct.unpack_from("<Q", blk, 16)[0]
+            for name, key in (("good", good), ("bad", bad)):
+                if hmac.compare_digest(hm(subkey(key, b"mac"), blk[:4064]), blk[4064:4096]):
+                    best[name] = max(best.get(name, -1), ep)
+    if "good" not in best:
+        problems.append("no superblock verifies under the good key")
+    elif best.get("bad", -1) >= best["good"]:
+        problems.append(f"the superblock of generation {best['bad']} verifies under the bad key")
+    print(f"header seq {struct.unpack_from('<Q', h, 16)[0]}: live superblock generation "
+          f"{best.get('good')} under the good key, newest under the bad key: {best.get('bad')}")
+    for p in problems:
+        print(p, file=sys.stderr)
+    sys.exit(1 if problems else 0)
+
+
 def main():
-    args = [a for a in sys.argv[1:] if a != "--strict"]
+    args = [a for a in sys.argv[1:] if a not in ("--strict", "--live")]
     strict = "--strict" in sys.argv
     img, good, bad = args
+    if "--live" in sys.argv:
+        live_check(img, good, bad)
     with open(img, "rb") as f:
         h = header(f)
         uuid = h[24:40]

@@ -3,8 +3,8 @@
  * with the integrity layer"): the redo of a staged window and the switch
  * of the tree, superblock, journal and header to the new key.
  *
- *   reencsim [--seed N] [--dir DIR] [--integrity 1|2] [--break gen-early]
- *            [--verbose]
+ *   reencsim [--seed N] [--dir DIR] [--integrity 1|2] [--online]
+ *            [--break gen-early] [--verbose]
  *
  * 1. Formats a small raw image in DIR (a crypt header under a random
  *    volume key VK1, integrity metadata of version 2 or 1) and writes a
@@ -24,13 +24,22 @@
  *    builds the images a power loss there can leave: every request before
  *    the last completed flush and every completed FUA write, and each
  *    subset, in issue order, of the other requests after it (all subsets
- *    when there are at most 8, else 256 random ones), plus each of them
- *    torn at a random 512-byte boundary over the rest; the trusted
- *    generation is the last one written before point k. Each must open
- *    with both keys (the host holds both during a rotation), finish the
- *    rotation, and read every block with its pattern (or zeros), no error;
- *    after a clean close it must open with VK2 alone and read the same,
+ *    when there are at most 8, else 256 random ones, 64 with --online),
+ *    plus each of them torn at a random 512-byte boundary over the rest;
+ *    the trusted generation is the last one written before point k. Each
+ *    must open with both keys (the host holds both during a rotation),
+ *    finish the rotation, and read every block with its pattern (or
+ *    zeros), no error; after a clean close it must open with VK2 alone
+ *    and read the same,
  *    and VK1 alone must open nothing.
+ *
+ * --online: the same, but the switch runs while a VBD would serve: the
+ * rotation is left at B = blocks - 128 with no staged window, and the
+ * recorded open (with ctx.rekey, as a tapdisk) moves the last window and
+ * then switches on the loop (crypt/reencrypt.c, integrity/reenc.c's
+ * ti_reenc_switch) before the chain is closed; every crash image is then
+ * opened the same way and the loop run until the rotation ends (the
+ * ctx.key_rotated hook) before its blocks are read.
  *
  * --break gen-early records the trusted generation of the rekey
  * checkpoint before the header commit (a test build's switch): the run
@@ -72,6 +81,8 @@ static struct {
 	uint64_t seed;
 	int integrity; /* 1, 2 */
 	bool verbose;
+	bool online;  /* --online */
+	bool rotated; /* ctx.key_rotated was called */
 	const char *dir;
 	char img[4096], base[4096], crash[4096];
 	struct td_volkey *vk, *vk2;
@@ -143,6 +154,23 @@ static int gen_write(const uint8_t uuid[16], uint64_t gen, char *err, size_t err
 
 static const struct td_trust_ops trust = {gen_prepare, gen_read, gen_write};
 
+static void key_rotated(void *opaque, const uint8_t uuid[16])
+{
+	(void)opaque, (void)uuid;
+	G.rotated = true;
+}
+
+/* --online: runs the loop until the rotation ended (at the open already,
+ * or on the loop); false after 20 s. */
+static bool wait_rotated(struct simkit_env *e)
+{
+	int i;
+
+	for (i = 0; !G.rotated && i < 20000; i++)
+		td_loop_run_once(e->ctx.loop, 1);
+	return G.rotated;
+}
+
 static int env_init(struct simkit_env *e)
 {
 	int rc = simkit_env_init(e);
@@ -150,6 +178,7 @@ static int env_init(struct simkit_env *e)
 	e->ctx.get_key = get_key;
 	e->ctx.get_next_key = get_next_key;
 	e->ctx.trust = &trust;
+	e->ctx.key_rotated = key_rotated;
 	return rc;
 }
 
@@ -336,6 +365,8 @@ static int start_rotation(struct simkit_env *e, uint64_t *nb)
 			strerror(-rc));
 		goto out;
 	}
+	if (G.online) /* the last window is the mover's, online */
+		goto out;
 	/* commit point 1 of the last window: staged (durable), then the
 	 * header with W and the digest */
 	snprintf(spec, sizeof(spec), "aio:%s", G.img);
@@ -382,17 +413,30 @@ static int switch_recorded(struct simkit_env *e, struct td_record_log *log)
 	G.ngw = 0;
 	G.next_key = true;
 	G.key_now = G.vk;
+	G.rotated = false;
+	e->ctx.rekey = G.online;
 	td_record_attach(log);
 	snprintf(spec, sizeof(spec), "crypt:record:aio:%s", G.img);
 	rc = td_chain_open(&e->ctx, spec, &c, err, sizeof(err));
 	td_record_attach(NULL);
-	G.recording = false;
 	if (rc < 0) {
+		G.recording = false;
 		fprintf(stderr, "reencsim: open %s: %s\n", spec, err);
 		return rc;
 	}
-	td_chain_close(c);
-	return 0;
+	if (G.online) {
+		/* the mover's last window and the switch, then the quiesce */
+		if (!wait_rotated(e)) {
+			fprintf(stderr, "reencsim: the online rotation did not end\n");
+			rc = -ETIMEDOUT;
+		}
+		if (td_chain_close_sync(c) < 0 && rc == 0)
+			rc = -EIO;
+	} else {
+		td_chain_close(c);
+	}
+	G.recording = false;
+	return rc;
 }
 
 /* ---- 4. crash images and their checks ------------------------------------------ */
@@ -442,9 +486,15 @@ static void check_image(struct simkit_env *e, const char *what, uint64_t trusted
 	/* the host during a rotation: both keys */
 	G.key_now = G.vk;
 	G.next_key = true;
+	G.rotated = false;
 	rc = td_chain_open(&e->ctx, spec, &c, err, sizeof(err));
 	if (rc < 0) {
 		violation(what, "does not open with both keys: %s", err);
+		return;
+	}
+	if (G.online && !wait_rotated(e)) {
+		violation(what, "the rotation does not end online");
+		td_chain_close(c);
 		return;
 	}
 	read_all(c->top, what, "with both keys");
@@ -549,7 +599,10 @@ static int crash_points(struct simkit_env *e, const struct td_record_log *log, u
 		}
 		if (rc)
 			break;
-		uint64_t nsub = npend <= ALL_SUBSETS_MAX ? 1ull << npend : RANDOM_SUBSETS;
+		/* online: each image also runs the mover, so fewer random ones */
+		uint64_t nsub = npend <= ALL_SUBSETS_MAX ? 1ull << npend
+				: G.online		 ? RANDOM_SUBSETS / 4
+							 : RANDOM_SUBSETS;
 		uint64_t tr = trusted_at(k, trusted0);
 
 		for (uint64_t sub = 0; sub < nsub && rc == 0; sub++) {
@@ -582,8 +635,8 @@ static int crash_points(struct simkit_env *e, const struct td_record_log *log, u
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: reencsim [--seed N] [--dir DIR] [--integrity 1|2] [--break gen-early] "
-		   "[--verbose]\n");
+	fprintf(f, "Usage: reencsim [--seed N] [--dir DIR] [--integrity 1|2] [--online] "
+		   "[--break gen-early] [--verbose]\n");
 }
 
 int main(int argc, char **argv)
@@ -595,6 +648,7 @@ int main(int argc, char **argv)
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"break", required_argument, NULL, 'B'},
+	    {"online", no_argument, NULL, 'o'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct td_record_log *log;
@@ -624,6 +678,9 @@ int main(int argc, char **argv)
 			break;
 		case 'v':
 			G.verbose = true;
+			break;
+		case 'o':
+			G.online = true;
 			break;
 		case 'B':
 			if (strcmp(optarg, "gen-early")) {
@@ -689,11 +746,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "reencsim: setup failed: %s\n", strerror(-rc));
 		return 2;
 	}
-	printf("reencsim: seed=%llu integrity=v%d blocks=%llu requests=%zu writes=%zu "
+	printf("reencsim: seed=%llu integrity=v%d%s blocks=%llu requests=%zu writes=%zu "
 	       "flushes=%zu gen_writes=%zu crash_images=%llu finished=%llu torn=%llu "
 	       "violations=%llu\n",
-	       (unsigned long long)G.seed, G.integrity, (unsigned long long)nb, log->n, writes,
-	       flushes, G.ngw, (unsigned long long)G.images, (unsigned long long)G.finished,
-	       (unsigned long long)G.torn, (unsigned long long)G.violations);
+	       (unsigned long long)G.seed, G.integrity, G.online ? " online" : "",
+	       (unsigned long long)nb, log->n, writes, flushes, G.ngw, (unsigned long long)G.images,
+	       (unsigned long long)G.finished, (unsigned long long)G.torn,
+	       (unsigned long long)G.violations);
 	return G.violations ? 1 : 0;
 }
