@@ -1,4 +1,5 @@
 #!/bin/bash
+# test: long — started first, so the parallel run does not end waiting for it
 # Power loss at any point of the end of a volume-key rotation of an image
 # with the integrity layer when the switch runs while the VBD serves
 # (docs/FORMAT.md, "Volume-key rotation with the integrity layer",
