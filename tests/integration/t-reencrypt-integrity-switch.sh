@@ -13,7 +13,8 @@
 #     shows the rotation ended, the key-event log has reencrypt-end;
 #     afterwards a fresh process reads the same data, every live MAC is
 #     the new key's (integ_keycheck.py, full check), and the old volume key
-#     put into the keyring by hand opens nothing.
+#     put into the keyring by hand opens nothing; a second passphrase
+#     keyslot kept with --keep-slot opens the new key, as the first does.
 #  2. kill -9 inside the switch window (test build: the crypt option
 #     test-switch-stall=1 stops the switch after its rekey checkpoint,
 #     before the header commit): the header on disk is still the old
@@ -59,7 +60,13 @@ FIO_LOOP=$!
 td_on_exit "touch '$T/stop'; kill $FIO_LOOP 2>/dev/null"
 sleep 1
 tap-ctl pause -p "$TD_PID" >/dev/null || fail "pause"
-vdkey reencrypt "$LOWER" --key-file "$KEY" >"$T/start.txt" || fail "reencrypt start: $(cat "$T/start.txt")"
+# a second passphrase keyslot, kept by the rotation (its pending wrap moves
+# over its wrap in the online switch's header commit)
+printf 'second passphrase %s' "$RANDOM" >"$T/pass2"
+vdkey enroll "$LOWER" --key-file "$KEY" --new-key-file "$T/pass2" --pbkdf pbkdf2 \
+	--pbkdf-iterations 1000 >/dev/null || fail "enroll a second passphrase"
+vdkey reencrypt "$LOWER" --key-file "$KEY" --keep-slot "1:$T/pass2" >"$T/start.txt" ||
+	fail "reencrypt start: $(cat "$T/start.txt")"
 keyctl pipe "$(keyctl search @u user "$DESC:next")" >"$T/new.key" || fail "new key"
 tap-ctl unpause -p "$TD_PID" --next-key >/dev/null || fail "unpause --next-key"
 r_at_start=$(cat "$T/rounds" 2>/dev/null || echo 0)
@@ -107,6 +114,13 @@ td_stop "$TD_PID" || fail "stop 2"
 python3 "$TD_SRC/tests/lib/integ_keycheck.py" "$IMG" "$T/new.key" "$T/old.key" ||
 	fail "independent MAC check"
 vdkey unload "$LOWER" >/dev/null
+# both keyslots open the new key, and only it
+for f in "$KEY" "$T/pass2"; do
+	vdkey load "$LOWER" --key-file "$f" >/dev/null || fail "load with $(basename "$f") after the switch"
+	keyctl pipe "$(keyctl search @u user "$DESC")" | cmp -s - "$T/new.key" ||
+		fail "keyslot of $(basename "$f") does not open the new key"
+	vdkey unload "$LOWER" >/dev/null
+done
 keyctl padd user "$DESC" @u <"$T/old.key" >/dev/null || fail "keyctl padd"
 out=$(tapdisk serve "crypt:$LOWER" --socket "$SOCK" 2>&1) && fail "served with the old key"
 echo "$out" | grep -q "does not match its header" || fail "old key message: $out"
