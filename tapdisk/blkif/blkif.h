@@ -50,11 +50,13 @@ struct td_blkif_params {
 
 struct td_blkif_stats {
 	uint64_t requests, errors, bad_requests;
-	uint64_t pgnt_mapped;	/* persistent grants mapped (and kept) */
-	uint64_t pgnt_copies;	/* segments copied in place through one */
-	uint64_t grant_copies;	/* segments grant-copied by the hypervisor */
-	uint64_t pgnt_failures; /* maps refused (the segment was grant-copied) */
-	bool hostile;		/* the ring was given up on */
+	uint64_t pgnt_mapped;	 /* persistent grants mapped (and kept) */
+	uint64_t pgnt_copies;	 /* segments copied through one (memcpy) */
+	uint64_t grant_copies;	 /* segments grant-copied by the hypervisor */
+	uint64_t pgnt_failures;	 /* maps refused (the segment was grant-copied) */
+	uint64_t direct_segs;	 /* segments the VBD read or filled in place */
+	uint64_t direct_refused; /* in-place requests the kernel refused (redone copied) */
+	bool hostile;		 /* the ring was given up on */
 };
 
 /* Parses "DOMID REFS EVTCHN [PROTOCOL [persistent]]" (REFS: comma
