@@ -12,7 +12,9 @@
  * feature-persistent, a data (or indirect) page is mapped the first time
  * its grant is seen and kept, and the data is copied in and out of the
  * mapping instead: no hypercall per request (see "Persistent grants" in
- * blkif.c). A frontend that breaks the protocol
+ * blkif.c); for a chain with no layer above its image driver, whole-page
+ * reads and writes go in place, the mappings being the VBD's I/O vector
+ * ("In place" in blkif.c, docs/XEN.md). A frontend that breaks the protocol
  * gets BLKIF_RSP_ERROR for the request, or — for a producer index that
  * jumps past the ring — the ring is no longer served ("hostile frontend")
  * until it is disconnected; never a crash, a hang or an access outside its
