@@ -18,10 +18,12 @@ struct bio {
 	size_t buflen;
 	uint64_t bytes;
 	bool barrier_data;     /* a barrier: its flush is done, now its data */
+	bool direct;	       /* the VBD reads or fills the guest's mapped pages (iov) */
 	struct bio *next_copy; /* a read whose data waits for the next push, or a
 				* write whose data waits for the end of the ring pass */
 	/* last: not cleared between uses (only what a request reads) */
 	struct td_blkif_seg isegs[TD_BLKIF_MAX_INDIRECT_SEGS]; /* an indirect request's */
+	struct iovec iov[TD_BLKIF_MAX_INDIRECT_SEGS];	       /* a direct request's pages */
 };
 
 struct td_blkif {
@@ -50,6 +52,7 @@ struct td_blkif {
 	/* persistent grants: NULL when not negotiated */
 	struct pgnt *pg;
 	unsigned pg_n, pg_fail;
+	bool no_direct; /* the kernel refused I/O on a mapping: copy from now on */
 };
 
 static void lograte(struct td_blkif *b, const char *what, const char *why);
@@ -378,9 +381,105 @@ static void flush_writes(struct td_blkif *b)
 	flush_copies(b, &b->wcopy_head, &b->wcopy_tail, false, write_copied);
 }
 
+/* ---- in place ------------------------------------------------------------------
+ *
+ * With persistent grants the guest's data pages are mapped anyway. For a
+ * chain that is the image driver alone (vbd_direct_ok: no crypt, no
+ * integrity layer above it) a READ or WRITE of whole pages is handed to
+ * the VBD as an I/O vector over those mappings: the file's read fills the
+ * guest's pages, its write takes the data from them, and our copy goes.
+ *
+ * The read-once rule is kept where it matters. A layer that transforms or
+ * authenticates the data (crypt encrypts it, integrity MACs it) must see
+ * one stable copy, or a guest changing its page under the request would
+ * get ciphertext and MAC that disagree, or use our layers as an oracle:
+ * such chains say no and keep the copy. Without such a layer, the bytes
+ * go to (or come from) the guest's own disk only, at offsets checked once
+ * before anything runs; a guest that changes a page while its write is in
+ * flight races only itself, as on a real disk, and nothing of ours parses
+ * or keeps those bytes. docs/XEN.md, "In place". */
+#define SEG_LAST (TD_BLKIF_PAGE / TD_BLKIF_SECTOR - 1)
+
+/* The request's pages as an I/O vector, when it may go in place. */
+static bool direct_setup(struct bio *io)
+{
+	struct td_blkif *b = io->b;
+	unsigned i;
+
+	if (!b->pg || b->no_direct || io->vio.off % TD_BLKIF_PAGE || !vbd_direct_ok(b->vbd))
+		return false;
+	for (i = 0; i < io->req.nseg; i++)
+		if (io->segs[i].first != 0 || io->segs[i].last != SEG_LAST)
+			return false;
+	for (i = 0; i < io->req.nseg; i++) {
+		uint8_t *page = pgnt_get(b, io->segs[i].gref);
+
+		if (!page)
+			return false; /* not kept: copied (grant copy) as before */
+		io->iov[i].iov_base = page;
+		io->iov[i].iov_len = TD_BLKIF_PAGE;
+	}
+	io->direct = true;
+	io->vio.buf = NULL;
+	io->vio.user_iov = io->iov;
+	io->vio.user_iovcnt = (int)io->req.nseg;
+	io->vio.len = io->bytes;
+	b->st.direct_segs += io->req.nseg;
+	return true;
+}
+
+/* The kernel would not do I/O on a mapping (EFAULT): this ring copies from
+ * now on, and this request is done again through a buffer of ours. */
+static void direct_redo(struct bio *io)
+{
+	struct td_blkif *b = io->b;
+
+	b->no_direct = true;
+	b->st.direct_refused++;
+	lograte(b, "in-place I/O", "the kernel refused a mapped page: copying from now on");
+	io->direct = false;
+	io->vio.user_iov = NULL;
+	io->vio.user_iovcnt = 0;
+	io->buflen = (size_t)((io->bytes + 4095) & ~4095ull);
+	io->buf = td_buf_get(io->buflen);
+	if (!io->buf) {
+		bio_end(io, TD_BLKIF_RSP_ERROR);
+		return;
+	}
+	io->vio.buf = io->buf;
+	if (io->req.op == TD_BLKIF_OP_WRITE && copy_data(io, false) < 0) {
+		lograte(b, "write", "a granted page could not be read");
+		bio_end(io, TD_BLKIF_RSP_ERROR);
+		return;
+	}
+	vbd_submit(b->vbd, &io->vio);
+}
+
+static void vio_done_copied(struct bio *io, int err);
+
 static void vio_done(struct vbd_io *vio, int err)
 {
 	struct bio *io = (struct bio *)vio;
+	struct td_blkif *b = io->b;
+
+	if (io->direct) {
+		/* the data is already where it belongs */
+		if (err == -EFAULT && !b->closing) {
+			direct_redo(io);
+			return;
+		}
+		if (err)
+			lograte(b, "request failed", strerror(-err));
+		bio_end(io, !err		 ? TD_BLKIF_RSP_OKAY
+			    : err == -EOPNOTSUPP ? TD_BLKIF_RSP_EOPNOTSUPP
+						 : TD_BLKIF_RSP_ERROR);
+		return;
+	}
+	vio_done_copied(io, err);
+}
+
+static void vio_done_copied(struct bio *io, int err)
+{
 	struct td_blkif *b = io->b;
 
 	if (err) {
@@ -495,6 +594,12 @@ static void start(struct td_blkif *b, uint32_t idx)
 	/* what came before it on the ring goes to the VBD before it */
 	if (io->req.op != TD_BLKIF_OP_WRITE && io->req.op != TD_BLKIF_OP_READ)
 		flush_writes(b);
+	if ((io->req.op == TD_BLKIF_OP_READ || io->req.op == TD_BLKIF_OP_WRITE) &&
+	    direct_setup(io)) {
+		io->vio.op = io->req.op == TD_BLKIF_OP_READ ? TD_OP_READ : TD_OP_WRITE;
+		vbd_submit(b->vbd, &io->vio);
+		return;
+	}
 	if (io->bytes) {
 		io->buflen = (size_t)((io->bytes + 4095) & ~4095ull);
 		io->buf = td_buf_get(io->buflen);
@@ -751,10 +856,12 @@ static void finished(void *opaque)
 	b->ring = NULL;
 	td_pool_drain(&b->pool);
 	td_info("blkif: domain %u disconnected (%llu requests, %llu errors, %llu persistent grants "
-		"kept, %llu segments copied through them, %llu grant-copied%s)",
+		"kept, %llu segments copied through them, %llu in place, %llu grant-copied%s%s)",
 		(unsigned)b->domid, (unsigned long long)b->st.requests,
 		(unsigned long long)b->st.errors, (unsigned long long)b->st.pgnt_mapped,
-		(unsigned long long)b->st.pgnt_copies, (unsigned long long)b->st.grant_copies,
+		(unsigned long long)b->st.pgnt_copies, (unsigned long long)b->st.direct_segs,
+		(unsigned long long)b->st.grant_copies,
+		b->no_direct ? ", in-place I/O refused by the kernel" : "",
 		b->st.hostile ? ", hostile" : "");
 	free(b);
 	if (cb)

@@ -12,7 +12,9 @@
  * feature-persistent, a data (or indirect) page is mapped the first time
  * its grant is seen and kept, and the data is copied in and out of the
  * mapping instead: no hypercall per request (see "Persistent grants" in
- * blkif.c). A frontend that breaks the protocol
+ * blkif.c); for a chain with no layer above its image driver, whole-page
+ * reads and writes go in place, the mappings being the VBD's I/O vector
+ * ("In place" in blkif.c, docs/XEN.md). A frontend that breaks the protocol
  * gets BLKIF_RSP_ERROR for the request, or — for a producer index that
  * jumps past the ring — the ring is no longer served ("hostile frontend")
  * until it is disconnected; never a crash, a hang or an access outside its
@@ -50,11 +52,13 @@ struct td_blkif_params {
 
 struct td_blkif_stats {
 	uint64_t requests, errors, bad_requests;
-	uint64_t pgnt_mapped;	/* persistent grants mapped (and kept) */
-	uint64_t pgnt_copies;	/* segments copied in place through one */
-	uint64_t grant_copies;	/* segments grant-copied by the hypervisor */
-	uint64_t pgnt_failures; /* maps refused (the segment was grant-copied) */
-	bool hostile;		/* the ring was given up on */
+	uint64_t pgnt_mapped;	 /* persistent grants mapped (and kept) */
+	uint64_t pgnt_copies;	 /* segments copied through one (memcpy) */
+	uint64_t grant_copies;	 /* segments grant-copied by the hypervisor */
+	uint64_t pgnt_failures;	 /* maps refused (the segment was grant-copied) */
+	uint64_t direct_segs;	 /* segments the VBD read or filled in place */
+	uint64_t direct_refused; /* in-place requests the kernel refused (redone copied) */
+	bool hostile;		 /* the ring was given up on */
 };
 
 /* Parses "DOMID REFS EVTCHN [PROTOCOL [persistent]]" (REFS: comma

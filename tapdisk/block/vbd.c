@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -167,7 +168,10 @@ static void part_init(struct vbd_io *io, int i, enum td_op op, uint64_t off, uin
 	r->flags = flags;
 	r->off = off;
 	r->len = len;
-	if (buf) {
+	if (io->user_iov && !io->bounce && (op == TD_OP_READ || op == TD_OP_WRITE)) {
+		r->iov = io->user_iov; /* the caller's pages, in place */
+		r->iovcnt = io->user_iovcnt;
+	} else if (buf) {
 		io->iov[i].iov_base = buf;
 		io->iov[i].iov_len = (size_t)len;
 		r->iov = &io->iov[i];
@@ -356,6 +360,29 @@ static void dispatch(struct vbd *v, struct vbd_io *io)
 	td_rl_acquire(&v->rl, &io->rl);
 }
 
+/* vbd_io.user_iov: whole blocks, each in place, adding up to len. */
+static bool direct_iov_ok(const struct vbd_io *io)
+{
+	uint64_t sum = 0;
+
+	if (io->buf || io->user_iovcnt < 1 || io->user_iovcnt > IOV_MAX || io->off % BS)
+		return false;
+	for (int i = 0; i < io->user_iovcnt; i++) {
+		const struct iovec *e = &io->user_iov[i];
+
+		if ((uintptr_t)e->iov_base % BS || e->iov_len % BS || !e->iov_len)
+			return false;
+		sum += e->iov_len;
+	}
+	return sum == io->len;
+}
+
+bool vbd_direct_ok(const struct vbd *v)
+{
+	return !v->paused && !v->pausing && v->chain && v->chain->top &&
+	       v->chain->top->drv->is_image && !v->chain->top->below;
+}
+
 void vbd_submit(struct vbd *v, struct vbd_io *io)
 {
 	io->vbd = v;
@@ -371,7 +398,8 @@ void vbd_submit(struct vbd *v, struct vbd_io *io)
 		break;
 	case TD_OP_READ:
 	case TD_OP_WRITE:
-		if (!io->buf || io->len > VBD_MAX_IO) {
+		if ((!io->buf && !io->user_iov) || io->len > VBD_MAX_IO ||
+		    (io->user_iov && !direct_iov_ok(io))) {
 			reject(v, io, -EINVAL);
 			return;
 		}

@@ -28,6 +28,12 @@ struct vbd_io {
 	uint64_t off;
 	uint64_t len;
 	void *buf; /* READ/WRITE: len bytes, 4096-aligned (see td_buf_get) */
+	/* READ/WRITE instead of buf (buf NULL): the caller's own pages, read or
+	 * filled in place. Every entry 4096-aligned in address and length, off
+	 * too, their lengths summing to len. Only for a chain where
+	 * vbd_direct_ok() says so (the memory may change under the request) */
+	struct iovec *user_iov;
+	int user_iovcnt;
 	void (*done)(struct vbd_io *io, int err); /* err: 0 or -errno */
 	void *opaque;
 	/* private */
@@ -68,6 +74,14 @@ const char *vbd_path(const struct vbd *v);
 const struct td_driver *vbd_image_driver(const struct vbd *v);
 bool vbd_paused(const struct vbd *v);
 unsigned vbd_in_flight(const struct vbd *v);
+
+/* True when the chain may be handed memory that someone else can change
+ * while the request runs (vbd_io.user_iov over a Xen guest's mapped pages): the
+ * image driver alone, no layer above it. A crypt or integrity layer must
+ * read the data exactly once into memory of ours (what it encrypts and
+ * MACs is what reaches the disk; docs/XEN.md), so such a chain says no;
+ * so does a paused VBD. */
+bool vbd_direct_ok(const struct vbd *v);
 
 /* Validates and queues io; io->done is always called, from the loop. */
 void vbd_submit(struct vbd *v, struct vbd_io *io);

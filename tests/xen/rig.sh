@@ -18,6 +18,8 @@
 # cache, serial.log the whole console), XENRIG_TIMEOUT (seconds, 1200),
 # XENRIG_PHASES (dom0-test phases to run, default all of them),
 # XENRIG_PIN=0 (take the mirror's current versions instead of the pins),
+# XENRIG_PHASES=profile (not part of all: strace -c on the tapdisk of one
+# bench guest per datapath, system calls per request; slows what it counts),
 # XENRIG_BENCH_SECS (seconds per iobench test, 5), XENRIG_BENCH_ROUNDS
 # (alternating rounds of ours and xen-blkback, 2), XENRIG_BENCH_BLKBACK=0
 # (bench our disks only).
@@ -230,6 +232,10 @@ build() {
 	for p in "$BIN/tapdisk" "$BIN/tap-ctl" "$BIN/vdkey" "$XBIN/tapback"; do
 		copy_elf "$R" "$p" "/usr/sbin/$(basename "$p")"
 	done
+	# the profile phase's syscall counter (optional: the phase says when missing)
+	if command -v strace >/dev/null; then
+		copy_elf "$R" "$(command -v strace)" /usr/bin/strace
+	fi
 	rm -f "$R/bin/keyctl" "$R/usr/bin/keyctl"
 	copy_elf "$R" "$(command -v keyctl)" /usr/bin/keyctl
 	install -m 755 "$SRC/xen/block-tdcrypt" "$R/etc/xen/scripts/block-tdcrypt"
