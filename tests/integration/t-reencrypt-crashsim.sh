@@ -15,6 +15,7 @@
 # purpose, a test build's switch) must make it report the false rollback
 # alarm: the test can fail.
 . "$TD_SRC/tests/lib/common.sh"
+. "$TD_SRC/tests/lib/rotation.sh"
 SIM=$TD_TOOLS/reencsim
 [ -x "$SIM" ] || fail "reencsim is not built ($SIM)"
 seed=${REENCSIM_SEED:-$(( (RANDOM << 15) | RANDOM ))}
@@ -27,13 +28,7 @@ for integ in 2 1; do
 	rc=$?
 	tail -n 3 "$T/sim.out"
 	[ $rc = 0 ] || fail "reencsim reported violations (rc=$rc); reproduce with: $SIM --seed $seed --integrity $integ"
-	line=$(grep '^reencsim: seed=' "$T/sim.out") || fail "no summary line"
-	images=$(sed -n 's/.* crash_images=\([0-9]*\).*/\1/p' <<<"$line")
-	finished=$(sed -n 's/.* finished=\([0-9]*\).*/\1/p' <<<"$line")
-	gw=$(sed -n 's/.* gen_writes=\([0-9]*\).*/\1/p' <<<"$line")
-	[ "${images:-0}" -ge 100 ] || fail "only ${images:-0} crash images"
-	[ "$finished" = "$images" ] || fail "finished in $finished of $images images"
-	[ "${gw:-0}" -ge 2 ] || fail "the trusted generation was written $gw times"
+	reencsim_check "$T/sim.out"
 done
 
 info "the trusted generation before the header commit (broken on purpose): must fail"

@@ -11,34 +11,14 @@
 # verifies under the old key (tests/lib/integ_keycheck.py), the old key
 # loaded by hand opens nothing, the trusted generation follows.
 . "$TD_SRC/tests/lib/common.sh"
+. "$TD_SRC/tests/lib/rotation.sh"
 need fio nbdcopy keyctl python3 cmp
 python3 -c 'import cryptography' 2>/dev/null || skip "python3-cryptography is not installed"
-crypt_aio_disk 72M "rotate me with tags"
-LOWER=aio:$IMG
-vdkey list "$LOWER" --json | grep -q '"integrity": *"hmac-sha256"' || fail "no integrity layer"
-DESC=$(key_desc "$LOWER")
-DS=$(vdkey list "$LOWER" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["data_size"])')
-NB=$((DS / 4096))
-keyctl pipe "$(keyctl search @u user "$DESC")" >"$T/old.key" || fail "read the old key"
+rot_integrity_disk 72M "rotate me with tags"
 
 info "data written before the rotation; fio write+verify rounds start"
 td_serve "crypt:$LOWER" "$SOCK"
-head -c 32M /dev/urandom >"$T/before.raw"
-nbdcopy "$T/before.raw" "$URI" || fail "nbdcopy in"
-(
-	i=0
-	while [ -d "$T" ] && [ ! -e "$T/stop" ]; do
-		i=$((i + 1))
-		fio --name=v$i --ioengine=nbd --uri="$URI" --rw=randwrite --bs=4k --bsrange=4k-64k \
-			--iodepth=8 --offset=40M --size=16M --verify=crc32c --verify_fatal=1 \
-			--do_verify=1 --randseed=$i --output="$T/fio.$i.txt" >/dev/null 2>&1 ||
-			{ echo "round $i" >>"$T/fio-failed"; cat "$T/fio.$i.txt" >>"$T/fio-failed"; }
-		echo "$i" >"$T/rounds"
-	done
-) &
-FIO_LOOP=$!
-td_on_exit "touch '$T/stop'; kill $FIO_LOOP 2>/dev/null"
-sleep 1
+rot_data_and_fio
 
 info "pause, start the rotation, unpause with the new key: the VBD moves every block"
 tap-ctl pause -p "$TD_PID" >/dev/null || fail "pause"
@@ -60,9 +40,7 @@ vdkey reencrypt "$LOWER" --wait --timeout 60 >"$T/wait.txt" || fail "wait: $(cat
 grep -q "complete" "$T/wait.txt" || fail "wait output: $(cat "$T/wait.txt")"
 r_at_end=$(cat "$T/rounds" 2>/dev/null || echo 0)
 while [ "$(cat "$T/rounds")" -le "$((r_at_end + 1))" ]; do sleep 0.5; done
-touch "$T/stop"
-wait "$FIO_LOOP"
-[ -e "$T/fio-failed" ] && { cat "$T/fio-failed"; fail "fio verify failed during the rotation"; }
+rot_fio_stop
 rounds=$(cat "$T/rounds")
 info "fio rounds: $r_at_start at the unpause, $r_mid when every block had moved, $r_at_end after the switch, $rounds in all"
 # a round is always in flight: the one at the unpause ran through the pass

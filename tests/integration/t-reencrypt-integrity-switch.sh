@@ -21,15 +21,10 @@
 #     key's with the pass complete; the next open finishes the switch, and
 #     every block reads back under the new key.
 . "$TD_SRC/tests/lib/common.sh"
+. "$TD_SRC/tests/lib/rotation.sh"
 need fio nbdcopy keyctl python3 cmp
 python3 -c 'import cryptography' 2>/dev/null || skip "python3-cryptography is not installed"
-crypt_aio_disk 72M "switch me online"
-LOWER=aio:$IMG
-vdkey list "$LOWER" --json | grep -q '"integrity": *"hmac-sha256"' || fail "no integrity layer"
-DESC=$(key_desc "$LOWER")
-DS=$(vdkey list "$LOWER" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["data_size"])')
-NB=$((DS / 4096))
-keyctl pipe "$(keyctl search @u user "$DESC")" >"$T/old.key" || fail "read the old key"
+rot_integrity_disk 72M "switch me online"
 
 wait_log() { # wait_log PATTERN SECONDS
 	local i
@@ -43,22 +38,7 @@ wait_log() { # wait_log PATTERN SECONDS
 info "1. data, then fio write+verify rounds through the whole rotation"
 td_serve "crypt:$LOWER" "$SOCK"
 PID1=$TD_PID
-head -c 32M /dev/urandom >"$T/before.raw"
-nbdcopy "$T/before.raw" "$URI" || fail "nbdcopy in"
-(
-	i=0
-	while [ -d "$T" ] && [ ! -e "$T/stop" ]; do
-		i=$((i + 1))
-		fio --name=v$i --ioengine=nbd --uri="$URI" --rw=randwrite --bs=4k --bsrange=4k-64k \
-			--iodepth=8 --offset=40M --size=16M --verify=crc32c --verify_fatal=1 \
-			--do_verify=1 --fsync=16 --randseed=$i --output="$T/fio.$i.txt" >/dev/null 2>&1 ||
-			{ echo "round $i" >>"$T/fio-failed"; cat "$T/fio.$i.txt" >>"$T/fio-failed"; }
-		echo "$i" >"$T/rounds"
-	done
-) &
-FIO_LOOP=$!
-td_on_exit "touch '$T/stop'; kill $FIO_LOOP 2>/dev/null"
-sleep 1
+rot_data_and_fio --fsync=16
 tap-ctl pause -p "$TD_PID" >/dev/null || fail "pause"
 # a second passphrase keyslot, kept by the rotation (its pending wrap moves
 # over its wrap in the online switch's header commit)
@@ -97,9 +77,7 @@ vdkey log "$LOWER" --json >"$T/log.json" || fail "vdkey log"
 grep -q '"reencrypt-end"' "$T/log.json" || fail "no reencrypt-end in the key-event log: $(cat "$T/log.json")"
 r_at_end=$(cat "$T/rounds" 2>/dev/null || echo 0)
 while [ "$(cat "$T/rounds")" -le "$((r_at_end + 1))" ]; do sleep 0.5; done
-touch "$T/stop"
-wait "$FIO_LOOP"
-[ -e "$T/fio-failed" ] && { cat "$T/fio-failed"; fail "fio verify failed"; }
+rot_fio_stop
 info "fio rounds: $r_at_start at the unpause, $r_at_switch at the switch, $(cat "$T/rounds") in all"
 # a round is always in flight: the one at the unpause ran through the
 # pass and the switch, two more ran after it

@@ -10,6 +10,7 @@
 # back into the keyring by hand) open nothing, and the key-event log
 # holds reencrypt-start, reencrypt-progress and reencrypt-end.
 . "$TD_SRC/tests/lib/common.sh"
+. "$TD_SRC/tests/lib/rotation.sh"
 need fio nbdcopy keyctl python3 cmp
 crypt_aio_disk 72M "rotate me" --integrity none
 LOWER=aio:$IMG
@@ -22,22 +23,7 @@ keyctl pipe "$(keyctl search @u user "$DESC")" >"$T/oldkey" || fail "read the ol
 
 info "data written before the rotation; fio write+verify rounds start"
 td_serve "crypt:$LOWER" "$SOCK"
-head -c 32M /dev/urandom >"$T/before.raw"
-nbdcopy "$T/before.raw" "$URI" || fail "nbdcopy in"
-(
-	i=0
-	while [ -d "$T" ] && [ ! -e "$T/stop" ]; do
-		i=$((i + 1))
-		fio --name=v$i --ioengine=nbd --uri="$URI" --rw=randwrite --bs=4k --bsrange=4k-64k \
-			--iodepth=8 --offset=40M --size=16M --verify=crc32c --verify_fatal=1 \
-			--do_verify=1 --randseed=$i --output="$T/fio.$i.txt" >/dev/null 2>&1 ||
-			{ echo "round $i" >>"$T/fio-failed"; cat "$T/fio.$i.txt" >>"$T/fio-failed"; }
-		echo "$i" >"$T/rounds"
-	done
-) &
-FIO_LOOP=$!
-td_on_exit "touch '$T/stop'; kill $FIO_LOOP 2>/dev/null"
-sleep 1
+rot_data_and_fio
 
 info "pause, start the rotation, unpause with the new key: the VBD moves every block"
 tap-ctl pause -p "$TD_PID" >/dev/null || fail "pause"
@@ -60,9 +46,7 @@ r_at_start=$(cat "$T/rounds" 2>/dev/null || echo 0)
 vdkey reencrypt "$LOWER" --wait --timeout 240 >"$T/wait.txt" || fail "wait: $(cat "$T/wait.txt")"
 grep -q "complete" "$T/wait.txt" || fail "wait output: $(cat "$T/wait.txt")"
 r_at_end=$(cat "$T/rounds" 2>/dev/null || echo 0)
-touch "$T/stop"
-wait "$FIO_LOOP"
-[ -e "$T/fio-failed" ] && { cat "$T/fio-failed"; fail "fio verify failed during the rotation"; }
+rot_fio_stop
 rounds=$(cat "$T/rounds")
 info "fio rounds: $r_at_start done at the unpause, $r_at_end when the pass ended, $rounds in all"
 [ "$rounds" -gt "$r_at_end" ] && [ "$r_at_end" -gt "$r_at_start" ] ||
