@@ -13,8 +13,10 @@
 #include "crypt/hdrio.h"
 #include "integrity/integrity.h"
 #include "tapdisk/block/chain.h"
+#include "tapdisk/core/bufpool.h"
 #include "tapdisk/core/io.h"
 #include "tapdisk/core/workers.h"
+#include "tests/drivers/record.h"
 #include "tests/lib/simkit.h"
 
 #define BS 4096u
@@ -67,6 +69,61 @@ void simkit_pattern(uint8_t *p, uint64_t magic, uint64_t b)
 	for (i = 0; i < BS / 8; i++)
 		w[i] = magic ^ (b * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)i << 48);
 	memcpy(p, w, BS);
+}
+
+bool simkit_written(uint64_t b)
+{
+	return b % 3 == 0 && (b / 128) % 4 != 1;
+}
+
+int simkit_fill(struct simkit_env *e, const char *img, uint64_t magic, uint64_t *size,
+		const char *prog)
+{
+	struct td_chain *c;
+	char spec[4200], err[512];
+	uint8_t *b = td_buf_get(BS);
+	uint64_t blk;
+	int rc;
+
+	snprintf(spec, sizeof(spec), "crypt:aio:%s", img);
+	rc = td_chain_open(&e->ctx, spec, &c, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "%s: open %s: %s\n", prog, spec, err);
+		td_buf_put(b, BS);
+		return rc;
+	}
+	*size = c->top->size;
+	for (blk = 0; rc == 0 && blk < *size / BS; blk++) {
+		if (!simkit_written(blk))
+			continue;
+		simkit_pattern(b, magic, blk);
+		rc = td_layer_sync_io(c->top, TD_OP_WRITE, blk * BS, b, BS, 0);
+	}
+	if (rc == 0)
+		rc = td_chain_close_sync(c);
+	else
+		td_chain_close(c);
+	td_buf_put(b, BS);
+	return rc;
+}
+
+int simkit_apply(int fd, const struct td_record_op *op, uint64_t upto)
+{
+	static uint8_t zeros[1 << 20];
+	uint64_t done = 0, len = upto < op->len ? upto : op->len;
+
+	if (op->op == TD_OP_WRITE)
+		return pwrite(fd, op->data, (size_t)len, (off_t)op->off) == (ssize_t)len ? 0 : -EIO;
+	if (op->op != TD_OP_WRITE_ZEROES && op->op != TD_OP_DISCARD)
+		return 0;
+	while (done < len) {
+		size_t n = len - done < sizeof(zeros) ? (size_t)(len - done) : sizeof(zeros);
+
+		if (pwrite(fd, zeros, n, (off_t)(op->off + done)) != (ssize_t)n)
+			return -EIO;
+		done += n;
+	}
+	return 0;
 }
 
 /* Copies the data extents of `from` (SEEK_DATA/SEEK_HOLE) into a fresh

@@ -105,13 +105,6 @@ static void pattern(uint8_t *p, uint64_t b)
 	simkit_pattern(p, MAGIC, b);
 }
 
-/* every third block, except in every fourth tag page's range (128 blocks):
- * tag pages that stay all zero, which a grow need not copy */
-static bool written(uint64_t b)
-{
-	return b % 3 == 0 && (b / 128) % 4 != 1;
-}
-
 static void violation(const char *what, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void violation(const char *what, const char *fmt, ...)
 {
@@ -127,45 +120,11 @@ static void violation(const char *what, const char *fmt, ...)
 	printf("\n");
 }
 
-static int copy_file(const char *from, const char *to, uint64_t size)
-{
-	return simkit_copy_file(from, to, size);
-}
-
 /* ---- 1. the old image ------------------------------------------------------- */
 
 static int format_image(struct simkit_env *e)
 {
 	return simkit_format(e, G.img, IMAGE_SIZE, G.integrity, G.vk, "growsim");
-}
-
-static int fill_image(struct simkit_env *e)
-{
-	struct td_chain *c;
-	char spec[4200], err[512];
-	uint8_t *b = td_buf_get(BS);
-	uint64_t blk;
-	int rc;
-
-	snprintf(spec, sizeof(spec), "crypt:aio:%s", G.img);
-	rc = td_chain_open(&e->ctx, spec, &c, err, sizeof(err));
-	if (rc < 0) {
-		fprintf(stderr, "growsim: open %s: %s\n", spec, err);
-		return rc;
-	}
-	G.old_size = c->top->size;
-	for (blk = 0; rc == 0 && blk < G.old_size / BS; blk++) {
-		if (!written(blk))
-			continue;
-		pattern(b, blk);
-		rc = td_layer_sync_io(c->top, TD_OP_WRITE, blk * BS, b, BS, 0);
-	}
-	if (rc == 0)
-		rc = td_chain_close_sync(c);
-	else
-		td_chain_close(c);
-	td_buf_put(b, BS);
-	return rc;
 }
 
 /* ---- 2. the grow, recorded ------------------------------------------------- */
@@ -197,25 +156,6 @@ static int grow_recorded(struct simkit_env *e, struct td_record_log *log)
 }
 
 /* ---- 3./4. crash images and their checks ------------------------------------ */
-
-static int apply(int fd, const struct td_record_op *op, uint64_t upto)
-{
-	static uint8_t zeros[1 << 20];
-	uint64_t done = 0, len = upto < op->len ? upto : op->len;
-
-	if (op->op == TD_OP_WRITE)
-		return pwrite(fd, op->data, (size_t)len, (off_t)op->off) == (ssize_t)len ? 0 : -EIO;
-	if (op->op != TD_OP_WRITE_ZEROES && op->op != TD_OP_DISCARD)
-		return 0;
-	while (done < len) {
-		size_t n = len - done < sizeof(zeros) ? (size_t)(len - done) : sizeof(zeros);
-
-		if (pwrite(fd, zeros, n, (off_t)(op->off + done)) != (ssize_t)n)
-			return -EIO;
-		done += n;
-	}
-	return 0;
-}
 
 static int read_block(struct td_layer *top, uint64_t blk, uint8_t *buf)
 {
@@ -263,7 +203,7 @@ static void check_image(struct simkit_env *e, const char *what, bool must_old, b
 			uint64_t b = blk + k;
 			const uint8_t *got = buf + k * BS;
 
-			if (b < G.old_size / BS && written(b)) {
+			if (b < G.old_size / BS && simkit_written(b)) {
 				pattern(want, b);
 				if (memcmp(got, want, BS))
 					violation(what, "old block %llu lost its data",
@@ -320,7 +260,7 @@ static int build(const struct td_record_log *log, size_t k, size_t durable_end, 
 	for (size_t i = 0; i < k; i++)
 		if (log->ops[i].grow)
 			size = G.new_file;
-	rc = copy_file(G.base, G.crash, size);
+	rc = simkit_copy_file(G.base, G.crash, size);
 	size_t i;
 
 	if (rc < 0)
@@ -329,12 +269,12 @@ static int build(const struct td_record_log *log, size_t k, size_t durable_end, 
 	if (fd < 0)
 		return -errno;
 	for (i = 0; rc == 0 && i < durable_end; i++)
-		rc = apply(fd, &log->ops[i], UINT64_MAX);
+		rc = simkit_apply(fd, &log->ops[i], UINT64_MAX);
 	for (i = 0; rc == 0 && i < npend; i++) {
 		if ((int)i == torn)
-			rc = apply(fd, &log->ops[pend[i]], tear);
+			rc = simkit_apply(fd, &log->ops[pend[i]], tear);
 		else if (mask >> i & 1)
-			rc = apply(fd, &log->ops[pend[i]], UINT64_MAX);
+			rc = simkit_apply(fd, &log->ops[pend[i]], UINT64_MAX);
 	}
 	close(fd);
 	return rc;
@@ -472,9 +412,9 @@ int main(int argc, char **argv)
 	}
 	rc = format_image(&E);
 	if (rc == 0)
-		rc = fill_image(&E);
+		rc = simkit_fill(&E, G.img, MAGIC, &G.old_size, "growsim");
 	if (rc == 0)
-		rc = copy_file(G.img, G.base, 0);
+		rc = simkit_copy_file(G.img, G.base, 0);
 	if (rc == 0)
 		rc = grow_recorded(&E, log);
 	if (rc == 0 && log->incomplete)

@@ -187,13 +187,6 @@ static void pattern(uint8_t *p, uint64_t b)
 	simkit_pattern(p, MAGIC, b);
 }
 
-/* every third block, except in every fourth tag page's range (128 blocks):
- * tag pages that stay all zero, which a grow need not copy */
-static bool written(uint64_t b)
-{
-	return b % 3 == 0 && (b / 128) % 4 != 1;
-}
-
 static void violation(const char *what, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void violation(const char *what, const char *fmt, ...)
 {
@@ -209,65 +202,11 @@ static void violation(const char *what, const char *fmt, ...)
 	printf("\n");
 }
 
-static int copy_file(const char *from, const char *to, uint64_t size)
-{
-	return simkit_copy_file(from, to, size);
-}
-
 /* ---- 1. the image before the rotation ------------------------------------- */
 
 static int format_image(struct simkit_env *e)
 {
 	return simkit_format(e, G.img, IMAGE_SIZE, G.integrity, G.vk, "reencsim");
-}
-
-static int fill_image(struct simkit_env *e)
-{
-	struct td_chain *c;
-	char spec[4200], err[512];
-	uint8_t *b = td_buf_get(BS);
-	uint64_t blk;
-	int rc;
-
-	snprintf(spec, sizeof(spec), "crypt:aio:%s", G.img);
-	rc = td_chain_open(&e->ctx, spec, &c, err, sizeof(err));
-	if (rc < 0) {
-		fprintf(stderr, "reencsim: open %s: %s\n", spec, err);
-		return rc;
-	}
-	G.old_size = c->top->size;
-	G.key_now = G.vk;
-	for (blk = 0; rc == 0 && blk < G.old_size / BS; blk++) {
-		if (!written(blk))
-			continue;
-		pattern(b, blk);
-		rc = td_layer_sync_io(c->top, TD_OP_WRITE, blk * BS, b, BS, 0);
-	}
-	if (rc == 0)
-		rc = td_chain_close_sync(c);
-	else
-		td_chain_close(c);
-	td_buf_put(b, BS);
-	return rc;
-}
-
-static int apply(int fd, const struct td_record_op *op, uint64_t upto)
-{
-	static uint8_t zeros[1 << 20];
-	uint64_t done = 0, len = upto < op->len ? upto : op->len;
-
-	if (op->op == TD_OP_WRITE)
-		return pwrite(fd, op->data, (size_t)len, (off_t)op->off) == (ssize_t)len ? 0 : -EIO;
-	if (op->op != TD_OP_WRITE_ZEROES && op->op != TD_OP_DISCARD)
-		return 0;
-	while (done < len) {
-		size_t n = len - done < sizeof(zeros) ? (size_t)(len - done) : sizeof(zeros);
-
-		if (pwrite(fd, zeros, n, (off_t)(op->off + done)) != (ssize_t)n)
-			return -EIO;
-		done += n;
-	}
-	return 0;
 }
 
 /* ---- 2. the rotation, crashed after commit point 1 of its last window -------- */
@@ -350,7 +289,7 @@ static int start_rotation(struct simkit_env *e, uint64_t *nb)
 	snprintf(spec, sizeof(spec), "crypt:aio:%s", G.img);
 	rc = td_chain_open(&e->ctx, spec, &c, err, sizeof(err));
 	for (b = 0; rc == 0 && b < r.boundary; b++) {
-		if (!written(b))
+		if (!simkit_written(b))
 			continue;
 		pattern(blk, b);
 		rc = td_layer_sync_io(c->top, TD_OP_WRITE, b * BS, blk, BS, 0);
@@ -460,7 +399,7 @@ static void read_all(struct td_layer *top, const char *what, const char *when)
 		for (k = 0; k < n; k++) {
 			uint64_t b = blk + k;
 
-			if (written(b)) {
+			if (simkit_written(b)) {
 				pattern(want, b);
 				if (memcmp(buf + k * BS, want, BS))
 					violation(what, "%s: block %llu lost its data", when,
@@ -542,7 +481,7 @@ static int build(const struct td_record_log *log, const bool *durable, size_t k,
 	size_t i;
 	int fd, rc;
 
-	rc = copy_file(G.base, G.crash, 0);
+	rc = simkit_copy_file(G.base, G.crash, 0);
 	if (rc < 0)
 		return rc;
 	fd = open(G.crash, O_RDWR);
@@ -556,13 +495,13 @@ static int build(const struct td_record_log *log, const bool *durable, size_t k,
 		for (j = 0; !in && j < npend; j++)
 			if (pend[j] == i) {
 				if ((int)j == torn) {
-					rc = apply(fd, &log->ops[i], tear);
+					rc = simkit_apply(fd, &log->ops[i], tear);
 					goto next;
 				}
 				in = mask >> j & 1;
 			}
 		if (in)
-			rc = apply(fd, &log->ops[i], UINT64_MAX);
+			rc = simkit_apply(fd, &log->ops[i], UINT64_MAX);
 	next:;
 	}
 	close(fd);
@@ -713,11 +652,11 @@ int main(int argc, char **argv)
 	}
 	rc = format_image(&E);
 	if (rc == 0)
-		rc = fill_image(&E);
+		rc = simkit_fill(&E, G.img, MAGIC, &G.old_size, "reencsim");
 	if (rc == 0)
 		rc = start_rotation(&E, &nb);
 	if (rc == 0)
-		rc = copy_file(G.img, G.base, 0);
+		rc = simkit_copy_file(G.img, G.base, 0);
 	trusted0 = G.trusted;
 	if (rc == 0)
 		rc = switch_recorded(&E, log);
