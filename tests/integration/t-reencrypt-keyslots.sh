@@ -14,6 +14,7 @@
 # --drop-slot 3 drops that slot; audit --json and the key-event log show
 # which slots were re-wrapped and which dropped.
 . "$TD_SRC/tests/lib/common.sh"
+. "$TD_SRC/tests/lib/rotation.sh"
 need swtpm tpm2_pcrread socat jose curl keyctl nbdcopy python3 cmp
 TANGD=/usr/libexec/tangd
 KEYGEN=/usr/libexec/tangd-keygen
@@ -160,11 +161,7 @@ tang_start tang "$TANGPORT"
 check_load "the tang server" 3 --token-only --tpm2-device "$NOTPM"
 
 info "the old key opens nothing"
-vdkey unload "$LOWER" >/dev/null
-keyctl padd user "$DESC" @u <"$T/oldkey" >/dev/null || fail "keyctl padd"
-out=$(tapdisk serve "crypt:$LOWER" --socket "$SOCK" 2>&1) && fail "served with the old key"
-echo "$out" | grep -q "does not match its header" || fail "old key message: $out"
-vdkey unload "$LOWER" >/dev/null 2>&1
+rot_old_key_refused "$T/oldkey"
 
 info "a second rotation with tang down: refused, then --drop-slot 3"
 tang_stop tang

@@ -63,3 +63,28 @@ reencsim_check() {
 	[ "$finished" = "$images" ] || fail "finished in $finished of $images images"
 	[ "${gw:-0}" -ge 2 ] || fail "the trusted generation was written $gw times"
 }
+
+# rot_old_key_refused KEYFILE: with the volume key of KEYFILE (the one
+# before the rotation) put into the keyring by hand as the image's key,
+# tapdisk refuses to serve crypt:$LOWER, saying the key does not match the
+# header; the keyring is left without the image's key
+rot_old_key_refused() {
+	local out
+	vdkey unload "$LOWER" >/dev/null 2>&1
+	keyctl padd user "$DESC" @u <"$1" >/dev/null || fail "keyctl padd"
+	out=$(tapdisk serve "crypt:$LOWER" --socket "$SOCK" 2>&1) && fail "served with the old key"
+	echo "$out" | grep -q "does not match its header" || fail "old key message: $out"
+	vdkey unload "$LOWER" >/dev/null 2>&1
+	return 0
+}
+
+# rot_ciphertext_changed BEFORE AFTER: no 4 KiB block of the ciphertext
+# copy AFTER equals the same block of BEFORE
+rot_ciphertext_changed() {
+	python3 - "$1" "$2" <<'PY' || fail "some block kept its old ciphertext"
+import sys
+a = open(sys.argv[1], "rb").read(); b = open(sys.argv[2], "rb").read()
+same = sum(1 for i in range(0, len(a), 4096) if a[i:i+4096] == b[i:i+4096])
+sys.exit(1 if same else 0)
+PY
+}
