@@ -17,6 +17,7 @@
 #     cryptography); each restart resumes, the flushed writes survive, and
 #     the end state reads back intact.
 . "$TD_SRC/tests/lib/common.sh"
+. "$TD_SRC/tests/lib/rotation.sh"
 need nbdcopy keyctl python3 qemu-io cmp
 python3 -c 'import cryptography' 2>/dev/null || skip "python3-cryptography is not installed"
 use_test_build
@@ -106,19 +107,7 @@ kills=0
 staged=0
 for i in $(seq 1 12); do
 	td_serve "crypt:$LOWER" "$SOCK"
-	off=$(( (RANDOM % 70) << 20 ))
-	pat=$(( (i * 37) % 255 + 1 ))
-	qemu-io -f raw -c "write -P $pat $off 1M" -c flush "$URI" >/dev/null || fail "client write $i"
-	python3 - "$EXP" "$off" "$pat" <<'PY'
-import sys
-p, off, pat = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-with open(p, "r+b") as f:
-    f.seek(off); f.write(bytes([pat]) * (1 << 20))
-PY
-	sleep "0.$((RANDOM % 3))$((RANDOM % 10))"
-	kill -9 "$TD_PID"
-	wait "$TD_PID" 2>/dev/null
-	rm -f "$SOCK"
+	rot_write_and_kill "$i" "$EXP" 3
 	kills=$((kills + 1))
 	read -r B W < <(state)
 	[ -n "$B" ] || fail "no state after kill $i"

@@ -88,3 +88,24 @@ same = sum(1 for i in range(0, len(a), 4096) if a[i:i+4096] == b[i:i+4096])
 sys.exit(1 if same else 0)
 PY
 }
+
+# rot_write_and_kill I EXP N: a 1 MiB client write (qemu-io over $URI,
+# flushed) of a pattern named by I at a random MiB below 70M, mirrored
+# into the expected-image file EXP, then kill -9 of the tapdisk $TD_PID
+# after a random 0.00-0.(N-1)9 s
+rot_write_and_kill() {
+	local off pat
+	off=$(((RANDOM % 70) << 20))
+	pat=$((($1 * 37) % 255 + 1))
+	qemu-io -f raw -c "write -P $pat $off 1M" -c flush "$URI" >/dev/null || fail "client write $1"
+	python3 - "$2" "$off" "$pat" <<'PY'
+import sys
+p, off, pat = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with open(p, "r+b") as f:
+    f.seek(off); f.write(bytes([pat]) * (1 << 20))
+PY
+	sleep "0.$((RANDOM % $3))$((RANDOM % 10))"
+	kill -9 "$TD_PID"
+	wait "$TD_PID" 2>/dev/null
+	rm -f "$SOCK"
+}
