@@ -145,7 +145,8 @@ static int pick_fd(const struct td_fio *o, int fd, int fd_buf, uint64_t off)
 	return fd_buf >= 0 && fd_buf != fd && !aligned(o, off) ? fd_buf : fd;
 }
 
-static void submit(struct td_fio *o, int fd, enum td_io_cmd cmd, uint64_t off, int rwflags)
+static void submit(struct td_fio *o, int fd, enum td_io_cmd cmd, uint64_t off, int rwflags,
+		   bool cached)
 {
 	o->io.fd = fd;
 	o->io.cmd = cmd;
@@ -153,6 +154,7 @@ static void submit(struct td_fio *o, int fd, enum td_io_cmd cmd, uint64_t off, i
 	o->io.iovcnt = cmd == TD_IO_FDSYNC ? 0 : o->iovcnt;
 	o->io.off = off;
 	o->io.rwflags = rwflags;
+	o->io.cached = cached;
 	o->io.done = io_done;
 	o->io.opaque = o;
 	td_io_submit(o->pool->ctx->io, &o->io);
@@ -186,15 +188,20 @@ void td_fio_read(struct td_fio *o, int fd, int fd_buf, uint64_t off, uint64_t eo
 			return;
 		}
 	}
-	submit(o, pick_fd(o, fd, fd_buf, off), TD_IO_READ, off, 0);
+	int pfd = pick_fd(o, fd, fd_buf, off);
+
+	/* fd_buf is the page-cache descriptor beside an O_DIRECT one */
+	submit(o, pfd, TD_IO_READ, off, 0, pfd != fd);
 }
 
 void td_fio_write(struct td_fio *o, int fd, int fd_buf, uint64_t off, bool dsync)
 {
-	submit(o, pick_fd(o, fd, fd_buf, off), TD_IO_WRITE, off, dsync ? RWF_DSYNC : 0);
+	int pfd = pick_fd(o, fd, fd_buf, off);
+
+	submit(o, pfd, TD_IO_WRITE, off, dsync ? RWF_DSYNC : 0, pfd != fd);
 }
 
 void td_fio_fsync(struct td_fio *o, int fd)
 {
-	submit(o, fd, TD_IO_FDSYNC, 0, 0);
+	submit(o, fd, TD_IO_FDSYNC, 0, 0, false);
 }

@@ -1,6 +1,19 @@
 /* libaio backend of tapdisk/core/io.h. One io_context per process, completions
  * signalled on an eventfd that the loop watches. Requests beyond the ring
- * depth wait in a FIFO and are submitted as slots free up. */
+ * depth wait in a FIFO and are submitted as slots free up.
+ *
+ * System calls are what a request costs most in a Xen PV dom0 (each one is
+ * a trip through the hypervisor), so this file spends as few as it can:
+ * - what one loop callback submits goes in one io_submit (a deferred kick);
+ * - completions are taken from the kernel's shared ring, not with
+ *   io_getevents, right after io_submit as well as at a wakeup;
+ * - the eventfd is edge-triggered and never read: its counter only wakes
+ *   the loop, the ring says what completed;
+ * - Linux's aio is asynchronous only for O_DIRECT: on a page-cache
+ *   descriptor io_submit does the whole read or write before it returns.
+ *   A lone page-cache operation is then done with one preadv2/pwritev2,
+ *   which blocks exactly as that io_submit would, without the eventfd
+ *   wakeup that would follow it. */
 #include <assert.h>
 #include <errno.h>
 #include <libaio.h>
@@ -8,6 +21,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "tapdisk/core/io.h"
@@ -28,7 +42,13 @@ struct td_io {
 	struct td_defer kick_defer; /* the submissions of one loop turn, together */
 	struct td_io_op *fail_head, *fail_tail;
 	struct td_stats_shared *stats;
+	uint64_t inline_ops; /* page-cache operations done without io_submit */
 };
+
+/* At most this many page-cache operations waiting at a kick are done one
+ * system call each; more go in one io_submit (one call, plus the eventfd
+ * wakeup it brings). */
+#define TD_IO_INLINE_MAX 2
 
 void td_io_set_stats(struct td_io *io, struct td_stats_shared *stats)
 {
@@ -77,15 +97,28 @@ static void fail_later(struct td_io *io, struct td_io_op *op, int err)
 	td_loop_defer(io->loop, &io->fail_defer);
 }
 
+static void dequeue_head(struct td_io *io)
+{
+	io->wait_head = io->wait_head->next;
+	if (!io->wait_head)
+		io->wait_tail = NULL;
+}
+
+static size_t op_len(const struct td_io_op *op)
+{
+	size_t n = 0;
+
+	for (int i = 0; i < op->iovcnt; i++)
+		n += op->iov[i].iov_len;
+	return n;
+}
+
 static void prep(struct td_io *io, struct td_io_op *op)
 {
 	struct iocb *cb = (struct iocb *)op->backend_priv;
-	int i;
 
 	memset(cb, 0, sizeof(*cb));
-	op->expect = 0;
-	for (i = 0; i < op->iovcnt; i++)
-		op->expect += op->iov[i].iov_len;
+	op->expect = op_len(op);
 	switch (op->cmd) {
 	case TD_IO_READ:
 		io_prep_preadv2(cb, op->fd, op->iov, op->iovcnt, (long long)op->off, 0);
@@ -101,10 +134,49 @@ static void prep(struct td_io *io, struct td_io_op *op)
 	cb->data = op;
 }
 
+/* The waiting operations when they are few and all on page-cache
+ * descriptors: done here, each completed from the loop (the kick is a
+ * deferred call, never the submitter's stack). */
+static bool run_inline(struct td_io *io)
+{
+	struct td_io_op *op, *batch;
+	unsigned n = 0;
+
+	for (op = io->wait_head; op; op = op->next)
+		if (!op->cached || op->cmd == TD_IO_FDSYNC || ++n > TD_IO_INLINE_MAX)
+			return false;
+	if (!n)
+		return false;
+	/* what a completion submits waits for the next kick */
+	batch = io->wait_head;
+	io->wait_head = io->wait_tail = NULL;
+	while (batch) {
+		ssize_t res;
+
+		op = batch;
+		batch = op->next;
+		op->expect = op_len(op);
+		if (op->cmd == TD_IO_READ)
+			res = preadv2(op->fd, op->iov, op->iovcnt, (off_t)op->off, 0);
+		else
+			res = pwritev2(op->fd, op->iov, op->iovcnt, (off_t)op->off, op->rwflags);
+		if (res < 0)
+			res = -errno;
+		else if ((size_t)res != op->expect)
+			res = -EIO; /* short transfer: the file shrank under us */
+		io->inline_ops++;
+		complete(io, op, res);
+	}
+	return true;
+}
+
 static void kick(struct td_io *io)
 {
 	struct iocb *cbs[64];
 
+	/* what those completions submitted waits for the next kick (queued) */
+	if (run_inline(io))
+		return;
 	while (io->wait_head && io->in_flight < io->depth) {
 		struct td_io_op *op = io->wait_head;
 		unsigned n = 0, room = io->depth - io->in_flight;
@@ -121,25 +193,15 @@ static void kick(struct td_io *io)
 		if (rc < 0) {
 			/* the first iocb is bad; fail it and go on with the rest */
 			op = io->wait_head;
-			io->wait_head = op->next;
-			if (!io->wait_head)
-				io->wait_tail = NULL;
+			dequeue_head(io);
 			td_err("io_submit: %s", strerror(-rc));
 			fail_later(io, op, rc);
 			continue;
 		}
 		io->in_flight += (unsigned)rc;
-		while (rc-- > 0) {
-			io->wait_head = io->wait_head->next;
-			if (!io->wait_head)
-				io->wait_tail = NULL;
-		}
+		while (rc-- > 0)
+			dequeue_head(io);
 	}
-}
-
-static void kick_cb(void *opaque)
-{
-	kick(opaque);
 }
 
 /* The completion ring the kernel shares with us at the address of the
@@ -177,19 +239,16 @@ static int reap(struct td_io *io, struct io_event *evs, int max)
 	return n;
 }
 
-/* Completion callbacks may run the loop again (open/close paths use
- * synchronous I/O), so this handler is re-entrant: each call reaps into its
- * own stack buffer. */
-static void on_event(void *opaque, uint32_t events)
+/* Submits what waits and completes what the ring holds, until neither is
+ * left: a page-cache operation's completion is in the ring as soon as its
+ * io_submit returns, so it is answered in the same loop turn. */
+static void drain(struct td_io *io)
 {
-	struct td_io *io = opaque;
 	struct io_event evs[128];
-	uint64_t v;
 	int n, i;
 
-	if (read(io->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		td_err("aio eventfd: %m");
 	for (;;) {
+		kick(io);
 		n = reap(io, evs, 128);
 		if (n <= 0)
 			break;
@@ -202,11 +261,21 @@ static void on_event(void *opaque, uint32_t events)
 				res = -EIO; /* short transfer: the file shrank under us */
 			complete(io, op, res);
 		}
-		kick(io);
-		if (n < 128)
-			break;
 	}
-	kick(io);
+}
+
+static void kick_cb(void *opaque)
+{
+	drain(opaque);
+}
+
+/* The eventfd is edge-triggered and its counter never read (a read would
+ * be one more system call per wakeup): each completion's signal wakes the
+ * loop once, and the ring says what completed. */
+static void on_event(void *opaque, uint32_t events)
+{
+	(void)events;
+	drain(opaque);
 }
 
 struct td_io *td_io_new(struct td_loop *loop, unsigned depth)
@@ -230,7 +299,7 @@ struct td_io *td_io_new(struct td_loop *loop, unsigned depth)
 	io->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (io->efd < 0)
 		goto fail;
-	io->watch = td_loop_add_fd(loop, io->efd, EPOLLIN, on_event, io);
+	io->watch = td_loop_add_fd(loop, io->efd, EPOLLIN | EPOLLET, on_event, io);
 	if (!io->watch)
 		goto fail;
 	return io;
@@ -266,4 +335,9 @@ void td_io_submit(struct td_io *io, struct td_io_op *op)
 unsigned td_io_in_flight(const struct td_io *io)
 {
 	return io->in_flight;
+}
+
+uint64_t td_io_inline_ops(const struct td_io *io)
+{
+	return io->inline_ops;
 }

@@ -190,6 +190,7 @@ static void aio_rw(struct td_layer *l, struct td_req *req)
 	op->io.off = req->off;
 	op->io.iov = req->iov;
 	op->io.iovcnt = req->iovcnt;
+	op->io.cached = !p->direct && !p->blockdev;
 	if (req->op == TD_OP_READ) {
 		op->io.cmd = TD_IO_READ;
 	} else if (req->op == TD_OP_WRITE) {
