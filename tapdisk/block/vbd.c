@@ -386,7 +386,9 @@ bool vbd_direct_ok(const struct vbd *v)
 void vbd_submit(struct vbd *v, struct vbd_io *io)
 {
 	io->vbd = v;
-	io->t_start = td_now_ns();
+	/* the turn's clock: the time the loop woke for it, or a later reading
+	 * of the same turn (one clock reading for the requests of a ring pass) */
+	io->t_start = td_now_turn_ns();
 	io->err = 0;
 	io->parts = 0;
 	io->stage = 0;

@@ -24,14 +24,31 @@ struct td_loop {
 	struct td_watch *dead; /* freed after the current dispatch round */
 	unsigned depth;	       /* inside td_loop_run_once: a callback may be running */
 	struct td_task *tasks; /* for the top of td_loop_run */
+	struct td_poller *pollers;
+	uint64_t poll_ns;  /* the most one poll before a wait may last (0: never) */
+	uint64_t poll_cur; /* the budget now, adapted between poll_ns/64 and poll_ns */
+	bool poll_soon;	   /* td_loop_poll_soon since the last wait */
+	uint64_t poll_hits, polls;
 };
+
+/* The last clock reading of this thread, and whether the loop has slept
+ * since (td_now_turn_ns). */
+static _Thread_local uint64_t clock_last;
+static _Thread_local bool clock_stale = true;
 
 uint64_t td_now_ns(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	clock_last = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	clock_stale = false;
+	return clock_last;
+}
+
+uint64_t td_now_turn_ns(void)
+{
+	return clock_stale ? td_now_ns() : clock_last;
 }
 
 struct td_loop *td_loop_new(void)
@@ -202,8 +219,11 @@ static int run_deferred(struct td_loop *loop)
 
 static void run_timers(struct td_loop *loop)
 {
-	uint64_t now = td_now_ns();
+	uint64_t now;
 
+	if (!loop->timers)
+		return; /* no clock reading: one is a system call in a Xen PV dom0 */
+	now = td_now_ns();
 	while (loop->timers && loop->timers->deadline_ns <= now) {
 		struct td_timer *t = loop->timers;
 
@@ -214,9 +234,110 @@ static void run_timers(struct td_loop *loop)
 	}
 }
 
+void td_poller_init(struct td_poller *p, bool (*ready)(void *), void (*run)(void *), void *opaque)
+{
+	memset(p, 0, sizeof(*p));
+	p->ready = ready;
+	p->run = run;
+	p->opaque = opaque;
+}
+
+void td_loop_add_poller(struct td_loop *loop, struct td_poller *p)
+{
+	if (p->added)
+		return;
+	p->next = loop->pollers;
+	loop->pollers = p;
+	p->added = true;
+}
+
+void td_loop_del_poller(struct td_loop *loop, struct td_poller *p)
+{
+	struct td_poller **pp;
+
+	if (!p->added)
+		return;
+	for (pp = &loop->pollers; *pp; pp = &(*pp)->next) {
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	}
+	p->added = false;
+	p->next = NULL;
+}
+
+void td_loop_set_poll_ns(struct td_loop *loop, uint64_t ns)
+{
+	loop->poll_ns = ns;
+	loop->poll_cur = ns;
+}
+
+void td_loop_poll_soon(struct td_loop *loop)
+{
+	loop->poll_soon = true;
+}
+
+void td_loop_poll_stats(const struct td_loop *loop, uint64_t *hits, uint64_t *polls,
+			uint64_t *budget_ns)
+{
+	*hits = loop->poll_hits;
+	*polls = loop->polls;
+	*budget_ns = loop->poll_cur;
+}
+
+/* After a poll that found nothing, how long the wait that followed slept
+ * adapts the budget (as QEMU's poll-max-ns does): woken within the most a
+ * poll may last, a longer poll would have found the work, so the budget
+ * doubles; asleep longer (a quiet guest), polling was waste, so it halves,
+ * down to a 64th of the most. A poll that finds work keeps its budget. */
+static void poll_adapt(struct td_loop *loop, uint64_t slept_ns)
+{
+	if (slept_ns < loop->poll_ns) {
+		loop->poll_cur =
+		    loop->poll_cur * 2 < loop->poll_ns ? loop->poll_cur * 2 : loop->poll_ns;
+	} else {
+		loop->poll_cur /= 2;
+		if (loop->poll_cur < loop->poll_ns / 64)
+			loop->poll_cur = loop->poll_ns / 64;
+	}
+	if (!loop->poll_cur)
+		loop->poll_cur = 1;
+}
+
+/* Calls the pollers' ready() until one is ready (its run() is called:
+ * true) or the budget (at most the wait's own timeout) is spent; *end is
+ * then the clock when it gave up. The clock is read once per 64 rounds: a
+ * reading can be a system call. */
+static bool poll_before_wait(struct td_loop *loop, int timeout_ms, uint64_t *end)
+{
+	uint64_t budget = loop->poll_cur, deadline;
+
+	if (timeout_ms > 0 && budget > (uint64_t)timeout_ms * 1000000u)
+		budget = (uint64_t)timeout_ms * 1000000u;
+	loop->polls++;
+	deadline = td_now_ns() + budget;
+	for (unsigned i = 1;; i++) {
+		for (struct td_poller *p = loop->pollers; p; p = p->next) {
+			if (p->ready(p->opaque)) {
+				loop->poll_hits++;
+				p->run(p->opaque);
+				return true;
+			}
+		}
+#if defined(__x86_64__) || defined(__i386__)
+		__builtin_ia32_pause();
+#endif
+		if (i % 64 == 0 && (*end = td_now_ns()) >= deadline)
+			return false;
+	}
+}
+
 int td_loop_run_once(struct td_loop *loop, int timeout_ms)
 {
 	struct epoll_event evs[64];
+	uint64_t poll_end = 0;
+	bool missed = false;
 	int n, i;
 
 	if (loop->depth) {
@@ -237,7 +358,23 @@ int td_loop_run_once(struct td_loop *loop, int timeout_ms)
 		if (timeout_ms < 0 || tmo < timeout_ms)
 			timeout_ms = tmo;
 	}
+	/* a wait that will sleep: poll first when asked (a turn with work
+	 * queued does not sleep and keeps the request for the next) */
+	if (timeout_ms != 0 && loop->poll_soon) {
+		loop->poll_soon = false;
+		if (loop->poll_ns && loop->pollers) {
+			if (poll_before_wait(loop, timeout_ms, &poll_end)) {
+				run_deferred(loop);
+				timeout_ms = 0; /* the descriptors are still looked at */
+			} else {
+				missed = true;
+			}
+		}
+	}
 	n = epoll_wait(loop->epfd, evs, 64, timeout_ms);
+	clock_stale = true; /* time passed: the next td_now_turn_ns reads the clock */
+	if (missed)	    /* this reading is the turn's: td_now_turn_ns reuses it */
+		poll_adapt(loop, td_now_ns() - poll_end);
 	if (n < 0) {
 		loop->depth--;
 		if (errno == EINTR)

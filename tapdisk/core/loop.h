@@ -44,10 +44,45 @@ int td_loop_mod_fd(struct td_loop *loop, struct td_watch *w, uint32_t events);
 /* Safe to call from inside the watch's own callback. */
 void td_loop_del_fd(struct td_loop *loop, struct td_watch *w);
 
+/* CLOCK_MONOTONIC in ns. Where the vDSO cannot serve it (a Xen PV dom0
+ * whose TSC Xen does not call stable) each reading is a system call, so:
+ * td_now_ns reads the clock; td_now_turn_ns returns the last reading of
+ * this thread unless the loop has waited for events since, and reads the
+ * clock then. A time taken with it is at most one loop turn early. */
 uint64_t td_now_ns(void);
+uint64_t td_now_turn_ns(void);
 void td_timer_init(struct td_timer *t, td_call_cb cb, void *opaque);
 void td_loop_timer_arm(struct td_loop *loop, struct td_timer *t, uint64_t delay_ns);
 void td_loop_timer_cancel(struct td_loop *loop, struct td_timer *t);
+
+/* Polling before sleeping, for work that arrives in shared memory (a Xen
+ * guest's ring) rather than on a descriptor. Waking a sleeping process
+ * costs far more than checking a word of memory, above all in a Xen PV
+ * dom0 under load, so after td_loop_poll_soon() the loop's next wait
+ * first calls each poller's ready() (a look at memory, no system call)
+ * for up to the loop's poll budget; the first poller that is ready has
+ * run() called, and the loop does not sleep that turn. Without a call to
+ * td_loop_poll_soon since the last wait, or with a budget of 0, the loop
+ * never polls: an idle tapdisk sleeps at once. The budget is CPU time
+ * spent on the chance of a request: it starts at the most set with
+ * td_loop_set_poll_ns and adapts to how soon work comes after a poll that
+ * found none (loop.c, poll_adapt); docs/XEN.md says how it is set. */
+struct td_poller {
+	bool (*ready)(void *opaque);
+	void (*run)(void *opaque);
+	void *opaque;
+	struct td_poller *next;
+	bool added;
+};
+void td_poller_init(struct td_poller *p, bool (*ready)(void *), void (*run)(void *), void *opaque);
+void td_loop_add_poller(struct td_loop *loop, struct td_poller *p);
+/* Safe from inside the poller's own run(). */
+void td_loop_del_poller(struct td_loop *loop, struct td_poller *p);
+void td_loop_set_poll_ns(struct td_loop *loop, uint64_t ns);
+void td_loop_poll_soon(struct td_loop *loop);
+/* How many polls found work, how many there were, and the budget now. */
+void td_loop_poll_stats(const struct td_loop *loop, uint64_t *hits, uint64_t *polls,
+			uint64_t *budget_ns);
 
 /* Run cb(opaque) from the loop soon, after the current callback returns. */
 void td_defer_init(struct td_defer *d, td_call_cb cb, void *opaque);
