@@ -54,6 +54,7 @@ struct td_blkif_stats {
 	uint64_t requests, errors, bad_requests;
 	uint64_t pgnt_mapped;	 /* persistent grants mapped (and kept) */
 	uint64_t pgnt_copies;	 /* segments copied through one (memcpy) */
+	uint64_t polled;	 /* ring passes started by the loop's poll, not an event */
 	uint64_t grant_copies;	 /* segments grant-copied by the hypervisor */
 	uint64_t pgnt_failures;	 /* maps refused (the segment was grant-copied) */
 	uint64_t direct_segs;	 /* segments the VBD read or filled in place */

@@ -55,6 +55,7 @@ void td_hostconf_clear(struct td_hostconf *c)
 	c->uid_first = TD_UID_RANGE_FIRST;
 	c->uid_last = TD_UID_RANGE_LAST;
 	snprintf(c->qos_dir, sizeof(c->qos_dir), "%s", TD_QOS_DIR);
+	c->ring_poll_us = TD_RING_POLL_US_DEFAULT;
 }
 
 static char *trim(char *s)
@@ -191,10 +192,19 @@ int td_hostconf_parse(const char *text, struct td_hostconf *out, char *err, size
 						  : "bytes with an optional K, M, G or T suffix");
 		} else if (!strcmp(key, "qos-dir")) {
 			rc = parse_qos_dir(val, out, why, sizeof(why));
+		} else if (!strcmp(key, "ring-poll-us")) {
+			rc = parse_count(val, &out->ring_poll_us);
+			if (rc == 0 && out->ring_poll_us > TD_RING_POLL_US_MAX)
+				rc = -ERANGE;
+			if (rc < 0)
+				snprintf(why, sizeof(why),
+					 "ring-poll-us must be a whole number of microseconds "
+					 "from 0 (never poll) to %u",
+					 TD_RING_POLL_US_MAX);
 		} else {
 			snprintf(why, sizeof(why),
 				 "unknown setting '%.64s' (known: uid-range, backing-dirs, "
-				 "qos-host-iops, qos-host-bps, qos-dir)",
+				 "qos-host-iops, qos-host-bps, qos-dir, ring-poll-us)",
 				 key);
 			rc = -EINVAL;
 		}

@@ -9,6 +9,10 @@
  *   qos-host-bps  = BYTES         between VBDs by weight (0 or absent: none;
  *                                 tapdisk/qos/arbiter.h), bytes with K/M/G/T
  *   qos-dir       = DIR           the arbiter's table (default TD_QOS_DIR)
+ *   ring-poll-us  = N             how long a tapdisk serving a Xen guest's
+ *                                 ring looks at it for the next request
+ *                                 before sleeping (default
+ *                                 TD_RING_POLL_US_DEFAULT; 0: never)
  *
  * The file decides who a tapdisk runs as and which files it may open, so
  * it must belong to root and not be writable by anyone else; a missing
@@ -29,6 +33,9 @@
 #define TD_UID_RANGE_LAST 0x7100ffffu
 #define TD_HOSTCONF_MAX_DIRS 16
 #define TD_QOS_DIR "/run/tdcrypt/qos"
+/* docs/XEN.md, "Polling": what it buys and costs */
+#define TD_RING_POLL_US_DEFAULT 1000
+#define TD_RING_POLL_US_MAX 100000
 
 struct td_hostconf {
 	uid_t uid_first, uid_last;
@@ -37,6 +44,7 @@ struct td_hostconf {
 	char path[256];				  /* the file read, or "" for defaults */
 	uint64_t qos_host_iops, qos_host_bps;	  /* 0: no host arbiter */
 	char qos_dir[256];			  /* absolute, normalized */
+	uint64_t ring_poll_us;
 };
 
 /* The settings, read once per process (later calls return the same).

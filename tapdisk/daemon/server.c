@@ -1032,6 +1032,8 @@ int td_server_main(const struct td_server_opts *o)
 	s.ctx.trust = &td_statedir_trust;
 	if (!(hc = td_hostconf(err, sizeof(err))))
 		goto fail;
+	if (s.loop)
+		td_loop_set_poll_ns(s.loop, hc->ring_poll_us * 1000u);
 	if (!(s.qos = td_qos_ctl_new())) {
 		snprintf(err, sizeof(err), "out of memory");
 		goto fail;

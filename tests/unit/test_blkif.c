@@ -832,6 +832,66 @@ static void test_write_batch(void **state)
 	env_down(&e);
 }
 
+/* ---- polling before sleep ---------------------------------------------------------- */
+
+/* Puts the requests written so far on the ring without a notification: only
+ * a look at req_prod can find them. */
+static void ring_publish_quietly(struct env *e)
+{
+	__atomic_store_n((uint32_t *)e->ring, e->req_prod, __ATOMIC_RELEASE);
+}
+
+static unsigned rsp_prod(struct env *e)
+{
+	return __atomic_load_n((uint32_t *)(e->ring + 8), __ATOMIC_ACQUIRE);
+}
+
+/* After an answer, the loop looks at the ring before it sleeps (the poll
+ * budget of the host's ring-poll-us): a request published without a
+ * notification is served. With a budget of 0 it waits for the
+ * notification, as before; and a ring with nothing new never makes the
+ * loop poll past its budget. */
+static void test_poll_finds_request(void **state)
+{
+	struct env e;
+	struct td_blkif_stats st;
+	uint32_t w, r;
+	unsigned have;
+
+	(void)state;
+	env_up(&e, TD_BLKIF_ABI_X86_64, 1, false);
+	td_loop_set_poll_ns(e.ctx.loop, 5000000000ull); /* capped by each wait's timeout */
+	w = grant_page(&e);
+	r = grant_page(&e);
+	fill_pages(&e, &w, 1, 0x6d);
+	req_rw(&e, TD_BLKIF_OP_WRITE, 1, 64, 1, &w, NULL, NULL);
+	ring_push(&e);
+	expect_rsp(&e, 1, TD_BLKIF_RSP_OKAY);
+	/* the answer asked the loop to poll: the next wait finds the read */
+	req_rw(&e, TD_BLKIF_OP_READ, 2, 64, 1, &r, NULL, NULL);
+	ring_publish_quietly(&e);
+	expect_rsp(&e, 2, TD_BLKIF_RSP_OKAY);
+	assert_memory_equal(e.x.page[r], e.x.page[w], 4096);
+	td_blkif_get_stats(e.b, &st);
+	assert_true(st.polled >= 1);
+	/* a budget of 0: the quiet request waits for its notification */
+	td_loop_set_poll_ns(e.ctx.loop, 0);
+	req_rw(&e, TD_BLKIF_OP_READ, 3, 64, 1, &r, NULL, NULL);
+	ring_publish_quietly(&e);
+	have = rsp_prod(&e);
+	for (int i = 0; i < 5; i++)
+		td_loop_run_once(e.ctx.loop, 5);
+	assert_int_equal(rsp_prod(&e), have);
+	ring_push(&e);
+	expect_rsp(&e, 3, TD_BLKIF_RSP_OKAY);
+	/* nothing new on the ring: the poll ends at the wait's timeout */
+	td_loop_set_poll_ns(e.ctx.loop, 5000000000ull);
+	for (int i = 0; i < 3; i++)
+		td_loop_run_once(e.ctx.loop, 5);
+	assert_int_equal(rsp_prod(&e), have + 1);
+	env_down(&e);
+}
+
 /* ---- persistent grants ------------------------------------------------------------ */
 
 /* Every request type and both ABIs with feature-persistent: the same data
@@ -1280,6 +1340,7 @@ int main(void)
 	    cmocka_unit_test(test_inplace_layered_read_once),
 	    cmocka_unit_test(test_inplace_batch),
 	    cmocka_unit_test(test_inplace_vbd_checks),
+	    cmocka_unit_test(test_poll_finds_request),
 	};
 
 	td_drivers_set(td_registry());

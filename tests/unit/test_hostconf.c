@@ -62,6 +62,11 @@ static void test_parse(void **state)
 	assert_int_equal(c.uid_first, TD_UID_RANGE_FIRST);
 	assert_int_equal(c.uid_last, TD_UID_RANGE_LAST);
 	assert_int_equal(c.ndirs, 0);
+	assert_int_equal(c.ring_poll_us, TD_RING_POLL_US_DEFAULT);
+	assert_int_equal(td_hostconf_parse("ring-poll-us = 0\n", &c, err, sizeof(err)), 0);
+	assert_int_equal(c.ring_poll_us, 0);
+	assert_int_equal(td_hostconf_parse("ring-poll-us = 100000\n", &c, err, sizeof(err)), 0);
+	assert_int_equal(c.ring_poll_us, TD_RING_POLL_US_MAX);
 	assert_int_equal(td_hostconf_parse("# comment\n\n  uid-range = 100000-100099  # tail\n"
 					   "backing-dirs = /srv/golden /srv//base/./ \n",
 					   &c, err, sizeof(err)),
@@ -87,6 +92,9 @@ static void test_parse(void **state)
 	    {"backing-dirs = /../x\n", "backing-dirs entry"},
 	    {"uid_range = 1-2\n", "unknown setting 'uid_range'"},
 	    {"just words\n", "line 1: expected 'setting = value'"},
+	    {"ring-poll-us = 100001\n", "line 1: ring-poll-us must be a whole number"},
+	    {"ring-poll-us = -1\n", "line 1: ring-poll-us"},
+	    {"ring-poll-us = 5us\n", "line 1: ring-poll-us"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		err[0] = 0;
