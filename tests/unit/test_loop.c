@@ -222,13 +222,15 @@ static void test_poll_kept_and_removed(void **state)
 }
 
 /* The budget adapts: a poll that finds nothing and a wait that then sleeps
- * longer than the most a poll may last (1 ms here; the wait lasts 30 ms)
+ * longer than the most a poll may last (100 ms here; the wait lasts 150 ms)
  * halve it, down to a 64th of the most; a wait woken soon after the poll
- * gave up (an event already there) doubles it, up to the most. */
+ * gave up (an event already there) doubles it, up to the most. The most is
+ * large so that a preempted test process cannot turn a short wait into a
+ * long one. */
 static void test_poll_budget_adapts(void **state)
 {
 	struct td_poller p;
-	struct td_loop *loop = poll_setup(&p, -1, 1000000);
+	struct td_loop *loop = poll_setup(&p, -1, 100000000);
 	uint64_t hits, polls, budget;
 	int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	uint64_t one = 1;
@@ -237,27 +239,27 @@ static void test_poll_budget_adapts(void **state)
 	(void)state;
 	for (int i = 0; i < 8; i++) {
 		td_loop_poll_soon(loop);
-		assert_int_equal(td_loop_run_once(loop, 30), 0);
+		assert_int_equal(td_loop_run_once(loop, 150), 0);
 	}
 	td_loop_poll_stats(loop, &hits, &polls, &budget);
 	assert_int_equal(polls, 8);
 	assert_int_equal(hits, 0);
-	assert_int_equal(budget, 1000000 / 64);
+	assert_int_equal(budget, 100000000 / 64);
 	/* an event that is there as soon as the poll gives up */
 	assert_true(efd >= 0);
 	w = td_loop_add_fd(loop, efd, EPOLLIN, on_fd, NULL);
 	assert_non_null(w);
 	assert_int_equal(write(efd, &one, sizeof(one)), sizeof(one));
 	td_loop_poll_soon(loop);
-	assert_int_equal(td_loop_run_once(loop, 30), 0);
+	assert_int_equal(td_loop_run_once(loop, 150), 0);
 	td_loop_poll_stats(loop, &hits, &polls, &budget);
-	assert_int_equal(budget, 2 * (1000000 / 64));
+	assert_int_equal(budget, 2 * (100000000 / 64));
 	for (int i = 0; i < 8; i++) {
 		td_loop_poll_soon(loop);
-		assert_int_equal(td_loop_run_once(loop, 30), 0);
+		assert_int_equal(td_loop_run_once(loop, 150), 0);
 	}
 	td_loop_poll_stats(loop, &hits, &polls, &budget);
-	assert_int_equal(budget, 1000000);
+	assert_int_equal(budget, 100000000);
 	td_loop_del_fd(loop, w);
 	td_loop_run_once(loop, 0);
 	close(efd);
