@@ -11,9 +11,9 @@
  *   the loop, the ring says what completed;
  * - Linux's aio is asynchronous only for O_DIRECT: on a page-cache
  *   descriptor io_submit does the whole read or write before it returns.
- *   A lone page-cache operation is then done with one preadv2/pwritev2,
- *   which blocks exactly as that io_submit would, without the eventfd
- *   wakeup that would follow it. */
+ *   One or two page-cache operations are then done with a preadv2/pwritev2
+ *   each, which blocks exactly as that io_submit would, without the
+ *   eventfd wakeup that would follow it. */
 #include <assert.h>
 #include <errno.h>
 #include <libaio.h>
@@ -63,6 +63,15 @@ static void complete(struct td_io *io, struct td_io_op *op, ssize_t res)
 						: TD_STAT_FLUSH,
 		       res);
 	op->done(op, res);
+}
+
+/* Completes op with the kernel's answer to it: a read or write that moved
+ * fewer bytes than asked (the file shrank under us) is -EIO. */
+static void complete_transfer(struct td_io *io, struct td_io_op *op, ssize_t res)
+{
+	if (res >= 0 && op->cmd != TD_IO_FDSYNC && (size_t)res != op->expect)
+		res = -EIO;
+	complete(io, op, res);
 }
 
 static void enqueue(struct td_io_op **h, struct td_io_op **t, struct td_io_op *op)
@@ -160,12 +169,8 @@ static bool run_inline(struct td_io *io)
 			res = preadv2(op->fd, op->iov, op->iovcnt, (off_t)op->off, 0);
 		else
 			res = pwritev2(op->fd, op->iov, op->iovcnt, (off_t)op->off, op->rwflags);
-		if (res < 0)
-			res = -errno;
-		else if ((size_t)res != op->expect)
-			res = -EIO; /* short transfer: the file shrank under us */
 		io->inline_ops++;
-		complete(io, op, res);
+		complete_transfer(io, op, res < 0 ? -errno : res);
 	}
 	return true;
 }
@@ -253,14 +258,8 @@ static void drain(struct td_io *io)
 		if (n <= 0)
 			break;
 		io->in_flight -= (unsigned)n;
-		for (i = 0; i < n; i++) {
-			struct td_io_op *op = evs[i].data;
-			long res = (long)evs[i].res;
-
-			if (res >= 0 && op->cmd != TD_IO_FDSYNC && (size_t)res != op->expect)
-				res = -EIO; /* short transfer: the file shrank under us */
-			complete(io, op, res);
-		}
+		for (i = 0; i < n; i++)
+			complete_transfer(io, evs[i].data, (ssize_t)(long)evs[i].res);
 	}
 }
 
