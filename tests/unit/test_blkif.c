@@ -849,8 +849,9 @@ static unsigned rsp_prod(struct env *e)
 /* After an answer, the loop looks at the ring before it sleeps (the poll
  * budget of the host's ring-poll-us): a request published without a
  * notification is served. With a budget of 0 it waits for the
- * notification, as before; and a ring with nothing new never makes the
- * loop poll past its budget. */
+ * notification, as before; a ring with nothing new never makes the loop
+ * poll past its budget; and a jumped producer index the poll finds ends
+ * the ring. */
 static void test_poll_finds_request(void **state)
 {
 	struct env e;
@@ -889,6 +890,19 @@ static void test_poll_finds_request(void **state)
 	for (int i = 0; i < 3; i++)
 		td_loop_run_once(e.ctx.loop, 5);
 	assert_int_equal(rsp_prod(&e), have + 1);
+	/* a hostile guest: a producer index that jumps past the ring, found by
+	 * the poll, ends the ring as an event-driven pass does, and the poll
+	 * stops looking at it */
+	req_rw(&e, TD_BLKIF_OP_READ, 4, 64, 1, &r, NULL, NULL);
+	ring_push(&e);
+	expect_rsp(&e, 4, TD_BLKIF_RSP_OKAY);
+	e.req_prod += e.slots + 5;
+	ring_publish_quietly(&e);
+	for (int i = 0; i < 5; i++)
+		td_loop_run_once(e.ctx.loop, 5);
+	td_blkif_get_stats(e.b, &st);
+	assert_true(st.hostile);
+	assert_int_equal(rsp_prod(&e), have + 2);
 	env_down(&e);
 }
 
